@@ -1,0 +1,82 @@
+/**
+ * The database: a `PgClient` pool on `DATABASE_URL`, or on an embedded Postgres
+ * started and stopped with the layer's scope; migrated before anything uses it.
+ * @since 0.1.0
+ */
+import { Migrator, SqlClient } from "@effect/sql"
+import { PgClient } from "@effect/sql-pg"
+import { Config, Context, Duration, Effect, Layer, Option, Redacted } from "effect"
+import * as Embedded from "./internal/embeddedPostgres.ts"
+import { loader, migrationsTable } from "./migrations/index.ts"
+
+/** Where the program's database is: its URL and a description for logs. */
+export class DatabaseUrl extends Context.Tag("runstream/DatabaseUrl")<DatabaseUrl, {
+  readonly url: Redacted.Redacted<string>
+  readonly description: string
+}>() {}
+
+/** @category config */
+export const PoolConfig = Config.all({
+  maxConnections: Config.integer("RUNSTREAM_DB_POOL_MAX").pipe(
+    Config.withDefault(10),
+    Config.validate({ message: "must be between 1 and 1000", validation: (n) => n >= 1 && n <= 1000 })
+  ),
+  connectTimeout: Config.duration("RUNSTREAM_DB_CONNECT_TIMEOUT").pipe(Config.withDefault(Duration.seconds(5)))
+})
+
+/**
+ * Runs the migrations. Safe when several processes start at once: an advisory
+ * lock serializes the creation of the migrations table (the Migrator's own
+ * `CREATE TABLE` races otherwise), then the Migrator locks that table.
+ */
+export const migrate = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql.withTransaction(Effect.zipRight(
+    sql`SELECT pg_advisory_xact_lock(hashtext('runstream.migrations'))`,
+    sql`CREATE TABLE IF NOT EXISTS ${sql(migrationsTable)} (
+      migration_id integer PRIMARY KEY,
+      created_at timestamptz NOT NULL DEFAULT now(),
+      name text NOT NULL
+    )`
+  ))
+  return yield* Migrator.make({})({ loader, table: migrationsTable })
+}).pipe(Effect.withSpan("Database.migrate"))
+
+/** A pool on the given URL, with the configured bounds. */
+export const layerPool = (options: { readonly maxConnections?: number | undefined } = {}) =>
+  Layer.unwrapEffect(Effect.gen(function*() {
+    const { url } = yield* DatabaseUrl
+    const pool = yield* PoolConfig
+    return PgClient.layer({
+      url,
+      maxConnections: options.maxConnections ?? pool.maxConnections,
+      connectTimeout: pool.connectTimeout,
+      idleTimeout: Duration.seconds(30),
+      applicationName: "runstream"
+    })
+  }))
+
+/** A migrated pool on the program's `DatabaseUrl`. */
+export const layerClient = (options: { readonly maxConnections?: number | undefined } = {}) =>
+  Layer.effectDiscard(migrate).pipe(Layer.provideMerge(layerPool(options)))
+
+/**
+ * `DATABASE_URL` when set; otherwise an embedded Postgres whose files live in
+ * `RUNSTREAM_DATA_DIR` (default `.runstream`), kept between starts.
+ */
+export const layerUrlFromConfig = Layer.scoped(
+  DatabaseUrl,
+  Effect.gen(function*() {
+    const url = yield* Config.option(Config.redacted("DATABASE_URL"))
+    if (Option.isSome(url)) {
+      return { url: url.value, description: "DATABASE_URL" }
+    }
+    const dataDir = yield* Config.string("RUNSTREAM_DATA_DIR").pipe(Config.withDefault(".runstream"))
+    const server = yield* Embedded.start({ dataDir: `${dataDir}/pg`, persistent: true })
+    yield* Effect.logInfo(`embedded Postgres on port ${server.port}, data in ${server.databaseDir}`)
+    return { url: server.url, description: `embedded Postgres (data in ${server.databaseDir})` }
+  })
+)
+
+/** The program's database: URL from config (or embedded), pool, migrations. */
+export const layer = layerClient().pipe(Layer.provideMerge(layerUrlFromConfig))

@@ -1,0 +1,222 @@
+/**
+ * Publish / subscribe of run events inside a program. The bus is a fast path,
+ * not the record: subscribers deduplicate by (run, seq) and fill gaps from the
+ * event log, so a dropped or repeated message never shows in a stream.
+ *
+ * - `layerMemory`: one process (tests, dev). The relay publishes straight to
+ *   the subscribers of this program.
+ * - `layerPostgres`: across processes. The relay NOTIFYs inside its transaction
+ *   (so the notification and the outbox delete commit together) and every
+ *   program's listener fans the events out to its own subscribers.
+ * @since 0.1.0
+ */
+import { SqlClient, type SqlError } from "@effect/sql"
+import { Config, Context, DateTime, Effect, Layer, Queue, type Scope } from "effect"
+import type { RunId } from "./domain/Ids.ts"
+import { RunEvent } from "./domain/RunEvent.ts"
+import { Channel, PgListener } from "./PgListener.ts"
+
+/** An event with the task of its run (for the debug stream's filter). */
+export interface BusEvent {
+  readonly task: string
+  readonly event: RunEvent
+}
+
+/**
+ * `Resync` means messages may have been lost (the bus reconnected): a
+ * subscriber re-reads the log from its cursor.
+ */
+export type BusMessage =
+  | { readonly _tag: "Event"; readonly task: string; readonly event: RunEvent }
+  | { readonly _tag: "Resync" }
+
+export interface SubscribeFilter {
+  readonly runId?: RunId | undefined
+  readonly task?: string | undefined
+}
+
+export class EventBus extends Context.Tag("runstream/EventBus")<EventBus, {
+  readonly publish: (events: ReadonlyArray<BusEvent>) => Effect.Effect<void, SqlError.SqlError>
+  /** A bounded subscription, live when this returns, closed with the scope. */
+  readonly subscribe: (filter: SubscribeFilter) => Effect.Effect<Queue.Dequeue<BusMessage>, never, Scope.Scope>
+}>() {}
+
+/** @category config */
+export const BusConfig = Config.all({
+  subscriberBuffer: Config.integer("RUNSTREAM_SUBSCRIBER_BUFFER").pipe(
+    Config.withDefault(1024),
+    Config.validate({ message: "must be between 16 and 1000000", validation: (n) => n >= 16 && n <= 1_000_000 })
+  )
+})
+
+/**
+ * Fans messages out to this program's subscribers. Subscriber queues slide
+ * (drop the oldest) when full: the newest message of a run, its terminal event
+ * included, always arrives, and the subscriber fills any gap from the log.
+ */
+const makeDispatcher = Effect.gen(function*() {
+  const { subscriberBuffer } = yield* BusConfig
+  const byRun = new Map<string, Set<Queue.Queue<BusMessage>>>()
+  const wide = new Map<Queue.Queue<BusMessage>, SubscribeFilter>()
+
+  const dispatch = (events: ReadonlyArray<BusEvent>) => {
+    for (const { event, task } of events) {
+      const message: BusMessage = { _tag: "Event", task, event }
+      const subscribers = byRun.get(event.runId)
+      if (subscribers !== undefined) {
+        for (const queue of subscribers) queue.unsafeOffer(message)
+      }
+      for (const [queue, filter] of wide) {
+        if (filter.task === undefined || filter.task === task) queue.unsafeOffer(message)
+      }
+    }
+  }
+
+  const resync = () => {
+    const message: BusMessage = { _tag: "Resync" }
+    for (const subscribers of byRun.values()) {
+      for (const queue of subscribers) queue.unsafeOffer(message)
+    }
+    for (const queue of wide.keys()) queue.unsafeOffer(message)
+  }
+
+  const subscribe = (filter: SubscribeFilter) =>
+    Effect.acquireRelease(
+      Effect.map(Queue.sliding<BusMessage>(subscriberBuffer), (queue) => {
+        if (filter.runId !== undefined) {
+          const set = byRun.get(filter.runId) ?? new Set()
+          set.add(queue)
+          byRun.set(filter.runId, set)
+        } else {
+          wide.set(queue, filter)
+        }
+        return queue
+      }),
+      (queue) =>
+        Effect.suspend(() => {
+          if (filter.runId !== undefined) {
+            const set = byRun.get(filter.runId)
+            set?.delete(queue)
+            if (set?.size === 0) byRun.delete(filter.runId)
+          } else {
+            wide.delete(queue)
+          }
+          return Queue.shutdown(queue)
+        })
+    )
+
+  return { dispatch, resync, subscribe }
+})
+
+/** In-process bus. */
+export const layerMemory = Layer.effect(
+  EventBus,
+  Effect.map(makeDispatcher, (dispatcher) =>
+    EventBus.of({
+      publish: (events) => Effect.sync(() => dispatcher.dispatch(events)),
+      subscribe: dispatcher.subscribe
+    }))
+)
+
+/** NOTIFY payloads must stay under 8000 bytes; leave room for the envelope. */
+const maxPayloadBytes = 7800
+
+type WireEvent =
+  | { readonly r: string; readonly s: number; readonly k: string; readonly t: string; readonly a: number; readonly d: unknown }
+  | { readonly r: string; readonly s: number; readonly k: string; readonly big: 1 }
+
+const toWire = ({ event, task }: BusEvent): WireEvent => ({
+  r: event.runId,
+  s: event.seq,
+  k: task,
+  t: event.type,
+  a: DateTime.toEpochMillis(event.at),
+  d: event.data
+})
+
+/**
+ * Packs events into as few NOTIFY payloads as fit under the limit. An event too
+ * large for a notification on its own travels as a reference and is read from
+ * the log by the receivers.
+ */
+export const encodePayloads = (events: ReadonlyArray<BusEvent>): Array<string> => {
+  const payloads: Array<string> = []
+  let batch: Array<string> = []
+  let size = 2
+  for (const event of events) {
+    let json = JSON.stringify(toWire(event))
+    if (Buffer.byteLength(json) > maxPayloadBytes - 2) {
+      json = JSON.stringify({ r: event.event.runId, s: event.event.seq, k: event.task, big: 1 })
+    }
+    const bytes = Buffer.byteLength(json) + 1
+    if (size + bytes > maxPayloadBytes && batch.length > 0) {
+      payloads.push(`[${batch.join(",")}]`)
+      batch = []
+      size = 2
+    }
+    batch.push(json)
+    size += bytes
+  }
+  if (batch.length > 0) payloads.push(`[${batch.join(",")}]`)
+  return payloads
+}
+
+const makeEvent = (runId: string, seq: number, type: string, data: unknown, at: number | Date) =>
+  new RunEvent({ runId: runId as RunId, seq, type, data, at: DateTime.unsafeMake(at) }, true)
+
+/** Cross-process bus on LISTEN/NOTIFY. */
+export const layerPostgres = Layer.scoped(
+  EventBus,
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const listener = yield* PgListener
+    const dispatcher = yield* makeDispatcher
+    const notifications = yield* listener.subscribe(Channel.events)
+
+    const readBig = (refs: ReadonlyArray<{ r: string; s: number; k: string }>) =>
+      Effect.forEach(refs, (ref) =>
+        sql<{ type: string; data: unknown; at: Date }>`
+          SELECT type, data, at FROM runstream_events WHERE run_id = ${ref.r} AND seq = ${ref.s}`.pipe(
+          Effect.map((rows) =>
+            rows.map((row): BusEvent => ({ task: ref.k, event: makeEvent(ref.r, ref.s, row.type, row.data, row.at) }))
+          )
+        ))
+
+    const receive = (payload: string) =>
+      Effect.gen(function*() {
+        const wire = JSON.parse(payload) as ReadonlyArray<WireEvent>
+        const events: Array<BusEvent> = []
+        const big: Array<{ r: string; s: number; k: string }> = []
+        for (const w of wire) {
+          if ("big" in w) big.push(w)
+          else events.push({ task: w.k, event: makeEvent(w.r, w.s, w.t, w.d, w.a) })
+        }
+        dispatcher.dispatch(events)
+        // Large events arrive after the small ones of the same payload; the
+        // subscriber sees a gap and fills it from the log, so order still holds.
+        if (big.length > 0) {
+          dispatcher.dispatch((yield* readBig(big)).flat())
+        }
+      })
+
+    yield* Queue.take(notifications).pipe(
+      Effect.flatMap((message) =>
+        message._tag === "Reconnected" ? Effect.sync(dispatcher.resync) : receive(message.payload)
+      ),
+      Effect.catchAllCause((cause) => Effect.logWarning("dropped a bus notification", cause)),
+      Effect.forever,
+      Effect.annotateLogs("component", "EventBus"),
+      Effect.forkScoped
+    )
+
+    return EventBus.of({
+      publish: (events) =>
+        Effect.forEach(
+          encodePayloads(events),
+          (payload) => sql`SELECT pg_notify(${Channel.events}, ${payload})`,
+          { discard: true }
+        ),
+      subscribe: dispatcher.subscribe
+    })
+  })
+)

@@ -1,0 +1,119 @@
+/**
+ * Each run's ordered log. Seqs are assigned under the run's row lock
+ * (`UPDATE runstream_runs SET last_seq = last_seq + n`), so concurrent appends
+ * to one run stay contiguous and appends to different runs never wait on each
+ * other. Every append writes its outbox row in the same statement.
+ * @since 0.1.0
+ */
+import { SqlClient, type SqlError } from "@effect/sql"
+import { Config, Context, DateTime, Effect, Layer } from "effect"
+import { PayloadTooLarge } from "./domain/Errors.ts"
+import type { RunId } from "./domain/Ids.ts"
+import { RunEvent } from "./domain/RunEvent.ts"
+import { now } from "./internal/time.ts"
+
+/** One event to append on behalf of `attempt` of a run. */
+export interface AppendItem {
+  readonly runId: RunId
+  readonly attempt: number
+  readonly type: string
+  readonly data: unknown
+}
+
+export class EventLog extends Context.Tag("runstream/EventLog")<EventLog, {
+  /**
+   * Appends events, in order, in the caller's transaction if there is one.
+   * Returns each item's seq, or `undefined` where the attempt no longer holds
+   * the run (fencing: the run is not running under that attempt).
+   */
+  readonly append: (items: ReadonlyArray<AppendItem>) => Effect.Effect<ReadonlyArray<number | undefined>, SqlError.SqlError>
+  /** Events with `after < seq`, in order, at most `limit`. */
+  readonly read: (runId: RunId, options: { readonly after: number; readonly limit: number }) => Effect.Effect<ReadonlyArray<RunEvent>, SqlError.SqlError>
+  /** Refuses event data larger than the configured limit. */
+  readonly checkSize: (data: unknown) => Effect.Effect<void, PayloadTooLarge>
+}>() {}
+
+/** @category config */
+export const EventLogConfig = Config.all({
+  maxEventBytes: Config.integer("RUNSTREAM_MAX_EVENT_BYTES").pipe(
+    Config.withDefault(64 * 1024),
+    Config.validate({ message: "must be between 1 KiB and 64 MiB", validation: (n) => n >= 1024 && n <= 64 * 1024 * 1024 })
+  )
+})
+
+interface EventRow {
+  readonly seq: number
+  readonly type: string
+  readonly data: unknown
+  readonly at: Date
+}
+
+export const toRunEvent = (runId: RunId, row: EventRow): RunEvent =>
+  new RunEvent({ runId, seq: row.seq, type: row.type, data: row.data ?? null, at: DateTime.unsafeMake(row.at) }, true)
+
+export const make = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const { maxEventBytes } = yield* EventLogConfig
+
+  const append = (items: ReadonlyArray<AppendItem>) =>
+    Effect.gen(function*() {
+      if (items.length === 0) return []
+      const at = yield* now
+      const input = JSON.stringify(items.map((item, i) => ({
+        i,
+        run_id: item.runId,
+        attempt: item.attempt,
+        type: item.type,
+        data: item.data ?? null
+      })))
+      // Lock the runs in id order first, so two batches over the same runs
+      // cannot deadlock; then number each run's events after its last seq.
+      const rows = yield* sql<{ i: number; seq: number }>`
+        WITH input AS (
+          SELECT * FROM jsonb_to_recordset(${input}::jsonb)
+            AS t(i integer, run_id uuid, attempt integer, type text, data jsonb)
+        ), counts AS (
+          SELECT run_id, attempt, count(*)::integer AS n FROM input GROUP BY run_id, attempt
+        ), locked AS (
+          SELECT r.id FROM runstream_runs r JOIN counts c ON c.run_id = r.id AND c.attempt = r.attempt
+          WHERE r.status = 'running' ORDER BY r.id FOR NO KEY UPDATE OF r
+        ), bumped AS (
+          UPDATE runstream_runs r SET last_seq = r.last_seq + c.n
+          FROM counts c, locked l WHERE r.id = c.run_id AND l.id = c.run_id
+          RETURNING r.id, r.task, r.last_seq - c.n AS base, c.n
+        ), numbered AS (
+          SELECT i.i, i.run_id, i.type, i.data,
+            b.base + row_number() OVER (PARTITION BY i.run_id ORDER BY i.i) AS seq
+          FROM input i JOIN bumped b ON b.id = i.run_id
+        ), events AS (
+          INSERT INTO runstream_events (run_id, seq, type, data, at)
+          SELECT run_id, seq, type, data, ${at} FROM numbered
+        ), outbox AS (
+          INSERT INTO runstream_outbox (run_id, task, seq_from, seq_to)
+          SELECT id, task, base + 1, base + n FROM bumped
+        )
+        SELECT i, seq::integer AS seq FROM numbered`
+      const seqs: Array<number | undefined> = new Array(items.length).fill(undefined)
+      for (const row of rows) seqs[row.i] = row.seq
+      return seqs
+    }).pipe(Effect.withSpan("EventLog.append", { attributes: { count: items.length } }))
+
+  const read = (runId: RunId, options: { readonly after: number; readonly limit: number }) =>
+    sql<EventRow>`
+      SELECT seq, type, data, at FROM runstream_events
+      WHERE run_id = ${runId} AND seq > ${options.after}
+      ORDER BY seq LIMIT ${options.limit}`.pipe(
+      Effect.map((rows) => rows.map((row) => toRunEvent(runId, row)))
+    )
+
+  const checkSize = (data: unknown) => {
+    const bytes = Buffer.byteLength(JSON.stringify(data ?? null))
+    return bytes > maxEventBytes
+      ? Effect.fail(new PayloadTooLarge({ what: "event data", bytes, limit: maxEventBytes }))
+      : Effect.void
+  }
+
+  return EventLog.of({ append, read, checkSize })
+})
+
+export const layer = Layer.effect(EventLog, make)

@@ -1,0 +1,78 @@
+/**
+ * Drains the outbox onto the event bus, in per-run order, in batches. One relay
+ * drains at a time per database (a transaction-level advisory lock), so relays
+ * in several processes never publish the same rows concurrently; a relay that
+ * dies after publishing but before its delete commits leaves the rows to be
+ * published again, and subscribers drop what they already have.
+ * @since 0.1.0
+ */
+import { SqlClient } from "@effect/sql"
+import { Config, Duration, Effect, Layer, Queue } from "effect"
+import type { RunId } from "./domain/Ids.ts"
+import { type BusEvent, EventBus } from "./EventBus.ts"
+import { toRunEvent } from "./EventLog.ts"
+import { Outbox } from "./Outbox.ts"
+
+/** @category config */
+export const RelayConfig = Config.all({
+  batchSize: Config.integer("RUNSTREAM_RELAY_BATCH").pipe(Config.withDefault(2000)),
+  pollInterval: Config.duration("RUNSTREAM_RELAY_POLL").pipe(Config.withDefault(Duration.millis(500)))
+})
+
+interface Row {
+  readonly run_id: RunId
+  readonly task: string
+  readonly seq: number
+  readonly type: string
+  readonly data: unknown
+  readonly at: Date
+}
+
+/**
+ * Publishes one batch. Returns how many outbox rows it took (0 when another
+ * relay holds the drain lock or nothing is pending).
+ */
+export const drainOnce = (batchSize: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const bus = yield* EventBus
+    return yield* Effect.gen(function*() {
+      const [lock] = yield* sql<{ locked: boolean }>`
+        SELECT pg_try_advisory_xact_lock(hashtext('runstream.relay')) AS locked`
+      if (!lock?.locked) return 0
+      const rows = yield* sql<Row & { rows: number }>`
+        WITH batch AS (
+          DELETE FROM runstream_outbox WHERE id IN (
+            SELECT id FROM runstream_outbox ORDER BY id LIMIT ${batchSize}
+          ) RETURNING run_id, task, seq_from, seq_to
+        ), counted AS (SELECT count(*)::integer AS rows FROM batch)
+        SELECT e.run_id, b.task, e.seq, e.type, e.data, e.at, counted.rows
+        FROM batch b
+        JOIN runstream_events e ON e.run_id = b.run_id AND e.seq BETWEEN b.seq_from AND b.seq_to
+        CROSS JOIN counted
+        ORDER BY e.run_id, e.seq`
+      if (rows.length === 0) return 0
+      yield* bus.publish(rows.map((row): BusEvent => ({ task: row.task, event: toRunEvent(row.run_id, row) })))
+      return rows[0]!.rows
+    }).pipe(sql.withTransaction)
+  })
+
+/** A relay fiber in the layer's scope: woken by local commits, polling as a fallback. */
+export const layer = Layer.scopedDiscard(Effect.gen(function*() {
+  const outbox = yield* Outbox
+  const config = yield* RelayConfig
+  const hints = yield* outbox.hints
+  const drain = drainOnce(config.batchSize)
+  const loop = Effect.gen(function*() {
+    const taken = yield* drain
+    if (taken < config.batchSize) {
+      yield* Queue.take(hints).pipe(Effect.timeoutOption(config.pollInterval))
+    }
+  }).pipe(
+    Effect.catchAllCause((cause) =>
+      Effect.zipRight(Effect.logWarning("outbox relay failed; retrying", cause), Effect.sleep(config.pollInterval))
+    ),
+    Effect.forever
+  )
+  yield* loop.pipe(Effect.annotateLogs("component", "OutboxRelay"), Effect.forkScoped)
+}))

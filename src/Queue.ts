@@ -1,0 +1,312 @@
+/**
+ * The durable queue: a hot table of runs waiting or running. Enqueue joins the
+ * caller's transaction; claims take a batch with `FOR UPDATE SKIP LOCKED` and a
+ * lease; ends of attempts are written in batches. Every transition that a run
+ * goes through here appends its system event and outbox row in the same
+ * statement. Locks are always taken jobs first, then runs.
+ * @since 0.1.0
+ */
+import { SqlClient, type SqlError } from "@effect/sql"
+import { Context, Effect, Layer, Option, PubSub, Queue as Q, type Scope } from "effect"
+import type { RunId } from "./domain/Ids.ts"
+import type { RunError } from "./domain/Run.ts"
+import { now, plusMillis } from "./internal/time.ts"
+import { Channel, PgListener } from "./PgListener.ts"
+
+/** A run claimed by a worker for one attempt. */
+export interface Claim {
+  readonly runId: RunId
+  readonly task: string
+  readonly queue: string
+  readonly input: unknown
+  readonly attempt: number
+  readonly maxAttempts: number
+  readonly timeoutMs: number | null
+}
+
+/** How an attempt ended. `released` hands the run back without using up the attempt. */
+export type Outcome =
+  | { readonly _tag: "succeeded"; readonly output: unknown }
+  | { readonly _tag: "failed"; readonly error: RunError }
+  | { readonly _tag: "retrying"; readonly error: RunError; readonly retryAt: Date }
+  | { readonly _tag: "cancelled" }
+  | { readonly _tag: "released"; readonly reason: string }
+
+export interface Finish {
+  readonly runId: RunId
+  readonly attempt: number
+  readonly outcome: Outcome
+}
+
+/** Who may end an attempt: the worker that holds its lease, or anyone once it expired. */
+export type Holder = { readonly workerId: string } | { readonly expiredBefore: Date }
+
+export interface EnqueueItem {
+  readonly runId: RunId
+  readonly queue: string
+  readonly priority: number
+  readonly runAt: Date
+}
+
+export class Queue extends Context.Tag("runstream/Queue")<Queue, {
+  /** Adds runs to the queue; joins the caller's transaction. */
+  readonly enqueue: (items: ReadonlyArray<EnqueueItem>) => Effect.Effect<void, SqlError.SqlError>
+  /** Claims up to `limit` due runs of `queues`, highest priority first, with a lease. */
+  readonly claim: (options: {
+    readonly workerId: string
+    readonly queues: ReadonlyArray<string>
+    readonly limit: number
+    readonly leaseMs: number
+  }) => Effect.Effect<ReadonlyArray<Claim>, SqlError.SqlError>
+  /**
+   * Extends the leases the worker still holds. Returns the runs whose lease it
+   * still holds and, among them, those whose cancellation was requested.
+   */
+  readonly heartbeat: (options: {
+    readonly workerId: string
+    readonly runs: ReadonlyArray<{ readonly runId: RunId; readonly attempt: number }>
+    readonly leaseMs: number
+  }) => Effect.Effect<{ readonly held: ReadonlySet<RunId>; readonly cancelRequested: ReadonlySet<RunId> }, SqlError.SqlError>
+  /** Ends attempts; returns the runs whose attempt was still held (the others are refused). */
+  readonly finish: (holder: Holder, items: ReadonlyArray<Finish>) => Effect.Effect<ReadonlySet<RunId>, SqlError.SqlError>
+  /** Ends attempts whose lease expired: retry, fail when out of attempts, or cancel when asked. */
+  readonly reclaimExpired: (limit: number) => Effect.Effect<number, SqlError.SqlError>
+  /** When the next waiting run of `queues` becomes due, if any. */
+  readonly nextDue: (queues: ReadonlyArray<string>) => Effect.Effect<Option.Option<Date>, SqlError.SqlError>
+  /** After a commit that enqueued runs: wake workers here and, coalesced, in other processes. */
+  readonly wake: (queue: string) => Effect.Effect<void>
+  /** Wake-ups for claimers: queue names, or `*` after the listener reconnected. */
+  readonly wakeups: Effect.Effect<Q.Dequeue<string>, never, Scope.Scope>
+}>() {}
+
+interface ClaimRow {
+  readonly id: RunId
+  readonly task: string
+  readonly queue: string
+  readonly input: unknown
+  readonly attempt: number
+  readonly max_attempts: number
+  readonly timeout_ms: number | null
+}
+
+const eventData = (finish: Finish): unknown => {
+  const outcome = finish.outcome
+  switch (outcome._tag) {
+    case "succeeded":
+      return { attempt: finish.attempt, output: outcome.output }
+    case "failed":
+      return { attempt: finish.attempt, error: outcome.error }
+    case "retrying":
+      return { attempt: finish.attempt, error: outcome.error, retryAt: outcome.retryAt.toISOString() }
+    case "cancelled":
+      return { attempt: finish.attempt }
+    case "released":
+      return { attempt: finish.attempt, reason: outcome.reason }
+  }
+}
+
+export const make = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const listener = yield* PgListener
+  const local = yield* PubSub.sliding<string>(64)
+
+  // One NOTIFY at a time; requests arriving meanwhile collapse into the next one.
+  // NOTIFY takes a database-wide lock at commit, so it never goes in the enqueue
+  // transaction itself.
+  const pendingNotify = yield* Q.sliding<string>(1)
+  yield* Q.take(pendingNotify).pipe(
+    Effect.flatMap((queue) => sql`SELECT pg_notify(${Channel.queue}, ${queue})`),
+    Effect.catchAllCause((cause) => Effect.logDebug("queue wake-up NOTIFY failed (workers poll)", cause)),
+    Effect.forever,
+    Effect.forkScoped
+  )
+
+  const remote = yield* listener.subscribe(Channel.queue)
+  yield* Q.take(remote).pipe(
+    Effect.flatMap((message) => PubSub.publish(local, message._tag === "Notification" ? message.payload : "*")),
+    Effect.forever,
+    Effect.forkScoped
+  )
+
+  const enqueue = (items: ReadonlyArray<EnqueueItem>) =>
+    items.length === 0 ? Effect.void : sql`
+      INSERT INTO runstream_jobs (run_id, queue, priority, run_at)
+      SELECT run_id, queue, priority, run_at FROM jsonb_to_recordset(${
+      JSON.stringify(items.map((i) => ({ run_id: i.runId, queue: i.queue, priority: i.priority, run_at: i.runAt })))
+    }::jsonb) AS t(run_id uuid, queue text, priority integer, run_at timestamptz)`.pipe(Effect.asVoid)
+
+  const claim = Effect.fn("Queue.claim")(function*(options: {
+    readonly workerId: string
+    readonly queues: ReadonlyArray<string>
+    readonly limit: number
+    readonly leaseMs: number
+  }) {
+    const at = yield* now
+    const rows = yield* sql<ClaimRow>`
+      WITH picked AS (
+        SELECT run_id FROM runstream_jobs
+        WHERE queue = ANY(${options.queues}) AND locked_until IS NULL AND run_at <= ${at}
+        ORDER BY priority DESC, run_at, run_id
+        LIMIT ${options.limit} FOR UPDATE SKIP LOCKED
+      ), leased AS (
+        UPDATE runstream_jobs j SET locked_by = ${options.workerId},
+          locked_until = ${plusMillis(at, options.leaseMs)}, attempt = j.attempt + 1
+        FROM picked WHERE j.run_id = picked.run_id
+        RETURNING j.run_id, j.attempt
+      ), started AS (
+        UPDATE runstream_runs r SET status = 'running', attempt = leased.attempt,
+          started_at = coalesce(r.started_at, ${at}), last_seq = r.last_seq + 1
+        FROM leased WHERE r.id = leased.run_id
+        RETURNING r.id, r.task, r.queue, r.input, r.attempt, r.max_attempts, r.timeout_ms, r.last_seq
+      ), events AS (
+        INSERT INTO runstream_events (run_id, seq, type, data, at)
+        SELECT id, last_seq, 'run.started', jsonb_build_object('attempt', attempt), ${at} FROM started
+      ), outbox AS (
+        INSERT INTO runstream_outbox (run_id, task, seq_from, seq_to)
+        SELECT id, task, last_seq, last_seq FROM started
+      )
+      SELECT id, task, queue, input, attempt, max_attempts, timeout_ms FROM started`
+    return rows.map((row): Claim => ({
+      runId: row.id,
+      task: row.task,
+      queue: row.queue,
+      input: row.input,
+      attempt: row.attempt,
+      maxAttempts: row.max_attempts,
+      timeoutMs: row.timeout_ms
+    }))
+  })
+
+  const heartbeat = Effect.fn("Queue.heartbeat")(function*(options: {
+    readonly workerId: string
+    readonly runs: ReadonlyArray<{ readonly runId: RunId; readonly attempt: number }>
+    readonly leaseMs: number
+  }) {
+    if (options.runs.length === 0) return { held: new Set<RunId>(), cancelRequested: new Set<RunId>() }
+    const at = yield* now
+    const rows = yield* sql<{ run_id: RunId; cancel_requested: boolean }>`
+      WITH input AS (
+        SELECT * FROM jsonb_to_recordset(${
+      JSON.stringify(options.runs.map((r) => ({ run_id: r.runId, attempt: r.attempt })))
+    }::jsonb) AS t(run_id uuid, attempt integer)
+      ), extended AS (
+        UPDATE runstream_jobs j SET locked_until = ${plusMillis(at, options.leaseMs)}
+        FROM input i WHERE j.run_id = i.run_id AND j.attempt = i.attempt AND j.locked_by = ${options.workerId}
+        RETURNING j.run_id
+      )
+      SELECT e.run_id, r.cancel_requested FROM extended e JOIN runstream_runs r ON r.id = e.run_id`
+    return {
+      held: new Set(rows.map((r) => r.run_id)),
+      cancelRequested: new Set(rows.filter((r) => r.cancel_requested).map((r) => r.run_id))
+    }
+  })
+
+  const finish = (holder: Holder, items: ReadonlyArray<Finish>) =>
+    Effect.gen(function*() {
+      if (items.length === 0) return new Set<RunId>()
+      const at = yield* now
+      const workerId = "workerId" in holder ? holder.workerId : null
+      const expiredBefore = "expiredBefore" in holder ? holder.expiredBefore : null
+      const input = JSON.stringify(items.map((item) => ({
+        run_id: item.runId,
+        attempt: item.attempt,
+        kind: item.outcome._tag,
+        output: item.outcome._tag === "succeeded" ? item.outcome.output ?? null : null,
+        error: "error" in item.outcome ? item.outcome.error : null,
+        retry_at: item.outcome._tag === "retrying" ? item.outcome.retryAt : null,
+        data: eventData(item)
+      })))
+      const rows = yield* sql<{ id: RunId }>`
+        WITH input AS (
+          SELECT * FROM jsonb_to_recordset(${input}::jsonb)
+            AS t(run_id uuid, attempt integer, kind text, output jsonb, error jsonb, retry_at timestamptz, data jsonb)
+        ), held AS (
+          SELECT j.run_id FROM runstream_jobs j JOIN input i ON i.run_id = j.run_id AND i.attempt = j.attempt
+          WHERE j.locked_until IS NOT NULL
+            AND (${workerId}::text IS NULL OR j.locked_by = ${workerId}::text)
+            AND (${expiredBefore}::timestamptz IS NULL OR j.locked_until < ${expiredBefore}::timestamptz)
+          ORDER BY j.run_id FOR UPDATE OF j
+        ), deleted AS (
+          DELETE FROM runstream_jobs j USING input i, held h
+          WHERE j.run_id = h.run_id AND i.run_id = h.run_id AND i.kind IN ('succeeded', 'failed', 'cancelled')
+        ), requeued AS (
+          UPDATE runstream_jobs j SET locked_by = NULL, locked_until = NULL,
+            run_at = coalesce(i.retry_at, ${at}),
+            attempt = CASE WHEN i.kind = 'released' THEN j.attempt - 1 ELSE j.attempt END
+          FROM input i, held h
+          WHERE j.run_id = h.run_id AND i.run_id = h.run_id AND i.kind IN ('retrying', 'released')
+        ), ended AS (
+          UPDATE runstream_runs r SET
+            status = CASE WHEN i.kind IN ('retrying', 'released') THEN 'queued' ELSE i.kind END,
+            output = CASE WHEN i.kind = 'succeeded' THEN i.output ELSE r.output END,
+            error = CASE WHEN i.kind IN ('failed', 'retrying') THEN i.error
+                         WHEN i.kind = 'succeeded' THEN NULL ELSE r.error END,
+            finished_at = CASE WHEN i.kind IN ('succeeded', 'failed', 'cancelled') THEN ${at}::timestamptz END,
+            run_at = CASE WHEN i.kind IN ('retrying', 'released') THEN coalesce(i.retry_at, ${at}) ELSE r.run_at END,
+            attempt = CASE WHEN i.kind = 'released' THEN r.attempt - 1 ELSE r.attempt END,
+            last_seq = r.last_seq + 1
+          FROM input i, held h
+          WHERE r.id = i.run_id AND h.run_id = i.run_id AND r.status = 'running' AND r.attempt = i.attempt
+          RETURNING r.id, r.task, r.last_seq, i.kind, i.data
+        ), events AS (
+          INSERT INTO runstream_events (run_id, seq, type, data, at)
+          SELECT id, last_seq, 'run.' || kind, data, ${at} FROM ended
+        ), outbox AS (
+          INSERT INTO runstream_outbox (run_id, task, seq_from, seq_to)
+          SELECT id, task, last_seq, last_seq FROM ended
+        )
+        SELECT id FROM ended`
+      return new Set(rows.map((row) => row.id))
+    }).pipe(Effect.withSpan("Queue.finish", { attributes: { count: items.length } }))
+
+  const reclaimExpired = (limit: number) =>
+    Effect.gen(function*() {
+      const at = yield* now
+      const expired = yield* sql<{ run_id: RunId; attempt: number; max_attempts: number; cancel_requested: boolean }>`
+        SELECT j.run_id, j.attempt, r.max_attempts, r.cancel_requested
+        FROM runstream_jobs j JOIN runstream_runs r ON r.id = j.run_id
+        WHERE j.locked_until < ${at}
+        ORDER BY j.locked_until LIMIT ${limit}`
+      if (expired.length === 0) return 0
+      const error: RunError = { tag: "LeaseExpired", message: "the worker stopped renewing its lease", retryable: true }
+      const items = expired.map((row): Finish => ({
+        runId: row.run_id,
+        attempt: row.attempt,
+        outcome: row.cancel_requested
+          ? { _tag: "cancelled" }
+          : row.attempt >= row.max_attempts
+          ? { _tag: "failed", error: { ...error, retryable: false } }
+          : { _tag: "retrying", error, retryAt: at }
+      }))
+      // `finish` re-checks expiry under the row locks: a lease renewed in the
+      // meantime is left alone.
+      const ended = yield* finish({ expiredBefore: at }, items)
+      if (ended.size > 0) {
+        yield* Effect.logInfo(`reclaimed ${ended.size} expired lease(s)`)
+      }
+      return ended.size
+    }).pipe(Effect.withSpan("Queue.reclaimExpired"))
+
+  const nextDue = (queues: ReadonlyArray<string>) =>
+    sql<{ next: Date | null }>`
+      SELECT min(run_at) AS next FROM runstream_jobs
+      WHERE queue = ANY(${queues}) AND locked_until IS NULL`.pipe(
+      Effect.map((rows) => Option.fromNullable(rows[0]?.next ?? null))
+    )
+
+  const wake = (queue: string) =>
+    Effect.zipRight(PubSub.publish(local, queue), Q.offer(pendingNotify, queue)).pipe(Effect.asVoid)
+
+  return Queue.of({
+    enqueue,
+    claim,
+    heartbeat,
+    finish,
+    reclaimExpired,
+    nextDue,
+    wake,
+    wakeups: PubSub.subscribe(local)
+  })
+})
+
+export const layer = Layer.scoped(Queue, make)

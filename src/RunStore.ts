@@ -1,0 +1,236 @@
+/**
+ * Runs as rows: create (idempotent, enqueued and logged in one transaction),
+ * get, list with a cursor, and cancellation.
+ * @since 0.1.0
+ */
+import { SqlClient, type SqlError } from "@effect/sql"
+import { Context, DateTime, Effect, Layer, Option, Schema } from "effect"
+import { InvalidCursor, RunAlreadyFinished, RunNotFound } from "./domain/Errors.ts"
+import { RunId } from "./domain/Ids.ts"
+import { isFinished, Run, type RunError, type RunStatus } from "./domain/Run.ts"
+import { now } from "./internal/time.ts"
+import { Channel } from "./PgListener.ts"
+import { Queue } from "./Queue.ts"
+
+/** A run to create; `id` is fresh, `runAt` resolved. */
+export interface NewRun {
+  readonly id: RunId
+  readonly task: string
+  readonly queue: string
+  readonly input: unknown
+  readonly maxAttempts: number
+  readonly priority: number
+  readonly timeoutMs: number | null
+  readonly idempotencyKey: string | null
+  readonly runAt: Date | null
+}
+
+export interface ListOptions {
+  readonly status?: RunStatus | undefined
+  readonly task?: string | undefined
+  readonly limit: number
+  readonly cursor?: string | undefined
+}
+
+export interface Created {
+  readonly run: Run
+  /** false when an existing run was returned for a repeated idempotency key. */
+  readonly created: boolean
+}
+
+export class RunStore extends Context.Tag("runstream/RunStore")<RunStore, {
+  /** Creates runs, or returns the existing runs of repeated idempotency keys; one transaction. */
+  readonly create: (runs: ReadonlyArray<NewRun>) => Effect.Effect<ReadonlyArray<Created>, SqlError.SqlError>
+  readonly get: (runId: RunId) => Effect.Effect<Run, RunNotFound | SqlError.SqlError>
+  /** Newest first. `nextCursor` is set when there may be more. */
+  readonly list: (options: ListOptions) => Effect.Effect<
+    { readonly runs: ReadonlyArray<Run>; readonly nextCursor: string | null },
+    InvalidCursor | SqlError.SqlError
+  >
+  /**
+   * Cancels a run: a waiting run is cancelled at once; a running one is asked
+   * to stop (its worker is notified and writes `run.cancelled`).
+   */
+  readonly cancel: (runId: RunId) => Effect.Effect<Run, RunNotFound | RunAlreadyFinished | SqlError.SqlError>
+}>() {}
+
+interface RunRow {
+  readonly id: RunId
+  readonly task: string
+  readonly queue: string
+  readonly status: RunStatus
+  readonly input: unknown
+  readonly output: unknown
+  readonly error: RunError | null
+  readonly attempt: number
+  readonly max_attempts: number
+  readonly priority: number
+  readonly timeout_ms: number | null
+  readonly idempotency_key: string | null
+  readonly created_at: Date
+  readonly run_at: Date
+  readonly started_at: Date | null
+  readonly finished_at: Date | null
+  readonly last_seq: number
+}
+
+const utc = (date: Date) => DateTime.unsafeMake(date)
+
+export const toRun = (row: RunRow): Run =>
+  new Run({
+    id: row.id,
+    task: row.task,
+    queue: row.queue,
+    status: row.status,
+    input: row.input ?? null,
+    output: row.output ?? null,
+    error: row.error,
+    attempt: row.attempt,
+    maxAttempts: row.max_attempts,
+    priority: row.priority,
+    timeoutMs: row.timeout_ms,
+    idempotencyKey: row.idempotency_key,
+    createdAt: utc(row.created_at),
+    runAt: utc(row.run_at),
+    startedAt: row.started_at === null ? null : utc(row.started_at),
+    finishedAt: row.finished_at === null ? null : utc(row.finished_at),
+    lastSeq: row.last_seq
+  }, true)
+
+const runColumns = `id, task, queue, status, input, output, error, attempt, max_attempts, priority, timeout_ms,
+  idempotency_key, created_at, run_at, started_at, finished_at, last_seq`
+
+/** Cursors are opaque to clients: the base64url of the last run id of a page. */
+export const encodeCursor = (runId: RunId): string => Buffer.from(runId).toString("base64url")
+
+export const decodeCursor = (cursor: string): Effect.Effect<RunId, InvalidCursor> =>
+  Option.match(Schema.decodeUnknownOption(RunId)(Buffer.from(cursor, "base64url").toString()), {
+    onNone: () => Effect.fail(new InvalidCursor({ cursor: cursor.slice(0, 100) })),
+    onSome: Effect.succeed
+  })
+
+export const make = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const queue = yield* Queue
+  const columns = sql.literal(runColumns)
+
+  const create = (runs: ReadonlyArray<NewRun>) =>
+    Effect.gen(function*() {
+      if (runs.length === 0) return []
+      const at = yield* now
+      const input = JSON.stringify(runs.map((run, i) => ({
+        i,
+        id: run.id,
+        task: run.task,
+        queue: run.queue,
+        input: run.input ?? null,
+        max_attempts: run.maxAttempts,
+        priority: run.priority,
+        timeout_ms: run.timeoutMs,
+        idempotency_key: run.idempotencyKey,
+        run_at: run.runAt ?? at
+      })))
+      const inserted = yield* sql<RunRow>`
+        WITH input AS (
+          SELECT * FROM jsonb_to_recordset(${input}::jsonb) AS t(i integer, id uuid, task text, queue text,
+            input jsonb, max_attempts integer, priority integer, timeout_ms integer, idempotency_key text,
+            run_at timestamptz)
+        ), inserted AS (
+          INSERT INTO runstream_runs (id, task, queue, status, input, max_attempts, priority, timeout_ms,
+            idempotency_key, created_at, run_at, last_seq)
+          SELECT id, task, queue, 'queued', input, max_attempts, priority, timeout_ms, idempotency_key,
+            ${at}, run_at, 1
+          FROM input ORDER BY i
+          ON CONFLICT (idempotency_key) DO NOTHING
+          RETURNING ${columns}
+        ), events AS (
+          INSERT INTO runstream_events (run_id, seq, type, data, at)
+          SELECT id, 1, 'run.queued', jsonb_build_object('task', task, 'queue', queue, 'runAt', run_at), ${at}
+          FROM inserted
+        ), outbox AS (
+          INSERT INTO runstream_outbox (run_id, task, seq_from, seq_to) SELECT id, task, 1, 1 FROM inserted
+        )
+        SELECT * FROM inserted`
+      yield* queue.enqueue(inserted.map((row) => ({
+        runId: row.id,
+        queue: row.queue,
+        priority: row.priority,
+        runAt: row.run_at
+      })))
+      const byId = new Map(inserted.map((row) => [row.id, row]))
+      const missingKeys = runs.filter((run) => !byId.has(run.id) && run.idempotencyKey !== null)
+        .map((run) => run.idempotencyKey!)
+      const existing = missingKeys.length === 0 ? [] : yield* sql<RunRow>`
+        SELECT ${columns} FROM runstream_runs WHERE idempotency_key = ANY(${missingKeys})`
+      const byKey = new Map(existing.map((row) => [row.idempotency_key, row]))
+      return runs.map((run): Created => {
+        const row = byId.get(run.id)
+        return row !== undefined
+          ? { run: toRun(row), created: true }
+          : { run: toRun(byKey.get(run.idempotencyKey)!), created: false }
+      })
+    }).pipe(sql.withTransaction, Effect.withSpan("RunStore.create", { attributes: { count: runs.length } }))
+
+  const get = (runId: RunId) =>
+    sql<RunRow>`SELECT ${columns} FROM runstream_runs WHERE id = ${runId}`.pipe(
+      Effect.flatMap((rows) =>
+        rows.length === 0 ? Effect.fail(new RunNotFound({ runId })) : Effect.succeed(toRun(rows[0]!))
+      )
+    )
+
+  const list = (options: ListOptions) =>
+    Effect.gen(function*() {
+      const before = options.cursor === undefined ? null : yield* decodeCursor(options.cursor)
+      const rows = yield* sql<RunRow>`
+        SELECT ${columns} FROM runstream_runs
+        WHERE (${options.status ?? null}::text IS NULL OR status = ${options.status ?? null})
+          AND (${options.task ?? null}::text IS NULL OR task = ${options.task ?? null})
+          AND (${before}::uuid IS NULL OR id < ${before}::uuid)
+        ORDER BY id DESC LIMIT ${options.limit + 1}`
+      const page = rows.slice(0, options.limit)
+      return {
+        runs: page.map(toRun),
+        nextCursor: rows.length > options.limit ? encodeCursor(page[page.length - 1]!.id) : null
+      }
+    })
+
+  const cancel = (runId: RunId) =>
+    Effect.gen(function*() {
+      const at = yield* now
+      // Jobs before runs, as everywhere: a waiting run's job row is taken first.
+      const cancelledWaiting = yield* sql<RunRow>`
+        WITH job AS (
+          DELETE FROM runstream_jobs WHERE run_id = ${runId} AND locked_until IS NULL RETURNING run_id
+        ), ended AS (
+          UPDATE runstream_runs r SET status = 'cancelled', finished_at = ${at}, last_seq = r.last_seq + 1
+          FROM job WHERE r.id = job.run_id AND r.status = 'queued'
+          RETURNING ${sql.literal(runColumns.split(",").map((c) => `r.${c.trim()}`).join(", "))}
+        ), events AS (
+          INSERT INTO runstream_events (run_id, seq, type, data, at)
+          SELECT id, last_seq, 'run.cancelled', jsonb_build_object('attempt', attempt), ${at} FROM ended
+        ), outbox AS (
+          INSERT INTO runstream_outbox (run_id, task, seq_from, seq_to) SELECT id, task, last_seq, last_seq FROM ended
+        )
+        SELECT * FROM ended`
+      if (cancelledWaiting.length > 0) return toRun(cancelledWaiting[0]!)
+      const requested = yield* sql<RunRow>`
+        UPDATE runstream_runs SET cancel_requested = true
+        WHERE id = ${runId} AND status = 'running'
+        RETURNING ${columns}`
+      if (requested.length > 0) {
+        // Delivered at commit; the worker holding the run interrupts its body.
+        yield* sql`SELECT pg_notify(${Channel.cancel}, ${runId})`
+        return toRun(requested[0]!)
+      }
+      const run = yield* get(runId)
+      return yield* Effect.fail(
+        isFinished(run.status)
+          ? new RunAlreadyFinished({ runId, status: run.status })
+          : new RunAlreadyFinished({ runId, status: `${run.status} (changed during the cancel; try again)` })
+      )
+    }).pipe(sql.withTransaction, Effect.withSpan("RunStore.cancel"))
+
+  return RunStore.of({ create, get, list, cancel })
+})
+
+export const layer = Layer.effect(RunStore, make)

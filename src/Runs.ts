@@ -1,0 +1,276 @@
+/**
+ * The public service: start, get, list, cancel, follow and await runs.
+ * @since 0.1.0
+ */
+import type { SqlError } from "@effect/sql"
+import { Chunk, Config, Context, DateTime, Duration, Effect, Layer, Option, ParseResult, Queue, Schema, Stream } from "effect"
+import { AwaitTimeout, InvalidInput, PayloadTooLarge, type RunAlreadyFinished, type InvalidCursor, type RunNotFound, UnknownTask } from "./domain/Errors.ts"
+import { makeRunId, type RunId } from "./domain/Ids.ts"
+import { isFinished, type Run, type RunStatus } from "./domain/Run.ts"
+import { isTerminalType, type RunEvent } from "./domain/RunEvent.ts"
+import { EventBus } from "./EventBus.ts"
+import { EventLog } from "./EventLog.ts"
+import { Outbox } from "./Outbox.ts"
+import { Queue as RunQueue } from "./Queue.ts"
+import { type Created, RunStore } from "./RunStore.ts"
+import * as Task from "./Task.ts"
+
+/** Options of a start; every field is checked and bounded. */
+export const StartOptions = Schema.Struct({
+  idempotencyKey: Schema.optional(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200))),
+  queue: Schema.optional(Schema.String.pipe(
+    Schema.pattern(/^[A-Za-z0-9._-]{1,100}$/, { message: () => "a queue name is 1-100 of A-Z a-z 0-9 . _ -" })
+  )),
+  priority: Schema.optional(Schema.Int.pipe(Schema.between(-1_000_000, 1_000_000))),
+  runAt: Schema.optional(Schema.DateTimeUtc),
+  maxAttempts: Schema.optional(Schema.Int.pipe(Schema.between(1, 100))),
+  timeoutMs: Schema.optional(Schema.Int.pipe(Schema.between(1, 24 * 60 * 60 * 1000)))
+})
+export type StartOptions = typeof StartOptions.Type
+
+/** One run to start by task name, as the API receives it. */
+export interface StartRequest {
+  readonly task: string
+  readonly input: unknown
+  readonly options?: StartOptions | undefined
+}
+
+export type StartError = UnknownTask | InvalidInput | PayloadTooLarge | SqlError.SqlError
+
+export class Runs extends Context.Tag("runstream/Runs")<Runs, {
+  /** Starts a run of a task with a typed input. */
+  readonly start: <T extends Task.Any>(
+    task: T,
+    input: Task.InputOf<T>,
+    options?: StartOptions
+  ) => Effect.Effect<Run, StartError>
+  /**
+   * Starts runs by task name with unchecked inputs, all in one transaction, or
+   * none when any is refused. `created` is false for a repeated idempotency key.
+   */
+  readonly startMany: (requests: ReadonlyArray<StartRequest>) => Effect.Effect<ReadonlyArray<Created>, StartError>
+  readonly get: (runId: RunId) => Effect.Effect<Run, RunNotFound | SqlError.SqlError>
+  readonly list: (options: {
+    readonly status?: RunStatus | undefined
+    readonly task?: string | undefined
+    readonly limit?: number | undefined
+    readonly cursor?: string | undefined
+  }) => Effect.Effect<{ readonly runs: ReadonlyArray<Run>; readonly nextCursor: string | null }, InvalidCursor | InvalidInput | SqlError.SqlError>
+  readonly cancel: (runId: RunId) => Effect.Effect<Run, RunNotFound | RunAlreadyFinished | SqlError.SqlError>
+  /** A page of the log after `after` (for JSON clients). */
+  readonly readEvents: (runId: RunId, options: { readonly after: number; readonly limit?: number | undefined }) => Effect.Effect<ReadonlyArray<RunEvent>, RunNotFound | InvalidInput | SqlError.SqlError>
+  /**
+   * The run's events after `after` (default 0): the log, then live events,
+   * each exactly once and in order; ends after the terminal event.
+   */
+  readonly events: (runId: RunId, options?: { readonly after?: number | undefined }) => Stream.Stream<RunEvent, RunNotFound | SqlError.SqlError>
+  /** Live events of every run (debug), optionally of one task or run. Not replayed. */
+  readonly allEvents: (filter?: { readonly task?: string | undefined; readonly runId?: RunId | undefined }) => Stream.Stream<RunEvent>
+  /** Waits, on the run's stream, until the run is finished; returns it. */
+  readonly awaitCompletion: (runId: RunId, options?: { readonly timeout?: Duration.DurationInput | undefined }) => Effect.Effect<Run, RunNotFound | AwaitTimeout | SqlError.SqlError>
+}>() {}
+
+/** @category config */
+export const RunsConfig = Config.all({
+  maxInputBytes: Config.integer("RUNSTREAM_MAX_INPUT_BYTES").pipe(
+    Config.withDefault(1024 * 1024),
+    Config.validate({ message: "must be between 1 KiB and 64 MiB", validation: (n) => n >= 1024 && n <= 64 * 1024 * 1024 })
+  ),
+  /** How long a following stream waits for a live event before it re-reads the log. */
+  streamIdleCheck: Config.duration("RUNSTREAM_STREAM_IDLE_CHECK").pipe(Config.withDefault(Duration.seconds(2))),
+  pageSize: Config.integer("RUNSTREAM_EVENT_PAGE_SIZE").pipe(Config.withDefault(2000))
+})
+
+/** Pages of `list` and `readEvents` are bounded. */
+export const maxPageSize = 1000
+
+const describe = (error: ParseResult.ParseError) => {
+  const text = ParseResult.TreeFormatter.formatErrorSync(error)
+  return text.length > 2000 ? `${text.slice(0, 2000)}…` : text
+}
+
+/** Postgres `jsonb` cannot hold U+0000; refuse it up front, not with a 500. */
+const hasNul = (json: string) => /(^|[^\\])(\\\\)*\\u0000/.test(json)
+
+export const make = Effect.gen(function*() {
+  const store = yield* RunStore
+  const log = yield* EventLog
+  const bus = yield* EventBus
+  const outbox = yield* Outbox
+  const queue = yield* RunQueue
+  const registry = yield* Task.TaskRegistry
+  const config = yield* RunsConfig
+
+  const encodeInput = (task: Task.Any, input: unknown, typed: boolean) =>
+    Effect.gen(function*() {
+      const encoded = typed
+        ? yield* Schema.encodeUnknown(task.input)(input)
+        : yield* Schema.encodeUnknown(task.input)(yield* Schema.decodeUnknown(task.input)(input))
+      const json = JSON.stringify(encoded ?? null)
+      const bytes = Buffer.byteLength(json)
+      if (bytes > config.maxInputBytes) {
+        return yield* new PayloadTooLarge({ what: "input", bytes, limit: config.maxInputBytes })
+      }
+      if (hasNul(json)) {
+        return yield* new InvalidInput({ message: "input: strings may not contain U+0000" })
+      }
+      return encoded
+    }).pipe(
+      Effect.catchTag("ParseError", (error) =>
+        Effect.fail(new InvalidInput({ message: `input of task '${task.name}' is invalid:\n${describe(error)}` })))
+    )
+
+  const prepare = (request: StartRequest, typed: boolean) =>
+    Effect.gen(function*() {
+      const registered = yield* Option.match(registry.get(request.task), {
+        onNone: () => Effect.fail(new UnknownTask({ task: request.task })),
+        onSome: Effect.succeed
+      })
+      const task = registered.task
+      const options = request.options ?? {}
+      const input = yield* encodeInput(task, request.input, typed)
+      return {
+        id: yield* makeRunId,
+        task: task.name,
+        queue: options.queue ?? "default",
+        input,
+        maxAttempts: options.maxAttempts ?? task.retry.maxAttempts,
+        priority: options.priority ?? 0,
+        timeoutMs: options.timeoutMs ?? Option.getOrNull(Option.map(task.timeout, Duration.toMillis)),
+        idempotencyKey: options.idempotencyKey ?? null,
+        runAt: options.runAt === undefined ? null : DateTime.toDate(options.runAt)
+      }
+    })
+
+  const insert = (requests: ReadonlyArray<StartRequest>, typed: boolean) =>
+    Effect.gen(function*() {
+      const runs = yield* Effect.forEach(requests, (request) => prepare(request, typed))
+      const created = yield* store.create(runs)
+      yield* outbox.written
+      for (const queueName of new Set(created.filter((c) => c.created).map((c) => c.run.queue))) {
+        yield* queue.wake(queueName)
+      }
+      return created
+    })
+
+  const start = <T extends Task.Any>(task: T, input: Task.InputOf<T>, options?: StartOptions) =>
+    Effect.map(insert([{ task: task.name, input, options }], true), (created) => created[0]!.run)
+
+  const startMany = (requests: ReadonlyArray<StartRequest>) => insert(requests, false)
+
+  const list: Runs["Type"]["list"] = (options) => {
+    const limit = options.limit ?? 50
+    if (!Number.isInteger(limit) || limit < 1 || limit > maxPageSize) {
+      return Effect.fail(new InvalidInput({ message: `limit must be an integer from 1 to ${maxPageSize}` }))
+    }
+    return store.list({ ...options, limit })
+  }
+
+  const cancel = (runId: RunId) => Effect.tap(store.cancel(runId), () => outbox.written)
+
+  const readEvents: Runs["Type"]["readEvents"] = (runId, options) => {
+    const limit = options.limit ?? maxPageSize
+    if (!Number.isInteger(limit) || limit < 1 || limit > maxPageSize) {
+      return Effect.fail(new InvalidInput({ message: `limit must be an integer from 1 to ${maxPageSize}` }))
+    }
+    if (!Number.isInteger(options.after) || options.after < 0) {
+      return Effect.fail(new InvalidInput({ message: "after must be a non-negative integer" }))
+    }
+    return Effect.zipRight(store.get(runId), log.read(runId, { after: options.after, limit }))
+  }
+
+  const events = (runId: RunId, options?: { readonly after?: number | undefined }) =>
+    Stream.unwrapScoped(Effect.gen(function*() {
+      // Subscribe first: whatever is published from now on is in the
+      // subscription, and whatever was committed before is in the log.
+      const subscription = yield* bus.subscribe({ runId })
+      const run = yield* store.get(runId)
+      let cursor = Math.max(0, options?.after ?? 0)
+      let done = isFinished(run.status) && cursor >= run.lastSeq
+      let caughtUp = false
+
+      const emit = (batch: ReadonlyArray<RunEvent>) => {
+        const out: Array<RunEvent> = []
+        for (const event of batch) {
+          if (event.seq !== cursor + 1) continue
+          out.push(event)
+          cursor = event.seq
+          if (isTerminalType(event.type)) {
+            done = true
+            break
+          }
+        }
+        return Chunk.unsafeFromArray(out)
+      }
+
+      const readLog = Effect.map(log.read(runId, { after: cursor, limit: config.pageSize }), (rows) => {
+        caughtUp = rows.length < config.pageSize
+        return emit(rows)
+      })
+
+      const waitLive = Effect.gen(function*() {
+        const first = yield* Queue.take(subscription).pipe(Effect.timeoutOption(config.streamIdleCheck))
+        if (Option.isNone(first)) return yield* readLog
+        const batch = [first.value, ...(yield* Queue.takeAll(subscription))]
+        const live: Array<RunEvent> = []
+        for (const message of batch) {
+          if (message._tag === "Resync") {
+            caughtUp = false
+          } else if (message.event.seq > cursor) {
+            live.push(message.event)
+          }
+        }
+        // A gap (a message lost or out of order) or a resync: the log has it.
+        if (!caughtUp || (live.length > 0 && live[0]!.seq !== cursor + 1)) return yield* readLog
+        const chunk = emit(live)
+        if (!done && chunk.length < live.length) caughtUp = false
+        return chunk
+      })
+
+      const pull: Effect.Effect<Chunk.Chunk<RunEvent>, Option.Option<SqlError.SqlError>> = Effect.suspend(() =>
+        done ? Effect.fail(Option.none()) : Effect.mapError(caughtUp ? waitLive : readLog, Option.some)
+      )
+
+      return Stream.repeatEffectChunkOption(pull)
+    }))
+
+  const allEvents: Runs["Type"]["allEvents"] = (filter) =>
+    Stream.unwrapScoped(Effect.map(
+      bus.subscribe({ task: filter?.task, runId: filter?.runId }),
+      (subscription) =>
+        Stream.fromQueue(subscription).pipe(
+          Stream.filterMap((message) =>
+            message._tag === "Event" && (filter?.task === undefined || filter.task === message.task)
+              ? Option.some(message.event)
+              : Option.none()
+          )
+        )
+    ))
+
+  const awaitCompletion: Runs["Type"]["awaitCompletion"] = (runId, options) =>
+    Effect.gen(function*() {
+      const run = yield* store.get(runId)
+      if (isFinished(run.status)) return run
+      yield* Stream.runDrain(events(runId, { after: run.lastSeq }))
+      return yield* store.get(runId)
+    }).pipe(
+      options?.timeout === undefined ? (self) => self : Effect.timeoutFail({
+        duration: options.timeout,
+        onTimeout: () => new AwaitTimeout({ runId })
+      })
+    )
+
+  return Runs.of({
+    start,
+    startMany,
+    get: store.get,
+    list,
+    cancel,
+    readEvents,
+    events,
+    allEvents,
+    awaitCompletion
+  })
+})
+
+export const layer = Layer.effect(Runs, make)

@@ -1,0 +1,156 @@
+/**
+ * Tasks: named, typed units of work, and the registry a program's workers run.
+ * @since 0.1.0
+ */
+import { Context, Duration, Effect, Layer, Option, Schema } from "effect"
+import type { SqlError } from "@effect/sql"
+import type { InvalidInput, LeaseLost, PayloadTooLarge } from "./domain/Errors.ts"
+import type { RunId } from "./domain/Ids.ts"
+
+/** Why an `emit` can fail. */
+export type EmitError = LeaseLost | PayloadTooLarge | InvalidInput | SqlError.SqlError
+
+/** What a task body can do while it runs. */
+export interface TaskContext {
+  readonly runId: RunId
+  readonly attempt: number
+  /**
+   * Appends an event to the run's log and returns its seq. Fails with
+   * `LeaseLost` when this attempt no longer owns the run (the body should stop),
+   * `PayloadTooLarge` / `InvalidInput` for data the log cannot take, and
+   * `SqlError` when the database cannot be reached.
+   */
+  readonly emit: (type: string, data?: unknown) => Effect.Effect<number, EmitError>
+}
+
+/**
+ * Fail a task body with this to end the run at once, without retries
+ * (bad input that will never succeed, a refused authorization, ...).
+ */
+export class PermanentError extends Schema.TaggedError<PermanentError>()("PermanentError", {
+  message: Schema.String
+}) {}
+
+/** Exponential backoff with full jitter between attempts. */
+export interface RetryPolicy {
+  readonly maxAttempts: number
+  readonly initialDelay: Duration.Duration
+  readonly maxDelay: Duration.Duration
+  readonly factor: number
+}
+
+/** @category defaults */
+export const defaultRetry: RetryPolicy = {
+  maxAttempts: 3,
+  initialDelay: Duration.seconds(1),
+  maxDelay: Duration.minutes(5),
+  factor: 2
+}
+
+/**
+ * The delay before the attempt after `attempt` (1-based): `initial * factor^(attempt-1)`
+ * capped at `maxDelay`, scaled by a jitter in [0.5, 1) so that runs failing together
+ * do not retry together.
+ */
+export const backoffDelay = (policy: RetryPolicy, attempt: number, random01: number): Duration.Duration => {
+  const base = Duration.toMillis(policy.initialDelay) * Math.pow(policy.factor, Math.max(0, attempt - 1))
+  const capped = Math.min(base, Duration.toMillis(policy.maxDelay))
+  return Duration.millis(Math.round(capped * (0.5 + random01 / 2)))
+}
+
+/** A task definition. `R` is what its body needs, provided when the registry is built. */
+export interface Task<in out Name extends string, in out I, in out IE, in out O, in out OE, out E, out R> {
+  readonly name: Name
+  readonly input: Schema.Schema<I, IE>
+  readonly output: Schema.Schema<O, OE>
+  readonly retry: RetryPolicy
+  readonly timeout: Option.Option<Duration.Duration>
+  readonly run: (input: I, ctx: TaskContext) => Effect.Effect<O, E, R>
+}
+
+/** Any task, for registries and lookups. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type Any = Task<string, any, any, any, any, any, any>
+
+/** The input type a caller passes to start a run of this task. */
+export type InputOf<T> = T extends Task<string, infer I, any, any, any, any, any> ? I : never // eslint-disable-line @typescript-eslint/no-explicit-any
+/** The output type of a task. */
+export type OutputOf<T> = T extends Task<string, any, any, infer O, any, any, any> ? O : never // eslint-disable-line @typescript-eslint/no-explicit-any
+/** What a task's body requires. */
+export type ContextOf<T> = T extends Task<string, any, any, any, any, any, infer R> ? R : never // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/**
+ * Defines a task.
+ *
+ * ```ts
+ * const Count = Task.make("demo.count", {
+ *   input: Schema.Struct({ to: Schema.Int }),
+ *   output: Schema.Struct({ count: Schema.Int }),
+ *   run: ({ to }, ctx) => Effect.as(Effect.forEach(range(1, to), (n) => ctx.emit("tick", { n })), { count: to })
+ * })
+ * ```
+ */
+export const make = <const Name extends string, I, IE, O, OE, E, R>(
+  name: Name,
+  options: {
+    readonly input: Schema.Schema<I, IE>
+    readonly output: Schema.Schema<O, OE>
+    readonly run: (input: I, ctx: TaskContext) => Effect.Effect<O, E, R>
+    readonly retry?: {
+      readonly maxAttempts?: number | undefined
+      readonly initialDelay?: Duration.DurationInput | undefined
+      readonly maxDelay?: Duration.DurationInput | undefined
+      readonly factor?: number | undefined
+    } | undefined
+    readonly timeout?: Duration.DurationInput | undefined
+  }
+): Task<Name, I, IE, O, OE, E, R> => ({
+  name,
+  input: options.input,
+  output: options.output,
+  retry: {
+    maxAttempts: options.retry?.maxAttempts ?? defaultRetry.maxAttempts,
+    initialDelay: Duration.decode(options.retry?.initialDelay ?? defaultRetry.initialDelay),
+    maxDelay: Duration.decode(options.retry?.maxDelay ?? defaultRetry.maxDelay),
+    factor: options.retry?.factor ?? defaultRetry.factor
+  },
+  timeout: Option.map(Option.fromNullable(options.timeout), Duration.decode),
+  run: options.run
+})
+
+/** A registered task with the services its body needs already captured. */
+export interface Registered {
+  readonly task: Any
+  readonly context: Context.Context<never>
+}
+
+/** The tasks a program knows: used to validate starts and by the workers. */
+export class TaskRegistry extends Context.Tag("runstream/TaskRegistry")<TaskRegistry, {
+  readonly get: (name: string) => Option.Option<Registered>
+  readonly names: ReadonlyArray<string>
+}>() {}
+
+/**
+ * A registry of the given tasks. Task names must be unique. The services the
+ * bodies need are taken from the layer's context once, when it is built.
+ */
+export const layerRegistry = <const Tasks extends ReadonlyArray<Any>>(
+  ...tasks: Tasks
+): Layer.Layer<TaskRegistry, never, ContextOf<Tasks[number]>> =>
+  Layer.effect(
+    TaskRegistry,
+    Effect.gen(function*() {
+      const context = (yield* Effect.context<ContextOf<Tasks[number]>>()) as Context.Context<never>
+      const byName = new Map<string, Registered>()
+      for (const task of tasks) {
+        if (byName.has(task.name)) {
+          return yield* Effect.dieMessage(`task '${task.name}' is registered twice`)
+        }
+        byName.set(task.name, { task, context })
+      }
+      return TaskRegistry.of({
+        get: (name) => Option.fromNullable(byName.get(name)),
+        names: [...byName.keys()]
+      })
+    })
+  )

@@ -1,0 +1,331 @@
+/**
+ * A scoped pool of workers. Building the layer starts them; closing its scope
+ * stops claiming, lets in-flight runs finish within a grace period, then
+ * interrupts the rest and hands their runs back so another worker takes them at
+ * once. No program runs tasks unless it includes this layer.
+ * @since 0.1.0
+ */
+import { SqlClient, type SqlError } from "@effect/sql"
+import {
+  Cause,
+  Config,
+  Context,
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  FiberSet,
+  Layer,
+  Option,
+  Queue,
+  Random,
+  Schedule,
+  Schema
+} from "effect"
+import { InvalidInput, LeaseLost } from "./domain/Errors.ts"
+import { makeInstanceId, type RunId } from "./domain/Ids.ts"
+import type { RunError } from "./domain/Run.ts"
+import { TaskEventType } from "./domain/RunEvent.ts"
+import { type AppendItem, EventLog } from "./EventLog.ts"
+import * as GroupCommit from "./internal/GroupCommit.ts"
+import { now, plusMillis } from "./internal/time.ts"
+import { Outbox } from "./Outbox.ts"
+import { Channel, PgListener } from "./PgListener.ts"
+import { type Claim, type Finish, type Outcome, Queue as RunQueue } from "./Queue.ts"
+import * as Task from "./Task.ts"
+
+export interface WorkersOptions {
+  /** How many runs execute at once. */
+  readonly concurrency: number
+  /** Which named queues to take runs from. */
+  readonly queues: ReadonlyArray<string>
+  /** How long a claim holds a run without a heartbeat; renewed every third of it. */
+  readonly lease: Duration.Duration
+  /** On shutdown, how long in-flight runs may take to finish before they are handed back. */
+  readonly shutdownGrace: Duration.Duration
+  /** The longest an idle worker waits before it looks for due runs (wake-ups are the fast path). */
+  readonly pollInterval: Duration.Duration
+  /** How often expired leases are reclaimed. */
+  readonly reclaimInterval: Duration.Duration
+}
+
+/** @category config */
+export const WorkersConfig: Config.Config<WorkersOptions> = Config.all({
+  concurrency: Config.integer("RUNSTREAM_WORKER_CONCURRENCY").pipe(
+    Config.withDefault(10),
+    Config.validate({ message: "must be between 1 and 10000", validation: (n) => n >= 1 && n <= 10_000 })
+  ),
+  queues: Config.array(Config.string(), "RUNSTREAM_WORKER_QUEUES").pipe(
+    Config.withDefault(["default"]),
+    Config.validate({ message: "must name at least one queue", validation: (qs) => qs.length > 0 })
+  ),
+  lease: Config.duration("RUNSTREAM_LEASE").pipe(
+    Config.withDefault(Duration.seconds(30)),
+    Config.validate({ message: "must be at least 300 millis", validation: (d) => Duration.toMillis(d) >= 300 })
+  ),
+  shutdownGrace: Config.duration("RUNSTREAM_SHUTDOWN_GRACE").pipe(Config.withDefault(Duration.seconds(10))),
+  pollInterval: Config.duration("RUNSTREAM_WORKER_POLL").pipe(Config.withDefault(Duration.seconds(2))),
+  reclaimInterval: Config.duration("RUNSTREAM_RECLAIM_INTERVAL").pipe(Config.withDefault(Duration.seconds(1)))
+})
+
+export class Workers extends Context.Tag("runstream/Workers")<Workers, {
+  readonly workerId: string
+  /** Runs executing now. */
+  readonly inFlight: Effect.Effect<number>
+}>() {}
+
+/** A body's attempt ran out of time. */
+export class TaskTimeout extends Schema.TaggedError<TaskTimeout>()("TaskTimeout", {
+  timeoutMs: Schema.Number
+}) {
+  override get message() {
+    return `the attempt took longer than ${this.timeoutMs} ms`
+  }
+}
+
+type StopReason = "cancel" | "leaseLost" | "shutdown"
+
+interface InFlight {
+  readonly attempt: number
+  readonly fiber: Fiber.RuntimeFiber<unknown, unknown>
+  stop: StopReason | undefined
+}
+
+type Write =
+  | { readonly _tag: "emit"; readonly item: AppendItem }
+  | { readonly _tag: "finish"; readonly item: Finish }
+
+const maxMessage = 2000
+
+/** Errors that no retry can cure. */
+const permanentTags = new Set(["PermanentError", "InputInvalid", "UnknownTask"])
+
+/** What is recorded of a failed attempt: the error's tag and message, bounded. */
+export const runErrorOf = (cause: Cause.Cause<unknown>): RunError => {
+  const failure = Cause.failureOption(cause)
+  if (Option.isSome(failure)) {
+    const error = failure.value as { readonly _tag?: unknown; readonly message?: unknown } | null
+    const tag = typeof error?._tag === "string" ? error._tag : "Error"
+    const message = typeof error?.message === "string" && error.message.length > 0 ? error.message : String(error)
+    return { tag, message: message.slice(0, maxMessage), retryable: !permanentTags.has(tag) }
+  }
+  const defect = Cause.squash(cause)
+  const message = defect instanceof Error ? `${defect.name}: ${defect.message}` : String(defect)
+  return { tag: "Defect", message: message.slice(0, maxMessage), retryable: true }
+}
+
+const hasNul = (json: string) => /(^|[^\\])(\\\\)*\\u0000/.test(json)
+
+export const make = (options: WorkersOptions) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const queue = yield* RunQueue
+    const log = yield* EventLog
+    const outbox = yield* Outbox
+    const listener = yield* PgListener
+    const registry = yield* Task.TaskRegistry
+    const workerId = yield* makeInstanceId("worker")
+    const leaseMs = Duration.toMillis(options.lease)
+    const inFlight = new Map<RunId, InFlight>()
+    const slotFreed = yield* Queue.sliding<void>(1)
+    let accepting = true
+    // Slots taken by claimed runs, counted from the claim (before their fiber starts).
+    let running = 0
+
+    yield* Effect.annotateLogsScoped({ component: "Workers", workerId })
+
+    // Emits and ends of attempts go through one writer, in submission order:
+    // a run's last emit always commits before its end, and an attempt handed
+    // back at shutdown commits after everything its body wrote.
+    const write = yield* GroupCommit.make<Write, number | boolean | undefined, SqlError.SqlError>({
+      maxBatch: 500,
+      write: (batch) =>
+        Effect.gen(function*() {
+          const emits = batch.flatMap((w) => w._tag === "emit" ? [w.item] : [])
+          const finishes = batch.flatMap((w) => w._tag === "finish" ? [w.item] : [])
+          const seqs = yield* log.append(emits)
+          const held = yield* queue.finish({ workerId }, finishes)
+          let e = 0
+          return batch.map((w) => w._tag === "emit" ? seqs[e++] : held.has(w.item.runId))
+        }).pipe(sql.withTransaction, Effect.tap(() => outbox.written))
+    })
+
+    const stopRun = (runId: RunId, reason: StopReason) =>
+      Effect.suspend(() => {
+        const entry = inFlight.get(runId)
+        if (entry === undefined || entry.stop !== undefined) return Effect.void
+        entry.stop = reason
+        return Effect.asVoid(Fiber.interruptFork(entry.fiber))
+      })
+
+    const contextFor = (claim: Claim): Task.TaskContext => ({
+      runId: claim.runId,
+      attempt: claim.attempt,
+      emit: (type, data) =>
+        Effect.gen(function*() {
+          if (!Schema.is(TaskEventType)(type)) {
+            return yield* new InvalidInput({ message: `event type '${String(type).slice(0, 100)}' is empty, too long or reserved (run.*)` })
+          }
+          yield* log.checkSize(data)
+          if (hasNul(JSON.stringify(data ?? null))) {
+            return yield* new InvalidInput({ message: "event data: strings may not contain U+0000" })
+          }
+          const seq = yield* write({ _tag: "emit", item: { runId: claim.runId, attempt: claim.attempt, type, data: data ?? null } })
+          if (typeof seq !== "number") {
+            return yield* new LeaseLost({ runId: claim.runId, attempt: claim.attempt })
+          }
+          return seq
+        })
+    })
+
+    /** The attempt itself: decode, run with its timeout, encode. Fails with what is recorded. */
+    const attemptOf = (claim: Claim): Effect.Effect<unknown, unknown> =>
+      Option.match(registry.get(claim.task), {
+        onNone: () => Effect.fail({ _tag: "UnknownTask", message: `task '${claim.task}' is not registered with this worker` }),
+        onSome: ({ context, task }) =>
+          Effect.gen(function*() {
+            const input = yield* Schema.decodeUnknown(task.input)(claim.input).pipe(
+              Effect.mapError((error) => ({ _tag: "InputInvalid", message: error.message }))
+            )
+            const timeoutMs = claim.timeoutMs ?? Option.getOrUndefined(Option.map(task.timeout, Duration.toMillis))
+            const body = task.run(input, contextFor(claim))
+            const output = yield* (timeoutMs === undefined ? body : body.pipe(
+              Effect.timeoutFail({ duration: Duration.millis(timeoutMs), onTimeout: () => new TaskTimeout({ timeoutMs }) })
+            ))
+            return yield* Schema.encodeUnknown(task.output)(output).pipe(
+              Effect.mapError((error) => ({ _tag: "OutputInvalid", message: error.message }))
+            )
+          }).pipe(Effect.provide(context)) as Effect.Effect<unknown, unknown>
+      })
+
+    const outcomeOf = (claim: Claim, exit: Exit.Exit<unknown, unknown>, stop: StopReason | undefined) =>
+      Effect.gen(function*(): Effect.fn.Return<Option.Option<Outcome>> {
+        if (stop === "cancel") return Option.some({ _tag: "cancelled" })
+        if (stop === "shutdown") return Option.some({ _tag: "released", reason: "worker shutdown" })
+        if (stop === "leaseLost") return Option.none()
+        if (Exit.isSuccess(exit)) return Option.some({ _tag: "succeeded", output: exit.value ?? null })
+        const failure = Cause.failureOption(exit.cause)
+        if (Option.isSome(failure) && failure.value instanceof LeaseLost) return Option.none()
+        if (Cause.isInterruptedOnly(exit.cause)) return Option.some({ _tag: "released", reason: "interrupted" })
+        const error = runErrorOf(exit.cause)
+        if (!error.retryable || claim.attempt >= claim.maxAttempts) return Option.some({ _tag: "failed", error })
+        const policy = Option.match(registry.get(claim.task), { onNone: () => Task.defaultRetry, onSome: (r) => r.task.retry })
+        const delay = Task.backoffDelay(policy, claim.attempt, yield* Random.next)
+        return Option.some({ _tag: "retrying", error, retryAt: plusMillis(yield* now, Duration.toMillis(delay)) })
+      })
+
+    /** Writes the end of an attempt; retries while the database is away (the lease bounds it). */
+    const finish = (claim: Claim, outcome: Outcome) =>
+      write({ _tag: "finish", item: { runId: claim.runId, attempt: claim.attempt, outcome } }).pipe(
+        Effect.retry(Schedule.exponential("100 millis").pipe(Schedule.upTo(options.lease))),
+        Effect.tap((held) =>
+          held === true ? Effect.void : Effect.logInfo(`attempt ${claim.attempt} of ${claim.runId} lost its lease; its ${outcome._tag} was refused`)
+        ),
+        Effect.catchAllCause((cause) => Effect.logWarning(`could not record the end of ${claim.runId}; its lease will expire`, cause))
+      )
+
+    const execute = (claim: Claim) =>
+      Effect.gen(function*() {
+        const fiber = yield* Effect.fork(Effect.interruptible(attemptOf(claim)))
+        const entry: InFlight = { attempt: claim.attempt, fiber, stop: undefined }
+        inFlight.set(claim.runId, entry)
+        const exit = yield* Fiber.await(fiber)
+        const outcome = yield* outcomeOf(claim, exit, entry.stop)
+        if (Option.isSome(outcome)) yield* finish(claim, outcome.value)
+      }).pipe(
+        Effect.ensuring(Effect.suspend(() => {
+          inFlight.delete(claim.runId)
+          running--
+          return Queue.offer(slotFreed, undefined)
+        })),
+        Effect.uninterruptible,
+        Effect.annotateLogs({ runId: claim.runId, attempt: claim.attempt })
+      )
+
+    const executions = yield* FiberSet.make()
+    const wakeups = yield* queue.wakeups
+
+    const waitForWork = Effect.gen(function*() {
+      const due = yield* queue.nextDue(options.queues)
+      const pollMs = Duration.toMillis(options.pollInterval)
+      const nowMs = (yield* now).getTime()
+      const waitMs = Option.match(due, { onNone: () => pollMs, onSome: (date) => Math.min(pollMs, date.getTime() - nowMs) })
+      yield* Queue.take(wakeups).pipe(Effect.timeoutOption(Duration.millis(Math.max(0, waitMs))))
+    })
+
+    const claimLoop = Effect.gen(function*() {
+      while (accepting) {
+        const free = options.concurrency - running
+        if (free <= 0) {
+          yield* Queue.take(slotFreed)
+          continue
+        }
+        const claims = yield* queue.claim({ workerId, queues: options.queues, limit: free, leaseMs })
+        if (claims.length > 0) yield* outbox.written
+        for (const claim of claims) {
+          running++
+          yield* FiberSet.run(executions, execute(claim))
+        }
+        if (claims.length < free) yield* waitForWork
+      }
+    }).pipe(
+      Effect.catchAllCause((cause) => Effect.zipRight(Effect.logWarning("claim failed; retrying", cause), Effect.sleep(options.pollInterval))),
+      Effect.forever
+    )
+
+    const heartbeat = Effect.gen(function*() {
+      const runs = [...inFlight].map(([runId, entry]) => ({ runId, attempt: entry.attempt }))
+      const result = yield* queue.heartbeat({ workerId, runs, leaseMs })
+      for (const { runId } of runs) {
+        if (!result.held.has(runId)) yield* stopRun(runId, "leaseLost")
+        else if (result.cancelRequested.has(runId)) yield* stopRun(runId, "cancel")
+      }
+    }).pipe(Effect.catchAllCause((cause) => Effect.logWarning("heartbeat failed", cause)))
+
+    const cancellations = yield* listener.subscribe(Channel.cancel)
+    yield* Queue.take(cancellations).pipe(
+      Effect.flatMap((message) =>
+        message._tag === "Notification" ? stopRun(message.payload as RunId, "cancel") : heartbeat
+      ),
+      Effect.forever,
+      Effect.forkScoped
+    )
+
+    yield* heartbeat.pipe(
+      Effect.repeat(Schedule.spaced(Duration.millis(leaseMs / 3))),
+      Effect.forkScoped
+    )
+
+    yield* queue.reclaimExpired(500).pipe(
+      Effect.tap((n) => n > 0 ? Effect.zipRight(outbox.written, Effect.forEach(options.queues, queue.wake)) : Effect.void),
+      Effect.catchAllCause((cause) => Effect.logWarning("reclaim failed", cause)),
+      Effect.repeat(Schedule.spaced(options.reclaimInterval)),
+      Effect.forkScoped
+    )
+
+    const claimer = yield* Effect.forkScoped(claimLoop)
+
+    // Added last, so it runs first when the scope closes, while the writer,
+    // the heartbeat and the listener are still up.
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        accepting = false
+        yield* Fiber.interrupt(claimer)
+        const finished = yield* FiberSet.awaitEmpty(executions).pipe(Effect.timeoutOption(options.shutdownGrace))
+        if (Option.isNone(finished)) {
+          yield* Effect.logInfo(`handing back ${inFlight.size} run(s) still in flight`)
+          for (const runId of [...inFlight.keys()]) yield* stopRun(runId, "shutdown")
+          yield* FiberSet.awaitEmpty(executions)
+        }
+      })
+    )
+
+    return Workers.of({ workerId, inFlight: Effect.sync(() => inFlight.size) })
+  })
+
+/**
+ * Workers configured from the environment (`RUNSTREAM_WORKER_*`, `RUNSTREAM_LEASE`, ...),
+ * with `overrides` taking precedence.
+ */
+export const layer = (overrides: Partial<WorkersOptions> = {}) =>
+  Layer.scoped(Workers, Effect.flatMap(WorkersConfig, (config) => make({ ...config, ...overrides })))

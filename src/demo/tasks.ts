@@ -1,0 +1,58 @@
+/**
+ * Demo tasks, registered in dev mode and used by the tests and the benchmark.
+ * @since 0.1.0
+ */
+import { Effect, Schema } from "effect"
+import * as Task from "../Task.ts"
+
+/** Output = input. */
+export const Echo = Task.make("demo.echo", {
+  input: Schema.Unknown,
+  output: Schema.Unknown,
+  run: (input) => Effect.succeed(input)
+})
+
+const NonNegativeInt = Schema.Int.pipe(Schema.nonNegative())
+
+/** Emits `tick` events `{n}` for n = 1..to, `delayMs` apart; output `{count}`. */
+export const Count = Task.make("demo.count", {
+  input: Schema.Struct({
+    to: NonNegativeInt.pipe(Schema.lessThanOrEqualTo(1_000_000)),
+    delayMs: Schema.optional(NonNegativeInt.pipe(Schema.lessThanOrEqualTo(60_000)))
+  }),
+  output: Schema.Struct({ count: Schema.Int }),
+  run: ({ delayMs, to }, ctx) =>
+    Effect.gen(function*() {
+      for (let n = 1; n <= to; n++) {
+        if (delayMs !== undefined && delayMs > 0 && n > 1) yield* Effect.sleep(delayMs)
+        yield* ctx.emit("tick", { n })
+      }
+      return { count: to }
+    })
+})
+
+/** Fails (retryably) on attempts 1..failures, then succeeds with `{attempts}`. */
+export const Flaky = Task.make("demo.flaky", {
+  input: Schema.Struct({ failures: NonNegativeInt.pipe(Schema.lessThanOrEqualTo(100)) }),
+  output: Schema.Struct({ attempts: Schema.Int }),
+  retry: { initialDelay: "10 millis", maxDelay: "1 second" },
+  run: ({ failures }, ctx) =>
+    ctx.attempt <= failures
+      ? Effect.fail(new FlakyFailure({ attempt: ctx.attempt }))
+      : Effect.succeed({ attempts: ctx.attempt })
+})
+
+export class FlakyFailure extends Schema.TaggedError<FlakyFailure>()("FlakyFailure", { attempt: Schema.Number }) {
+  override get message() {
+    return `attempt ${this.attempt} failed on purpose`
+  }
+}
+
+/** Sleeps `ms` (interruptibly: cancellation ends it at once); output `{slept}`. */
+export const Sleep = Task.make("demo.sleep", {
+  input: Schema.Struct({ ms: NonNegativeInt.pipe(Schema.lessThanOrEqualTo(24 * 60 * 60 * 1000)) }),
+  output: Schema.Struct({ slept: Schema.Int }),
+  run: ({ ms }) => Effect.as(Effect.sleep(ms), { slept: ms })
+})
+
+export const all = [Echo, Count, Flaky, Sleep] as const

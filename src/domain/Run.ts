@@ -1,0 +1,43 @@
+/**
+ * The run as stored and as served by the API.
+ * @since 0.1.0
+ */
+import { Schema } from "effect"
+import { RunId } from "./Ids.ts"
+
+/** @category schemas */
+export const RunStatus = Schema.Literal("queued", "running", "succeeded", "failed", "cancelled")
+export type RunStatus = typeof RunStatus.Type
+
+/** Statuses after which nothing happens to a run any more. */
+export const isFinished = (status: RunStatus): boolean =>
+  status === "succeeded" || status === "failed" || status === "cancelled"
+
+/** The error recorded on a failed attempt or run. */
+export const RunError = Schema.Struct({
+  tag: Schema.String,
+  message: Schema.String,
+  retryable: Schema.Boolean
+})
+export type RunError = typeof RunError.Type
+
+/** @category schemas */
+export class Run extends Schema.Class<Run>("Run")({
+  id: RunId,
+  task: Schema.String,
+  queue: Schema.String,
+  status: RunStatus,
+  input: Schema.Unknown,
+  output: Schema.Unknown,
+  error: Schema.NullOr(RunError),
+  attempt: Schema.Int,
+  maxAttempts: Schema.Int,
+  priority: Schema.Int,
+  timeoutMs: Schema.NullOr(Schema.Int),
+  idempotencyKey: Schema.NullOr(Schema.String),
+  createdAt: Schema.DateTimeUtc,
+  runAt: Schema.DateTimeUtc,
+  startedAt: Schema.NullOr(Schema.DateTimeUtc),
+  finishedAt: Schema.NullOr(Schema.DateTimeUtc),
+  lastSeq: Schema.Int
+}) {}

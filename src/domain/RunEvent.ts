@@ -1,0 +1,37 @@
+/**
+ * Events of a run's log. Every event has a per-run sequence number 1..n.
+ * @since 0.1.0
+ */
+import { Schema } from "effect"
+import { RunId } from "./Ids.ts"
+
+/** @category schemas */
+export class RunEvent extends Schema.Class<RunEvent>("RunEvent")({
+  runId: RunId,
+  seq: Schema.Int,
+  type: Schema.String,
+  data: Schema.Unknown,
+  at: Schema.DateTimeUtc
+}) {}
+
+/** System event types. Task events may use any type not starting with `run.`. */
+export const SystemEventType = {
+  queued: "run.queued",
+  started: "run.started",
+  retrying: "run.retrying",
+  released: "run.released",
+  succeeded: "run.succeeded",
+  failed: "run.failed",
+  cancelled: "run.cancelled"
+} as const
+
+/** After one of these, a run's log never grows again. */
+export const isTerminalType = (type: string): boolean =>
+  type === SystemEventType.succeeded || type === SystemEventType.failed || type === SystemEventType.cancelled
+
+/** A task event's type: non-empty, short, and never in the reserved `run.` namespace. */
+export const TaskEventType = Schema.String.pipe(
+  Schema.minLength(1),
+  Schema.maxLength(100),
+  Schema.filter((t) => !t.startsWith("run.") || "event types starting with 'run.' are reserved")
+)

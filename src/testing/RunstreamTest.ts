@@ -1,0 +1,42 @@
+/**
+ * The test kit: a complete Runstream program on a fresh database, for
+ * `@effect/vitest`'s `layer(...)` or `it.effect(..., Effect.provide(...))`.
+ *
+ * ```ts
+ * layer(RunstreamTest.layer({ tasks: [Count] }))("Runs", (it) => {
+ *   it.effect("streams a run", () => Effect.gen(function*() { ... }))
+ * })
+ * ```
+ * @since 0.1.0
+ */
+import { type Duration, Effect, Layer } from "effect"
+import type { RunId } from "../domain/Ids.ts"
+import { Runs } from "../Runs.ts"
+import * as Runstream from "../Runstream.ts"
+import * as Task from "../Task.ts"
+import type { WorkersOptions } from "../Workers.ts"
+import * as TestDatabase from "./TestDatabase.ts"
+
+export interface Options<Tasks extends ReadonlyArray<Task.Any>> {
+  readonly tasks: Tasks
+  /** Worker settings, or `false` for a program without workers. Tests default to short leases. */
+  readonly workers?: Partial<WorkersOptions> | false | undefined
+  readonly bus?: "memory" | "postgres" | undefined
+  /** Pool size of this graph (default 4: many graphs run at once). */
+  readonly maxConnections?: number | undefined
+}
+
+/** A program on its own fresh database: runtime, registry, and workers unless `workers: false`. */
+export const layer = <const Tasks extends ReadonlyArray<Task.Any>>(options: Options<Tasks>) => {
+  const runtime = options.workers === false
+    ? Runstream.layerRuntime({ bus: options.bus })
+    : Runstream.layerWithWorkers({ bus: options.bus, workers: options.workers ?? {} })
+  return runtime.pipe(
+    Layer.provideMerge(Task.layerRegistry(...options.tasks)),
+    Layer.provideMerge(TestDatabase.layer({ maxConnections: options.maxConnections }))
+  )
+}
+
+/** Waits (on the run's event stream, not by polling) until the run is finished. */
+export const waitForRunCompletion = (runId: RunId, timeout: Duration.DurationInput = "15 seconds") =>
+  Effect.flatMap(Runs, (runs) => runs.awaitCompletion(runId, { timeout }))
