@@ -59,7 +59,7 @@ export const backoffDelay = (policy: RetryPolicy, attempt: number, random01: num
 }
 
 /** A task definition. `R` is what its body needs, provided when the registry is built. */
-export interface Task<in out Name extends string, in out I, in out IE, in out O, in out OE, out E, out R> {
+export interface Task<Name extends string, I, IE, O, OE, E, R> {
   readonly name: Name
   readonly input: Schema.Schema<I, IE>
   readonly output: Schema.Schema<O, OE>
@@ -69,15 +69,14 @@ export interface Task<in out Name extends string, in out I, in out IE, in out O,
 }
 
 /** Any task, for registries and lookups. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type Any = Task<string, any, any, any, any, any, any>
 
 /** The input type a caller passes to start a run of this task. */
-export type InputOf<T> = T extends Task<string, infer I, any, any, any, any, any> ? I : never // eslint-disable-line @typescript-eslint/no-explicit-any
+export type InputOf<T> = T extends Task<string, infer I, any, any, any, any, any> ? I : never
 /** The output type of a task. */
-export type OutputOf<T> = T extends Task<string, any, any, infer O, any, any, any> ? O : never // eslint-disable-line @typescript-eslint/no-explicit-any
+export type OutputOf<T> = T extends Task<string, any, any, infer O, any, any, any> ? O : never
 /** What a task's body requires. */
-export type ContextOf<T> = T extends Task<string, any, any, any, any, any, infer R> ? R : never // eslint-disable-line @typescript-eslint/no-explicit-any
+export type ContextOf<T> = T extends Task<string, any, any, any, any, any, infer R> ? R : never
 
 /**
  * Defines a task.

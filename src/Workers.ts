@@ -98,7 +98,7 @@ type Write =
 const maxMessage = 2000
 
 /** Errors that no retry can cure. */
-const permanentTags = new Set(["PermanentError", "InputInvalid", "UnknownTask"])
+const isPermanent = (tag: string) => tag === "PermanentError" || tag === "InputInvalid" || tag === "UnknownTask"
 
 /** What is recorded of a failed attempt: the error's tag and message, bounded. */
 export const runErrorOf = (cause: Cause.Cause<unknown>): RunError => {
@@ -107,7 +107,7 @@ export const runErrorOf = (cause: Cause.Cause<unknown>): RunError => {
     const error = failure.value as { readonly _tag?: unknown; readonly message?: unknown } | null
     const tag = typeof error?._tag === "string" ? error._tag : "Error"
     const message = typeof error?.message === "string" && error.message.length > 0 ? error.message : String(error)
-    return { tag, message: message.slice(0, maxMessage), retryable: !permanentTags.has(tag) }
+    return { tag, message: message.slice(0, maxMessage), retryable: !isPermanent(tag) }
   }
   const defect = Cause.squash(cause)
   const message = defect instanceof Error ? `${defect.name}: ${defect.message}` : String(defect)
