@@ -3,7 +3,7 @@
  * @since 0.1.0
  */
 import type { SqlError } from "@effect/sql"
-import { Chunk, Config, Context, DateTime, Duration, Effect, Layer, Option, ParseResult, Queue, Schema, Stream } from "effect"
+import { Chunk, Config, Context, DateTime, Duration, Effect, Layer, Option, ParseResult, Queue, Schema, type Scope, Stream } from "effect"
 import { AwaitTimeout, InvalidInput, PayloadTooLarge, type RunAlreadyFinished, type InvalidCursor, type RunNotFound, UnknownTask } from "./domain/Errors.ts"
 import { makeRunId, type RunId } from "./domain/Ids.ts"
 import { isFinished, type Run, type RunStatus } from "./domain/Run.ts"
@@ -33,6 +33,11 @@ export interface StartRequest {
   readonly task: string
   readonly input: unknown
   readonly options?: StartOptions | undefined
+}
+
+export interface AllEventsFilter {
+  readonly task?: string | undefined
+  readonly runId?: RunId | undefined
 }
 
 export type StartError = UnknownTask | InvalidInput | PayloadTooLarge | SqlError.SqlError
@@ -65,7 +70,9 @@ export class Runs extends Context.Tag("runstream/Runs")<Runs, {
    */
   readonly events: (runId: RunId, options?: { readonly after?: number | undefined }) => Stream.Stream<RunEvent, RunNotFound | SqlError.SqlError>
   /** Live events of every run (debug), optionally of one task or run. Not replayed. */
-  readonly allEvents: (filter?: { readonly task?: string | undefined; readonly runId?: RunId | undefined }) => Stream.Stream<RunEvent>
+  readonly allEvents: (filter?: AllEventsFilter) => Stream.Stream<RunEvent>
+  /** Like `allEvents`, but subscribed when this returns (for callers that must not miss the next event). */
+  readonly subscribeAll: (filter?: AllEventsFilter) => Effect.Effect<Stream.Stream<RunEvent>, never, Scope.Scope>
   /** Waits, on the run's stream, until the run is finished; returns it. */
   readonly awaitCompletion: (runId: RunId, options?: { readonly timeout?: Duration.DurationInput | undefined }) => Effect.Effect<Run, RunNotFound | AwaitTimeout | SqlError.SqlError>
 }>() {}
@@ -234,8 +241,8 @@ export const make = Effect.gen(function*() {
       return Stream.repeatEffectChunkOption(pull)
     }))
 
-  const allEvents: Runs["Type"]["allEvents"] = (filter) =>
-    Stream.unwrapScoped(Effect.map(
+  const subscribeAll: Runs["Type"]["subscribeAll"] = (filter) =>
+    Effect.map(
       bus.subscribe({ task: filter?.task, runId: filter?.runId }),
       (subscription) =>
         Stream.fromQueue(subscription).pipe(
@@ -245,7 +252,9 @@ export const make = Effect.gen(function*() {
               : Option.none()
           )
         )
-    ))
+    )
+
+  const allEvents: Runs["Type"]["allEvents"] = (filter) => Stream.unwrapScoped(subscribeAll(filter))
 
   const awaitCompletion: Runs["Type"]["awaitCompletion"] = (runId, options) =>
     Effect.gen(function*() {
@@ -269,6 +278,7 @@ export const make = Effect.gen(function*() {
     readEvents,
     events,
     allEvents,
+    subscribeAll,
     awaitCompletion
   })
 })

@@ -35,5 +35,5 @@ export const layerRuntime = (options: RuntimeOptions = {}) => {
 }
 
 /** The runtime plus a pool of workers on it. */
-export const layerWithWorkers = (options: RuntimeOptions & { readonly workers?: Partial<Workers.WorkersOptions> } = {}) =>
+export const layerWithWorkers = (options: RuntimeOptions & { readonly workers?: Workers.WorkersSettings } = {}) =>
   Workers.layer(options.workers).pipe(Layer.provideMerge(layerRuntime(options)))

@@ -323,9 +323,33 @@ export const make = (options: WorkersOptions) =>
     return Workers.of({ workerId, inFlight: Effect.sync(() => inFlight.size) })
   })
 
+/** Overrides of `WorkersOptions` (durations in any `DurationInput` form). */
+export interface WorkersSettings {
+  readonly concurrency?: number | undefined
+  readonly queues?: ReadonlyArray<string> | undefined
+  readonly lease?: Duration.DurationInput | undefined
+  readonly shutdownGrace?: Duration.DurationInput | undefined
+  readonly pollInterval?: Duration.DurationInput | undefined
+  readonly reclaimInterval?: Duration.DurationInput | undefined
+}
+
+const duration = (input: Duration.DurationInput | undefined, fallback: Duration.Duration) =>
+  input === undefined ? fallback : Duration.decode(input)
+
 /**
  * Workers configured from the environment (`RUNSTREAM_WORKER_*`, `RUNSTREAM_LEASE`, ...),
  * with `overrides` taking precedence.
  */
-export const layer = (overrides: Partial<WorkersOptions> = {}) =>
-  Layer.scoped(Workers, Effect.flatMap(WorkersConfig, (config) => make({ ...config, ...overrides })))
+export const layer = (overrides: WorkersSettings = {}) =>
+  Layer.scoped(
+    Workers,
+    Effect.flatMap(WorkersConfig, (config) =>
+      make({
+        concurrency: overrides.concurrency ?? config.concurrency,
+        queues: overrides.queues ?? config.queues,
+        lease: duration(overrides.lease, config.lease),
+        shutdownGrace: duration(overrides.shutdownGrace, config.shutdownGrace),
+        pollInterval: duration(overrides.pollInterval, config.pollInterval),
+        reclaimInterval: duration(overrides.reclaimInterval, config.reclaimInterval)
+      }))
+  )

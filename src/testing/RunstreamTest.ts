@@ -14,27 +14,42 @@ import type { RunId } from "../domain/Ids.ts"
 import { Runs } from "../Runs.ts"
 import * as Runstream from "../Runstream.ts"
 import * as Task from "../Task.ts"
-import type { WorkersOptions } from "../Workers.ts"
+import type { WorkersSettings } from "../Workers.ts"
 import * as TestDatabase from "./TestDatabase.ts"
 
 export interface Options<Tasks extends ReadonlyArray<Task.Any>> {
   readonly tasks: Tasks
   /** Worker settings, or `false` for a program without workers. Tests default to short leases. */
-  readonly workers?: Partial<WorkersOptions> | false | undefined
+  readonly workers?: WorkersSettings | false | undefined
   readonly bus?: "memory" | "postgres" | undefined
   /** Pool size of this graph (default 4: many graphs run at once). */
   readonly maxConnections?: number | undefined
 }
 
-/** A program on its own fresh database: runtime, registry, and workers unless `workers: false`. */
-export const layer = <const Tasks extends ReadonlyArray<Task.Any>>(options: Options<Tasks>) => {
-  const runtime = options.workers === false
-    ? Runstream.layerRuntime({ bus: options.bus })
-    : Runstream.layerWithWorkers({ bus: options.bus, workers: options.workers ?? {} })
-  return runtime.pipe(
+const build = <const Tasks extends ReadonlyArray<Task.Any>, ROut, E, RIn>(
+  options: Options<Tasks>,
+  runtime: Layer.Layer<ROut, E, RIn>
+) =>
+  runtime.pipe(
     Layer.provideMerge(Task.layerRegistry(...options.tasks)),
     Layer.provideMerge(TestDatabase.layer({ maxConnections: options.maxConnections }))
   )
+
+type Built<Tasks extends ReadonlyArray<Task.Any>, L extends Layer.Layer.Any> = ReturnType<
+  typeof build<Tasks, Layer.Layer.Success<L>, Layer.Layer.Error<L>, Layer.Layer.Context<L>>
+>
+
+/** A program on its own fresh database: runtime, registry, and workers unless `workers: false`. */
+export function layer<const Tasks extends ReadonlyArray<Task.Any>>(
+  options: Options<Tasks> & { readonly workers: false }
+): Built<Tasks, ReturnType<typeof Runstream.layerRuntime>>
+export function layer<const Tasks extends ReadonlyArray<Task.Any>>(
+  options: Options<Tasks> & { readonly workers?: WorkersSettings | undefined }
+): Built<Tasks, ReturnType<typeof Runstream.layerWithWorkers>>
+export function layer<const Tasks extends ReadonlyArray<Task.Any>>(options: Options<Tasks>) {
+  return options.workers === false
+    ? build(options, Runstream.layerRuntime({ bus: options.bus }))
+    : build(options, Runstream.layerWithWorkers({ bus: options.bus, workers: options.workers ?? {} }))
 }
 
 /** Waits (on the run's event stream, not by polling) until the run is finished. */

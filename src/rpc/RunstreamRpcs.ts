@@ -1,0 +1,112 @@
+/**
+ * The `@effect/rpc` contract of Runstream: the operations of `Runs`, streams
+ * included, with the domain's errors.
+ *
+ * Payloads carry wire types only (strings and numbers, no refinements): the
+ * server checks values the way the REST API does and answers with the domain's
+ * `InvalidInput` / `RunNotFound`, where a refinement in the payload schema would
+ * turn a bad value into an untyped defect.
+ * @since 0.1.0
+ */
+import { Rpc, RpcGroup } from "@effect/rpc"
+import { Schema } from "effect"
+import {
+  AwaitTimeout,
+  InvalidCursor,
+  InvalidInput,
+  PayloadTooLarge,
+  RunAlreadyFinished,
+  RunNotFound,
+  UnknownTask
+} from "../domain/Errors.ts"
+import { Run, RunStatus } from "../domain/Run.ts"
+import { RunEvent } from "../domain/RunEvent.ts"
+import { StartOptions } from "../Runs.ts"
+
+/**
+ * The server could not reach its database. Transient: the call may be retried.
+ * Stands in for `SqlError`, whose details stay in the server's logs.
+ * @category errors
+ */
+export class Unavailable extends Schema.TaggedError<Unavailable>()("Unavailable", {}) {
+  override get message() {
+    return "the service cannot reach its database; try again later"
+  }
+}
+
+/** `Runs.StartOptions` as sent: the same fields, checked by the server. @category schemas */
+export const StartOptionsEncoded = Schema.encodedSchema(StartOptions)
+
+/** @category schemas */
+export const Started = Schema.Struct({
+  run: Run,
+  /** false when an existing run was returned for a repeated idempotency key. */
+  created: Schema.Boolean
+})
+
+/** @category schemas */
+export const RunPage = Schema.Struct({
+  runs: Schema.Array(Run),
+  /** Pass back as `cursor` for the next page; null on the last page. */
+  nextCursor: Schema.NullOr(Schema.String)
+})
+
+/** @category schemas */
+export const EventPage = Schema.Struct({
+  events: Schema.Array(RunEvent),
+  /** Pass back as `after` for the next page: the last seq of this page, or `after` when it is empty. */
+  nextAfter: Schema.Number
+})
+
+/** The operations of `Runs` as RPCs. @category groups */
+export class RunstreamRpcs extends RpcGroup.make(
+  Rpc.make("Start", {
+    payload: { task: Schema.String, input: Schema.Unknown, options: Schema.optional(StartOptionsEncoded) },
+    success: Started,
+    error: Schema.Union(UnknownTask, InvalidInput, PayloadTooLarge, Unavailable)
+  }),
+  Rpc.make("Get", {
+    payload: { runId: Schema.String },
+    success: Run,
+    error: Schema.Union(RunNotFound, Unavailable)
+  }),
+  Rpc.make("List", {
+    payload: {
+      status: Schema.optional(RunStatus),
+      task: Schema.optional(Schema.String),
+      limit: Schema.optional(Schema.Number),
+      cursor: Schema.optional(Schema.String)
+    },
+    success: RunPage,
+    error: Schema.Union(InvalidCursor, InvalidInput, Unavailable)
+  }),
+  Rpc.make("Cancel", {
+    payload: { runId: Schema.String },
+    success: Run,
+    error: Schema.Union(RunNotFound, RunAlreadyFinished, Unavailable)
+  }),
+  Rpc.make("ReadEvents", {
+    payload: { runId: Schema.String, after: Schema.optional(Schema.Number), limit: Schema.optional(Schema.Number) },
+    success: EventPage,
+    error: Schema.Union(RunNotFound, InvalidInput, Unavailable)
+  }),
+  /** The run's events after `after`, from the log then live; ends after the terminal event. */
+  Rpc.make("Events", {
+    payload: { runId: Schema.String, after: Schema.optional(Schema.Number) },
+    success: RunEvent,
+    error: Schema.Union(RunNotFound, InvalidInput, Unavailable),
+    stream: true
+  }),
+  /** Live events of every run (debug), optionally of one task or run; never ends. */
+  Rpc.make("AllEvents", {
+    payload: { task: Schema.optional(Schema.String), runId: Schema.optional(Schema.String) },
+    success: RunEvent,
+    error: InvalidInput,
+    stream: true
+  }),
+  Rpc.make("AwaitCompletion", {
+    payload: { runId: Schema.String, timeoutMs: Schema.optional(Schema.Number) },
+    success: Run,
+    error: Schema.Union(RunNotFound, AwaitTimeout, InvalidInput, Unavailable)
+  })
+) {}

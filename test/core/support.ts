@@ -1,0 +1,69 @@
+/**
+ * Tasks and helpers shared by the core tests.
+ */
+import { SqlClient } from "@effect/sql"
+import { Context, Effect, Layer, Queue, Ref, Schema } from "effect"
+import type { RunId } from "../../src/domain/Ids.ts"
+import { RunstreamTest } from "../../src/testing/index.ts"
+import * as Task from "../../src/Task.ts"
+
+/** Steps released by the test, one per event the stepper emits. */
+export class Gate extends Context.Tag("test/Gate")<Gate, Queue.Queue<void>>() {}
+
+/** Which runs this program's workers executed. */
+export class Executed extends Context.Tag("test/Executed")<Executed, Ref.Ref<ReadonlyArray<RunId>>>() {}
+
+/** Emits one `step` event each time the test opens the gate. */
+export const Stepper = Task.make("test.stepper", {
+  input: Schema.Struct({ steps: Schema.Int }),
+  output: Schema.Struct({ steps: Schema.Int }),
+  run: ({ steps }, ctx) =>
+    Effect.gen(function*() {
+      const gate = yield* Gate
+      for (let i = 1; i <= steps; i++) {
+        yield* Queue.take(gate)
+        yield* ctx.emit("step", { i })
+      }
+      return { steps }
+    })
+})
+
+/** Records its run id in the program's `Executed`, emits `n` events `concurrency` at a time. */
+export const Burst = Task.make("test.burst", {
+  input: Schema.Struct({ n: Schema.Int, concurrency: Schema.Int }),
+  output: Schema.Struct({ n: Schema.Int }),
+  run: ({ concurrency, n }, ctx) =>
+    Effect.gen(function*() {
+      const executed = yield* Executed
+      yield* Ref.update(executed, (ids) => [...ids, ctx.runId])
+      yield* Effect.forEach(
+        Array.from({ length: n }, (_, i) => i + 1),
+        (i) => ctx.emit("burst", { i }),
+        { concurrency, discard: true }
+      )
+      return { n }
+    })
+})
+
+export const testServices = Layer.mergeAll(
+  Layer.effect(Gate, Queue.unbounded<void>()),
+  Layer.effect(Executed, Ref.make<ReadonlyArray<RunId>>([]))
+)
+
+/** A whole program with the test tasks and fast leases. */
+export const program = (options: Omit<RunstreamTest.Options<readonly []>, "tasks"> = {}) =>
+  RunstreamTest.layer({
+    tasks: [Stepper, Burst] as const,
+    ...options,
+    workers: options.workers === false ? false : {
+      lease: "3 seconds",
+      reclaimInterval: "200 millis",
+      pollInterval: "500 millis",
+      shutdownGrace: "1 second",
+      ...options.workers
+    }
+  }).pipe(Layer.provideMerge(testServices))
+
+/** `SELECT current_database()` of this program's pool. */
+export const currentDatabase = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+  Effect.map(sql<{ name: string }>`SELECT current_database() AS name`, (rows) => rows[0]!.name))
