@@ -1,0 +1,86 @@
+/**
+ * Helpers shared by the queue and worker tests: short worker timings, programs
+ * that share one database, and readers of a run's log and queue row.
+ */
+import { SqlClient } from "@effect/sql"
+import { Duration, Effect, Layer, Option, Stream } from "effect"
+import * as Database from "../../src/Database.ts"
+import type { RunId } from "../../src/domain/Ids.ts"
+import type { RunEvent } from "../../src/domain/RunEvent.ts"
+import { Runs } from "../../src/Runs.ts"
+import * as Runstream from "../../src/Runstream.ts"
+import * as Task from "../../src/Task.ts"
+import * as Workers from "../../src/Workers.ts"
+
+/** Workers tuned for tests: a lost lease or a missed wake-up costs a fraction of a second. */
+export const fastWorkers = {
+  lease: Duration.seconds(2),
+  reclaimInterval: Duration.millis(200),
+  pollInterval: Duration.millis(200),
+  shutdownGrace: Duration.millis(500)
+} satisfies Partial<Workers.WorkersOptions>
+
+/**
+ * One program on the database named by the `DatabaseUrl` in context
+ * (`TestDatabase.layerUrl`), so that several programs can share it. The bus is
+ * `postgres`: whichever program's relay drains an event, every program sees it.
+ */
+export const programOn = <const Tasks extends ReadonlyArray<Task.Any>>(options: {
+  readonly tasks: Tasks
+  readonly workers: Partial<Workers.WorkersOptions> | false
+}) => {
+  const runtime = options.workers === false
+    ? Runstream.layerRuntime({ bus: "postgres" })
+    : Runstream.layerWithWorkers({ bus: "postgres", workers: options.workers })
+  return runtime.pipe(
+    Layer.provideMerge(Task.layerRegistry(...options.tasks)),
+    Layer.provideMerge(Database.layerClient({ maxConnections: 4 }))
+  )
+}
+
+/** Runs `self` with a pool of workers added to the current program, stopped when `self` ends. */
+export const withWorkers = (options: Partial<Workers.WorkersOptions> = fastWorkers) =>
+<A, E, R>(self: Effect.Effect<A, E, R>) => Effect.provide(self, Workers.layer({ ...fastWorkers, ...options }))
+
+/** The run's whole log as stored. */
+export const logOf = (runId: RunId) =>
+  Effect.flatMap(Runs, (runs) => runs.readEvents(runId, { after: 0 }))
+
+export const typesOf = (events: ReadonlyArray<RunEvent>) => events.map((event) => event.type)
+
+/** Waits, on the run's live stream, for its first event of `type` (fails the test if the run ends first). */
+export const waitForEvent = (runId: RunId, type: string) =>
+  Effect.flatMap(Runs, (runs) =>
+    runs.events(runId).pipe(
+      Stream.filter((event) => event.type === type),
+      Stream.runHead,
+      Effect.flatMap(Option.match({
+        onNone: () => Effect.dieMessage(`run ${runId} ended without a ${type} event`),
+        onSome: Effect.succeed
+      })),
+      Effect.timeoutFail({ duration: "15 seconds", onTimeout: () => new Error(`no ${type} event on ${runId} in time`) }),
+      Effect.orDie
+    ))
+
+/** The run's row in the hot queue table, if it is still there. */
+export const jobOf = (runId: RunId) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const rows = yield* sql<{ attempt: number; locked_by: string | null; locked_until: Date | null; run_at: Date }>`
+      SELECT attempt, locked_by, locked_until, run_at FROM runstream_jobs WHERE run_id = ${runId}`
+    return Option.fromNullable(rows[0])
+  })
+
+/** How many rows each table holds: what a refused request must leave untouched. */
+export const rowCounts = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const rows = yield* sql<{ runs: number; events: number; jobs: number; outbox: number }>`
+    SELECT (SELECT count(*)::integer FROM runstream_runs) AS runs,
+      (SELECT count(*)::integer FROM runstream_events) AS events,
+      (SELECT count(*)::integer FROM runstream_jobs) AS jobs,
+      (SELECT count(*)::integer FROM runstream_outbox) AS outbox`
+  return rows[0]!
+})
+
+/** The data of a system event (they are all objects). */
+export const dataOf = (event: RunEvent) => event.data as Record<string, unknown>
