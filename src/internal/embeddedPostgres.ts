@@ -30,6 +30,8 @@ export interface EmbeddedOptions {
   /** Delete the files when the scope closes (tests) or keep them (dev). */
   readonly persistent: boolean
   readonly maxConnections?: number
+  /** Extra `-c name=value` settings (tests turn durability off: their data is thrown away). */
+  readonly settings?: Readonly<Record<string, string>>
 }
 
 /**
@@ -49,7 +51,13 @@ export const start = (options: EmbeddedOptions) =>
       password: "postgres",
       persistent: options.persistent,
       createPostgresUser: isRoot,
-      postgresFlags: ["-c", `max_connections=${options.maxConnections ?? 200}`, "-c", "listen_addresses=127.0.0.1"],
+      postgresFlags: [
+        "-c",
+        `max_connections=${options.maxConnections ?? 200}`,
+        "-c",
+        "listen_addresses=127.0.0.1",
+        ...Object.entries(options.settings ?? {}).flatMap(([name, value]) => ["-c", `${name}=${value}`])
+      ],
       onLog: () => {},
       onError: (message) => {
         log.push(String(message))

@@ -41,7 +41,12 @@ const startEmbedded = async (): Promise<TestServer> => {
   const dir = mkdtempSync(join(tmpdir(), "runstream-test-pg-"))
   const scope = Effect.runSync(Scope.make())
   const server = await Effect.runPromise(
-    Embedded.start({ dataDir: dir, persistent: false, maxConnections: 400 }).pipe(Scope.extend(scope))
+    Embedded.start({
+      dataDir: dir,
+      persistent: false,
+      maxConnections: 400,
+      settings: { fsync: "off", synchronous_commit: "off", full_page_writes: "off" }
+    }).pipe(Scope.extend(scope))
   )
   return {
     url: Redacted.value(server.url),

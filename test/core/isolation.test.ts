@@ -77,4 +77,26 @@ describe("two programs in one process", () => {
       const done = yield* runsB.awaitCompletion(run.id, { timeout: "20 seconds" })
       expect(done.status).toBe("succeeded")
     }))
+
+  it.scopedLive("ten programs at once stay within their pool bounds and hand every connection back", () =>
+    Effect.gen(function*() {
+      const observer = yield* Layer.build(program({ workers: false, maxConnections: 1 }))
+      const sql = Context.get(observer, SqlClient.SqlClient)
+      const databases = yield* Effect.forEach(Array.from({ length: 10 }), () =>
+        Effect.scoped(Effect.gen(function*() {
+          const ctx = yield* Layer.build(program({ maxConnections: 3, workers: { concurrency: 20 } }))
+          const runs = Context.get(ctx, Runs)
+          const started = yield* Effect.forEach(Array.from({ length: 20 }), () => runs.start(Burst, { n: 5, concurrency: 5 }))
+          yield* Effect.forEach(started, (run) => runs.awaitCompletion(run.id, { timeout: "60 seconds" }), { concurrency: 20 })
+          const name = yield* Effect.provide(currentDatabase, ctx)
+          // Pool of 3 plus the one LISTEN connection, however busy the program is.
+          const [{ n }] = yield* sql<{ n: number }>`
+            SELECT count(*)::integer AS n FROM pg_stat_activity WHERE datname = ${name}`
+          expect(n).toBeLessThanOrEqual(4)
+          return name
+        })), { concurrency: 10 })
+      const left = yield* sql<{ n: number }>`
+        SELECT count(*)::integer AS n FROM pg_stat_activity WHERE datname IN ${sql.in(databases)}`
+      expect(left[0]!.n).toBe(0)
+    }))
 })

@@ -1,0 +1,113 @@
+import { SqlClient } from "@effect/sql"
+import { describe, expect, it } from "@effect/vitest"
+import { Chunk, Context, Effect, Fiber, Layer, Queue, Stream } from "effect"
+import type { RunId } from "../../src/domain/Ids.ts"
+import type { RunEvent } from "../../src/domain/RunEvent.ts"
+import { EventBus } from "../../src/EventBus.ts"
+import { EventLog } from "../../src/EventLog.ts"
+import * as OutboxRelay from "../../src/OutboxRelay.ts"
+import { Runs } from "../../src/Runs.ts"
+import { Gate, program, Stepper } from "./support.ts"
+
+const steps = 40
+
+/** Every event of a run: seq 1..n with no gap, no duplicate, ending with the terminal event. */
+const expectComplete = (events: ReadonlyArray<RunEvent>, from = 1) => {
+  expect(events.map((e) => e.seq)).toEqual(Array.from({ length: events.length }, (_, i) => from + i))
+  expect(events[events.length - 1]!.type).toBe("run.succeeded")
+}
+
+/** Opens the gate `n` times and waits until the run's log has seq `untilSeq`. */
+const advance = (runId: RunId, n: number, untilSeq: number) =>
+  Effect.gen(function*() {
+    const gate = yield* Gate
+    const runs = yield* Runs
+    yield* Effect.forEach(Array.from({ length: n }), () => Queue.offer(gate, undefined), { discard: true })
+    yield* runs.events(runId).pipe(Stream.takeUntil((e) => e.seq >= untilSeq), Stream.runDrain)
+  })
+
+describe("run event streams", () => {
+  for (const bus of ["memory", "postgres"] as const) {
+    it.scopedLive(`a subscriber joining mid-run gets every event once, in order (${bus} bus)`, () =>
+      Effect.gen(function*() {
+        const ctx = yield* Layer.build(program({ bus }))
+        const runs = Context.get(ctx, Runs)
+        const run = yield* runs.start(Stepper, { steps })
+        const early = yield* runs.events(run.id).pipe(Stream.runCollect, Effect.fork)
+        // queued, started, then 10 steps: seq 12.
+        yield* Effect.provide(advance(run.id, 10, 12), ctx)
+        const fromStart = yield* runs.events(run.id).pipe(Stream.runCollect, Effect.fork)
+        const fromCursor = yield* runs.events(run.id, { after: 7 }).pipe(Stream.runCollect, Effect.fork)
+        yield* Queue.offerAll(Context.get(ctx, Gate), Array.from({ length: steps - 10 }, () => undefined))
+        expectComplete(Chunk.toArray(yield* Fiber.join(early)))
+        expectComplete(Chunk.toArray(yield* Fiber.join(fromStart)))
+        expectComplete(Chunk.toArray(yield* Fiber.join(fromCursor)), 8)
+      }))
+  }
+
+  it.scopedLive("a subscriber gets every event once, in order, across a drop and restart of the bus connection", () =>
+    Effect.gen(function*() {
+      const ctx = yield* Layer.build(program({ bus: "postgres" }))
+      const runs = Context.get(ctx, Runs)
+      const sql = Context.get(ctx, SqlClient.SqlClient)
+      const run = yield* runs.start(Stepper, { steps })
+      const follower = yield* runs.events(run.id).pipe(Stream.runCollect, Effect.fork)
+      yield* Effect.provide(advance(run.id, 10, 12), ctx)
+      // Cut the LISTEN connection: notifications sent until it is back are lost.
+      const killed = yield* sql<{ ok: boolean }>`
+        SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity
+        WHERE application_name = 'runstream-listen' AND datname = current_database()`
+      expect(killed.length).toBeGreaterThan(0)
+      yield* Queue.offerAll(Context.get(ctx, Gate), Array.from({ length: steps - 10 }, () => undefined))
+      expectComplete(Chunk.toArray(yield* Fiber.join(follower)))
+    }))
+
+  it.scopedLive("two relays draining at once: each event reaches a subscriber once", () =>
+    Effect.gen(function*() {
+      const ctx = yield* Layer.build(program())
+      // A second relay on the same program and database.
+      yield* Layer.build(Layer.fresh(OutboxRelay.layer).pipe(Layer.provide(Layer.succeedContext(ctx))))
+      const runs = Context.get(ctx, Runs)
+      const run = yield* runs.start(Stepper, { steps })
+      const debug = yield* (yield* runs.subscribeAll({ runId: run.id })).pipe(
+        Stream.takeUntil((e) => e.type === "run.succeeded"),
+        Stream.runCollect,
+        Effect.fork
+      )
+      const follower = yield* runs.events(run.id).pipe(Stream.runCollect, Effect.fork)
+      yield* Queue.offerAll(Context.get(ctx, Gate), Array.from({ length: steps }, () => undefined))
+      expectComplete(Chunk.toArray(yield* Fiber.join(follower)))
+      // The raw bus too: the drain lock keeps two relays from publishing the same rows.
+      const seen = Chunk.toArray(yield* Fiber.join(debug)).map((e) => e.seq)
+      expect(new Set(seen).size).toBe(seen.length)
+    }))
+
+  it.scopedLive("events published twice (a relay that died before its delete) reach a subscriber once", () =>
+    Effect.gen(function*() {
+      const ctx = yield* Layer.build(program())
+      const runs = Context.get(ctx, Runs)
+      const bus = Context.get(ctx, EventBus)
+      const log = Context.get(ctx, EventLog)
+      const run = yield* runs.start(Stepper, { steps: 3 })
+      const follower = yield* runs.events(run.id).pipe(Stream.runCollect, Effect.fork)
+      yield* Effect.provide(advance(run.id, 2, 4), ctx)
+      const replay = yield* log.read(run.id, { after: 0, limit: 100 })
+      yield* bus.publish(replay.map((event) => ({ task: run.task, event })))
+      yield* bus.publish(replay.map((event) => ({ task: run.task, event })))
+      yield* Queue.offer(Context.get(ctx, Gate), undefined)
+      expectComplete(Chunk.toArray(yield* Fiber.join(follower)))
+    }))
+
+  it.scopedLive("a stream resumed at or past the terminal event of a finished run ends at once, empty", () =>
+    Effect.gen(function*() {
+      const ctx = yield* Layer.build(program())
+      const runs = Context.get(ctx, Runs)
+      const run = yield* runs.start(Stepper, { steps: 1 })
+      yield* Queue.offer(Context.get(ctx, Gate), undefined)
+      const done = yield* runs.awaitCompletion(run.id, { timeout: "20 seconds" })
+      expect(Chunk.size(yield* runs.events(run.id, { after: done.lastSeq }).pipe(Stream.runCollect))).toBe(0)
+      expect(Chunk.size(yield* runs.events(run.id, { after: done.lastSeq + 5 }).pipe(Stream.runCollect))).toBe(0)
+      const last = yield* runs.events(run.id, { after: done.lastSeq - 1 }).pipe(Stream.runCollect)
+      expect(Chunk.toArray(last).map((e) => e.type)).toEqual(["run.succeeded"])
+    }))
+})
