@@ -1,0 +1,82 @@
+import { SqlClient } from "@effect/sql"
+import { describe, expect, it } from "@effect/vitest"
+import { ConfigProvider, Context, Effect, Layer, Redacted } from "effect"
+import { randomBytes } from "node:crypto"
+import { chmodSync, mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import pg from "pg"
+import * as Database from "../../src/Database.ts"
+import { serverUrlVariable } from "../../src/testing/TestServer.ts"
+
+const adminQuery = (url: string, text: string) =>
+  Effect.promise(async () => {
+    const client = new pg.Client({ connectionString: url })
+    await client.connect()
+    try {
+      return await client.query(text)
+    } finally {
+      await client.end()
+    }
+  })
+
+/** An empty database (not cloned from the migrated template), dropped afterwards. */
+const emptyDatabase = Effect.acquireRelease(
+  Effect.gen(function*() {
+    const server = process.env[serverUrlVariable]!
+    const name = `runstream_empty_${randomBytes(5).toString("hex")}`
+    yield* adminQuery(server, `CREATE DATABASE ${name}`)
+    const url = new URL(server)
+    url.pathname = `/${name}`
+    return { server, name, url: url.toString() }
+  }),
+  ({ name, server }) => adminQuery(server, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+)
+
+describe("Database", () => {
+  it.scopedLive("migrations are safe when several processes start at once", () =>
+    Effect.gen(function*() {
+      const db = yield* emptyDatabase
+      const urlLayer = Layer.succeed(Database.DatabaseUrl, { url: Redacted.make(db.url), description: "test" })
+      // Four pools racing to migrate one empty database, as four processes would.
+      yield* Effect.forEach(
+        [1, 2, 3, 4],
+        () => Effect.scoped(Layer.build(Database.layerClient({ maxConnections: 2 }).pipe(Layer.provide(urlLayer)))),
+        { concurrency: 4, discard: true }
+      )
+      const ctx = yield* Layer.build(Database.layerClient({ maxConnections: 1 }).pipe(Layer.provide(urlLayer)))
+      const sql = Context.get(ctx, SqlClient.SqlClient)
+      const applied = yield* sql<{ migration_id: number }>`SELECT migration_id FROM runstream_migrations`
+      expect(applied.map((m) => m.migration_id)).toEqual([1])
+      const tables = yield* sql<{ name: string }>`
+        SELECT tablename AS name FROM pg_tables WHERE tablename LIKE 'runstream_%' ORDER BY 1`
+      expect(tables.map((t) => t.name)).toEqual([
+        "runstream_events",
+        "runstream_jobs",
+        "runstream_migrations",
+        "runstream_outbox",
+        "runstream_runs"
+      ])
+    }))
+
+  it.scopedLive("without DATABASE_URL, starts an embedded Postgres in RUNSTREAM_DATA_DIR and stops it with the scope", () =>
+    Effect.gen(function*() {
+      const dir = mkdtempSync(join(tmpdir(), "runstream-db-test-"))
+      // Postgres runs as its own user (when we are root): it must reach the directory.
+      chmodSync(dir, 0o755)
+      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+      const config = ConfigProvider.fromMap(new Map([["RUNSTREAM_DATA_DIR", dir]]))
+      const url = yield* Effect.scoped(Effect.gen(function*() {
+        const ctx = yield* Layer.build(Database.layer)
+        const sql = Context.get(ctx, SqlClient.SqlClient)
+        const [row] = yield* sql<{ n: number }>`SELECT count(*)::integer AS n FROM runstream_runs`
+        expect(row!.n).toBe(0)
+        return Redacted.value(Context.get(ctx, Database.DatabaseUrl).url)
+      })).pipe(Effect.withConfigProvider(config))
+      // Stopped: the port no longer answers.
+      const refused = yield* Effect.promise(() =>
+        new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 }).connect().then(() => false, () => true)
+      )
+      expect(refused).toBe(true)
+    }), 120_000)
+})
