@@ -3,7 +3,7 @@
  * that share one database, and readers of a run's log and queue row.
  */
 import { SqlClient } from "@effect/sql"
-import { Duration, Effect, Layer, Option, Stream } from "effect"
+import { Effect, Layer, Option, Stream } from "effect"
 import * as Database from "../../src/Database.ts"
 import type { RunId } from "../../src/domain/Ids.ts"
 import type { RunEvent } from "../../src/domain/RunEvent.ts"
@@ -14,11 +14,11 @@ import * as Workers from "../../src/Workers.ts"
 
 /** Workers tuned for tests: a lost lease or a missed wake-up costs a fraction of a second. */
 export const fastWorkers = {
-  lease: Duration.seconds(2),
-  reclaimInterval: Duration.millis(200),
-  pollInterval: Duration.millis(200),
-  shutdownGrace: Duration.millis(500)
-} satisfies Partial<Workers.WorkersOptions>
+  lease: "2 seconds",
+  reclaimInterval: "200 millis",
+  pollInterval: "200 millis",
+  shutdownGrace: "500 millis"
+} as const satisfies Workers.WorkersSettings
 
 /**
  * One program on the database named by the `DatabaseUrl` in context
@@ -27,7 +27,7 @@ export const fastWorkers = {
  */
 export const programOn = <const Tasks extends ReadonlyArray<Task.Any>>(options: {
   readonly tasks: Tasks
-  readonly workers: Partial<Workers.WorkersOptions> | false
+  readonly workers: Workers.WorkersSettings | false
 }) => {
   const runtime = options.workers === false
     ? Runstream.layerRuntime({ bus: "postgres" })
@@ -39,7 +39,7 @@ export const programOn = <const Tasks extends ReadonlyArray<Task.Any>>(options: 
 }
 
 /** Runs `self` with a pool of workers added to the current program, stopped when `self` ends. */
-export const withWorkers = (options: Partial<Workers.WorkersOptions> = fastWorkers) =>
+export const withWorkers = (options: Workers.WorkersSettings = fastWorkers) =>
 <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.provide(self, Workers.layer({ ...fastWorkers, ...options }))
 
 /** The run's whole log as stored. */
