@@ -1,0 +1,125 @@
+import { describe, expect, it } from "@effect/vitest"
+import { DateTime, Duration, Effect, Option, Ref, Schema, TestClock } from "effect"
+import { Echo } from "../../src/demo/tasks.ts"
+import type { Run } from "../../src/domain/Run.ts"
+import { Runs } from "../../src/Runs.ts"
+import * as Task from "../../src/Task.ts"
+import { RunstreamTest, TestDatabase } from "../../src/testing/index.ts"
+import { fastWorkers, jobOf, logOf, programOn, typesOf, withWorkers } from "./support.ts"
+
+/** Appends its input to `order` when it executes. */
+const recording = (order: Ref.Ref<ReadonlyArray<string>>) =>
+  Task.make("test.records", {
+    input: Schema.String,
+    output: Schema.String,
+    run: (label) => Effect.as(Ref.update(order, (labels) => [...labels, label]), label)
+  })
+
+const startedAt = (runId: Run["id"]) =>
+  Effect.map(logOf(runId), (log) => {
+    const started = log.find((event) => event.type === "run.started")
+    return started === undefined ? undefined : DateTime.toEpochMillis(started.at)
+  })
+
+describe.concurrent("priorities", () => {
+  it.live("waiting runs are executed highest priority first, then earliest runAt first", () =>
+    Effect.gen(function*() {
+      const order = yield* Ref.make<ReadonlyArray<string>>([])
+      const Records = recording(order)
+      const now = yield* DateTime.now
+      const ago = (seconds: number) => DateTime.subtract(now, { seconds })
+      const starts = [
+        { label: "p0", options: { priority: 0, runAt: ago(5) } },
+        { label: "p10-later", options: { priority: 10, runAt: ago(1) } },
+        { label: "p-5", options: { priority: -5, runAt: ago(9) } },
+        { label: "p10-earlier", options: { priority: 10, runAt: ago(2) } },
+        { label: "p3", options: { priority: 3 } },
+        { label: "p1000000", options: { priority: 1_000_000 } }
+      ]
+
+      // A program without workers queues the runs...
+      const queued = yield* Effect.gen(function*() {
+        const runs = yield* Runs
+        return yield* Effect.forEach(starts, ({ label, options }) => runs.start(Records, label, options))
+      }).pipe(Effect.provide(programOn({ tasks: [Records], workers: false })))
+      expect(queued.map((run) => run.priority)).toEqual([0, 10, -5, 10, 3, 1_000_000])
+
+      // ...then a program with one worker on the same database executes them.
+      const finished = yield* Effect.forEach(queued, (run) => RunstreamTest.waitForRunCompletion(run.id)).pipe(
+        Effect.provide(programOn({ tasks: [Records], workers: { ...fastWorkers, concurrency: 1 } }))
+      )
+      expect(finished.map((run) => run.status)).toEqual(Array(starts.length).fill("succeeded"))
+      expect(yield* Ref.get(order)).toEqual(["p1000000", "p10-earlier", "p10-later", "p3", "p0", "p-5"])
+    }).pipe(Effect.provide(TestDatabase.layerUrl)))
+})
+
+describe.concurrent("delayed runs", () => {
+  it.live("a run with runAt in the future waits while later immediate runs finish, then starts when due", () =>
+    Effect.gen(function*() {
+      const runs = yield* Runs
+      const runAt = DateTime.add(yield* DateTime.now, { seconds: 3 })
+      const delayed = yield* runs.start(Echo, "delayed", { runAt })
+      expect(DateTime.toEpochMillis(delayed.runAt)).toBe(DateTime.toEpochMillis(runAt))
+      const immediate = yield* runs.start(Echo, "immediate")
+      expect((yield* RunstreamTest.waitForRunCompletion(immediate.id)).status).toBe("succeeded")
+
+      const waiting = yield* runs.get(delayed.id)
+      expect(waiting.status).toBe("queued")
+      expect(waiting.attempt).toBe(0)
+      expect(typesOf(yield* logOf(delayed.id))).toEqual(["run.queued"])
+
+      const done = yield* RunstreamTest.waitForRunCompletion(delayed.id)
+      expect(done.status).toBe("succeeded")
+      expect(typesOf(yield* logOf(delayed.id))).toEqual(["run.queued", "run.started", "run.succeeded"])
+      expect(yield* startedAt(delayed.id)).toBeGreaterThanOrEqual(DateTime.toEpochMillis(runAt))
+    }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Echo], workers: fastWorkers }))))
+
+  it.effect("under TestClock, a delayed run is passed over until the clock reaches runAt", () =>
+    Effect.gen(function*() {
+      const runs = yield* Runs
+      const runAt = DateTime.add(yield* DateTime.now, { seconds: 4 })
+      const delayed = yield* runs.start(Echo, "delayed", { runAt })
+
+      // A run started now wakes the workers; it is claimed in a batch that
+      // would hold the delayed run too, were it due (concurrency 4).
+      yield* TestClock.adjust(Duration.millis(3999))
+      const marker = yield* runs.start(Echo, "marker")
+      expect((yield* RunstreamTest.waitForRunCompletion(marker.id)).status).toBe("succeeded")
+      expect((yield* runs.get(delayed.id)).status).toBe("queued")
+      expect(typesOf(yield* logOf(delayed.id))).toEqual(["run.queued"])
+
+      // The worker sleeps until runAt on the test clock.
+      yield* TestClock.adjust(Duration.millis(1))
+      const done = yield* RunstreamTest.waitForRunCompletion(delayed.id)
+      expect(done.status).toBe("succeeded")
+      expect(yield* startedAt(delayed.id)).toBe(DateTime.toEpochMillis(runAt))
+    }).pipe(Effect.provide(RunstreamTest.layer({
+      tasks: [Echo],
+      workers: { concurrency: 4, pollInterval: "1 minute", lease: "1 minute", reclaimInterval: "1 minute" }
+    }))))
+})
+
+describe.concurrent("named queues", () => {
+  it.live("a worker on queue 'a' takes the runs of 'a' only", () =>
+    Effect.gen(function*() {
+      const runs = yield* Runs
+      const onB = yield* runs.start(Echo, "b", { queue: "b" })
+      const onDefault = yield* runs.start(Echo, "default")
+      expect(onDefault.queue).toBe("default")
+      const onA = yield* runs.start(Echo, "a", { queue: "a" })
+      const doneA = yield* RunstreamTest.waitForRunCompletion(onA.id)
+      expect(doneA.status).toBe("succeeded")
+      expect(doneA.queue).toBe("a")
+
+      for (const run of [onB, onDefault]) {
+        expect((yield* runs.get(run.id)).status).toBe("queued")
+        expect(typesOf(yield* logOf(run.id))).toEqual(["run.queued"])
+        expect(Option.map(yield* jobOf(run.id), (job) => job.locked_by)).toEqual(Option.some(null))
+      }
+
+      // A worker on 'b' takes the run of 'b', and still not the default queue's.
+      const doneB = yield* RunstreamTest.waitForRunCompletion(onB.id).pipe(withWorkers({ queues: ["b"] }))
+      expect(doneB.status).toBe("succeeded")
+      expect((yield* runs.get(onDefault.id)).status).toBe("queued")
+    }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Echo], workers: { ...fastWorkers, queues: ["a"] } }))))
+})
