@@ -28,7 +28,7 @@ export interface Claim {
 export type Outcome =
   | { readonly _tag: "succeeded"; readonly output: unknown }
   | { readonly _tag: "failed"; readonly error: RunError }
-  | { readonly _tag: "retrying"; readonly error: RunError; readonly retryAt: Date }
+  | { readonly _tag: "retrying"; readonly error: RunError; readonly delayMs: number }
   | { readonly _tag: "cancelled" }
   | { readonly _tag: "released"; readonly reason: string }
 
@@ -89,7 +89,7 @@ interface ClaimRow {
   readonly timeout_ms: number | null
 }
 
-const eventData = (finish: Finish): unknown => {
+const eventData = (finish: Finish, retryAt: Date | null): unknown => {
   const outcome = finish.outcome
   switch (outcome._tag) {
     case "succeeded":
@@ -97,7 +97,7 @@ const eventData = (finish: Finish): unknown => {
     case "failed":
       return { attempt: finish.attempt, error: outcome.error }
     case "retrying":
-      return { attempt: finish.attempt, error: outcome.error, retryAt: outcome.retryAt.toISOString() }
+      return { attempt: finish.attempt, error: outcome.error, retryAt: retryAt?.toISOString() }
     case "cancelled":
       return { attempt: finish.attempt }
     case "released":
@@ -207,15 +207,19 @@ export const make = Effect.gen(function*() {
       const at = yield* now
       const workerId = "workerId" in holder ? holder.workerId : null
       const expiredBefore = "expiredBefore" in holder ? holder.expiredBefore : null
-      const input = JSON.stringify(items.map((item) => ({
-        run_id: item.runId,
-        attempt: item.attempt,
-        kind: item.outcome._tag,
-        output: item.outcome._tag === "succeeded" ? item.outcome.output ?? null : null,
-        error: "error" in item.outcome ? item.outcome.error : null,
-        retry_at: item.outcome._tag === "retrying" ? item.outcome.retryAt : null,
-        data: eventData(item)
-      })))
+      const input = JSON.stringify(items.map((item) => {
+        // The backoff counts from the moment the failure is recorded.
+        const retryAt = item.outcome._tag === "retrying" ? plusMillis(at, item.outcome.delayMs) : null
+        return {
+          run_id: item.runId,
+          attempt: item.attempt,
+          kind: item.outcome._tag,
+          output: item.outcome._tag === "succeeded" ? item.outcome.output ?? null : null,
+          error: "error" in item.outcome ? item.outcome.error : null,
+          retry_at: retryAt,
+          data: eventData(item, retryAt)
+        }
+      }))
       const rows = yield* sql<{ id: RunId }>`
         WITH input AS (
           SELECT * FROM jsonb_to_recordset(${input}::jsonb)
@@ -276,7 +280,7 @@ export const make = Effect.gen(function*() {
           ? { _tag: "cancelled" }
           : row.attempt >= row.max_attempts
           ? { _tag: "failed", error: { ...error, retryable: false } }
-          : { _tag: "retrying", error, retryAt: at }
+          : { _tag: "retrying", error, delayMs: 0 }
       }))
       // `finish` re-checks expiry under the row locks: a lease renewed in the
       // meantime is left alone.

@@ -14,6 +14,7 @@ import {
   Effect,
   Exit,
   Fiber,
+  FiberId,
   FiberSet,
   Layer,
   Option,
@@ -28,7 +29,7 @@ import type { RunError } from "./domain/Run.ts"
 import { TaskEventType } from "./domain/RunEvent.ts"
 import { type AppendItem, EventLog } from "./EventLog.ts"
 import * as GroupCommit from "./internal/GroupCommit.ts"
-import { now, plusMillis } from "./internal/time.ts"
+import { now } from "./internal/time.ts"
 import { Outbox } from "./Outbox.ts"
 import { Channel, PgListener } from "./PgListener.ts"
 import { type Claim, type Finish, type Outcome, Queue as RunQueue } from "./Queue.ts"
@@ -37,6 +38,12 @@ import * as Task from "./Task.ts"
 export interface WorkersOptions {
   /** How many runs execute at once. */
   readonly concurrency: number
+  /**
+   * How many claimed runs may wait in the local buffer beyond those executing.
+   * Claims come in batches of up to `concurrency + prefetch`, so one statement
+   * feeds many runs; a buffered run holds its lease (heartbeats cover it).
+   */
+  readonly prefetch: number
   /** Which named queues to take runs from. */
   readonly queues: ReadonlyArray<string>
   /** How long a claim holds a run without a heartbeat; renewed every third of it. */
@@ -54,6 +61,10 @@ export const WorkersConfig: Config.Config<WorkersOptions> = Config.all({
   concurrency: Config.integer("RUNSTREAM_WORKER_CONCURRENCY").pipe(
     Config.withDefault(10),
     Config.validate({ message: "must be between 1 and 10000", validation: (n) => n >= 1 && n <= 10_000 })
+  ),
+  prefetch: Config.integer("RUNSTREAM_WORKER_PREFETCH").pipe(
+    Config.withDefault(100),
+    Config.validate({ message: "must be between 0 and 10000", validation: (n) => n >= 0 && n <= 10_000 })
   ),
   queues: Config.array(Config.string(), "RUNSTREAM_WORKER_QUEUES").pipe(
     Config.withDefault(["default"]),
@@ -85,9 +96,13 @@ export class TaskTimeout extends Schema.TaggedError<TaskTimeout>()("TaskTimeout"
 
 type StopReason = "cancel" | "leaseLost" | "shutdown"
 
+/** A claimed run, buffered or executing. */
 interface InFlight {
-  readonly attempt: number
-  readonly fiber: Fiber.RuntimeFiber<unknown, unknown>
+  readonly claim: Claim
+  /** Set when a runner (or a stop) has taken it out of the buffer. */
+  taken: boolean
+  /** Set once its body is running. */
+  fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined
   stop: StopReason | undefined
 }
 
@@ -128,9 +143,9 @@ export const make = (options: WorkersOptions) =>
     const leaseMs = Duration.toMillis(options.lease)
     const inFlight = new Map<RunId, InFlight>()
     const slotFreed = yield* Queue.sliding<void>(1)
+    const buffer = yield* Queue.unbounded<InFlight>()
+    const runners = yield* FiberSet.make()
     let accepting = true
-    // Slots taken by claimed runs, counted from the claim (before their fiber starts).
-    let running = 0
 
     yield* Effect.annotateLogsScoped({ component: "Workers", workerId })
 
@@ -155,7 +170,9 @@ export const make = (options: WorkersOptions) =>
         const entry = inFlight.get(runId)
         if (entry === undefined || entry.stop !== undefined) return Effect.void
         entry.stop = reason
-        return Effect.asVoid(Fiber.interruptFork(entry.fiber))
+        if (entry.fiber !== undefined) return Effect.asVoid(Fiber.interruptFork(entry.fiber))
+        // Still buffered: end it now rather than when a runner gets to it.
+        return entry.taken ? Effect.void : Effect.asVoid(FiberSet.run(runners, execute(entry)))
       })
 
     const contextFor = (claim: Claim): Task.TaskContext => ({
@@ -211,7 +228,7 @@ export const make = (options: WorkersOptions) =>
         if (!error.retryable || claim.attempt >= claim.maxAttempts) return Option.some({ _tag: "failed", error })
         const policy = Option.match(registry.get(claim.task), { onNone: () => Task.defaultRetry, onSome: (r) => r.task.retry })
         const delay = Task.backoffDelay(policy, claim.attempt, yield* Random.next)
-        return Option.some({ _tag: "retrying", error, retryAt: plusMillis(yield* now, Duration.toMillis(delay)) })
+        return Option.some({ _tag: "retrying", error, delayMs: Duration.toMillis(delay) })
       })
 
     /** Writes the end of an attempt; retries while the database is away (the lease bounds it). */
@@ -224,25 +241,29 @@ export const make = (options: WorkersOptions) =>
         Effect.catchAllCause((cause) => Effect.logWarning(`could not record the end of ${claim.runId}; its lease will expire`, cause))
       )
 
-    const execute = (claim: Claim) =>
+    /** Runs one claimed run to the end of its attempt (or hands it back if stopped first). */
+    const execute = (entry: InFlight): Effect.Effect<void> =>
       Effect.gen(function*() {
-        const fiber = yield* Effect.fork(Effect.interruptible(attemptOf(claim)))
-        const entry: InFlight = { attempt: claim.attempt, fiber, stop: undefined }
-        inFlight.set(claim.runId, entry)
-        const exit = yield* Fiber.await(fiber)
+        if (entry.taken) return
+        entry.taken = true
+        const claim = entry.claim
+        let exit: Exit.Exit<unknown, unknown> = Exit.interrupt(FiberId.none)
+        if (entry.stop === undefined) {
+          const fiber = yield* Effect.fork(Effect.interruptible(attemptOf(claim)))
+          entry.fiber = fiber
+          exit = yield* Fiber.await(fiber)
+        }
         const outcome = yield* outcomeOf(claim, exit, entry.stop)
         if (Option.isSome(outcome)) yield* finish(claim, outcome.value)
       }).pipe(
         Effect.ensuring(Effect.suspend(() => {
-          inFlight.delete(claim.runId)
-          running--
+          inFlight.delete(entry.claim.runId)
           return Queue.offer(slotFreed, undefined)
         })),
         Effect.uninterruptible,
-        Effect.annotateLogs({ runId: claim.runId, attempt: claim.attempt })
+        Effect.annotateLogs({ runId: entry.claim.runId, attempt: entry.claim.attempt })
       )
 
-    const executions = yield* FiberSet.make()
     const wakeups = yield* queue.wakeups
 
     const waitForWork = Effect.gen(function*() {
@@ -253,18 +274,21 @@ export const make = (options: WorkersOptions) =>
       yield* Queue.take(wakeups).pipe(Effect.timeoutOption(Duration.millis(Math.max(0, waitMs))))
     })
 
+    const capacity = options.concurrency + options.prefetch
     const claimLoop = Effect.gen(function*() {
       while (accepting) {
-        const free = options.concurrency - running
-        if (free <= 0) {
+        const free = capacity - inFlight.size
+        // Claim again when a batch's worth is free (or everything is): fewer, larger claims.
+        if (free < Math.min(capacity, Math.max(1, options.prefetch))) {
           yield* Queue.take(slotFreed)
           continue
         }
         const claims = yield* queue.claim({ workerId, queues: options.queues, limit: free, leaseMs })
         if (claims.length > 0) yield* outbox.written
         for (const claim of claims) {
-          running++
-          yield* FiberSet.run(executions, execute(claim))
+          const entry: InFlight = { claim, taken: false, fiber: undefined, stop: undefined }
+          inFlight.set(claim.runId, entry)
+          yield* Queue.offer(buffer, entry)
         }
         if (claims.length < free) yield* waitForWork
       }
@@ -274,7 +298,7 @@ export const make = (options: WorkersOptions) =>
     )
 
     const heartbeat = Effect.gen(function*() {
-      const runs = [...inFlight].map(([runId, entry]) => ({ runId, attempt: entry.attempt }))
+      const runs = [...inFlight].map(([runId, entry]) => ({ runId, attempt: entry.claim.attempt }))
       const result = yield* queue.heartbeat({ workerId, runs, leaseMs })
       for (const { runId } of runs) {
         if (!result.held.has(runId)) yield* stopRun(runId, "leaseLost")
@@ -303,7 +327,14 @@ export const make = (options: WorkersOptions) =>
       Effect.forkScoped
     )
 
+    for (let i = 0; i < options.concurrency; i++) {
+      yield* FiberSet.run(runners, Effect.forever(Effect.flatMap(Queue.take(buffer), execute)))
+    }
     const claimer = yield* Effect.forkScoped(claimLoop)
+
+    const drained = Effect.gen(function*() {
+      while (inFlight.size > 0) yield* Queue.take(slotFreed)
+    })
 
     // Added last, so it runs first when the scope closes, while the writer,
     // the heartbeat and the listener are still up.
@@ -311,12 +342,17 @@ export const make = (options: WorkersOptions) =>
       Effect.gen(function*() {
         accepting = false
         yield* Fiber.interrupt(claimer)
-        const finished = yield* FiberSet.awaitEmpty(executions).pipe(Effect.timeoutOption(options.shutdownGrace))
+        // Runs not started yet go back at once.
+        for (const entry of [...inFlight.values()]) {
+          if (!entry.taken) yield* stopRun(entry.claim.runId, "shutdown")
+        }
+        const finished = yield* drained.pipe(Effect.timeoutOption(options.shutdownGrace))
         if (Option.isNone(finished)) {
           yield* Effect.logInfo(`handing back ${inFlight.size} run(s) still in flight`)
           for (const runId of [...inFlight.keys()]) yield* stopRun(runId, "shutdown")
-          yield* FiberSet.awaitEmpty(executions)
+          yield* drained
         }
+        yield* FiberSet.clear(runners)
       })
     )
 
@@ -326,6 +362,7 @@ export const make = (options: WorkersOptions) =>
 /** Overrides of `WorkersOptions` (durations in any `DurationInput` form). */
 export interface WorkersSettings {
   readonly concurrency?: number | undefined
+  readonly prefetch?: number | undefined
   readonly queues?: ReadonlyArray<string> | undefined
   readonly lease?: Duration.DurationInput | undefined
   readonly shutdownGrace?: Duration.DurationInput | undefined
@@ -346,6 +383,7 @@ export const layer = (overrides: WorkersSettings = {}) =>
     Effect.flatMap(WorkersConfig, (config) =>
       make({
         concurrency: overrides.concurrency ?? config.concurrency,
+        prefetch: overrides.prefetch ?? config.prefetch,
         queues: overrides.queues ?? config.queues,
         lease: duration(overrides.lease, config.lease),
         shutdownGrace: duration(overrides.shutdownGrace, config.shutdownGrace),

@@ -20,7 +20,7 @@ const summary = (sql: SqlClient.SqlClient) =>
       count(DISTINCT seq)::integer AS distinct
     FROM runstream_events GROUP BY run_id`
 
-describe("event log", () => {
+describe.concurrent("event log", () => {
   it.scopedLive("50 runs × 100 events appended concurrently, each in its own transaction: seq is exactly 1..n", () =>
     Effect.gen(function*() {
       const ctx = yield* Layer.build(program({ workers: false, maxConnections: 12 }))
@@ -48,7 +48,7 @@ describe("event log", () => {
       }
       const lastSeqs = yield* sql<{ last_seq: number }>`SELECT last_seq FROM runstream_runs`
       expect(lastSeqs.every((r) => r.last_seq === 102)).toBe(true)
-    }))
+    }), 180_000)
 
   it.scopedLive("50 runs emitting 100 events each, 10 emits at a time per run, through the workers: seq is exactly 1..n", () =>
     Effect.gen(function*() {

@@ -6,7 +6,7 @@ import { Runs } from "../../src/Runs.ts"
 import { Workers } from "../../src/Workers.ts"
 import { Burst, currentDatabase, Executed, program } from "./support.ts"
 
-describe("two programs in one process", () => {
+describe.concurrent("two programs in one process", () => {
   it.scopedLive("share no run, event, fiber or connection, while both run workers", () =>
     Effect.gen(function*() {
       const a = yield* Layer.build(program())
@@ -98,5 +98,5 @@ describe("two programs in one process", () => {
       const left = yield* sql<{ n: number }>`
         SELECT count(*)::integer AS n FROM pg_stat_activity WHERE datname IN ${sql.in(databases)}`
       expect(left[0]!.n).toBe(0)
-    }))
+    }), 180_000)
 })

@@ -26,7 +26,7 @@ const advance = (runId: RunId, n: number, untilSeq: number) =>
     yield* runs.events(runId).pipe(Stream.takeUntil((e) => e.seq >= untilSeq), Stream.runDrain)
   })
 
-describe("run event streams", () => {
+describe.concurrent("run event streams", () => {
   for (const bus of ["memory", "postgres"] as const) {
     it.scopedLive(`a subscriber joining mid-run gets every event once, in order (${bus} bus)`, () =>
       Effect.gen(function*() {
