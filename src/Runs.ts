@@ -68,7 +68,7 @@ export class Runs extends Context.Tag("runstream/Runs")<Runs, {
    * The run's events after `after` (default 0): the log, then live events,
    * each exactly once and in order; ends after the terminal event.
    */
-  readonly events: (runId: RunId, options?: { readonly after?: number | undefined }) => Stream.Stream<RunEvent, RunNotFound | SqlError.SqlError>
+  readonly events: (runId: RunId, options?: { readonly after?: number | undefined }) => Stream.Stream<RunEvent, RunNotFound | InvalidInput | SqlError.SqlError>
   /** Live events of every run (debug), optionally of one task or run. Not replayed. */
   readonly allEvents: (filter?: AllEventsFilter) => Stream.Stream<RunEvent>
   /** Like `allEvents`, but subscribed when this returns (for callers that must not miss the next event). */
@@ -192,7 +192,16 @@ export const make = Effect.gen(function*() {
       // subscription, and whatever was committed before is in the log.
       const subscription = yield* bus.subscribe({ runId })
       const run = yield* store.get(runId)
-      let cursor = Math.max(0, options?.after ?? 0)
+      const after = options?.after ?? 0
+      if (!Number.isInteger(after) || after < 0) {
+        return yield* new InvalidInput({ message: "after must be a non-negative integer" })
+      }
+      // Seqs only grow and are committed before they are published: a cursor
+      // past the log's end was not produced by this run (and would never end).
+      if (after > run.lastSeq && !isFinished(run.status)) {
+        return yield* new InvalidInput({ message: `after ${after} is beyond the last event (${run.lastSeq}) of run ${runId}` })
+      }
+      let cursor = after
       let done = isFinished(run.status) && cursor >= run.lastSeq
       let caughtUp = false
 
@@ -260,7 +269,8 @@ export const make = Effect.gen(function*() {
     Effect.gen(function*() {
       const run = yield* store.get(runId)
       if (isFinished(run.status)) return run
-      yield* Stream.runDrain(events(runId, { after: run.lastSeq }))
+      // From its current end: a valid cursor, so `events` cannot refuse it.
+      yield* Stream.runDrain(events(runId, { after: run.lastSeq })).pipe(Effect.catchTag("InvalidInput", Effect.die))
       return yield* store.get(runId)
     }).pipe(
       options?.timeout === undefined ? (self) => self : Effect.timeoutFail({

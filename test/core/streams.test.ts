@@ -110,4 +110,15 @@ describe.concurrent("run event streams", () => {
       const last = yield* runs.events(run.id, { after: done.lastSeq - 1 }).pipe(Stream.runCollect)
       expect(Chunk.toArray(last).map((e) => e.type)).toEqual(["run.succeeded"])
     }))
+
+  it.scopedLive("a cursor past the end of a running run's log is refused, not followed forever", () =>
+    Effect.gen(function*() {
+      const ctx = yield* Layer.build(program())
+      const runs = Context.get(ctx, Runs)
+      const run = yield* runs.start(Stepper, { steps: 1 })
+      const error = yield* runs.events(run.id, { after: 50 }).pipe(Stream.runDrain, Effect.flip)
+      expect(error._tag).toBe("InvalidInput")
+      yield* Queue.offer(Context.get(ctx, Gate), undefined)
+      yield* runs.awaitCompletion(run.id, { timeout: "20 seconds" })
+    }))
 })
