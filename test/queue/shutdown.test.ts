@@ -1,0 +1,65 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Clock, Effect, Exit, Layer, Option, Scope } from "effect"
+import { Sleep } from "../../src/demo/tasks.ts"
+import { Runs } from "../../src/Runs.ts"
+import { RunstreamTest, TestDatabase } from "../../src/testing/index.ts"
+import { dataOf, jobOf, logOf, programOn, typesOf, waitForEvent, withWorkers } from "./support.ts"
+
+describe.concurrent("graceful shutdown", () => {
+  it.live("a run still in flight when the grace period ends is handed back at once and finished by another program", () =>
+    Effect.gen(function*() {
+      // A lease far longer than the test: only a hand-back lets anyone else take the run.
+      const workers = { lease: "10 minutes", reclaimInterval: "200 millis", pollInterval: "200 millis", shutdownGrace: "100 millis" } as const
+
+      const first = yield* Scope.make()
+      const program1 = yield* Layer.buildWithScope(programOn({ tasks: [Sleep], workers }), first)
+      const run = yield* Effect.gen(function*() {
+        const runs = yield* Runs
+        const run = yield* runs.start(Sleep, { ms: 3000 })
+        yield* waitForEvent(run.id, "run.started")
+        return run
+      }).pipe(Effect.provide(program1))
+
+      const closing = yield* Clock.currentTimeMillis
+      yield* Scope.close(first, Exit.void)
+      // It waited for the grace period, not for the body.
+      expect((yield* Clock.currentTimeMillis) - closing).toBeLessThan(2500)
+
+      yield* Effect.gen(function*() {
+        const runs = yield* Runs
+        const handedBack = yield* runs.get(run.id)
+        expect(handedBack.status).toBe("queued")
+        expect(handedBack.attempt).toBe(0)
+        const log = yield* logOf(run.id)
+        expect(typesOf(log)).toEqual(["run.queued", "run.started", "run.released"])
+        expect(dataOf(log[2]!)).toEqual({ attempt: 1, reason: "worker shutdown" })
+        const job = yield* jobOf(run.id)
+        expect(Option.map(job, (j) => [j.locked_by, j.locked_until, j.attempt])).toEqual(Option.some([null, null, 0]))
+
+        // The second program's workers take it at once and finish it on attempt 1.
+        const done = yield* RunstreamTest.waitForRunCompletion(run.id).pipe(withWorkers(workers))
+        expect(done.status).toBe("succeeded")
+        expect(done.attempt).toBe(1)
+        expect(done.output).toEqual({ slept: 3000 })
+        const events = yield* logOf(run.id)
+        expect(typesOf(events)).toEqual(["run.queued", "run.started", "run.released", "run.started", "run.succeeded"])
+        expect(events.filter((e) => e.type === "run.started").map((e) => dataOf(e)["attempt"])).toEqual([1, 1])
+      }).pipe(Effect.provide(programOn({ tasks: [Sleep], workers: false })))
+    }).pipe(Effect.provide(TestDatabase.layerUrl)))
+
+  it.live("a run that finishes within the grace period finishes normally", () =>
+    Effect.gen(function*() {
+      const runs = yield* Runs
+      const run = yield* Effect.gen(function*() {
+        const run = yield* runs.start(Sleep, { ms: 400 })
+        yield* waitForEvent(run.id, "run.started")
+        return run
+      }).pipe(withWorkers({ shutdownGrace: "20 seconds" }))
+      // The workers are closed: closing waited for the body and recorded its end.
+      const done = yield* runs.get(run.id)
+      expect(done.status).toBe("succeeded")
+      expect(done.attempt).toBe(1)
+      expect(done.output).toEqual({ slept: 400 })
+      expect(typesOf(yield* logOf(run.id))).toEqual(["run.queued", "run.started", "run.succeeded"])
+    }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Sleep], workers: false }))))
+})
