@@ -1,0 +1,208 @@
+/**
+ * The HTTP API (v1) as an `HttpApi`: routes, parameters, bodies, answers and
+ * errors, from which the server is built and the OpenAPI document generated.
+ * @since 0.1.0
+ */
+import { HttpApi, HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
+import { Schema } from "effect"
+import { RunId } from "../domain/Ids.ts"
+import { Run, RunStatus } from "../domain/Run.ts"
+import { RunEvent } from "../domain/RunEvent.ts"
+import { maxPageSize, StartOptions } from "../Runs.ts"
+import * as ApiError from "./ApiError.ts"
+
+/** @category schemas */
+export const RunResponse = Schema.Struct({ run: Run }).annotations({ identifier: "RunResponse" })
+
+/** @category schemas */
+export const RunPage = Schema.Struct({
+  runs: Schema.Array(Run),
+  nextCursor: Schema.NullOr(Schema.String).annotations({ description: "Pass back as `cursor` for the next page; null on the last page." })
+}).annotations({ identifier: "RunPage" })
+
+/** @category schemas */
+export const EventPage = Schema.Struct({
+  events: Schema.Array(RunEvent),
+  nextAfter: Schema.Int.annotations({ description: "Pass back as `after` for the next page: the last seq of this page, or `after` when it is empty." })
+}).annotations({ identifier: "EventPage" })
+
+/** The body of `POST /v1/runs`. @category schemas */
+export const StartRunBody = Schema.Struct({
+  task: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200)),
+  input: Schema.optional(Schema.Unknown),
+  ...StartOptions.fields
+}).annotations({ identifier: "StartRun" })
+
+/** @category schemas */
+export const Status = Schema.Struct({ status: Schema.String }).annotations({ identifier: "Status" })
+
+const IntFromString = Schema.NumberFromString.pipe(Schema.int())
+const After = IntFromString.pipe(Schema.nonNegative()).annotations({
+  description: "Only events with a greater seq (0: from the start)."
+})
+const Limit = IntFromString.pipe(Schema.between(1, maxPageSize)).annotations({
+  description: `Page size, 1 to ${maxPageSize}.`
+})
+const optional = <S extends Schema.Schema.All>(schema: S) => Schema.optionalWith(schema, { exact: true })
+const RunPath = Schema.Struct({ id: RunId })
+
+const eventStreamDescription =
+  "`text/event-stream` unless `Accept` asks for `application/json`: one message per event (`id:` the seq, " +
+  "`event:` the type, `data:` the event JSON), a `retry:` hint and a comment line every 15 s; it ends after " +
+  "the run's terminal event. Resumes after `Last-Event-ID` (or `after`). 204 when resuming at or past the " +
+  "terminal event of a finished run."
+
+/** Documents the event-stream answer beside the JSON page in the same 200. */
+const withEventStream = (operation: Record<string, any>) => ({
+  ...operation,
+  responses: {
+    ...operation.responses,
+    200: {
+      ...operation.responses[200],
+      content: {
+        ...operation.responses[200]?.content,
+        "text/event-stream": { schema: { type: "string" } }
+      }
+    },
+    204: { description: "Resumed at or past the terminal event: nothing more will come." }
+  }
+})
+
+/** @category groups */
+export class RunsGroup extends HttpApiGroup.make("runs")
+  .add(
+    HttpApiEndpoint.post("start", "/v1/runs")
+      .setPayload(StartRunBody)
+      .addSuccess(RunResponse, { status: 201 })
+      .addSuccess(RunResponse.annotations({ description: "The existing run of a repeated idempotency key" }), { status: 200 })
+      .addError(ApiError.ContentTooLarge)
+      .addError(ApiError.UnsupportedMediaType)
+      .annotate(OpenApi.Summary, "Start a run")
+  )
+  .add(
+    HttpApiEndpoint.get("list", "/v1/runs")
+      .setUrlParams(Schema.Struct({
+        status: optional(RunStatus),
+        task: optional(Schema.String),
+        limit: optional(Limit),
+        cursor: optional(Schema.String)
+      }))
+      .addSuccess(RunPage)
+      .annotate(OpenApi.Summary, "List runs, newest first")
+  )
+  .add(
+    HttpApiEndpoint.get("get", "/v1/runs/:id")
+      .setPath(RunPath)
+      .addSuccess(RunResponse)
+      .addError(ApiError.NotFound)
+      .annotate(OpenApi.Summary, "Get a run")
+  )
+  .add(
+    HttpApiEndpoint.post("cancel", "/v1/runs/:id/cancel")
+      .setPath(RunPath)
+      .addSuccess(RunResponse)
+      .addError(ApiError.NotFound)
+      .addError(ApiError.Conflict)
+      .annotate(OpenApi.Summary, "Cancel a run")
+  )
+  .add(
+    HttpApiEndpoint.get("events", "/v1/runs/:id/events")
+      .setPath(RunPath)
+      .setUrlParams(Schema.Struct({ after: optional(After), limit: optional(Limit) }))
+      .setHeaders(Schema.Struct({ "last-event-id": optional(After) }))
+      .addSuccess(EventPage)
+      .addError(ApiError.NotFound)
+      .annotate(OpenApi.Summary, "Follow a run's events (SSE), or read a page of them (JSON)")
+      .annotate(OpenApi.Description, eventStreamDescription)
+      .annotate(OpenApi.Transform, withEventStream)
+  )
+  .addError(ApiError.Unauthorized)
+  .addError(ApiError.Unavailable)
+{}
+
+/** @category groups */
+export class EventsGroup extends HttpApiGroup.make("events")
+  .add(
+    HttpApiEndpoint.get("all", "/v1/events")
+      .setUrlParams(Schema.Struct({ task: optional(Schema.String), run: optional(RunId) }))
+      .addSuccess(Schema.String.annotations({ description: "text/event-stream of live events; not replayed, never ends" }))
+      .annotate(OpenApi.Summary, "Live events of all runs (debug stream, SSE)")
+      .annotate(OpenApi.Transform, (operation) => ({
+        ...operation,
+        responses: { ...operation.responses, 200: { description: "Live events", content: { "text/event-stream": { schema: { type: "string" } } } } }
+      }))
+  )
+  .addError(ApiError.Unauthorized)
+  .addError(ApiError.Unavailable)
+{}
+
+/** @category groups */
+export class HealthGroup extends HttpApiGroup.make("health")
+  .add(HttpApiEndpoint.get("healthz", "/healthz").addSuccess(Status).annotate(OpenApi.Summary, "Liveness"))
+  .add(
+    HttpApiEndpoint.get("readyz", "/readyz")
+      .addSuccess(Status)
+      .addError(ApiError.Unavailable)
+      .annotate(OpenApi.Summary, "Readiness: the database answers and the LISTEN connection is up")
+  )
+  .annotateContext(OpenApi.annotations({ override: { security: [] } }))
+{}
+
+/**
+ * The builder's own `HttpApiDecodeError` never reaches a client (`Server`
+ * answers it as `ErrorBody`), so the document must not advertise it.
+ */
+const withoutDecodeError = (spec: Record<string, any>): Record<string, any> => {
+  const isDecodeError = (schema: any) => schema?.$ref === "#/components/schemas/HttpApiDecodeError"
+  for (const path of Object.values<any>(spec.paths)) {
+    for (const operation of Object.values<any>(path)) {
+      const json = operation.responses?.[400]?.content?.["application/json"]
+      if (json?.schema?.anyOf !== undefined) {
+        const rest = json.schema.anyOf.filter((schema: any) => !isDecodeError(schema))
+        json.schema = rest.length === 1 ? rest[0] : { anyOf: rest }
+      } else if (isDecodeError(json?.schema)) {
+        json.schema = { $ref: "#/components/schemas/Error" }
+      }
+    }
+  }
+  const { HttpApiDecodeError: _, Issue: __, PropertyKey: ___, ...schemas } = spec.components.schemas
+  return { ...spec, components: { ...spec.components, schemas } }
+}
+
+/** Bearer keys guard every operation but the health checks (`Auth` checks them, outside the `HttpApi`). */
+const withBearerAuth = (spec: Record<string, any>): Record<string, any> => {
+  for (const path of Object.values<any>(spec.paths)) {
+    for (const operation of Object.values<any>(path)) {
+      if (operation.tags?.includes("health")) operation.security = []
+      else delete operation.security
+    }
+  }
+  return {
+    ...spec,
+    components: { ...spec.components, securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
+    security: [{ bearer: [] }]
+  }
+}
+
+/** @category api */
+export class Api extends HttpApi.make("runstream")
+  .add(RunsGroup)
+  .add(EventsGroup)
+  .add(HealthGroup)
+  .addError(ApiError.BadRequest)
+  .addError(ApiError.Internal)
+  .annotateContext(OpenApi.annotations({
+    title: "Runstream",
+    version: "1",
+    description: "Durable runs with live, resumable event streams. Errors are `{\"error\": {\"code\", \"message\"}}`. " +
+      "When the server has API keys, every route but /healthz and /readyz needs `Authorization: Bearer <key>`.",
+    transform: (spec) => withBearerAuth(withoutDecodeError(spec))
+  }))
+{}
+
+/** The health checks alone, for processes without the API (workers). @category api */
+export class HealthApi extends HttpApi.make("runstream-health")
+  .add(HealthGroup)
+  .addError(ApiError.BadRequest)
+  .addError(ApiError.Internal)
+{}

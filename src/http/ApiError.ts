@@ -1,0 +1,146 @@
+/**
+ * Errors of the HTTP API: one value with a status and a stable `code`, sent as
+ * `{"error": {"code": "...", "message": "..."}}`, and how each failure of the
+ * core maps to one. Messages never carry stack traces or database details.
+ * @since 0.1.0
+ */
+import { HttpApiSchema, HttpServerResponse } from "@effect/platform"
+import type { SqlError } from "@effect/sql"
+import { Effect, Schema } from "effect"
+import type {
+  InvalidCursor,
+  InvalidInput,
+  PayloadTooLarge,
+  RunAlreadyFinished,
+  RunNotFound,
+  UnknownTask
+} from "../domain/Errors.ts"
+
+/** An error answered to a client. */
+export class ApiError extends Schema.TaggedError<ApiError>()("ApiError", {
+  status: Schema.Int,
+  code: Schema.String,
+  message: Schema.String
+}) {}
+
+/** The body of every error response. */
+export const ErrorBody = Schema.Struct({
+  error: Schema.Struct({
+    code: Schema.String.annotations({
+      description: "Stable and machine-readable: run_not_found, invalid_input, invalid_json, unauthorized, ..."
+    }),
+    message: Schema.String.annotations({ description: "For humans; may change between versions." })
+  })
+}).annotations({ identifier: "Error" })
+
+/**
+ * `ApiError`s of one status as the `HttpApi` declares them: the builder encodes
+ * them to `ErrorBody` with that status, and the OpenAPI document shows `ErrorBody`.
+ */
+const withStatus = (status: number, description: string) =>
+  Schema.transform(
+    ErrorBody,
+    Schema.declare((u): u is ApiError => u instanceof ApiError && u.status === status),
+    {
+      strict: true,
+      decode: ({ error }) => new ApiError({ status, code: error.code, message: error.message }),
+      encode: (e) => ({ error: { code: e.code, message: e.message } })
+    }
+  ).annotations(HttpApiSchema.annotations({ status, description }))
+
+/** @category declarations */
+export const BadRequest = withStatus(400, "The request is invalid: see `error.code` and `error.message`.")
+/** @category declarations */
+export const Unauthorized = withStatus(401, "A valid `Authorization: Bearer <key>` header is required.")
+/** @category declarations */
+export const NotFound = withStatus(404, "No such run.")
+/** @category declarations */
+export const Conflict = withStatus(409, "The run is already finished.")
+/** @category declarations */
+export const ContentTooLarge = withStatus(413, "The body or the run's input is over the limit.")
+/** @category declarations */
+export const UnsupportedMediaType = withStatus(415, "The body must be `application/json`.")
+/** @category declarations */
+export const Internal = withStatus(500, "An unexpected error; the server's log has the details.")
+/** @category declarations */
+export const Unavailable = withStatus(503, "The database cannot be reached, the stream limit is reached, or the server is shutting down.")
+
+/** @category constructors */
+export const badRequest = (code: string, message: string) => new ApiError({ status: 400, code, message })
+
+interface Issue {
+  readonly path: ReadonlyArray<PropertyKey>
+  readonly message: string
+}
+
+/**
+ * A field-by-field account of what failed validation ("limit: Expected ...").
+ * An optional field's union with `undefined` adds an "Expected undefined" issue
+ * beside the real one: it is left out.
+ */
+export const invalidInput = (issues: ReadonlyArray<Issue>) => {
+  const at = (issue: Issue) => issue.path.length === 0 ? "value" : issue.path.map(String).join(".")
+  const relevant = issues.filter((issue) =>
+    !issue.message.startsWith("Expected undefined") || !issues.some((other) => other !== issue && at(other) === at(issue))
+  )
+  const text = relevant.map((issue) => `${at(issue)}: ${issue.message}`).join("; ")
+  return badRequest("invalid_input", text.length > 2000 ? `${text.slice(0, 2000)}…` : text)
+}
+
+/** @category constructors */
+export const internal = new ApiError({
+  status: 500,
+  code: "internal",
+  message: "an unexpected error occurred; the server's log has the details"
+})
+
+/** @category constructors */
+export const unavailable = new ApiError({
+  status: 503,
+  code: "unavailable",
+  message: "the service cannot reach its database; try again later"
+})
+
+/** Failures of `Runs` that an API call can meet. */
+export type CoreError =
+  | RunNotFound
+  | UnknownTask
+  | InvalidInput
+  | PayloadTooLarge
+  | RunAlreadyFinished
+  | InvalidCursor
+  | SqlError.SqlError
+
+/** The API's answer to a failure of the core. */
+export const fromCore = (error: CoreError): ApiError => {
+  switch (error._tag) {
+    case "RunNotFound":
+      return new ApiError({ status: 404, code: "run_not_found", message: error.message })
+    case "UnknownTask":
+      return badRequest("unknown_task", error.message)
+    case "InvalidInput":
+      return badRequest("invalid_input", error.message)
+    case "InvalidCursor":
+      return badRequest("invalid_cursor", error.message)
+    case "PayloadTooLarge":
+      return new ApiError({ status: 413, code: "payload_too_large", message: error.message })
+    case "RunAlreadyFinished":
+      return new ApiError({ status: 409, code: "run_already_finished", message: error.message })
+    case "SqlError":
+      return unavailable
+  }
+}
+
+/** Maps the core's failures to `ApiError`s; database errors are logged here, as clients never see them. */
+export const mapCore = <A, R>(effect: Effect.Effect<A, CoreError, R>): Effect.Effect<A, ApiError, R> =>
+  effect.pipe(
+    Effect.tapErrorTag("SqlError", (error) => Effect.logError("database error", error)),
+    Effect.mapError(fromCore)
+  )
+
+/** The response for an error. */
+export const toResponse = (error: ApiError, headers?: Record<string, string>): HttpServerResponse.HttpServerResponse =>
+  HttpServerResponse.unsafeJson(
+    { error: { code: error.code, message: error.message } },
+    { status: error.status, ...(headers === undefined ? {} : { headers }) }
+  )

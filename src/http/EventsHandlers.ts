@@ -1,0 +1,36 @@
+/**
+ * The `events` group: live events of every run as SSE (a debug stream; no
+ * replay, so messages carry no `id:` a client could resume from).
+ * @since 0.1.0
+ */
+import { HttpApiBuilder } from "@effect/platform"
+import { Effect, Schema, Stream } from "effect"
+import { RunEvent } from "../domain/RunEvent.ts"
+import { Runs } from "../Runs.ts"
+import { Api } from "./Api.ts"
+import type { HttpOptions } from "./HttpConfig.ts"
+import * as Sse from "./Sse.ts"
+import { Streams } from "./Streams.ts"
+
+const encodeEvent = Schema.encode(RunEvent)
+
+/** @category layers */
+export const layer = (options: HttpOptions) =>
+  HttpApiBuilder.group(Api, "events", (handlers) =>
+    Effect.gen(function*() {
+      const runs = yield* Runs
+      const streams = yield* Streams
+      return handlers.handle("all", ({ urlParams }) =>
+        Effect.gen(function*() {
+          yield* streams.acquire
+          // Subscribed before the response starts: nothing published from now on is missed.
+          const live = yield* runs.subscribeAll({ task: urlParams.task, runId: urlParams.run })
+          const messages = live.pipe(
+            Stream.mapEffect((event) =>
+              Effect.map(encodeEvent(event), (json) => Sse.encode({ event: event.type, data: JSON.stringify(json) }))
+            ),
+            Stream.orDie
+          )
+          return Sse.response(streams.untilShutdown(messages), options)
+        }))
+    }))

@@ -1,0 +1,65 @@
+/**
+ * Settings of the HTTP API, from the environment; every one can be overridden
+ * in code (tests, embedding).
+ * @since 0.1.0
+ */
+import { Config, ConfigError, Duration, Either, Option, Redacted } from "effect"
+
+export interface HttpOptions {
+  /** Keys accepted in `Authorization: Bearer <key>`; empty: no authentication. */
+  readonly apiKeys: ReadonlyArray<Redacted.Redacted<string>>
+  /** The largest request body read, in bytes. */
+  readonly maxBodyBytes: number
+  /** Open SSE connections per process; more are answered 503. */
+  readonly maxStreams: number
+  /** How often an idle SSE connection gets a comment line (proxies close silent ones). */
+  readonly keepAlive: Duration.Duration
+  /** The reconnection delay suggested to SSE clients (`retry:`). */
+  readonly retry: Duration.Duration
+}
+
+const apiKeys = Config.option(Config.redacted("RUNSTREAM_API_KEYS")).pipe(
+  Config.mapOrFail(Option.match({
+    onNone: () => Either.right<ReadonlyArray<Redacted.Redacted<string>>>([]),
+    onSome: (value) => {
+      const keys = Redacted.value(value).split(",").map((key) => key.trim()).filter((key) => key.length > 0)
+      // Set but empty is refused rather than read as "no authentication".
+      return keys.length === 0
+        ? Either.left(ConfigError.InvalidData(["RUNSTREAM_API_KEYS"], "is set but lists no key; unset it to run without authentication"))
+        : Either.right(keys.map((key) => Redacted.make(key)))
+    }
+  }))
+)
+
+/** @category config */
+export const HttpConfig: Config.Config<HttpOptions> = Config.all({
+  apiKeys,
+  maxBodyBytes: Config.integer("RUNSTREAM_MAX_BODY_BYTES").pipe(
+    Config.withDefault(1024 * 1024),
+    Config.validate({ message: "must be between 1024 and 268435456", validation: (n) => n >= 1024 && n <= 256 * 1024 * 1024 })
+  ),
+  maxStreams: Config.integer("RUNSTREAM_MAX_STREAMS").pipe(
+    Config.withDefault(1000),
+    Config.validate({ message: "must be between 1 and 1000000", validation: (n) => n >= 1 && n <= 1_000_000 })
+  ),
+  keepAlive: Config.duration("RUNSTREAM_SSE_KEEPALIVE").pipe(
+    Config.withDefault(Duration.seconds(15)),
+    Config.validate({ message: "must be at least 10 millis", validation: (d) => Duration.toMillis(d) >= 10 })
+  ),
+  retry: Config.duration("RUNSTREAM_SSE_RETRY").pipe(Config.withDefault(Duration.seconds(3)))
+})
+
+/** Where the server listens. */
+export interface ListenOptions {
+  readonly port: number
+  readonly host: string
+}
+
+/** @category config */
+export const ListenConfig: Config.Config<ListenOptions> = Config.all({
+  port: Config.integer("PORT").pipe(
+    Config.withDefault(3000),
+    Config.validate({ message: "must be a port number from 0 to 65535 (0 picks a free one)", validation: (n) => n >= 0 && n <= 65535 })
+  ),
+  host: Config.string("HOST").pipe(Config.withDefault("127.0.0.1"))
+})

@@ -1,0 +1,73 @@
+/**
+ * The `runs` group: start, list, get, cancel, and a run's events as SSE or as
+ * JSON pages.
+ * @since 0.1.0
+ */
+import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
+import { Effect, Schema, Stream } from "effect"
+import type { RunId } from "../domain/Ids.ts"
+import { isFinished } from "../domain/Run.ts"
+import { RunEvent } from "../domain/RunEvent.ts"
+import { Runs } from "../Runs.ts"
+import { Api, RunResponse, StartRunBody } from "./Api.ts"
+import { badRequest, internal, mapCore } from "./ApiError.ts"
+import type { HttpOptions } from "./HttpConfig.ts"
+import * as RequestBody from "./RequestBody.ts"
+import * as Sse from "./Sse.ts"
+import { Streams } from "./Streams.ts"
+
+/** JSON when the client asks for it and not for an event stream. */
+const wantsJson = (accept: string | undefined) =>
+  accept !== undefined && accept.includes("application/json") && !accept.includes("text/event-stream")
+
+const encodeEvent = Schema.encode(RunEvent)
+
+/** A run's events as SSE messages; a failure ends the stream (the client resumes from its last id). */
+const eventMessages = (runs: Runs["Type"], runId: RunId, after: number) =>
+  runs.events(runId, { after }).pipe(
+    Stream.mapEffect((event) =>
+      Effect.map(encodeEvent(event), (json) => Sse.encode({ id: String(event.seq), event: event.type, data: JSON.stringify(json) }))
+    ),
+    Stream.catchAll((error) =>
+      Stream.fromEffect(Effect.logWarning(`event stream of ${runId} ended early`, error)).pipe(Stream.drain)
+    )
+  )
+
+/** @category layers */
+export const layer = (options: HttpOptions) =>
+  HttpApiBuilder.group(Api, "runs", (handlers) =>
+    Effect.gen(function*() {
+      const runs = yield* Runs
+      const streams = yield* Streams
+      const respond = (status: number, body: typeof RunResponse.Type) =>
+        HttpServerResponse.schemaJson(RunResponse)(body, { status }).pipe(Effect.mapError(() => internal))
+
+      return handlers
+        .handleRaw("start", () =>
+          Effect.gen(function*() {
+            const { input, task, ...startOptions } = yield* RequestBody.json(StartRunBody, options.maxBodyBytes)
+            const [started] = yield* mapCore(runs.startMany([{ task, input, options: startOptions }]))
+            return yield* respond(started!.created ? 201 : 200, { run: started!.run })
+          }))
+        .handle("list", ({ urlParams }) => mapCore(runs.list(urlParams)))
+        .handle("get", ({ path }) => mapCore(Effect.map(runs.get(path.id), (run) => ({ run }))))
+        .handle("cancel", ({ path }) => mapCore(Effect.map(runs.cancel(path.id), (run) => ({ run }))))
+        .handle("events", ({ headers, path, request, urlParams }) =>
+          Effect.gen(function*() {
+            // A reconnecting browser sends Last-Event-ID with its original URL: the header wins.
+            const after = headers["last-event-id"] ?? urlParams.after ?? 0
+            const run = yield* mapCore(runs.get(path.id))
+            if (wantsJson(request.headers["accept"])) {
+              const events = yield* mapCore(runs.readEvents(path.id, { after, limit: urlParams.limit }))
+              return { events, nextAfter: events.at(-1)?.seq ?? after }
+            }
+            if (isFinished(run.status) && after >= run.lastSeq) {
+              return HttpServerResponse.empty({ status: 204 })
+            }
+            if (after > run.lastSeq) {
+              return yield* badRequest("invalid_input", `after (${after}) is past the run's last event (${run.lastSeq})`)
+            }
+            yield* streams.acquire
+            return Sse.response(streams.untilShutdown(eventMessages(runs, path.id, after)), options)
+          }))
+    }))

@@ -1,0 +1,156 @@
+/**
+ * The HTTP server of the API: the `Api` routes, `GET /openapi.json` and
+ * `POST /rpc`, behind bearer-key authentication, with every failure answered
+ * as `{"error": {...}}`; and the health-only server of worker processes.
+ * @since 0.1.0
+ */
+import {
+  HttpApi,
+  HttpApiBuilder,
+  HttpApiError,
+  type HttpApp,
+  HttpMiddleware,
+  HttpServer,
+  HttpServerRequest
+} from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Cause, Effect, Layer, Option, Predicate } from "effect"
+import { createServer } from "node:http"
+import * as RpcServer from "../rpc/RpcServer.ts"
+import { Api, HealthApi } from "./Api.ts"
+import { ApiError, internal, invalidInput, toResponse } from "./ApiError.ts"
+import * as Auth from "./Auth.ts"
+import * as EventsHandlers from "./EventsHandlers.ts"
+import * as HealthHandlers from "./HealthHandlers.ts"
+import { HttpConfig, type HttpOptions, ListenConfig, type ListenOptions } from "./HttpConfig.ts"
+import * as RunsHandlers from "./RunsHandlers.ts"
+import * as Streams from "./Streams.ts"
+
+/** A method and a path pattern (`/v1/runs/:id`) the server answers. */
+interface Route {
+  readonly method: string
+  readonly path: string
+}
+
+/** The routes of an `HttpApi`, for telling a wrong method (405) from an unknown path (404). */
+const routesOf = (api: HttpApi.HttpApi.Any): ReadonlyArray<Route> => {
+  const routes: Array<Route> = []
+  HttpApi.reflect(api as HttpApi.HttpApi.AnyWithProps, {
+    onGroup: () => {},
+    onEndpoint: ({ endpoint }) => routes.push({ method: endpoint.method, path: endpoint.path })
+  })
+  return routes
+}
+
+const allowedMethods = (routes: ReadonlyArray<Route>, path: string) => {
+  const methods = routes
+    .filter((route) => new RegExp(`^${route.path.replace(/:[^/]+/g, "[^/]+")}$`).test(path))
+    .map((route) => route.method)
+  return [...new Set(methods)]
+}
+
+/**
+ * Answers what the routes did not: an unknown path (404) or method (405), an
+ * `ApiError` the API does not declare, and defects (500, logged, no details
+ * sent). An interrupted request (its client left) stays interrupted.
+ */
+const answerFailures = (routes: ReadonlyArray<Route>) => <E, R>(app: HttpApp.Default<E, R>) =>
+  Effect.catchAllCause(app, (cause) =>
+    Effect.gen(function*() {
+      const failure = Cause.failureOption(cause)
+      if (Option.isSome(failure)) {
+        const error: unknown = failure.value
+        if (error instanceof ApiError) return toResponse(error)
+        if (Predicate.isTagged(error, "RouteNotFound")) {
+          const request = yield* HttpServerRequest.HttpServerRequest
+          const path = request.url.split("?", 1)[0]!
+          const allowed = allowedMethods(routes, path)
+          return allowed.length === 0
+            ? toResponse(new ApiError({ status: 404, code: "not_found", message: `no route for ${request.method} ${path}` }))
+            : toResponse(
+              new ApiError({ status: 405, code: "method_not_allowed", message: `${path} answers ${allowed.join(", ")}` }),
+              { allow: allowed.join(", ") }
+            )
+        }
+      }
+      if (Cause.isInterruptedOnly(cause)) return yield* Effect.failCause(cause)
+      yield* Effect.logError("request failed unexpectedly", cause)
+      return toResponse(internal)
+    }))
+
+/**
+ * The builder would answer a path, query or header that fails to decode with
+ * its own `HttpApiDecodeError` body; this turns it into an `ApiError` first.
+ */
+const decodeErrorsAsApiErrors = (app: HttpApp.Default): HttpApp.Default<ApiError> =>
+  Effect.catchAllCause(app, (cause) => {
+    const error: unknown = Option.getOrUndefined(Cause.failureOption(cause))
+    return error instanceof HttpApiError.HttpApiDecodeError ? Effect.fail(invalidInput(error.issues)) : Effect.failCause(cause)
+  })
+
+const layerDecodeErrors = HttpApiBuilder.middleware(Api, decodeErrorsAsApiErrors)
+const layerHealthDecodeErrors = HttpApiBuilder.middleware(HealthApi, decodeErrorsAsApiErrors)
+
+const layerRpcRoute = HttpApiBuilder.Router.use((router) =>
+  Effect.flatMap(RpcServer.httpApp, (app) => router.post("/rpc", app)))
+
+/** The API's routes and handlers; needs `Runs`, the database, and `Streams`. */
+export const layerApi = (options: HttpOptions) =>
+  HttpApiBuilder.middlewareOpenApi().pipe(
+    Layer.provideMerge(HttpApiBuilder.api(Api).pipe(Layer.provide([
+      RunsHandlers.layer(options),
+      EventsHandlers.layer(options),
+      HealthHandlers.layer,
+      layerDecodeErrors,
+      layerRpcRoute
+    ])))
+  )
+
+/** The whole app: authentication first, then the routes, failures answered as JSON. */
+export const makeApp = (options: HttpOptions) =>
+  Effect.map(HttpApiBuilder.httpApp, (app) =>
+    app.pipe(
+      answerFailures([...routesOf(Api), { method: "GET", path: "/openapi.json" }, { method: "POST", path: "/rpc" }]),
+      Auth.middleware(options.apiKeys)
+    ))
+
+/** Serves `app`; the layer's output is the server, for its address. */
+const serve = <E, R, RA>(app: Effect.Effect<HttpApp.Default<E, R>, never, RA>, name: string) =>
+  Layer.scoped(
+    HttpServer.HttpServer,
+    Effect.gen(function*() {
+      yield* HttpServer.serveEffect(yield* app, HttpMiddleware.logger)
+      yield* Effect.logInfo(`${name} listening on ${yield* HttpServer.addressFormattedWith(Effect.succeed)}`)
+      return yield* HttpServer.HttpServer
+    })
+  )
+
+const nodeServer = (listen: ListenOptions) => NodeHttpServer.layer(createServer, { port: listen.port, host: listen.host })
+
+export interface ServerOptions extends HttpOptions, ListenOptions {}
+
+/**
+ * The API served on `HOST:PORT` (config), `overrides` taking precedence. Needs
+ * `Runs` and the database. Stopping it ends open event streams, then closes the server.
+ */
+export const layer = (overrides: Partial<ServerOptions> = {}) =>
+  Layer.unwrapEffect(Effect.gen(function*() {
+    const options: ServerOptions = { ...(yield* HttpConfig), ...(yield* ListenConfig), ...overrides }
+    return serve(makeApp(options), "HTTP API").pipe(
+      Layer.provide(layerApi(options)),
+      Layer.provide([HttpApiBuilder.Router.Live, HttpApiBuilder.Middleware.layer]),
+      // Built after the server, so released before it: streams end, then the server closes.
+      Layer.provide(Streams.layer(options).pipe(Layer.provideMerge(nodeServer(options))))
+    )
+  }))
+
+/** `/healthz` and `/readyz` alone on `port`, for processes without the API. Needs the database. */
+export const layerHealth = (listen: ListenOptions) =>
+  serve(
+    Effect.map(HttpApiBuilder.httpApp, answerFailures(routesOf(HealthApi))),
+    "health checks"
+  ).pipe(
+    Layer.provide(HttpApiBuilder.api(HealthApi).pipe(Layer.provide([HealthHandlers.layerHealthApi, layerHealthDecodeErrors]))),
+    Layer.provide([HttpApiBuilder.Router.Live, HttpApiBuilder.Middleware.layer]),
+    Layer.provide(nodeServer(listen))
+  )

@@ -1,0 +1,65 @@
+/**
+ * The SSE connections of one server: at most `maxStreams` open at once, and
+ * all of them ended when the server shuts down (an open stream would otherwise
+ * hold the HTTP server's close forever). Release this layer before the HTTP
+ * server itself: `Server.layer` builds it after the server for that reason.
+ * @since 0.1.0
+ */
+import { Context, Deferred, Duration, Effect, Layer, Option, Ref, type Scope, Stream } from "effect"
+import { ApiError } from "./ApiError.ts"
+
+export class Streams extends Context.Tag("runstream/http/Streams")<Streams, {
+  /** Holds a connection slot until the scope closes; 503 when none is free or the server is closing. */
+  readonly acquire: Effect.Effect<void, ApiError, Scope.Scope>
+  /** Ends `stream` when the server starts to shut down. */
+  readonly untilShutdown: <A, E, R>(stream: Stream.Stream<A, E, R>) => Stream.Stream<A, E, R>
+  /** Open connections now. */
+  readonly active: Effect.Effect<number>
+}>() {}
+
+const full = new ApiError({ status: 503, code: "too_many_streams", message: "this server has reached its limit of open event streams; try again later" })
+const closing = new ApiError({ status: 503, code: "shutting_down", message: "the server is shutting down" })
+
+/** How long a shutdown waits for ended streams to flush before it goes on. */
+const drainTimeout = Duration.seconds(5)
+
+export const make = (options: { readonly maxStreams: number }) =>
+  Effect.gen(function*() {
+    const active = yield* Ref.make(0)
+    const shutdown = yield* Deferred.make<void>()
+    const drained = yield* Deferred.make<void>()
+
+    const release = Effect.gen(function*() {
+      const left = yield* Ref.updateAndGet(active, (n) => n - 1)
+      if (left === 0 && (yield* Deferred.isDone(shutdown))) yield* Deferred.succeed(drained, undefined)
+    })
+
+    const acquire = Effect.acquireRelease(
+      Effect.flatMap(Deferred.isDone(shutdown), (isClosing) =>
+        isClosing
+          ? Effect.fail(closing)
+          : Effect.flatMap(
+            Ref.modify(active, (n) => n < options.maxStreams ? [true, n + 1] : [false, n]),
+            (taken) => taken ? Effect.void : Effect.fail(full)
+          )),
+      () => release
+    )
+
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        yield* Deferred.succeed(shutdown, undefined)
+        if ((yield* Ref.get(active)) === 0) return
+        const done = yield* Deferred.await(drained).pipe(Effect.timeoutOption(drainTimeout))
+        if (Option.isNone(done)) yield* Effect.logWarning(`${yield* Ref.get(active)} event stream(s) still open at shutdown`)
+      })
+    )
+
+    return Streams.of({
+      acquire,
+      untilShutdown: (stream) => Stream.interruptWhen(stream, Deferred.await(shutdown)),
+      active: Ref.get(active)
+    })
+  })
+
+/** @category layers */
+export const layer = (options: { readonly maxStreams: number }) => Layer.scoped(Streams, make(options))

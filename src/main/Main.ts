@@ -1,0 +1,54 @@
+/**
+ * Running a program's layer as the process: it starts, serves until SIGINT or
+ * SIGTERM, then its scope closes (workers finish or hand back their runs,
+ * streams end, the server and the database close) and the process exits 0. A
+ * program that cannot start exits 1 with a readable reason.
+ * @since 0.1.0
+ */
+import { NodeRuntime } from "@effect/platform-node"
+import { Cause, ConfigError, Console, Effect, Layer, Option } from "effect"
+
+interface Problem {
+  readonly missing: boolean
+  readonly text: string
+}
+
+const problemsOf = (error: ConfigError.ConfigError): ReadonlyArray<Problem> => {
+  switch (error._op) {
+    case "And":
+    case "Or":
+      return [...problemsOf(error.left), ...problemsOf(error.right)]
+    case "MissingData":
+      return [{ missing: true, text: `${error.path.join(".")}: is missing` }]
+    case "InvalidData":
+    case "SourceUnavailable":
+    case "Unsupported":
+      return [{ missing: false, text: `${error.path.join(".")}: ${error.message}` }]
+  }
+}
+
+/**
+ * One line per variable at fault. Alternatives (`Or`) that failed only for
+ * being unset are left out when another one names a bad value.
+ */
+export const describeConfigError = (error: ConfigError.ConfigError): string => {
+  const problems = problemsOf(error)
+  const shown = problems.some((p) => !p.missing) ? problems.filter((p) => !p.missing) : problems
+  return ["invalid configuration:", ...new Set(shown.map((p) => `  ${p.text}`))].join("\n")
+}
+
+/** Why a program stopped, for its operator. */
+export const describeFailure = (cause: Cause.Cause<unknown>): string =>
+  Option.match(Cause.failureOption(cause), {
+    onSome: (error) => ConfigError.isConfigError(error) ? describeConfigError(error) : Cause.pretty(cause),
+    onNone: () => Cause.pretty(cause)
+  })
+
+/** Runs `layer` as the process until a signal; see the module's description. */
+export const run = <E>(layer: Layer.Layer<never, E>): void =>
+  Layer.launch(layer).pipe(
+    Effect.tapErrorCause((cause) =>
+      Cause.isInterruptedOnly(cause) ? Effect.void : Console.error(`runstream: ${describeFailure(cause)}`)
+    ),
+    NodeRuntime.runMain({ disableErrorReporting: true })
+  )

@@ -1,0 +1,101 @@
+/**
+ * The programs behind the entry points, as layers of a task list, for reuse by
+ * applications that register their own tasks:
+ *
+ * ```ts
+ * import * as Main from "runstream/main/Main"
+ * Main.run(Programs.makeServerLayer([SendEmail, ResizeImage]))
+ * ```
+ *
+ * - `makeServerLayer`: the HTTP API; with workers when `RUNSTREAM_SERVER_WORKERS=true`.
+ * - `makeWorkerLayer`: workers and the outbox relay, no API; `/healthz` and
+ *   `/readyz` on `RUNSTREAM_HEALTH_PORT` when set.
+ * - `makeDevLayer`: everything in one process, on an embedded Postgres unless
+ *   `DATABASE_URL` is set.
+ *
+ * Server and worker processes share a database and use the `postgres` bus by
+ * default, so that events committed in one reach the streams of another.
+ * @since 0.1.0
+ */
+import { HttpServer } from "@effect/platform"
+import { Config, Console, Effect, Layer, Option } from "effect"
+import * as Database from "../Database.ts"
+import { ListenConfig } from "../http/HttpConfig.ts"
+import * as Server from "../http/Server.ts"
+import * as Runstream from "../Runstream.ts"
+import * as Task from "../Task.ts"
+import { Workers, WorkersConfig } from "../Workers.ts"
+
+/** @category config */
+export const BusConfig = (fallback: "memory" | "postgres") =>
+  Config.literal("memory", "postgres")("RUNSTREAM_BUS").pipe(Config.withDefault(fallback))
+
+/** @category config */
+export const ServerWorkersConfig = Config.boolean("RUNSTREAM_SERVER_WORKERS").pipe(Config.withDefault(false))
+
+/** @category config */
+export const HealthPortConfig = Config.option(Config.integer("RUNSTREAM_HEALTH_PORT").pipe(
+  Config.validate({ message: "must be a port number from 0 to 65535", validation: (n) => n >= 0 && n <= 65535 })
+))
+
+/** The program's tasks and database, under everything else. */
+const foundation = <const Tasks extends ReadonlyArray<Task.Any>>(tasks: Tasks) =>
+  <A, E, R>(self: Layer.Layer<A, E, R>) =>
+    self.pipe(
+      Layer.provide(Task.layerRegistry(...tasks)),
+      Layer.provide(Database.layer)
+    )
+
+const logWorkersReady = Layer.effectDiscard(Effect.gen(function*() {
+  const workers = yield* Workers
+  const config = yield* WorkersConfig
+  yield* Effect.logInfo(`workers ready: ${workers.workerId}, ${config.concurrency} at a time, queues ${config.queues.join(", ")}`)
+}))
+
+/** The HTTP API, with workers when `RUNSTREAM_SERVER_WORKERS=true`. @category programs */
+export const makeServerLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tasks: Tasks) =>
+  Layer.unwrapEffect(Effect.gen(function*() {
+    const bus = yield* BusConfig("postgres")
+    const runtime = (yield* ServerWorkersConfig)
+      ? logWorkersReady.pipe(Layer.provideMerge(Runstream.layerWithWorkers({ bus })))
+      : Runstream.layerRuntime({ bus })
+    return Layer.discard(Server.layer()).pipe(Layer.provide(runtime), foundation(tasks))
+  }))
+
+/** Workers and the outbox relay, no API; health checks on `RUNSTREAM_HEALTH_PORT`. @category programs */
+export const makeWorkerLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tasks: Tasks) =>
+  Layer.unwrapEffect(Effect.gen(function*() {
+    const bus = yield* BusConfig("postgres")
+    const health = Option.match(yield* HealthPortConfig, {
+      onNone: () => Layer.empty,
+      onSome: (port) => Layer.discard(Layer.unwrapEffect(Effect.map(ListenConfig, ({ host }) => Server.layerHealth({ port, host }))))
+    })
+    return Layer.merge(health, logWorkersReady).pipe(
+      Layer.provide(Runstream.layerWithWorkers({ bus })),
+      foundation(tasks)
+    )
+  }))
+
+const announce = Layer.effectDiscard(Effect.gen(function*() {
+  const url = yield* HttpServer.addressFormattedWith(Effect.succeed)
+  const database = yield* Database.DatabaseUrl
+  yield* Console.log([
+    `Runstream dev server: ${url}`,
+    `  database: ${database.description}`,
+    `  API: ${url}/openapi.json   events of all runs: ${url}/v1/events`,
+    `  try: curl -X POST ${url}/v1/runs -H 'content-type: application/json' -d '{"task":"demo.count","input":{"to":5,"delayMs":500}}'`
+  ].join("\n"))
+}))
+
+/** API, workers and relay in one process; embedded Postgres unless `DATABASE_URL`. @category programs */
+export const makeDevLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tasks: Tasks) =>
+  Layer.unwrapEffect(Effect.gen(function*() {
+    const bus = yield* BusConfig("memory")
+    return announce.pipe(
+      Layer.provide(Server.layer()),
+      Layer.provide(logWorkersReady.pipe(Layer.provideMerge(Runstream.layerWithWorkers({ bus })))),
+      Layer.provide(Task.layerRegistry(...tasks)),
+      Layer.provideMerge(Database.layer),
+      Layer.discard
+    )
+  }))

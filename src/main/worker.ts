@@ -1,0 +1,10 @@
+/**
+ * `npm run worker`: workers and the outbox relay, no API, the demo tasks
+ * registered; `/healthz` and `/readyz` on `RUNSTREAM_HEALTH_PORT` when set.
+ * @since 0.1.0
+ */
+import * as Demo from "../demo/tasks.ts"
+import * as Main from "./Main.ts"
+import * as Programs from "./Programs.ts"
+
+Main.run(Programs.makeWorkerLayer(Demo.all))
