@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { DateTime, Duration, Effect, Option, Ref, Schema, TestClock } from "effect"
+import { DateTime, Deferred, Duration, Effect, Option, Ref, Schema, TestClock } from "effect"
 import { Echo } from "../../src/demo/tasks.ts"
 import type { Run } from "../../src/domain/Run.ts"
 import { Runs } from "../../src/Runs.ts"
@@ -51,6 +51,63 @@ describe.concurrent("priorities", () => {
       expect(finished.map((run) => run.status)).toEqual(Array(starts.length).fill("succeeded"))
       expect(yield* Ref.get(order)).toEqual(["p1000000", "p10-earlier", "p10-later", "p3", "p0", "p-5"])
     }).pipe(Effect.provide(TestDatabase.layerUrl)))
+  it.live("a large batch of waiting runs is executed in priority order", () =>
+    Effect.gen(function*() {
+      const order = yield* Ref.make<ReadonlyArray<string>>([])
+      const Records = recording(order)
+      const now = yield* DateTime.now
+      // 60 runs, priorities shuffled, each runAt distinct so the order is total.
+      const specs = Array.from({ length: 60 }, (_, i) => ({
+        label: `r${i}`,
+        priority: (i * 37) % 60 - 30,
+        runAt: DateTime.subtract(now, { seconds: 60 - i })
+      }))
+      const expected = [...specs]
+        .sort((a, b) => b.priority - a.priority || DateTime.toEpochMillis(a.runAt) - DateTime.toEpochMillis(b.runAt))
+        .map((spec) => spec.label)
+
+      const queued = yield* Effect.gen(function*() {
+        const runs = yield* Runs
+        return yield* Effect.forEach(specs, (spec) => runs.start(Records, spec.label, { priority: spec.priority, runAt: spec.runAt }))
+      }).pipe(Effect.provide(programOn({ tasks: [Records], workers: false })))
+
+      yield* Effect.forEach(queued, (run) => RunstreamTest.waitForRunCompletion(run.id, "30 seconds")).pipe(
+        Effect.provide(programOn({ tasks: [Records], workers: { ...fastWorkers, concurrency: 1 } }))
+      )
+      expect(yield* Ref.get(order)).toEqual(expected)
+    }).pipe(Effect.provide(TestDatabase.layerUrl)))
+
+  it.live("a high-priority run started while a worker is busy runs before the lower-priority runs waiting", () =>
+    Effect.gen(function*() {
+      const order = yield* Ref.make<ReadonlyArray<string>>([])
+      const firstStarted = yield* Deferred.make<void>()
+      const releaseFirst = yield* Deferred.make<void>()
+      const Records = Task.make("test.records", {
+        input: Schema.String,
+        output: Schema.String,
+        run: (label) =>
+          Effect.gen(function*() {
+            yield* Ref.update(order, (labels) => [...labels, label])
+            if (label === "first") {
+              yield* Deferred.succeed(firstStarted, undefined)
+              yield* Deferred.await(releaseFirst)
+            }
+            return label
+          })
+      })
+      yield* Effect.gen(function*() {
+        const runs = yield* Runs
+        const first = yield* runs.start(Records, "first")
+        yield* Deferred.await(firstStarted)
+        const low = yield* Effect.forEach(["low-1", "low-2", "low-3", "low-4"], (label) => runs.start(Records, label))
+        const high = yield* runs.start(Records, "high", { priority: 10 })
+        yield* Deferred.succeed(releaseFirst, undefined)
+        yield* Effect.forEach([first, ...low, high], (run) => RunstreamTest.waitForRunCompletion(run.id))
+        const executed = yield* Ref.get(order)
+        expect(executed.slice(0, 2)).toEqual(["first", "high"])
+        expect([...executed.slice(2)].sort()).toEqual(["low-1", "low-2", "low-3", "low-4"])
+      }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Records], workers: { ...fastWorkers, concurrency: 1 } })))
+    }))
 })
 
 describe.concurrent("delayed runs", () => {
