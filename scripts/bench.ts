@@ -1,0 +1,687 @@
+/**
+ * Runstream's benchmark: `npm run bench [-- flags]`. See docs/benchmarks.md.
+ *
+ * Runs against `DATABASE_URL` (or an embedded Postgres started for the
+ * occasion), each repetition on a fresh database created on that server and
+ * dropped after. Prints a table (median and each repetition, target, pass or
+ * fail) and, with `--json`, ends with one line of JSON.
+ *
+ * Phases (each repeated, 3 times by default, the median reported):
+ * - throughput: N runs of a no-op task started in batches with `Runs.startMany`,
+ *   then a worker process (concurrency 10) drains them; runs/s from the first
+ *   claim to the last terminal event published by the relay. Also the worker
+ *   process's peak RSS.
+ * - latency: idle in-process workers, runs started one at a time; time from the
+ *   `start` call to the task body beginning.
+ * - delivery: one run emitting ticks on a schedule while M subscribers follow it
+ *   with `Runs.events`; time from `emit` returning to each subscriber receiving
+ *   the event. With the postgres bus the emitter is another process.
+ * - backfill: a run of 100,000 events read from seq 0 with `Runs.events`.
+ */
+import { SqlClient } from "@effect/sql"
+import { NodeRuntime } from "@effect/platform-node"
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { cpus, loadavg, tmpdir } from "node:os"
+import { dirname, join, resolve } from "node:path"
+import { fileURLToPath } from "node:url"
+import { Cause, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Redacted, Stream } from "effect"
+import type { RunId } from "../src/domain/Ids.ts"
+import * as Embedded from "../src/internal/embeddedPostgres.ts"
+import { Runs } from "../src/Runs.ts"
+import {
+  admin,
+  BenchError,
+  Burst,
+  describeUrl,
+  makeDatabase,
+  makePaced,
+  makeProbe,
+  median,
+  Noop,
+  nowMs,
+  percentile,
+  programLayer,
+  quietLogs,
+  sortNumbers,
+  spawnChild
+} from "./bench/common.ts"
+import type { EmitterResult } from "./bench/delivery-emitter.ts"
+import type { ThroughputResult } from "./bench/throughput-worker.ts"
+
+const here = dirname(fileURLToPath(import.meta.url))
+
+// ---------------------------------------------------------------------------
+// Flags
+
+interface Flags {
+  readonly json: boolean
+  readonly reps: number
+  readonly phases: ReadonlySet<string>
+  readonly runs: number
+  readonly batch: number
+  readonly concurrency: number
+  readonly latencyRuns: number
+  readonly warmup: number
+  readonly subscribers: number
+  readonly events: number
+  readonly intervalMs: number
+  readonly bus: "postgres" | "memory" | "both"
+  readonly backfill: number
+  readonly cpuProf: string | undefined
+  readonly pgStats: boolean
+}
+
+const usage = `usage: npm run bench -- [flags]
+  --json                 end with one line of JSON
+  --quick                small sizes for a smoke run (2,000 runs, 100 starts, 20 subscribers, 10,000 events)
+  --reps N               repetitions per phase (3)
+  --phases a,b           throughput,latency,delivery,backfill (all)
+  --runs N               throughput: runs to drain (20000)
+  --batch N              throughput: runs per startMany (1000)
+  --concurrency N        worker concurrency (10)
+  --latency-runs N       latency: runs started one at a time (500)
+  --subscribers N        delivery: subscribers following the run (100)
+  --events N             delivery: ticks emitted (200)
+  --interval-ms N        delivery: ms between emits (5)
+  --bus B                delivery: postgres (cross-process), memory, or both (both; the JSON reports postgres)
+  --backfill N           backfill: events in the run (100000)
+  --cpu-prof DIR         write V8 CPU profiles of the child processes to DIR
+  --pg-stats             print pg_stat_statements' top statements per phase (needs the extension preloaded)`
+
+const parseFlags = (argv: ReadonlyArray<string>): Flags => {
+  const values = new Map<string, string>()
+  const switches = new Set<string>()
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!
+    if (!arg.startsWith("--")) throw new Error(`unexpected argument '${arg}'\n${usage}`)
+    const [name, inline] = arg.slice(2).split("=", 2) as [string, string | undefined]
+    if (["json", "quick", "pg-stats", "help"].includes(name)) switches.add(name)
+    else if (inline !== undefined) values.set(name, inline)
+    else if (i + 1 < argv.length) values.set(name, argv[++i]!)
+    else throw new Error(`--${name} needs a value\n${usage}`)
+  }
+  if (switches.has("help")) {
+    console.log(usage)
+    process.exit(0)
+  }
+  const quick = switches.has("quick")
+  const int = (name: string, fallback: number, quickFallback = fallback) => {
+    const raw = values.get(name)
+    values.delete(name)
+    const n = raw === undefined ? (quick ? quickFallback : fallback) : Number(raw)
+    if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a non-negative number`)
+    return n
+  }
+  const phases = values.get("phases") ?? "throughput,latency,delivery,backfill"
+  values.delete("phases")
+  const bus = values.get("bus") ?? "both"
+  values.delete("bus")
+  if (bus !== "postgres" && bus !== "memory" && bus !== "both") throw new Error("--bus is postgres, memory or both")
+  const cpuProf = values.get("cpu-prof")
+  values.delete("cpu-prof")
+  const flags: Flags = {
+    json: switches.has("json"),
+    reps: int("reps", 3),
+    phases: new Set(phases.split(",").map((p) => p.trim())),
+    runs: int("runs", 20_000, 2_000),
+    batch: int("batch", 1_000),
+    concurrency: int("concurrency", 10),
+    latencyRuns: int("latency-runs", 500, 100),
+    warmup: int("warmup", 20, 10),
+    subscribers: int("subscribers", 100, 20),
+    events: int("events", 200, 50),
+    intervalMs: int("interval-ms", 5),
+    bus,
+    backfill: int("backfill", 100_000, 10_000),
+    cpuProf: cpuProf === undefined ? undefined : resolve(cpuProf),
+    pgStats: switches.has("pg-stats")
+  }
+  if (values.size > 0) throw new Error(`unknown flag(s): ${[...values.keys()].map((k) => `--${k}`).join(", ")}\n${usage}`)
+  for (const phase of flags.phases) {
+    if (!["throughput", "latency", "delivery", "backfill"].includes(phase)) throw new Error(`unknown phase '${phase}'`)
+  }
+  return flags
+}
+
+/** Fails with `message` when `self` takes longer than `duration`. */
+const within = (duration: Duration.DurationInput, message: string) => <A, E, R>(self: Effect.Effect<A, E, R>) =>
+  Effect.timeoutFail(self, { duration, onTimeout: () => new BenchError({ message: `${message} within ${Duration.format(duration)}` }) })
+
+const progress = (line: string) => Effect.sync(() => process.stderr.write(`${line}\n`))
+
+const fmt = (n: number, digits = 0) =>
+  Number.isFinite(n) ? n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits }) : "-"
+
+// ---------------------------------------------------------------------------
+// The server
+
+interface Server {
+  readonly url: string
+  readonly kind: "DATABASE_URL" | "embedded"
+  readonly version: string
+  readonly local: boolean
+}
+
+/** `DATABASE_URL`, or an embedded Postgres in a temporary directory for this bench alone. */
+const acquireServer = Effect.gen(function*() {
+  const given = process.env["DATABASE_URL"]
+  let url: string
+  let kind: Server["kind"]
+  if (given !== undefined && given !== "") {
+    url = given
+    kind = "DATABASE_URL"
+  } else {
+    const dir = mkdtempSync(join(tmpdir(), "runstream-bench-pg-"))
+    yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+    yield* progress(`starting an embedded Postgres in ${dir}`)
+    const server = yield* Embedded.start({ dataDir: dir, persistent: false, maxConnections: 200 })
+    url = Redacted.value(server.url)
+    kind = "embedded"
+  }
+  const [row] = yield* admin(url, "SELECT current_setting('server_version') AS version")
+  const host = new URL(url).hostname
+  return { url, kind, version: String(row?.["version"]), local: ["127.0.0.1", "localhost", "::1", ""].includes(host) } satisfies Server
+})
+
+/** CPU seconds used by all the server's processes (a local server on Linux only). */
+const postgresCpuSeconds = (): number | undefined => {
+  try {
+    let ticks = 0
+    for (const pid of readdirSync("/proc")) {
+      if (!/^\d+$/.test(pid)) continue
+      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+        const close = stat.lastIndexOf(")")
+        const comm = stat.slice(stat.indexOf("(") + 1, close)
+        if (comm !== "postgres" && !comm.startsWith("postgres:")) continue
+        const fields = stat.slice(close + 2).split(" ")
+        ticks += Number(fields[11]) + Number(fields[12])
+      } catch {
+        // the process ended meanwhile
+      }
+    }
+    return ticks / 100
+  } catch {
+    return undefined
+  }
+}
+
+/** pg_stat_statements' heaviest statements of one database, for `--pg-stats`. */
+const statementReport = (server: Server, database: string, title: string) =>
+  admin(server.url, `
+    SELECT calls, round(total_exec_time::numeric, 1) AS total_ms, round(mean_exec_time::numeric, 3) AS mean_ms, rows,
+      shared_blks_hit + shared_blks_read AS blocks, wal_bytes,
+      left(regexp_replace(query, '\\s+', ' ', 'g'), 150) AS query
+    FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = $1)
+    ORDER BY total_exec_time DESC LIMIT 10`, [database]).pipe(
+    Effect.flatMap((rows) =>
+      progress([
+        `  pg_stat_statements, ${title} (${database}):`,
+        "      calls   total ms    mean ms       rows     blocks    WAL bytes  query",
+        ...rows.map((r) =>
+          `  ${fmt(Number(r["calls"])).padStart(9)} ${String(r["total_ms"]).padStart(10)} ${String(r["mean_ms"]).padStart(10)} ${
+            fmt(Number(r["rows"])).padStart(10)
+          } ${fmt(Number(r["blocks"])).padStart(10)} ${fmt(Number(r["wal_bytes"])).padStart(12)}  ${r["query"]}`
+        )
+      ].join("\n"))
+    ),
+    Effect.catchAll((error) => progress(`  (pg_stat_statements unavailable: ${error.message.split("\n")[0]})`))
+  )
+
+const childExecArgv = (flags: Flags, name: string): ReadonlyArray<string> =>
+  flags.cpuProf === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${flags.cpuProf}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`]
+
+/** Waits until the outbox is empty: every event written so far was published. */
+const waitOutbox = (sql: SqlClient.SqlClient) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 3000; i++) {
+      const [row] = yield* sql<{ n: number }>`SELECT count(*)::integer AS n FROM runstream_outbox`
+      if (row!.n === 0) return
+      yield* Effect.sleep(20)
+    }
+    return yield* new BenchError({ message: "the outbox did not drain within 60 s" })
+  })
+
+// ---------------------------------------------------------------------------
+// Phases
+
+interface ThroughputRep extends ThroughputResult {
+  readonly insertRunsPerSec: number
+  readonly workerCpuCores: number
+  readonly postgresCpuCores: number | undefined
+}
+
+const throughputRep = (server: Server, flags: Flags, rep: number) =>
+  Effect.scoped(Effect.gen(function*() {
+    const db = yield* makeDatabase(server.url)
+    const insertMs = yield* Effect.scoped(Effect.gen(function*() {
+      const program = yield* Layer.build(programLayer({ url: db.url, tasks: [Noop], bus: "memory", workers: false }))
+      const runs = Context.get(program, Runs)
+      const start = nowMs()
+      for (let done = 0; done < flags.runs; done += flags.batch) {
+        const size = Math.min(flags.batch, flags.runs - done)
+        yield* runs.startMany(Array.from({ length: size }, () => ({ task: Noop.name, input: {} })))
+      }
+      const elapsed = nowMs() - start
+      // The starting program's relay publishes the run.queued events, as in production.
+      yield* waitOutbox(Context.get(program, SqlClient.SqlClient))
+      return elapsed
+    }))
+    const child = yield* spawnChild({
+      script: join(here, "bench", "throughput-worker.ts"),
+      args: [String(flags.runs), String(flags.concurrency)],
+      env: { BENCH_DATABASE_URL: db.url, RUNSTREAM_SUBSCRIBER_BUFFER: "1000000" },
+      execArgv: childExecArgv(flags, "throughput-worker")
+    })
+    yield* child.next("ready")
+    const pgBefore = server.local ? postgresCpuSeconds() : undefined
+    const readyAt = nowMs()
+    const drained = yield* child.next("drained")
+    const pgAfter = server.local ? postgresCpuSeconds() : undefined
+    const wall = (nowMs() - readyAt) / 1000
+    const result = (yield* child.next("result"))["result"] as ThroughputResult
+    if (flags.pgStats) yield* statementReport(server, db.name, `throughput rep ${rep}`)
+    const out: ThroughputRep = {
+      ...result,
+      insertRunsPerSec: flags.runs / (insertMs / 1000),
+      workerCpuCores: Number(drained["cpuSeconds"]) / Number(drained["wallSeconds"]),
+      postgresCpuCores: pgBefore === undefined || pgAfter === undefined ? undefined : (pgAfter - pgBefore) / wall
+    }
+    yield* progress(
+      `  throughput ${rep}: ${fmt(out.runsPerSec)} runs/s (started at ${fmt(out.insertRunsPerSec)} runs/s), peak RSS ${
+        fmt(out.peakRssMB, 1)
+      } MB, CPU: worker ${fmt(out.workerCpuCores, 2)} cores, postgres ${
+        out.postgresCpuCores === undefined ? "?" : fmt(out.postgresCpuCores, 2)
+      } cores`
+    )
+    return out
+  }))
+
+interface LatencyRep {
+  readonly p50: number
+  readonly p95: number
+  readonly p99: number
+  readonly max: number
+  readonly startCallP50: number
+}
+
+const latencyRep = (server: Server, flags: Flags, rep: number) =>
+  Effect.scoped(Effect.gen(function*() {
+    const db = yield* makeDatabase(server.url)
+    const begun = new Map<number, Deferred.Deferred<number>>()
+    const Probe = makeProbe((i, at) => {
+      const deferred = begun.get(i)
+      return deferred === undefined ? Effect.void : Effect.asVoid(Deferred.succeed(deferred, at))
+    })
+    const program = yield* Layer.build(programLayer({
+      url: db.url,
+      tasks: [Probe],
+      bus: "memory",
+      workers: { concurrency: flags.concurrency }
+    }))
+    const runs = Context.get(program, Runs)
+    const toBody: Array<number> = []
+    const startCall: Array<number> = []
+    for (let i = -flags.warmup; i < flags.latencyRuns; i++) {
+      const deferred = yield* Deferred.make<number>()
+      begun.set(i, deferred)
+      const start = nowMs()
+      const run = yield* runs.start(Probe, { i })
+      const returned = nowMs()
+      const bodyAt = yield* Deferred.await(deferred).pipe(within("30 seconds", `run ${i} did not begin`))
+      // The next start finds the workers idle again.
+      yield* runs.awaitCompletion(run.id, { timeout: "30 seconds" })
+      begun.delete(i)
+      if (i >= 0) {
+        toBody.push(bodyAt - start)
+        startCall.push(returned - start)
+      }
+    }
+    const sorted = sortNumbers(toBody)
+    const out: LatencyRep = {
+      p50: percentile(sorted, 50),
+      p95: percentile(sorted, 95),
+      p99: percentile(sorted, 99),
+      max: sorted[sorted.length - 1]!,
+      startCallP50: median(startCall)
+    }
+    if (flags.pgStats) yield* statementReport(server, db.name, `latency rep ${rep}`)
+    yield* progress(
+      `  latency ${rep}: p50 ${fmt(out.p50, 2)} ms, p95 ${fmt(out.p95, 2)} ms, p99 ${fmt(out.p99, 2)} ms, max ${
+        fmt(out.max, 2)
+      } ms (start call p50 ${fmt(out.startCallP50, 2)} ms)`
+    )
+    return out
+  }))
+
+interface DeliveryRep {
+  readonly p50: number
+  readonly p99: number
+  readonly max: number
+  readonly samples: number
+  readonly early: number
+}
+
+/**
+ * `n` subscribers following a run from seq 0, each recording when each event
+ * reached it; `ready` once every one of them has seen `run.started` (so its
+ * live subscription exists).
+ */
+const follow = (runs: Runs["Type"], runId: RunId, n: number) =>
+  Effect.gen(function*() {
+    const ready = yield* Deferred.make<void>()
+    const received: Array<Map<number, number>> = []
+    let live = 0
+    const fibers = yield* Effect.forEach(Array.from({ length: n }), () => {
+      const seen = new Map<number, number>()
+      received.push(seen)
+      let counted = false
+      return runs.events(runId).pipe(
+        Stream.runForEachChunk((chunk) =>
+          Effect.sync(() => {
+            const at = nowMs()
+            for (const event of chunk) seen.set(event.seq, at)
+            if (!counted && seen.has(2)) {
+              counted = true
+              if (++live === n) Deferred.unsafeDone(ready, Exit.void)
+            }
+          })
+        ),
+        Effect.fork
+      )
+    })
+    return {
+      ready: Deferred.await(ready).pipe(within("60 seconds", `only ${live} of ${n} subscribers caught up`)),
+      done: Effect.as(Fiber.joinAll(fibers), received)
+    }
+  })
+
+const deliveryStats = (emittedAt: Record<number, number>, received: ReadonlyArray<Map<number, number>>): DeliveryRep => {
+  const latencies: Array<number> = []
+  let early = 0
+  for (const [seqText, emitted] of Object.entries(emittedAt)) {
+    const seq = Number(seqText)
+    for (const seen of received) {
+      const at = seen.get(seq)
+      if (at === undefined) throw new Error(`a subscriber never received seq ${seq}`)
+      // The relay can publish before the emitter's fiber resumes: that event was on time.
+      if (at < emitted) early++
+      latencies.push(Math.max(0, at - emitted))
+    }
+  }
+  const sorted = sortNumbers(latencies)
+  return { p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: sorted[sorted.length - 1]!, samples: sorted.length, early }
+}
+
+const deliveryRep = (server: Server, flags: Flags, bus: "memory" | "postgres", rep: number) =>
+  Effect.scoped(Effect.gen(function*() {
+    const db = yield* makeDatabase(server.url)
+    const input = { events: flags.events, intervalMs: flags.intervalMs }
+    const deadline = Duration.sum(Duration.seconds(60), Duration.millis(flags.events * flags.intervalMs))
+    let result: DeliveryRep
+    if (bus === "memory") {
+      // One process: the emitting worker, the relay and the subscribers.
+      const go = yield* Deferred.make<void>()
+      const emittedAt: Record<number, number> = {}
+      const Paced = makePaced({ go: Deferred.await(go), emitted: (seq, at) => void (emittedAt[seq] = at), finished: Effect.void })
+      const program = yield* Layer.build(programLayer({ url: db.url, tasks: [Paced], bus, workers: { concurrency: 1 } }))
+      const runs = Context.get(program, Runs)
+      const run = yield* runs.start(Paced, input)
+      const followers = yield* follow(runs, run.id, flags.subscribers)
+      yield* followers.ready
+      yield* Deferred.succeed(go, undefined)
+      result = deliveryStats(emittedAt, yield* followers.done.pipe(within(deadline, "the subscribers did not see the run end")))
+    } else {
+      // The emitting worker (and its relay, which NOTIFYs) in another process.
+      const child = yield* spawnChild({
+        script: join(here, "bench", "delivery-emitter.ts"),
+        args: [],
+        env: { BENCH_DATABASE_URL: db.url },
+        execArgv: childExecArgv(flags, "delivery-emitter")
+      })
+      yield* child.next("ready")
+      const Paced = makePaced({ go: Effect.void, emitted: () => {}, finished: Effect.void })
+      const program = yield* Layer.build(programLayer({ url: db.url, tasks: [Paced], bus, workers: false }))
+      const runs = Context.get(program, Runs)
+      const run = yield* runs.start(Paced, input)
+      const followers = yield* follow(runs, run.id, flags.subscribers)
+      yield* followers.ready
+      yield* child.send({ type: "go" })
+      const received = yield* followers.done.pipe(within(deadline, "the subscribers did not see the run end"))
+      const emitted = (yield* child.next("result"))["result"] as EmitterResult
+      yield* child.send({ type: "stop" })
+      result = deliveryStats(emitted.emittedAt, received)
+    }
+    if (flags.pgStats) yield* statementReport(server, db.name, `delivery (${bus}) rep ${rep}`)
+    yield* progress(
+      `  delivery (${bus}) ${rep}: p50 ${fmt(result.p50, 2)} ms, p99 ${fmt(result.p99, 2)} ms, max ${fmt(result.max, 2)} ms (${
+        fmt(result.samples)
+      } deliveries, ${fmt(result.early)} before emit returned)`
+    )
+    return result
+  }))
+
+interface BackfillRep {
+  readonly eventsPerSec: number
+  readonly events: number
+  readonly ms: number
+}
+
+/** One database for the phase: the run is written once (through a task's emits), then read `reps` times. */
+const backfillPhase = (server: Server, flags: Flags) =>
+  Effect.scoped(Effect.gen(function*() {
+    const db = yield* makeDatabase(server.url)
+    const program = yield* Layer.build(programLayer({ url: db.url, tasks: [Burst], bus: "memory", workers: { concurrency: 1 } }))
+    const runs = Context.get(program, Runs)
+    const sql = Context.get(program, SqlClient.SqlClient)
+    const writeStart = nowMs()
+    const run = yield* runs.start(Burst, { events: flags.backfill, concurrency: 2000 })
+    yield* runs.awaitCompletion(run.id, { timeout: "10 minutes" })
+    yield* waitOutbox(sql)
+    const writeMs = nowMs() - writeStart
+    yield* progress(`  backfill: wrote ${fmt(flags.backfill)} events through emit in ${fmt(writeMs / 1000, 1)} s (${fmt(flags.backfill / (writeMs / 1000))} events/s)`)
+    yield* sql`VACUUM ANALYZE runstream_events`.pipe(Effect.catchAll(() => Effect.void))
+    const out: Array<BackfillRep> = []
+    for (let rep = 1; rep <= flags.reps; rep++) {
+      const start = nowMs()
+      let events = 0
+      let chunks = 0
+      yield* runs.events(run.id, { after: 0 }).pipe(
+        Stream.runForEachChunk((chunk) => Effect.sync(() => {
+          events += chunk.length
+          chunks++
+        })),
+        Effect.timeoutFail({
+          duration: "60 seconds",
+          onTimeout: () =>
+            new BenchError({
+              message: `Runs.events read ${fmt(events)} of ${fmt(flags.backfill + 3)} events in ${fmt(chunks)} chunks and did not end within 60 s`
+            })
+        })
+      )
+      const ms = nowMs() - start
+      const r = { eventsPerSec: events / (ms / 1000), events, ms }
+      out.push(r)
+      yield* progress(`  backfill ${rep}: ${fmt(r.events)} events in ${fmt(ms, 0)} ms, ${fmt(r.eventsPerSec)} events/s`)
+    }
+    if (flags.pgStats) yield* statementReport(server, db.name, "backfill")
+    return out
+  }))
+
+/** A phase's repetitions, and why it stopped early if it did. */
+interface Phase<A> {
+  readonly name: string
+  readonly reps: ReadonlyArray<A>
+  readonly error?: string | undefined
+}
+
+const describeFailure = (cause: Cause.Cause<unknown>) => {
+  const failure = Cause.failureOption(cause)
+  const error = Option.isSome(failure) ? failure.value : Cause.squash(cause)
+  const message = typeof error === "object" && error !== null && "message" in error ? String(error.message) : String(error)
+  return message.split("\n").slice(0, 3).join(" ").slice(0, 400)
+}
+
+/** Runs a phase's repetitions; a failure ends the phase (and is reported), not the bench. */
+const repeat = <A, E, R>(name: string, times: number, rep: (i: number) => Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    yield* progress(`${name}:`)
+    const reps: Array<A> = []
+    for (let i = 1; i <= times; i++) {
+      const exit = yield* Effect.exit(rep(i))
+      if (Exit.isFailure(exit)) {
+        const error = describeFailure(exit.cause)
+        yield* progress(`  ${name} ${i} failed: ${error}`)
+        return { name, reps, error } satisfies Phase<A>
+      }
+      reps.push(exit.value)
+    }
+    return { name, reps } satisfies Phase<A>
+  })
+
+/** A phase that was not asked for. */
+const skipped = <A>(name: string): Phase<A> => ({ name, reps: [] })
+
+// ---------------------------------------------------------------------------
+// Report
+
+interface Row {
+  readonly metric: string
+  readonly values: ReadonlyArray<number>
+  readonly digits: number
+  readonly target?: { readonly op: ">=" | "<="; readonly value: number } | undefined
+  /** Set when the phase behind the row failed. */
+  readonly failed?: boolean | undefined
+}
+
+const table = (rows: ReadonlyArray<Row>): string => {
+  const cells = rows.map((row) => {
+    const m = median(row.values)
+    const met = row.target !== undefined && (row.target.op === ">=" ? m >= row.target.value : m <= row.target.value)
+    return [
+      row.metric,
+      row.values.length === 0 ? "-" : fmt(m, row.digits),
+      row.values.map((v) => fmt(v, row.digits)).join(" / ") + (row.failed === true ? " (phase failed)" : ""),
+      row.target === undefined ? "" : `${row.target.op === ">=" ? "≥" : "≤"} ${fmt(row.target.value)}`,
+      row.target === undefined ? "" : met && row.failed !== true ? "pass" : "FAIL"
+    ]
+  })
+  const header = ["metric", "median", "repetitions", "target", "result"]
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)))
+  const line = (c: ReadonlyArray<string>) =>
+    c.map((x, i) => i === 0 || i === 2 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!)).join("  ").trimEnd()
+  return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...cells.map(line)].join("\n")
+}
+
+const round = (n: number | undefined, digits: number) =>
+  n === undefined || !Number.isFinite(n) ? null : Math.round(n * 10 ** digits) / 10 ** digits
+
+/** The rows of a phase: one per metric, from each repetition. */
+const rowsOf = <A>(
+  phase: Phase<A>,
+  metrics: ReadonlyArray<Omit<Row, "values" | "failed"> & { readonly value: (a: A) => number | undefined }>
+): Array<Row> =>
+  phase.reps.length === 0 && phase.error === undefined ? [] : metrics.flatMap(({ value, ...row }) => {
+    const values = phase.reps.map(value)
+    if (values.some((v) => v === undefined)) return []
+    return [{ ...row, values: values as Array<number>, failed: phase.error !== undefined }]
+  })
+
+const loadAverage = () => loadavg().map((l) => l.toFixed(2)).join(" ")
+
+const main = Effect.gen(function*() {
+  const flags = yield* Effect.try({
+    try: () => parseFlags(process.argv.slice(2)),
+    catch: (e) => new BenchError({ message: String((e as Error).message) })
+  })
+  const server = yield* acquireServer
+  if (flags.pgStats) {
+    yield* admin(server.url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements").pipe(
+      Effect.catchAll((error) => progress(`--pg-stats: ${error.message.split("\n")[0]}`))
+    )
+  }
+  const started = nowMs()
+  const loadBefore = loadAverage()
+  const where = server.kind === "embedded" ? "an embedded" : describeUrl(server.url)
+  yield* progress(`Runstream bench on ${where} PostgreSQL ${server.version}, ${flags.reps} repetition(s); load average ${loadBefore}`)
+  if (loadavg()[0]! > 0.5 * cpus().length) {
+    yield* progress(`warning: the machine is busy (load ${loadBefore} on ${cpus().length} cores): figures will be low and noisy`)
+  }
+
+  const run = <A>(name: string, wanted: boolean, phase: () => Effect.Effect<Phase<A>>) =>
+    wanted ? phase() : Effect.succeed(skipped<A>(name))
+  const throughput = yield* run("throughput", flags.phases.has("throughput"), () =>
+    repeat("throughput", flags.reps, (i) => throughputRep(server, flags, i)))
+  const latency = yield* run("latency", flags.phases.has("latency"), () =>
+    repeat("latency", flags.reps, (i) => latencyRep(server, flags, i)))
+  const deliveryPg = yield* run("delivery (postgres)", flags.phases.has("delivery") && flags.bus !== "memory", () =>
+    repeat("delivery, postgres bus (emitter in another process)", flags.reps, (i) => deliveryRep(server, flags, "postgres", i)))
+  const deliveryMem = yield* run("delivery (memory)", flags.phases.has("delivery") && flags.bus !== "postgres", () =>
+    repeat("delivery, memory bus (one process)", flags.reps, (i) => deliveryRep(server, flags, "memory", i)))
+  const backfill = yield* run("backfill", flags.phases.has("backfill"), () =>
+    Effect.zipRight(progress("backfill:"), Effect.exit(backfillPhase(server, flags))).pipe(
+      Effect.flatMap((exit) =>
+        Exit.isSuccess(exit)
+          ? Effect.succeed<Phase<BackfillRep>>({ name: "backfill", reps: exit.value })
+          : Effect.as(progress(`  backfill failed: ${describeFailure(exit.cause)}`), { name: "backfill", reps: [], error: describeFailure(exit.cause) })
+      )
+    ))
+  const elapsed = (nowMs() - started) / 1000
+
+  const rows: Array<Row> = [
+    ...rowsOf(throughput, [
+      { metric: "throughput (runs/s, first claim → last terminal event)", value: (t) => t.runsPerSec, digits: 0, target: { op: ">=", value: 17_000 } },
+      { metric: "  starting them (runs/s, startMany batches)", value: (t) => t.insertRunsPerSec, digits: 0 },
+      { metric: "  worker process CPU while draining (cores)", value: (t) => t.workerCpuCores, digits: 2 },
+      { metric: "  postgres CPU while draining (cores)", value: (t) => t.postgresCpuCores, digits: 2 },
+      { metric: "worker peak RSS (MB)", value: (t) => t.peakRssMB, digits: 1, target: { op: "<=", value: 150 } }
+    ]),
+    ...rowsOf(latency, [
+      { metric: "start latency p50 (ms, start call → body)", value: (l) => l.p50, digits: 2, target: { op: "<=", value: 2 } },
+      { metric: "start latency p95 (ms)", value: (l) => l.p95, digits: 2 },
+      { metric: "start latency p99 (ms)", value: (l) => l.p99, digits: 2, target: { op: "<=", value: 10 } },
+      { metric: "  start call alone p50 (ms)", value: (l) => l.startCallP50, digits: 2 }
+    ]),
+    ...rowsOf(deliveryPg, [
+      { metric: "delivery p50 (ms, postgres bus, 2 processes)", value: (d) => d.p50, digits: 2, target: { op: "<=", value: 5 } },
+      { metric: "delivery p99 (ms, postgres bus, 2 processes)", value: (d) => d.p99, digits: 2, target: { op: "<=", value: 25 } }
+    ]),
+    ...rowsOf(deliveryMem, [
+      { metric: "delivery p50 (ms, memory bus, 1 process)", value: (d) => d.p50, digits: 2, target: { op: "<=", value: 5 } },
+      { metric: "delivery p99 (ms, memory bus, 1 process)", value: (d) => d.p99, digits: 2, target: { op: "<=", value: 25 } }
+    ]),
+    ...rowsOf(backfill, [
+      { metric: "backfill (events/s, Runs.events from seq 0)", value: (b) => b.eventsPerSec, digits: 0, target: { op: ">=", value: 200_000 } }
+    ])
+  ]
+  const failures = [throughput, latency, deliveryPg, deliveryMem, backfill].filter((p) => p.error !== undefined)
+
+  console.log("")
+  console.log(`Runstream bench — ${server.kind === "embedded" ? "embedded" : describeUrl(server.url)} (PostgreSQL ${server.version}), ${flags.reps} repetition(s), ${fmt(elapsed, 0)} s, load average ${loadBefore} → ${loadAverage()}`)
+  console.log(
+    `throughput: ${fmt(flags.runs)} runs in batches of ${fmt(flags.batch)}, concurrency ${flags.concurrency}; latency: ${fmt(flags.latencyRuns)} starts; ` +
+      `delivery: ${flags.subscribers} subscribers, ${flags.events} events ${flags.intervalMs} ms apart; backfill: ${fmt(flags.backfill)} events`
+  )
+  console.log("")
+  console.log(table(rows))
+  for (const phase of failures) console.log(`\n${phase.name} failed: ${phase.error}`)
+  if (flags.json) {
+    const delivery = deliveryPg.reps.length > 0 || deliveryPg.error !== undefined ? deliveryPg : deliveryMem
+    const med = <A>(phase: Phase<A>, f: (a: A) => number) =>
+      phase.reps.length === 0 || phase.error !== undefined ? undefined : median(phase.reps.map(f))
+    console.log(JSON.stringify({
+      throughput: { runsPerSec: round(med(throughput, (t) => t.runsPerSec), 0) },
+      latency: {
+        startP50Ms: round(med(latency, (l) => l.p50), 3),
+        startP95Ms: round(med(latency, (l) => l.p95), 3),
+        startP99Ms: round(med(latency, (l) => l.p99), 3)
+      },
+      delivery: { p50Ms: round(med(delivery, (d) => d.p50), 3), p99Ms: round(med(delivery, (d) => d.p99), 3) },
+      backfill: { eventsPerSec: round(med(backfill, (b) => b.eventsPerSec), 0) },
+      peakRssMB: round(med(throughput, (t) => t.peakRssMB), 1)
+    }))
+  }
+  if (failures.length > 0) process.exitCode = 1
+})
+
+NodeRuntime.runMain(main.pipe(Effect.scoped, Effect.provide(quietLogs)))

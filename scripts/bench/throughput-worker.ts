@@ -1,0 +1,116 @@
+/**
+ * The throughput phase's worker process, so that its memory is measured on its
+ * own: a Runstream program (runtime, relay, memory bus) on the bench database,
+ * with a pool of workers that drains the runs the bench enqueued.
+ *
+ * It counts terminal events as the relay publishes them (the last one ends the
+ * measurement), then checks in the database that every run went through its
+ * whole lifecycle and reports to the bench.
+ *
+ * argv: <runs> <concurrency>; env: BENCH_DATABASE_URL.
+ */
+import { SqlClient } from "@effect/sql"
+import { Context, Deferred, Effect, Layer, Queue } from "effect"
+import { EventBus } from "../../src/EventBus.ts"
+import * as Workers from "../../src/Workers.ts"
+import { BenchError, Noop, nowMs, programLayer, runChild, toParent } from "./common.ts"
+
+export interface ThroughputResult {
+  readonly runs: number
+  /** Wall-clock ms (epoch) of the first claim, as recorded by the claim (`started_at`). */
+  readonly firstClaimAt: number
+  /** Wall-clock ms (epoch) when the relay published the last terminal event. */
+  readonly lastTerminalAt: number
+  /** The latest `finished_at` (the clock reading of the last completion's transaction). */
+  readonly lastFinishedAt: number
+  readonly runsPerSec: number
+  readonly peakRssMB: number
+  /** RSS when the workers were about to start (the program's baseline). */
+  readonly baselineRssMB: number
+  readonly heapUsedMB: number
+  readonly events: number
+  readonly eventsPerRun: string
+  readonly outboxLeft: number
+}
+
+const runs = Number(process.argv[2])
+const concurrency = Number(process.argv[3])
+const url = process.env["BENCH_DATABASE_URL"]!
+
+const program = Effect.gen(function*() {
+  // The runtime first, so that the counter is subscribed before any run ends.
+  const runtime = yield* Layer.build(programLayer({ url, tasks: [Noop], bus: "memory", workers: false }))
+  const bus = Context.get(runtime, EventBus)
+  const sql = Context.get(runtime, SqlClient.SqlClient)
+  const subscription = yield* bus.subscribe({})
+  const allEnded = yield* Deferred.make<number, BenchError>()
+  let ended = 0
+  let failed = 0
+  let peakRss = process.memoryUsage.rss()
+  yield* Queue.takeBetween(subscription, 1, Number.MAX_SAFE_INTEGER).pipe(
+    Effect.flatMap((batch) => {
+      for (const message of batch) {
+        if (message._tag === "Resync") continue
+        const type = message.event.type
+        if (type === "run.succeeded") ended++
+        else if (type === "run.failed" || type === "run.cancelled") failed++
+      }
+      return failed > 0
+        ? Deferred.fail(allEnded, new BenchError({ message: `${failed} run(s) did not succeed` }))
+        : ended >= runs
+        ? Deferred.succeed(allEnded, Date.now())
+        : Effect.void
+    }),
+    Effect.forever,
+    Effect.forkScoped
+  )
+  const sampler = setInterval(() => {
+    peakRss = Math.max(peakRss, process.memoryUsage.rss())
+  }, 25)
+
+  const baselineRss = process.memoryUsage.rss()
+  yield* toParent({ type: "ready" })
+  const cpuBefore = process.cpuUsage()
+  const wallBefore = nowMs()
+  yield* Layer.build(Workers.layer({ concurrency })).pipe(Effect.provide(runtime))
+  const lastTerminalAt = yield* Deferred.await(allEnded).pipe(
+    Effect.timeoutFail({ duration: "180 seconds", onTimeout: () => new BenchError({ message: `only ${ended} of ${runs} runs ended within 180 s` }) })
+  )
+  const cpu = process.cpuUsage(cpuBefore)
+  yield* toParent({ type: "drained", cpuSeconds: (cpu.user + cpu.system) / 1e6, wallSeconds: (nowMs() - wallBefore) / 1000 })
+  clearInterval(sampler)
+  const heapUsed = process.memoryUsage().heapUsed
+  // resourceUsage's maxRSS is the kernel's high-water mark: no sample can miss the peak.
+  const peakRssBytes = Math.max(peakRss, process.resourceUsage().maxRSS * 1024)
+
+  const [row] = yield* sql<{ first: number; last: number; succeeded: number; events: number; per_run: string; outbox: number }>`
+    SELECT
+      (extract(epoch FROM min(started_at)) * 1000)::float8 AS first,
+      (extract(epoch FROM max(finished_at)) * 1000)::float8 AS last,
+      count(*) FILTER (WHERE status = 'succeeded' AND last_seq = 3)::integer AS succeeded,
+      (SELECT count(*) FROM runstream_events)::integer AS events,
+      (SELECT string_agg(DISTINCT types, ' | ') FROM (
+        SELECT string_agg(type, ',' ORDER BY seq) AS types FROM runstream_events GROUP BY run_id
+      ) t) AS per_run,
+      (SELECT count(*) FROM runstream_outbox)::integer AS outbox
+    FROM runstream_runs`
+  if (row === undefined || row.succeeded !== runs) {
+    return yield* new BenchError({ message: `expected ${runs} succeeded runs with 3 events each, found ${row?.succeeded}` })
+  }
+  const result: ThroughputResult = {
+    runs,
+    firstClaimAt: row.first,
+    lastTerminalAt,
+    lastFinishedAt: row.last,
+    runsPerSec: runs / ((lastTerminalAt - row.first) / 1000),
+    peakRssMB: peakRssBytes / 1024 / 1024,
+    baselineRssMB: baselineRss / 1024 / 1024,
+    heapUsedMB: heapUsed / 1024 / 1024,
+    events: row.events,
+    eventsPerRun: row.per_run,
+    outboxLeft: row.outbox
+  }
+  yield* toParent({ type: "result", result })
+})
+
+runChild(Effect.scoped(program))
