@@ -22,6 +22,8 @@ export interface Claim {
   readonly attempt: number
   readonly maxAttempts: number
   readonly timeoutMs: number | null
+  readonly priority: number
+  readonly runAt: Date
 }
 
 /** How an attempt ended. `released` hands the run back without using up the attempt. */
@@ -87,6 +89,8 @@ interface ClaimRow {
   readonly attempt: number
   readonly max_attempts: number
   readonly timeout_ms: number | null
+  readonly priority: number
+  readonly run_at: Date
 }
 
 const eventData = (finish: Finish, retryAt: Date | null): unknown => {
@@ -157,7 +161,8 @@ export const make = Effect.gen(function*() {
         UPDATE runstream_runs r SET status = 'running', attempt = leased.attempt,
           started_at = coalesce(r.started_at, ${at}), last_seq = r.last_seq + 1
         FROM leased WHERE r.id = leased.run_id
-        RETURNING r.id, r.task, r.queue, r.input, r.attempt, r.max_attempts, r.timeout_ms, r.last_seq
+        RETURNING r.id, r.task, r.queue, r.input, r.attempt, r.max_attempts, r.timeout_ms, r.last_seq,
+          r.priority, r.run_at
       ), events AS (
         INSERT INTO runstream_events (run_id, seq, type, data, at)
         SELECT id, last_seq, 'run.started', jsonb_build_object('attempt', attempt), ${at} FROM started
@@ -165,7 +170,7 @@ export const make = Effect.gen(function*() {
         INSERT INTO runstream_outbox (run_id, task, seq_from, seq_to)
         SELECT id, task, last_seq, last_seq FROM started
       )
-      SELECT id, task, queue, input, attempt, max_attempts, timeout_ms FROM started`
+      SELECT id, task, queue, input, attempt, max_attempts, timeout_ms, priority, run_at FROM started`
     return rows.map((row): Claim => ({
       runId: row.id,
       task: row.task,
@@ -173,7 +178,9 @@ export const make = Effect.gen(function*() {
       input: row.input,
       attempt: row.attempt,
       maxAttempts: row.max_attempts,
-      timeoutMs: row.timeout_ms
+      timeoutMs: row.timeout_ms,
+      priority: row.priority,
+      runAt: row.run_at
     }))
   })
 

@@ -134,7 +134,10 @@ export const make = Effect.gen(function*() {
         onSome: Effect.succeed
       })
       const task = registered.task
-      const options = request.options ?? {}
+      // Typed callers cannot pass bad options, but JSON and RPC callers can.
+      const options = yield* Schema.validate(StartOptions)(request.options ?? {}).pipe(
+        Effect.mapError((error) => new InvalidInput({ message: `options are invalid:\n${describe(error)}` }))
+      )
       const input = yield* encodeInput(task, request.input, typed)
       return {
         id: yield* makeRunId,

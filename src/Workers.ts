@@ -18,6 +18,7 @@ import {
   FiberSet,
   Layer,
   Option,
+  Order,
   Queue,
   Random,
   Schedule,
@@ -29,6 +30,7 @@ import type { RunError } from "./domain/Run.ts"
 import { TaskEventType } from "./domain/RunEvent.ts"
 import { type AppendItem, EventLog } from "./EventLog.ts"
 import * as GroupCommit from "./internal/GroupCommit.ts"
+import * as PriorityBuffer from "./internal/PriorityBuffer.ts"
 import { now } from "./internal/time.ts"
 import { Outbox } from "./Outbox.ts"
 import { Channel, PgListener } from "./PgListener.ts"
@@ -143,7 +145,12 @@ export const make = (options: WorkersOptions) =>
     const leaseMs = Duration.toMillis(options.lease)
     const inFlight = new Map<RunId, InFlight>()
     const slotFreed = yield* Queue.sliding<void>(1)
-    const buffer = yield* Queue.unbounded<InFlight>()
+    // Best first: the order the queue claims in.
+    const buffer = yield* PriorityBuffer.make(Order.make<InFlight>((a, b) =>
+      Order.number(b.claim.priority, a.claim.priority) ||
+      Order.number(a.claim.runAt.getTime(), b.claim.runAt.getTime()) ||
+      Order.string(a.claim.runId, b.claim.runId)
+    ))
     const runners = yield* FiberSet.make()
     let accepting = true
 
@@ -168,7 +175,12 @@ export const make = (options: WorkersOptions) =>
     const stopRun = (runId: RunId, reason: StopReason) =>
       Effect.suspend(() => {
         const entry = inFlight.get(runId)
-        if (entry === undefined || entry.stop !== undefined) return Effect.void
+        return entry === undefined ? Effect.void : stopEntry(entry, reason)
+      })
+
+    const stopEntry = (entry: InFlight, reason: StopReason) =>
+      Effect.suspend(() => {
+        if (entry.stop !== undefined) return Effect.void
         entry.stop = reason
         if (entry.fiber !== undefined) return Effect.asVoid(Fiber.interruptFork(entry.fiber))
         // Still buffered: end it now rather than when a runner gets to it.
@@ -236,7 +248,12 @@ export const make = (options: WorkersOptions) =>
       write({ _tag: "finish", item: { runId: claim.runId, attempt: claim.attempt, outcome } }).pipe(
         Effect.retry(Schedule.exponential("100 millis").pipe(Schedule.upTo(options.lease))),
         Effect.tap((held) =>
-          held === true ? Effect.void : Effect.logInfo(`attempt ${claim.attempt} of ${claim.runId} lost its lease; its ${outcome._tag} was refused`)
+          held !== true
+            ? Effect.logInfo(`attempt ${claim.attempt} of ${claim.runId} lost its lease; its ${outcome._tag} was refused`)
+            : outcome._tag === "released"
+            // Handed back: any worker (here or in another process) may take it now.
+            ? queue.wake(claim.queue)
+            : Effect.void
         ),
         Effect.catchAllCause((cause) => Effect.logWarning(`could not record the end of ${claim.runId}; its lease will expire`, cause))
       )
@@ -257,7 +274,8 @@ export const make = (options: WorkersOptions) =>
         if (Option.isSome(outcome)) yield* finish(claim, outcome.value)
       }).pipe(
         Effect.ensuring(Effect.suspend(() => {
-          inFlight.delete(entry.claim.runId)
+          // The entry may be an older attempt of a run this pool claimed again.
+          if (inFlight.get(entry.claim.runId) === entry) inFlight.delete(entry.claim.runId)
           return Queue.offer(slotFreed, undefined)
         })),
         Effect.uninterruptible,
@@ -275,22 +293,32 @@ export const make = (options: WorkersOptions) =>
     })
 
     const capacity = options.concurrency + options.prefetch
+    // While runs flow, claim when half the capacity is free: fewer, larger claims.
+    const batchThreshold = Math.max(1, Math.ceil(capacity / 2))
     const claimLoop = Effect.gen(function*() {
+      // Woken by an enqueue (or the poll): claim whatever is free, however little.
+      let woken = true
       while (accepting) {
         const free = capacity - inFlight.size
-        // Claim again when a batch's worth is free (or everything is): fewer, larger claims.
-        if (free < Math.min(capacity, Math.max(1, options.prefetch))) {
-          yield* Queue.take(slotFreed)
+        if (free < batchThreshold && !(woken && free > 0)) {
+          woken = yield* Effect.raceFirst(Effect.as(Queue.take(slotFreed), false), Effect.as(Queue.take(wakeups), true))
           continue
         }
+        woken = false
         const claims = yield* queue.claim({ workerId, queues: options.queues, limit: free, leaseMs })
         if (claims.length > 0) yield* outbox.written
         for (const claim of claims) {
+          // This pool lost the run's previous attempt (its lease lapsed) and got it back.
+          const previous = inFlight.get(claim.runId)
+          if (previous !== undefined) yield* stopEntry(previous, "leaseLost")
           const entry: InFlight = { claim, taken: false, fiber: undefined, stop: undefined }
           inFlight.set(claim.runId, entry)
-          yield* Queue.offer(buffer, entry)
+          yield* buffer.offer(entry)
         }
-        if (claims.length < free) yield* waitForWork
+        if (claims.length < free) {
+          yield* waitForWork
+          woken = true
+        }
       }
     }).pipe(
       Effect.catchAllCause((cause) => Effect.zipRight(Effect.logWarning("claim failed; retrying", cause), Effect.sleep(options.pollInterval))),
@@ -328,7 +356,7 @@ export const make = (options: WorkersOptions) =>
     )
 
     for (let i = 0; i < options.concurrency; i++) {
-      yield* FiberSet.run(runners, Effect.forever(Effect.flatMap(Queue.take(buffer), execute)))
+      yield* FiberSet.run(runners, Effect.forever(Effect.flatMap(buffer.take, execute)))
     }
     const claimer = yield* Effect.forkScoped(claimLoop)
 
@@ -346,7 +374,8 @@ export const make = (options: WorkersOptions) =>
         for (const entry of [...inFlight.values()]) {
           if (!entry.taken) yield* stopRun(entry.claim.runId, "shutdown")
         }
-        const finished = yield* drained.pipe(Effect.timeoutOption(options.shutdownGrace))
+        // Finalizers run uninterruptibly: let the timeout interrupt the wait.
+        const finished = yield* drained.pipe(Effect.interruptible, Effect.timeoutOption(options.shutdownGrace))
         if (Option.isNone(finished)) {
           yield* Effect.logInfo(`handing back ${inFlight.size} run(s) still in flight`)
           for (const runId of [...inFlight.keys()]) yield* stopRun(runId, "shutdown")
