@@ -6,7 +6,7 @@ import { makeRunId } from "../../src/domain/Ids.ts"
 import { Runs } from "../../src/Runs.ts"
 import * as Task from "../../src/Task.ts"
 import { RunstreamTest } from "../../src/testing/index.ts"
-import { fastWorkers, jobOf, logOf, typesOf, withWorkers } from "./support.ts"
+import { fastWorkers, jobOf, logOf, patience, typesOf, withWorkers } from "./support.ts"
 
 /** Counts its executions; finishes at once. */
 const counted = (executions: Ref.Ref<number>) =>
@@ -34,7 +34,7 @@ describe.concurrent("cancellation", () => {
         // Workers that come later run what is queued, and not the cancelled run.
         yield* Effect.gen(function*() {
           const other = yield* runs.start(Counted, undefined)
-          expect((yield* RunstreamTest.waitForRunCompletion(other.id)).status).toBe("succeeded")
+          expect((yield* RunstreamTest.waitForRunCompletion(other.id, patience)).status).toBe("succeeded")
         }).pipe(withWorkers())
         expect(yield* Ref.get(executions)).toBe(1)
         expect((yield* runs.get(run.id)).status).toBe("cancelled")
@@ -49,7 +49,7 @@ describe.concurrent("cancellation", () => {
       const run = yield* runs.start(Echo, "later", { runAt })
       const cancelled = yield* runs.cancel(run.id)
       expect(cancelled.status).toBe("cancelled")
-      const done = yield* RunstreamTest.waitForRunCompletion(run.id)
+      const done = yield* RunstreamTest.waitForRunCompletion(run.id, patience)
       expect(done.status).toBe("cancelled")
       expect(typesOf(yield* logOf(run.id))).toEqual(["run.queued", "run.cancelled"])
     }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Echo], workers: fastWorkers }))))
@@ -74,7 +74,7 @@ describe.concurrent("cancellation", () => {
         expect(yield* Deferred.await(started)).toBe(1)
         const requested = yield* runs.cancel(run.id)
         expect(requested.id).toBe(run.id)
-        const done = yield* RunstreamTest.waitForRunCompletion(run.id)
+        const done = yield* RunstreamTest.waitForRunCompletion(run.id, patience)
         expect(done.status).toBe("cancelled")
         expect(done.attempt).toBe(1)
         expect(done.finishedAt).not.toBeNull()
@@ -90,7 +90,7 @@ describe.concurrent("cancellation", () => {
     Effect.gen(function*() {
       const runs = yield* Runs
       const run = yield* runs.start(Echo, { hello: "world" })
-      yield* RunstreamTest.waitForRunCompletion(run.id)
+      yield* RunstreamTest.waitForRunCompletion(run.id, patience)
       const exit = yield* Effect.exit(runs.cancel(run.id))
       expect(exit).toStrictEqual(Exit.fail(new RunAlreadyFinished({ runId: run.id, status: "succeeded" })))
       const after = yield* runs.get(run.id)

@@ -4,7 +4,7 @@ import { Flaky } from "../../src/demo/tasks.ts"
 import { Runs } from "../../src/Runs.ts"
 import * as Task from "../../src/Task.ts"
 import { RunstreamTest } from "../../src/testing/index.ts"
-import { dataOf, fastWorkers, logOf, typesOf } from "./support.ts"
+import { dataOf, fastWorkers, logOf, patience, typesOf } from "./support.ts"
 
 const fastRetry = { initialDelay: "10 millis", maxDelay: "50 millis" } as const
 
@@ -14,7 +14,7 @@ describe.concurrent("failed runs", () => {
       const runs = yield* Runs
       const run = yield* runs.start(Flaky, { failures: 100 })
       expect(run.maxAttempts).toBe(3)
-      const done = yield* RunstreamTest.waitForRunCompletion(run.id)
+      const done = yield* RunstreamTest.waitForRunCompletion(run.id, patience)
       expect(done.status).toBe("failed")
       expect(done.attempt).toBe(3)
       expect(done.output).toBeNull()
@@ -49,7 +49,7 @@ describe.concurrent("failed runs", () => {
       yield* Effect.gen(function*() {
         const runs = yield* Runs
         const run = yield* runs.start(Refuses, { reason: "not allowed" })
-        const done = yield* RunstreamTest.waitForRunCompletion(run.id)
+        const done = yield* RunstreamTest.waitForRunCompletion(run.id, patience)
         expect(done.status).toBe("failed")
         expect(done.attempt).toBe(1)
         expect(done.error).toEqual({ tag: "PermanentError", message: "not allowed", retryable: false })
@@ -69,7 +69,7 @@ describe.concurrent("failed runs", () => {
       yield* Effect.gen(function*() {
         const runs = yield* Runs
         const run = yield* runs.start(Crashes, undefined)
-        const done = yield* RunstreamTest.waitForRunCompletion(run.id)
+        const done = yield* RunstreamTest.waitForRunCompletion(run.id, patience)
         expect(done.status).toBe("failed")
         expect(done.attempt).toBe(2)
         expect(done.error?.tag).toBe("Defect")
@@ -93,7 +93,7 @@ describe.concurrent("per-attempt timeout", () => {
 
   const expectTimedOut = (runId: Parameters<Runs["Type"]["get"]>[0], timeoutMs: number, ended: Ref.Ref<number>) =>
     Effect.gen(function*() {
-      const done = yield* RunstreamTest.waitForRunCompletion(runId)
+      const done = yield* RunstreamTest.waitForRunCompletion(runId, patience)
       expect(done.status).toBe("failed")
       expect(done.attempt).toBe(2)
       expect(done.error).toEqual({

@@ -4,7 +4,7 @@ import { Effect } from "effect"
 import { Echo } from "../../src/demo/tasks.ts"
 import { Runs } from "../../src/Runs.ts"
 import { RunstreamTest } from "../../src/testing/index.ts"
-import { logOf, typesOf } from "./support.ts"
+import { fastWorkers, logOf, patience, typesOf } from "./support.ts"
 
 const rowsWithKey = (key: string) =>
   Effect.gen(function*() {
@@ -67,13 +67,13 @@ describe.concurrent("idempotency keys", () => {
       expect(yield* rowsWithKey("race")).toEqual({ runs: 1, jobs: 1 })
 
       // and that one run executes once.
-      const done = yield* RunstreamTest.waitForRunCompletion(created[0]!.run.id)
+      const done = yield* RunstreamTest.waitForRunCompletion(created[0]!.run.id, patience)
       expect(done.status).toBe("succeeded")
       expect(done.attempt).toBe(1)
       expect(typesOf(yield* logOf(done.id))).toEqual(["run.queued", "run.started", "run.succeeded"])
     }).pipe(Effect.provide(RunstreamTest.layer({
       tasks: [Echo],
-      workers: { lease: "2 seconds", pollInterval: "200 millis", reclaimInterval: "200 millis" },
+      workers: fastWorkers,
       maxConnections: 8
     }))))
 
@@ -81,7 +81,7 @@ describe.concurrent("idempotency keys", () => {
     Effect.gen(function*() {
       const runs = yield* Runs
       const run = yield* runs.start(Echo, "once", { idempotencyKey: "done-key" })
-      yield* RunstreamTest.waitForRunCompletion(run.id)
+      yield* RunstreamTest.waitForRunCompletion(run.id, patience)
       const [again] = yield* runs.startMany([{ task: Echo.name, input: "twice", options: { idempotencyKey: "done-key" } }])
       expect(again!.created).toBe(false)
       expect(again!.run.id).toBe(run.id)
@@ -89,6 +89,6 @@ describe.concurrent("idempotency keys", () => {
       expect(yield* rowsWithKey("done-key")).toEqual({ runs: 1, jobs: 0 })
     }).pipe(Effect.provide(RunstreamTest.layer({
       tasks: [Echo],
-      workers: { lease: "2 seconds", pollInterval: "200 millis", reclaimInterval: "200 millis" }
+      workers: fastWorkers
     }))))
 })

@@ -9,7 +9,7 @@ import { Runs } from "../../src/Runs.ts"
 import * as Task from "../../src/Task.ts"
 import { Workers } from "../../src/Workers.ts"
 import { RunstreamTest } from "../../src/testing/index.ts"
-import { dataOf, jobOf, logOf, typesOf, withWorkers } from "./support.ts"
+import { dataOf, jobOf, logOf, patience, typesOf, withWorkers } from "./support.ts"
 
 /** A worker that claims and then vanishes: it never heartbeats, never finishes. */
 const ghost = { workerId: "ghost-worker" }
@@ -61,11 +61,11 @@ describe.concurrent("lease expiry and fencing", () => {
           expect([...beat.held]).toEqual([])
 
           yield* Deferred.succeed(release, undefined)
-          const done = yield* RunstreamTest.waitForRunCompletion(run.id)
+          const done = yield* RunstreamTest.waitForRunCompletion(run.id, patience)
           expect(done.status).toBe("succeeded")
           expect(done.attempt).toBe(2)
           expect(done.output).toEqual({ attempt: 2 })
-        }).pipe(withWorkers({ lease: "2 seconds", reclaimInterval: "200 millis", pollInterval: "200 millis" }))
+        }).pipe(withWorkers())
 
         // After the end, too.
         expect([...(yield* late(1))]).toEqual([])
@@ -93,7 +93,7 @@ describe.concurrent("lease expiry and fencing", () => {
       const runs = yield* Runs
       const run = yield* runs.start(Echo, "never runs", { maxAttempts: 1 })
       expect(yield* claimAsGhost(200)).toHaveLength(1)
-      const done = yield* RunstreamTest.waitForRunCompletion(run.id).pipe(withWorkers())
+      const done = yield* RunstreamTest.waitForRunCompletion(run.id, patience).pipe(withWorkers())
       expect(done.status).toBe("failed")
       expect(done.attempt).toBe(1)
       expect(done.error).toEqual({ tag: "LeaseExpired", message: "the worker stopped renewing its lease", retryable: false })
@@ -108,7 +108,7 @@ describe.concurrent("lease expiry and fencing", () => {
       expect(yield* claimAsGhost(200)).toHaveLength(1)
       const requested = yield* runs.cancel(run.id)
       expect(requested.status).toBe("running")
-      const done = yield* RunstreamTest.waitForRunCompletion(run.id).pipe(withWorkers())
+      const done = yield* RunstreamTest.waitForRunCompletion(run.id, patience).pipe(withWorkers())
       expect(done.status).toBe("cancelled")
       expect(typesOf(yield* logOf(run.id))).toEqual(["run.queued", "run.started", "run.cancelled"])
     }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Echo], workers: false }))))
@@ -116,14 +116,15 @@ describe.concurrent("lease expiry and fencing", () => {
   it.live("heartbeats keep a run that outlives its lease from being reclaimed", () =>
     Effect.gen(function*() {
       const runs = yield* Runs
-      const run = yield* runs.start(Sleep, { ms: 2500 })
-      const done = yield* RunstreamTest.waitForRunCompletion(run.id)
+      const run = yield* runs.start(Sleep, { ms: 9000 })
+      const done = yield* RunstreamTest.waitForRunCompletion(run.id, patience)
       expect(done.status).toBe("succeeded")
       expect(done.attempt).toBe(1)
       expect(typesOf(yield* logOf(run.id))).toEqual(["run.queued", "run.started", "run.succeeded"])
     }).pipe(Effect.provide(RunstreamTest.layer({
       tasks: [Sleep],
-      workers: { lease: "600 millis", reclaimInterval: "100 millis", pollInterval: "200 millis" }
+      // Renewed every 1.3 s; expiring would take a stall of over 2.6 s.
+      workers: { lease: "4 seconds", reclaimInterval: "100 millis", pollInterval: "200 millis" }
     }))))
 
   it.live("a pool that lost a lease and claims the run again keeps control of the new attempt", () =>
@@ -161,12 +162,12 @@ describe.concurrent("lease expiry and fencing", () => {
         // attempt 1's execution has fully ended.
         const probe = yield* runs.start(Echo, "probe")
         yield* Deferred.succeed(releaseFirst, undefined)
-        expect((yield* RunstreamTest.waitForRunCompletion(probe.id)).status).toBe("succeeded")
+        expect((yield* RunstreamTest.waitForRunCompletion(probe.id, patience)).status).toBe("succeeded")
 
         // The pool must still count and control attempt 2: a cancel reaches it.
         expect(yield* Effect.flatMap(Workers, (workers) => workers.inFlight)).toBe(1)
         yield* runs.cancel(run.id)
-        const done = yield* RunstreamTest.waitForRunCompletion(run.id, "10 seconds")
+        const done = yield* RunstreamTest.waitForRunCompletion(run.id, patience)
         expect(done.status).toBe("cancelled")
         expect(done.attempt).toBe(2)
         expect(yield* Deferred.isDone(secondEnded)).toBe(true)

@@ -5,7 +5,7 @@ import type { RunEvent } from "../../src/domain/RunEvent.ts"
 import { Runs } from "../../src/Runs.ts"
 import * as Task from "../../src/Task.ts"
 import { RunstreamTest } from "../../src/testing/index.ts"
-import { dataOf, fastWorkers, logOf, typesOf, waitForEvent } from "./support.ts"
+import { dataOf, fastWorkers, logOf, patience, typesOf, waitForEvent } from "./support.ts"
 
 class Boom extends Schema.TaggedError<Boom>()("Boom", { attempt: Schema.Number }) {
   override get message() {
@@ -69,7 +69,7 @@ describe.concurrent("retries", () => {
     Effect.gen(function*() {
       const runs = yield* Runs
       const run = yield* runs.start(Flaky, { failures: 3 })
-      const done = yield* RunstreamTest.waitForRunCompletion(run.id)
+      const done = yield* RunstreamTest.waitForRunCompletion(run.id, patience)
       expect(done.status).toBe("succeeded")
       expect(done.attempt).toBe(4)
       expect(done.output).toEqual({ attempts: 4 })
@@ -112,7 +112,7 @@ describe.concurrent("retries", () => {
       const runs = yield* Runs
       const run = yield* runs.start(Flaky, { failures: 5 }, { maxAttempts: 6 })
       expect(run.maxAttempts).toBe(6)
-      const done = yield* RunstreamTest.waitForRunCompletion(run.id)
+      const done = yield* RunstreamTest.waitForRunCompletion(run.id, patience)
       expect(done.status).toBe("succeeded")
       expect(done.attempt).toBe(6)
     }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Flaky], workers: fastWorkers }))))
@@ -140,7 +140,7 @@ describe("retry backoff under TestClock", () => {
       // (concurrency 4): when it has finished, the retry has been passed over.
       yield* TestClock.adjust(retryAt - failedAt - 1)
       const marker = yield* runs.start(Echo, "marker")
-      expect((yield* RunstreamTest.waitForRunCompletion(marker.id)).status).toBe("succeeded")
+      expect((yield* RunstreamTest.waitForRunCompletion(marker.id, patience)).status).toBe("succeeded")
       const waiting = yield* runs.get(run.id)
       expect(waiting.status).toBe("queued")
       expect(waiting.attempt).toBe(1)
@@ -148,7 +148,7 @@ describe("retry backoff under TestClock", () => {
 
       // The worker now sleeps until the retry is due, on the test clock.
       yield* TestClock.adjust(1)
-      const done = yield* RunstreamTest.waitForRunCompletion(run.id)
+      const done = yield* RunstreamTest.waitForRunCompletion(run.id, patience)
       expect(done.status).toBe("succeeded")
       expect(done.attempt).toBe(2)
       const log = yield* logOf(run.id)

@@ -1,9 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Clock, Effect, Exit, Layer, Option, Scope } from "effect"
+import { Effect, Exit, Layer, Option, Scope } from "effect"
 import { Sleep } from "../../src/demo/tasks.ts"
 import { Runs } from "../../src/Runs.ts"
 import { RunstreamTest, TestDatabase } from "../../src/testing/index.ts"
-import { dataOf, jobOf, logOf, programOn, typesOf, waitForEvent, withWorkers } from "./support.ts"
+import { dataOf, jobOf, logOf, patience, programOn, typesOf, waitForEvent, withWorkers } from "./support.ts"
 
 describe.concurrent("graceful shutdown", () => {
   it.live("a run still in flight when the grace period ends is handed back at once and finished by another program", () =>
@@ -20,13 +20,11 @@ describe.concurrent("graceful shutdown", () => {
         return run
       }).pipe(Effect.provide(program1))
 
-      const closing = yield* Clock.currentTimeMillis
       yield* Scope.close(first, Exit.void)
-      // It waited for the grace period, not for the body.
-      expect((yield* Clock.currentTimeMillis) - closing).toBeLessThan(2500)
 
       yield* Effect.gen(function*() {
         const runs = yield* Runs
+        // Closed before the body could finish: the run is back in the queue, its attempt not used up.
         const handedBack = yield* runs.get(run.id)
         expect(handedBack.status).toBe("queued")
         expect(handedBack.attempt).toBe(0)
@@ -37,7 +35,7 @@ describe.concurrent("graceful shutdown", () => {
         expect(Option.map(job, (j) => [j.locked_by, j.locked_until, j.attempt])).toEqual(Option.some([null, null, 0]))
 
         // The second program's workers take it at once and finish it on attempt 1.
-        const done = yield* RunstreamTest.waitForRunCompletion(run.id).pipe(withWorkers(workers))
+        const done = yield* RunstreamTest.waitForRunCompletion(run.id, patience).pipe(withWorkers(workers))
         expect(done.status).toBe("succeeded")
         expect(done.attempt).toBe(1)
         expect(done.output).toEqual({ slept: 3000 })

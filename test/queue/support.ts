@@ -12,9 +12,12 @@ import * as Runstream from "../../src/Runstream.ts"
 import * as Task from "../../src/Task.ts"
 import * as Workers from "../../src/Workers.ts"
 
-/** Workers tuned for tests: a lost lease or a missed wake-up costs a fraction of a second. */
+/**
+ * Workers tuned for tests: a missed wake-up or a lease set up to expire costs a
+ * fraction of a second, while a live worker's lease survives a busy machine.
+ */
 export const fastWorkers = {
-  lease: "2 seconds",
+  lease: "10 seconds",
   reclaimInterval: "200 millis",
   pollInterval: "200 millis",
   shutdownGrace: "500 millis"
@@ -42,6 +45,9 @@ export const programOn = <const Tasks extends ReadonlyArray<Task.Any>>(options: 
 export const withWorkers = (options: Workers.WorkersSettings = fastWorkers) =>
 <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.provide(self, Workers.layer({ ...fastWorkers, ...options }))
 
+/** How long a test waits for a run or an event: far beyond need, under the test's own timeout. */
+export const patience = "40 seconds"
+
 /** The run's whole log as stored. */
 export const logOf = (runId: RunId) =>
   Effect.flatMap(Runs, (runs) => runs.readEvents(runId, { after: 0 }))
@@ -58,7 +64,7 @@ export const waitForEvent = (runId: RunId, type: string) =>
         onNone: () => Effect.dieMessage(`run ${runId} ended without a ${type} event`),
         onSome: Effect.succeed
       })),
-      Effect.timeoutFail({ duration: "15 seconds", onTimeout: () => new Error(`no ${type} event on ${runId} in time`) }),
+      Effect.timeoutFail({ duration: patience, onTimeout: () => new Error(`no ${type} event on ${runId} in time`) }),
       Effect.orDie
     ))
 
