@@ -36,13 +36,15 @@ export const StartRunBody = Schema.Struct({
 /** @category schemas */
 export const Status = Schema.Struct({ status: Schema.String }).annotations({ identifier: "Status" })
 
-const IntFromString = Schema.NumberFromString.pipe(Schema.int())
-const After = IntFromString.pipe(Schema.nonNegative()).annotations({
-  description: "Only events with a greater seq (0: from the start)."
-})
-const Limit = IntFromString.pipe(Schema.between(1, maxPageSize)).annotations({
-  description: `Page size, 1 to ${maxPageSize}.`
-})
+const intFromString = (description: string, message: string, filter: (self: typeof Schema.Int) => Schema.Schema<number>) =>
+  Schema.NumberFromString.pipe(Schema.compose(filter(Schema.Int))).annotations({
+    description,
+    message: () => ({ message, override: true })
+  })
+const After = intFromString("Only events with a greater seq (0: from the start).", "must be an integer of at least 0", (int) =>
+  int.pipe(Schema.nonNegative()))
+const Limit = intFromString(`Page size, 1 to ${maxPageSize}.`, `must be an integer from 1 to ${maxPageSize}`, (int) =>
+  int.pipe(Schema.between(1, maxPageSize)))
 const optional = <S extends Schema.Schema.All>(schema: S) => Schema.optionalWith(schema, { exact: true })
 const RunPath = Schema.Struct({ id: RunId })
 

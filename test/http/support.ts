@@ -3,11 +3,12 @@
  * client for it.
  */
 import { HttpServer } from "@effect/platform"
-import { Context, Effect, Layer, Queue, Schema } from "effect"
+import { Context, Effect, Layer, Logger, LogLevel, Queue, Schema, Stream } from "effect"
 import * as Demo from "../../src/demo/tasks.ts"
 import * as Server from "../../src/http/Server.ts"
 import { RunstreamTest } from "../../src/testing/index.ts"
 import * as Task from "../../src/Task.ts"
+import * as Sse from "./sse.ts"
 
 /** Steps released by the test, one per `step` event the stepper emits. */
 export class Gate extends Context.Tag("test/http/Gate")<Gate, Queue.Queue<void>>() {}
@@ -29,6 +30,9 @@ export const Stepper = Task.make("test.stepper", {
 
 export const tasks = [...Demo.all, Stepper] as const
 
+/** Logs of the server under test above `Info` only. */
+export const quiet = Logger.minimumLogLevel(LogLevel.Warning)
+
 /** The base URL of the server under test. */
 export class BaseUrl extends Context.Tag("test/http/BaseUrl")<BaseUrl, string>() {}
 
@@ -37,7 +41,8 @@ export const program = (overrides: Partial<Server.ServerOptions> = {}) =>
   Layer.effect(BaseUrl, HttpServer.addressFormattedWith(Effect.succeed)).pipe(
     Layer.provideMerge(Server.layer({ port: 0, host: "127.0.0.1", ...overrides })),
     Layer.provideMerge(RunstreamTest.layer({ tasks, workers: { lease: "3 seconds", shutdownGrace: "1 second" } })),
-    Layer.provideMerge(Layer.effect(Gate, Queue.unbounded<void>()))
+    Layer.provideMerge(Layer.effect(Gate, Queue.unbounded<void>())),
+    Layer.provide(quiet)
   )
 
 export interface Answer {
@@ -70,3 +75,14 @@ export const open = (path: string, headers: Record<string, string> = {}) =>
         Effect.promise(() => fetch(`${base}${path}`, { headers: { accept: "text/event-stream", ...headers }, signal: controller.signal }))
       )
     ))
+
+/**
+ * Follows an event stream frame by frame: `next` is the next event frame
+ * (failing with `None` at the end of the stream). The connection closes with the scope.
+ */
+export const follow = (path: string, headers: Record<string, string> = {}) =>
+  Effect.gen(function*() {
+    const response = yield* open(path, headers)
+    const frames = yield* Stream.toQueueOfElements(Sse.events(response.body!))
+    return { response, next: Effect.flatten(Queue.take(frames)) }
+  })
