@@ -6,7 +6,7 @@ import { makeRunId } from "../../src/domain/Ids.ts"
 import { Runs } from "../../src/Runs.ts"
 import * as Task from "../../src/Task.ts"
 import { RunstreamTest } from "../../src/testing/index.ts"
-import { fastWorkers, jobOf, logOf, patience, typesOf, withWorkers } from "./support.ts"
+import { fastWorkers, jobOf, logOf, patience, typesOf, waitForEvent, withWorkers } from "./support.ts"
 
 /** Counts its executions; finishes at once. */
 const counted = (executions: Ref.Ref<number>) =>
@@ -113,4 +113,42 @@ describe.concurrent("cancellation", () => {
       expect(error._tag).toBe("RunNotFound")
       expect(error).toMatchObject({ runId })
     }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Echo], workers: false }))))
+
+  it.live("a run claimed into a busy pool's buffer is cancelled without its body ever running", () =>
+    Effect.gen(function*() {
+      const firstStarted = yield* Deferred.make<void>()
+      const releaseFirst = yield* Deferred.make<void>()
+      const executed = yield* Ref.make<ReadonlyArray<string>>([])
+      const Holds = Task.make("test.holds", {
+        input: Schema.String,
+        output: Schema.String,
+        run: (label) =>
+          Effect.gen(function*() {
+            yield* Ref.update(executed, (labels) => [...labels, label])
+            if (label === "first") {
+              yield* Deferred.succeed(firstStarted, undefined)
+              yield* Deferred.await(releaseFirst)
+            }
+            return label
+          })
+      })
+      yield* Effect.gen(function*() {
+        const runs = yield* Runs
+        const first = yield* runs.start(Holds, "first")
+        yield* Deferred.await(firstStarted)
+        // The one runner is busy: the second run is claimed into the pool's buffer.
+        const second = yield* runs.start(Holds, "second")
+        yield* waitForEvent(second.id, "run.started")
+        yield* runs.cancel(second.id)
+        const cancelled = yield* RunstreamTest.waitForRunCompletion(second.id, patience)
+        expect(cancelled.status).toBe("cancelled")
+        expect(typesOf(yield* logOf(second.id))).toEqual(["run.queued", "run.started", "run.cancelled"])
+        // ...while the first is still running.
+        expect((yield* runs.get(first.id)).status).toBe("running")
+
+        yield* Deferred.succeed(releaseFirst, undefined)
+        expect((yield* RunstreamTest.waitForRunCompletion(first.id, patience)).status).toBe("succeeded")
+        expect(yield* Ref.get(executed)).toEqual(["first"])
+      }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Holds], workers: { ...fastWorkers, concurrency: 1 } })))
+    }))
 })

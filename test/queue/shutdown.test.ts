@@ -1,9 +1,11 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Layer, Option, Scope } from "effect"
+import { Deferred, Effect, Exit, Fiber, Layer, Option, Ref, Schema, Scope } from "effect"
 import { Sleep } from "../../src/demo/tasks.ts"
 import { Runs } from "../../src/Runs.ts"
+import * as Task from "../../src/Task.ts"
+import * as Workers from "../../src/Workers.ts"
 import { RunstreamTest, TestDatabase } from "../../src/testing/index.ts"
-import { dataOf, jobOf, logOf, patience, programOn, typesOf, waitForEvent, withWorkers } from "./support.ts"
+import { dataOf, fastWorkers, jobOf, logOf, patience, programOn, typesOf, waitForEvent, withWorkers } from "./support.ts"
 
 describe.concurrent("graceful shutdown", () => {
   it.live("a run still in flight when the grace period ends is handed back at once and finished by another program", () =>
@@ -60,4 +62,50 @@ describe.concurrent("graceful shutdown", () => {
       expect(done.output).toEqual({ slept: 400 })
       expect(typesOf(yield* logOf(run.id))).toEqual(["run.queued", "run.started", "run.succeeded"])
     }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Sleep], workers: false }))))
+
+  it.live("runs claimed but not started yet are handed back at once, while the running one finishes within the grace period", () =>
+    Effect.gen(function*() {
+      const firstStarted = yield* Deferred.make<void>()
+      const releaseFirst = yield* Deferred.make<void>()
+      const executed = yield* Ref.make<ReadonlyArray<string>>([])
+      const Holds = Task.make("test.holds", {
+        input: Schema.String,
+        output: Schema.String,
+        run: (label) =>
+          Effect.gen(function*() {
+            yield* Ref.update(executed, (labels) => [...labels, label])
+            if (label === "first") {
+              yield* Deferred.succeed(firstStarted, undefined)
+              yield* Deferred.await(releaseFirst)
+            }
+            return label
+          })
+      })
+      yield* Effect.gen(function*() {
+        const runs = yield* Runs
+        const scope = yield* Scope.make()
+        yield* Layer.buildWithScope(Workers.layer({ ...fastWorkers, concurrency: 1, shutdownGrace: "30 seconds" }), scope)
+        const first = yield* runs.start(Holds, "first")
+        yield* Deferred.await(firstStarted)
+        // The one runner is busy: the second run is claimed into the pool's buffer.
+        const second = yield* runs.start(Holds, "second")
+        yield* waitForEvent(second.id, "run.started")
+
+        const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+        const released = yield* waitForEvent(second.id, "run.released")
+        expect(dataOf(released)).toEqual({ attempt: 1, reason: "worker shutdown" })
+        const handedBack = yield* runs.get(second.id)
+        expect(handedBack.status).toBe("queued")
+        expect(handedBack.attempt).toBe(0)
+        expect((yield* runs.get(first.id)).status).toBe("running")
+
+        yield* Deferred.succeed(releaseFirst, undefined)
+        yield* Fiber.join(closing)
+        const done = yield* runs.get(first.id)
+        expect(done.status).toBe("succeeded")
+        expect(typesOf(yield* logOf(first.id))).toEqual(["run.queued", "run.started", "run.succeeded"])
+        expect(yield* Ref.get(executed)).toEqual(["first"])
+        expect(typesOf(yield* logOf(second.id))).toEqual(["run.queued", "run.started", "run.released"])
+      }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Holds], workers: false })))
+    }))
 })
