@@ -1,0 +1,133 @@
+/**
+ * Serving `RunstreamRpcs` from the `Runs` service.
+ *
+ * To mount it at `POST /rpc` (auth, if any, is the mounting code's middleware:
+ * request headers reach the handlers, none are checked here):
+ *
+ * ```ts
+ * // httpApp: Effect<HttpApp.Default<never, Scope.Scope>, never, Runs | Scope.Scope>
+ * const app = yield* RpcServer.httpApp   // in the scope of the HTTP server's layer
+ * HttpRouter.empty.pipe(HttpRouter.post("/rpc", app))
+ * ```
+ *
+ * The RPC server runs in a fiber forked into the `Scope` that `httpApp` is
+ * given: the app answers while that scope is open. The serialization (NDJSON)
+ * is provided here; clients must use NDJSON too (`RunstreamClient` does).
+ *
+ * Why NDJSON: with the JSON serialization the HTTP protocol holds the whole
+ * response until every RPC of the request has exited, so `Events` would arrive
+ * all at once at the end and `AllEvents`, which never ends, would never answer.
+ * NDJSON frames each message, written as soon as it is produced.
+ * @since 0.1.0
+ */
+import type { HttpApp } from "@effect/platform"
+import { RpcSerialization, RpcServer } from "@effect/rpc"
+import { SqlError } from "@effect/sql"
+import { Cause, Duration, Effect, ParseResult, Schema, type Scope, Stream } from "effect"
+import { InvalidInput, RunNotFound } from "../domain/Errors.ts"
+import { RunId } from "../domain/Ids.ts"
+import { Runs, StartOptions } from "../Runs.ts"
+import { RunstreamRpcs, Unavailable } from "./RunstreamRpcs.ts"
+
+const isSqlError = (error: unknown): error is SqlError.SqlError => error instanceof SqlError.SqlError
+
+/** The database's error stays in the server's log; the client is told `Unavailable`. */
+const unavailable = (error: SqlError.SqlError) =>
+  Effect.zipRight(
+    Effect.logError("RPC answered Unavailable after a database error", Cause.fail(error)),
+    Effect.fail(new Unavailable())
+  )
+
+const hideSqlError = <A, E, R>(self: Effect.Effect<A, E | SqlError.SqlError, R>) =>
+  Effect.catchIf(self, isSqlError, unavailable)
+
+/** A string that is not a run id names no run. */
+const parseRunId = (runId: string): Effect.Effect<RunId, RunNotFound> =>
+  Effect.mapError(Schema.decodeUnknown(RunId)(runId), () => new RunNotFound({ runId }))
+
+const parseRunFilter = (runId: string | undefined): Effect.Effect<RunId | undefined, InvalidInput> =>
+  runId === undefined
+    ? Effect.succeed(undefined)
+    : Effect.mapError(Schema.decodeUnknown(RunId)(runId), () => new InvalidInput({ message: `'${runId}' is not a run id` }))
+
+const nonNegativeInteger = (name: string, value: number | undefined): Effect.Effect<number | undefined, InvalidInput> =>
+  value === undefined || (Number.isSafeInteger(value) && value >= 0)
+    ? Effect.succeed(value)
+    : Effect.fail(new InvalidInput({ message: `${name} must be a non-negative integer` }))
+
+const decodeOptions = (options: unknown): Effect.Effect<StartOptions | undefined, InvalidInput> =>
+  options === undefined
+    ? Effect.succeed(undefined)
+    : Schema.decodeUnknown(StartOptions)(options).pipe(
+      Effect.mapError((error) =>
+        new InvalidInput({ message: `options are invalid:\n${ParseResult.TreeFormatter.formatErrorSync(error)}` })
+      )
+    )
+
+/** The handlers of `RunstreamRpcs`, each a thin call of `Runs`. */
+export const handlers = Effect.gen(function*() {
+  const runs = yield* Runs
+
+  return RunstreamRpcs.of({
+    Start: ({ input, options, task }) =>
+      decodeOptions(options).pipe(
+        Effect.flatMap((options) => runs.startMany([{ task, input, options }])),
+        Effect.map((created) => created[0]!),
+        hideSqlError
+      ),
+
+    Get: ({ runId }) => Effect.flatMap(parseRunId(runId), runs.get).pipe(hideSqlError),
+
+    List: (options) => runs.list(options).pipe(hideSqlError),
+
+    Cancel: ({ runId }) => Effect.flatMap(parseRunId(runId), runs.cancel).pipe(hideSqlError),
+
+    ReadEvents: ({ after = 0, limit, runId }) =>
+      Effect.flatMap(parseRunId(runId), (id) => runs.readEvents(id, { after, limit })).pipe(
+        Effect.map((events) => ({ events, nextAfter: events.at(-1)?.seq ?? after })),
+        hideSqlError
+      ),
+
+    Events: ({ after, runId }) =>
+      parseRunId(runId).pipe(
+        Effect.map((id) => runs.events(id, { after })),
+        Stream.unwrap,
+        Stream.catchTag("SqlError", (error) => Stream.fromEffect(unavailable(error)))
+      ),
+
+    AllEvents: ({ runId, task }) =>
+      parseRunFilter(runId).pipe(
+        Effect.map((runId) => runs.allEvents({ task, runId })),
+        Stream.unwrap
+      ),
+
+    AwaitCompletion: ({ runId, timeoutMs }) =>
+      Effect.zip(parseRunId(runId), nonNegativeInteger("timeoutMs", timeoutMs)).pipe(
+        Effect.flatMap(([id, timeoutMs]) =>
+          runs.awaitCompletion(id, { timeout: timeoutMs === undefined ? undefined : Duration.millis(timeoutMs) })
+        ),
+        hideSqlError
+      )
+  })
+})
+
+/** The handlers as a layer, for serving the group over another protocol (`RpcServer.layer`). */
+export const layerHandlers = RunstreamRpcs.toLayer(handlers)
+
+/**
+ * The group as an HTTP app (NDJSON), for `POST /rpc`. Needs `Runs`, and the
+ * `Scope` its server fiber lives in.
+ *
+ * Fatal defects are disabled: a handler's defect then fails its own call. A
+ * fatal defect is sent as a protocol `Defect`, which an `RpcClient` applies to
+ * every call it has in flight, the other streams included.
+ */
+export const httpApp: Effect.Effect<HttpApp.Default<never, Scope.Scope>, never, Runs | Scope.Scope> = Effect.gen(
+  function*() {
+    const context = yield* RunstreamRpcs.toHandlersContext(handlers)
+    return yield* RpcServer.toHttpApp(RunstreamRpcs, { disableFatalDefects: true }).pipe(
+      Effect.provide(context),
+      Effect.provideService(RpcSerialization.RpcSerialization, RpcSerialization.ndjson)
+    )
+  }
+)

@@ -1,0 +1,155 @@
+/**
+ * A typed client of a Runstream server's `POST /rpc`, for Effect programs: the
+ * operations of `Runs`, by the same names, over HTTP (NDJSON, streams included).
+ *
+ * ```ts
+ * import { RunstreamClient } from "./rpc/index.ts"
+ *
+ * const program = Effect.gen(function*() {
+ *   const client = yield* RunstreamClient.RunstreamClient
+ *   const { run } = yield* client.start("demo.count", { to: 3 })
+ *   yield* client.events(run.id).pipe(Stream.runForEach(Console.log))
+ * }).pipe(Effect.provide(RunstreamClient.layer({ url: "http://localhost:3000/rpc", apiKey })))
+ * ```
+ * @since 0.1.0
+ */
+import { FetchHttpClient, HttpClient, HttpClientRequest } from "@effect/platform"
+import { RpcClient, type RpcClientError, RpcSerialization } from "@effect/rpc"
+import { Context, Duration, Effect, Layer, ParseResult, type Redacted, Schema, type Stream } from "effect"
+import {
+  type AwaitTimeout,
+  type InvalidCursor,
+  InvalidInput,
+  type PayloadTooLarge,
+  type RunAlreadyFinished,
+  type RunNotFound,
+  type UnknownTask
+} from "../domain/Errors.ts"
+import type { Run, RunStatus } from "../domain/Run.ts"
+import type { RunEvent } from "../domain/RunEvent.ts"
+import { StartOptions } from "../Runs.ts"
+import type * as Task from "../Task.ts"
+import { type EventPage, type RunPage, RunstreamRpcs, type Started, type Unavailable } from "./RunstreamRpcs.ts"
+
+export interface ClientOptions {
+  /** The RPC endpoint, e.g. `http://localhost:3000/rpc`. */
+  readonly url: string
+  /** Sent as `Authorization: Bearer <apiKey>` with every call. */
+  readonly apiKey?: string | Redacted.Redacted | undefined
+}
+
+export type StartError = UnknownTask | InvalidInput | PayloadTooLarge | Unavailable | RpcClientError.RpcClientError
+
+/** A client of one Runstream server. `RpcClientError` means the call did not get an answer. */
+export class RunstreamClient extends Context.Tag("runstream/RunstreamClient")<RunstreamClient, {
+  /**
+   * Starts a run. With a `Task`, the input is typed and encoded with the task's
+   * schema here; with a task name, it is sent as is. `created` is false for a
+   * repeated idempotency key.
+   */
+  readonly start: {
+    <T extends Task.Any>(task: T, input: Task.InputOf<T>, options?: StartOptions): Effect.Effect<typeof Started.Type, StartError>
+    (task: string, input: unknown, options?: StartOptions): Effect.Effect<typeof Started.Type, StartError>
+  }
+  readonly get: (runId: string) => Effect.Effect<Run, RunNotFound | Unavailable | RpcClientError.RpcClientError>
+  /** Newest first; pass `nextCursor` back as `cursor` for the next page. */
+  readonly list: (options?: {
+    readonly status?: RunStatus | undefined
+    readonly task?: string | undefined
+    readonly limit?: number | undefined
+    readonly cursor?: string | undefined
+  }) => Effect.Effect<typeof RunPage.Type, InvalidCursor | InvalidInput | Unavailable | RpcClientError.RpcClientError>
+  readonly cancel: (
+    runId: string
+  ) => Effect.Effect<Run, RunNotFound | RunAlreadyFinished | Unavailable | RpcClientError.RpcClientError>
+  /** A page of the run's log after `after` (default 0). */
+  readonly readEvents: (
+    runId: string,
+    options?: { readonly after?: number | undefined; readonly limit?: number | undefined }
+  ) => Effect.Effect<typeof EventPage.Type, RunNotFound | InvalidInput | Unavailable | RpcClientError.RpcClientError>
+  /**
+   * The run's events after `after` (default 0), each once and in order; ends
+   * after the terminal event. To resume, pass the last seq seen as `after`.
+   */
+  readonly events: (
+    runId: string,
+    options?: { readonly after?: number | undefined }
+  ) => Stream.Stream<RunEvent, RunNotFound | InvalidInput | Unavailable | RpcClientError.RpcClientError>
+  /** Live events of every run (debug), optionally of one task or run. Not replayed; never ends. */
+  readonly allEvents: (
+    filter?: { readonly task?: string | undefined; readonly runId?: string | undefined }
+  ) => Stream.Stream<RunEvent, InvalidInput | RpcClientError.RpcClientError>
+  /** Waits until the run is finished and returns it; `AwaitTimeout` after `timeout`, when given. */
+  readonly awaitCompletion: (
+    runId: string,
+    options?: { readonly timeout?: Duration.DurationInput | undefined }
+  ) => Effect.Effect<Run, RunNotFound | AwaitTimeout | InvalidInput | Unavailable | RpcClientError.RpcClientError>
+}>() {}
+
+const invalid = (what: string) => (error: ParseResult.ParseError) =>
+  new InvalidInput({ message: `${what} is invalid:\n${ParseResult.TreeFormatter.formatErrorSync(error)}` })
+
+const toMillis = (timeout: Duration.DurationInput | undefined) => {
+  if (timeout === undefined) return undefined
+  const duration = Duration.decode(timeout)
+  return Duration.isFinite(duration) ? Math.ceil(Duration.toMillis(duration)) : undefined
+}
+
+/** The client over an RPC `Protocol` (see `layerProtocol`). */
+export const make = Effect.gen(function*() {
+  const client = yield* RpcClient.make(RunstreamRpcs)
+
+  const start = (task: Task.Any | string, input: unknown, options?: StartOptions) =>
+    Effect.gen(function*() {
+      const encodedInput = typeof task === "string"
+        ? input
+        : yield* Effect.mapError(Schema.encodeUnknown(task.input)(input), invalid(`input of task '${task.name}'`))
+      const encodedOptions = options === undefined
+        ? undefined
+        : yield* Effect.mapError(Schema.encode(StartOptions)(options), invalid("options"))
+      return yield* client.Start({
+        task: typeof task === "string" ? task : task.name,
+        input: encodedInput,
+        options: encodedOptions
+      })
+    })
+
+  return RunstreamClient.of({
+    start,
+    get: (runId) => client.Get({ runId }),
+    list: (options = {}) => client.List(options),
+    cancel: (runId) => client.Cancel({ runId }),
+    readEvents: (runId, options = {}) => client.ReadEvents({ runId, ...options }),
+    events: (runId, options = {}) => client.Events({ runId, ...options }),
+    allEvents: (filter = {}) => client.AllEvents(filter),
+    awaitCompletion: (runId, options = {}) => client.AwaitCompletion({ runId, timeoutMs: toMillis(options.timeout) })
+  })
+})
+
+/**
+ * The HTTP protocol on the `HttpClient` in context. A status other than 2xx
+ * (a refused API key, a proxy's error page) fails the call with
+ * `RpcClientError`; without the check its body would be read as NDJSON, answer
+ * nothing, and leave the call waiting forever.
+ */
+export const layerProtocol = (options: ClientOptions): Layer.Layer<RpcClient.Protocol, never, HttpClient.HttpClient> =>
+  Layer.scoped(
+    RpcClient.Protocol,
+    Effect.flatMap(HttpClient.HttpClient, (http) => {
+      const apiKey = options.apiKey
+      const authorized = http.pipe(
+        HttpClient.mapRequest(HttpClientRequest.prependUrl(options.url)),
+        apiKey === undefined ? (client) => client : HttpClient.mapRequest(HttpClientRequest.bearerToken(apiKey)),
+        HttpClient.filterStatusOk
+      )
+      return RpcClient.makeProtocolHttp(authorized)
+    })
+  ).pipe(Layer.provide(RpcSerialization.layerNdjson))
+
+/** The client on the `HttpClient` in context (`NodeHttpClient.layerUndici`, a client with retries, ...). */
+export const layerFromHttpClient = (options: ClientOptions): Layer.Layer<RunstreamClient, never, HttpClient.HttpClient> =>
+  Layer.scoped(RunstreamClient, make).pipe(Layer.provide(layerProtocol(options)))
+
+/** The client over `fetch`. */
+export const layer = (options: ClientOptions): Layer.Layer<RunstreamClient> =>
+  layerFromHttpClient(options).pipe(Layer.provide(FetchHttpClient.layer))
