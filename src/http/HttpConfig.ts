@@ -31,23 +31,41 @@ const apiKeys = Config.option(Config.redacted("RUNSTREAM_API_KEYS")).pipe(
   }))
 )
 
+/**
+ * A validated variable. The check sits inside the name (`nested`): a
+ * validation outside it reports no variable, only "must be ...".
+ */
+const checked = <A>(
+  name: string,
+  config: Config.Config<A>,
+  check: { readonly message: string; readonly validation: (a: A) => boolean },
+  fallback: A
+) => config.pipe(Config.validate(check), Config.nested(name), Config.withDefault(fallback))
+
 /** @category config */
 export const HttpConfig: Config.Config<HttpOptions> = Config.all({
   apiKeys,
-  maxBodyBytes: Config.integer("RUNSTREAM_MAX_BODY_BYTES").pipe(
-    Config.withDefault(1024 * 1024),
-    Config.validate({ message: "must be between 1024 and 268435456", validation: (n) => n >= 1024 && n <= 256 * 1024 * 1024 })
-  ),
-  maxStreams: Config.integer("RUNSTREAM_MAX_STREAMS").pipe(
-    Config.withDefault(1000),
-    Config.validate({ message: "must be between 1 and 1000000", validation: (n) => n >= 1 && n <= 1_000_000 })
-  ),
-  keepAlive: Config.duration("RUNSTREAM_SSE_KEEPALIVE").pipe(
-    Config.withDefault(Duration.seconds(15)),
-    Config.validate({ message: "must be at least 10 millis", validation: (d) => Duration.toMillis(d) >= 10 })
-  ),
+  maxBodyBytes: checked("RUNSTREAM_MAX_BODY_BYTES", Config.integer(), {
+    message: "must be between 1024 and 268435456",
+    validation: (n) => n >= 1024 && n <= 256 * 1024 * 1024
+  }, 1024 * 1024),
+  maxStreams: checked("RUNSTREAM_MAX_STREAMS", Config.integer(), {
+    message: "must be between 1 and 1000000",
+    validation: (n) => n >= 1 && n <= 1_000_000
+  }, 1000),
+  keepAlive: checked("RUNSTREAM_SSE_KEEPALIVE", Config.duration(), {
+    message: "must be at least 10 millis",
+    validation: (d) => Duration.toMillis(d) >= 10
+  }, Duration.seconds(15)),
   retry: Config.duration("RUNSTREAM_SSE_RETRY").pipe(Config.withDefault(Duration.seconds(3)))
 })
+
+/** A TCP port; 0 picks a free one. */
+export const portConfig = (name: string, fallback: number) =>
+  checked(name, Config.integer(), {
+    message: "must be a port number from 0 to 65535 (0 picks a free one)",
+    validation: (n) => n >= 0 && n <= 65535
+  }, fallback)
 
 /** Where the server listens. */
 export interface ListenOptions {
@@ -57,9 +75,6 @@ export interface ListenOptions {
 
 /** @category config */
 export const ListenConfig: Config.Config<ListenOptions> = Config.all({
-  port: Config.integer("PORT").pipe(
-    Config.withDefault(3000),
-    Config.validate({ message: "must be a port number from 0 to 65535 (0 picks a free one)", validation: (n) => n >= 0 && n <= 65535 })
-  ),
+  port: portConfig("PORT", 3000),
   host: Config.string("HOST").pipe(Config.withDefault("127.0.0.1"))
 })

@@ -37,10 +37,27 @@ export const describeConfigError = (error: ConfigError.ConfigError): string => {
   return ["invalid configuration:", ...new Set(shown.map((p) => `  ${p.text}`))].join("\n")
 }
 
-/** Why a program stopped, for its operator. */
+/** An expected error and its causes, one line each, without stack traces (they point into the framework). */
+export const describeError = (error: unknown): string => {
+  const lines: Array<string> = []
+  let current: unknown = error
+  while (current !== undefined && current !== null && lines.length < 5) {
+    if (typeof current !== "object") {
+      lines.push(String(current))
+      break
+    }
+    const { _tag, cause, message, name } = current as Record<string, unknown>
+    const label = typeof _tag === "string" ? _tag : typeof name === "string" ? name : "Error"
+    lines.push(typeof message === "string" && message !== "" ? `${label}: ${message}` : label)
+    current = cause
+  }
+  return lines.join("\n  caused by ")
+}
+
+/** Why a program stopped, for its operator: configuration errors by variable, other errors by message, defects in full. */
 export const describeFailure = (cause: Cause.Cause<unknown>): string =>
   Option.match(Cause.failureOption(cause), {
-    onSome: (error) => ConfigError.isConfigError(error) ? describeConfigError(error) : Cause.pretty(cause),
+    onSome: (error) => ConfigError.isConfigError(error) ? describeConfigError(error) : describeError(error),
     onNone: () => Cause.pretty(cause)
   })
 

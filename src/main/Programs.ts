@@ -20,7 +20,7 @@
 import { HttpServer } from "@effect/platform"
 import { Config, Console, Effect, Layer, Option } from "effect"
 import * as Database from "../Database.ts"
-import { ListenConfig } from "../http/HttpConfig.ts"
+import { HttpConfig, ListenConfig } from "../http/HttpConfig.ts"
 import * as Server from "../http/Server.ts"
 import * as Runstream from "../Runstream.ts"
 import * as Task from "../Task.ts"
@@ -34,8 +34,9 @@ export const BusConfig = (fallback: "memory" | "postgres") =>
 export const ServerWorkersConfig = Config.boolean("RUNSTREAM_SERVER_WORKERS").pipe(Config.withDefault(false))
 
 /** @category config */
-export const HealthPortConfig = Config.option(Config.integer("RUNSTREAM_HEALTH_PORT").pipe(
-  Config.validate({ message: "must be a port number from 0 to 65535", validation: (n) => n >= 0 && n <= 65535 })
+export const HealthPortConfig = Config.option(Config.integer().pipe(
+  Config.validate({ message: "must be a port number from 0 to 65535 (0 picks a free one)", validation: (n) => n >= 0 && n <= 65535 }),
+  Config.nested("RUNSTREAM_HEALTH_PORT")
 ))
 
 /** The program's tasks and database, under everything else. */
@@ -52,26 +53,41 @@ const logWorkersReady = Layer.effectDiscard(Effect.gen(function*() {
   yield* Effect.logInfo(`workers ready: ${workers.workerId}, ${config.concurrency} at a time, queues ${config.queues.join(", ")}`)
 }))
 
+/** The HTTP server's settings. */
+const serverOptions = Config.map(Config.all([HttpConfig, ListenConfig]), ([http, listen]) => ({ ...http, ...listen }))
+
+// Each program reads all its settings in one `Config.all` before anything
+// starts: every bad variable is reported at once, and nothing is left half-started.
+
 /** The HTTP API, with workers when `RUNSTREAM_SERVER_WORKERS=true`. @category programs */
 export const makeServerLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tasks: Tasks) =>
   Layer.unwrapEffect(Effect.gen(function*() {
-    const bus = yield* BusConfig("postgres")
-    const runtime = (yield* ServerWorkersConfig)
-      ? logWorkersReady.pipe(Layer.provideMerge(Runstream.layerWithWorkers({ bus })))
-      : Runstream.layerRuntime({ bus })
-    return Layer.discard(Server.layer()).pipe(Layer.provide(runtime), foundation(tasks))
+    const config = yield* Config.all({
+      bus: BusConfig("postgres"),
+      server: serverOptions,
+      withWorkers: ServerWorkersConfig
+    })
+    const runtime = config.withWorkers
+      ? logWorkersReady.pipe(Layer.provideMerge(Runstream.layerWithWorkers({ bus: config.bus })))
+      : Runstream.layerRuntime({ bus: config.bus })
+    return Layer.discard(Server.layer(config.server)).pipe(Layer.provide(runtime), foundation(tasks))
   }))
 
 /** Workers and the outbox relay, no API; health checks on `RUNSTREAM_HEALTH_PORT`. @category programs */
 export const makeWorkerLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tasks: Tasks) =>
   Layer.unwrapEffect(Effect.gen(function*() {
-    const bus = yield* BusConfig("postgres")
-    const health = Option.match(yield* HealthPortConfig, {
+    const config = yield* Config.all({
+      bus: BusConfig("postgres"),
+      workers: WorkersConfig,
+      listen: ListenConfig,
+      healthPort: HealthPortConfig
+    })
+    const health = Option.match(config.healthPort, {
       onNone: () => Layer.empty,
-      onSome: (port) => Layer.discard(Layer.unwrapEffect(Effect.map(ListenConfig, ({ host }) => Server.layerHealth({ port, host }))))
+      onSome: (port) => Layer.discard(Server.layerHealth({ port, host: config.listen.host }))
     })
     return Layer.merge(health, logWorkersReady).pipe(
-      Layer.provide(Runstream.layerWithWorkers({ bus })),
+      Layer.provide(Runstream.layerWithWorkers({ bus: config.bus })),
       foundation(tasks)
     )
   }))
@@ -90,12 +106,10 @@ const announce = Layer.effectDiscard(Effect.gen(function*() {
 /** API, workers and relay in one process; embedded Postgres unless `DATABASE_URL`. @category programs */
 export const makeDevLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tasks: Tasks) =>
   Layer.unwrapEffect(Effect.gen(function*() {
-    const bus = yield* BusConfig("memory")
+    const config = yield* Config.all({ bus: BusConfig("memory"), server: serverOptions, workers: WorkersConfig })
     return announce.pipe(
-      Layer.provide(Server.layer()),
-      Layer.provide(logWorkersReady.pipe(Layer.provideMerge(Runstream.layerWithWorkers({ bus })))),
-      Layer.provide(Task.layerRegistry(...tasks)),
-      Layer.provideMerge(Database.layer),
-      Layer.discard
+      Layer.provide(Server.layer(config.server)),
+      Layer.provide(logWorkersReady.pipe(Layer.provideMerge(Runstream.layerWithWorkers({ bus: config.bus })))),
+      foundation(tasks)
     )
   }))
