@@ -1,0 +1,144 @@
+/**
+ * Runstream's fault and load suite: `npm run test:faults [-- flags]`.
+ * See docs/reliability.md for what each scenario does and the last figures.
+ *
+ * Every scenario runs real processes (the production layers, composed in
+ * scripts/faults/node.ts) on a fresh database of a Postgres server that the
+ * suite starts for itself (embedded, loopback only), injects its faults, then
+ * checks the guarantees in SQL and prints one row of the table. Bounded in
+ * count and time; `--quick` is the short version CI runs.
+ *
+ * Flags:
+ *   --quick              small loads and few faults (CI); default is the full version
+ *   --only 1,3,7         run these scenarios only
+ *   --database-url URL   create the scenarios' databases on this server instead
+ *                        (scenario 2 always restarts the suite's own server)
+ *   --write-doc          write the table and figures into docs/reliability.md
+ */
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
+import { availableParallelism, tmpdir } from "node:os"
+import { join } from "node:path"
+import { Duration, Effect, Exit, Layer } from "effect"
+import { FaultError, here } from "./faults/common.ts"
+import { fileLogger, type Scenario, type ScenarioContext } from "./faults/harness.ts"
+import * as Postgres from "./faults/postgres.ts"
+import { markdown, type ScenarioResult, text } from "./faults/report.ts"
+import { scenario as s3 } from "./faults/s3-relay.ts"
+import { scenario as s7 } from "./faults/s7-poison.ts"
+
+const scenarios: ReadonlyArray<Scenario> = [s3, s7]
+
+interface Flags {
+  readonly quick: boolean
+  readonly only: ReadonlySet<number> | undefined
+  readonly databaseUrl: string | undefined
+  readonly writeDoc: boolean
+}
+
+const parseFlags = (argv: ReadonlyArray<string>): Flags => {
+  let quick = false
+  let only: Set<number> | undefined
+  let databaseUrl: string | undefined
+  let writeDoc = false
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!
+    if (arg === "--quick") quick = true
+    else if (arg === "--write-doc") writeDoc = true
+    else if (arg === "--only") only = new Set(argv[++i]!.split(",").map(Number))
+    else if (arg === "--database-url") databaseUrl = argv[++i]
+    else {
+      console.error(`unknown flag ${arg}\n${readFileSync(new URL(import.meta.url), "utf8").split("\n").filter((l) => l.startsWith(" *   ")).join("\n")}`)
+      process.exit(2)
+    }
+  }
+  return { quick, only, databaseUrl, writeDoc }
+}
+
+/** The longest a scenario may take before it is stopped and failed. */
+const scenarioTimeout = (quick: boolean) => Duration.minutes(quick ? 3 : 15)
+
+const runScenario = (scenario: Scenario, context: ScenarioContext) =>
+  Effect.gen(function*() {
+    const began = Date.now()
+    console.log(`\n== scenario ${scenario.id}: ${scenario.name} (${context.quick ? "quick" : "full"})`)
+    const exit = yield* scenario.run(context).pipe(
+      Effect.scoped,
+      Effect.timeoutFail({
+        duration: scenarioTimeout(context.quick),
+        onTimeout: () => new FaultError({ message: `did not end within ${Duration.format(scenarioTimeout(context.quick))}` })
+      }),
+      Effect.exit
+    )
+    const result: ScenarioResult = Exit.isSuccess(exit) ? exit.value : {
+      id: scenario.id,
+      name: scenario.name,
+      load: "-",
+      faults: "-",
+      lost: "?",
+      duplicated: "?",
+      recovery: "?",
+      passed: false,
+      durationMs: Date.now() - began,
+      figures: [],
+      failures: [`the scenario could not complete: ${exit.cause._tag === "Fail" ? exit.cause.error.message : String(exit.cause)}`]
+    }
+    console.log(`   ${result.passed ? "pass" : "FAIL"} in ${(result.durationMs / 1000).toFixed(1)} s`)
+    for (const failure of result.failures) console.log(`   FAILED: ${failure}`)
+    return result
+  })
+
+const writeDoc = (results: ReadonlyArray<ScenarioResult>, header: ReadonlyArray<string>) => {
+  const path = join(here, "..", "..", "docs", "reliability.md")
+  const start = "<!-- figures:start -->"
+  const end = "<!-- figures:end -->"
+  const figures = `${start}\n${markdown(results, header)}\n${end}`
+  let doc = ""
+  try {
+    doc = readFileSync(path, "utf8")
+  } catch {
+    doc = `# Reliability\n\n${start}\n${end}\n`
+  }
+  const from = doc.indexOf(start)
+  const to = doc.indexOf(end)
+  doc = from >= 0 && to > from ? `${doc.slice(0, from)}${figures}${doc.slice(to + end.length)}` : `${doc}\n${figures}\n`
+  writeFileSync(path, doc)
+  console.log(`\nwrote ${path}`)
+}
+
+const main = Effect.gen(function*() {
+  const flags = parseFlags(process.argv.slice(2))
+  const began = Date.now()
+  const logDir = mkdtempSync(join(tmpdir(), "runstream-faults-logs-"))
+  const postgres = yield* Postgres.start
+  const context: ScenarioContext = {
+    serverUrl: flags.databaseUrl ?? postgres.url,
+    postgres,
+    quick: flags.quick,
+    logDir
+  }
+  console.log(`runstream fault suite (${flags.quick ? "quick" : "full"}); processes' logs in ${logDir}`)
+  const selected = scenarios.filter((s) => flags.only === undefined || flags.only.has(s.id))
+  const results: Array<ScenarioResult> = []
+  for (const scenario of selected) {
+    results.push(yield* runScenario(scenario, context).pipe(Effect.provide(fileLogger(join(logDir, `driver-s${scenario.id}.log`)))))
+  }
+  const totalMs = Date.now() - began
+  const header = [
+    `Last run: ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC, ${flags.quick ? "quick (`--quick`)" : "full"} version, ` +
+    `${(totalMs / 1000).toFixed(0)} s in all, Node ${process.version}, ${flags.databaseUrl === undefined ? "embedded Postgres" : "Postgres at --database-url"}, ` +
+    `${availableParallelism()} CPU cores.`
+  ]
+  console.log(`\n${text(results, header.join(" "))}`)
+  if (flags.writeDoc) writeDoc(results, header)
+  const failed = results.filter((r) => !r.passed)
+  console.log(`\n${failed.length === 0 ? "all scenarios passed" : `${failed.length} scenario(s) FAILED: ${failed.map((r) => r.id).join(", ")}`} in ${(totalMs / 1000).toFixed(0)} s; logs in ${logDir}`)
+  return failed.length === 0
+})
+
+Effect.runPromise(main.pipe(Effect.scoped, Effect.provide(Layer.empty))).then(
+  (ok) => process.exit(ok ? 0 : 1),
+  (error) => {
+    console.error(error)
+    process.exit(1)
+  }
+)

@@ -1,0 +1,363 @@
+/**
+ * What the scenarios of the fault suite share: fresh databases, child
+ * processes (killed in finalizers), waiting on conditions with a deadline,
+ * the checks of the guarantees in SQL, and small statistics.
+ */
+import { fork } from "node:child_process"
+import { randomBytes } from "node:crypto"
+import { closeSync, openSync, readFileSync } from "node:fs"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { Data, Duration, Effect, Option, Schedule } from "effect"
+import pg from "pg"
+
+export class FaultError extends Data.TaggedError("FaultError")<{
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+export const here = dirname(fileURLToPath(import.meta.url))
+
+// ---------------------------------------------------------------------------
+// Databases
+
+/** The URL of another database on the same server. */
+export const withDatabase = (url: string, database: string): string => {
+  const parsed = new URL(url)
+  parsed.pathname = `/${database}`
+  return parsed.toString()
+}
+
+/** One query on its own short-lived connection. */
+export const query = <Row = Record<string, any>>(url: string, text: string, values: Array<unknown> = []) =>
+  Effect.tryPromise({
+    try: async () => {
+      const client = new pg.Client({ connectionString: url, application_name: "faults-check", connectionTimeoutMillis: 5000 })
+      client.on("error", () => {})
+      await client.connect()
+      try {
+        return (await client.query(text, values)).rows as Array<Row>
+      } finally {
+        await client.end().catch(() => undefined)
+      }
+    },
+    catch: (cause) => new FaultError({ message: `${text.trim().slice(0, 200)}: ${String(cause)}`, cause })
+  })
+
+/**
+ * A fresh database `runstream_faults_<random>` on the server, dropped (with its
+ * connections) when the scope closes; the processes' layers migrate it.
+ */
+export const freshDatabase = (serverUrl: string) =>
+  Effect.acquireRelease(
+    Effect.suspend(() => {
+      const name = `runstream_faults_${randomBytes(5).toString("hex")}`
+      return Effect.as(query(serverUrl, `CREATE DATABASE ${name}`), { name, url: withDatabase(serverUrl, name) })
+    }),
+    ({ name }) =>
+      query(serverUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).pipe(
+        Effect.retry(Schedule.spaced("500 millis").pipe(Schedule.upTo("10 seconds"))),
+        Effect.catchAll((error) => Effect.logWarning(`could not drop ${name}`, error))
+      )
+  )
+
+/**
+ * Polls `check` (a query, say) until it returns `Some`, at most until
+ * `timeout`. Errors of `check` count as "not yet" (the database may be away).
+ */
+export const waitFor = <A, E>(
+  what: string,
+  check: Effect.Effect<Option.Option<A>, E>,
+  options: { readonly timeout: Duration.DurationInput; readonly interval?: Duration.DurationInput }
+) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + Duration.toMillis(options.timeout)
+    let last: unknown = undefined
+    while (Date.now() < deadline) {
+      const result = yield* Effect.either(check)
+      if (result._tag === "Right") {
+        if (Option.isSome(result.right)) return result.right.value
+      } else {
+        last = result.left
+      }
+      yield* Effect.sleep(options.interval ?? "200 millis")
+    }
+    return yield* new FaultError({ message: `timed out after ${Duration.format(Duration.decode(options.timeout))} waiting for ${what}${last === undefined ? "" : ` (last error: ${String(last)})`}` })
+  })
+
+// ---------------------------------------------------------------------------
+// The guarantees, checked in SQL
+
+export interface RunCheck {
+  /** Runs in the database. */
+  readonly runs: number
+  /** Accepted runs that are not succeeded or failed (or are missing from the database). */
+  readonly lost: number
+  readonly succeeded: number
+  readonly failed: number
+  /** Runs whose log is not 1..last_seq: a gap, a duplicate, or a last_seq that disagrees. */
+  readonly gaps: number
+  /** Runs with more or fewer than one terminal event, or one that is not the last. */
+  readonly badTerminal: number
+  /** Runs with more than one terminal event (counted in `badTerminal` too). */
+  readonly multiTerminal: number
+  /** Runs whose status disagrees with their terminal event or whose `run.succeeded` is not of the run's attempt. */
+  readonly statusMismatch: number
+  /** Runs that needed more than one attempt. */
+  readonly retried: number
+  /** A few offending run ids, for the report. */
+  readonly examples: ReadonlyArray<string>
+}
+
+/**
+ * Checks every run of the database: accepted runs (`accepted` ids, when
+ * given, must all be present) are finished, each log is 1..n, one terminal
+ * event, last, matching the status.
+ */
+export const checkRuns = (url: string, accepted?: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const rows = yield* query<{
+      id: string
+      status: string
+      last_seq: number
+      attempt: number
+      n: number
+      distinct_seqs: number
+      min_seq: number | null
+      max_seq: number | null
+      terminals: number
+      last_type: string | null
+      succeeded_attempt: number | null
+    }>(url, `
+      SELECT r.id, r.status, r.last_seq, r.attempt,
+        count(e.seq)::int AS n, count(DISTINCT e.seq)::int AS distinct_seqs,
+        min(e.seq) AS min_seq, max(e.seq) AS max_seq,
+        count(*) FILTER (WHERE e.type IN ('run.succeeded', 'run.failed', 'run.cancelled'))::int AS terminals,
+        (SELECT type FROM runstream_events l WHERE l.run_id = r.id ORDER BY seq DESC LIMIT 1) AS last_type,
+        max((e.data->>'attempt')::int) FILTER (WHERE e.type = 'run.succeeded') AS succeeded_attempt
+      FROM runstream_runs r LEFT JOIN runstream_events e ON e.run_id = r.id
+      GROUP BY r.id`)
+    const examples = new Set<string>()
+    const note = (id: string) => {
+      if (examples.size < 5) examples.add(id)
+    }
+    const present = new Set(rows.map((row) => row.id))
+    let lost = accepted === undefined ? 0 : accepted.filter((id) => !present.has(id)).length
+    let gaps = 0
+    let badTerminal = 0
+    let multiTerminal = 0
+    let statusMismatch = 0
+    let retried = 0
+    let succeeded = 0
+    let failed = 0
+    for (const row of rows) {
+      if (row.status === "succeeded") succeeded++
+      else if (row.status === "failed") failed++
+      else {
+        lost++
+        note(row.id)
+      }
+      if (row.attempt > 1) retried++
+      if (row.n !== row.distinct_seqs || row.min_seq !== 1 || row.max_seq !== row.n || row.last_seq !== row.n) {
+        gaps++
+        note(row.id)
+      }
+      if (row.terminals > 1) multiTerminal++
+      if (row.terminals > 1 || (row.terminals === 1 && !["run.succeeded", "run.failed", "run.cancelled"].includes(row.last_type ?? ""))) {
+        badTerminal++
+        note(row.id)
+      }
+      const finished = row.status === "succeeded" || row.status === "failed" || row.status === "cancelled"
+      if (
+        (finished && row.last_type !== `run.${row.status}`) ||
+        (row.status === "succeeded" && row.succeeded_attempt !== row.attempt)
+      ) {
+        statusMismatch++
+        note(row.id)
+      }
+    }
+    return { runs: rows.length, lost, succeeded, failed, gaps, badTerminal, multiTerminal, statusMismatch, retried, examples: [...examples] } satisfies RunCheck
+  })
+
+/** How many runs are not finished yet. */
+export const unfinished = (url: string) =>
+  Effect.map(
+    query<{ n: number }>(url, "SELECT count(*)::int AS n FROM runstream_runs WHERE status NOT IN ('succeeded', 'failed', 'cancelled')"),
+    (rows) => rows[0]!.n
+  )
+
+/** Waits until every run of the database is finished. */
+export const waitAllFinished = (url: string, timeout: Duration.DurationInput) =>
+  waitFor("every run to finish", Effect.map(unfinished(url), (n) => n === 0 ? Option.some(n) : Option.none()), {
+    timeout,
+    interval: "250 millis"
+  })
+
+// ---------------------------------------------------------------------------
+// Child processes
+
+export interface ChildMessage {
+  readonly type: string
+  readonly [key: string]: unknown
+}
+
+export interface Child {
+  readonly name: string
+  readonly pid: number
+  /** The next message of `type` (the child's exit fails it). */
+  readonly next: (type: string, timeout?: Duration.DurationInput) => Effect.Effect<ChildMessage, FaultError>
+  readonly send: (message: ChildMessage) => Effect.Effect<void>
+  /** Sends `signal` and waits for the exit. */
+  readonly kill: (signal: NodeJS.Signals) => Effect.Effect<void>
+  readonly alive: () => boolean
+  /** Resident memory of the process now, from /proc (MB). */
+  readonly rssMB: () => number
+  /** The last lines of its output. */
+  readonly tail: (lines?: number) => string
+}
+
+export interface SpawnOptions {
+  readonly name: string
+  readonly script: string
+  readonly env: Record<string, string>
+  /** Where its stdout and stderr go. */
+  readonly logFile: string
+}
+
+/**
+ * Forks a program of the suite (through the same TypeScript loader as this
+ * process). It is stopped when the scope closes: SIGTERM, SIGKILL after 5 s.
+ */
+export const spawn = (options: SpawnOptions) =>
+  Effect.acquireRelease(
+    Effect.sync((): Child & { readonly process: ReturnType<typeof fork> } => {
+      const fd = openSync(options.logFile, "a")
+      const child = fork(options.script, [], {
+        env: { ...process.env, ...options.env },
+        execArgv: process.execArgv,
+        stdio: ["ignore", fd, fd, "ipc"]
+      })
+      closeSync(fd)
+      const messages: Array<ChildMessage> = []
+      const waiters = new Set<() => void>()
+      let exited = false
+      child.on("message", (message) => {
+        messages.push(message as ChildMessage)
+        for (const waiter of [...waiters]) waiter()
+      })
+      child.on("exit", () => {
+        exited = true
+        for (const waiter of [...waiters]) waiter()
+      })
+      child.on("error", () => {})
+      const tail = (lines = 30) => {
+        try {
+          return readFileSync(options.logFile, "utf8").split("\n").slice(-lines).join("\n")
+        } catch {
+          return ""
+        }
+      }
+      const next = (type: string, timeout: Duration.DurationInput = "60 seconds") =>
+        Effect.async<ChildMessage, FaultError>((resume) => {
+          const check = () => {
+            const index = messages.findIndex((m) => m.type === type)
+            if (index >= 0) {
+              waiters.delete(check)
+              resume(Effect.succeed(messages.splice(index, 1)[0]!))
+            } else if (exited) {
+              waiters.delete(check)
+              resume(Effect.fail(new FaultError({ message: `${options.name} exited before '${type}':\n${tail()}` })))
+            }
+          }
+          waiters.add(check)
+          check()
+          return Effect.sync(() => waiters.delete(check))
+        }).pipe(
+          Effect.timeoutFail({
+            duration: timeout,
+            onTimeout: () => new FaultError({ message: `${options.name} sent no '${type}' in ${Duration.format(Duration.decode(timeout))}:\n${tail()}` })
+          })
+        )
+      const kill = (signal: NodeJS.Signals) =>
+        Effect.async<void>((resume) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
+          child.once("exit", () => resume(Effect.void))
+          child.kill(signal)
+        })
+      const rssMB = () => {
+        try {
+          const status = readFileSync(`/proc/${child.pid}/status`, "utf8")
+          const match = /VmRSS:\s+(\d+) kB/.exec(status)
+          return match === null ? 0 : Number(match[1]) / 1024
+        } catch {
+          return 0
+        }
+      }
+      return {
+        name: options.name,
+        pid: child.pid ?? -1,
+        process: child,
+        next,
+        send: (message) => Effect.sync(() => void child.send(message as never)),
+        kill,
+        alive: () => child.exitCode === null && child.signalCode === null,
+        rssMB,
+        tail
+      }
+    }),
+    (child) =>
+      child.kill("SIGTERM").pipe(
+        Effect.timeoutOption("5 seconds"),
+        Effect.flatMap((done) => Option.isNone(done) ? child.kill("SIGKILL") : Effect.void)
+      )
+  )
+
+/** The suite's process program (see node.ts). */
+export const nodeScript = join(here, "node.ts")
+
+/** A Runstream process of the suite on `url`, started and ready. */
+export const startNode = (options: {
+  readonly name: string
+  readonly role: "worker" | "server" | "relay"
+  readonly url: string
+  readonly logDir: string
+  readonly env?: Record<string, string>
+  readonly readyTimeout?: Duration.DurationInput
+}) =>
+  Effect.gen(function*() {
+    const child = yield* spawn({
+      name: options.name,
+      script: nodeScript,
+      logFile: join(options.logDir, `${options.name}.log`),
+      env: { DATABASE_URL: options.url, FAULTS_ROLE: options.role, ...options.env }
+    })
+    const ready = yield* child.next("ready", options.readyTimeout ?? "60 seconds")
+    return {
+      ...child,
+      workerId: ready["workerId"] as string | undefined,
+      url: ready["url"] as string | undefined
+    }
+  })
+
+// ---------------------------------------------------------------------------
+// Statistics and formatting
+
+export const percentile = (values: ReadonlyArray<number>, p: number): number => {
+  if (values.length === 0) return Number.NaN
+  const sorted = [...values].sort((a, b) => a - b)
+  const rank = Math.ceil((p / 100) * sorted.length)
+  return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))]!
+}
+
+export const seconds = (ms: number) => Number.isFinite(ms) ? `${(ms / 1000).toFixed(1)} s` : "n/a"
+
+export const shuffle = <A>(items: ReadonlyArray<A>): Array<A> => {
+  const out = [...items]
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1))
+    ;[out[i], out[j]] = [out[j]!, out[i]!]
+  }
+  return out
+}
+
+export const randomInt = (min: number, max: number) => min + Math.floor(Math.random() * (max - min + 1))

@@ -1,0 +1,81 @@
+/**
+ * The tasks of the fault suite: the demo tasks (the steady load: `demo.count`
+ * emits `to` ticks, `delayMs` apart) and the poison tasks of scenario 7, each
+ * hostile in one way. Every process of the suite registers all of them.
+ */
+import { Effect, Schema } from "effect"
+import * as Demo from "../../src/demo/tasks.ts"
+import * as Task from "../../src/Task.ts"
+
+const poisonRetry = { maxAttempts: 2, initialDelay: "50 millis", maxDelay: "200 millis" } as const
+
+/** Dies with a defect (a thrown error, not a typed failure) after one event. */
+export const Defect = Task.make("faults.defect", {
+  input: Schema.Struct({}),
+  output: Schema.Null,
+  retry: poisonRetry,
+  run: (_, ctx) =>
+    Effect.zipRight(ctx.emit("about-to-die", {}), Effect.sync((): null => {
+      throw new Error("poison: the body threw")
+    }))
+})
+
+/** Never finishes (interruptibly); its per-attempt timeout must end it. */
+export const Hang = Task.make("faults.hang", {
+  input: Schema.Struct({}),
+  output: Schema.Null,
+  retry: poisonRetry,
+  timeout: "500 millis",
+  run: (_, ctx) => Effect.zipRight(ctx.emit("hanging", {}), Effect.never)
+})
+
+/**
+ * Never finishes, and its cleanup never finishes either: interrupting it
+ * cannot complete. Its per-attempt timeout must still end the attempt.
+ */
+export const HangInCleanup = Task.make("faults.hang-in-cleanup", {
+  input: Schema.Struct({}),
+  output: Schema.Null,
+  retry: poisonRetry,
+  timeout: "500 millis",
+  run: (_, ctx) =>
+    Effect.zipRight(
+      ctx.emit("hanging", {}),
+      Effect.acquireRelease(Effect.void, () => Effect.never).pipe(Effect.zipRight(Effect.never), Effect.scoped)
+    )
+})
+
+/** Returns an output that fails its own schema. */
+export const BadOutput = Task.make("faults.bad-output", {
+  input: Schema.Struct({}),
+  output: Schema.Struct({ count: Schema.Int }),
+  retry: poisonRetry,
+  run: () => Effect.succeed({ count: "not a number" } as unknown as { count: number })
+})
+
+/** Emits an event over the log's size limit (64 KiB by default). */
+export const HugeEvent = Task.make("faults.huge-event", {
+  input: Schema.Struct({}),
+  output: Schema.Null,
+  retry: poisonRetry,
+  run: (_, ctx) => Effect.as(ctx.emit("huge", { blob: "x".repeat(200 * 1024) }), null)
+})
+
+/**
+ * Emits events that pass the size check but that Postgres cannot store in a
+ * `jsonb`: a lone UTF-16 surrogate, and an array nested 20,000 deep (40 KB).
+ */
+export const UnstorableEvent = Task.make("faults.unstorable-event", {
+  input: Schema.Struct({ kind: Schema.Literal("surrogate", "deep") }),
+  output: Schema.Null,
+  retry: poisonRetry,
+  run: ({ kind }, ctx) =>
+    Effect.as(
+      ctx.emit("unstorable", kind === "surrogate" ? { text: "half a pair: \ud800" } : JSON.parse(`${"[".repeat(20_000)}${"]".repeat(20_000)}`)),
+      null
+    )
+})
+
+export const poison = [Defect, Hang, HangInCleanup, BadOutput, HugeEvent, UnstorableEvent] as const
+
+export const all = [...Demo.all, ...poison] as const
