@@ -3,7 +3,7 @@
  * database answers and its LISTEN connection is up, so events reach streams).
  * @since 0.1.0
  */
-import { HttpApiBuilder } from "@effect/platform"
+import { HttpApiBuilder, HttpMiddleware } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { Duration, Effect, Option } from "effect"
 import { PgListener } from "../PgListener.ts"
@@ -28,9 +28,10 @@ export const readiness = Effect.gen(function*() {
   return { status: "ready" }
 })
 
+/** Probes come every few seconds: they are not logged as requests. */
 const implementation = Effect.map(Effect.context<SqlClient.SqlClient | PgListener>(), (context) => ({
-  healthz: () => Effect.succeed({ status: "ok" }),
-  readyz: () => Effect.provide(readiness, context)
+  healthz: () => HttpMiddleware.withLoggerDisabled(Effect.succeed({ status: "ok" })),
+  readyz: () => HttpMiddleware.withLoggerDisabled(Effect.provide(readiness, context))
 }))
 
 /** The `health` group of the full API. @category layers */

@@ -1,6 +1,6 @@
 import { HttpServer } from "@effect/platform"
 import { describe, expect, it, layer } from "@effect/vitest"
-import { ConfigProvider, Context, Duration, Effect, Exit, Fiber, Layer, Option, Redacted, Scope, Stream } from "effect"
+import { ConfigProvider, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Redacted, Scope, Stream } from "effect"
 import { makeVerifier } from "../../src/http/Auth.ts"
 import { HttpConfig } from "../../src/http/HttpConfig.ts"
 import * as Streams from "../../src/http/Streams.ts"
@@ -117,9 +117,26 @@ describe("HTTP API: event streams", () => {
       const response = yield* Effect.promise(() => fetch(`${base}/v1/events`))
       expect(response.status).toBe(200)
       const reading = yield* Effect.fork(Sse.collect(Sse.frames(response.body!)))
+      // An RPC stream that is open too: a run's events, the run waiting on its gate.
+      const run = yield* Effect.promise(() =>
+        fetch(`${base}/v1/runs`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ task: "test.stepper", input: { steps: 1 } })
+        }).then((response) => response.json() as Promise<{ run: { id: string } }>)
+      )
+      const first = yield* Deferred.make<void>()
+      const rpcStream = yield* RunstreamClient.RunstreamClient.pipe(
+        Effect.flatMap((client) => Stream.runForEach(client.events(run.run.id), () => Deferred.succeed(first, undefined))),
+        Effect.provide(RunstreamClient.layer({ url: `${base}/rpc` })),
+        Effect.fork
+      )
+      yield* Deferred.await(first)
       yield* Scope.close(scope, Exit.void).pipe(Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => "the server did not stop" }))
       const frames = yield* Fiber.join(reading)
       expect(frames[0]?.retry).toBe(3000)
+      // It ends (as interrupted: the server's RPC fiber was stopped), it does not hang.
+      yield* Fiber.await(rpcStream)
       const address = Context.get(context, HttpServer.HttpServer).address
       expect(address._tag).toBe("TcpAddress")
       const after = yield* Effect.either(Effect.tryPromise(() => fetch(`${base}/healthz`)))
