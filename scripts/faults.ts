@@ -23,10 +23,12 @@ import { FaultError, here } from "./faults/common.ts"
 import { fileLogger, type Scenario, type ScenarioContext } from "./faults/harness.ts"
 import * as Postgres from "./faults/postgres.ts"
 import { markdown, type ScenarioResult, text } from "./faults/report.ts"
+import { scenario as s1 } from "./faults/s1-worker-kill.ts"
 import { scenario as s3 } from "./faults/s3-relay.ts"
+import { scenario as s4 } from "./faults/s4-network.ts"
 import { scenario as s7 } from "./faults/s7-poison.ts"
 
-const scenarios: ReadonlyArray<Scenario> = [s3, s7]
+const scenarios: ReadonlyArray<Scenario> = [s1, s3, s4, s7]
 
 interface Flags {
   readonly quick: boolean

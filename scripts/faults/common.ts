@@ -6,6 +6,7 @@
 import { fork } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { closeSync, openSync, readFileSync } from "node:fs"
+import { createServer } from "node:net"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { Data, Duration, Effect, Option, Schedule } from "effect"
@@ -361,3 +362,107 @@ export const shuffle = <A>(items: ReadonlyArray<A>): Array<A> => {
 }
 
 export const randomInt = (min: number, max: number) => min + Math.floor(Math.random() * (max - min + 1))
+
+// ---------------------------------------------------------------------------
+// The real entry points (src/main/server.ts and src/main/worker.ts)
+
+const mainDir = join(here, "..", "..", "src", "main")
+
+/** A free loopback port. */
+export const freePort = Effect.async<number, FaultError>((resume) => {
+  const server = createServer()
+  server.once("error", (cause) => resume(Effect.fail(new FaultError({ message: "no free port", cause }))))
+  server.listen(0, "127.0.0.1", () => {
+    const address = server.address()
+    const port = typeof address === "object" && address !== null ? address.port : 0
+    server.close(() => resume(Effect.succeed(port)))
+  })
+})
+
+/** A GET with a deadline; the status, or the error as a failure. */
+export const getStatus = (url: string, timeoutMs = 2000) =>
+  Effect.tryPromise({
+    try: (signal) => fetch(url, { signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) }).then(async (r) => {
+      await r.arrayBuffer()
+      return r.status
+    }),
+    catch: (cause) => new FaultError({ message: `GET ${url}: ${String(cause)}`, cause })
+  })
+
+export interface EntryProcess extends Child {
+  /** The server's base URL, or the worker's health URL. */
+  readonly baseUrl: string
+  /** The worker's id (`locked_by` of its leases), from its "workers ready" log line. */
+  readonly workerId: string | undefined
+}
+
+/**
+ * `npm run server` / `npm run worker` as a child process on `url`: the
+ * production entry point, untouched (demo tasks, config from the environment).
+ * Ready when its `/readyz` answers 200 (a worker serves it on
+ * `RUNSTREAM_HEALTH_PORT`); a worker's id is read from its log.
+ */
+export const startEntry = (options: {
+  readonly name: string
+  readonly entry: "server" | "worker"
+  readonly url: string
+  readonly logDir: string
+  readonly env?: Record<string, string>
+  readonly readyTimeout?: Duration.DurationInput
+}) =>
+  Effect.gen(function*() {
+    const port = yield* freePort
+    const child = yield* spawn({
+      name: options.name,
+      script: join(mainDir, `${options.entry}.ts`),
+      logFile: join(options.logDir, `${options.name}.log`),
+      env: {
+        DATABASE_URL: options.url,
+        HOST: "127.0.0.1",
+        ...(options.entry === "server" ? { PORT: String(port) } : { RUNSTREAM_HEALTH_PORT: String(port) }),
+        ...options.env
+      }
+    })
+    const baseUrl = `http://127.0.0.1:${port}`
+    const timeout = options.readyTimeout ?? "120 seconds"
+    yield* waitFor(
+      `${options.name} to be ready`,
+      Effect.suspend(() =>
+        child.alive()
+          ? Effect.map(getStatus(`${baseUrl}/readyz`), (status) => status === 200 ? Option.some(true) : Option.none())
+          : Effect.fail(new FaultError({ message: `${options.name} exited:\n${child.tail()}` }))
+      ).pipe(Effect.catchAll((error) => child.alive() ? Effect.succeed(Option.none()) : Effect.fail(error))),
+      { timeout, interval: "100 millis" }
+    )
+    let workerId: string | undefined
+    if (options.entry === "worker") {
+      workerId = yield* waitFor(`${options.name}'s worker id`, Effect.sync(() => {
+        const match = /workers ready: (\S+?),/.exec(child.tail(200))
+        return match === null ? Option.none() : Option.some(match[1]!)
+      }), { timeout: "10 seconds", interval: "100 millis" })
+    }
+    return { ...child, baseUrl, workerId } satisfies EntryProcess
+  })
+
+/** A JSON request; the status and the body parsed (or the text when it is not JSON). */
+export const requestJson = (method: string, url: string, body?: unknown, headers: Record<string, string> = {}, timeoutMs = 10_000) =>
+  Effect.tryPromise({
+    try: async (signal) => {
+      const init: RequestInit = {
+        method,
+        headers: { "content-type": "application/json", ...headers },
+        signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)])
+      }
+      if (body !== undefined) init.body = JSON.stringify(body)
+      const response = await fetch(url, init)
+      const text = await response.text()
+      let parsed: unknown = text
+      try {
+        parsed = text === "" ? null : JSON.parse(text)
+      } catch {
+        // Not JSON: left as text for the caller to judge.
+      }
+      return { status: response.status, body: parsed as any, contentType: response.headers.get("content-type") }
+    },
+    catch: (cause) => new FaultError({ message: `${method} ${url}: ${String(cause)}`, cause })
+  })

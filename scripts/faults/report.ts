@@ -15,7 +15,7 @@ export interface ScenarioResult {
   readonly passed: boolean
   readonly durationMs: number
   /** Every figure the scenario measured, in order. */
-  readonly figures: ReadonlyArray<readonly [string, string]>
+  readonly figures: ReadonlyArray<ReadonlyArray<string>>
   /** The checks that failed, in words. */
   readonly failures: ReadonlyArray<string>
 }

@@ -175,7 +175,7 @@ export const scenario: Scenario = {
         recovery: republished.length === 0 ? "n/a" : `≤ ${seconds(Math.max(...republished))} (re-published)`,
         passed: failures.length === 0,
         durationMs: Date.now() - began,
-        figures: <Array<readonly [string, string]>> [
+        figures: [
           ["runs", `${check.succeeded} succeeded, ${check.failed} failed, ${check.lost} lost; logs: ${check.gaps} with a gap, ${check.badTerminal} with a bad terminal event`],
           ["subscribers", `${followers.length} (${ids.length} from seq 0, ${followers.length - ids.length} joining mid-run); ${duplicates} duplicates, ${outOfOrder} out of order, ${missing} missing, ${incomplete} not ended`],
           ["raw bus", `${arrivals.size} distinct events, ${rawDuplicates} delivered more than once (the injected duplicates)`],
