@@ -24,11 +24,12 @@ import { fileLogger, type Scenario, type ScenarioContext } from "./faults/harnes
 import * as Postgres from "./faults/postgres.ts"
 import { markdown, type ScenarioResult, text } from "./faults/report.ts"
 import { scenario as s1 } from "./faults/s1-worker-kill.ts"
+import { scenario as s2 } from "./faults/s2-db-restart.ts"
 import { scenario as s3 } from "./faults/s3-relay.ts"
 import { scenario as s4 } from "./faults/s4-network.ts"
 import { scenario as s7 } from "./faults/s7-poison.ts"
 
-const scenarios: ReadonlyArray<Scenario> = [s1, s3, s4, s7]
+const scenarios: ReadonlyArray<Scenario> = [s1, s2, s3, s4, s7]
 
 interface Flags {
   readonly quick: boolean
