@@ -36,21 +36,21 @@ export const StartRunBody = Schema.Struct({
 /** @category schemas */
 export const Status = Schema.Struct({ status: Schema.String }).annotations({ identifier: "Status" })
 
-const intFromString = (description: string, message: string, filter: (self: typeof Schema.Int) => Schema.Schema<number>) =>
-  Schema.NumberFromString.pipe(Schema.compose(filter(Schema.Int))).annotations({
-    description,
-    message: () => ({ message, override: true })
-  })
-const After = intFromString("Only events with a greater seq (0: from the start).", "must be an integer of at least 0", (int) =>
-  int.pipe(Schema.nonNegative()))
-const Limit = intFromString(`Page size, 1 to ${maxPageSize}.`, `must be an integer from 1 to ${maxPageSize}`, (int) =>
-  int.pipe(Schema.between(1, maxPageSize)))
+/** An integer in a query string or header, with one message for every way it can be wrong. */
+const intParam = (integer: Schema.Schema<number>, description: string, message: string) =>
+  Schema.compose(Schema.NumberFromString, integer).annotations({ description, message: () => ({ message, override: true }) })
+const After = intParam(Schema.NonNegativeInt, "Only events with a greater seq (0: from the start).", "must be an integer of at least 0")
+const Limit = intParam(
+  Schema.Int.pipe(Schema.between(1, maxPageSize)),
+  `Page size, 1 to ${maxPageSize}.`,
+  `must be an integer from 1 to ${maxPageSize}`
+)
 const optional = <S extends Schema.Schema.All>(schema: S) => Schema.optionalWith(schema, { exact: true })
 const RunPath = Schema.Struct({ id: RunId })
 
 const eventStreamDescription =
   "`text/event-stream` unless `Accept` asks for `application/json`: one message per event (`id:` the seq, " +
-  "`event:` the type, `data:` the event JSON), a `retry:` hint and a comment line every 15 s; it ends after " +
+  "`event:` the type, `data:` the event JSON), a `retry:` hint and a keep-alive comment line (every 15 s by default); it ends after " +
   "the run's terminal event. Resumes after `Last-Event-ID` (or `after`). 204 when resuming at or past the " +
   "terminal event of a finished run."
 
