@@ -61,11 +61,11 @@ export const HttpConfig: Config.Config<HttpOptions> = Config.all({
 })
 
 /** A TCP port; 0 picks a free one. */
-export const portConfig = (name: string, fallback: number) =>
-  checked(name, Config.integer(), {
-    message: "must be a port number from 0 to 65535 (0 picks a free one)",
-    validation: (n) => n >= 0 && n <= 65535
-  }, fallback)
+export const portConfig = (name: string) =>
+  Config.integer().pipe(
+    Config.validate({ message: "must be a port number from 0 to 65535 (0 picks a free one)", validation: (n) => n >= 0 && n <= 65535 }),
+    Config.nested(name)
+  )
 
 /** Where the server listens. */
 export interface ListenOptions {
@@ -75,6 +75,6 @@ export interface ListenOptions {
 
 /** @category config */
 export const ListenConfig: Config.Config<ListenOptions> = Config.all({
-  port: portConfig("PORT", 3000),
+  port: portConfig("PORT").pipe(Config.withDefault(3000)),
   host: Config.string("HOST").pipe(Config.withDefault("127.0.0.1"))
 })

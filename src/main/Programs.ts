@@ -3,7 +3,10 @@
  * applications that register their own tasks:
  *
  * ```ts
- * import * as Main from "runstream/main/Main"
+ * // my-server.ts, run with `node --import tsx my-server.ts`
+ * import * as Main from "./src/main/Main.ts"
+ * import * as Programs from "./src/main/Programs.ts"
+ *
  * Main.run(Programs.makeServerLayer([SendEmail, ResizeImage]))
  * ```
  *
@@ -20,7 +23,7 @@
 import { HttpServer } from "@effect/platform"
 import { Config, Console, Effect, Layer, Option } from "effect"
 import * as Database from "../Database.ts"
-import { HttpConfig, ListenConfig } from "../http/HttpConfig.ts"
+import { HttpConfig, ListenConfig, portConfig } from "../http/HttpConfig.ts"
 import * as Server from "../http/Server.ts"
 import * as Runstream from "../Runstream.ts"
 import * as Task from "../Task.ts"
@@ -34,10 +37,7 @@ export const BusConfig = (fallback: "memory" | "postgres") =>
 export const ServerWorkersConfig = Config.boolean("RUNSTREAM_SERVER_WORKERS").pipe(Config.withDefault(false))
 
 /** @category config */
-export const HealthPortConfig = Config.option(Config.integer().pipe(
-  Config.validate({ message: "must be a port number from 0 to 65535 (0 picks a free one)", validation: (n) => n >= 0 && n <= 65535 }),
-  Config.nested("RUNSTREAM_HEALTH_PORT")
-))
+export const HealthPortConfig = Config.option(portConfig("RUNSTREAM_HEALTH_PORT"))
 
 /** The program's tasks and database, under everything else. */
 const foundation = <const Tasks extends ReadonlyArray<Task.Any>>(tasks: Tasks) =>
