@@ -64,7 +64,10 @@ describe.concurrent("idempotency keys", () => {
       const created = results.map((r) => r[0]!)
       expect(new Set(created.map((c) => c.run.id)).size).toBe(1)
       expect(created.filter((c) => c.created)).toHaveLength(1)
-      expect(yield* rowsWithKey("race")).toEqual({ runs: 1, jobs: 1 })
+      // One run; its job may already be done and gone (the workers are running).
+      const rows = yield* rowsWithKey("race")
+      expect(rows.runs).toBe(1)
+      expect(rows.jobs).toBeLessThanOrEqual(1)
 
       // and that one run executes once.
       const done = yield* RunstreamTest.waitForRunCompletion(created[0]!.run.id, patience)
