@@ -184,4 +184,33 @@ describe.concurrent("lease expiry and fencing", () => {
         workers: { concurrency: 2, lease: "1 minute", reclaimInterval: "100 millis", pollInterval: "200 millis" }
       })))
     }))
+
+  it.live("a pool's heartbeat never stops a newer attempt when it finds an older one gone (many fast retries)", () =>
+    Effect.gen(function*() {
+      // Each attempt times out at once and is retried within milliseconds, so
+      // attempts end and begin while heartbeats (every 500 ms) are in flight.
+      const Hangs = Task.make("test.hangs", {
+        input: Schema.Void,
+        output: Schema.Void,
+        retry: { maxAttempts: 25, initialDelay: "1 millis", maxDelay: "2 millis" },
+        run: () => Effect.never
+      })
+      yield* Effect.gen(function*() {
+        const runs = yield* Runs
+        const started = yield* Effect.forEach(Array.from({ length: 40 }), () => runs.start(Hangs, undefined, { timeoutMs: 40 }))
+        const done = yield* Effect.forEach(started, (run) => RunstreamTest.waitForRunCompletion(run.id, patience), {
+          concurrency: "unbounded"
+        })
+        expect(done.map((run) => run.error?.tag)).toEqual(Array(started.length).fill("TaskTimeout"))
+        // No attempt was taken for a lost lease: the only worker never stopped renewing.
+        const logs = yield* Effect.forEach(started, (run) => logOf(run.id))
+        const expired = logs.flat().filter((event) =>
+          event.type === "run.retrying" && (dataOf(event)["error"] as { tag: string }).tag === "LeaseExpired"
+        )
+        expect(expired).toHaveLength(0)
+      }).pipe(Effect.provide(RunstreamTest.layer({
+        tasks: [Hangs],
+        workers: { concurrency: 50, lease: "1500 millis", reclaimInterval: "100 millis", pollInterval: "10 millis" }
+      })))
+    }))
 })

@@ -108,4 +108,24 @@ describe.concurrent("graceful shutdown", () => {
         expect(typesOf(yield* logOf(second.id))).toEqual(["run.queued", "run.started", "run.released"])
       }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Holds], workers: false })))
     }))
+
+  it.live("a run claimed just before the workers close is handed back, never left leased (40 cycles)", () =>
+    Effect.gen(function*() {
+      const runs = yield* Runs
+      const leftRunning: Array<number> = []
+      for (let i = 0; i < 40; i++) {
+        // A queue per cycle: each pool sees only its own run.
+        const queue = `cycle-${i}`
+        const scope = yield* Scope.make()
+        yield* Layer.buildWithScope(
+          Workers.layer({ ...fastWorkers, queues: [queue], lease: "10 minutes", shutdownGrace: "50 millis" }),
+          scope
+        )
+        const run = yield* runs.start(Sleep, { ms: 60_000 }, { queue })
+        yield* waitForEvent(run.id, "run.started")
+        yield* Scope.close(scope, Exit.void)
+        if ((yield* runs.get(run.id)).status !== "queued") leftRunning.push(i)
+      }
+      expect(leftRunning).toEqual([])
+    }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Sleep], workers: false }))))
 })
