@@ -18,8 +18,8 @@ export class DatabaseUrl extends Context.Tag("runstream/DatabaseUrl")<DatabaseUr
 /** @category config */
 export const PoolConfig = Config.all({
   maxConnections: Config.integer("RUNSTREAM_DB_POOL_MAX").pipe(
-    Config.withDefault(10),
-    Config.validate({ message: "must be between 1 and 1000", validation: (n) => n >= 1 && n <= 1000 })
+    Config.validate({ message: "must be between 1 and 1000", validation: (n) => n >= 1 && n <= 1000 }),
+    Config.withDefault(10)
   ),
   connectTimeout: Config.duration("RUNSTREAM_DB_CONNECT_TIMEOUT").pipe(Config.withDefault(Duration.seconds(5)))
 })

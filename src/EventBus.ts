@@ -44,8 +44,8 @@ export class EventBus extends Context.Tag("runstream/EventBus")<EventBus, {
 /** @category config */
 export const BusConfig = Config.all({
   subscriberBuffer: Config.integer("RUNSTREAM_SUBSCRIBER_BUFFER").pipe(
-    Config.withDefault(1024),
-    Config.validate({ message: "must be between 16 and 1000000", validation: (n) => n >= 16 && n <= 1_000_000 })
+    Config.validate({ message: "must be between 16 and 1000000", validation: (n) => n >= 16 && n <= 1_000_000 }),
+    Config.withDefault(1024)
   )
 })
 

@@ -36,8 +36,8 @@ export class EventLog extends Context.Tag("runstream/EventLog")<EventLog, {
 /** @category config */
 export const EventLogConfig = Config.all({
   maxEventBytes: Config.integer("RUNSTREAM_MAX_EVENT_BYTES").pipe(
-    Config.withDefault(64 * 1024),
-    Config.validate({ message: "must be between 1 KiB and 64 MiB", validation: (n) => n >= 1024 && n <= 64 * 1024 * 1024 })
+    Config.validate({ message: "must be between 1 KiB and 64 MiB", validation: (n) => n >= 1024 && n <= 64 * 1024 * 1024 }),
+    Config.withDefault(64 * 1024)
   )
 })
 

@@ -80,8 +80,8 @@ export class Runs extends Context.Tag("runstream/Runs")<Runs, {
 /** @category config */
 export const RunsConfig = Config.all({
   maxInputBytes: Config.integer("RUNSTREAM_MAX_INPUT_BYTES").pipe(
-    Config.withDefault(1024 * 1024),
-    Config.validate({ message: "must be between 1 KiB and 64 MiB", validation: (n) => n >= 1024 && n <= 64 * 1024 * 1024 })
+    Config.validate({ message: "must be between 1 KiB and 64 MiB", validation: (n) => n >= 1024 && n <= 64 * 1024 * 1024 }),
+    Config.withDefault(1024 * 1024)
   ),
   /** How long a following stream waits for a live event before it re-reads the log. */
   streamIdleCheck: Config.duration("RUNSTREAM_STREAM_IDLE_CHECK").pipe(Config.withDefault(Duration.seconds(2))),

@@ -61,20 +61,21 @@ export interface WorkersOptions {
 /** @category config */
 export const WorkersConfig: Config.Config<WorkersOptions> = Config.all({
   concurrency: Config.integer("RUNSTREAM_WORKER_CONCURRENCY").pipe(
-    Config.withDefault(10),
-    Config.validate({ message: "must be between 1 and 10000", validation: (n) => n >= 1 && n <= 10_000 })
+    // Validate before the default, or the error loses the variable's name.
+    Config.validate({ message: "must be between 1 and 10000", validation: (n) => n >= 1 && n <= 10_000 }),
+    Config.withDefault(10)
   ),
   prefetch: Config.integer("RUNSTREAM_WORKER_PREFETCH").pipe(
-    Config.withDefault(100),
-    Config.validate({ message: "must be between 0 and 10000", validation: (n) => n >= 0 && n <= 10_000 })
+    Config.validate({ message: "must be between 0 and 10000", validation: (n) => n >= 0 && n <= 10_000 }),
+    Config.withDefault(100)
   ),
   queues: Config.array(Config.string(), "RUNSTREAM_WORKER_QUEUES").pipe(
-    Config.withDefault(["default"]),
-    Config.validate({ message: "must name at least one queue", validation: (qs) => qs.length > 0 })
+    Config.validate({ message: "must name at least one queue", validation: (qs) => qs.length > 0 }),
+    Config.withDefault(["default"])
   ),
   lease: Config.duration("RUNSTREAM_LEASE").pipe(
-    Config.withDefault(Duration.seconds(30)),
-    Config.validate({ message: "must be at least 300 millis", validation: (d) => Duration.toMillis(d) >= 300 })
+    Config.validate({ message: "must be at least 300 millis", validation: (d) => Duration.toMillis(d) >= 300 }),
+    Config.withDefault(Duration.seconds(30))
   ),
   shutdownGrace: Config.duration("RUNSTREAM_SHUTDOWN_GRACE").pipe(Config.withDefault(Duration.seconds(10))),
   pollInterval: Config.duration("RUNSTREAM_WORKER_POLL").pipe(Config.withDefault(Duration.seconds(2))),
@@ -154,7 +155,7 @@ export const make = (options: WorkersOptions) =>
     const runners = yield* FiberSet.make()
     let accepting = true
 
-    yield* Effect.annotateLogsScoped({ component: "Workers", workerId })
+    const annotate = Effect.annotateLogs({ component: "Workers", workerId })
 
     // Emits and ends of attempts go through one writer, in submission order:
     // a run's last emit always commits before its end, and an attempt handed
@@ -340,11 +341,13 @@ export const make = (options: WorkersOptions) =>
         message._tag === "Notification" ? stopRun(message.payload as RunId, "cancel") : heartbeat
       ),
       Effect.forever,
+      annotate,
       Effect.forkScoped
     )
 
     yield* heartbeat.pipe(
       Effect.repeat(Schedule.spaced(Duration.millis(leaseMs / 3))),
+      annotate,
       Effect.forkScoped
     )
 
@@ -352,13 +355,14 @@ export const make = (options: WorkersOptions) =>
       Effect.tap((n) => n > 0 ? Effect.zipRight(outbox.written, Effect.forEach(options.queues, queue.wake)) : Effect.void),
       Effect.catchAllCause((cause) => Effect.logWarning("reclaim failed", cause)),
       Effect.repeat(Schedule.spaced(options.reclaimInterval)),
+      annotate,
       Effect.forkScoped
     )
 
     for (let i = 0; i < options.concurrency; i++) {
-      yield* FiberSet.run(runners, Effect.forever(Effect.flatMap(buffer.take, execute)))
+      yield* FiberSet.run(runners, Effect.forever(Effect.flatMap(buffer.take, execute)).pipe(annotate))
     }
-    const claimer = yield* Effect.forkScoped(claimLoop)
+    const claimer = yield* Effect.forkScoped(annotate(claimLoop))
 
     const drained = Effect.gen(function*() {
       while (inFlight.size > 0) yield* Queue.take(slotFreed)

@@ -33,5 +33,7 @@ export const isTerminalType = (type: string): boolean =>
 export const TaskEventType = Schema.String.pipe(
   Schema.minLength(1),
   Schema.maxLength(100),
+  // It becomes an SSE `event:` line: no line breaks or other control characters.
+  Schema.pattern(/^[^\x00-\x1f\x7f]+$/, { message: () => "event types have no control characters" }),
   Schema.filter((t) => !t.startsWith("run.") || "event types starting with 'run.' are reserved")
 )

