@@ -293,6 +293,26 @@ export const make = (options: WorkersOptions) =>
       yield* Queue.take(wakeups).pipe(Effect.timeoutOption(Duration.millis(Math.max(0, waitMs))))
     })
 
+    /**
+     * Claims and registers a batch. Uninterruptible: a claim committed by the
+     * database is always registered here, so a shutdown hands it back instead of
+     * leaving it leased until its lease expires.
+     */
+    const claimBatch = (limit: number) =>
+      Effect.gen(function*() {
+        const claims = yield* queue.claim({ workerId, queues: options.queues, limit, leaseMs })
+        if (claims.length > 0) yield* outbox.written
+        for (const claim of claims) {
+          // This pool lost the run's previous attempt (its lease lapsed) and got it back.
+          const previous = inFlight.get(claim.runId)
+          if (previous !== undefined) yield* stopEntry(previous, "leaseLost")
+          const entry: InFlight = { claim, taken: false, fiber: undefined, stop: undefined }
+          inFlight.set(claim.runId, entry)
+          yield* buffer.offer(entry)
+        }
+        return claims
+      }).pipe(Effect.uninterruptible)
+
     const capacity = options.concurrency + options.prefetch
     // While runs flow, claim when half the capacity is free: fewer, larger claims.
     const batchThreshold = Math.max(1, Math.ceil(capacity / 2))
@@ -306,16 +326,7 @@ export const make = (options: WorkersOptions) =>
           continue
         }
         woken = false
-        const claims = yield* queue.claim({ workerId, queues: options.queues, limit: free, leaseMs })
-        if (claims.length > 0) yield* outbox.written
-        for (const claim of claims) {
-          // This pool lost the run's previous attempt (its lease lapsed) and got it back.
-          const previous = inFlight.get(claim.runId)
-          if (previous !== undefined) yield* stopEntry(previous, "leaseLost")
-          const entry: InFlight = { claim, taken: false, fiber: undefined, stop: undefined }
-          inFlight.set(claim.runId, entry)
-          yield* buffer.offer(entry)
-        }
+        const claims = yield* claimBatch(free)
         if (claims.length < free) {
           yield* waitForWork
           woken = true
