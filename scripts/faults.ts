@@ -27,9 +27,11 @@ import { scenario as s1 } from "./faults/s1-worker-kill.ts"
 import { scenario as s2 } from "./faults/s2-db-restart.ts"
 import { scenario as s3 } from "./faults/s3-relay.ts"
 import { scenario as s4 } from "./faults/s4-network.ts"
+import { scenario as s5 } from "./faults/s5-many-clients.ts"
+import { scenario as s6 } from "./faults/s6-fuzz.ts"
 import { scenario as s7 } from "./faults/s7-poison.ts"
 
-const scenarios: ReadonlyArray<Scenario> = [s1, s2, s3, s4, s7]
+const scenarios: ReadonlyArray<Scenario> = [s1, s2, s3, s4, s5, s6, s7]
 
 interface Flags {
   readonly quick: boolean

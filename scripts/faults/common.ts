@@ -213,6 +213,8 @@ export interface Child {
   readonly alive: () => boolean
   /** Resident memory of the process now, from /proc (MB). */
   readonly rssMB: () => number
+  /** CPU time the process has used so far, from /proc (seconds). */
+  readonly cpuSeconds: () => number
   /** The last lines of its output. */
   readonly tail: (lines?: number) => string
 }
@@ -294,9 +296,18 @@ export const spawn = (options: SpawnOptions) =>
           return 0
         }
       }
+      const cpuSeconds = () => {
+        try {
+          const fields = readFileSync(`/proc/${child.pid}/stat`, "utf8").split(") ")[1]!.split(" ")
+          return (Number(fields[11]) + Number(fields[12])) / 100
+        } catch {
+          return 0
+        }
+      }
       return {
         name: options.name,
         pid: child.pid ?? -1,
+        cpuSeconds,
         process: child,
         next,
         send: (message) => Effect.sync(() => void child.send(message as never)),

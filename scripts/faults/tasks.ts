@@ -78,4 +78,20 @@ export const UnstorableEvent = Task.make("faults.unstorable-event", {
 
 export const poison = [Defect, Hang, HangInCleanup, BadOutput, HugeEvent, UnstorableEvent] as const
 
-export const all = [...Demo.all, ...poison] as const
+
+/** Emits `events` events, `concurrency` at a time (a large log, fast: the worker batches concurrent emits). */
+export const Burst = Task.make("faults.burst", {
+  input: Schema.Struct({ events: Schema.Int, concurrency: Schema.Int, bytes: Schema.Int }),
+  output: Schema.Struct({ events: Schema.Int }),
+  run: ({ bytes, concurrency, events }, ctx) =>
+    Effect.as(
+      Effect.forEach(
+        Array.from({ length: events }, (_, i) => i + 1),
+        (n) => ctx.emit("chunk", { n, text: "x".repeat(bytes) }),
+        { concurrency, discard: true }
+      ),
+      { events }
+    )
+})
+
+export const all = [...Demo.all, ...poison, Burst] as const

@@ -1,0 +1,380 @@
+/**
+ * Scenario 6, bad and hostile input. A fast-check property over the HTTP API
+ * of the production server (`src/main/server.ts`): random requests to every
+ * route — JSON bodies with random, wrong-typed, huge (up to 1.5 MB), deep (up
+ * to 200,000 levels) and unicode values (lone surrogates, NUL, bidi
+ * controls), bodies that are not JSON or not declared as JSON, random ids,
+ * cursors, `after`s and `Last-Event-ID`s, random methods and paths.
+ *
+ * Then again (a tenth as many cases) with hostile clients: slowloris connections that send their headers
+ * a line every 2 s and never finish, bodies sent a byte a second, and SSE
+ * clients that never read while a run writes a large log (they stop reading
+ * on a stream of several megabytes).
+ *
+ * Every answer must be a success or a 4xx/5xx with the JSON error body; the
+ * server stays up and answers `/healthz` quickly throughout; the database
+ * holds no run, event, job or outbox row that an accepted request did not
+ * write. 5xx answers are counted apart: to bad input they are a fault.
+ */
+import * as fc from "fast-check"
+import { connect, type Socket } from "node:net"
+import { Context, Effect, Layer } from "effect"
+import { Runs } from "../../src/Runs.ts"
+import { checkRuns, freshDatabase, getStatus, percentile, query, seconds, startEntry, startNode } from "./common.ts"
+import { asFault, driverProgram, type Scenario } from "./harness.ts"
+import { makeChecks } from "./report.ts"
+
+/** One request of the fuzzer. */
+interface Case {
+  readonly method: string
+  readonly path: string
+  readonly headers: Record<string, string>
+  readonly body?: string | Uint8Array | undefined
+}
+
+const tasks = ["demo.echo", "demo.count", "demo.sleep", "demo.flaky"]
+
+/** JSON texts, some of them hostile. */
+const jsonText = (known: ReadonlyArray<string>): fc.Arbitrary<string> =>
+  fc.oneof(
+    { weight: 6, arbitrary: fc.jsonValue({ maxDepth: 4 }).map((v) => JSON.stringify(v)) },
+    { weight: 3, arbitrary: fc.string({ unit: "binary", maxLength: 40 }).map((s) => JSON.stringify(s)) },
+    { weight: 2, arbitrary: fc.constantFrom("\u0000", "\ud800", "x\udfffy", "\u202e\u2066", "😀", "'; DROP TABLE runstream_runs; --", "%00", "../../etc/passwd").map((s) => JSON.stringify(s)) },
+    { weight: 2, arbitrary: fc.constantFrom("1e309", "-1e309", "-0", "9007199254740993", "1.5", "-1", "0", "2147483648", "true", "null", "[]", "{}") },
+    { weight: 1, arbitrary: fc.integer({ min: 1_000, max: 200_000 }).map((d) => `${"[".repeat(d)}${"]".repeat(d)}`) },
+    { weight: 1, arbitrary: fc.integer({ min: 100_000, max: 1_500_000 }).map((n) => JSON.stringify("x".repeat(n))) },
+    { weight: 1, arbitrary: fc.constantFrom(...known).map((s) => JSON.stringify(s)) }
+  )
+
+const field = (name: string, value: fc.Arbitrary<string>) => fc.option(value.map((v) => `${JSON.stringify(name)}:${v}`), { nil: undefined })
+
+/** A start body: the documented fields with random (often wrong) values, sometimes an unknown field. */
+const startBody = (known: ReadonlyArray<string>) => {
+  const any = jsonText(known)
+  return fc.tuple(
+    field("task", fc.oneof({ weight: 3, arbitrary: fc.constantFrom(...tasks).map((t) => JSON.stringify(t)) }, { weight: 1, arbitrary: any })),
+    field("input", fc.oneof(
+      any,
+      fc.record({ to: fc.integer({ min: -5, max: 30 }), delayMs: fc.integer({ min: 0, max: 10 }) }, { requiredKeys: ["to"] }).map((v) => JSON.stringify(v)),
+      fc.record({ ms: fc.integer({ min: -5, max: 10_000 }) }).map((v) => JSON.stringify(v))
+    )),
+    field("idempotencyKey", any),
+    field("queue", fc.oneof(any, fc.constantFrom("default", "other").map((q) => JSON.stringify(q)))),
+    field("priority", any),
+    field("runAt", fc.oneof(any, fc.date({ noInvalidDate: true }).map((d) => JSON.stringify(d.toISOString())))),
+    field("maxAttempts", any),
+    field("timeoutMs", any),
+    field("surprise", any)
+  ).map((fields) => `{${fields.filter((f) => f !== undefined).join(",")}}`)
+}
+
+const idText = (known: ReadonlyArray<string>) =>
+  fc.oneof(
+    fc.uuid(),
+    fc.constantFrom(...known),
+    fc.string({ unit: "binary", minLength: 1, maxLength: 60 }),
+    fc.constantFrom("..", "%2e%2e", "%00", "00000000-0000-0000-0000-000000000000", "x".repeat(5000), "🙃")
+  ).map((id) => encodeURIComponent(id))
+
+const numberText = fc.oneof(fc.integer().map(String), fc.double().map(String), fc.string({ maxLength: 20 }), fc.constantFrom("-1", "1e309", "99999999999999999999", "0x10", "", " 1", "NaN"))
+
+const cases = (known: ReadonlyArray<string>): fc.Arbitrary<Case> => {
+  const json = { "content-type": "application/json" }
+  const id = idText(known)
+  const query = (pairs: ReadonlyArray<readonly [string, string | undefined]>) =>
+    pairs.filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${encodeURIComponent(v!)}`).join("&")
+  return fc.oneof(
+    { weight: 8, arbitrary: startBody(known).map((body): Case => ({ method: "POST", path: "/v1/runs", headers: json, body })) },
+    // Well-formed starts of the task that takes any input: the hostile values reach the database.
+    {
+      weight: 4,
+      arbitrary: fc.tuple(jsonText(known), fc.option(fc.string({ unit: "binary", maxLength: 30 }), { nil: undefined })).map(([input, key]): Case => ({
+        method: "POST",
+        path: "/v1/runs",
+        headers: json,
+        body: `{"task":"demo.echo","input":${input}${key === undefined ? "" : `,"idempotencyKey":${JSON.stringify(key)}`}}`
+      }))
+    },
+    {
+      weight: 2,
+      arbitrary: fc.tuple(
+        fc.oneof(fc.string({ unit: "binary", maxLength: 200 }), fc.uint8Array({ maxLength: 200 }), startBody(known)),
+        fc.constantFrom("application/json", "text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin1", "application/vnd.api+json", "")
+      ).map(([body, type]): Case => ({ method: "POST", path: "/v1/runs", headers: type === "" ? {} : { "content-type": type }, body }))
+    },
+    { weight: 2, arbitrary: id.map((i): Case => ({ method: "GET", path: `/v1/runs/${i}`, headers: {} })) },
+    { weight: 2, arbitrary: id.map((i): Case => ({ method: "POST", path: `/v1/runs/${i}/cancel`, headers: {} })) },
+    {
+      weight: 2,
+      arbitrary: fc.tuple(
+        fc.option(fc.oneof(fc.constantFrom("queued", "running", "succeeded", "failed", "cancelled"), fc.string()), { nil: undefined }),
+        fc.option(fc.oneof(fc.constantFrom(...tasks), fc.string()), { nil: undefined }),
+        fc.option(numberText, { nil: undefined }),
+        fc.option(fc.oneof(fc.string(), fc.base64String(), fc.uuid().map((u) => Buffer.from(u).toString("base64url"))), { nil: undefined })
+      ).map(([status, task, limit, cursor]): Case => ({
+        method: "GET",
+        path: `/v1/runs?${query([["status", status], ["task", task], ["limit", limit], ["cursor", cursor]])}`,
+        headers: {}
+      }))
+    },
+    {
+      weight: 3,
+      arbitrary: fc.tuple(id, fc.option(numberText, { nil: undefined }), fc.option(numberText, { nil: undefined }), fc.option(numberText, { nil: undefined }), fc.boolean()).map(
+        ([i, after, limit, lastEventId, wantsJson]): Case => ({
+          method: "GET",
+          path: `/v1/runs/${i}/events?${query([["after", after], ["limit", limit]])}`,
+          headers: {
+            accept: wantsJson ? "application/json" : "text/event-stream",
+            ...(lastEventId === undefined || !/^[\x20-\x7e]*$/.test(lastEventId) ? {} : { "last-event-id": lastEventId })
+          }
+        })
+      )
+    },
+    {
+      weight: 1,
+      arbitrary: fc.tuple(fc.option(fc.string(), { nil: undefined }), fc.option(id, { nil: undefined })).map(([task, run]): Case => ({
+        method: "GET",
+        path: `/v1/events?${query([["task", task], ["run", run === undefined ? undefined : decodeURIComponent(run)]])}`,
+        headers: {}
+      }))
+    },
+    {
+      weight: 1,
+      arbitrary: fc.tuple(fc.constantFrom("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"), fc.webPath()).map(([method, path]): Case => ({
+        method,
+        path: path.startsWith("/") ? path : `/${path}`,
+        headers: {}
+      }))
+    }
+  )
+}
+
+/** A body, short, for the report. */
+const describeBody = (body: Case["body"]) => {
+  if (body === undefined) return "none"
+  const text = typeof body === "string" ? body : `<${body.length} bytes>`
+  const depth = /^(\{"[^"]*":)?\[{50,}/.test(text) ? ` (JSON nested ${text.length / 2 | 0} deep)` : ""
+  return text.length > 100 ? `${JSON.stringify(text.slice(0, 80))}… (${text.length} chars)${depth}` : JSON.stringify(text)
+}
+
+interface Answer {
+  readonly status: number
+  readonly ok: boolean
+  readonly why: string
+  readonly runId?: string | undefined
+}
+
+const isErrorBody = (body: any) =>
+  typeof body === "object" && body !== null && typeof body.error === "object" && body.error !== null &&
+  typeof body.error.code === "string" && typeof body.error.message === "string"
+
+/** Sends a case and judges the answer. */
+const send = async (baseUrl: string, c: Case): Promise<Answer> => {
+  const controller = new AbortController()
+  const timer = setTimeout(() => controller.abort(), 60_000)
+  try {
+    const init: RequestInit = { method: c.method, headers: c.headers, signal: controller.signal }
+    if (c.body !== undefined && c.method !== "GET" && c.method !== "HEAD") init.body = c.body as string
+    let response: Response
+    try {
+      response = await fetch(`${baseUrl}${c.path}`, init)
+    } catch (error) {
+      const message = String((error as Error)?.cause ?? error)
+      // Requests the client itself refuses to send are not the server's answers.
+      if (/Invalid URL|invalid header|Headers|ByteString|not a legal HTTP/i.test(String(error)) || /Invalid URL|invalid header/i.test(message)) {
+        return { status: 0, ok: true, why: "not sent" }
+      }
+      return { status: 0, ok: false, why: `no answer: ${message.slice(0, 200)}` }
+    }
+    const type = response.headers.get("content-type") ?? ""
+    if (response.status === 200 && type.startsWith("text/event-stream")) {
+      // A stream: its first bytes are enough.
+      const reader = response.body!.getReader()
+      await Promise.race([reader.read(), new Promise((resolve) => setTimeout(resolve, 2000))])
+      controller.abort()
+      return { status: 200, ok: true, why: "event stream" }
+    }
+    const text = await response.text()
+    if (response.status === 204 || (c.method === "HEAD" && text === "")) return { status: response.status, ok: true, why: "empty" }
+    let body: any
+    try {
+      body = JSON.parse(text)
+    } catch {
+      return { status: response.status, ok: false, why: `not JSON (${type}): ${text.slice(0, 120)}` }
+    }
+    if (response.status >= 200 && response.status < 300) {
+      const runId = c.method === "POST" && c.path === "/v1/runs" ? body?.run?.id : undefined
+      return { status: response.status, ok: true, why: "success", runId }
+    }
+    if (response.status >= 400 && response.status < 600) {
+      return isErrorBody(body)
+        ? { status: response.status, ok: true, why: `${body.error.code}` }
+        : { status: response.status, ok: false, why: `error without the JSON error body: ${text.slice(0, 120)}` }
+    }
+    return { status: response.status, ok: false, why: `unexpected status ${response.status}` }
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** A connection that sends a request's headers a line every 2 s, forever; or its body a byte a second. */
+const slowClient = (port: number, kind: "headers" | "body") => {
+  const socket = connect(port, "127.0.0.1")
+  socket.on("error", () => {})
+  let closedAt: number | undefined
+  socket.on("close", () => {
+    closedAt = Date.now()
+  })
+  socket.write(
+    kind === "headers"
+      ? "POST /v1/runs HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+      : "POST /v1/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"
+  )
+  const timer = setInterval(() => {
+    if (!socket.destroyed) socket.write(kind === "headers" ? `X-Slow-${Math.floor(Math.random() * 1e9)}: 1\r\n` : " ")
+  }, kind === "headers" ? 2000 : 1000)
+  return { socket, stop: () => (clearInterval(timer), socket.destroy()), closedAt: () => closedAt }
+}
+
+/** An SSE connection on a run that never reads what it is sent. */
+const neverReads = (port: number, runId: string): Socket => {
+  const socket = connect(port, "127.0.0.1", () => {
+    socket.write(`GET /v1/runs/${runId}/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`)
+    socket.pause()
+  })
+  socket.on("error", () => {})
+  return socket
+}
+
+export const scenario: Scenario = {
+  id: 6,
+  name: "Bad and hostile input",
+  run: (ctx) =>
+    Effect.gen(function*() {
+      const began = Date.now()
+      const numRuns = ctx.quick ? 400 : 3000
+      const slowCount = ctx.quick ? 100 : 300
+      const neverReadCount = ctx.quick ? 10 : 50
+      const burstEvents = ctx.quick ? 10_000 : 50_000
+      const db = yield* freshDatabase(ctx.serverUrl)
+      const [server] = yield* Effect.all([
+        startEntry({ name: "s6-server", entry: "server", url: db.url, logDir: ctx.logDir }),
+        // Only for the large log of the never-reading clients: the fuzzer's runs stay queued.
+        startNode({ name: "s6-worker", role: "worker", url: db.url, logDir: ctx.logDir, env: { RUNSTREAM_WORKER_QUEUES: "s6-large-log", RUNSTREAM_WORKER_CONCURRENCY: "1" } })
+      ], { concurrency: "unbounded" })
+      const port = Number(new URL(server.baseUrl).port)
+      const program = yield* Layer.build(driverProgram(db.url, { maxConnections: 2 }))
+      const runs = Context.get(program, Runs)
+      const [large] = yield* runs.startMany([{ task: "faults.burst", input: { events: burstEvents, concurrency: 200, bytes: 200 }, options: { queue: "s6-large-log" } }])
+      const known = [large!.run.id]
+      const baselineMB = server.rssMB()
+
+      const accepted = new Set<string>(known)
+      const byStatus = new Map<number, number>()
+      const serverErrors = new Map<string, { n: number; example: string }>()
+      const violations: Array<string> = []
+      let tried = 0
+      const property = fc.asyncProperty(cases(known), async (c) => {
+        tried++
+        const answer = await send(server.baseUrl, c)
+        byStatus.set(answer.status, (byStatus.get(answer.status) ?? 0) + 1)
+        if (answer.runId !== undefined) accepted.add(answer.runId)
+        if (answer.status >= 500) {
+          const key = `${c.method} ${c.path.split("?")[0]!.replace(/\/v1\/runs\/[^/]+/, "/v1/runs/:id")} → ${answer.status} ${answer.why}`
+          const seen = serverErrors.get(key)
+          serverErrors.set(key, { n: (seen?.n ?? 0) + 1, example: seen?.example ?? describeBody(c.body) })
+        }
+        if (!answer.ok) {
+          if (violations.length < 5) violations.push(`${c.method} ${c.path.slice(0, 100)} (body ${describeBody(c.body)}): ${answer.why}`)
+          return false
+        }
+        return true
+      })
+
+      // Phase 1: the property alone.
+      const seed = Date.now() % 2_147_483_647
+      const outcome = yield* Effect.promise(() => fc.check(property, { numRuns, seed, endOnFailure: true }))
+      const phase1 = tried
+
+      // Phase 2: hostile clients, while a tenth as many cases run again and /healthz is probed.
+      const hostileStart = Date.now()
+      const slow = Array.from({ length: slowCount }, (_, i) => slowClient(port, i % 2 === 0 ? "headers" : "body"))
+      const silent = Array.from({ length: neverReadCount }, () => neverReads(port, large!.run.id))
+      yield* Effect.addFinalizer(() => Effect.sync(() => {
+        for (const s of slow) s.stop()
+        for (const s of silent) s.destroy()
+      }))
+      const rss: Array<number> = []
+      const health: Array<number> = []
+      let healthFailures = 0
+      let lastHealthy = Date.now()
+      let longestSilence = 0
+      const probe = setInterval(() => {
+        rss.push(server.rssMB())
+        const at = Date.now()
+        fetch(`${server.baseUrl}/healthz`, { signal: AbortSignal.timeout(10_000) }).then(
+          (r) => {
+            if (!r.ok) return healthFailures++
+            health.push(Date.now() - at)
+            longestSilence = Math.max(longestSilence, Date.now() - lastHealthy)
+            lastHealthy = Date.now()
+          },
+          () => healthFailures++
+        )
+      }, 500)
+      yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(probe)))
+      const hostileSeed = seed + 1
+      const hostile = yield* Effect.promise(() => fc.check(property, { numRuns: Math.ceil(numRuns / 10), seed: hostileSeed, endOnFailure: true }))
+      // The slow clients get at least this long.
+      const hostileFor = ctx.quick ? 20_000 : 70_000
+      yield* Effect.sleep(Math.max(0, hostileFor - (Date.now() - hostileStart)))
+      clearInterval(probe)
+      longestSilence = Math.max(longestSilence, Date.now() - lastHealthy)
+      const slowOpen = slow.filter((s) => s.closedAt() === undefined).length
+      const peakMB = Math.max(baselineMB, ...rss)
+      for (const s of slow) s.stop()
+      for (const s of silent) s.destroy()
+      const healthAfter = yield* Effect.either(getStatus(`${server.baseUrl}/healthz`, 5000))
+      const readyAfter = yield* Effect.either(getStatus(`${server.baseUrl}/readyz`, 5000))
+
+      // Nothing written but by the accepted requests.
+      const strays = yield* query<{ what: string; n: number }>(db.url, `
+        SELECT 'runs' AS what, count(*)::int AS n FROM runstream_runs WHERE NOT (id = ANY($1::uuid[]))
+        UNION ALL SELECT 'events', count(*)::int FROM runstream_events e WHERE NOT EXISTS (SELECT 1 FROM runstream_runs r WHERE r.id = e.run_id) OR NOT (e.run_id = ANY($1::uuid[]))
+        UNION ALL SELECT 'jobs', count(*)::int FROM runstream_jobs j WHERE NOT (j.run_id = ANY($1::uuid[]))
+        UNION ALL SELECT 'outbox', count(*)::int FROM runstream_outbox o WHERE NOT (o.run_id = ANY($1::uuid[]))`, [[...accepted]])
+      const strayCount = strays.reduce((n, s) => n + s.n, 0)
+      const check = yield* checkRuns(db.url)
+
+      const { expect, failures } = makeChecks()
+      const shrunk = (o: typeof outcome) => o.counterexample === null ? "" : `; shrunk: ${JSON.stringify(o.counterexample).slice(0, 300)}`
+      expect(!outcome.failed, `every answer is a success or a JSON error (failed after ${outcome.numRuns} cases, seed ${seed}: ${violations.join(" | ")}${shrunk(outcome)})`)
+      expect(!hostile.failed, `with hostile clients too (failed after ${hostile.numRuns} cases, seed ${hostileSeed}: ${violations.join(" | ")}${shrunk(hostile)})`)
+      expect(server.alive() && healthAfter._tag === "Right" && healthAfter.right === 200 && readyAfter._tag === "Right" && readyAfter.right === 200, "the server is up and ready at the end")
+      expect(longestSilence <= 15_000, `/healthz answers at least every 15 s under hostile clients (longest silence ${seconds(longestSilence)})`)
+      expect(strayCount === 0, `no row written by a refused request (${strays.map((s) => `${s.n} ${s.what}`).join(", ")})`)
+      expect(serverErrors.size === 0, `bad input is refused with a 4xx, not a 5xx (${[...serverErrors].map(([k, e]) => `${e.n} × ${k}, e.g. ${e.example}`).join("; ")})`)
+      expect(check.gaps === 0, `logs stay contiguous (${check.gaps})`)
+
+      const statuses = [...byStatus].sort(([a], [b]) => a - b).map(([s, n]) => `${s === 0 ? "not sent" : s}: ${n}`).join(", ")
+      return {
+        id: 6,
+        name: "Bad and hostile input",
+        load: `${tried} fuzz cases (fast-check), ${slowCount} slowloris, ${neverReadCount} never-reading SSE clients`,
+        faults: "random/huge/deep/unicode bodies, wrong types, invalid ids/cursors, slow and silent clients",
+        lost: `${strayCount} stray rows`,
+        duplicated: "n/a",
+        recovery: `p99 /healthz ${seconds(percentile(health, 99))} under attack`,
+        passed: failures.length === 0,
+        durationMs: Date.now() - began,
+        figures: [
+          ["cases tried", `${tried}: ${phase1} alone (seed ${seed}), ${tried - phase1} with the hostile clients (seed ${hostileSeed}); answers by status: ${statuses}`],
+          ["runs accepted", `${accepted.size - known.length}; rows not written by an accepted request: ${strays.map((s) => `${s.n} ${s.what}`).join(", ")}`],
+          ["5xx answers", serverErrors.size === 0 ? "none" : [...serverErrors].map(([k, e]) => `${e.n} × ${k}, e.g. body ${e.example}`).join("; ")],
+          ["slow clients", `${slowCount} slowloris (headers a line every 2 s, or a body a byte a second): ${slowOpen} still open after ${seconds(Date.now() - hostileStart)}; ${neverReadCount} SSE clients that never read a ${burstEvents.toLocaleString("en")}-event log`],
+          ["server under the hostile clients", `${server.alive() ? "alive" : "DEAD"}; /healthz every 0.5 s: p50 ${percentile(health, 50).toFixed(0)} ms, p99 ${percentile(health, 99).toFixed(0)} ms, ${healthFailures} failed or over 10 s, longest silence ${seconds(longestSilence)}; RSS ${baselineMB.toFixed(0)} MB before, peak ${peakMB.toFixed(0)} MB`]
+        ],
+        failures
+      }
+    }).pipe(asFault)
+}
