@@ -729,7 +729,8 @@ const main = Effect.gen(function*() {
       { metric: "  postgres CPU per run (ms)", value: (t) => t.postgresCpuMsPerRun, digits: 3 },
       { metric: "worker peak RSS (MB)", value: (t) => t.peakRssMB, digits: 1, target: { op: "<=", value: 150 } },
       { metric: "  worker RSS before claiming (MB)", value: (t) => t.baselineRssMB, digits: 1 },
-      { metric: "  worker heap used at the end (MB)", value: (t) => t.heapUsedMB, digits: 1 }
+      { metric: "  worker V8 heap used, peak (MB)", value: (t) => t.peakHeapUsedMB, digits: 1 },
+      { metric: "  worker V8 heap used before claiming (MB)", value: (t) => t.baselineHeapUsedMB, digits: 1 }
     ]),
     ...rowsOf(latency, [
       { metric: "start latency p50 (ms, start call → body)", value: (l) => l.p50, digits: 2, target: { op: "<=", value: 2 } },

@@ -28,6 +28,9 @@ export interface ThroughputResult {
   /** RSS when the workers were about to start (the program's baseline). */
   readonly baselineRssMB: number
   readonly heapUsedMB: number
+  /** The largest V8 heap in use seen while draining (sampled every 25 ms). */
+  readonly peakHeapUsedMB: number
+  readonly baselineHeapUsedMB: number
   readonly events: number
   readonly eventsPerRun: string
   readonly outboxLeft: number
@@ -50,6 +53,7 @@ const program = Effect.gen(function*() {
   let ended = 0
   let failed = 0
   let peakRss = process.memoryUsage.rss()
+  let peakHeap = process.memoryUsage().heapUsed
   yield* Queue.takeBetween(subscription, 1, Number.MAX_SAFE_INTEGER).pipe(
     Effect.flatMap((batch) => {
       for (const message of batch) {
@@ -68,10 +72,13 @@ const program = Effect.gen(function*() {
     Effect.forkScoped
   )
   const sampler = setInterval(() => {
-    peakRss = Math.max(peakRss, process.memoryUsage.rss())
+    const usage = process.memoryUsage()
+    peakRss = Math.max(peakRss, usage.rss)
+    peakHeap = Math.max(peakHeap, usage.heapUsed)
   }, 25)
 
   const baselineRss = process.memoryUsage.rss()
+  const baselineHeap = process.memoryUsage().heapUsed
   yield* toParent({ type: "ready" })
   const cpuBefore = process.cpuUsage()
   const wallBefore = nowMs()
@@ -110,6 +117,8 @@ const program = Effect.gen(function*() {
     peakRssMB: peakRssBytes / 1024 / 1024,
     baselineRssMB: baselineRss / 1024 / 1024,
     heapUsedMB: heapUsed / 1024 / 1024,
+    peakHeapUsedMB: peakHeap / 1024 / 1024,
+    baselineHeapUsedMB: baselineHeap / 1024 / 1024,
     events: row.events,
     eventsPerRun: row.per_run,
     outboxLeft: row.outbox,
