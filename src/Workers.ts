@@ -338,11 +338,13 @@ export const make = (options: WorkersOptions) =>
     )
 
     const heartbeat = Effect.gen(function*() {
-      const runs = [...inFlight].map(([runId, entry]) => ({ runId, attempt: entry.claim.attempt }))
+      const entries = [...inFlight.values()]
+      const runs = entries.map((entry) => ({ runId: entry.claim.runId, attempt: entry.claim.attempt }))
       const result = yield* queue.heartbeat({ workerId, runs, leaseMs })
-      for (const { runId } of runs) {
-        if (!result.held.has(runId)) yield* stopRun(runId, "leaseLost")
-        else if (result.cancelRequested.has(runId)) yield* stopRun(runId, "cancel")
+      // Stop the very attempts asked about: the run may have been claimed again meanwhile.
+      for (const entry of entries) {
+        if (!result.held.has(entry.claim.runId)) yield* stopEntry(entry, "leaseLost")
+        else if (result.cancelRequested.has(entry.claim.runId)) yield* stopEntry(entry, "cancel")
       }
     }).pipe(Effect.catchAllCause((cause) => Effect.logWarning("heartbeat failed", cause)))
 
