@@ -51,7 +51,8 @@ export const make = Effect.gen(function*() {
         await client.connect()
         return client
       }),
-      (client) => Effect.promise(() => client.end().catch(() => undefined)).pipe(Effect.timeoutOption(1000))
+      // Release runs uninterruptibly: let the timeout cut a stalled `end()`.
+      (client) => Effect.promise(() => client.end().catch(() => undefined)).pipe(Effect.interruptible, Effect.timeoutOption(1000))
     )
     const closed = yield* Deferred.make<void, Error>()
     client.on("notification", (msg) => {

@@ -43,8 +43,17 @@ export interface Finish {
 /** Who may end an attempt: the worker that holds its lease, or anyone once it expired. */
 export type Holder = { readonly workerId: string } | { readonly expiredBefore: Date }
 
+export interface ClaimOptions {
+  readonly workerId: string
+  readonly queues: ReadonlyArray<string>
+  readonly tasks?: ReadonlyArray<string> | undefined
+  readonly limit: number
+  readonly leaseMs: number
+}
+
 export interface EnqueueItem {
   readonly runId: RunId
+  readonly task: string
   readonly queue: string
   readonly priority: number
   readonly runAt: Date
@@ -53,13 +62,12 @@ export interface EnqueueItem {
 export class Queue extends Context.Tag("runstream/Queue")<Queue, {
   /** Adds runs to the queue; joins the caller's transaction. */
   readonly enqueue: (items: ReadonlyArray<EnqueueItem>) => Effect.Effect<void, SqlError.SqlError>
-  /** Claims up to `limit` due runs of `queues`, highest priority first, with a lease. */
-  readonly claim: (options: {
-    readonly workerId: string
-    readonly queues: ReadonlyArray<string>
-    readonly limit: number
-    readonly leaseMs: number
-  }) => Effect.Effect<ReadonlyArray<Claim>, SqlError.SqlError>
+  /**
+   * Claims up to `limit` due runs of `queues`, highest priority first, with a
+   * lease; only runs of `tasks` when given (a worker takes only what it can run,
+   * so a rolling deploy does not fail runs of tasks that older workers lack).
+   */
+  readonly claim: (options: ClaimOptions) => Effect.Effect<ReadonlyArray<Claim>, SqlError.SqlError>
   /**
    * Extends the leases the worker still holds. Returns the runs whose lease it
    * still holds and, among them, those whose cancellation was requested.
@@ -134,22 +142,18 @@ export const make = Effect.gen(function*() {
 
   const enqueue = (items: ReadonlyArray<EnqueueItem>) =>
     items.length === 0 ? Effect.void : sql`
-      INSERT INTO runstream_jobs (run_id, queue, priority, run_at)
-      SELECT run_id, queue, priority, run_at FROM jsonb_to_recordset(${
-      JSON.stringify(items.map((i) => ({ run_id: i.runId, queue: i.queue, priority: i.priority, run_at: i.runAt })))
-    }::jsonb) AS t(run_id uuid, queue text, priority integer, run_at timestamptz)`.pipe(Effect.asVoid)
+      INSERT INTO runstream_jobs (run_id, task, queue, priority, run_at)
+      SELECT run_id, task, queue, priority, run_at FROM jsonb_to_recordset(${
+      JSON.stringify(items.map((i) => ({ run_id: i.runId, task: i.task, queue: i.queue, priority: i.priority, run_at: i.runAt })))
+    }::jsonb) AS t(run_id uuid, task text, queue text, priority integer, run_at timestamptz)`.pipe(Effect.asVoid)
 
-  const claim = Effect.fn("Queue.claim")(function*(options: {
-    readonly workerId: string
-    readonly queues: ReadonlyArray<string>
-    readonly limit: number
-    readonly leaseMs: number
-  }) {
+  const claim = Effect.fn("Queue.claim")(function*(options: ClaimOptions) {
     const at = yield* now
     const rows = yield* sql<ClaimRow>`
       WITH picked AS (
         SELECT run_id FROM runstream_jobs
         WHERE queue = ANY(${options.queues}) AND locked_until IS NULL AND run_at <= ${at}
+          AND (${options.tasks === undefined}::boolean OR task = ANY(${options.tasks ?? []}::text[]))
         ORDER BY priority DESC, run_at, run_id
         LIMIT ${options.limit} FOR UPDATE SKIP LOCKED
       ), leased AS (
@@ -286,7 +290,7 @@ export const make = Effect.gen(function*() {
         outcome: row.cancel_requested
           ? { _tag: "cancelled" }
           : row.attempt >= row.max_attempts
-          ? { _tag: "failed", error: { ...error, retryable: false } }
+          ? { _tag: "failed", error }
           : { _tag: "retrying", error, delayMs: 0 }
       }))
       // `finish` re-checks expiry under the row locks: a lease renewed in the

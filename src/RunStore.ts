@@ -153,6 +153,7 @@ export const make = Effect.gen(function*() {
         SELECT * FROM inserted`
       yield* queue.enqueue(inserted.map((row) => ({
         runId: row.id,
+        task: row.task,
         queue: row.queue,
         priority: row.priority,
         runAt: row.run_at

@@ -300,7 +300,7 @@ export const make = (options: WorkersOptions) =>
      */
     const claimBatch = (limit: number) =>
       Effect.gen(function*() {
-        const claims = yield* queue.claim({ workerId, queues: options.queues, limit, leaseMs })
+        const claims = yield* queue.claim({ workerId, queues: options.queues, tasks: registry.names, limit, leaseMs })
         if (claims.length > 0) yield* outbox.written
         for (const claim of claims) {
           // This pool lost the run's previous attempt (its lease lapsed) and got it back.

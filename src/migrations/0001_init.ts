@@ -46,6 +46,7 @@ export default Effect.gen(function*() {
     CREATE TABLE runstream_jobs (
       run_id uuid PRIMARY KEY,
       queue text NOT NULL,
+      task text NOT NULL,
       priority integer NOT NULL,
       run_at timestamptz NOT NULL,
       attempt integer NOT NULL DEFAULT 0,

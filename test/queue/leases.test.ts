@@ -96,7 +96,7 @@ describe.concurrent("lease expiry and fencing", () => {
       const done = yield* RunstreamTest.waitForRunCompletion(run.id, patience).pipe(withWorkers())
       expect(done.status).toBe("failed")
       expect(done.attempt).toBe(1)
-      expect(done.error).toEqual({ tag: "LeaseExpired", message: "the worker stopped renewing its lease", retryable: false })
+      expect(done.error).toEqual({ tag: "LeaseExpired", message: "the worker stopped renewing its lease", retryable: true })
       expect(typesOf(yield* logOf(run.id))).toEqual(["run.queued", "run.started", "run.failed"])
       expect(Option.isNone(yield* jobOf(run.id))).toBe(true)
     }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Echo], workers: false }))))
