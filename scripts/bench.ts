@@ -598,7 +598,10 @@ interface Phase<A> {
 const describeFailure = (cause: Cause.Cause<unknown>) => {
   const failure = Cause.failureOption(cause)
   const error = Option.isSome(failure) ? failure.value : Cause.squash(cause)
-  const message = typeof error === "object" && error !== null && "message" in error ? String(error.message) : String(error)
+  const text = (e: unknown) => typeof e === "object" && e !== null && "message" in e ? String(e.message) : String(e)
+  // An SqlError says "Failed to execute statement"; the driver's error is its cause.
+  const inner = typeof error === "object" && error !== null && "cause" in error ? error.cause : undefined
+  const message = inner === undefined ? text(error) : `${text(error)}: ${text(inner)}`
   return message.split("\n").slice(0, 3).join(" ").slice(0, 400)
 }
 
