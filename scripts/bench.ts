@@ -24,7 +24,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { cpus, loadavg, tmpdir } from "node:os"
 import { dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
-import { Cause, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Redacted, Stream } from "effect"
+import { Cause, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Queue, Redacted, Stream } from "effect"
 import type { RunId } from "../src/domain/Ids.ts"
 import * as Embedded from "../src/internal/embeddedPostgres.ts"
 import { Runs } from "../src/Runs.ts"
@@ -67,6 +67,7 @@ interface Flags {
   readonly subscribers: number
   readonly events: number
   readonly intervalMs: number
+  readonly deliveryWarmup: number
   readonly bus: "postgres" | "memory" | "both"
   readonly backfill: number
   readonly cpuProf: string | undefined
@@ -83,9 +84,11 @@ const usage = `usage: npm run bench -- [flags]
   --batch N              throughput: runs per startMany (1000)
   --concurrency N        worker concurrency (10)
   --latency-runs N       latency: runs started one at a time (500)
+  --warmup N             latency: unmeasured starts first (20)
   --subscribers N        delivery: subscribers following the run (100)
   --events N             delivery: ticks emitted (200)
   --interval-ms N        delivery: ms between emits (5)
+  --delivery-warmup N    delivery: events of an unmeasured first run in the same processes (100)
   --bus B                delivery: postgres (cross-process), memory, or both (both; the JSON reports postgres)
   --backfill N           backfill: events in the run (100000)
   --cpu-prof DIR         write V8 CPU profiles of the child processes to DIR
@@ -135,6 +138,7 @@ const parseFlags = (argv: ReadonlyArray<string>): Flags => {
     subscribers: int("subscribers", 100, 20),
     events: int("events", 200, 50),
     intervalMs: int("interval-ms", 5),
+    deliveryWarmup: int("delivery-warmup", 100, 20),
     bus,
     backfill: int("backfill", 100_000, 10_000),
     cpuProf: cpuProf === undefined ? undefined : resolve(cpuProf),
@@ -485,23 +489,27 @@ const deliveryStats = (emittedAt: Record<number, number>, received: ReadonlyArra
 const deliveryRep = (server: Server, flags: Flags, bus: "memory" | "postgres", rep: number) =>
   Effect.scoped(Effect.gen(function*() {
     const db = yield* makeDatabase(server.url)
-    const input = { events: flags.events, intervalMs: flags.intervalMs }
-    const deadline = Duration.sum(Duration.seconds(60), Duration.millis(flags.events * flags.intervalMs))
-    let result: DeliveryRep
+    let program: Context.Context<Runs>
+    /** Lets the current run's body start emitting; then what it reports of its emits. */
+    let go: Effect.Effect<void>
+    let emitted: Effect.Effect<Record<number, number>, BenchError>
     if (bus === "memory") {
       // One process: the emitting worker, the relay and the subscribers.
-      const go = yield* Deferred.make<void>()
-      const emittedAt: Record<number, number> = {}
-      const Paced = makePaced({ go: Deferred.await(go), emitted: (seq, at) => void (emittedAt[seq] = at), finished: Effect.void })
-      const program = yield* Layer.build(programLayer({ url: db.url, tasks: [Paced], bus, workers: { concurrency: 1 } }))
-      const runs = Context.get(program, Runs)
-      const run = yield* runs.start(Paced, input)
-      const followers = yield* follow(runs, run.id, flags.subscribers)
-      yield* followers.ready
-      const goAt = nowMs()
-      yield* Deferred.succeed(go, undefined)
-      result = deliveryStats(emittedAt, yield* followers.done.pipe(within(deadline, "the subscribers did not see the run end")))
-      yield* profileWindow(flags, goAt)
+      const gate = yield* Queue.unbounded<void>()
+      const results = yield* Queue.unbounded<Record<number, number>>()
+      let emittedAt: Record<number, number> = {}
+      const Paced = makePaced({
+        go: Queue.take(gate),
+        emitted: (seq, at) => void (emittedAt[seq] = at),
+        finished: Effect.suspend(() => {
+          const done = emittedAt
+          emittedAt = {}
+          return Queue.offer(results, done)
+        })
+      })
+      program = yield* Layer.build(programLayer({ url: db.url, tasks: [Paced], bus, workers: { concurrency: 1 } }))
+      go = Queue.offer(gate, undefined)
+      emitted = Queue.take(results)
     } else {
       // The emitting worker (and its relay, which NOTIFYs) in another process.
       const child = yield* spawnChild({
@@ -511,20 +519,30 @@ const deliveryRep = (server: Server, flags: Flags, bus: "memory" | "postgres", r
         execArgv: childExecArgv(flags, "delivery-emitter")
       })
       yield* child.next("ready")
+      yield* Effect.addFinalizer(() => Effect.ignore(child.send({ type: "stop" })))
       const Paced = makePaced({ go: Effect.void, emitted: () => {}, finished: Effect.void })
-      const program = yield* Layer.build(programLayer({ url: db.url, tasks: [Paced], bus, workers: false }))
-      const runs = Context.get(program, Runs)
-      const run = yield* runs.start(Paced, input)
-      const followers = yield* follow(runs, run.id, flags.subscribers)
-      yield* followers.ready
-      const goAt = nowMs()
-      yield* child.send({ type: "go" })
-      const received = yield* followers.done.pipe(within(deadline, "the subscribers did not see the run end"))
-      yield* profileWindow(flags, goAt)
-      const emitted = (yield* child.next("result"))["result"] as EmitterResult
-      yield* child.send({ type: "stop" })
-      result = deliveryStats(emitted.emittedAt, received)
+      program = yield* Layer.build(programLayer({ url: db.url, tasks: [Paced], bus, workers: false }))
+      go = child.send({ type: "go" })
+      emitted = Effect.map(child.next("result"), (message) => (message["result"] as EmitterResult).emittedAt)
     }
+    const runs = Context.get(program, Runs)
+    const Paced = makePaced({ go: Effect.void, emitted: () => {}, finished: Effect.void })
+    /** One run followed by all the subscribers: what each received, and when each emit returned. */
+    const round = (events: number) =>
+      Effect.gen(function*() {
+        const deadline = Duration.sum(Duration.seconds(60), Duration.millis(events * flags.intervalMs))
+        const run = yield* runs.start(Paced, { events, intervalMs: flags.intervalMs })
+        const followers = yield* follow(runs, run.id, flags.subscribers)
+        yield* followers.ready
+        const goAt = nowMs()
+        yield* go
+        const received = yield* followers.done.pipe(within(deadline, "the subscribers did not see the run end"))
+        yield* profileWindow(flags, goAt)
+        return deliveryStats(yield* emitted, received)
+      })
+    // A first run warms up the code paths of both processes (JIT), as in a long-lived program.
+    if (flags.deliveryWarmup > 0) yield* round(flags.deliveryWarmup)
+    const result = yield* round(flags.events)
     if (flags.pgStats) yield* statementReport(server, db.name, `delivery (${bus}) rep ${rep}`)
     yield* progress(
       `  delivery (${bus}) ${rep}: p50 ${fmt(result.p50, 2)} ms, p99 ${fmt(result.p99, 2)} ms, max ${fmt(result.max, 2)} ms (${

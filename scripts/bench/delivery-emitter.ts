@@ -4,9 +4,10 @@
  * ticks on a fixed schedule and records when each `emit` returned. The relay
  * of this process NOTIFYs; the subscribers live in the bench's process.
  *
- * env: BENCH_DATABASE_URL. Messages: sends `ready`, receives `go`, sends `result`.
+ * env: BENCH_DATABASE_URL. Messages: sends `ready`; then, for each run, receives
+ * `go` and sends `result` when the body has emitted everything; `stop` ends it.
  */
-import { Deferred, Effect, Layer } from "effect"
+import { Effect, Layer, Queue } from "effect"
 import { fromParent, makePaced, programLayer, runChild, toParent } from "./common.ts"
 
 export interface EmitterResult {
@@ -17,24 +18,25 @@ export interface EmitterResult {
 const url = process.env["BENCH_DATABASE_URL"]!
 
 const program = Effect.gen(function*() {
-  const go = yield* Deferred.make<void>()
-  const emittedAt: Record<number, number> = {}
-  const done = yield* Deferred.make<void>()
+  // Every `go` is kept until a run's body takes it, whenever it arrives.
+  const go = yield* Queue.unbounded<void>()
+  process.on("message", (message) => {
+    if ((message as { type?: unknown }).type === "go") go.unsafeOffer(undefined)
+  })
+  let emittedAt: Record<number, number> = {}
   const Paced = makePaced({
-    go: Deferred.await(go),
+    go: Queue.take(go),
     emitted: (seq, at) => {
       emittedAt[seq] = at
     },
-    finished: Deferred.succeed(done, undefined)
+    finished: Effect.suspend(() => {
+      const result: EmitterResult = { emittedAt }
+      emittedAt = {}
+      return toParent({ type: "result", result })
+    })
   })
   yield* Layer.build(programLayer({ url, tasks: [Paced], bus: "postgres", workers: { concurrency: 1 } }))
   yield* toParent({ type: "ready" })
-  yield* fromParent("go")
-  yield* Deferred.succeed(go, undefined)
-  yield* Deferred.await(done)
-  const result: EmitterResult = { emittedAt }
-  yield* toParent({ type: "result", result })
-  // Stay up until the bench has what it needs (the relay publishes the end).
   yield* fromParent("stop")
 })
 
