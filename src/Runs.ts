@@ -9,6 +9,7 @@ import { makeRunId, type RunId } from "./domain/Ids.ts"
 import { isFinished, type Run, type RunStatus } from "./domain/Run.ts"
 import { isTerminalType, type RunEvent } from "./domain/RunEvent.ts"
 import { EventBus } from "./EventBus.ts"
+import { unstorableInJsonb } from "./internal/jsonb.ts"
 import { EventLog } from "./EventLog.ts"
 import { Outbox } from "./Outbox.ts"
 import { Queue as RunQueue } from "./Queue.ts"
@@ -96,8 +97,6 @@ const describe = (error: ParseResult.ParseError) => {
   return text.length > 2000 ? `${text.slice(0, 2000)}…` : text
 }
 
-/** Postgres `jsonb` cannot hold U+0000; refuse it up front, not with a 500. */
-const hasNul = (json: string) => /(^|[^\\])(\\\\)*\\u0000/.test(json)
 
 export const make = Effect.gen(function*() {
   const store = yield* RunStore
@@ -118,8 +117,8 @@ export const make = Effect.gen(function*() {
       if (bytes > config.maxInputBytes) {
         return yield* new PayloadTooLarge({ what: "input", bytes, limit: config.maxInputBytes })
       }
-      if (hasNul(json)) {
-        return yield* new InvalidInput({ message: "input: strings may not contain U+0000" })
+      if (unstorableInJsonb(json)) {
+        return yield* new InvalidInput({ message: "input: strings may not contain U+0000 or unpaired surrogates" })
       }
       return encoded
     }).pipe(

@@ -30,6 +30,7 @@ import type { RunError } from "./domain/Run.ts"
 import { TaskEventType } from "./domain/RunEvent.ts"
 import { type AppendItem, EventLog } from "./EventLog.ts"
 import * as GroupCommit from "./internal/GroupCommit.ts"
+import { unstorableInJsonb } from "./internal/jsonb.ts"
 import * as PriorityBuffer from "./internal/PriorityBuffer.ts"
 import { now } from "./internal/time.ts"
 import { Outbox } from "./Outbox.ts"
@@ -132,7 +133,6 @@ export const runErrorOf = (cause: Cause.Cause<unknown>): RunError => {
   return { tag: "Defect", message: message.slice(0, maxMessage), retryable: true }
 }
 
-const hasNul = (json: string) => /(^|[^\\])(\\\\)*\\u0000/.test(json)
 
 export const make = (options: WorkersOptions) =>
   Effect.gen(function*() {
@@ -197,8 +197,8 @@ export const make = (options: WorkersOptions) =>
             return yield* new InvalidInput({ message: `event type '${String(type).slice(0, 100)}' is empty, too long or reserved (run.*)` })
           }
           yield* log.checkSize(data)
-          if (hasNul(JSON.stringify(data ?? null))) {
-            return yield* new InvalidInput({ message: "event data: strings may not contain U+0000" })
+          if (unstorableInJsonb(JSON.stringify(data ?? null))) {
+            return yield* new InvalidInput({ message: "event data: strings may not contain U+0000 or unpaired surrogates" })
           }
           const seq = yield* write({ _tag: "emit", item: { runId: claim.runId, attempt: claim.attempt, type, data: data ?? null } })
           if (typeof seq !== "number") {

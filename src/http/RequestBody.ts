@@ -85,6 +85,26 @@ export const bytes = (limit: number) =>
   })
 
 /**
+ * Deeper JSON is refused: no real input needs it, and recursive code further on
+ * (error formatting, logging) would overflow the stack on it.
+ */
+export const maxNestingDepth = 64
+
+/** How deeply arrays and objects nest in a parsed JSON value (iteratively: no recursion). */
+export const nestingDepth = (value: unknown): number => {
+  let deepest = 0
+  const stack: Array<readonly [unknown, number]> = [[value, 0]]
+  while (stack.length > 0) {
+    const [current, depth] = stack.pop()!
+    if (current === null || typeof current !== "object") continue
+    if (depth + 1 > deepest) deepest = depth + 1
+    if (deepest > maxNestingDepth) return deepest
+    for (const child of Object.values(current)) stack.push([child, depth + 1])
+  }
+  return deepest
+}
+
+/**
  * The request's JSON body decoded with `schema`. Refuses (nothing is read
  * yet) a body that is not `application/json` (415) or declared over `limit`
  * (413); then malformed JSON (400 `invalid_json`) and values the schema
@@ -105,6 +125,9 @@ export const json = <A, I>(schema: Schema.Schema<A, I>, limit: number) =>
       try: () => JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(body)) as unknown,
       catch: (error) => badRequest("invalid_json", `the request body is not valid JSON: ${error instanceof Error ? error.message : "cannot be decoded"}`)
     })
+    if (nestingDepth(value) > maxNestingDepth) {
+      return yield* badRequest("invalid_json", `the request body is nested deeper than ${maxNestingDepth} levels`)
+    }
     return yield* Schema.decodeUnknown(schema, { errors: "all", onExcessProperty: "error" })(value).pipe(
       Effect.mapError((error) => invalidInput(ParseResult.ArrayFormatter.formatErrorSync(error)))
     )

@@ -1,0 +1,40 @@
+import { SqlClient } from "@effect/sql"
+import { describe, expect, it } from "@effect/vitest"
+import { Context, Effect, Layer } from "effect"
+import { Echo } from "../../src/demo/tasks.ts"
+import { nestingDepth } from "../../src/http/RequestBody.ts"
+import { unstorableInJsonb } from "../../src/internal/jsonb.ts"
+import { Runs } from "../../src/Runs.ts"
+import { RunstreamTest } from "../../src/testing/index.ts"
+
+describe("values Postgres jsonb cannot store", () => {
+  it("are recognised in JSON text: U+0000 and unpaired surrogates, not their escaped spellings", () => {
+    const check = (value: unknown) => unstorableInJsonb(JSON.stringify(value))
+    expect(check("x\udfffy")).toBe(true)
+    expect(check({ deep: ["\ud800"] })).toBe(true)
+    expect(check("a\u0000b")).toBe(true)
+    expect(check("😀 paired surrogates")).toBe(false)
+    expect(check("\\u0000 typed as text")).toBe(false)
+  })
+
+  it.scopedLive("are refused as InvalidInput at start, and nothing is written", () =>
+    Effect.gen(function*() {
+      const ctx = yield* Layer.build(RunstreamTest.layer({ tasks: [Echo], workers: false }))
+      const runs = Context.get(ctx, Runs)
+      const sql = Context.get(ctx, SqlClient.SqlClient)
+      for (const input of ["x\udfffy", { a: "\u0000" }]) {
+        const error = yield* runs.startMany([{ task: Echo.name, input }]).pipe(Effect.flip)
+        expect(error._tag).toBe("InvalidInput")
+      }
+      const [{ n }] = yield* sql<{ n: number }>`SELECT count(*)::integer AS n FROM runstream_runs`
+      expect(n).toBe(0)
+    }))
+
+  it("deeply nested request bodies are measured without recursion", () => {
+    let deep: unknown = 1
+    for (let i = 0; i < 100_000; i++) deep = [deep]
+    expect(nestingDepth(deep)).toBeGreaterThan(64)
+    expect(nestingDepth({ a: [1, { b: 2 }] })).toBe(3)
+    expect(nestingDepth("flat")).toBe(0)
+  })
+})
