@@ -43,7 +43,7 @@ export const start = (script: string, env: Record<string, string>) =>
         })
     )
 
-    const waitFor = (pattern: RegExp, timeout: Duration.DurationInput = "90 seconds") =>
+    const waitFor = (pattern: RegExp, timeout: Duration.DurationInput = "240 seconds") =>
       output.changes.pipe(
         Stream.filterMap((text) => Option.fromNullable(pattern.exec(text))),
         Stream.runHead,

@@ -47,7 +47,7 @@ const start = (body: Record<string, unknown>) =>
   })
 
 describe("processes", () => {
-  layer(Layer.provideMerge(server, database), { excludeTestServices: true, timeout: "180 seconds" })((it) => {
+  layer(Layer.provideMerge(server, database), { excludeTestServices: true, timeout: "300 seconds" })((it) => {
     it.scoped("events committed by a worker process reach an SSE client of the server; cancels reach the worker", () =>
       Effect.gen(function*() {
         const worker = yield* startWorker({ RUNSTREAM_WORKER_QUEUES: "default", RUNSTREAM_HEALTH_PORT: "0" })
@@ -75,7 +75,7 @@ describe("processes", () => {
         const elapsed = Date.now() - asked
         expect(cancelled.event).toBe("run.cancelled")
         expect(elapsed).toBeLessThan(1000)
-      }), { timeout: 180_000 })
+      }), { timeout: 300_000 })
 
     it.scoped("a worker stopped by SIGTERM exits 0 and hands its runs back; the next worker finishes them", () =>
       Effect.gen(function*() {
@@ -107,7 +107,7 @@ describe("processes", () => {
         for (const runId of runIds) {
           expect((yield* call(`/v1/runs/${runId}`)).body.run.status).toBe("succeeded")
         }
-      }), { timeout: 180_000 })
+      }), { timeout: 300_000 })
   })
 })
 
@@ -123,13 +123,13 @@ describe("entry points", () => {
         (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
       )
       const dev = yield* Child.start("src/main/dev.ts", { RUNSTREAM_DATA_DIR: dir, PORT: "0" })
-      const [, url] = yield* dev.waitFor(/Runstream dev server: (http:\/\/[\d.]+:\d+)/, "150 seconds")
+      const [, url] = yield* dev.waitFor(/Runstream dev server: (http:\/\/[\d.]+:\d+)/, "240 seconds")
       expect(yield* dev.output).toContain(join(dir, "pg"))
       const health = yield* Effect.promise(() => fetch(`${url}/healthz`).then((response) => response.json()))
       expect(health).toEqual({ status: "ok" })
       yield* dev.kill("SIGTERM")
       expect(yield* dev.exited).toEqual({ code: 0, signal: null })
-    }), { timeout: 180_000 })
+    }), { timeout: 300_000 })
 
   it.scoped("a bad setting stops start-up with a message naming each variable at fault", () =>
     Effect.gen(function*() {
@@ -144,5 +144,5 @@ describe("entry points", () => {
       expect(output).toContain("PORT: Expected an integer value but received \"eighty\"")
       expect(output).toContain("RUNSTREAM_MAX_STREAMS: must be between 1 and 1000000")
       expect(output).not.toMatch(/\n\s+at /)
-    }), { timeout: 180_000 })
+    }), { timeout: 300_000 })
 })
