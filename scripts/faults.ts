@@ -16,7 +16,7 @@
  *   --write-doc          write the table and figures into docs/reliability.md
  */
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
-import { availableParallelism, tmpdir } from "node:os"
+import { availableParallelism, loadavg, tmpdir } from "node:os"
 import { join } from "node:path"
 import { Duration, Effect, Exit, Layer } from "effect"
 import { FaultError, here } from "./faults/common.ts"
@@ -113,6 +113,7 @@ const writeDoc = (results: ReadonlyArray<ScenarioResult>, header: ReadonlyArray<
 const main = Effect.gen(function*() {
   const flags = parseFlags(process.argv.slice(2))
   const began = Date.now()
+  const loadBefore = loadavg()[0]!
   const logDir = mkdtempSync(join(tmpdir(), "runstream-faults-logs-"))
   const postgres = yield* Postgres.start
   const context: ScenarioContext = {
@@ -131,7 +132,7 @@ const main = Effect.gen(function*() {
   const header = [
     `Last run: ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC, ${flags.quick ? "quick (`--quick`)" : "full"} version, ` +
     `${(totalMs / 1000).toFixed(0)} s in all, Node ${process.version}, ${flags.databaseUrl === undefined ? "embedded Postgres" : "Postgres at --database-url"}, ` +
-    `${availableParallelism()} CPU cores.`
+    `${availableParallelism()} CPU cores, load average ${loadBefore.toFixed(1)} at the start and ${loadavg()[0]!.toFixed(1)} at the end (other work on the machine shares them).`
   ]
   console.log(`\n${text(results, header.join(" "))}`)
   if (flags.writeDoc) writeDoc(results, header)

@@ -317,11 +317,18 @@ export const spawn = (options: SpawnOptions) =>
         tail
       }
     }),
-    (child) =>
-      child.kill("SIGTERM").pipe(
-        Effect.timeoutOption("5 seconds"),
-        Effect.flatMap((done) => Option.isNone(done) ? child.kill("SIGKILL") : Effect.void)
-      )
+    // The SIGKILL timer lives in the callback: a finalizer is uninterruptible,
+    // so an Effect timeout could not cut the wait short.
+    ({ process: child }) =>
+      Effect.async<void>((resume) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
+        const timer = setTimeout(() => child.kill("SIGKILL"), 5000)
+        child.once("exit", () => {
+          clearTimeout(timer)
+          resume(Effect.void)
+        })
+        child.kill("SIGTERM")
+      })
   )
 
 /** The suite's process program (see node.ts). */

@@ -44,6 +44,7 @@ export const scenario: Scenario = {
       const began = Date.now()
       const runCount = ctx.quick ? 300 : 1000
       const faults = ctx.quick ? 8 : 30
+      const maxRuns = runCount * 3
       const db = yield* freshDatabase(ctx.serverUrl)
       const target = new URL(db.url)
       const proxy = yield* Proxy.make({ host: target.hostname, port: Number(target.port || 5432) })
@@ -56,7 +57,7 @@ export const scenario: Scenario = {
         startEntry({ name: "s4-worker-b", entry: "worker", url: db.url, logDir: ctx.logDir, env: workerEnv })
       ], { concurrency: "unbounded" })
 
-      const ids = yield* startRunsOverHttp(server.baseUrl, runCount, (i) => ({
+      const ids: Array<string> = yield* startRunsOverHttp(server.baseUrl, runCount, (i) => ({
         task: "demo.count",
         input: { to: 20, delayMs: 50 },
         maxAttempts: 20,
@@ -74,7 +75,13 @@ export const scenario: Scenario = {
       let round: Array<Fault> = []
       const recoveries: Array<number> = []
       let unmeasured = 0
-      while (injected.length < faults && (yield* unfinished(db.url)) > 0) {
+      let started = ids.length
+      while (injected.length < faults) {
+        // Work for every fault: more runs when the queue runs low (bounded).
+        if ((yield* unfinished(db.url)) < 40 && started < maxRuns) {
+          ids.push(...(yield* startRunsOverHttp(server.baseUrl, 100, (i) => ({ task: "demo.count", input: { to: 20, delayMs: 50 }, maxAttempts: 20, idempotencyKey: `s4-${started + i}` }))))
+          started += 100
+        }
         // Shuffled rounds of every kind: each kind comes up as often as the others.
         const fault = injected.length % faultKinds.length === 0 ? (round = shuffle(faultKinds))[0]! : round[injected.length % faultKinds.length]!
         injected.push(fault)
@@ -115,7 +122,6 @@ export const scenario: Scenario = {
       const alive = a.alive()
 
       const { expect, failures } = makeChecks()
-      expect(injected.length === faults, `${faults} faults injected (${injected.length}; the runs were done first)`)
       expect(check.lost === 0, `no run lost (${check.lost}: ${check.examples.join(", ")})`)
       expect(check.multiTerminal === 0 && check.badTerminal === 0 && check.statusMismatch === 0, `no run completed twice (${check.multiTerminal} with several terminal events, ${check.statusMismatch} status mismatches)`)
       expect(check.gaps === 0, `no gap or duplicate seq (${check.gaps})`)
@@ -126,7 +132,7 @@ export const scenario: Scenario = {
       return {
         id: 4,
         name: "Network faults to the database",
-        load: `${runCount} runs × 23 events, 1 server, 2 workers (one behind the proxy)`,
+        load: `${ids.length} runs × 23 events, 1 server, 2 workers (one behind the proxy)`,
         faults: `${injected.length}: ${[...counts].map(([f, n]) => `${n} × ${f}`).join(", ")}`,
         lost: String(check.lost),
         duplicated: `${check.multiTerminal} completed twice`,

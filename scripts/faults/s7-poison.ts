@@ -48,7 +48,8 @@ export const scenario: Scenario = {
           RUNSTREAM_WORKER_CONCURRENCY: "10",
           RUNSTREAM_LEASE: "2 seconds",
           RUNSTREAM_RECLAIM_INTERVAL: "500 millis",
-          RUNSTREAM_WORKER_POLL: "500 millis"
+          RUNSTREAM_WORKER_POLL: "500 millis",
+          RUNSTREAM_SHUTDOWN_GRACE: "2 seconds"
         }
       })
 
@@ -81,6 +82,11 @@ export const scenario: Scenario = {
 
       const alive = worker.alive()
       const pong = alive ? yield* Effect.either(Effect.zipRight(worker.send({ type: "ping" }), worker.next("pong", "5 seconds"))) : undefined
+      // A graceful stop: in-flight runs get the grace (2 s), then are handed back.
+      const stopping = Date.now()
+      const stopped = yield* worker.kill("SIGTERM").pipe(Effect.timeoutOption("15 seconds"))
+      const stopMs = Date.now() - stopping
+      if (Option.isNone(stopped)) yield* worker.kill("SIGKILL")
       const check = yield* checkRuns(db.url)
       const rows = yield* query<{ id: string; task: string; status: string; attempt: number; max_attempts: number; tag: string | null; message: string | null; ms: number | null }>(db.url, `
         SELECT id, task, status, attempt, max_attempts, error->>'tag' AS tag, error->>'message' AS message,
@@ -109,6 +115,8 @@ export const scenario: Scenario = {
         }
       }
 
+      figures.push(["graceful stop (SIGTERM, grace 2 s)", Option.isSome(stopped) ? `exited in ${seconds(stopMs)}` : "did NOT exit within 15 s (killed)"])
+      expect(Option.isSome(stopped), "the worker stops on SIGTERM within its grace (+ 13 s)")
       const healthyRows = rows.filter((row) => kindOf.has(row.id) && kindOf.get(row.id) === undefined)
       const healthyOk = healthyRows.filter((row) => row.status === "succeeded").length
       const disturbed = healthyRows.filter((row) => row.attempt > 1)
