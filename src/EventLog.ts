@@ -76,10 +76,12 @@ export const make = Effect.gen(function*() {
           SELECT run_id, attempt, count(*)::integer AS n FROM input GROUP BY run_id, attempt
         ), locked AS (
           SELECT r.id FROM runstream_runs r JOIN counts c ON c.run_id = r.id AND c.attempt = r.attempt
-          WHERE r.status = 'running' ORDER BY r.id FOR NO KEY UPDATE OF r
+          -- By key: the planner has no estimate for the JSON input (see Queue.finish).
+          WHERE r.id = ANY(ARRAY(SELECT run_id FROM counts)) AND r.status = 'running'
+          ORDER BY r.id FOR NO KEY UPDATE OF r
         ), bumped AS (
           UPDATE runstream_runs r SET last_seq = r.last_seq + c.n
-          FROM counts c, locked l WHERE r.id = c.run_id AND l.id = c.run_id
+          FROM counts c, locked l WHERE r.id = c.run_id AND l.id = c.run_id AND r.id = ANY(ARRAY(SELECT id FROM locked))
           RETURNING r.id, r.task, r.last_seq - c.n AS base, c.n
         ), numbered AS (
           SELECT i.i, i.run_id, i.type, i.data,

@@ -203,6 +203,7 @@ export const make = Effect.gen(function*() {
       ), extended AS (
         UPDATE runstream_jobs j SET locked_until = ${plusMillis(at, options.leaseMs)}
         FROM input i WHERE j.run_id = i.run_id AND j.attempt = i.attempt AND j.locked_by = ${options.workerId}
+          AND j.run_id = ANY(ARRAY(SELECT run_id FROM input))
         RETURNING j.run_id
       )
       SELECT e.run_id, r.cancel_requested FROM extended e JOIN runstream_runs r ON r.id = e.run_id`
@@ -237,7 +238,10 @@ export const make = Effect.gen(function*() {
             AS t(run_id uuid, attempt integer, kind text, output jsonb, error jsonb, retry_at timestamptz, data jsonb)
         ), held AS (
           SELECT j.run_id FROM runstream_jobs j JOIN input i ON i.run_id = j.run_id AND i.attempt = j.attempt
-          WHERE j.locked_until IS NOT NULL
+          -- Look rows up by key: the planner has no estimate for the JSON input
+          -- and, without fresh statistics, would scan the whole table instead.
+          WHERE j.run_id = ANY(ARRAY(SELECT run_id FROM input))
+            AND j.locked_until IS NOT NULL
             AND (${workerId}::text IS NULL OR j.locked_by = ${workerId}::text)
             AND (${expiredBefore}::timestamptz IS NULL OR j.locked_until < ${expiredBefore}::timestamptz)
           ORDER BY j.run_id FOR UPDATE OF j
@@ -262,6 +266,7 @@ export const make = Effect.gen(function*() {
             last_seq = r.last_seq + 1
           FROM input i, held h
           WHERE r.id = i.run_id AND h.run_id = i.run_id AND r.status = 'running' AND r.attempt = i.attempt
+            AND r.id = ANY(ARRAY(SELECT run_id FROM held))
           RETURNING r.id, r.task, r.last_seq, i.kind, i.data
         ), events AS (
           INSERT INTO runstream_events (run_id, seq, type, data, at)
