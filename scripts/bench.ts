@@ -433,6 +433,11 @@ interface DeliveryRep {
   readonly max: number
   readonly samples: number
   readonly early: number
+  /**
+   * CPU time of the bench's process during the run, per delivery: the subscribers'
+   * cost (with the memory bus, the emitting worker and the relay's too).
+   */
+  readonly cpuUsPerDelivery: number
 }
 
 /**
@@ -469,7 +474,10 @@ const follow = (runs: Runs["Type"], runId: RunId, n: number) =>
     }
   })
 
-const deliveryStats = (emittedAt: Record<number, number>, received: ReadonlyArray<Map<number, number>>): DeliveryRep => {
+const deliveryStats = (
+  emittedAt: Record<number, number>,
+  received: ReadonlyArray<Map<number, number>>
+): Omit<DeliveryRep, "cpuUsPerDelivery"> => {
   const latencies: Array<number> = []
   let early = 0
   for (const [seqText, emitted] of Object.entries(emittedAt)) {
@@ -535,10 +543,13 @@ const deliveryRep = (server: Server, flags: Flags, bus: "memory" | "postgres", r
         const followers = yield* follow(runs, run.id, flags.subscribers)
         yield* followers.ready
         const goAt = nowMs()
+        const cpuBefore = process.cpuUsage()
         yield* go
         const received = yield* followers.done.pipe(within(deadline, "the subscribers did not see the run end"))
+        const cpu = process.cpuUsage(cpuBefore)
         yield* profileWindow(flags, goAt)
-        return deliveryStats(yield* emitted, received)
+        const stats = deliveryStats(yield* emitted, received)
+        return { ...stats, cpuUsPerDelivery: (cpu.user + cpu.system) / stats.samples }
       })
     // A first run warms up the code paths of both processes (JIT), as in a long-lived program.
     if (flags.deliveryWarmup > 0) yield* round(flags.deliveryWarmup)
@@ -547,7 +558,7 @@ const deliveryRep = (server: Server, flags: Flags, bus: "memory" | "postgres", r
     yield* progress(
       `  delivery (${bus}) ${rep}: p50 ${fmt(result.p50, 2)} ms, p99 ${fmt(result.p99, 2)} ms, max ${fmt(result.max, 2)} ms (${
         fmt(result.samples)
-      } deliveries, ${fmt(result.early)} before emit returned)`
+      } deliveries, ${fmt(result.early)} before emit returned; ${fmt(result.cpuUsPerDelivery, 0)} µs CPU per delivery in this process)`
     )
     return result
   }))
@@ -761,11 +772,13 @@ const main = Effect.gen(function*() {
     ]),
     ...rowsOf(deliveryPg, [
       { metric: "delivery p50 (ms, postgres bus, 2 processes)", value: (d) => d.p50, digits: 2, target: { op: "<=", value: 5 } },
-      { metric: "delivery p99 (ms, postgres bus, 2 processes)", value: (d) => d.p99, digits: 2, target: { op: "<=", value: 25 } }
+      { metric: "delivery p99 (ms, postgres bus, 2 processes)", value: (d) => d.p99, digits: 2, target: { op: "<=", value: 25 } },
+      { metric: "  subscribers' process CPU per delivery (µs)", value: (d) => d.cpuUsPerDelivery, digits: 0 }
     ]),
     ...rowsOf(deliveryMem, [
       { metric: "delivery p50 (ms, memory bus, 1 process)", value: (d) => d.p50, digits: 2, target: { op: "<=", value: 5 } },
-      { metric: "delivery p99 (ms, memory bus, 1 process)", value: (d) => d.p99, digits: 2, target: { op: "<=", value: 25 } }
+      { metric: "delivery p99 (ms, memory bus, 1 process)", value: (d) => d.p99, digits: 2, target: { op: "<=", value: 25 } },
+      { metric: "  process CPU per delivery (µs, all in one)", value: (d) => d.cpuUsPerDelivery, digits: 0 }
     ]),
     ...rowsOf(backfill, [
       { metric: "backfill (events/s, Runs.events from seq 0)", value: (b) => b.eventsPerSec, digits: 0, target: { op: ">=", value: 200_000 } }
