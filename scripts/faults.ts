@@ -92,11 +92,15 @@ const runScenario = (scenario: Scenario, context: ScenarioContext) =>
     return result
   })
 
-const writeDoc = (results: ReadonlyArray<ScenarioResult>, header: ReadonlyArray<string>) => {
+/**
+ * Writes the figures into docs/reliability.md, between its markers. The rows
+ * of scenarios not run this time are kept (with the run they came from): the
+ * results travel in the document itself, base64 JSON in a comment.
+ */
+const writeDoc = (results: ReadonlyArray<ScenarioResult>, header: string) => {
   const path = join(here, "..", "..", "docs", "reliability.md")
   const start = "<!-- figures:start -->"
   const end = "<!-- figures:end -->"
-  const figures = `${start}\n${markdown(results, header)}\n${end}`
   let doc = ""
   try {
     doc = readFileSync(path, "utf8")
@@ -105,6 +109,20 @@ const writeDoc = (results: ReadonlyArray<ScenarioResult>, header: ReadonlyArray<
   }
   const from = doc.indexOf(start)
   const to = doc.indexOf(end)
+  const previous = from >= 0 && to > from ? /<!-- results: ([A-Za-z0-9+/=]+) -->/.exec(doc.slice(from, to)) : null
+  const stored: Array<{ readonly result: ScenarioResult; readonly run: string }> = previous === null
+    ? []
+    : JSON.parse(Buffer.from(previous[1]!, "base64").toString("utf8"))
+  const ran = new Set(results.map((r) => r.id))
+  const merged = [...stored.filter((s) => !ran.has(s.result.id)), ...results.map((result) => ({ result, run: header }))]
+    .sort((a, b) => a.result.id - b.result.id)
+  const runs = [...new Set(merged.map((m) => m.run))]
+  const lines = runs.map((run) => {
+    const ids = merged.filter((m) => m.run === run).map((m) => m.result.id)
+    return `${runs.length === 1 ? "" : `Scenario${ids.length > 1 ? "s" : ""} ${ids.join(", ")}: `}${run}`
+  })
+  const json = Buffer.from(JSON.stringify(merged)).toString("base64")
+  const figures = `${start}\n${markdown(merged.map((m) => m.result), lines)}\n\n<!-- results: ${json} -->\n${end}`
   doc = from >= 0 && to > from ? `${doc.slice(0, from)}${figures}${doc.slice(to + end.length)}` : `${doc}\n${figures}\n`
   writeFileSync(path, doc)
   console.log(`\nwrote ${path}`)
@@ -130,12 +148,12 @@ const main = Effect.gen(function*() {
   }
   const totalMs = Date.now() - began
   const header = [
-    `Last run: ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC, ${flags.quick ? "quick (`--quick`)" : "full"} version, ` +
+    `Run of ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC, ${flags.quick ? "quick (`--quick`)" : "full"} version, ` +
     `${(totalMs / 1000).toFixed(0)} s in all, Node ${process.version}, ${flags.databaseUrl === undefined ? "embedded Postgres" : "Postgres at --database-url"}, ` +
     `${availableParallelism()} CPU cores, load average ${loadBefore.toFixed(1)} at the start and ${loadavg()[0]!.toFixed(1)} at the end (other work on the machine shares them).`
   ]
   console.log(`\n${text(results, header.join(" "))}`)
-  if (flags.writeDoc) writeDoc(results, header)
+  if (flags.writeDoc) writeDoc(results, header.join(" "))
   const failed = results.filter((r) => !r.passed)
   console.log(`\n${failed.length === 0 ? "all scenarios passed" : `${failed.length} scenario(s) FAILED: ${failed.map((r) => r.id).join(", ")}`} in ${(totalMs / 1000).toFixed(0)} s; logs in ${logDir}`)
   return failed.length === 0

@@ -225,6 +225,8 @@ export interface SpawnOptions {
   readonly env: Record<string, string>
   /** Where its stdout and stderr go. */
   readonly logFile: string
+  /** Extra `node` flags (e.g. `--cpu-prof`), after this process's own (the TypeScript loader). */
+  readonly execArgv?: ReadonlyArray<string> | undefined
 }
 
 /**
@@ -237,7 +239,7 @@ export const spawn = (options: SpawnOptions) =>
       const fd = openSync(options.logFile, "a")
       const child = fork(options.script, [], {
         env: { ...process.env, ...options.env },
-        execArgv: process.execArgv,
+        execArgv: [...process.execArgv, ...(options.execArgv ?? [])],
         stdio: ["ignore", fd, fd, "ipc"]
       })
       closeSync(fd)
@@ -358,6 +360,18 @@ export const startNode = (options: {
     }
   })
 
+/** Counts the lines of a process's log that match each pattern. */
+export const countLines = (path: string, patterns: Record<string, RegExp>): Record<string, number> => {
+  let text = ""
+  try {
+    text = readFileSync(path, "utf8")
+  } catch {
+    // No log: zero of each.
+  }
+  const lines = text.split("\n")
+  return Object.fromEntries(Object.entries(patterns).map(([name, re]) => [name, lines.filter((l) => re.test(l)).length]))
+}
+
 // ---------------------------------------------------------------------------
 // Statistics and formatting
 
@@ -427,12 +441,14 @@ export const startEntry = (options: {
   readonly logDir: string
   readonly env?: Record<string, string>
   readonly readyTimeout?: Duration.DurationInput
+  readonly execArgv?: ReadonlyArray<string> | undefined
 }) =>
   Effect.gen(function*() {
     const port = yield* freePort
     const child = yield* spawn({
       name: options.name,
       script: join(mainDir, `${options.entry}.ts`),
+      execArgv: options.execArgv,
       logFile: join(options.logDir, `${options.name}.log`),
       env: {
         DATABASE_URL: options.url,

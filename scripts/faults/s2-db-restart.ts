@@ -28,7 +28,7 @@ import {
 } from "./common.ts"
 import { asFault, type Scenario } from "./harness.ts"
 import { makeChecks } from "./report.ts"
-import { follow, judge } from "./sse.ts"
+import { follow, type FollowResult, judge } from "./sse.ts"
 
 /** POSTs a run until it is accepted (retrying through the outage with the same idempotency key). */
 const startUntilAccepted = (baseUrl: string, body: Record<string, unknown>, deadline: number, failures: { count: number }) =>
@@ -70,20 +70,23 @@ export const scenario: Scenario = {
       const postFailures = { count: 0 }
       const body = (i: number) => ({ task: "demo.count", input: { to: 20, delayMs: 100 }, maxAttempts: 20, idempotencyKey: `s2-${i}` })
 
-      // The first half, then SSE clients on a sample of them.
-      const half = Math.floor(runCount / 2)
-      const ids: Array<string> = yield* Effect.forEach(Array.from({ length: half }, (_, i) => i), (i) => startUntilAccepted(server.baseUrl, body(i), deadline, postFailures), { concurrency: 8 })
-      const clients = yield* Effect.forEach(ids.slice(0, clientCount), (runId) =>
-        Effect.map(Effect.forkScoped(Effect.promise(() => follow({ baseUrl: server.baseUrl, runId, deadline }))), (fiber) => ({ runId, fiber })))
+      // Every `step`-th run is followed by an SSE client from the moment it is
+      // accepted, so that clients are live across each restart.
+      const step = Math.max(1, Math.floor(runCount / clientCount))
+      const clients: Array<{ readonly runId: string; readonly fiber: Fiber.RuntimeFiber<FollowResult> }> = []
+      const start = (i: number) =>
+        Effect.gen(function*() {
+          const runId = yield* startUntilAccepted(server.baseUrl, body(i), deadline, postFailures)
+          if (i % step === 0) clients.push({ runId, fiber: yield* Effect.forkScoped(Effect.promise(() => follow({ baseUrl: server.baseUrl, runId, deadline }))) })
+          return runId
+        })
 
-      // The second half while Postgres restarts.
+      // The first half at once, the second half spread out, across the restarts.
+      const half = Math.floor(runCount / 2)
+      const ids: Array<string> = yield* Effect.forEach(Array.from({ length: half }, (_, i) => i), start, { concurrency: 8 })
       const secondHalf = yield* Effect.forEach(
         Array.from({ length: runCount - half }, (_, i) => half + i),
-        (i) =>
-          Effect.zipRight(
-            Effect.sleep(Math.floor(((i - half) * spreadMs) / (runCount - half))),
-            startUntilAccepted(server.baseUrl, body(i), deadline, postFailures)
-          ),
+        (i) => Effect.zipRight(Effect.sleep(Math.floor(((i - half) * spreadMs) / (runCount - half))), start(i)),
         { concurrency: "unbounded" }
       ).pipe(Effect.forkScoped)
 

@@ -10,10 +10,9 @@
  * run is completed twice (a late completion of a reclaimed attempt is
  * refused), none is lost, every log stays 1..n.
  */
-import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { Effect, Option } from "effect"
-import { checkRuns, freshDatabase, percentile, query, randomInt, seconds, shuffle, startEntry, unfinished, waitAllFinished, waitFor } from "./common.ts"
+import { checkRuns, countLines, freshDatabase, percentile, query, randomInt, seconds, shuffle, startEntry, unfinished, waitAllFinished, waitFor } from "./common.ts"
 import { asFault, type Scenario } from "./harness.ts"
 import * as Proxy from "./proxy.ts"
 import { makeChecks } from "./report.ts"
@@ -23,18 +22,6 @@ const leaseMs = 3000
 
 type Fault = "stall < lease" | "stall > lease" | "cut" | "cut, then stall new connections"
 const faultKinds: ReadonlyArray<Fault> = ["stall < lease", "stall > lease", "cut", "cut, then stall new connections"]
-
-/** Counts lines of the worker's log matching each pattern. */
-const countLines = (path: string, patterns: Record<string, RegExp>) => {
-  let text = ""
-  try {
-    text = readFileSync(path, "utf8")
-  } catch {
-    // No log: zero of each.
-  }
-  const lines = text.split("\n")
-  return Object.fromEntries(Object.entries(patterns).map(([name, re]) => [name, lines.filter((l) => re.test(l)).length]))
-}
 
 export const scenario: Scenario = {
   id: 4,

@@ -11,9 +11,11 @@
  * latency of live events (from the event's `at`, stamped by the worker before
  * its commit, to its arrival at the client; same machine, same clock).
  */
+import { join } from "node:path"
+import { monitorEventLoopDelay } from "node:perf_hooks"
 import { Context, DateTime, Effect, Fiber, Layer, Stream } from "effect"
 import { Runs } from "../../src/Runs.ts"
-import { checkRuns, freshDatabase, percentile, query, randomInt, seconds, startEntry, waitAllFinished } from "./common.ts"
+import { checkRuns, countLines, freshDatabase, percentile, query, randomInt, seconds, startEntry, waitAllFinished } from "./common.ts"
 import { asFault, driverProgram, type Scenario } from "./harness.ts"
 import { makeChecks } from "./report.ts"
 import { startRunsOverHttp } from "./s1-worker-kill.ts"
@@ -43,6 +45,10 @@ export const scenario: Scenario = {
         Effect.forkScoped
       )
 
+      // The suite's own event loop, so that latency is not blamed on the server wrongly.
+      const lag = monitorEventLoopDelay({ resolution: 20 })
+      lag.enable()
+      yield* Effect.addFinalizer(() => Effect.sync(() => lag.disable()))
       const rss: Array<number> = []
       const sampler = setInterval(() => rss.push(server.rssMB()), 250)
       yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(sampler)))
@@ -107,11 +113,17 @@ export const scenario: Scenario = {
         for (const [kind, n] of Object.entries(result.errors)) answers[kind] = (answers[kind] ?? 0) + n
       }
       const peakMB = Math.max(baselineMB, ...rss)
+      const serverLog = countLines(join(ctx.logDir, "s5-server.log"), {
+        endedEarly: /event stream of .* ended early/,
+        noConnection: /Failed to acquire connection/,
+        databaseError: /database error/
+      })
 
       const { expect, failures } = makeChecks()
       expect(wrong === 0, `every client ends with the whole log, once, in order (${wrong} did not: ${duplicates} duplicates, ${missing} missing, ${outOfOrder} out of order)`)
       expect(check.lost === 0 && check.gaps === 0 && check.badTerminal === 0, `runs finish with contiguous logs (${check.lost} lost, ${check.gaps} gaps)`)
       expect(server.alive(), "the server is alive")
+      expect(serverLog["noConnection"] === 0, `the server never runs out of database connections while Postgres is healthy (${serverLog["noConnection"]} times "Failed to acquire connection": ${serverLog["endedEarly"]} streams ended early, ${serverLog["databaseError"]} requests answered 503)`)
 
       return {
         id: 5,
@@ -126,9 +138,11 @@ export const scenario: Scenario = {
         figures: [
           ["clients", `${clientCount}: ${wrong} without the whole ordered log (${duplicates} duplicates, ${missing} missing, ${outOfOrder} out of order); ${delivered} events delivered; ${dropped} drops, ${reconnects} reconnects; failed answers: ${Object.entries(answers).map(([k, n]) => `${n} × ${k}`).join(", ") || "none"}`],
           ["delivery latency (live events, at → client)", `p50 ${percentile(latencies, 50).toFixed(0)} ms, p99 ${percentile(latencies, 99).toFixed(0)} ms, max ${Math.max(...latencies).toFixed(0)} ms over ${latencies.length} deliveries`],
+          ["the suite's own event-loop delay (its 1,000 clients)", `p99 ${(lag.percentile(99) / 1e6).toFixed(0)} ms, max ${(lag.max / 1e6).toFixed(0)} ms`],
           ["bus latency (at → the suite's own subscriber, no SSE)", `p50 ${percentile(busLatencies, 50).toFixed(0)} ms, p99 ${percentile(busLatencies, 99).toFixed(0)} ms over ${busLatencies.length} events`],
           ["server memory (RSS)", `${baselineMB.toFixed(0)} MB before the clients, ${connectedMB.toFixed(0)} MB with them connected, peak ${peakMB.toFixed(0)} MB`],
           ["CPU", cpu],
+          ["server log", `${serverLog["endedEarly"]} streams ended early, ${serverLog["databaseError"]} requests answered 503 "database error", ${serverLog["noConnection"]} × "Failed to acquire connection" (pool of 10)`],
           ["runs", `${check.succeeded} succeeded, ${check.failed} failed, ${check.lost} lost; ${check.gaps} gaps`]
         ],
         failures
