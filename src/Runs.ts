@@ -221,10 +221,13 @@ export const make = Effect.gen(function*() {
         return Chunk.unsafeFromArray(out)
       }
 
-      const readLog = Effect.map(log.read(runId, { after: cursor, limit: config.pageSize }), (rows) => {
-        caughtUp = rows.length < config.pageSize
-        return emit(rows)
-      })
+      // Suspended: each read starts after the cursor as it is now, not as it was.
+      const readLog = Effect.suspend(() =>
+        Effect.map(log.read(runId, { after: cursor, limit: config.pageSize }), (rows) => {
+          caughtUp = rows.length < config.pageSize
+          return emit(rows)
+        })
+      )
 
       const waitLive = Effect.gen(function*() {
         const first = yield* Queue.take(subscription).pipe(Effect.timeoutOption(config.streamIdleCheck))

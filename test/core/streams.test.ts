@@ -7,7 +7,7 @@ import { EventBus } from "../../src/EventBus.ts"
 import { EventLog } from "../../src/EventLog.ts"
 import * as OutboxRelay from "../../src/OutboxRelay.ts"
 import { Runs } from "../../src/Runs.ts"
-import { Gate, program, Stepper } from "./support.ts"
+import { Burst, Gate, program, Stepper } from "./support.ts"
 
 const steps = 40
 
@@ -121,4 +121,16 @@ describe.concurrent("run event streams", () => {
       yield* Queue.offer(Context.get(ctx, Gate), undefined)
       yield* runs.awaitCompletion(run.id, { timeout: "20 seconds" })
     }))
+
+  it.scopedLive("a log longer than one read page is streamed whole, once, in order", () =>
+    Effect.gen(function*() {
+      const ctx = yield* Layer.build(program({ workers: { concurrency: 1 } }))
+      const runs = Context.get(ctx, Runs)
+      // 2,500 events: more than the default page of 2,000.
+      const run = yield* runs.start(Burst, { n: 2500, concurrency: 50 })
+      yield* runs.awaitCompletion(run.id, { timeout: "120 seconds" })
+      const events = Chunk.toArray(yield* runs.events(run.id).pipe(Stream.runCollect))
+      expect(events).toHaveLength(2503)
+      expectComplete(events)
+    }), 180_000)
 })
