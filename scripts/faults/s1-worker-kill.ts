@@ -120,7 +120,7 @@ export const scenario: Scenario = {
         }
         if (worst >= 0) perKill.push(worst)
       }
-      const attempts = yield* query<{ max: number; avg: number }>(db.url, "SELECT max(attempt) AS max, avg(attempt)::float AS avg FROM runstream_runs")
+      const attempts = yield* query<{ max: number; avg: number; over3: number }>(db.url, "SELECT max(attempt) AS max, avg(attempt)::float AS avg, count(*) FILTER (WHERE attempt > 3)::int AS over3 FROM runstream_runs")
 
       const { expect, failures } = makeChecks()
       const bound = leaseMs + 2000
@@ -142,7 +142,7 @@ export const scenario: Scenario = {
         passed: failures.length === 0,
         durationMs: Date.now() - began,
         figures: [
-          ["runs", `${ids.length} accepted: ${check.succeeded} succeeded, ${check.failed} failed, ${check.lost} lost; attempts per run: avg ${attempts[0]!.avg.toFixed(2)}, max ${attempts[0]!.max} (of 20)`],
+          ["runs", `${ids.length} accepted: ${check.succeeded} succeeded, ${check.failed} failed, ${check.lost} lost; attempts per run: avg ${attempts[0]!.avg.toFixed(2)}, max ${attempts[0]!.max} (of 20); ${attempts[0]!.over3} runs used more than 3 (the default limit: they would have failed)`],
           ["logs", `${check.gaps} runs with a gap or duplicate seq, ${check.multiTerminal} with more than one terminal event, ${check.statusMismatch} whose status disagrees with it`],
           ["kills", `${killed.length}; runs held by the dead worker: ${heldTotal} in all (${killed.map((k) => k.held.length).join(", ")})`],
           ["kill → reclaim", perKill.length === 0 ? "n/a" : `p50 ${seconds(percentile(perKill, 50))}, max ${seconds(Math.max(...perKill))} (bound: lease + 2 s = ${seconds(bound)}); ${notReclaimed} held runs not reclaimed`],
