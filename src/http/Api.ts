@@ -8,6 +8,7 @@ import { Schema } from "effect"
 import { RunId } from "../domain/Ids.ts"
 import { Run, RunStatus } from "../domain/Run.ts"
 import { RunEvent } from "../domain/RunEvent.ts"
+import { unstorableInJsonb } from "../internal/jsonb.ts"
 import { maxPageSize, StartOptions } from "../Runs.ts"
 import * as ApiError from "./ApiError.ts"
 
@@ -26,11 +27,20 @@ export const EventPage = Schema.Struct({
   nextAfter: Schema.Int.annotations({ description: "Pass back as `after` for the next page: the last seq of this page, or `after` when it is empty." })
 }).annotations({ identifier: "EventPage" })
 
+/**
+ * Text that Postgres can store (no U+0000, no unpaired surrogate): anything
+ * else is bad input, refused with a 400 rather than met as a database error.
+ */
+const StorableString = Schema.String.pipe(
+  Schema.filter((s) => !unstorableInJsonb(JSON.stringify(s)), { message: () => "may not contain U+0000 or unpaired surrogates" })
+)
+
 /** The body of `POST /v1/runs`. @category schemas */
 export const StartRunBody = Schema.Struct({
   task: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200)),
   input: Schema.optional(Schema.Unknown),
-  ...StartOptions.fields
+  ...StartOptions.fields,
+  idempotencyKey: Schema.optional(StorableString.pipe(Schema.minLength(1), Schema.maxLength(200)))
 }).annotations({ identifier: "StartRun" })
 
 /** @category schemas */
@@ -85,7 +95,7 @@ export class RunsGroup extends HttpApiGroup.make("runs")
     HttpApiEndpoint.get("list", "/v1/runs")
       .setUrlParams(Schema.Struct({
         status: optional(RunStatus),
-        task: optional(Schema.String),
+        task: optional(StorableString),
         limit: optional(Limit),
         cursor: optional(Schema.String)
       }))

@@ -41,6 +41,8 @@ describe("HTTP API: refused requests", () => {
           ["an unknown task", post("/v1/runs", { task: "demo.nope", input: {} }), 400, "unknown_task"],
           ["an input the task refuses", post("/v1/runs", { task: "demo.count", input: { to: "three" } }), 400, "invalid_input"],
           ["a NUL in the input", post("/v1/runs", { task: "demo.echo", input: "a\u0000b" }), 400, "invalid_input"],
+          ["a NUL in the idempotency key", post("/v1/runs", { task: "demo.echo", input: 1, idempotencyKey: "a\u0000b" }), 400, "invalid_input"],
+          ["a lone surrogate in the idempotency key", post("/v1/runs", { task: "demo.echo", input: 1, idempotencyKey: "a\ud800" }), 400, "invalid_input"],
           ["an input over its limit", post("/v1/runs", { task: "demo.echo", input: "x".repeat(1024 * 1024 + 1) }), 413, "payload_too_large"],
           ["a body over its limit", post("/v1/runs", { task: "demo.echo", input: "x".repeat(4 * 1024 * 1024) }), 413, "payload_too_large"],
           [
@@ -58,6 +60,7 @@ describe("HTTP API: refused requests", () => {
           ["limit over the page size", call("/v1/runs?limit=1001"), 400, "invalid_input"],
           ["a limit that is no number", call("/v1/runs?limit=ten"), 400, "invalid_input"],
           ["an unknown status", call("/v1/runs?status=sleeping"), 400, "invalid_input"],
+          ["a NUL in the task filter", call("/v1/runs?task=a%00b"), 400, "invalid_input"],
           ["a forged cursor", call("/v1/runs?cursor=bm90LWEtY3Vyc29y"), 400, "invalid_cursor"],
           ["a negative after", call(`/v1/runs/${unknownRun}/events?after=-1`), 400, "invalid_input"],
           ["a Last-Event-ID that is no seq", call(`/v1/runs/${unknownRun}/events`, { headers: { "last-event-id": "abc" } }), 400, "invalid_input"],
