@@ -62,29 +62,47 @@ const parseFlags = (argv: ReadonlyArray<string>): Flags => {
 /** The longest a scenario may take before it is stopped and failed. */
 const scenarioTimeout = (quick: boolean) => Duration.minutes(quick ? 3 : 15)
 
-const runScenario = (scenario: Scenario, context: ScenarioContext) =>
+/**
+ * The longest the whole suite may take: a scenario still running then is
+ * stopped and failed, and the ones after it are not started (CI runs the
+ * quick version inside its own 15 minutes).
+ */
+const suiteBudget = (quick: boolean) => Duration.minutes(quick ? 9 : 90)
+
+/** The row of a scenario that gave no figures. */
+const notRun = (scenario: Scenario): ScenarioResult => ({
+  id: scenario.id,
+  name: scenario.name,
+  load: "-",
+  faults: "-",
+  lost: "?",
+  duplicated: "?",
+  recovery: "?",
+  passed: false,
+  durationMs: 0,
+  figures: [],
+  failures: []
+})
+
+const runScenario = (scenario: Scenario, context: ScenarioContext, suiteDeadline: number) =>
   Effect.gen(function*() {
     const began = Date.now()
     console.log(`\n== scenario ${scenario.id}: ${scenario.name} (${context.quick ? "quick" : "full"})`)
+    const timeout = Duration.millis(Math.max(0, Math.min(Duration.toMillis(scenarioTimeout(context.quick)), suiteDeadline - began)))
     const exit = yield* scenario.run(context).pipe(
       Effect.scoped,
       Effect.timeoutFail({
-        duration: scenarioTimeout(context.quick),
-        onTimeout: () => new FaultError({ message: `did not end within ${Duration.format(scenarioTimeout(context.quick))}` })
+        duration: timeout,
+        onTimeout: () =>
+          new FaultError({
+            message: `did not end within ${Duration.format(timeout)}${Duration.lessThan(timeout, scenarioTimeout(context.quick)) ? ` (the rest of the suite's ${Duration.format(suiteBudget(context.quick))})` : ""}`
+          })
       }),
       Effect.exit
     )
     const result: ScenarioResult = Exit.isSuccess(exit) ? exit.value : {
-      id: scenario.id,
-      name: scenario.name,
-      load: "-",
-      faults: "-",
-      lost: "?",
-      duplicated: "?",
-      recovery: "?",
-      passed: false,
+      ...notRun(scenario),
       durationMs: Date.now() - began,
-      figures: [],
       failures: [`the scenario could not complete: ${exit.cause._tag === "Fail" ? exit.cause.error.message : String(exit.cause)}`]
     }
     console.log(`   ${result.passed ? "pass" : "FAIL"} in ${(result.durationMs / 1000).toFixed(1)} s`)
@@ -143,8 +161,17 @@ const main = Effect.gen(function*() {
   console.log(`runstream fault suite (${flags.quick ? "quick" : "full"}); processes' logs in ${logDir}`)
   const selected = scenarios.filter((s) => flags.only === undefined || flags.only.has(s.id))
   const results: Array<ScenarioResult> = []
+  const suiteDeadline = began + Duration.toMillis(suiteBudget(flags.quick))
   for (const scenario of selected) {
-    results.push(yield* runScenario(scenario, context).pipe(Effect.provide(fileLogger(join(logDir, `driver-s${scenario.id}.log`)))))
+    if (Date.now() >= suiteDeadline) {
+      console.log(`\n== scenario ${scenario.id}: ${scenario.name}: not started, the suite's ${Duration.format(suiteBudget(flags.quick))} are spent`)
+      results.push({
+        ...notRun(scenario),
+        failures: [`not started: the suite's ${Duration.format(suiteBudget(flags.quick))} were spent`]
+      })
+      continue
+    }
+    results.push(yield* runScenario(scenario, context, suiteDeadline).pipe(Effect.provide(fileLogger(join(logDir, `driver-s${scenario.id}.log`)))))
   }
   const totalMs = Date.now() - began
   const header = [

@@ -36,6 +36,12 @@ export interface FollowOptions {
   readonly onEvent?: (event: SseEvent, receivedAt: number, connectedAt: number) => void
   /** Drop the connection right after receiving this many events in all (once each). */
   readonly dropAfter?: ReadonlyArray<number>
+  /**
+   * Called once with a function that drops the open connection now (as a
+   * proxy or a network change would), as if received nothing more on it; the
+   * client resumes as usual. The function tells whether there was one to drop.
+   */
+  readonly onStart?: (drop: () => boolean) => void
 }
 
 const terminal = new Set(["run.succeeded", "run.failed", "run.cancelled"])
@@ -69,6 +75,13 @@ export const follow = (options: FollowOptions): Promise<FollowResult> =>
       retryMs = Math.min(2000, retryMs * 2)
       setTimeout(connect, wait)
     }
+
+    options.onStart?.(() => {
+      if (done || current === undefined) return false
+      dropped++
+      current.destroy()
+      return true
+    })
 
     const connect = () => {
       if (done) return
