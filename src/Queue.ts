@@ -151,11 +151,18 @@ export const make = Effect.gen(function*() {
     const at = yield* now
     const rows = yield* sql<ClaimRow>`
       WITH picked AS (
-        SELECT run_id FROM runstream_jobs
-        WHERE queue = ANY(${options.queues}) AND locked_until IS NULL AND run_at <= ${at}
-          AND (${options.tasks === undefined}::boolean OR task = ANY(${options.tasks ?? []}::text[]))
-        ORDER BY priority DESC, run_at, run_id
-        LIMIT ${options.limit} FOR UPDATE SKIP LOCKED
+        -- One index walk per queue, in the ready index's order: with
+        -- "queue = ANY(...)" Postgres would fetch and sort every ready job.
+        SELECT j.run_id FROM unnest(${options.queues}::text[]) AS q(name)
+        CROSS JOIN LATERAL (
+          SELECT run_id, priority, run_at FROM runstream_jobs
+          WHERE queue = q.name AND locked_until IS NULL AND run_at <= ${at}
+            AND (${options.tasks === undefined}::boolean OR task = ANY(${options.tasks ?? []}::text[]))
+          ORDER BY priority DESC, run_at, run_id
+          LIMIT ${options.limit} FOR UPDATE SKIP LOCKED
+        ) j
+        ORDER BY j.priority DESC, j.run_at, j.run_id
+        LIMIT ${options.limit}
       ), leased AS (
         UPDATE runstream_jobs j SET locked_by = ${options.workerId},
           locked_until = ${plusMillis(at, options.leaseMs)}, attempt = j.attempt + 1

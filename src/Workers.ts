@@ -153,9 +153,12 @@ export const make = (options: WorkersOptions) =>
       Order.string(a.claim.runId, b.claim.runId)
     ))
     const runners = yield* FiberSet.make()
+    // Ends of attempts waiting for their group commit.
+    const ending = yield* FiberSet.make()
     let accepting = true
 
     const annotate = Effect.annotateLogs({ component: "Workers", workerId })
+    const annotateRun = (claim: Claim) => Effect.annotateLogs({ runId: claim.runId, attempt: claim.attempt })
 
     // Emits and ends of attempts go through one writer, in submission order:
     // a run's last emit always commits before its end, and an attempt handed
@@ -259,10 +262,26 @@ export const make = (options: WorkersOptions) =>
         Effect.catchAllCause((cause) => Effect.logWarning(`could not record the end of ${claim.runId}; its lease will expire`, cause))
       )
 
-    /** Runs one claimed run to the end of its attempt (or hands it back if stopped first). */
-    const execute = (entry: InFlight): Effect.Effect<void> =>
-      Effect.gen(function*() {
-        if (entry.taken) return
+    /** Frees the run's place once its attempt is over and its end written (or abandoned). */
+    const release = (entry: InFlight) =>
+      Effect.suspend(() => {
+        // The entry may be an older attempt of a run this pool claimed again.
+        if (inFlight.get(entry.claim.runId) === entry) inFlight.delete(entry.claim.runId)
+        return Queue.offer(slotFreed, undefined)
+      })
+
+    /**
+     * Runs one claimed run to the end of its attempt (or hands it back if
+     * stopped first). The end is handed to the group commit and the runner
+     * moves on at once: waiting for that commit would cap a group at one run
+     * per runner. The run keeps its place (and its lease, heartbeats included)
+     * until the end is written, so shutdown and claims count it.
+     */
+    const execute = (entry: InFlight): Effect.Effect<void> => Effect.suspend(() => {
+      let handedOff = false
+      // Taken already (a stop ended it while it was buffered): not ours to release.
+      if (entry.taken) return Effect.void
+      return Effect.gen(function*() {
         entry.taken = true
         const claim = entry.claim
         let exit: Exit.Exit<unknown, unknown> = Exit.interrupt(FiberId.none)
@@ -272,16 +291,16 @@ export const make = (options: WorkersOptions) =>
           exit = yield* Fiber.await(fiber)
         }
         const outcome = yield* outcomeOf(claim, exit, entry.stop)
-        if (Option.isSome(outcome)) yield* finish(claim, outcome.value)
+        if (Option.isSome(outcome)) {
+          handedOff = true
+          yield* FiberSet.run(ending, finish(claim, outcome.value).pipe(Effect.ensuring(release(entry)), annotateRun(claim)))
+        }
       }).pipe(
-        Effect.ensuring(Effect.suspend(() => {
-          // The entry may be an older attempt of a run this pool claimed again.
-          if (inFlight.get(entry.claim.runId) === entry) inFlight.delete(entry.claim.runId)
-          return Queue.offer(slotFreed, undefined)
-        })),
+        Effect.ensuring(Effect.suspend(() => handedOff ? Effect.void : release(entry))),
         Effect.uninterruptible,
-        Effect.annotateLogs({ runId: entry.claim.runId, attempt: entry.claim.attempt })
+        annotateRun(entry.claim)
       )
+    })
 
     const wakeups = yield* queue.wakeups
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { DateTime, Deferred, Duration, Effect, Option, Ref, Schema, TestClock } from "effect"
+import { DateTime, Deferred, Duration, Effect, Option, Ref, Schema, Stream, TestClock } from "effect"
 import { Echo } from "../../src/demo/tasks.ts"
 import type { Run } from "../../src/domain/Run.ts"
 import { Runs } from "../../src/Runs.ts"
@@ -77,7 +77,7 @@ describe.concurrent("priorities", () => {
       expect(yield* Ref.get(order)).toEqual(expected)
     }).pipe(Effect.provide(TestDatabase.layerUrl)))
 
-  it.live("a high-priority run started while a worker is busy runs before the lower-priority runs waiting", () =>
+  it.live("a high-priority run started while a worker is busy runs before the lower-priority runs waiting in its buffer", () =>
     Effect.gen(function*() {
       const order = yield* Ref.make<ReadonlyArray<string>>([])
       const firstStarted = yield* Deferred.make<void>()
@@ -101,6 +101,13 @@ describe.concurrent("priorities", () => {
         yield* Deferred.await(firstStarted)
         const low = yield* Effect.forEach(["low-1", "low-2", "low-3", "low-4"], (label) => runs.start(Records, label))
         const high = yield* runs.start(Records, "high", { priority: 10 })
+        // The worker prefetches: let it claim all of them into its buffer
+        // (each claim writes run.started) before the busy runner frees up.
+        yield* Effect.forEach([...low, high], (run) =>
+          runs.events(run.id).pipe(
+            Stream.filter((event) => event.type === "run.started"),
+            Stream.runHead
+          ), { concurrency: "unbounded" })
         yield* Deferred.succeed(releaseFirst, undefined)
         yield* Effect.forEach([first, ...low, high], (run) => RunstreamTest.waitForRunCompletion(run.id, patience))
         const executed = yield* Ref.get(order)
