@@ -1,6 +1,7 @@
 /**
  * Scenario 4, network faults to the database. One server and two workers
- * (production entry points, lease 3 s); worker A reaches Postgres through a
+ * (production entry points, lease 3 s, prefetch 10, runs kept waiting for
+ * them throughout); worker A reaches Postgres through a
  * TCP proxy in the suite, worker B and the server directly. While runs flow,
  * the proxy stalls A's link (shorter than the lease, or longer: A's leases
  * expire and B reclaims its runs while A still runs them), cuts every
@@ -12,7 +13,7 @@
  */
 import { join } from "node:path"
 import { Effect, Option } from "effect"
-import { checkRuns, countLines, freshDatabase, percentile, query, randomInt, seconds, shuffle, startEntry, unfinished, waitAllFinished, waitFor } from "./common.ts"
+import { checkRuns, countLines, freshDatabase, percentile, query, randomInt, seconds, shuffle, startEntry, waitAllFinished, waitFor } from "./common.ts"
 import { asFault, type Scenario } from "./harness.ts"
 import * as Proxy from "./proxy.ts"
 import { makeChecks } from "./report.ts"
@@ -29,15 +30,18 @@ export const scenario: Scenario = {
   run: (ctx) =>
     Effect.gen(function*() {
       const began = Date.now()
-      const runCount = ctx.quick ? 300 : 1000
+      // The quick version starts fewer up front: more come while the faults last.
+      const runCount = ctx.quick ? 150 : 1000
       const faults = ctx.quick ? 8 : 30
-      const maxRuns = runCount * 3
+      const maxRuns = ctx.quick ? 1500 : 6000
       const db = yield* freshDatabase(ctx.serverUrl)
       const target = new URL(db.url)
       const proxy = yield* Proxy.make({ host: target.hostname, port: Number(target.port || 5432) })
       const viaProxy = new URL(db.url)
       viaProxy.port = String(proxy.port)
-      const workerEnv = { RUNSTREAM_LEASE: `${leaseMs} millis`, RUNSTREAM_WORKER_CONCURRENCY: "10" }
+      // A small prefetch: with the default (100) one worker can hold every
+      // waiting run, and A would find nothing to claim after a fault.
+      const workerEnv = { RUNSTREAM_LEASE: `${leaseMs} millis`, RUNSTREAM_WORKER_CONCURRENCY: "10", RUNSTREAM_WORKER_PREFETCH: "10" }
       const [server, a] = yield* Effect.all([
         startEntry({ name: "s4-server", entry: "server", url: db.url, logDir: ctx.logDir }),
         startEntry({ name: "s4-worker-a-proxied", entry: "worker", url: viaProxy.toString(), logDir: ctx.logDir, env: workerEnv }),
@@ -51,6 +55,16 @@ export const scenario: Scenario = {
         idempotencyKey: `s4-${i}`
       }))
 
+      let started = ids.length
+      /** More runs when few are waiting to be claimed (bounded): there is always work for A to take. */
+      const keepWork = Effect.gen(function*() {
+        const [{ waiting }] = yield* query<{ waiting: number }>(db.url, "SELECT count(*)::int AS waiting FROM runstream_jobs WHERE locked_by IS NULL")
+        if (waiting >= 40 || started >= maxRuns) return
+        const from = started
+        started += 100
+        ids.push(...(yield* startRunsOverHttp(server.baseUrl, 100, (i) => ({ task: "demo.count", input: { to: 20, delayMs: 50 }, maxAttempts: 20, idempotencyKey: `s4-${from + i}` }))))
+      })
+
       /** Until A holds a lease taken or renewed after `healedAt` (it claims or heartbeats again). */
       const recovery = (healedAt: number) =>
         waitFor("worker A to renew or claim a lease", Effect.map(
@@ -62,13 +76,9 @@ export const scenario: Scenario = {
       let round: Array<Fault> = []
       const recoveries: Array<number> = []
       let unmeasured = 0
-      let started = ids.length
       while (injected.length < faults) {
         // Work for every fault: more runs when the queue runs low (bounded).
-        if ((yield* unfinished(db.url)) < 40 && started < maxRuns) {
-          ids.push(...(yield* startRunsOverHttp(server.baseUrl, 100, (i) => ({ task: "demo.count", input: { to: 20, delayMs: 50 }, maxAttempts: 20, idempotencyKey: `s4-${started + i}` }))))
-          started += 100
-        }
+        yield* keepWork
         // Shuffled rounds of every kind: each kind comes up as often as the others.
         const fault = injected.length % faultKinds.length === 0 ? (round = shuffle(faultKinds))[0]! : round[injected.length % faultKinds.length]!
         injected.push(fault)
@@ -86,12 +96,14 @@ export const scenario: Scenario = {
           proxy.cut()
           yield* Effect.sleep("2 seconds")
         }
+        // Runs waiting for A when the link heals (the server is not behind the proxy).
+        yield* keepWork
         proxy.resume()
         const healedAt = Date.now()
         yield* Effect.logInfo("healed")
         const took = yield* Effect.either(recovery(healedAt))
         if (took._tag === "Right") recoveries.push(took.right)
-        else if ((yield* unfinished(db.url)) > 0) unmeasured++
+        else unmeasured++
         yield* Effect.sleep(randomInt(1000, 2000))
       }
 
