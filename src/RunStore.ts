@@ -1,5 +1,5 @@
 /**
- * Runs as rows: create (idempotent, enqueued and logged in one transaction),
+ * Runs as rows: create (idempotent; inserted, enqueued and logged by one statement),
  * get, list with a cursor, and cancellation.
  * @since 0.1.0
  */
@@ -39,7 +39,11 @@ export interface Created {
 }
 
 export class RunStore extends Context.Tag("runstream/RunStore")<RunStore, {
-  /** Creates runs, or returns the existing runs of repeated idempotency keys; one transaction. */
+  /**
+   * Creates runs, or returns the existing runs of repeated idempotency keys.
+   * One statement (one round trip, atomic on its own); joins the caller's
+   * transaction if there is one.
+   */
   readonly create: (runs: ReadonlyArray<NewRun>) => Effect.Effect<ReadonlyArray<Created>, SqlError.SqlError>
   readonly get: (runId: RunId) => Effect.Effect<Run, RunNotFound | SqlError.SqlError>
   /** Newest first. `nextCursor` is set when there may be more. */
@@ -149,18 +153,15 @@ export const make = Effect.gen(function*() {
           FROM inserted
         ), outbox AS (
           INSERT INTO runstream_outbox (run_id, task, seq_from, seq_to) SELECT id, task, 1, 1 FROM inserted
+        ), enqueued AS (
+          ${queue.enqueueInserted}
         )
         SELECT * FROM inserted`
-      yield* queue.enqueue(inserted.map((row) => ({
-        runId: row.id,
-        task: row.task,
-        queue: row.queue,
-        priority: row.priority,
-        runAt: row.run_at
-      })))
       const byId = new Map(inserted.map((row) => [row.id, row]))
       const missingKeys = runs.filter((run) => !byId.has(run.id) && run.idempotencyKey !== null)
         .map((run) => run.idempotencyKey!)
+      // Read after the insert committed: a run of the same key committed
+      // during the insert (which made it skip ours) is visible now.
       const existing = missingKeys.length === 0 ? [] : yield* sql<RunRow>`
         SELECT ${columns} FROM runstream_runs WHERE idempotency_key = ANY(${missingKeys})`
       const byKey = new Map(existing.map((row) => [row.idempotency_key, row]))
@@ -170,7 +171,7 @@ export const make = Effect.gen(function*() {
           ? { run: toRun(row), created: true }
           : { run: toRun(byKey.get(run.idempotencyKey)!), created: false }
       })
-    }).pipe(sql.withTransaction, Effect.withSpan("RunStore.create", { attributes: { count: runs.length } }))
+    }).pipe(Effect.withSpan("RunStore.create", { attributes: { count: runs.length } }))
 
   const get = (runId: RunId) =>
     sql<RunRow>`SELECT ${columns} FROM runstream_runs WHERE id = ${runId}`.pipe(
