@@ -11,7 +11,7 @@
  * @since 0.1.0
  */
 import { SqlClient, type SqlError } from "@effect/sql"
-import { Config, Context, DateTime, Effect, Layer, Queue, type Scope } from "effect"
+import { Config, Context, DateTime, Duration, Effect, Layer, Queue, type Scope } from "effect"
 import type { RunId } from "./domain/Ids.ts"
 import { RunEvent } from "./domain/RunEvent.ts"
 import { Channel, PgListener } from "./PgListener.ts"
@@ -23,8 +23,9 @@ export interface BusEvent {
 }
 
 /**
- * `Resync` means messages may have been lost (the bus reconnected): a
- * subscriber re-reads the log from its cursor.
+ * `Resync` means messages may have been lost (the bus reconnected, or a run's
+ * subscription stayed idle for a while): a subscriber re-reads the log from
+ * its cursor.
  */
 export type BusMessage =
   | { readonly _tag: "Event"; readonly task: string; readonly event: RunEvent }
@@ -46,7 +47,13 @@ export const BusConfig = Config.all({
   subscriberBuffer: Config.integer("RUNSTREAM_SUBSCRIBER_BUFFER").pipe(
     Config.validate({ message: "must be between 16 and 1000000", validation: (n) => n >= 16 && n <= 1_000_000 }),
     Config.withDefault(1024)
-  )
+  ),
+  /**
+   * A run's subscription that got nothing for this long is sent a `Resync`, so
+   * its stream re-reads the log: a safety net for an event the bus never
+   * delivered. One timer per bus, not one per subscriber and message.
+   */
+  idleCheck: Config.duration("RUNSTREAM_STREAM_IDLE_CHECK").pipe(Config.withDefault(Duration.seconds(2)))
 })
 
 /**
@@ -55,15 +62,18 @@ export const BusConfig = Config.all({
  * included, always arrives, and the subscriber fills any gap from the log.
  */
 const makeDispatcher = Effect.gen(function*() {
-  const { subscriberBuffer } = yield* BusConfig
+  const { idleCheck, subscriberBuffer } = yield* BusConfig
   const byRun = new Map<string, Set<Queue.Queue<BusMessage>>>()
   const wide = new Map<Queue.Queue<BusMessage>, SubscribeFilter>()
+  // Runs that got an event since the last idle check.
+  const active = new Set<string>()
 
   const dispatch = (events: ReadonlyArray<BusEvent>) => {
     for (const { event, task } of events) {
       const message: BusMessage = { _tag: "Event", task, event }
       const subscribers = byRun.get(event.runId)
       if (subscribers !== undefined) {
+        active.add(event.runId)
         for (const queue of subscribers) queue.unsafeOffer(message)
       }
       for (const [queue, filter] of wide) {
@@ -79,6 +89,19 @@ const makeDispatcher = Effect.gen(function*() {
     }
     for (const queue of wide.keys()) queue.unsafeOffer(message)
   }
+
+  const resyncIdle = () => {
+    const message: BusMessage = { _tag: "Resync" }
+    for (const [runId, subscribers] of byRun) {
+      if (!active.has(runId)) for (const queue of subscribers) queue.unsafeOffer(message)
+    }
+    active.clear()
+  }
+  yield* Effect.sync(resyncIdle).pipe(
+    Effect.delay(idleCheck),
+    Effect.forever,
+    Effect.forkScoped
+  )
 
   const subscribe = (filter: SubscribeFilter) =>
     Effect.acquireRelease(
@@ -109,7 +132,7 @@ const makeDispatcher = Effect.gen(function*() {
 })
 
 /** In-process bus. */
-export const layerMemory = Layer.effect(
+export const layerMemory = Layer.scoped(
   EventBus,
   Effect.map(makeDispatcher, (dispatcher) =>
     EventBus.of({

@@ -45,7 +45,8 @@ interface EventRow {
   readonly seq: number
   readonly type: string
   readonly data: unknown
-  readonly at: Date
+  /** A Date, or epoch milliseconds (cheaper to decode than timestamptz text). */
+  readonly at: Date | number
 }
 
 export const toRunEvent = (runId: RunId, row: EventRow): RunEvent =>
@@ -54,6 +55,9 @@ export const toRunEvent = (runId: RunId, row: EventRow): RunEvent =>
 export const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const { maxEventBytes } = yield* EventLogConfig
+  // A float parses several times faster than timestamptz text: it shows when
+  // a stream backfills a long log.
+  const epochMillis = sql.literal("floor(extract(epoch FROM at) * 1000)::float8")
 
   const append = (items: ReadonlyArray<AppendItem>) =>
     Effect.gen(function*() {
@@ -102,7 +106,7 @@ export const make = Effect.gen(function*() {
 
   const read = (runId: RunId, options: { readonly after: number; readonly limit: number }) =>
     sql<EventRow>`
-      SELECT seq, type, data, at FROM runstream_events
+      SELECT seq, type, data, ${epochMillis} AS at FROM runstream_events
       WHERE run_id = ${runId} AND seq > ${options.after}
       ORDER BY seq LIMIT ${options.limit}`.pipe(
       Effect.map((rows) => rows.map((row) => toRunEvent(runId, row)))

@@ -84,8 +84,6 @@ export const RunsConfig = Config.all({
     Config.validate({ message: "must be between 1 KiB and 64 MiB", validation: (n) => n >= 1024 && n <= 64 * 1024 * 1024 }),
     Config.withDefault(1024 * 1024)
   ),
-  /** How long a following stream waits for a live event before it re-reads the log. */
-  streamIdleCheck: Config.duration("RUNSTREAM_STREAM_IDLE_CHECK").pipe(Config.withDefault(Duration.seconds(2))),
   pageSize: Config.integer("RUNSTREAM_EVENT_PAGE_SIZE").pipe(Config.withDefault(2000))
 })
 
@@ -230,9 +228,10 @@ export const make = Effect.gen(function*() {
       )
 
       const waitLive = Effect.gen(function*() {
-        const first = yield* Queue.take(subscription).pipe(Effect.timeoutOption(config.streamIdleCheck))
-        if (Option.isNone(first)) return yield* readLog
-        const batch = [first.value, ...(yield* Queue.takeAll(subscription))]
+        // No timeout here (one per take is costly): the bus sends a Resync to
+        // idle subscriptions (RUNSTREAM_STREAM_IDLE_CHECK).
+        const first = yield* Queue.take(subscription)
+        const batch = [first, ...(yield* Queue.takeAll(subscription))]
         const live: Array<RunEvent> = []
         for (const message of batch) {
           if (message._tag === "Resync") {
