@@ -153,7 +153,7 @@ export const make = (options: WorkersOptions) =>
       Order.string(a.claim.runId, b.claim.runId)
     ))
     const runners = yield* FiberSet.make()
-    // Ends of attempts waiting for their group commit.
+    // Ends of attempts written again after their group commit failed.
     const ending = yield* FiberSet.make()
     let accepting = true
 
@@ -203,7 +203,7 @@ export const make = (options: WorkersOptions) =>
           if (unstorableInJsonb(JSON.stringify(data ?? null))) {
             return yield* new InvalidInput({ message: "event data: strings may not contain U+0000 or unpaired surrogates" })
           }
-          const seq = yield* write({ _tag: "emit", item: { runId: claim.runId, attempt: claim.attempt, type, data: data ?? null } })
+          const seq = yield* write.submit({ _tag: "emit", item: { runId: claim.runId, attempt: claim.attempt, type, data: data ?? null } })
           if (typeof seq !== "number") {
             return yield* new LeaseLost({ runId: claim.runId, attempt: claim.attempt })
           }
@@ -247,20 +247,40 @@ export const make = (options: WorkersOptions) =>
         return Option.some({ _tag: "retrying", error, delayMs: Duration.toMillis(delay) })
       })
 
-    /** Writes the end of an attempt; retries while the database is away (the lease bounds it). */
-    const finish = (claim: Claim, outcome: Outcome) =>
-      write({ _tag: "finish", item: { runId: claim.runId, attempt: claim.attempt, outcome } }).pipe(
+    /** After an attempt's end is written: report a refused end, or let others take a handed-back run. */
+    const afterFinish = (claim: Claim, outcome: Outcome, held: number | boolean | undefined) =>
+      held !== true
+        ? Effect.logInfo(`attempt ${claim.attempt} of ${claim.runId} lost its lease; its ${outcome._tag} was refused`)
+        : outcome._tag === "released"
+        // Handed back: any worker (here or in another process) may take it now.
+        ? queue.wake(claim.queue)
+        : Effect.void
+
+    const finishItem = (claim: Claim, outcome: Outcome): Write => ({
+      _tag: "finish",
+      item: { runId: claim.runId, attempt: claim.attempt, outcome }
+    })
+
+    /** Writes the end of an attempt again while the database is away (the lease bounds it). */
+    const finishRetrying = (claim: Claim, outcome: Outcome) =>
+      write.submit(finishItem(claim, outcome)).pipe(
         Effect.retry(Schedule.exponential("100 millis").pipe(Schedule.upTo(options.lease))),
-        Effect.tap((held) =>
-          held !== true
-            ? Effect.logInfo(`attempt ${claim.attempt} of ${claim.runId} lost its lease; its ${outcome._tag} was refused`)
-            : outcome._tag === "released"
-            // Handed back: any worker (here or in another process) may take it now.
-            ? queue.wake(claim.queue)
-            : Effect.void
-        ),
-        Effect.catchAllCause((cause) => Effect.logWarning(`could not record the end of ${claim.runId}; its lease will expire`, cause))
+        Effect.flatMap((held) => afterFinish(claim, outcome, held)),
+        Effect.catchAllCause((cause) => Effect.logWarning(`could not record the end of ${claim.runId}; its lease will expire`, cause)),
+        annotateRun(claim)
       )
+
+    /**
+     * Hands the end of an attempt to the group commit without waiting for it:
+     * waiting would cap a group at one run per runner. The entry keeps its
+     * place (and its lease, heartbeats included) until the end is written, so
+     * claims and shutdown count it. A failed write is retried in a fiber of its own.
+     */
+    const finish = (entry: InFlight, outcome: Outcome) =>
+      write.submitThen(finishItem(entry.claim, outcome), (exit) =>
+        Exit.isSuccess(exit)
+          ? Effect.zipRight(afterFinish(entry.claim, outcome, exit.value), release(entry))
+          : Effect.asVoid(FiberSet.run(ending, finishRetrying(entry.claim, outcome).pipe(Effect.ensuring(release(entry))))))
 
     /** Frees the run's place once its attempt is over and its end written (or abandoned). */
     const release = (entry: InFlight) =>
@@ -272,10 +292,7 @@ export const make = (options: WorkersOptions) =>
 
     /**
      * Runs one claimed run to the end of its attempt (or hands it back if
-     * stopped first). The end is handed to the group commit and the runner
-     * moves on at once: waiting for that commit would cap a group at one run
-     * per runner. The run keeps its place (and its lease, heartbeats included)
-     * until the end is written, so shutdown and claims count it.
+     * stopped first), then hands the end to the group commit and returns.
      */
     const execute = (entry: InFlight): Effect.Effect<void> => Effect.suspend(() => {
       let handedOff = false
@@ -286,19 +303,19 @@ export const make = (options: WorkersOptions) =>
         const claim = entry.claim
         let exit: Exit.Exit<unknown, unknown> = Exit.interrupt(FiberId.none)
         if (entry.stop === undefined) {
-          const fiber = yield* Effect.fork(Effect.interruptible(attemptOf(claim)))
+          const fiber = yield* Effect.fork(Effect.interruptible(attemptOf(claim)).pipe(annotateRun(claim)))
           entry.fiber = fiber
           exit = yield* Fiber.await(fiber)
         }
         const outcome = yield* outcomeOf(claim, exit, entry.stop)
         if (Option.isSome(outcome)) {
+          yield* finish(entry, outcome.value)
+          // Submitted: the group commit releases the entry once it is written.
           handedOff = true
-          yield* FiberSet.run(ending, finish(claim, outcome.value).pipe(Effect.ensuring(release(entry)), annotateRun(claim)))
         }
       }).pipe(
         Effect.ensuring(Effect.suspend(() => handedOff ? Effect.void : release(entry))),
-        Effect.uninterruptible,
-        annotateRun(entry.claim)
+        Effect.uninterruptible
       )
     })
 

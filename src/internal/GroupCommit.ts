@@ -7,28 +7,41 @@
  */
 import { Deferred, Effect, Exit, Queue } from "effect"
 
+interface Pending<A, B, E> {
+  readonly item: A
+  /** Told the item's result; runs in the writer's fiber, so it must be quick. */
+  readonly done: (exit: Exit.Exit<B, E>) => Effect.Effect<void>
+}
+
+export interface GroupCommit<A, B, E> {
+  /** Submits an item and waits for its result. */
+  readonly submit: (item: A) => Effect.Effect<B, E>
+  /**
+   * Submits an item without waiting: `done` is told the result once its batch
+   * is written. Costs no fiber per item, for callers with nothing to do meanwhile.
+   */
+  readonly submitThen: (item: A, done: (exit: Exit.Exit<B, E>) => Effect.Effect<void>) => Effect.Effect<void>
+}
+
 export const make = <A, B, E>(options: {
   readonly maxBatch: number
   readonly write: (items: ReadonlyArray<A>) => Effect.Effect<ReadonlyArray<B>, E>
 }) =>
   Effect.gen(function*() {
     const pending = yield* Effect.acquireRelease(
-      Queue.bounded<readonly [A, Deferred.Deferred<B, E>]>(options.maxBatch * 4),
+      Queue.bounded<Pending<A, B, E>>(options.maxBatch * 4),
       // Whoever still waits when the owner's scope closes is told so.
       (queue) =>
-        Effect.flatMap(Queue.takeAll(queue), (left) =>
-          Effect.forEach(left, ([, deferred]) => Deferred.interrupt(deferred), { discard: true })).pipe(
+        Effect.flatMap(Effect.zip(Queue.takeAll(queue), Effect.fiberId), ([left, fiberId]) =>
+          Effect.forEach(left, (p) => p.done(Exit.interrupt(fiberId)), { discard: true })).pipe(
             Effect.zipRight(Queue.shutdown(queue))
           )
     )
     yield* Queue.takeBetween(pending, 1, options.maxBatch).pipe(
       Effect.flatMap((chunk) => {
         const batch = Array.from(chunk)
-        return Effect.exit(options.write(batch.map(([item]) => item))).pipe(
-          Effect.flatMap((exit) =>
-            Effect.forEach(batch, ([, deferred], i) =>
-              Deferred.done(deferred, Exit.map(exit, (results) => results[i]!)), { discard: true })
-          ),
+        return Effect.exit(options.write(batch.map((p) => p.item))).pipe(
+          Effect.flatMap((exit) => Effect.forEach(batch, (p, i) => p.done(Exit.map(exit, (results) => results[i]!)), { discard: true })),
           // A batch taken is a batch answered, even while the owner shuts down.
           Effect.uninterruptible
         )
@@ -36,7 +49,13 @@ export const make = <A, B, E>(options: {
       Effect.forever,
       Effect.forkScoped
     )
-    return (item: A): Effect.Effect<B, E> =>
+    const submitThen = (item: A, done: (exit: Exit.Exit<B, E>) => Effect.Effect<void>) =>
+      Queue.offer(pending, { item, done }).pipe(Effect.asVoid)
+    const submit = (item: A): Effect.Effect<B, E> =>
       Effect.flatMap(Deferred.make<B, E>(), (deferred) =>
-        Effect.zipRight(Queue.offer(pending, [item, deferred] as const), Deferred.await(deferred)))
+        Effect.zipRight(
+          submitThen(item, (exit) => Deferred.done(deferred, exit)),
+          Deferred.await(deferred)
+        ))
+    return { submit, submitThen } satisfies GroupCommit<A, B, E>
   })
