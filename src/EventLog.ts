@@ -29,8 +29,8 @@ export class EventLog extends Context.Tag("runstream/EventLog")<EventLog, {
   readonly append: (items: ReadonlyArray<AppendItem>) => Effect.Effect<ReadonlyArray<number | undefined>, SqlError.SqlError>
   /** Events with `after < seq`, in order, at most `limit`. */
   readonly read: (runId: RunId, options: { readonly after: number; readonly limit: number }) => Effect.Effect<ReadonlyArray<RunEvent>, SqlError.SqlError>
-  /** Refuses event data larger than the configured limit. */
-  readonly checkSize: (data: unknown) => Effect.Effect<void, PayloadTooLarge>
+  /** Refuses event data (as JSON text) larger than the configured limit. */
+  readonly checkSize: (json: string) => Effect.Effect<void, PayloadTooLarge>
 }>() {}
 
 /** @category config */
@@ -112,8 +112,8 @@ export const make = Effect.gen(function*() {
       Effect.map((rows) => rows.map((row) => toRunEvent(runId, row)))
     )
 
-  const checkSize = (data: unknown) => {
-    const bytes = Buffer.byteLength(JSON.stringify(data ?? null))
+  const checkSize = (json: string) => {
+    const bytes = Buffer.byteLength(json)
     return bytes > maxEventBytes
       ? Effect.fail(new PayloadTooLarge({ what: "event data", bytes, limit: maxEventBytes }))
       : Effect.void

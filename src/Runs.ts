@@ -9,7 +9,7 @@ import { makeRunId, type RunId } from "./domain/Ids.ts"
 import { isFinished, type Run, type RunStatus } from "./domain/Run.ts"
 import { isTerminalType, type RunEvent } from "./domain/RunEvent.ts"
 import { EventBus } from "./EventBus.ts"
-import { unstorableInJsonb } from "./internal/jsonb.ts"
+import { StorableString, storableJson } from "./internal/jsonb.ts"
 import { EventLog } from "./EventLog.ts"
 import { Outbox } from "./Outbox.ts"
 import { Queue as RunQueue } from "./Queue.ts"
@@ -18,7 +18,7 @@ import * as Task from "./Task.ts"
 
 /** Options of a start; every field is checked and bounded. */
 export const StartOptions = Schema.Struct({
-  idempotencyKey: Schema.optional(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200))),
+  idempotencyKey: Schema.optional(StorableString.pipe(Schema.minLength(1), Schema.maxLength(200))),
   queue: Schema.optional(Schema.String.pipe(
     Schema.pattern(/^[A-Za-z0-9._-]{1,100}$/, { message: () => "a queue name is 1-100 of A-Z a-z 0-9 . _ -" })
   )),
@@ -110,13 +110,10 @@ export const make = Effect.gen(function*() {
       const encoded = typed
         ? yield* Schema.encodeUnknown(task.input)(input)
         : yield* Schema.encodeUnknown(task.input)(yield* Schema.decodeUnknown(task.input)(input))
-      const json = JSON.stringify(encoded ?? null)
+      const json = yield* storableJson("input", encoded)
       const bytes = Buffer.byteLength(json)
       if (bytes > config.maxInputBytes) {
         return yield* new PayloadTooLarge({ what: "input", bytes, limit: config.maxInputBytes })
-      }
-      if (unstorableInJsonb(json)) {
-        return yield* new InvalidInput({ message: "input: strings may not contain U+0000 or unpaired surrogates" })
       }
       return encoded
     }).pipe(

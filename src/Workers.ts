@@ -30,7 +30,8 @@ import type { RunError } from "./domain/Run.ts"
 import { TaskEventType } from "./domain/RunEvent.ts"
 import { type AppendItem, EventLog } from "./EventLog.ts"
 import * as GroupCommit from "./internal/GroupCommit.ts"
-import { unstorableInJsonb } from "./internal/jsonb.ts"
+import { interruptWithin } from "./internal/interruptWithin.ts"
+import { storableJson, storableText } from "./internal/jsonb.ts"
 import * as PriorityBuffer from "./internal/PriorityBuffer.ts"
 import { now } from "./internal/time.ts"
 import { Outbox } from "./Outbox.ts"
@@ -108,6 +109,8 @@ interface InFlight {
   /** Set once its body is running. */
   fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined
   stop: StopReason | undefined
+  /** Stops waiting for a body that does not end after its interruption. */
+  abandon: (() => void) | undefined
 }
 
 type Write =
@@ -119,6 +122,10 @@ const maxMessage = 2000
 /** Errors that no retry can cure. */
 const isPermanent = (tag: string) => tag === "PermanentError" || tag === "InputInvalid" || tag === "UnknownTask"
 
+// A task's error text goes into a batch with other runs' ends: one that
+// Postgres cannot store would fail them all.
+const recordable = storableText
+
 /** What is recorded of a failed attempt: the error's tag and message, bounded. */
 export const runErrorOf = (cause: Cause.Cause<unknown>): RunError => {
   const failure = Cause.failureOption(cause)
@@ -126,11 +133,11 @@ export const runErrorOf = (cause: Cause.Cause<unknown>): RunError => {
     const error = failure.value as { readonly _tag?: unknown; readonly message?: unknown } | null
     const tag = typeof error?._tag === "string" ? error._tag : "Error"
     const message = typeof error?.message === "string" && error.message.length > 0 ? error.message : String(error)
-    return { tag, message: message.slice(0, maxMessage), retryable: !isPermanent(tag) }
+    return { tag: recordable(tag.slice(0, 100)), message: recordable(message.slice(0, maxMessage)), retryable: !isPermanent(tag) }
   }
   const defect = Cause.squash(cause)
   const message = defect instanceof Error ? `${defect.name}: ${defect.message}` : String(defect)
-  return { tag: "Defect", message: message.slice(0, maxMessage), retryable: true }
+  return { tag: "Defect", message: recordable(message.slice(0, maxMessage)), retryable: true }
 }
 
 
@@ -143,6 +150,7 @@ export const make = (options: WorkersOptions) =>
     const listener = yield* PgListener
     const registry = yield* Task.TaskRegistry
     const workerId = yield* makeInstanceId("worker")
+    const scope = yield* Effect.scope
     const leaseMs = Duration.toMillis(options.lease)
     const inFlight = new Map<RunId, InFlight>()
     const slotFreed = yield* Queue.sliding<void>(1)
@@ -176,6 +184,17 @@ export const make = (options: WorkersOptions) =>
         }).pipe(sql.withTransaction, Effect.tap(() => outbox.written))
     })
 
+    /**
+     * An interrupted body gets the shutdown grace to end; one that does not (its
+     * finalizers hang) is left running detached, and its run moves on.
+     */
+    const abandoned = (claim: Claim, reason: string) =>
+      Effect.logWarning(
+        `attempt ${claim.attempt} of ${claim.runId} did not end within ${
+          Duration.format(options.shutdownGrace)
+        } of its interruption (${reason}); abandoned, it still runs detached`
+      )
+
     const stopRun = (runId: RunId, reason: StopReason) =>
       Effect.suspend(() => {
         const entry = inFlight.get(runId)
@@ -186,7 +205,23 @@ export const make = (options: WorkersOptions) =>
       Effect.suspend(() => {
         if (entry.stop !== undefined) return Effect.void
         entry.stop = reason
-        if (entry.fiber !== undefined) return Effect.asVoid(Fiber.interruptFork(entry.fiber))
+        if (entry.fiber !== undefined) {
+          return Effect.zipRight(
+            Fiber.interruptFork(entry.fiber),
+            // A body whose finalizers hang must not hold its place forever.
+            Effect.sleep(options.shutdownGrace).pipe(
+              Effect.zipRight(Effect.suspend(() => {
+                if (entry.abandon === undefined) return Effect.void
+                entry.abandon()
+                return abandoned(entry.claim, reason)
+              })),
+              // Stops may come from uninterruptible code; the timer must not be.
+              Effect.interruptible,
+              Effect.forkIn(scope),
+              Effect.asVoid
+            )
+          )
+        }
         // Still buffered: end it now rather than when a runner gets to it.
         return entry.taken ? Effect.void : Effect.asVoid(FiberSet.run(runners, execute(entry)))
       })
@@ -199,10 +234,7 @@ export const make = (options: WorkersOptions) =>
           if (!Schema.is(TaskEventType)(type)) {
             return yield* new InvalidInput({ message: `event type '${String(type).slice(0, 100)}' is empty, too long or reserved (run.*)` })
           }
-          yield* log.checkSize(data)
-          if (unstorableInJsonb(JSON.stringify(data ?? null))) {
-            return yield* new InvalidInput({ message: "event data: strings may not contain U+0000 or unpaired surrogates" })
-          }
+          yield* log.checkSize(yield* storableJson("event data", data))
           const seq = yield* write.submit({ _tag: "emit", item: { runId: claim.runId, attempt: claim.attempt, type, data: data ?? null } })
           if (typeof seq !== "number") {
             return yield* new LeaseLost({ runId: claim.runId, attempt: claim.attempt })
@@ -223,11 +255,22 @@ export const make = (options: WorkersOptions) =>
             const timeoutMs = claim.timeoutMs ?? Option.getOrUndefined(Option.map(task.timeout, Duration.toMillis))
             const body = task.run(input, contextFor(claim))
             const output = yield* (timeoutMs === undefined ? body : body.pipe(
+              // The attempt ends at its timeout even if the body's finalizers hang.
+              interruptWithin(options.shutdownGrace, abandoned(claim, "timeout")),
               Effect.timeoutFail({ duration: Duration.millis(timeoutMs), onTimeout: () => new TaskTimeout({ timeoutMs }) })
             ))
-            return yield* Schema.encodeUnknown(task.output)(output).pipe(
+            const encoded = yield* Schema.encodeUnknown(task.output)(output).pipe(
               Effect.mapError((error) => ({ _tag: "OutputInvalid", message: error.message }))
             )
+            // The output is written in the run and its run.succeeded event: refused
+            // here, it fails this run alone instead of the group commit it would join.
+            const json = yield* storableJson("output", encoded).pipe(
+              Effect.mapError((error) => ({ _tag: "OutputInvalid", message: error.message }))
+            )
+            yield* log.checkSize(json).pipe(
+              Effect.mapError((error) => ({ _tag: "OutputInvalid", message: `output: ${error.message}` }))
+            )
+            return encoded
           }).pipe(Effect.provide(context)) as Effect.Effect<unknown, unknown>
       })
 
@@ -282,6 +325,25 @@ export const make = (options: WorkersOptions) =>
           ? Effect.zipRight(afterFinish(entry.claim, outcome, exit.value), release(entry))
           : Effect.asVoid(FiberSet.run(ending, finishRetrying(entry.claim, outcome).pipe(Effect.ensuring(release(entry))))))
 
+    /**
+     * Waits for the body's fiber to end, or until the entry is abandoned (its
+     * body was interrupted and did not end in time). An observer rather than a
+     * race: no extra fiber per run.
+     */
+    const awaitAttempt = (entry: InFlight, fiber: Fiber.RuntimeFiber<unknown, unknown>) =>
+      Effect.async<Exit.Exit<unknown, unknown>>((resume) => {
+        let resumed = false
+        const done = (exit: Exit.Exit<unknown, unknown>) => {
+          if (resumed) return
+          resumed = true
+          entry.abandon = undefined
+          fiber.removeObserver(done)
+          resume(Effect.succeed(exit))
+        }
+        entry.abandon = () => done(Exit.interrupt(fiber.id()))
+        fiber.addObserver(done)
+      })
+
     /** Frees the run's place once its attempt is over and its end written (or abandoned). */
     const release = (entry: InFlight) =>
       Effect.suspend(() => {
@@ -303,9 +365,12 @@ export const make = (options: WorkersOptions) =>
         const claim = entry.claim
         let exit: Exit.Exit<unknown, unknown> = Exit.interrupt(FiberId.none)
         if (entry.stop === undefined) {
-          const fiber = yield* Effect.fork(Effect.interruptible(attemptOf(claim)).pipe(annotateRun(claim)))
+          // A daemon: the runner must be free to stop (at shutdown) even if a
+          // body abandoned after its interruption never ends. Every body is
+          // interrupted explicitly (stopEntry), so none outlives the pool unasked.
+          const fiber = yield* Effect.forkDaemon(Effect.interruptible(attemptOf(claim)).pipe(annotateRun(claim)))
           entry.fiber = fiber
-          exit = yield* Fiber.await(fiber)
+          exit = yield* awaitAttempt(entry, fiber)
         }
         const outcome = yield* outcomeOf(claim, exit, entry.stop)
         if (Option.isSome(outcome)) {
@@ -342,7 +407,7 @@ export const make = (options: WorkersOptions) =>
           // This pool lost the run's previous attempt (its lease lapsed) and got it back.
           const previous = inFlight.get(claim.runId)
           if (previous !== undefined) yield* stopEntry(previous, "leaseLost")
-          const entry: InFlight = { claim, taken: false, fiber: undefined, stop: undefined }
+          const entry: InFlight = { claim, taken: false, fiber: undefined, stop: undefined, abandon: undefined }
           inFlight.set(claim.runId, entry)
           yield* buffer.offer(entry)
         }

@@ -8,7 +8,7 @@ import { Schema } from "effect"
 import { RunId } from "../domain/Ids.ts"
 import { Run, RunStatus } from "../domain/Run.ts"
 import { RunEvent } from "../domain/RunEvent.ts"
-import { unstorableInJsonb } from "../internal/jsonb.ts"
+import { StorableString } from "../internal/jsonb.ts"
 import { maxPageSize, StartOptions } from "../Runs.ts"
 import * as ApiError from "./ApiError.ts"
 
@@ -27,13 +27,6 @@ export const EventPage = Schema.Struct({
   nextAfter: Schema.Int.annotations({ description: "Pass back as `after` for the next page: the last seq of this page, or `after` when it is empty." })
 }).annotations({ identifier: "EventPage" })
 
-/**
- * Text that Postgres can store (no U+0000, no unpaired surrogate): anything
- * else is bad input, refused with a 400 rather than met as a database error.
- */
-const StorableString = Schema.String.pipe(
-  Schema.filter((s) => !unstorableInJsonb(JSON.stringify(s)), { message: () => "may not contain U+0000 or unpaired surrogates" })
-)
 
 /** The body of `POST /v1/runs`. @category schemas */
 export const StartRunBody = Schema.Struct({

@@ -1,6 +1,35 @@
 /**
- * Postgres `jsonb` cannot hold U+0000 nor a lone UTF-16 surrogate (which
- * `JSON.stringify` writes as a `\udXXX` escape). Callers refuse such values up
- * front with a clear error rather than meet a database error.
+ * What Postgres `jsonb` can store. It cannot hold U+0000 nor a lone UTF-16
+ * surrogate (which `JSON.stringify` writes as a `\udXXX` escape), and
+ * `JSON.stringify` itself throws on cycles, BigInts and nesting deep enough to
+ * overflow the stack. Callers refuse such values up front with a clear error
+ * rather than meet a database error, or a crash, later.
  */
+import { Effect, Schema } from "effect"
+import { InvalidInput } from "../domain/Errors.ts"
+
 export const unstorableInJsonb = (json: string): boolean => /(^|[^\\])(\\\\)*\\u(0000|d[89a-f][0-9a-f]{2})/i.test(json)
+
+/** The JSON text of `value`, or `InvalidInput` naming `what` when it has none or Postgres could not store it. */
+export const storableJson = (what: string, value: unknown): Effect.Effect<string, InvalidInput> =>
+  Effect.try({
+    try: () => JSON.stringify(value ?? null),
+    catch: (error) =>
+      new InvalidInput({
+        message: `${what} cannot be written as JSON: ${error instanceof Error ? error.message : String(error)}`.slice(0, 500)
+      })
+  }).pipe(
+    Effect.filterOrFail(
+      (json) => !unstorableInJsonb(json),
+      () => new InvalidInput({ message: `${what}: strings may not contain U+0000 or unpaired surrogates` })
+    )
+  )
+
+/** Text with the characters Postgres cannot store replaced (for messages we record, not user data). */
+export const storableText = (text: string): string =>
+  text.replace(/\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, "\uFFFD")
+
+/** A string Postgres can store; anything else is bad input (a 400, not a database error). */
+export const StorableString = Schema.String.pipe(
+  Schema.filter((s) => !unstorableInJsonb(JSON.stringify(s)), { message: () => "may not contain U+0000 or unpaired surrogates" })
+)
