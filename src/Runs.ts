@@ -84,7 +84,17 @@ export const RunsConfig = Config.all({
     Config.validate({ message: "must be between 1 KiB and 64 MiB", validation: (n) => n >= 1024 && n <= 64 * 1024 * 1024 }),
     Config.withDefault(1024 * 1024)
   ),
-  pageSize: Config.integer("RUNSTREAM_EVENT_PAGE_SIZE").pipe(Config.withDefault(2000))
+  pageSize: Config.integer("RUNSTREAM_EVENT_PAGE_SIZE").pipe(Config.withDefault(2000)),
+  /**
+   * How many followed streams may read the database at once in this program.
+   * Each read holds a pool connection: a thousand clients resuming together
+   * wait here, in order and without a deadline, instead of draining the pool
+   * (whose waiters fail after the connect timeout) under everything else.
+   */
+  streamReads: Config.integer("RUNSTREAM_STREAM_READS").pipe(
+    Config.validate({ message: "must be between 1 and 1000", validation: (n) => n >= 1 && n <= 1000 }),
+    Config.withDefault(4)
+  )
 })
 
 /** Pages of `list` and `readEvents` are bounded. */
@@ -104,6 +114,8 @@ export const make = Effect.gen(function*() {
   const queue = yield* RunQueue
   const registry = yield* Task.TaskRegistry
   const config = yield* RunsConfig
+  const streamReads = yield* Effect.makeSemaphore(config.streamReads)
+  const streamRead = streamReads.withPermits(1)
 
   const encodeInput = (task: Task.Any, input: unknown, typed: boolean) =>
     Effect.gen(function*() {
@@ -188,7 +200,7 @@ export const make = Effect.gen(function*() {
       // Subscribe first: whatever is published from now on is in the
       // subscription, and whatever was committed before is in the log.
       const subscription = yield* bus.subscribe({ runId })
-      const run = yield* store.get(runId)
+      const run = yield* streamRead(store.get(runId))
       const after = options?.after ?? 0
       if (!Number.isInteger(after) || after < 0) {
         return yield* new InvalidInput({ message: "after must be a non-negative integer" })
@@ -218,7 +230,7 @@ export const make = Effect.gen(function*() {
 
       // Suspended: each read starts after the cursor as it is now, not as it was.
       const readLog = Effect.suspend(() =>
-        Effect.map(log.read(runId, { after: cursor, limit: config.pageSize }), (rows) => {
+        Effect.map(streamRead(log.read(runId, { after: cursor, limit: config.pageSize })), (rows) => {
           caughtUp = rows.length < config.pageSize
           return emit(rows)
         })

@@ -4,15 +4,13 @@
  * @since 0.1.0
  */
 import { HttpApiBuilder } from "@effect/platform"
-import { Effect, Schema, Stream } from "effect"
-import { RunEvent } from "../domain/RunEvent.ts"
+import { Effect } from "effect"
 import { Runs } from "../Runs.ts"
 import { Api } from "./Api.ts"
 import type { HttpOptions } from "./HttpConfig.ts"
 import * as Sse from "./Sse.ts"
 import { Streams } from "./Streams.ts"
 
-const encodeEvent = Schema.encode(RunEvent)
 
 /** @category layers */
 export const layer = (options: HttpOptions) =>
@@ -25,12 +23,7 @@ export const layer = (options: HttpOptions) =>
           yield* streams.acquire
           // Subscribed before the response starts: nothing published from now on is missed.
           const live = yield* runs.subscribeAll({ task: urlParams.task, runId: urlParams.run })
-          const messages = live.pipe(
-            Stream.mapEffect((event) =>
-              Effect.map(encodeEvent(event), (json) => Sse.encode({ event: event.type, data: JSON.stringify(json) }))
-            ),
-            Stream.orDie
-          )
+          const messages = Sse.runEvents(live, { withIds: false })
           return Sse.response(streams.untilShutdown(messages), options)
         }))
     }))

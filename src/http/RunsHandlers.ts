@@ -4,10 +4,9 @@
  * @since 0.1.0
  */
 import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
-import { Effect, Schema, Stream } from "effect"
+import { Effect, Stream } from "effect"
 import type { RunId } from "../domain/Ids.ts"
 import { isFinished } from "../domain/Run.ts"
-import { RunEvent } from "../domain/RunEvent.ts"
 import { Runs } from "../Runs.ts"
 import { Api, RunResponse, StartRunBody } from "./Api.ts"
 import { badRequest, internal, mapCore } from "./ApiError.ts"
@@ -20,14 +19,10 @@ import { Streams } from "./Streams.ts"
 const wantsJson = (accept: string | undefined) =>
   accept !== undefined && accept.includes("application/json") && !accept.includes("text/event-stream")
 
-const encodeEvent = Schema.encode(RunEvent)
 
 /** A run's events as SSE messages; a failure ends the stream (the client resumes from its last id). */
 const eventMessages = (runs: Runs["Type"], runId: RunId, after: number) =>
-  runs.events(runId, { after }).pipe(
-    Stream.mapEffect((event) =>
-      Effect.map(encodeEvent(event), (json) => Sse.encode({ id: String(event.seq), event: event.type, data: JSON.stringify(json) }))
-    ),
+  Sse.runEvents(runs.events(runId, { after }), { withIds: true }).pipe(
     Stream.catchAll((error) =>
       Stream.fromEffect(Effect.logWarning(`event stream of ${runId} ended early`, error)).pipe(Stream.drain)
     )

@@ -3,7 +3,8 @@
  * @since 0.1.0
  */
 import { HttpServerResponse } from "@effect/platform"
-import { Duration, Schedule, Stream } from "effect"
+import { Chunk, Duration, Schedule, Schema, Stream } from "effect"
+import { RunEvent } from "../domain/RunEvent.ts"
 
 /** One message. `id` and `event` are single-line; `data` may span lines. */
 export interface Message {
@@ -23,6 +24,27 @@ export const encode = (message: Message): string => {
   for (const line of message.data.split(/\r\n|\r|\n/)) out += `data: ${line}\n`
   return `${out}\n`
 }
+
+const encodeEvent = Schema.encodeSync(RunEvent)
+
+/**
+ * Run events as SSE text: each chunk of events becomes one string, so a batch
+ * of events costs one pass down the response stream and one socket write, not
+ * one per event. `withIds` sets `id:` to the seq (for `Last-Event-ID`).
+ */
+export const runEvents = <E, R>(events: Stream.Stream<RunEvent, E, R>, options: { readonly withIds: boolean }) =>
+  Stream.mapChunks(events, (chunk) => {
+    if (Chunk.isEmpty(chunk)) return Chunk.empty<string>()
+    let text = ""
+    for (const event of chunk) {
+      text += encode({
+        id: options.withIds ? String(event.seq) : undefined,
+        event: event.type,
+        data: JSON.stringify(encodeEvent(event))
+      })
+    }
+    return Chunk.of(text)
+  })
 
 /** A comment: ignored by clients, but it keeps proxies from closing an idle connection. */
 export const comment = (text: string): string => `: ${singleLine(text)}\n\n`
