@@ -42,22 +42,27 @@ export const migrate = Effect.gen(function*() {
   return yield* Migrator.make({})({ loader, table: migrationsTable })
 }).pipe(Effect.withSpan("Database.migrate"))
 
-/** A pool on the given URL, with the configured bounds. */
-export const layerPool = (options: { readonly maxConnections?: number | undefined } = {}) =>
+export interface PoolOptions {
+  readonly maxConnections?: number | undefined
+  readonly connectTimeout?: Duration.DurationInput | undefined
+}
+
+/** A pool on the given URL, with the configured bounds (`options` take precedence). */
+export const layerPool = (options: PoolOptions = {}) =>
   Layer.unwrapEffect(Effect.gen(function*() {
     const { url } = yield* DatabaseUrl
     const pool = yield* PoolConfig
     return PgClient.layer({
       url,
       maxConnections: options.maxConnections ?? pool.maxConnections,
-      connectTimeout: pool.connectTimeout,
+      connectTimeout: options.connectTimeout === undefined ? pool.connectTimeout : Duration.decode(options.connectTimeout),
       idleTimeout: Duration.seconds(30),
       applicationName: "runstream"
     })
   }))
 
 /** A migrated pool on the program's `DatabaseUrl`. */
-export const layerClient = (options: { readonly maxConnections?: number | undefined } = {}) =>
+export const layerClient = (options: PoolOptions = {}) =>
   Layer.effectDiscard(migrate).pipe(Layer.provideMerge(layerPool(options)))
 
 /**

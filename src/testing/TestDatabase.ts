@@ -8,7 +8,7 @@ import { createHash, randomBytes } from "node:crypto"
 import { readdirSync, readFileSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { Config, Data, Effect, Layer, Option, Redacted } from "effect"
+import { Config, Data, Duration, Effect, Layer, Option, Redacted } from "effect"
 import pg from "pg"
 import * as Database from "../Database.ts"
 import * as Embedded from "../internal/embeddedPostgres.ts"
@@ -69,7 +69,7 @@ const ensureTemplate = (serverUrl: string, template: string) =>
     const building = `${template}_building_${randomBytes(4).toString("hex")}`
     yield* query(client, `CREATE DATABASE ${building}`)
     yield* Effect.scoped(Layer.build(
-      Database.layerClient({ maxConnections: 2 }).pipe(Layer.provide(Layer.succeed(Database.DatabaseUrl, {
+      Database.layerClient({ maxConnections: 2, connectTimeout }).pipe(Layer.provide(Layer.succeed(Database.DatabaseUrl, {
         url: Redacted.make(withUrlDatabase(serverUrl, building)),
         description: "test template"
       })))
@@ -113,6 +113,13 @@ export const layerUrl = Layer.scoped(
   })
 )
 
+/**
+ * How long a test's pool waits for a connection. Generous: many graphs open
+ * pools at once on a busy 2-core CI machine, where a new backend can take
+ * seconds; a test should fail on its own timeout, not on its pool's.
+ */
+export const connectTimeout = Duration.seconds(30)
+
 /** A migrated pool (small: many graphs run at once) on a fresh database. */
 export const layer = (options: { readonly maxConnections?: number | undefined } = {}) =>
-  Database.layerClient({ maxConnections: options.maxConnections ?? 4 }).pipe(Layer.provideMerge(layerUrl))
+  Database.layerClient({ maxConnections: options.maxConnections ?? 4, connectTimeout }).pipe(Layer.provideMerge(layerUrl))

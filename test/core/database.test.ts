@@ -8,6 +8,7 @@ import { join } from "node:path"
 import pg from "pg"
 import * as Database from "../../src/Database.ts"
 import { serverUrlVariable } from "../../src/testing/TestServer.ts"
+import { TestDatabase } from "../../src/testing/index.ts"
 
 const adminQuery = (url: string, text: string) =>
   Effect.promise(async () => {
@@ -41,10 +42,10 @@ describe("Database", () => {
       // Four pools racing to migrate one empty database, as four processes would.
       yield* Effect.forEach(
         [1, 2, 3, 4],
-        () => Effect.scoped(Layer.build(Database.layerClient({ maxConnections: 2 }).pipe(Layer.provide(urlLayer)))),
+        () => Effect.scoped(Layer.build(Database.layerClient({ maxConnections: 2, connectTimeout: TestDatabase.connectTimeout }).pipe(Layer.provide(urlLayer)))),
         { concurrency: 4, discard: true }
       )
-      const ctx = yield* Layer.build(Database.layerClient({ maxConnections: 1 }).pipe(Layer.provide(urlLayer)))
+      const ctx = yield* Layer.build(Database.layerClient({ maxConnections: 1, connectTimeout: TestDatabase.connectTimeout }).pipe(Layer.provide(urlLayer)))
       const sql = Context.get(ctx, SqlClient.SqlClient)
       const applied = yield* sql<{ migration_id: number }>`SELECT migration_id FROM runstream_migrations`
       expect(applied.map((m) => m.migration_id)).toEqual([1])

@@ -10,6 +10,7 @@ import type { RunEvent } from "../../src/domain/RunEvent.ts"
 import { Runs } from "../../src/Runs.ts"
 import * as Runstream from "../../src/Runstream.ts"
 import * as Task from "../../src/Task.ts"
+import { TestDatabase } from "../../src/testing/index.ts"
 import * as Workers from "../../src/Workers.ts"
 
 /**
@@ -37,7 +38,7 @@ export const programOn = <const Tasks extends ReadonlyArray<Task.Any>>(options: 
     : Runstream.layerWithWorkers({ bus: "postgres", workers: options.workers })
   return runtime.pipe(
     Layer.provideMerge(Task.layerRegistry(...options.tasks)),
-    Layer.provideMerge(Database.layerClient({ maxConnections: 4 }))
+    Layer.provideMerge(Database.layerClient({ maxConnections: 4, connectTimeout: TestDatabase.connectTimeout }))
   )
 }
 
