@@ -10,6 +10,35 @@ import { InvalidInput } from "../domain/Errors.ts"
 
 export const unstorableInJsonb = (json: string): boolean => /(^|[^\\])(\\\\)*\\u(0000|d[89a-f][0-9a-f]{2})/i.test(json)
 
+/**
+ * Postgres refuses jsonb nested beyond somewhere between 10,000 and 20,000
+ * levels ("stack depth limit exceeded", PostgreSQL 15 defaults), and a refused
+ * value fails the whole statement it is in (a group commit: other runs' writes).
+ * We refuse far below that; no real event or output needs more.
+ */
+export const maxStoredNesting = 1000
+
+/** How deeply arrays and objects nest in JSON text (strings skipped; one pass, no recursion). */
+export const jsonNesting = (json: string): number => {
+  let depth = 0
+  let deepest = 0
+  let inString = false
+  for (let i = 0; i < json.length; i++) {
+    const c = json.charCodeAt(i)
+    if (inString) {
+      if (c === 92) i++ // backslash: skip the escaped character
+      else if (c === 34) inString = false
+    } else if (c === 34) {
+      inString = true
+    } else if (c === 91 || c === 123) {
+      if (++depth > deepest) deepest = depth
+    } else if (c === 93 || c === 125) {
+      depth--
+    }
+  }
+  return deepest
+}
+
 /** The JSON text of `value`, or `InvalidInput` naming `what` when it has none or Postgres could not store it. */
 export const storableJson = (what: string, value: unknown): Effect.Effect<string, InvalidInput> =>
   Effect.try({
@@ -22,6 +51,10 @@ export const storableJson = (what: string, value: unknown): Effect.Effect<string
     Effect.filterOrFail(
       (json) => !unstorableInJsonb(json),
       () => new InvalidInput({ message: `${what}: strings may not contain U+0000 or unpaired surrogates` })
+    ),
+    Effect.filterOrFail(
+      (json) => jsonNesting(json) <= maxStoredNesting,
+      () => new InvalidInput({ message: `${what} is nested deeper than ${maxStoredNesting} levels` })
     )
   )
 

@@ -3,7 +3,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer } from "effect"
 import { Echo } from "../../src/demo/tasks.ts"
 import { nestingDepth } from "../../src/http/RequestBody.ts"
-import { unstorableInJsonb } from "../../src/internal/jsonb.ts"
+import { jsonNesting, maxStoredNesting, unstorableInJsonb } from "../../src/internal/jsonb.ts"
 import { Runs } from "../../src/Runs.ts"
 import { RunstreamTest } from "../../src/testing/index.ts"
 
@@ -17,12 +17,24 @@ describe("values Postgres jsonb cannot store", () => {
     expect(check("\\u0000 typed as text")).toBe(false)
   })
 
+  it("nesting is measured in JSON text, brackets inside strings not counted", () => {
+    expect(jsonNesting(JSON.stringify({ a: [1, { b: [] }] }))).toBe(4)
+    expect(jsonNesting(JSON.stringify({ text: "[[[{{{ \\\" [[" }))).toBe(1)
+    expect(jsonNesting(JSON.stringify("flat"))).toBe(0)
+    let deep: unknown = 0
+    for (let i = 0; i < 1500; i++) deep = [deep]
+    expect(jsonNesting(JSON.stringify(deep))).toBe(1500)
+  })
+
   it.scopedLive("are refused as InvalidInput at start, and nothing is written", () =>
     Effect.gen(function*() {
       const ctx = yield* Layer.build(RunstreamTest.layer({ tasks: [Echo], workers: false }))
       const runs = Context.get(ctx, Runs)
       const sql = Context.get(ctx, SqlClient.SqlClient)
-      for (const input of ["x\udfffy", { a: "\u0000" }]) {
+      let deep: unknown = 0
+      // Deeper than we store, shallower than JSON.stringify's stack allows.
+      for (let i = 0; i < maxStoredNesting + 1; i++) deep = [deep]
+      for (const input of ["x\udfffy", { a: "\u0000" }, deep]) {
         const error = yield* runs.startMany([{ task: Echo.name, input }]).pipe(Effect.flip)
         expect(error._tag).toBe("InvalidInput")
       }

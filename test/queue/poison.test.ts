@@ -74,25 +74,36 @@ describe.concurrent("poison runs", () => {
   it.live("an output Postgres cannot store (too deep, U+0000, too large) fails its run alone with OutputInvalid", () =>
     Effect.gen(function*() {
       const BadOutput = Task.make("test.bad-output", {
-        input: Schema.Literal("deep", "nul", "large"),
+        input: Schema.Literal("deep", "nul", "large", "deepForPostgres"),
         output: Schema.Unknown,
         retry: { maxAttempts: 1 },
         run: (kind) =>
-          Effect.succeed(kind === "deep" ? deep(100_000) : kind === "nul" ? { text: "a\u0000b" } : "x".repeat(200_000))
+          Effect.succeed(
+            kind === "deep"
+              ? deep(100_000)
+              : kind === "nul"
+              ? { text: "a\u0000b" }
+              : kind === "large"
+              ? "x".repeat(200_000)
+              // JSON.stringify copes; refused all the same: past some depth Postgres
+              // refuses jsonb (stack depth), and with it the whole batch.
+              : deep(1_500)
+          )
       })
       yield* Effect.gen(function*() {
         const runs = yield* Runs
-        const started = yield* Effect.forEach(["deep", "nul", "large"] as const, (kind) => runs.start(BadOutput, kind))
+        const started = yield* Effect.forEach(["deep", "nul", "large", "deepForPostgres"] as const, (kind) => runs.start(BadOutput, kind))
         for (const run of started) {
           const done = yield* RunstreamTest.waitForRunCompletion(run.id, patience)
           expect(done.status).toBe("failed")
           expect(done.error?.tag).toBe("OutputInvalid")
           expect(done.output).toBeNull()
         }
-        const [deepRun, nulRun, largeRun] = yield* Effect.forEach(started, (run) => runs.get(run.id))
+        const [deepRun, nulRun, largeRun, deepForPostgres] = yield* Effect.forEach(started, (run) => runs.get(run.id))
         expect(deepRun!.error?.message).toContain("output cannot be written as JSON")
         expect(nulRun!.error?.message).toContain("U+0000")
         expect(largeRun!.error?.message).toContain("output")
+        expect(deepForPostgres!.error?.message).toContain("output is nested deeper than 1000 levels")
         yield* expectWorkerRunsOn
       }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [BadOutput, Echo], workers: oneRunner })))
     }))
