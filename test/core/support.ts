@@ -50,13 +50,18 @@ export const testServices = Layer.mergeAll(
   Layer.effect(Executed, Ref.make<ReadonlyArray<RunId>>([]))
 )
 
-/** A whole program with the test tasks and fast leases. */
+/**
+ * A whole program with the test tasks. The lease is long: these tests are not
+ * about leases (test/queue/leases.test.ts is), and on a loaded machine a
+ * heartbeat can come seconds late — with a 3 s lease, a test:repeat run saw a
+ * run reclaimed and retried in the middle of a test counting its events.
+ */
 export const program = (options: Omit<RunstreamTest.Options<readonly []>, "tasks"> = {}) =>
   RunstreamTest.layer({
     tasks: [Stepper, Burst] as const,
     ...options,
     workers: options.workers === false ? false : {
-      lease: "3 seconds",
+      lease: "30 seconds",
       reclaimInterval: "200 millis",
       pollInterval: "500 millis",
       shutdownGrace: "1 second",

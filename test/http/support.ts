@@ -40,7 +40,7 @@ export class BaseUrl extends Context.Tag("test/http/BaseUrl")<BaseUrl, string>()
 export const program = (overrides: Partial<Server.ServerOptions> = {}) =>
   Layer.effect(BaseUrl, HttpServer.addressFormattedWith(Effect.succeed)).pipe(
     Layer.provideMerge(Server.layer({ port: 0, host: "127.0.0.1", ...overrides })),
-    Layer.provideMerge(RunstreamTest.layer({ tasks, workers: { lease: "3 seconds", shutdownGrace: "1 second" } })),
+    Layer.provideMerge(RunstreamTest.layer({ tasks, workers: { lease: "30 seconds", shutdownGrace: "1 second" } })),
     Layer.provideMerge(Layer.effect(Gate, Queue.unbounded<void>())),
     Layer.provide(quiet)
   )
