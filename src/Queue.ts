@@ -1,6 +1,6 @@
 /**
- * The durable queue: a hot table of runs waiting or running. Enqueue joins the
- * caller's transaction; claims take a batch with `FOR UPDATE SKIP LOCKED` and a
+ * The durable queue: a hot table of runs waiting or running. Runs are enqueued
+ * by the statement that creates them; claims take a batch with `FOR UPDATE SKIP LOCKED` and a
  * lease; ends of attempts are written in batches. Every transition that a run
  * goes through here appends its system event and outbox row in the same
  * statement. Locks are always taken jobs first, then runs.
@@ -51,21 +51,12 @@ export interface ClaimOptions {
   readonly leaseMs: number
 }
 
-export interface EnqueueItem {
-  readonly runId: RunId
-  readonly task: string
-  readonly queue: string
-  readonly priority: number
-  readonly runAt: Date
-}
-
 export class Queue extends Context.Tag("runstream/Queue")<Queue, {
-  /** Adds runs to the queue; joins the caller's transaction. */
-  readonly enqueue: (items: ReadonlyArray<EnqueueItem>) => Effect.Effect<void, SqlError.SqlError>
   /**
-   * The same, as a data-modifying CTE body that enqueues the rows of a CTE
-   * named `inserted` (with id, task, queue, priority and run_at): creating and
-   * enqueueing runs in one statement saves the round trips of a transaction.
+   * Adds runs to the queue, as a data-modifying CTE body that enqueues the rows
+   * of a CTE named `inserted` (with id, task, queue, priority and run_at): runs
+   * are created and enqueued by one statement (`RunStore.create`), so one is
+   * never queued without the other.
    */
   readonly enqueueInserted: Statement.Fragment
   /**
@@ -145,13 +136,6 @@ export const make = Effect.gen(function*() {
     Effect.forever,
     Effect.forkScoped
   )
-
-  const enqueue = (items: ReadonlyArray<EnqueueItem>) =>
-    items.length === 0 ? Effect.void : sql`
-      INSERT INTO runstream_jobs (run_id, task, queue, priority, run_at)
-      SELECT run_id, task, queue, priority, run_at FROM jsonb_to_recordset(${
-      JSON.stringify(items.map((i) => ({ run_id: i.runId, task: i.task, queue: i.queue, priority: i.priority, run_at: i.runAt })))
-    }::jsonb) AS t(run_id uuid, task text, queue text, priority integer, run_at timestamptz)`.pipe(Effect.asVoid)
 
   const enqueueInserted = sql`
     INSERT INTO runstream_jobs (run_id, task, queue, priority, run_at)
@@ -338,7 +322,6 @@ export const make = Effect.gen(function*() {
     Effect.zipRight(PubSub.publish(local, queue), Q.offer(pendingNotify, queue)).pipe(Effect.asVoid)
 
   return Queue.of({
-    enqueue,
     enqueueInserted,
     claim,
     heartbeat,

@@ -105,7 +105,6 @@ const describe = (error: ParseResult.ParseError) => {
   return text.length > 2000 ? `${text.slice(0, 2000)}…` : text
 }
 
-
 export const make = Effect.gen(function*() {
   const store = yield* RunStore
   const log = yield* EventLog

@@ -122,24 +122,23 @@ const maxMessage = 2000
 /** Errors that no retry can cure. */
 const isPermanent = (tag: string) => tag === "PermanentError" || tag === "InputInvalid" || tag === "UnknownTask"
 
-// A task's error text goes into a batch with other runs' ends: one that
-// Postgres cannot store would fail them all.
-const recordable = storableText
-
-/** What is recorded of a failed attempt: the error's tag and message, bounded. */
+/**
+ * What is recorded of a failed attempt: the error's tag and message, bounded,
+ * and storable (it goes into a batch with other runs' ends: text Postgres
+ * cannot store would fail them all).
+ */
 export const runErrorOf = (cause: Cause.Cause<unknown>): RunError => {
   const failure = Cause.failureOption(cause)
   if (Option.isSome(failure)) {
     const error = failure.value as { readonly _tag?: unknown; readonly message?: unknown } | null
     const tag = typeof error?._tag === "string" ? error._tag : "Error"
     const message = typeof error?.message === "string" && error.message.length > 0 ? error.message : String(error)
-    return { tag: recordable(tag.slice(0, 100)), message: recordable(message.slice(0, maxMessage)), retryable: !isPermanent(tag) }
+    return { tag: storableText(tag.slice(0, 100)), message: storableText(message.slice(0, maxMessage)), retryable: !isPermanent(tag) }
   }
   const defect = Cause.squash(cause)
   const message = defect instanceof Error ? `${defect.name}: ${defect.message}` : String(defect)
-  return { tag: "Defect", message: recordable(message.slice(0, maxMessage)), retryable: true }
+  return { tag: "Defect", message: storableText(message.slice(0, maxMessage)), retryable: true }
 }
-
 
 export const make = (options: WorkersOptions) =>
   Effect.gen(function*() {

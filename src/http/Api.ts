@@ -27,13 +27,11 @@ export const EventPage = Schema.Struct({
   nextAfter: Schema.Int.annotations({ description: "Pass back as `after` for the next page: the last seq of this page, or `after` when it is empty." })
 }).annotations({ identifier: "EventPage" })
 
-
 /** The body of `POST /v1/runs`. @category schemas */
 export const StartRunBody = Schema.Struct({
   task: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200)),
   input: Schema.optional(Schema.Unknown),
-  ...StartOptions.fields,
-  idempotencyKey: Schema.optional(StorableString.pipe(Schema.minLength(1), Schema.maxLength(200)))
+  ...StartOptions.fields
 }).annotations({ identifier: "StartRun" })
 
 /** @category schemas */

@@ -11,7 +11,6 @@ import type { HttpOptions } from "./HttpConfig.ts"
 import * as Sse from "./Sse.ts"
 import { Streams } from "./Streams.ts"
 
-
 /** @category layers */
 export const layer = (options: HttpOptions) =>
   HttpApiBuilder.group(Api, "events", (handlers) =>

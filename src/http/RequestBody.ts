@@ -10,6 +10,7 @@ import { NodeHttpServerRequest } from "@effect/platform-node"
 import { Effect, Option, ParseResult, Schema, Stream } from "effect"
 import { Readable } from "node:stream"
 import { ApiError, badRequest, invalidInput } from "./ApiError.ts"
+import { jsonNesting } from "../internal/jsonb.ts"
 
 const isJsonType = (contentType: string) => /^application\/([a-z0-9.+-]+\+)?json\s*(;|$)/i.test(contentType.trim())
 
@@ -90,20 +91,6 @@ export const bytes = (limit: number) =>
  */
 export const maxNestingDepth = 64
 
-/** How deeply arrays and objects nest in a parsed JSON value (iteratively: no recursion). */
-export const nestingDepth = (value: unknown): number => {
-  let deepest = 0
-  const stack: Array<readonly [unknown, number]> = [[value, 0]]
-  while (stack.length > 0) {
-    const [current, depth] = stack.pop()!
-    if (current === null || typeof current !== "object") continue
-    if (depth + 1 > deepest) deepest = depth + 1
-    if (deepest > maxNestingDepth) return deepest
-    for (const child of Object.values(current)) stack.push([child, depth + 1])
-  }
-  return deepest
-}
-
 /**
  * The request's JSON body decoded with `schema`. Refuses (nothing is read
  * yet) a body that is not `application/json` (415) or declared over `limit`
@@ -121,11 +108,14 @@ export const json = <A, I>(schema: Schema.Schema<A, I>, limit: number) =>
       })
     }
     const body = yield* bytes(limit)
-    const value = yield* Effect.try({
-      try: () => JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(body)) as unknown,
+    const { text, value } = yield* Effect.try({
+      try: () => {
+        const text = new TextDecoder("utf-8", { fatal: true }).decode(body)
+        return { text, value: JSON.parse(text) as unknown }
+      },
       catch: (error) => badRequest("invalid_json", `the request body is not valid JSON: ${error instanceof Error ? error.message : "cannot be decoded"}`)
     })
-    if (nestingDepth(value) > maxNestingDepth) {
+    if (jsonNesting(text) > maxNestingDepth) {
       return yield* badRequest("invalid_json", `the request body is nested deeper than ${maxNestingDepth} levels`)
     }
     return yield* Schema.decodeUnknown(schema, { errors: "all", onExcessProperty: "error" })(value).pipe(

@@ -19,7 +19,6 @@ import { Streams } from "./Streams.ts"
 const wantsJson = (accept: string | undefined) =>
   accept !== undefined && accept.includes("application/json") && !accept.includes("text/event-stream")
 
-
 /** A run's events as SSE messages; a failure ends the stream (the client resumes from its last id). */
 const eventMessages = (runs: Runs["Type"], runId: RunId, after: number) =>
   Sse.runEvents(runs.events(runId, { after }), { withIds: true }).pipe(
