@@ -24,7 +24,7 @@
  * in use and start fails. The server's log is `server.log` in the data
  * directory, rewritten at each start.
  */
-import { Clock, Data, Deferred, Duration, Effect, Option, Redacted, Schedule } from "effect"
+import { Clock, Data, Duration, Effect, Option, Redacted, Schedule } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { rm } from "node:fs/promises"
@@ -202,16 +202,26 @@ export const stopLeftover = (dataDir: string): Effect.Effect<void, EmbeddedPostg
     yield* Effect.logWarning(
       `stopping the Postgres server (pid ${pid}) left running in ${databaseDir} by a process that ended without stopping it`
     )
-    const stopped = () => !isRunning(pid) || !existsSync(lock)
-    const signal = (name: NodeJS.Signals) =>
-      Effect.try(() => process.kill(pid, name)).pipe(Effect.ignore) // it may have ended meanwhile
-    yield* signal("SIGINT")
-    yield* until(stopped, "60 seconds", "fast shutdown").pipe(
-      Effect.orElse(() =>
-        signal("SIGQUIT").pipe(
-          Effect.andThen(until(stopped, "10 seconds", `stopping the Postgres server (pid ${pid}) in ${databaseDir}`))
-        )
-      )
+    yield* shutdown(
+      (name) => {
+        try {
+          process.kill(pid, name)
+        } catch {
+          // it may have ended meanwhile
+        }
+      },
+      () => !isRunning(pid) || !existsSync(lock),
+      `stopping the Postgres server (pid ${pid}) in ${databaseDir}`
+    )
+  })
+
+/** Fast shutdown (SIGINT), then immediate shutdown (SIGQUIT) if it takes more than a minute. */
+const shutdown = (signal: (name: NodeJS.Signals) => void, stopped: () => boolean, what: string) =>
+  Effect.suspend(() => {
+    if (stopped()) return Effect.void
+    signal("SIGINT")
+    return until(stopped, "60 seconds", `${what}: fast shutdown`).pipe(
+      Effect.orElse(() => Effect.sync(() => signal("SIGQUIT")).pipe(Effect.andThen(until(stopped, "10 seconds", what))))
     )
   })
 
@@ -242,7 +252,8 @@ const initialise = (bin: Binaries, databaseDir: string, user: Account) =>
 
 interface Running {
   readonly child: ChildProcess
-  readonly exited: Deferred.Deferred<string>
+  /** Whether the server process has ended. */
+  readonly exited: () => boolean
   readonly watchdog: ChildProcess | undefined
 }
 
@@ -265,12 +276,9 @@ const spawnWatchdog = (pid: number) => {
 /** Starts `postgres` in a session of its own, its output in the log file; returns once it accepts connections. */
 const launch = (bin: Binaries, databaseDir: string, user: Account, args: ReadonlyArray<string>) =>
   Effect.gen(function*() {
-    const exited = yield* Deferred.make<string>()
     const ended: Array<string> = []
-    const end = (how: string) => {
-      ended.push(how)
-      Deferred.unsafeDone(exited, Effect.succeed(how))
-    }
+    const end = (how: string) => void ended.push(how)
+    const exited = () => ended.length > 0
     const running = yield* Effect.try({
       try: (): Running => {
         writeFileSync(ownerFile(databaseDir), `${process.pid}\n`)
@@ -302,7 +310,7 @@ const launch = (bin: Binaries, databaseDir: string, user: Account, args: Readonl
       })
     // Polled rather than raced with `exited`: this runs in an uninterruptible acquire,
     // where the loser of a race could not be interrupted.
-    yield* until(() => ready() || ended.length > 0, "60 seconds", "waiting for the server to accept connections").pipe(
+    yield* until(() => ready() || exited(), "60 seconds", "waiting for the server to accept connections").pipe(
       Effect.andThen(Effect.suspend(() =>
         ready() ? Effect.void : new EmbeddedPostgresError({ message: `postgres stopped (${ended.join(", ")})` })
       )),
@@ -311,21 +319,11 @@ const launch = (bin: Binaries, databaseDir: string, user: Account, args: Readonl
     return running
   })
 
-/** Fast shutdown, then immediate shutdown if it takes more than a minute. */
+/** Stops the watchdog, then the server (see `shutdown`). */
 const stop = ({ child, exited, watchdog }: Running) =>
-  Effect.gen(function*() {
+  Effect.suspend(() => {
     watchdog?.kill("SIGKILL")
-    if (yield* Deferred.isDone(exited)) return
-    const stopped = (signal: NodeJS.Signals, timeout: Duration.DurationInput) =>
-      Effect.sync(() => child.kill(signal)).pipe(
-        Effect.andThen(Effect.interruptible(Deferred.await(exited))),
-        Effect.timeoutFail({
-          duration: timeout,
-          onTimeout: () => new EmbeddedPostgresError({ message: `postgres (pid ${child.pid}) did not stop on ${signal}` })
-        }),
-        Effect.withClock(Clock.make())
-      )
-    yield* stopped("SIGINT", "60 seconds").pipe(Effect.orElse(() => stopped("SIGQUIT", "10 seconds")))
+    return shutdown((name) => child.kill(name), exited, `stopping postgres (pid ${child.pid})`)
   })
 
 /**
