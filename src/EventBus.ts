@@ -13,7 +13,7 @@
 import { SqlClient, type SqlError } from "@effect/sql"
 import { Config, Context, DateTime, Duration, Effect, Layer, Queue, type Scope } from "effect"
 import type { RunId } from "./domain/Ids.ts"
-import { RunEvent } from "./domain/RunEvent.ts"
+import { makeRunEvent, type RunEvent } from "./domain/RunEvent.ts"
 import { Channel, PgListener } from "./PgListener.ts"
 
 /** An event with the task of its run (for the debug stream's filter). */
@@ -185,7 +185,7 @@ export const encodePayloads = (events: ReadonlyArray<BusEvent>): Array<string> =
 }
 
 const makeEvent = (runId: string, seq: number, type: string, data: unknown, at: number | Date) =>
-  new RunEvent({ runId: runId as RunId, seq, type, data, at: DateTime.unsafeMake(at) }, true)
+  makeRunEvent(runId as RunId, seq, type, data, at)
 
 /** Cross-process bus on LISTEN/NOTIFY. */
 export const layerPostgres = Layer.scoped(
