@@ -23,6 +23,6 @@ export const layer = (options: HttpOptions) =>
           // Subscribed before the response starts: nothing published from now on is missed.
           const live = yield* runs.subscribeAll({ task: urlParams.task, runId: urlParams.run })
           const messages = Sse.runEvents(live, { withIds: false })
-          return Sse.response(streams.untilShutdown(messages), options)
+          return Sse.response(messages, { ...options, until: streams.shutdown, name: "debug event stream" })
         }))
     }))

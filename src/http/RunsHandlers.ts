@@ -4,8 +4,7 @@
  * @since 0.1.0
  */
 import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
-import { Effect, Stream } from "effect"
-import type { RunId } from "../domain/Ids.ts"
+import { Effect } from "effect"
 import { isFinished } from "../domain/Run.ts"
 import { Runs } from "../Runs.ts"
 import { Api, RunResponse, StartRunBody } from "./Api.ts"
@@ -19,13 +18,6 @@ import { Streams } from "./Streams.ts"
 const wantsJson = (accept: string | undefined) =>
   accept !== undefined && accept.includes("application/json") && !accept.includes("text/event-stream")
 
-/** A run's events as SSE messages; a failure ends the stream (the client resumes from its last id). */
-const eventMessages = (runs: Runs["Type"], runId: RunId, after: number) =>
-  Sse.runEvents(runs.events(runId, { after }), { withIds: true }).pipe(
-    Stream.catchAll((error) =>
-      Stream.fromEffect(Effect.logWarning(`event stream of ${runId} ended early`, error)).pipe(Stream.drain)
-    )
-  )
 
 /** @category layers */
 export const layer = (options: HttpOptions) =>
@@ -62,6 +54,11 @@ export const layer = (options: HttpOptions) =>
               return yield* badRequest("invalid_input", `after (${after}) is past the run's last event (${run.lastSeq})`)
             }
             yield* streams.acquire
-            return Sse.response(streams.untilShutdown(eventMessages(runs, path.id, after)), options)
+            // A failure ends the stream (logged); the client resumes from its last id.
+            return Sse.response(Sse.runEvents(runs.events(path.id, { after }), { withIds: true }), {
+              ...options,
+              until: streams.shutdown,
+              name: `event stream of ${path.id}`
+            })
           }))
     }))

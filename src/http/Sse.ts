@@ -3,8 +3,8 @@
  * @since 0.1.0
  */
 import { HttpServerResponse } from "@effect/platform"
-import { Chunk, Duration, Schedule, Schema, Stream } from "effect"
-import { RunEvent } from "../domain/RunEvent.ts"
+import { Cause, Chunk, Clock, DateTime, Duration, Effect, Option, Queue, Stream } from "effect"
+import type { RunEvent } from "../domain/RunEvent.ts"
 
 /** One message. `id` and `event` are single-line; `data` may span lines. */
 export interface Message {
@@ -25,7 +25,12 @@ export const encode = (message: Message): string => {
   return `${out}\n`
 }
 
-const encodeEvent = Schema.encodeSync(RunEvent)
+/**
+ * The event as `Schema.encode(RunEvent)` writes it, by hand: the schema's
+ * encoder costs more than the rest of a delivery's encoding.
+ */
+const eventJson = (event: RunEvent): string =>
+  JSON.stringify({ runId: event.runId, seq: event.seq, type: event.type, data: event.data, at: DateTime.formatIso(event.at) })
 
 /**
  * Run events as SSE text: each chunk of events becomes one string, so a batch
@@ -40,7 +45,7 @@ export const runEvents = <E, R>(events: Stream.Stream<RunEvent, E, R>, options: 
       text += encode({
         id: options.withIds ? String(event.seq) : undefined,
         event: event.type,
-        data: JSON.stringify(encodeEvent(event))
+        data: eventJson(event)
       })
     }
     return Chunk.of(text)
@@ -58,22 +63,79 @@ export const headers = {
   "x-accel-buffering": "no"
 } as const
 
+/** What the response body's queue carries: text to send, or the end of the body. */
+type Item = string | { readonly end: true }
+
+const end: Item = { end: true }
+
+export interface BodyOptions {
+  readonly keepAlive: Duration.DurationInput
+  readonly retry: Duration.DurationInput
+  /** Ends the body when it completes (the server is shutting down), whatever is left unsent. */
+  readonly until: Effect.Effect<void>
+  /** Names the stream in the warning logged when `messages` fails (the body then ends). */
+  readonly name: string
+}
+
 /**
- * An event-stream response: the `retry:` hint, then the messages, with a
- * comment line every `keepAlive`. It ends when `messages` ends.
+ * The body of an event stream: the `retry:` hint, then the messages, and a
+ * comment whenever nothing was sent for `keepAlive`. A failure of `messages`
+ * is logged and ends the body: after the headers, ending is all an SSE
+ * response can do, and the client resumes from its last id.
+ *
+ * Hand-rolled: one fiber drains the messages into a small queue, another adds
+ * the comments, a third waits for `until`; the response pulls from the queue
+ * and sends what waits there as one write. `Stream.merge` with a schedule and
+ * `Stream.interruptWhen` measured about 150 µs of CPU each per message, where
+ * the rest of a delivery costs about 50 µs: with a thousand followers a server
+ * spent its core on them.
  */
-export const response = <E>(
-  messages: Stream.Stream<string, E>,
-  options: { readonly keepAlive: Duration.DurationInput; readonly retry: Duration.DurationInput }
-): HttpServerResponse.HttpServerResponse =>
-  HttpServerResponse.stream(
-    Stream.make(retry(options.retry)).pipe(
-      Stream.concat(Stream.merge(
-        messages,
-        Stream.fromSchedule(Schedule.spaced(options.keepAlive)).pipe(Stream.as(comment("keep-alive"))),
-        { haltStrategy: "left" }
-      )),
-      Stream.encodeText
-    ),
-    { contentType: "text/event-stream", headers }
-  )
+export const body = <E>(messages: Stream.Stream<string, E>, options: BodyOptions): Stream.Stream<Uint8Array> =>
+  Stream.unwrapScoped(Effect.gen(function*() {
+    // Bounded: a client that reads slowly holds up the messages, not memory.
+    const queue = yield* Queue.bounded<Item>(16)
+    let ended = false
+    const finish = Effect.sync(() => {
+      ended = true
+      // Wakes a waiting pull; when the queue is full, the next pull sees `ended`.
+      queue.unsafeOffer(end)
+    })
+    yield* Queue.offer(queue, retry(options.retry))
+    yield* Stream.runForEach(messages, (text) => Queue.offer(queue, text)).pipe(
+      Effect.catchAllCause((cause) =>
+        Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logWarning(`${options.name} ended early`, cause)
+      ),
+      Effect.zipRight(Queue.offer(queue, end)),
+      Effect.forkScoped
+    )
+    yield* Effect.zipRight(options.until, finish).pipe(Effect.forkScoped)
+    const keepAliveMs = Duration.toMillis(options.keepAlive)
+    let lastSent = yield* Clock.currentTimeMillis
+    yield* Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      const idle = now - lastSent
+      return idle >= keepAliveMs
+        ? Effect.zipRight(Queue.offer(queue, comment("keep-alive")), Effect.sleep(keepAliveMs))
+        : Effect.sleep(keepAliveMs - idle)
+    }).pipe(Effect.forever, Effect.forkScoped)
+
+    const pull: Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<never>> = Effect.suspend(() => {
+      if (ended) return Effect.fail(Option.none())
+      return Effect.zipWith(Queue.takeBetween(queue, 1, 64), Clock.currentTimeMillis, (items, now) => {
+        let text = ""
+        for (const item of items) {
+          if (typeof item !== "string") {
+            ended = true
+            break
+          }
+          text += item
+        }
+        lastSent = now
+        return text.length === 0 ? Chunk.empty() : Chunk.of(Buffer.from(text, "utf8"))
+      })
+    })
+    return Stream.repeatEffectChunkOption(pull)
+  }))
+
+/** An event-stream response carrying `body(messages, options)`. */
+export const response = <E>(messages: Stream.Stream<string, E>, options: BodyOptions): HttpServerResponse.HttpServerResponse =>
+  HttpServerResponse.stream(body(messages, options), { contentType: "text/event-stream", headers })

@@ -5,14 +5,14 @@
  * server itself: `Server.layer` builds it after the server for that reason.
  * @since 0.1.0
  */
-import { Context, Deferred, Duration, Effect, Layer, Option, Ref, type Scope, Stream } from "effect"
+import { Context, Deferred, Duration, Effect, Layer, Option, Ref, type Scope } from "effect"
 import { ApiError } from "./ApiError.ts"
 
 export class Streams extends Context.Tag("runstream/http/Streams")<Streams, {
   /** Holds a connection slot until the scope closes; 503 when none is free or the server is closing. */
   readonly acquire: Effect.Effect<void, ApiError, Scope.Scope>
-  /** Ends `stream` when the server starts to shut down. */
-  readonly untilShutdown: <A, E, R>(stream: Stream.Stream<A, E, R>) => Stream.Stream<A, E, R>
+  /** Completes when the server starts to shut down (streams end then). */
+  readonly shutdown: Effect.Effect<void>
   /** Open connections now. */
   readonly active: Effect.Effect<number>
 }>() {}
@@ -56,7 +56,7 @@ export const make = (options: { readonly maxStreams: number }) =>
 
     return Streams.of({
       acquire,
-      untilShutdown: (stream) => Stream.interruptWhen(stream, Deferred.await(shutdown)),
+      shutdown: Deferred.await(shutdown),
       active: Ref.get(active)
     })
   })
