@@ -38,6 +38,14 @@ export interface SubscribeFilter {
 
 export class EventBus extends Context.Tag("runstream/EventBus")<EventBus, {
   readonly publish: (events: ReadonlyArray<BusEvent>) => Effect.Effect<void, SqlError.SqlError>
+  /**
+   * Whether the relay must publish inside the transaction that deletes the
+   * outbox rows. The postgres bus's NOTIFY then commits with the delete: a
+   * relay that dies leaves the rows to publish again, never a message lost.
+   * The memory bus's subscribers die with its process, so it publishes after
+   * the commit and saves the relay three round trips.
+   */
+  readonly publishesInTransaction: boolean
   /** A bounded subscription, live when this returns, closed with the scope. */
   readonly subscribe: (filter: SubscribeFilter) => Effect.Effect<Queue.Dequeue<BusMessage>, never, Scope.Scope>
 }>() {}
@@ -137,6 +145,7 @@ export const layerMemory = Layer.scoped(
   Effect.map(makeDispatcher, (dispatcher) =>
     EventBus.of({
       publish: (events) => Effect.sync(() => dispatcher.dispatch(events)),
+      publishesInTransaction: false,
       subscribe: dispatcher.subscribe
     }))
 )
@@ -233,12 +242,13 @@ export const layerPostgres = Layer.scoped(
     )
 
     return EventBus.of({
+      // All payloads in one statement (one round trip), in order.
       publish: (events) =>
-        Effect.forEach(
-          encodePayloads(events),
-          (payload) => sql`SELECT pg_notify(${Channel.events}, ${payload})`,
-          { discard: true }
-        ),
+        Effect.asVoid(sql`
+          SELECT pg_notify(${Channel.events}, payload)
+          FROM jsonb_array_elements_text(${JSON.stringify(encodePayloads(events))}::jsonb) WITH ORDINALITY AS p(payload, n)
+          ORDER BY n`),
+      publishesInTransaction: true,
       subscribe: dispatcher.subscribe
     })
   })

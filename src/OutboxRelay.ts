@@ -36,29 +36,34 @@ export const drainOnce = (batchSize: number) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const bus = yield* EventBus
-    return yield* Effect.gen(function*() {
-      const [lock] = yield* sql<{ locked: boolean }>`
-        SELECT pg_try_advisory_xact_lock(hashtext('runstream.relay')) AS locked`
-      if (!lock?.locked) return 0
-      // Losing this commit in a crash only publishes the rows again, and
-      // subscribers drop what they already have: no need to wait for the disk.
-      yield* sql`SELECT set_config('synchronous_commit', 'off', true)`
-      const rows = yield* sql<Row & { rows: number }>`
-        WITH batch AS (
-          -- By key: "id IN (subquery)" may hash-join a scan of every dead row.
-          DELETE FROM runstream_outbox WHERE id = ANY(ARRAY(
-            SELECT id FROM runstream_outbox ORDER BY id LIMIT ${batchSize}
-          )) RETURNING run_id, task, seq_from, seq_to
-        ), counted AS (SELECT count(*)::integer AS rows FROM batch)
-        SELECT e.run_id, b.task, e.seq, e.type, e.data, e.at, counted.rows
-        FROM batch b
-        JOIN runstream_events e ON e.run_id = b.run_id AND e.seq BETWEEN b.seq_from AND b.seq_to
-        CROSS JOIN counted
-        ORDER BY e.run_id, e.seq`
-      if (rows.length === 0) return 0
-      yield* bus.publish(rows.map((row): BusEvent => ({ task: row.task, event: toRunEvent(row.run_id, row) })))
-      return rows[0]!.rows
-    }).pipe(sql.withTransaction)
+    // One statement takes the drain lock, deletes a batch and returns its
+    // events. The lock (transaction-level) is a one-time filter evaluated
+    // before the delete: without it the statement deletes nothing.
+    // Losing its commit in a crash only publishes the rows again, and
+    // subscribers drop what they already have: no need to wait for the disk.
+    const take = sql<Row & { rows: number }>`
+      WITH lock AS MATERIALIZED (
+        SELECT pg_try_advisory_xact_lock(hashtext('runstream.relay')) AS locked,
+          set_config('synchronous_commit', 'off', true) AS relaxed
+      ), batch AS (
+        -- By key: "id IN (subquery)" may hash-join a scan of every dead row.
+        DELETE FROM runstream_outbox WHERE (SELECT locked FROM lock) AND id = ANY(ARRAY(
+          SELECT id FROM runstream_outbox ORDER BY id LIMIT ${batchSize}
+        )) RETURNING run_id, task, seq_from, seq_to
+      ), counted AS (SELECT count(*)::integer AS rows FROM batch)
+      SELECT e.run_id, b.task, e.seq, e.type, e.data, e.at, counted.rows
+      FROM batch b
+      JOIN runstream_events e ON e.run_id = b.run_id AND e.seq BETWEEN b.seq_from AND b.seq_to
+      CROSS JOIN counted
+      ORDER BY e.run_id, e.seq`
+    const publish = (rows: ReadonlyArray<Row>) =>
+      rows.length === 0
+        ? Effect.void
+        : bus.publish(rows.map((row): BusEvent => ({ task: row.task, event: toRunEvent(row.run_id, row) })))
+    const rows = bus.publishesInTransaction
+      ? yield* Effect.tap(take, publish).pipe(sql.withTransaction)
+      : yield* Effect.tap(take, publish)
+    return rows.length === 0 ? 0 : rows[0]!.rows
   })
 
 /** A relay fiber in the layer's scope: woken by local commits, polling as a fallback. */

@@ -64,6 +64,8 @@ const layerLeakyBus = (killAfter: number) =>
       let batches = 0
       return EventBus.EventBus.of({
         subscribe: real.subscribe,
+        // Its publish happens before the drain transaction commits (then it dies).
+        publishesInTransaction: true,
         publish: (events) =>
           Effect.promise(async () => {
             for (const payload of EventBus.encodePayloads(events)) {
