@@ -9,6 +9,7 @@ import { makeRunId, type RunId } from "./domain/Ids.ts"
 import { isFinished, type Run, type RunStatus } from "./domain/Run.ts"
 import { isTerminalType, type RunEvent } from "./domain/RunEvent.ts"
 import { EventBus } from "./EventBus.ts"
+import * as FairSemaphore from "./internal/FairSemaphore.ts"
 import { StorableString, storableJson } from "./internal/jsonb.ts"
 import { EventLog } from "./EventLog.ts"
 import { Outbox } from "./Outbox.ts"
@@ -113,8 +114,8 @@ export const make = Effect.gen(function*() {
   const queue = yield* RunQueue
   const registry = yield* Task.TaskRegistry
   const config = yield* RunsConfig
-  const streamReads = yield* Effect.makeSemaphore(config.streamReads)
-  const streamRead = streamReads.withPermits(1)
+  // FIFO, one waiter woken per read: see FairSemaphore.
+  const streamRead = (yield* FairSemaphore.make(config.streamReads)).withPermit
 
   const encodeInput = (task: Task.Any, input: unknown, typed: boolean) =>
     Effect.gen(function*() {
