@@ -18,7 +18,6 @@ import { Streams } from "./Streams.ts"
 const wantsJson = (accept: string | undefined) =>
   accept !== undefined && accept.includes("application/json") && !accept.includes("text/event-stream")
 
-
 /** @category layers */
 export const layer = (options: HttpOptions) =>
   HttpApiBuilder.group(Api, "runs", (handlers) =>
