@@ -10,6 +10,7 @@ import { SqlClient, type SqlError, type Statement } from "@effect/sql"
 import { Context, Effect, Layer, Option, PubSub, Queue as Q, type Scope } from "effect"
 import type { RunId } from "./domain/Ids.ts"
 import type { RunError } from "./domain/Run.ts"
+import * as Handoff from "./internal/Handoff.ts"
 import { now, plusMillis } from "./internal/time.ts"
 import { Channel, PgListener } from "./PgListener.ts"
 
@@ -54,11 +55,14 @@ export interface ClaimOptions {
 export class Queue extends Context.Tag("runstream/Queue")<Queue, {
   /**
    * Adds runs to the queue, as a data-modifying CTE body that enqueues the rows
-   * of a CTE named `inserted` (with id, task, queue, priority and run_at): runs
-   * are created and enqueued by one statement (`RunStore.create`), so one is
-   * never queued without the other.
+   * of a CTE named `placed` (id, task, queue, priority, run_at, and `worker`,
+   * `locked_until`, `attempt` for a run created leased to an idle local worker):
+   * runs are created and enqueued by one statement (`RunStore.create`), so one
+   * is never queued without the other.
    */
   readonly enqueueInserted: Statement.Fragment
+  /** This program's idle workers, offered runs as they start. */
+  readonly handoff: Handoff.Handoff
   /**
    * Claims up to `limit` due runs of `queues`, highest priority first, with a
    * lease; only runs of `tasks` when given (a worker takes only what it can run,
@@ -138,8 +142,8 @@ export const make = Effect.gen(function*() {
   )
 
   const enqueueInserted = sql`
-    INSERT INTO runstream_jobs (run_id, task, queue, priority, run_at)
-    SELECT id, task, queue, priority, run_at FROM inserted`
+    INSERT INTO runstream_jobs (run_id, task, queue, priority, run_at, locked_by, locked_until, attempt)
+    SELECT id, task, queue, priority, run_at, worker, locked_until, attempt FROM placed`
 
   const claim = Effect.fn("Queue.claim")(function*(options: ClaimOptions) {
     const at = yield* now
@@ -323,6 +327,7 @@ export const make = Effect.gen(function*() {
 
   return Queue.of({
     enqueueInserted,
+    handoff: yield* Handoff.make,
     claim,
     heartbeat,
     finish,

@@ -8,7 +8,7 @@ import { Context, DateTime, Effect, Layer, Option, Schema } from "effect"
 import { InvalidCursor, RunAlreadyFinished, RunNotFound } from "./domain/Errors.ts"
 import { RunId } from "./domain/Ids.ts"
 import { isFinished, Run, type RunError, type RunStatus } from "./domain/Run.ts"
-import { now } from "./internal/time.ts"
+import { now, plusMillis } from "./internal/time.ts"
 import { Channel } from "./PgListener.ts"
 import { Queue } from "./Queue.ts"
 
@@ -23,6 +23,11 @@ export interface NewRun {
   readonly timeoutMs: number | null
   readonly idempotencyKey: string | null
   readonly runAt: Date | null
+  /**
+   * An idle local worker that takes the run at once: it is created running,
+   * leased to that worker for its first attempt, with its `run.started`.
+   */
+  readonly takenBy?: { readonly workerId: string; readonly leaseMs: number } | undefined
 }
 
 export interface ListOptions {
@@ -132,27 +137,38 @@ export const make = Effect.gen(function*() {
         priority: run.priority,
         timeout_ms: run.timeoutMs,
         idempotency_key: run.idempotencyKey,
-        run_at: run.runAt ?? at
+        run_at: run.runAt ?? at,
+        worker: run.takenBy?.workerId ?? null,
+        locked_until: run.takenBy === undefined ? null : plusMillis(at, run.takenBy.leaseMs)
       })))
+      // A run taken by a local worker is created as a claim would leave it:
+      // running, attempt 1, `run.started` after `run.queued`, its job leased.
       const inserted = yield* sql<RunRow>`
         WITH input AS (
           SELECT * FROM jsonb_to_recordset(${input}::jsonb) AS t(i integer, id uuid, task text, queue text,
             input jsonb, max_attempts integer, priority integer, timeout_ms integer, idempotency_key text,
-            run_at timestamptz)
+            run_at timestamptz, worker text, locked_until timestamptz)
         ), inserted AS (
           INSERT INTO runstream_runs (id, task, queue, status, input, max_attempts, priority, timeout_ms,
-            idempotency_key, created_at, run_at, last_seq)
-          SELECT id, task, queue, 'queued', input, max_attempts, priority, timeout_ms, idempotency_key,
-            ${at}, run_at, 1
+            idempotency_key, created_at, run_at, last_seq, attempt, started_at)
+          SELECT id, task, queue, CASE WHEN worker IS NULL THEN 'queued' ELSE 'running' END, input, max_attempts,
+            priority, timeout_ms, idempotency_key, ${at}, run_at, CASE WHEN worker IS NULL THEN 1 ELSE 2 END,
+            CASE WHEN worker IS NULL THEN 0 ELSE 1 END, CASE WHEN worker IS NULL THEN NULL ELSE ${at}::timestamptz END
           FROM input ORDER BY i
           ON CONFLICT (idempotency_key) DO NOTHING
           RETURNING ${columns}
+        ), placed AS (
+          SELECT r.id, r.task, r.queue, r.priority, r.run_at, r.attempt, i.worker, i.locked_until
+          FROM inserted r JOIN input i ON i.id = r.id
         ), events AS (
           INSERT INTO runstream_events (run_id, seq, type, data, at)
-          SELECT id, 1, 'run.queued', jsonb_build_object('task', task, 'queue', queue, 'runAt', run_at), ${at}
+          SELECT id, 1, 'run.queued', jsonb_build_object('task', task, 'queue', queue, 'runAt', run_at), ${at}::timestamptz
           FROM inserted
+          UNION ALL
+          SELECT id, 2, 'run.started', jsonb_build_object('attempt', attempt), ${at}::timestamptz
+          FROM inserted WHERE status = 'running'
         ), outbox AS (
-          INSERT INTO runstream_outbox (run_id, task, seq_from, seq_to) SELECT id, task, 1, 1 FROM inserted
+          INSERT INTO runstream_outbox (run_id, task, seq_from, seq_to) SELECT id, task, 1, last_seq FROM inserted
         ), enqueued AS (
           ${queue.enqueueInserted}
         )

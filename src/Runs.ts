@@ -10,11 +10,12 @@ import { isFinished, type Run, type RunStatus } from "./domain/Run.ts"
 import { isTerminalType, type RunEvent } from "./domain/RunEvent.ts"
 import { EventBus } from "./EventBus.ts"
 import * as FairSemaphore from "./internal/FairSemaphore.ts"
+import type * as Handoff from "./internal/Handoff.ts"
 import { StorableString, storableJson } from "./internal/jsonb.ts"
 import { EventLog } from "./EventLog.ts"
 import { Outbox } from "./Outbox.ts"
 import { Queue as RunQueue } from "./Queue.ts"
-import { type Created, RunStore } from "./RunStore.ts"
+import { type Created, type NewRun, RunStore } from "./RunStore.ts"
 import * as Task from "./Task.ts"
 
 /** Options of a start; every field is checked and bounded. */
@@ -158,15 +159,64 @@ export const make = Effect.gen(function*() {
       }
     })
 
+  /**
+   * Creates the runs; a run due now whose task an idle worker of this program
+   * runs is created leased to it and handed over after the commit (see
+   * `internal/Handoff.ts`). The statement stays interruptible (its
+   * reservations are then given back; should it have committed, the run's
+   * lease expires and it is retried); what follows it is not, so a run created
+   * leased reaches its worker.
+   */
   const insert = (requests: ReadonlyArray<StartRequest>, typed: boolean) =>
     Effect.gen(function*() {
-      const runs = yield* Effect.forEach(requests, (request) => prepare(request, typed))
-      const created = yield* store.create(runs)
+      const prepared = yield* Effect.forEach(requests, (request) => prepare(request, typed))
+      return yield* Effect.uninterruptibleMask((restore) => {
+        const takers = prepared.map((run) => run.runAt === null ? queue.handoff.reserve(run.queue, run.task) : undefined)
+        const runs = prepared.map((run, i) => {
+          const taker = takers[i]
+          return taker === undefined ? run : { ...run, takenBy: { workerId: taker.workerId, leaseMs: taker.leaseMs } }
+        })
+        const cancelAll = Effect.sync(() => takers.forEach((taker) => taker?.cancel()))
+        return restore(store.create(runs)).pipe(
+          Effect.onError(() => cancelAll),
+          Effect.tap((created) => handOver(runs, takers, created))
+        )
+      })
+    })
+
+  /** After the commit: the taken runs to their workers, a wake-up for the others' queues. */
+  const handOver = (
+    runs: ReadonlyArray<NewRun>,
+    takers: ReadonlyArray<Handoff.Taker | undefined>,
+    created: ReadonlyArray<Created>
+  ) =>
+    Effect.gen(function*() {
       yield* outbox.written
-      for (const queueName of new Set(created.filter((c) => c.created).map((c) => c.run.queue))) {
-        yield* queue.wake(queueName)
+      const toWake = new Set<string>()
+      for (let i = 0; i < runs.length; i++) {
+        const run = runs[i]!
+        const taker = takers[i]
+        const isNew = created[i]!.created
+        if (taker === undefined) {
+          if (isNew) toWake.add(run.queue)
+        } else if (!isNew) {
+          // A repeated idempotency key: the existing run was returned, nothing to hand over.
+          taker.cancel()
+        } else {
+          yield* taker.take({
+            runId: run.id,
+            task: run.task,
+            queue: run.queue,
+            input: run.input,
+            attempt: 1,
+            maxAttempts: run.maxAttempts,
+            timeoutMs: run.timeoutMs,
+            priority: run.priority,
+            runAt: DateTime.toDate(created[i]!.run.runAt)
+          })
+        }
       }
-      return created
+      for (const queueName of toWake) yield* queue.wake(queueName)
     })
 
   const start = <T extends Task.Any>(task: T, input: Task.InputOf<T>, options?: StartOptions) =>

@@ -30,6 +30,7 @@ import type { RunError } from "./domain/Run.ts"
 import { TaskEventType } from "./domain/RunEvent.ts"
 import { type AppendItem, EventLog } from "./EventLog.ts"
 import * as GroupCommit from "./internal/GroupCommit.ts"
+import type * as Handoff from "./internal/Handoff.ts"
 import { interruptWithin } from "./internal/interruptWithin.ts"
 import { storableJson, storableText } from "./internal/jsonb.ts"
 import * as PriorityBuffer from "./internal/PriorityBuffer.ts"
@@ -88,6 +89,8 @@ export class Workers extends Context.Tag("runstream/Workers")<Workers, {
   readonly workerId: string
   /** Runs executing now. */
   readonly inFlight: Effect.Effect<number>
+  /** Runs this pool took as they were started in its program, without a claim (see `internal/Handoff.ts`). */
+  readonly takenAtStart: Effect.Effect<number>
 }>() {}
 
 /** A body's attempt ran out of time. */
@@ -163,6 +166,11 @@ export const make = (options: WorkersOptions) =>
     // Ends of attempts written again after their group commit failed.
     const ending = yield* FiberSet.make()
     let accepting = true
+    // Set while the claim loop waits for work: its last claim found fewer runs than it asked for.
+    let idle = false
+    // Runners promised to runs being started in this program (see `taker`).
+    let reserved = 0
+    let takenAtStart = 0
 
     const annotate = Effect.annotateLogs({ component: "Workers", workerId })
     const annotateRun = (claim: Claim) => Effect.annotateLogs({ runId: claim.runId, attempt: claim.attempt })
@@ -293,8 +301,10 @@ export const make = (options: WorkersOptions) =>
     const afterFinish = (claim: Claim, outcome: Outcome, held: number | boolean | undefined) =>
       held !== true
         ? Effect.logInfo(`attempt ${claim.attempt} of ${claim.runId} lost its lease; its ${outcome._tag} was refused`)
-        : outcome._tag === "released"
+        : outcome._tag === "released" || outcome._tag === "retrying"
         // Handed back: any worker (here or in another process) may take it now.
+        // Retrying: idle workers learn when it is due (they sleep until the
+        // next due run, or their poll), instead of finding it at their poll.
         ? queue.wake(claim.queue)
         : Effect.void
 
@@ -402,16 +412,49 @@ export const make = (options: WorkersOptions) =>
       Effect.gen(function*() {
         const claims = yield* queue.claim({ workerId, queues: options.queues, tasks: registry.names, limit, leaseMs })
         if (claims.length > 0) yield* outbox.written
-        for (const claim of claims) {
-          // This pool lost the run's previous attempt (its lease lapsed) and got it back.
-          const previous = inFlight.get(claim.runId)
-          if (previous !== undefined) yield* stopEntry(previous, "leaseLost")
-          const entry: InFlight = { claim, taken: false, fiber: undefined, stop: undefined, abandon: undefined }
-          inFlight.set(claim.runId, entry)
-          yield* buffer.offer(entry)
-        }
+        for (const claim of claims) yield* register(claim)
         return claims
       }).pipe(Effect.uninterruptible)
+
+    /** Makes a claimed run this pool's: counted, heartbeated, buffered for a runner. */
+    const register = (claim: Claim) =>
+      Effect.gen(function*() {
+        // This pool lost the run's previous attempt (its lease lapsed) and got it back.
+        const previous = inFlight.get(claim.runId)
+        if (previous !== undefined) yield* stopEntry(previous, "leaseLost")
+        const entry: InFlight = { claim, taken: false, fiber: undefined, stop: undefined, abandon: undefined }
+        inFlight.set(claim.runId, entry)
+        yield* buffer.offer(entry)
+        // Handed over while the pool shuts down: straight back to the queue.
+        if (!accepting) yield* stopEntry(entry, "shutdown")
+      })
+
+    /**
+     * This pool as a taker of runs started in its program (`internal/Handoff.ts`):
+     * only while it is idle (its last claim found nothing more) and a runner is
+     * free, so a run handed over starts at once and jumps no run that was ready.
+     */
+    const taker: Handoff.Taker = {
+      workerId,
+      leaseMs,
+      queues: new Set(options.queues),
+      tasks: new Set(registry.names),
+      tryReserve: () => {
+        if (!accepting || !idle || inFlight.size + reserved >= options.concurrency) return false
+        reserved++
+        return true
+      },
+      cancel: () => {
+        reserved--
+      },
+      take: (claim) =>
+        Effect.suspend(() => {
+          reserved--
+          takenAtStart++
+          return register(claim)
+        })
+    }
+    yield* queue.handoff.register(taker)
 
     const capacity = options.concurrency + options.prefetch
     // While runs flow, claim when half the capacity is free: fewer, larger claims.
@@ -420,7 +463,7 @@ export const make = (options: WorkersOptions) =>
       // Woken by an enqueue (or the poll): claim whatever is free, however little.
       let woken = true
       while (accepting) {
-        const free = capacity - inFlight.size
+        const free = capacity - inFlight.size - reserved
         if (free < batchThreshold && !(woken && free > 0)) {
           woken = yield* Effect.raceFirst(Effect.as(Queue.take(slotFreed), false), Effect.as(Queue.take(wakeups), true))
           continue
@@ -428,7 +471,10 @@ export const make = (options: WorkersOptions) =>
         woken = false
         const claims = yield* claimBatch(free)
         if (claims.length < free) {
-          yield* waitForWork
+          idle = true
+          yield* waitForWork.pipe(Effect.ensuring(Effect.sync(() => {
+            idle = false
+          })))
           woken = true
         }
       }
@@ -502,7 +548,11 @@ export const make = (options: WorkersOptions) =>
       })
     )
 
-    return Workers.of({ workerId, inFlight: Effect.sync(() => inFlight.size) })
+    return Workers.of({
+      workerId,
+      inFlight: Effect.sync(() => inFlight.size),
+      takenAtStart: Effect.sync(() => takenAtStart)
+    })
   })
 
 /** Overrides of `WorkersOptions` (durations in any `DurationInput` form). */

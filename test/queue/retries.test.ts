@@ -138,8 +138,9 @@ describe("retry backoff under TestClock", () => {
       // One millisecond before it is due. A run started now wakes the workers
       // and is claimed in a batch that would include the retry were it due
       // (concurrency 4): when it has finished, the retry has been passed over.
+      // (Its explicit runAt keeps it from being handed straight to the idle worker.)
       yield* TestClock.adjust(retryAt - failedAt - 1)
-      const marker = yield* runs.start(Echo, "marker")
+      const marker = yield* runs.start(Echo, "marker", { runAt: DateTime.unsafeMake(yield* Clock.currentTimeMillis) })
       expect((yield* RunstreamTest.waitForRunCompletion(marker.id, patience)).status).toBe("succeeded")
       const waiting = yield* runs.get(run.id)
       expect(waiting.status).toBe("queued")
