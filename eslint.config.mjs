@@ -32,7 +32,7 @@ const moduleState = [
 ]
 
 export default tseslint.config(
-  { ignores: ["node_modules/**", ".runstream/**", "coverage/**"] },
+  { ignores: ["node_modules/**", ".runstream/**", "coverage/**", "dist/**"] },
   ...tseslint.configs.recommended,
   {
     rules: {
