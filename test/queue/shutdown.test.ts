@@ -49,19 +49,29 @@ describe.concurrent("graceful shutdown", () => {
 
   it.live("a run that finishes within the grace period finishes normally", () =>
     Effect.gen(function*() {
-      const runs = yield* Runs
-      const run = yield* Effect.gen(function*() {
-        const run = yield* runs.start(Sleep, { ms: 400 })
-        yield* waitForEvent(run.id, "run.started")
-        return run
-      }).pipe(withWorkers({ shutdownGrace: "20 seconds" }))
-      // The workers are closed: closing waited for the body and recorded its end.
-      const done = yield* runs.get(run.id)
-      expect(done.status).toBe("succeeded")
-      expect(done.attempt).toBe(1)
-      expect(done.output).toEqual({ slept: 400 })
-      expect(typesOf(yield* logOf(run.id))).toEqual(["run.queued", "run.started", "run.succeeded"])
-    }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Sleep], workers: false }))))
+      // `run.started` records the claim, not the body's first step: a run claimed
+      // but not begun is handed back at shutdown. This one is closed on once its body runs.
+      const begun = yield* Deferred.make<void>()
+      const Naps = Task.make("test.naps", {
+        input: Schema.Void,
+        output: Schema.Struct({ slept: Schema.Number }),
+        run: () => Effect.zipRight(Deferred.succeed(begun, undefined), Effect.as(Effect.sleep(400), { slept: 400 }))
+      })
+      yield* Effect.gen(function*() {
+        const runs = yield* Runs
+        const run = yield* Effect.gen(function*() {
+          const run = yield* runs.start(Naps, undefined)
+          yield* Deferred.await(begun)
+          return run
+        }).pipe(withWorkers({ shutdownGrace: "20 seconds" }))
+        // The workers are closed: closing waited for the body and recorded its end.
+        const done = yield* runs.get(run.id)
+        expect(done.status).toBe("succeeded")
+        expect(done.attempt).toBe(1)
+        expect(done.output).toEqual({ slept: 400 })
+        expect(typesOf(yield* logOf(run.id))).toEqual(["run.queued", "run.started", "run.succeeded"])
+      }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Naps], workers: false })))
+    }))
 
   it.live("runs claimed but not started yet are handed back at once, while the running one finishes within the grace period", () =>
     Effect.gen(function*() {
