@@ -138,22 +138,30 @@ export const make = Effect.gen(function*() {
         timeout_ms: run.timeoutMs,
         idempotency_key: run.idempotencyKey,
         run_at: run.runAt ?? at,
-        worker: run.takenBy?.workerId ?? null,
-        locked_until: run.takenBy === undefined ? null : plusMillis(at, run.takenBy.leaseMs)
+        // A run taken by a local worker is created as a claim would leave it:
+        // running, attempt 1, `run.started` after `run.queued`, its job leased.
+        ...(run.takenBy === undefined
+          ? { status: "queued", attempt: 0, last_seq: 1, started_at: null, worker: null, locked_until: null }
+          : {
+            status: "running",
+            attempt: 1,
+            last_seq: 2,
+            started_at: at,
+            worker: run.takenBy.workerId,
+            locked_until: plusMillis(at, run.takenBy.leaseMs)
+          })
       })))
-      // A run taken by a local worker is created as a claim would leave it:
-      // running, attempt 1, `run.started` after `run.queued`, its job leased.
       const inserted = yield* sql<RunRow>`
         WITH input AS (
           SELECT * FROM jsonb_to_recordset(${input}::jsonb) AS t(i integer, id uuid, task text, queue text,
             input jsonb, max_attempts integer, priority integer, timeout_ms integer, idempotency_key text,
-            run_at timestamptz, worker text, locked_until timestamptz)
+            run_at timestamptz, status text, attempt integer, last_seq integer, started_at timestamptz,
+            worker text, locked_until timestamptz)
         ), inserted AS (
           INSERT INTO runstream_runs (id, task, queue, status, input, max_attempts, priority, timeout_ms,
             idempotency_key, created_at, run_at, last_seq, attempt, started_at)
-          SELECT id, task, queue, CASE WHEN worker IS NULL THEN 'queued' ELSE 'running' END, input, max_attempts,
-            priority, timeout_ms, idempotency_key, ${at}, run_at, CASE WHEN worker IS NULL THEN 1 ELSE 2 END,
-            CASE WHEN worker IS NULL THEN 0 ELSE 1 END, CASE WHEN worker IS NULL THEN NULL ELSE ${at}::timestamptz END
+          SELECT id, task, queue, status, input, max_attempts, priority, timeout_ms, idempotency_key, ${at},
+            run_at, last_seq, attempt, started_at
           FROM input ORDER BY i
           ON CONFLICT (idempotency_key) DO NOTHING
           RETURNING ${columns}
