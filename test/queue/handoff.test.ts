@@ -5,7 +5,7 @@
  * and never a run that is not due, not served, or not created.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { DateTime, Deferred, Effect, Schema } from "effect"
+import { DateTime, Deferred, Effect, Option, Schema } from "effect"
 import { Echo } from "../../src/demo/tasks.ts"
 import { Runs } from "../../src/Runs.ts"
 import * as Task from "../../src/Task.ts"
@@ -54,7 +54,7 @@ describe.concurrent("runs taken at their start", () => {
       for (const run of [later, elsewhere]) {
         expect(run.status).toBe("queued")
         expect(typesOf(yield* logOf(run.id))).toEqual(["run.queued"])
-        expect((yield* jobOf(run.id)).pipe((job) => job._tag === "Some" ? job.value.locked_by : "gone")).toBeNull()
+        expect(Option.map(yield* jobOf(run.id), (job) => job.locked_by)).toEqual(Option.some(null))
       }
     }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Echo], workers: fastWorkers }))))
 
