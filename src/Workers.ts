@@ -155,7 +155,11 @@ export const make = (options: WorkersOptions) =>
     const scope = yield* Effect.scope
     const leaseMs = Duration.toMillis(options.lease)
     const inFlight = new Map<RunId, InFlight>()
-    const slotFreed = yield* Queue.sliding<void>(1)
+    // Pokes the claim loop (and the shutdown's drain): a slot it waits for was
+    // freed, or a wake-up came. One queue, so waiting costs no race of two takes.
+    const signal = yield* Queue.sliding<void>(1)
+    const capacity = options.concurrency + options.prefetch
+    const batchThreshold = Math.max(1, Math.ceil(capacity / 2))
     // Best first: the order the queue claims in.
     const buffer = yield* PriorityBuffer.make(Order.make<InFlight>((a, b) =>
       Order.number(b.claim.priority, a.claim.priority) ||
@@ -166,6 +170,8 @@ export const make = (options: WorkersOptions) =>
     // Ends of attempts written again after their group commit failed.
     const ending = yield* FiberSet.make()
     let accepting = true
+    // Set by a wake-up (an enqueue here or elsewhere, a reconnect), cleared by the claim it causes.
+    let woken = true
     // Set while the claim loop waits for work: its last claim found fewer runs than it asked for.
     let idle = false
     // Runners promised to runs being started in this program (see `taker`).
@@ -358,7 +364,9 @@ export const make = (options: WorkersOptions) =>
       Effect.suspend(() => {
         // The entry may be an older attempt of a run this pool claimed again.
         if (inFlight.get(entry.claim.runId) === entry) inFlight.delete(entry.claim.runId)
-        return Queue.offer(slotFreed, undefined)
+        // Only when the claim loop would act on it (see `claimLoop`), or for the shutdown's drain.
+        const free = capacity - inFlight.size - reserved
+        return !accepting || woken || free >= batchThreshold ? Queue.offer(signal, undefined) : Effect.void
       })
 
     /**
@@ -394,13 +402,27 @@ export const make = (options: WorkersOptions) =>
     })
 
     const wakeups = yield* queue.wakeups
+    yield* Queue.take(wakeups).pipe(
+      Effect.zipRight(Effect.suspend(() => {
+        woken = true
+        return Queue.offer(signal, undefined)
+      })),
+      Effect.forever,
+      Effect.forkScoped
+    )
 
+    /** Until a wake-up, the next due run or the poll interval, whichever comes first. */
     const waitForWork = Effect.gen(function*() {
       const due = yield* queue.nextDue(options.queues)
       const pollMs = Duration.toMillis(options.pollInterval)
-      const nowMs = (yield* now).getTime()
-      const waitMs = Option.match(due, { onNone: () => pollMs, onSome: (date) => Math.min(pollMs, date.getTime() - nowMs) })
-      yield* Queue.take(wakeups).pipe(Effect.timeoutOption(Duration.millis(Math.max(0, waitMs))))
+      const start = (yield* now).getTime()
+      const deadline = start + Option.match(due, { onNone: () => pollMs, onSome: (date) => Math.min(pollMs, date.getTime() - start) })
+      while (!woken) {
+        const left = deadline - (yield* now).getTime()
+        if (left <= 0) return
+        // Slots freed meanwhile poke too; they change nothing while idle.
+        yield* Queue.take(signal).pipe(Effect.timeoutOption(Duration.millis(left)))
+      }
     })
 
     /**
@@ -456,16 +478,13 @@ export const make = (options: WorkersOptions) =>
     }
     yield* queue.handoff.register(taker)
 
-    const capacity = options.concurrency + options.prefetch
-    // While runs flow, claim when half the capacity is free: fewer, larger claims.
-    const batchThreshold = Math.max(1, Math.ceil(capacity / 2))
     const claimLoop = Effect.gen(function*() {
-      // Woken by an enqueue (or the poll): claim whatever is free, however little.
-      let woken = true
       while (accepting) {
         const free = capacity - inFlight.size - reserved
+        // While runs flow, claim when half the capacity is free: fewer, larger
+        // claims. Woken (by an enqueue, or the poll): whatever is free, however little.
         if (free < batchThreshold && !(woken && free > 0)) {
-          woken = yield* Effect.raceFirst(Effect.as(Queue.take(slotFreed), false), Effect.as(Queue.take(wakeups), true))
+          yield* Queue.take(signal)
           continue
         }
         woken = false
@@ -475,6 +494,7 @@ export const make = (options: WorkersOptions) =>
           yield* waitForWork.pipe(Effect.ensuring(Effect.sync(() => {
             idle = false
           })))
+          // The poll claims whatever is free, as a wake-up does.
           woken = true
         }
       }
@@ -524,7 +544,7 @@ export const make = (options: WorkersOptions) =>
     const claimer = yield* Effect.forkScoped(annotate(claimLoop))
 
     const drained = Effect.gen(function*() {
-      while (inFlight.size > 0) yield* Queue.take(slotFreed)
+      while (inFlight.size > 0) yield* Queue.take(signal)
     })
 
     // Added last, so it runs first when the scope closes, while the writer,
