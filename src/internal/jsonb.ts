@@ -5,7 +5,7 @@
  * overflow the stack. Callers refuse such values up front with a clear error
  * rather than meet a database error, or a crash, later.
  */
-import { Effect, Schema } from "effect"
+import { Either, Schema } from "effect"
 import { InvalidInput } from "../domain/Errors.ts"
 
 export const unstorableInJsonb = (json: string): boolean => /(^|[^\\])(\\\\)*\\u(0000|d[89a-f][0-9a-f]{2})/i.test(json)
@@ -39,24 +39,30 @@ export const jsonNesting = (json: string): number => {
   return deepest
 }
 
-/** The JSON text of `value`, or `InvalidInput` naming `what` when it has none or Postgres could not store it. */
-export const storableJson = (what: string, value: unknown): Effect.Effect<string, InvalidInput> =>
-  Effect.try({
-    try: () => JSON.stringify(value ?? null),
-    catch: (error) =>
+/**
+ * The JSON text of `value`, or `InvalidInput` naming `what` when it has none or
+ * Postgres could not store it. An `Either` (yieldable as an effect): it runs
+ * for every emit and output, and costs no effect steps.
+ */
+export const storableJson = (what: string, value: unknown): Either.Either<string, InvalidInput> => {
+  let json: string
+  try {
+    json = JSON.stringify(value ?? null)
+  } catch (error) {
+    return Either.left(
       new InvalidInput({
         message: `${what} cannot be written as JSON: ${error instanceof Error ? error.message : String(error)}`.slice(0, 500)
       })
-  }).pipe(
-    Effect.filterOrFail(
-      (json) => !unstorableInJsonb(json),
-      () => new InvalidInput({ message: `${what}: strings may not contain U+0000 or unpaired surrogates` })
-    ),
-    Effect.filterOrFail(
-      (json) => jsonNesting(json) <= maxStoredNesting,
-      () => new InvalidInput({ message: `${what} is nested deeper than ${maxStoredNesting} levels` })
     )
-  )
+  }
+  if (unstorableInJsonb(json)) {
+    return Either.left(new InvalidInput({ message: `${what}: strings may not contain U+0000 or unpaired surrogates` }))
+  }
+  if (jsonNesting(json) > maxStoredNesting) {
+    return Either.left(new InvalidInput({ message: `${what} is nested deeper than ${maxStoredNesting} levels` }))
+  }
+  return Either.right(json)
+}
 
 /** Text with the characters Postgres cannot store replaced (for messages we record, not user data). */
 export const storableText = (text: string): string =>
