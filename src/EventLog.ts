@@ -41,16 +41,6 @@ export const EventLogConfig = Config.all({
   )
 })
 
-interface EventRow {
-  readonly seq: number
-  readonly type: string
-  readonly data: unknown
-  readonly at: Date
-}
-
-export const toRunEvent = (runId: RunId, row: EventRow): RunEvent =>
-  makeRunEvent(runId, row.seq, row.type, row.data, row.at)
-
 /** An event of a page read by `read`: seq, type, data, epoch milliseconds. */
 type PageEntry = readonly [number, string, unknown, number]
 

@@ -189,15 +189,21 @@ export const make = (options: WorkersOptions) =>
     // back at shutdown commits after everything its body wrote.
     const write = yield* GroupCommit.make<Write, number | boolean | undefined, SqlError.SqlError>({
       maxBatch: 500,
-      write: (batch) =>
-        Effect.gen(function*() {
-          const emits = batch.flatMap((w) => w._tag === "emit" ? [w.item] : [])
-          const finishes = batch.flatMap((w) => w._tag === "finish" ? [w.item] : [])
+      write: (batch) => {
+        const emits = batch.flatMap((w) => w._tag === "emit" ? [w.item] : [])
+        const finishes = batch.flatMap((w) => w._tag === "finish" ? [w.item] : [])
+        const written = Effect.gen(function*() {
           const seqs = yield* log.append(emits)
           const held = yield* queue.finish({ workerId }, finishes)
           let e = 0
           return batch.map((w) => w._tag === "emit" ? seqs[e++] : held.has(w.item.runId))
-        }).pipe(sql.withTransaction, Effect.tap(() => outbox.written))
+        })
+        // One statement is atomic on its own: BEGIN and COMMIT would cost two
+        // more round trips (most batches of a busy pool are ends alone).
+        return (emits.length > 0 && finishes.length > 0 ? sql.withTransaction(written) : written).pipe(
+          Effect.tap(() => outbox.written)
+        )
+      }
     })
 
     /**
