@@ -8,6 +8,7 @@
 import { SqlClient, type SqlError } from "@effect/sql"
 import {
   Cause,
+  Clock,
   Config,
   Context,
   Duration,
@@ -36,6 +37,7 @@ import * as GroupCommit from "./internal/GroupCommit.ts"
 import type * as Handoff from "./internal/Handoff.ts"
 import { interruptWithin } from "./internal/interruptWithin.ts"
 import { storableJson, storableText } from "./internal/jsonb.ts"
+import * as Prefetch from "./internal/Prefetch.ts"
 import * as PriorityBuffer from "./internal/PriorityBuffer.ts"
 import { now } from "./internal/time.ts"
 import { Outbox } from "./Outbox.ts"
@@ -47,11 +49,17 @@ export interface WorkersOptions {
   /** How many runs execute at once. */
   readonly concurrency: number
   /**
-   * How many claimed runs may wait in the local buffer beyond those executing.
-   * Claims come in batches of up to `concurrency + prefetch`, so one statement
-   * feeds many runs; a buffered run holds its lease (heartbeats cover it).
+   * The most claimed runs that may wait in the local buffer beyond those
+   * executing. Claims come in batches of up to `concurrency + prefetch`, so one
+   * statement feeds many runs; a buffered run holds its lease (heartbeats cover it).
    */
   readonly prefetch: number
+  /**
+   * The buffer holds about as many runs as the pool ends in this window (up to
+   * `prefetch`): large for quick runs, next to nothing for slow ones, which
+   * other workers may start instead. `Duration.infinity`: always `prefetch`.
+   */
+  readonly prefetchWindow: Duration.Duration
   /** Which named queues to take runs from. */
   readonly queues: ReadonlyArray<string>
   /** How long a claim holds a run without a heartbeat; renewed every third of it. */
@@ -73,8 +81,9 @@ export const WorkersConfig: Config.Config<WorkersOptions> = Config.all({
   ),
   prefetch: Config.integer("RUNSTREAM_WORKER_PREFETCH").pipe(
     Config.validate({ message: "must be between 0 and 10000", validation: (n) => n >= 0 && n <= 10_000 }),
-    Config.withDefault(100)
+    Config.withDefault(500)
   ),
+  prefetchWindow: Config.duration("RUNSTREAM_WORKER_PREFETCH_WINDOW").pipe(Config.withDefault(Duration.millis(100))),
   queues: Config.array(Config.string(), "RUNSTREAM_WORKER_QUEUES").pipe(
     Config.validate({ message: "must name at least one queue", validation: (qs) => qs.length > 0 }),
     Config.withDefault(["default"])
@@ -161,8 +170,7 @@ export const make = (options: WorkersOptions) =>
     // Pokes the claim loop (and the shutdown's drain): a slot it waits for was
     // freed, or a wake-up came. One queue, so waiting costs no race of two takes.
     const signal = yield* Queue.sliding<void>(1)
-    const capacity = options.concurrency + options.prefetch
-    const batchThreshold = Math.max(1, Math.ceil(capacity / 2))
+    const prefetch = Prefetch.make({ max: options.prefetch, windowMs: Duration.toMillis(options.prefetchWindow) })
     // Best first: the order the queue claims in.
     const buffer = yield* PriorityBuffer.make(Order.make<InFlight>((a, b) =>
       Order.number(b.claim.priority, a.claim.priority) ||
@@ -180,6 +188,7 @@ export const make = (options: WorkersOptions) =>
     // Runners promised to runs being started in this program (see `taker`).
     let reserved = 0
     let takenAtStart = 0
+    const batchThreshold = (capacity: number) => Math.max(1, Math.ceil(capacity / 2))
 
     const annotate = Effect.annotateLogs({ component: "Workers", workerId })
     const annotateRun = (claim: Claim) => Effect.annotateLogs({ runId: claim.runId, attempt: claim.attempt })
@@ -398,9 +407,11 @@ export const make = (options: WorkersOptions) =>
       Effect.suspend(() => {
         // The entry may be an older attempt of a run this pool claimed again.
         if (inFlight.get(entry.claim.runId) === entry) inFlight.delete(entry.claim.runId)
+        prefetch.ended()
         // Only when the claim loop would act on it (see `claimLoop`), or for the shutdown's drain.
+        const capacity = options.concurrency + prefetch.current()
         const free = capacity - inFlight.size - reserved
-        return !accepting || woken || free >= batchThreshold ? Queue.offer(signal, undefined) : Effect.void
+        return !accepting || woken || free >= batchThreshold(capacity) ? Queue.offer(signal, undefined) : Effect.void
       })
 
     /**
@@ -514,10 +525,11 @@ export const make = (options: WorkersOptions) =>
 
     const claimLoop = Effect.gen(function*() {
       while (accepting) {
+        const capacity = options.concurrency + prefetch.size(yield* Clock.currentTimeMillis)
         const free = capacity - inFlight.size - reserved
         // While runs flow, claim when half the capacity is free: fewer, larger
         // claims. Woken (by an enqueue, or the poll): whatever is free, however little.
-        if (free < batchThreshold && !(woken && free > 0)) {
+        if (free < batchThreshold(capacity) && !(woken && free > 0)) {
           yield* Queue.take(signal)
           continue
         }
@@ -613,6 +625,7 @@ export const make = (options: WorkersOptions) =>
 export interface WorkersSettings {
   readonly concurrency?: number | undefined
   readonly prefetch?: number | undefined
+  readonly prefetchWindow?: Duration.DurationInput | undefined
   readonly queues?: ReadonlyArray<string> | undefined
   readonly lease?: Duration.DurationInput | undefined
   readonly shutdownGrace?: Duration.DurationInput | undefined
@@ -634,6 +647,7 @@ export const layer = (overrides: WorkersSettings = {}) =>
       make({
         concurrency: overrides.concurrency ?? config.concurrency,
         prefetch: overrides.prefetch ?? config.prefetch,
+        prefetchWindow: duration(overrides.prefetchWindow, config.prefetchWindow),
         queues: overrides.queues ?? config.queues,
         lease: duration(overrides.lease, config.lease),
         shutdownGrace: duration(overrides.shutdownGrace, config.shutdownGrace),

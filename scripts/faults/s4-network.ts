@@ -39,7 +39,7 @@ export const scenario: Scenario = {
       const proxy = yield* Proxy.make({ host: target.hostname, port: Number(target.port || 5432) })
       const viaProxy = new URL(db.url)
       viaProxy.port = String(proxy.port)
-      // A small prefetch: with the default (100) one worker can hold every
+      // A small prefetch: with the default (up to 500) one worker can hold every
       // waiting run, and A would find nothing to claim after a fault.
       const workerEnv = { RUNSTREAM_LEASE: `${leaseMs} millis`, RUNSTREAM_WORKER_CONCURRENCY: "10", RUNSTREAM_WORKER_PREFETCH: "10" }
       const [server, a] = yield* Effect.all([

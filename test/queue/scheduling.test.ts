@@ -101,8 +101,9 @@ describe.concurrent("priorities", () => {
         yield* Deferred.await(firstStarted)
         const low = yield* Effect.forEach(["low-1", "low-2", "low-3", "low-4"], (label) => runs.start(Records, label))
         const high = yield* runs.start(Records, "high", { priority: 10 })
-        // The worker prefetches: let it claim all of them into its buffer
-        // (each claim writes run.started) before the busy runner frees up.
+        // The worker prefetches (a fixed buffer: its only runner is busy, so an
+        // adaptive one would stay empty): let it claim all of them into its
+        // buffer (each claim writes run.started) before the busy runner frees up.
         yield* Effect.forEach([...low, high], (run) =>
           runs.events(run.id).pipe(
             Stream.filter((event) => event.type === "run.started"),
@@ -113,7 +114,7 @@ describe.concurrent("priorities", () => {
         const executed = yield* Ref.get(order)
         expect(executed.slice(0, 2)).toEqual(["first", "high"])
         expect([...executed.slice(2)].sort()).toEqual(["low-1", "low-2", "low-3", "low-4"])
-      }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Records], workers: { ...fastWorkers, concurrency: 1 } })))
+      }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Records], workers: { ...fastWorkers, concurrency: 1, prefetch: 10, prefetchWindow: Duration.infinity } })))
     }))
 })
 

@@ -1,0 +1,69 @@
+import { SqlClient } from "@effect/sql"
+import { describe, expect, it } from "@effect/vitest"
+import { Deferred, Effect, Fiber, Queue, Schema } from "effect"
+import { Echo } from "../../src/demo/tasks.ts"
+import type { RunId } from "../../src/domain/Ids.ts"
+import { Runs } from "../../src/Runs.ts"
+import * as Task from "../../src/Task.ts"
+import { RunstreamTest, TestDatabase } from "../../src/testing/index.ts"
+import { fastWorkers, patience, programOn } from "./support.ts"
+
+/** Starts runs from a program without workers, so that only claims take them. */
+const queueRuns = <T extends Task.Any>(task: T, inputs: ReadonlyArray<Task.InputOf<T>>) =>
+  Effect.flatMap(Runs, (runs) => Effect.forEach(inputs, (input) => runs.start(task, input))).pipe(
+    Effect.provide(programOn({ tasks: [task], workers: false }))
+  )
+
+describe.concurrent("adaptive prefetch", () => {
+  it.live("a pool whose runs are slow buffers none of the waiting runs: another worker starts them", () =>
+    Effect.gen(function*() {
+      const started = yield* Queue.unbounded<RunId>()
+      const release = yield* Deferred.make<void>()
+      const Blocking = Task.make("test.blocking", {
+        input: Schema.Number,
+        output: Schema.Number,
+        run: (n, ctx) => Effect.zipRight(Queue.offer(started, ctx.runId), Effect.as(Deferred.await(release), n))
+      })
+      const queued = yield* queueRuns(Blocking, [1, 2, 3, 4, 5, 6, 7, 8])
+      // Two pools of two runners, each with the default prefetch (up to 500).
+      const pool = programOn({ tasks: [Blocking], workers: { ...fastWorkers, concurrency: 2 } })
+      const drain = Effect.forEach(queued, (run) => RunstreamTest.waitForRunCompletion(run.id, patience)).pipe(
+        Effect.provide(pool)
+      )
+      const a = yield* Effect.fork(drain)
+      const b = yield* Effect.fork(drain)
+
+      // A fixed buffer would let the first pool to claim take all eight, and
+      // the second would find nothing: four bodies would never start together.
+      yield* Queue.takeN(started, 4)
+      const holders = yield* Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        return yield* sql<{ locked_by: string | null; runs: number }>`
+          SELECT locked_by, count(*)::integer AS runs FROM runstream_jobs GROUP BY locked_by ORDER BY locked_by`
+      }).pipe(Effect.provide(programOn({ tasks: [Blocking], workers: false })))
+      expect(holders.map((row) => row.runs)).toEqual([2, 2, 4])
+      expect(holders[2]!.locked_by).toBeNull()
+
+      yield* Deferred.succeed(release, undefined)
+      const [doneA, doneB] = [yield* Fiber.join(a), yield* Fiber.join(b)]
+      expect([...doneA, ...doneB].every((run) => run.status === "succeeded")).toBe(true)
+    }).pipe(Effect.provide(TestDatabase.layerUrl)))
+
+  it.live("a pool whose runs end quickly claims beyond its runners, in batches", () =>
+    Effect.gen(function*() {
+      const queued = yield* queueRuns(Echo, Array.from({ length: 300 }, (_, i) => `r${i}`))
+      yield* Effect.forEach(queued, (run) => RunstreamTest.waitForRunCompletion(run.id, patience)).pipe(
+        Effect.provide(programOn({ tasks: [Echo], workers: { ...fastWorkers, concurrency: 2 } }))
+      )
+      // A claim stamps its runs with one started_at: the largest claim, and the claims in all.
+      const [claims] = yield* Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        return yield* sql<{ largest: number; claims: number }>`
+          SELECT max(n)::integer AS largest, count(*)::integer AS claims
+          FROM (SELECT count(*) AS n FROM runstream_runs GROUP BY started_at) c`
+      }).pipe(Effect.provide(programOn({ tasks: [Echo], workers: false })))
+      // Two runners alone would take two runs a claim: 150 claims.
+      expect(claims!.largest).toBeGreaterThan(2)
+      expect(claims!.claims).toBeLessThan(100)
+    }).pipe(Effect.provide(TestDatabase.layerUrl)))
+})
