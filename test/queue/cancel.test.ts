@@ -6,7 +6,7 @@ import { makeRunId } from "../../src/domain/Ids.ts"
 import { Runs } from "../../src/Runs.ts"
 import * as Task from "../../src/Task.ts"
 import { RunstreamTest } from "../../src/testing/index.ts"
-import { fastWorkers, jobOf, logOf, patience, typesOf, waitForEvent, withWorkers } from "./support.ts"
+import { fastWorkers, fixedBuffer, jobOf, logOf, patience, typesOf, waitForEvent, withWorkers } from "./support.ts"
 
 /** Counts its executions; finishes at once. */
 const counted = (executions: Ref.Ref<number>) =>
@@ -149,6 +149,6 @@ describe.concurrent("cancellation", () => {
         yield* Deferred.succeed(releaseFirst, undefined)
         expect((yield* RunstreamTest.waitForRunCompletion(first.id, patience)).status).toBe("succeeded")
         expect(yield* Ref.get(executed)).toEqual(["first"])
-      }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Holds], workers: { ...fastWorkers, concurrency: 1 } })))
+      }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Holds], workers: { ...fastWorkers, ...fixedBuffer, concurrency: 1 } })))
     }))
 })

@@ -5,7 +5,7 @@ import type { Run } from "../../src/domain/Run.ts"
 import { Runs } from "../../src/Runs.ts"
 import * as Task from "../../src/Task.ts"
 import { RunstreamTest, TestDatabase } from "../../src/testing/index.ts"
-import { fastWorkers, jobOf, logOf, patience, programOn, typesOf, withWorkers } from "./support.ts"
+import { fastWorkers, fixedBuffer, jobOf, logOf, patience, programOn, typesOf, withWorkers } from "./support.ts"
 
 /** Appends its input to `order` when it executes. */
 const recording = (order: Ref.Ref<ReadonlyArray<string>>) =>
@@ -114,7 +114,7 @@ describe.concurrent("priorities", () => {
         const executed = yield* Ref.get(order)
         expect(executed.slice(0, 2)).toEqual(["first", "high"])
         expect([...executed.slice(2)].sort()).toEqual(["low-1", "low-2", "low-3", "low-4"])
-      }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Records], workers: { ...fastWorkers, concurrency: 1, prefetch: 10, prefetchWindow: Duration.infinity } })))
+      }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Records], workers: { ...fastWorkers, ...fixedBuffer, concurrency: 1 } })))
     }))
 })
 

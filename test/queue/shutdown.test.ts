@@ -5,7 +5,7 @@ import { Runs } from "../../src/Runs.ts"
 import * as Task from "../../src/Task.ts"
 import * as Workers from "../../src/Workers.ts"
 import { RunstreamTest, TestDatabase } from "../../src/testing/index.ts"
-import { dataOf, fastWorkers, jobOf, logOf, patience, programOn, typesOf, waitForEvent, withWorkers } from "./support.ts"
+import { dataOf, fastWorkers, fixedBuffer, jobOf, logOf, patience, programOn, typesOf, waitForEvent, withWorkers } from "./support.ts"
 
 describe.concurrent("graceful shutdown", () => {
   it.live("a run still in flight when the grace period ends is handed back at once and finished by another program", () =>
@@ -94,7 +94,7 @@ describe.concurrent("graceful shutdown", () => {
       yield* Effect.gen(function*() {
         const runs = yield* Runs
         const scope = yield* Scope.make()
-        yield* Layer.buildWithScope(Workers.layer({ ...fastWorkers, concurrency: 1, shutdownGrace: "30 seconds" }), scope)
+        yield* Layer.buildWithScope(Workers.layer({ ...fastWorkers, ...fixedBuffer, concurrency: 1, shutdownGrace: "30 seconds" }), scope)
         const first = yield* runs.start(Holds, "first")
         yield* Deferred.await(firstStarted)
         // The one runner is busy: the second run is claimed into the pool's buffer.

@@ -3,7 +3,7 @@
  * that share one database, and readers of a run's log and queue row.
  */
 import { SqlClient } from "@effect/sql"
-import { Effect, Layer, Option, Stream } from "effect"
+import { Duration, Effect, Layer, Option, Stream } from "effect"
 import * as Database from "../../src/Database.ts"
 import type { RunId } from "../../src/domain/Ids.ts"
 import type { RunEvent } from "../../src/domain/RunEvent.ts"
@@ -23,6 +23,13 @@ export const fastWorkers = {
   pollInterval: "200 millis",
   shutdownGrace: "500 millis"
 } as const satisfies Workers.WorkersSettings
+
+/**
+ * A buffer that takes runs while the pool's runners are busy. The default one
+ * adapts to how fast runs end, and stays empty while a test holds its only
+ * runner: tests of buffered runs need this one.
+ */
+export const fixedBuffer = { prefetch: 10, prefetchWindow: Duration.infinity } as const satisfies Workers.WorkersSettings
 
 /**
  * One program on the database named by the `DatabaseUrl` in context
