@@ -330,21 +330,26 @@ export const make = (options: WorkersOptions) =>
       }) as Effect.Effect<unknown, unknown>
     }
 
-    const outcomeOf = (claim: Claim, exit: Exit.Exit<unknown, unknown>, stop: StopReason | undefined) =>
-      Effect.gen(function*(): Effect.fn.Return<Option.Option<Outcome>> {
-        if (stop === "cancel") return Option.some({ _tag: "cancelled" })
-        if (stop === "shutdown") return Option.some({ _tag: "released", reason: "worker shutdown" })
-        if (stop === "leaseLost") return Option.none()
-        if (Exit.isSuccess(exit)) return Option.some({ _tag: "succeeded", output: exit.value ?? null })
-        const failure = Cause.failureOption(exit.cause)
-        if (Option.isSome(failure) && failure.value instanceof LeaseLost) return Option.none()
-        if (Cause.isInterruptedOnly(exit.cause)) return Option.some({ _tag: "released", reason: "interrupted" })
-        const error = runErrorOf(exit.cause)
-        if (!error.retryable || claim.attempt >= claim.maxAttempts) return Option.some({ _tag: "failed", error })
-        const policy = prepared.get(claim.task)?.task.retry ?? Task.defaultRetry
-        const delay = Task.backoffDelay(policy, claim.attempt, yield* Random.next)
-        return Option.some({ _tag: "retrying", error, delayMs: Duration.toMillis(delay) })
-      })
+    /** How the attempt ended, as recorded; none when its lease was lost. An effect only for a retry's random backoff. */
+    const outcomeOf = (
+      claim: Claim,
+      exit: Exit.Exit<unknown, unknown>,
+      stop: StopReason | undefined
+    ): Effect.Effect<Option.Option<Outcome>> => {
+      const decided = (outcome: Outcome | undefined) => Effect.succeed(Option.fromNullable(outcome))
+      if (stop === "cancel") return decided({ _tag: "cancelled" })
+      if (stop === "shutdown") return decided({ _tag: "released", reason: "worker shutdown" })
+      if (stop === "leaseLost") return decided(undefined)
+      if (Exit.isSuccess(exit)) return decided({ _tag: "succeeded", output: exit.value ?? null })
+      const failure = Cause.failureOption(exit.cause)
+      if (Option.isSome(failure) && failure.value instanceof LeaseLost) return decided(undefined)
+      if (Cause.isInterruptedOnly(exit.cause)) return decided({ _tag: "released", reason: "interrupted" })
+      const error = runErrorOf(exit.cause)
+      if (!error.retryable || claim.attempt >= claim.maxAttempts) return decided({ _tag: "failed", error })
+      const policy = prepared.get(claim.task)?.task.retry ?? Task.defaultRetry
+      return Effect.map(Random.next, (random) =>
+        Option.some({ _tag: "retrying", error, delayMs: Duration.toMillis(Task.backoffDelay(policy, claim.attempt, random)) }))
+    }
 
     /** After an attempt's end is written: report a refused end, or let others take a handed-back run. */
     const afterFinish = (claim: Claim, outcome: Outcome, held: number | boolean | undefined) =>
