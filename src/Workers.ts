@@ -126,6 +126,8 @@ interface InFlight {
   stop: StopReason | undefined
   /** Stops waiting for a body that does not end after its interruption. */
   abandon: (() => void) | undefined
+  /** Set once its end is handed to the group commit: it no longer takes a place in the pool. */
+  ending: boolean
 }
 
 type Write =
@@ -188,6 +190,10 @@ export const make = (options: WorkersOptions) =>
     // Runners promised to runs being started in this program (see `taker`).
     let reserved = 0
     let takenAtStart = 0
+    // Runs in flight whose end is written already or being written (see `finish`).
+    let endingCount = 0
+    /** Places taken in the pool: runs buffered or executing, and runners promised to runs being started. */
+    const taking = () => inFlight.size - endingCount + reserved
     const batchThreshold = (capacity: number) => Math.max(1, Math.ceil(capacity / 2))
 
     const annotate = Effect.annotateLogs({ component: "Workers", workerId })
@@ -378,15 +384,24 @@ export const make = (options: WorkersOptions) =>
 
     /**
      * Hands the end of an attempt to the group commit without waiting for it:
-     * waiting would cap a group at one run per runner. The entry keeps its
-     * place (and its lease, heartbeats included) until the end is written, so
-     * claims and shutdown count it. A failed write is retried in a fiber of its own.
+     * waiting would cap a group at one run per runner. The entry stays in
+     * flight (its lease heartbeated, the shutdown waiting for it) until the end
+     * is written, but its place in the pool is free at once: the next claim
+     * does not wait for this commit (the writer's bounded queue is what holds
+     * runners back when commits fall behind). A failed write is retried in a
+     * fiber of its own.
      */
     const finish = (entry: InFlight, outcome: Outcome) =>
-      write.submitThen(finishItem(entry.claim, outcome), (exit) =>
-        Exit.isSuccess(exit)
-          ? Effect.zipRight(afterFinish(entry.claim, outcome, exit.value), release(entry))
-          : Effect.asVoid(FiberSet.run(ending, finishRetrying(entry.claim, outcome).pipe(Effect.ensuring(release(entry))))))
+      Effect.suspend(() => {
+        // Marked before the submission, so that its release always sees the mark.
+        entry.ending = true
+        endingCount++
+        prefetch.ended()
+        return write.submitThen(finishItem(entry.claim, outcome), (exit) =>
+          Exit.isSuccess(exit)
+            ? Effect.zipRight(afterFinish(entry.claim, outcome, exit.value), release(entry))
+            : Effect.asVoid(FiberSet.run(ending, finishRetrying(entry.claim, outcome).pipe(Effect.ensuring(release(entry))))))
+      }).pipe(Effect.zipRight(placeFreed))
 
     /**
      * Waits for the body's fiber to end, or until the entry is abandoned (its
@@ -412,12 +427,16 @@ export const make = (options: WorkersOptions) =>
       Effect.suspend(() => {
         // The entry may be an older attempt of a run this pool claimed again.
         if (inFlight.get(entry.claim.runId) === entry) inFlight.delete(entry.claim.runId)
-        prefetch.ended()
-        // Only when the claim loop would act on it (see `claimLoop`), or for the shutdown's drain.
-        const capacity = options.concurrency + prefetch.current()
-        const free = capacity - inFlight.size - reserved
-        return !accepting || woken || free >= batchThreshold(capacity) ? Queue.offer(signal, undefined) : Effect.void
+        if (entry.ending) endingCount--
+        else prefetch.ended()
+        return placeFreed
       })
+
+    /** Pokes the claim loop when it would act on a freed place (see `claimLoop`), or for the shutdown's drain. */
+    const placeFreed = Effect.suspend(() => {
+      const capacity = options.concurrency + prefetch.current()
+      return !accepting || woken || capacity - taking() >= batchThreshold(capacity) ? Queue.offer(signal, undefined) : Effect.void
+    })
 
     /**
      * Runs one claimed run to the end of its attempt (or hands it back if
@@ -494,7 +513,7 @@ export const make = (options: WorkersOptions) =>
         // This pool lost the run's previous attempt (its lease lapsed) and got it back.
         const previous = inFlight.get(claim.runId)
         if (previous !== undefined) yield* stopEntry(previous, "leaseLost")
-        const entry: InFlight = { claim, taken: false, fiber: undefined, stop: undefined, abandon: undefined }
+        const entry: InFlight = { claim, taken: false, fiber: undefined, stop: undefined, abandon: undefined, ending: false }
         inFlight.set(claim.runId, entry)
         yield* buffer.offer(entry)
         // Handed over while the pool shuts down: straight back to the queue.
@@ -531,7 +550,7 @@ export const make = (options: WorkersOptions) =>
     const claimLoop = Effect.gen(function*() {
       while (accepting) {
         const capacity = options.concurrency + prefetch.size(yield* Clock.currentTimeMillis)
-        const free = capacity - inFlight.size - reserved
+        const free = capacity - taking()
         // While runs flow, claim when half the capacity is free: fewer, larger
         // claims. Woken (by an enqueue, or the poll): whatever is free, however little.
         if (free < batchThreshold(capacity) && !(woken && free > 0)) {
