@@ -173,7 +173,7 @@ export const make = Effect.gen(function*() {
         SELECT id, task, last_seq, last_seq FROM started
       )
       SELECT coalesce(json_agg(json_build_array(id, task, queue, input, attempt, max_attempts, timeout_ms, priority,
-        floor(extract(epoch FROM run_at) * 1000))), '[]')::text AS claims
+        floor(extract(epoch FROM run_at) * 1000)) ORDER BY priority DESC, run_at, id), '[]')::text AS claims
       FROM started`
     const entries = JSON.parse(row!.claims) as ReadonlyArray<ClaimEntry>
     return entries.map(([runId, task, queue, input, attempt, maxAttempts, timeoutMs, priority, runAt]): Claim => ({

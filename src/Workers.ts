@@ -503,21 +503,30 @@ export const make = (options: WorkersOptions) =>
       Effect.gen(function*() {
         const claims = yield* queue.claim({ workerId, queues: options.queues, tasks: registry.names, limit, leaseMs })
         if (claims.length > 0) yield* outbox.written
-        for (const claim of claims) yield* register(claim)
+        yield* register(claims)
         return claims
       }).pipe(Effect.uninterruptible)
 
-    /** Makes a claimed run this pool's: counted, heartbeated, buffered for a runner. */
-    const register = (claim: Claim) =>
+    /** Makes claimed runs this pool's: counted, heartbeated, buffered for a runner (all at once: claims are large). */
+    const register = (claims: ReadonlyArray<Claim>) =>
       Effect.gen(function*() {
-        // This pool lost the run's previous attempt (its lease lapsed) and got it back.
-        const previous = inFlight.get(claim.runId)
-        if (previous !== undefined) yield* stopEntry(previous, "leaseLost")
-        const entry: InFlight = { claim, taken: false, fiber: undefined, stop: undefined, abandon: undefined, ending: false }
-        inFlight.set(claim.runId, entry)
-        yield* buffer.offer(entry)
+        const entries = claims.map((claim): InFlight => ({
+          claim,
+          taken: false,
+          fiber: undefined,
+          stop: undefined,
+          abandon: undefined,
+          ending: false
+        }))
+        for (const entry of entries) {
+          // This pool lost the run's previous attempt (its lease lapsed) and got it back.
+          const previous = inFlight.get(entry.claim.runId)
+          if (previous !== undefined) yield* stopEntry(previous, "leaseLost")
+          inFlight.set(entry.claim.runId, entry)
+        }
+        yield* buffer.offerAll(entries)
         // Handed over while the pool shuts down: straight back to the queue.
-        if (!accepting) yield* stopEntry(entry, "shutdown")
+        if (!accepting) for (const entry of entries) yield* stopEntry(entry, "shutdown")
       })
 
     /**
@@ -542,7 +551,7 @@ export const make = (options: WorkersOptions) =>
         Effect.suspend(() => {
           reserved--
           takenAtStart++
-          return register(claim)
+          return register([claim])
         })
     }
     yield* queue.handoff.register(taker)

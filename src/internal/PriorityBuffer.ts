@@ -6,7 +6,8 @@
 import { Effect, Queue, type Order } from "effect"
 
 export interface PriorityBuffer<A> {
-  readonly offer: (item: A) => Effect.Effect<void>
+  /** Adds items; those that come in order (a claim's runs do) each go in at the end. */
+  readonly offerAll: (items: ReadonlyArray<A>) => Effect.Effect<void>
   /** Waits for an item and removes the best one. */
   readonly take: Effect.Effect<A>
   /** Removes and returns everything, best first. */
@@ -28,9 +29,9 @@ export const make = <A>(order: Order.Order<A>): Effect.Effect<PriorityBuffer<A>>
       return item === undefined ? take : Effect.succeed(item)
     })
     return {
-      offer: (item) => Effect.suspend(() => {
-        insert(item)
-        return Queue.offer(ready, undefined)
+      offerAll: (batch) => Effect.suspend(() => {
+        for (const item of batch) insert(item)
+        return Queue.offerAll(ready, batch.map(() => undefined))
       }),
       take,
       takeAll: Effect.suspend(() => Effect.as(Queue.takeAll(ready), items.splice(0, items.length)))
