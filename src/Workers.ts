@@ -432,10 +432,16 @@ export const make = (options: WorkersOptions) =>
         return placeFreed
       })
 
-    /** Pokes the claim loop when it would act on a freed place (see `claimLoop`), or for the shutdown's drain. */
+    /**
+     * Pokes the claim loop when it would act on a freed place (see `claimLoop`),
+     * or for the shutdown's drain. Not while it waits for work: a place freed
+     * then changes nothing, and the poke would cost it a wake-up per run.
+     */
     const placeFreed = Effect.suspend(() => {
       const capacity = options.concurrency + prefetch.current()
-      return !accepting || woken || capacity - taking() >= batchThreshold(capacity) ? Queue.offer(signal, undefined) : Effect.void
+      return !accepting || woken || (!idle && capacity - taking() >= batchThreshold(capacity))
+        ? Queue.offer(signal, undefined)
+        : Effect.void
     })
 
     /**
@@ -489,7 +495,6 @@ export const make = (options: WorkersOptions) =>
       while (!woken) {
         const left = deadline - (yield* now).getTime()
         if (left <= 0) return
-        // Slots freed meanwhile poke too; they change nothing while idle.
         yield* Queue.take(signal).pipe(Effect.timeoutOption(Duration.millis(left)))
       }
     })
