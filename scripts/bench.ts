@@ -727,7 +727,8 @@ const main = Effect.gen(function*() {
   }
   const calibrationBefore = yield* calibrate(server.url)
   yield* progress(
-    `server: SELECT 1 round trip ${fmt(calibrationBefore.roundTripMs, 3)} ms, one-row INSERT commit ${fmt(calibrationBefore.commitMs, 3)} ms (medians)`
+    `server: SELECT 1 round trip ${fmt(calibrationBefore.roundTripMs, 3)} ms, one-row INSERT commit ${fmt(calibrationBefore.commitMs, 3)} ms (medians); ` +
+      `node: Effect fork + join ${fmt(calibrationBefore.forkJoinUs, 1)} µs of CPU`
   )
 
   const run = <A>(name: string, wanted: boolean, phase: () => Effect.Effect<Phase<A>>) =>
@@ -755,7 +756,8 @@ const main = Effect.gen(function*() {
   const rows: Array<Row> = [
     ...rowsOf(calibration, [
       { metric: "server: SELECT 1 round trip (ms, before / after)", value: (c) => c.roundTripMs, digits: 3 },
-      { metric: "server: one-row INSERT commit (ms, before / after)", value: (c) => c.commitMs, digits: 3 }
+      { metric: "server: one-row INSERT commit (ms, before / after)", value: (c) => c.commitMs, digits: 3 },
+      { metric: "node: Effect fork + join (µs of CPU, before / after)", value: (c) => c.forkJoinUs, digits: 1 }
     ]),
     ...rowsOf(throughput, [
       { metric: "throughput (runs/s, first claim → last terminal event)", value: (t) => t.runsPerSec, digits: 0, target: { op: ">=", value: 17_000 } },

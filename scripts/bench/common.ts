@@ -5,7 +5,7 @@
  */
 import { fork } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { Cause, Data, Effect, Layer, LogLevel, Logger, Redacted, Schema } from "effect"
+import { Cause, Data, Effect, Fiber, Layer, LogLevel, Logger, Redacted, Schema } from "effect"
 import pg from "pg"
 import * as Database from "../../src/Database.ts"
 import * as Runstream from "../../src/Runstream.ts"
@@ -99,11 +99,34 @@ export const programLayer = <const Tasks extends ReadonlyArray<Task.Any>>(option
 /** Runstream's own logs above `Warning` only: the report is the output. */
 export const quietLogs = Logger.minimumLogLevel(LogLevel.Warning)
 
-/** What the server gives one connection: a round trip, and a commit of a one-row insert (its WAL flush). */
+/**
+ * What the server gives one connection: a round trip, and a commit of a one-row
+ * insert (its WAL flush); and what this machine gives the Effect runtime: the
+ * CPU time of a fork and join of an empty fiber.
+ */
 export interface Calibration {
   readonly roundTripMs: number
   readonly commitMs: number
+  readonly forkJoinUs: number
 }
+
+/**
+ * CPU microseconds per fork and join of an empty fiber (the median of 5 rounds
+ * of 2,000, after a warm-up): a yardstick of the machine's speed for
+ * Runstream's per-run work, which is mostly the Effect runtime. It moves with
+ * the machine (the same code measured 2-3x apart on two days), CPU per run
+ * moves with it.
+ */
+const forkJoinCpuUs = Effect.gen(function*() {
+  const rounds: Array<number> = []
+  for (let round = 0; round < 6; round++) {
+    const before = process.cpuUsage()
+    for (let i = 0; i < 2000; i++) yield* Fiber.join(yield* Effect.fork(Effect.void))
+    const used = process.cpuUsage(before)
+    if (round > 0) rounds.push((used.user + used.system) / 2000)
+  }
+  return median(rounds)
+})
 
 /**
  * Measures the server's floor on a fresh database: the median of 200
@@ -114,7 +137,7 @@ export const calibrate = (serverUrl: string) =>
   Effect.scoped(Effect.gen(function*() {
     const db = yield* makeDatabase(serverUrl)
     return yield* Effect.tryPromise({
-      try: async (): Promise<Calibration> => {
+      try: async () => {
         const client = new pg.Client({ connectionString: db.url, application_name: "runstream-bench-calibration" })
         client.on("error", () => {})
         await client.connect()
@@ -135,8 +158,8 @@ export const calibrate = (serverUrl: string) =>
         }
       },
       catch: (cause) => new BenchError({ message: `calibration: ${String(cause)}`, cause })
-    })
-  }))
+    }).pipe(Effect.bindTo("server"), Effect.bind("forkJoinUs", () => forkJoinCpuUs))
+  })).pipe(Effect.map(({ forkJoinUs, server }): Calibration => ({ ...server, forkJoinUs })))
 
 // ---------------------------------------------------------------------------
 // Tasks
