@@ -99,7 +99,7 @@ export const WorkersConfig: Config.Config<WorkersOptions> = Config.all({
 
 export class Workers extends Context.Tag("runstream/Workers")<Workers, {
   readonly workerId: string
-  /** Runs executing now. */
+  /** Runs this pool holds now: waiting in its buffer, executing, or whose end is being written. */
   readonly inFlight: Effect.Effect<number>
   /** Runs this pool took as they were started in its program, without a claim (see `internal/Handoff.ts`). */
   readonly takenAtStart: Effect.Effect<number>
