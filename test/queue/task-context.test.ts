@@ -10,17 +10,8 @@ import { Runs } from "../../src/Runs.ts"
 import * as Runstream from "../../src/Runstream.ts"
 import * as Task from "../../src/Task.ts"
 import { RunstreamTest, TestDatabase } from "../../src/testing/index.ts"
-import { Workers, type WorkersSettings } from "../../src/Workers.ts"
-
-/** Long lease, as in support.ts: these tests are not about leases. */
-const workers = {
-  lease: "30 seconds",
-  reclaimInterval: "200 millis",
-  pollInterval: "500 millis",
-  shutdownGrace: "1 second"
-} as const satisfies WorkersSettings
-
-const patience = "20 seconds"
+import { Workers } from "../../src/Workers.ts"
+import { fastWorkers, patience } from "./support.ts"
 
 interface Line {
   readonly message: string
@@ -58,45 +49,40 @@ const Chatty = Task.make("test.chatty", {
 const bodyLines = (lines: ReadonlyArray<Line>, runId: string) =>
   lines.filter((line) => line.message.startsWith(`chatty ${runId} attempt `))
 
+/**
+ * Starts a run of `Chatty` that fails `failures` times, waits for it to
+ * succeed, and returns the lines its body logged, with the pool's id.
+ */
+const runLogging = (failures: number) => {
+  const lines: Array<Line> = []
+  return Effect.gen(function*() {
+    const runs = yield* Runs
+    const { workerId } = yield* Workers
+    const run = yield* runs.start(Chatty, { failures })
+    const done = yield* RunstreamTest.waitForRunCompletion(run.id, patience)
+    expect(done.status).toBe("succeeded")
+    expect(done.output).toEqual({ attempts: failures + 1 })
+    return { runId: run.id, workerId, logged: bodyLines(lines, run.id) }
+  }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Chatty], workers: fastWorkers }).pipe(Layer.provide(capture(lines)))))
+}
+
 describe.concurrent("a task body's log annotations", () => {
-  it.live("carry the run's id and attempt, and the pool's own annotations", () => {
-    const lines: Array<Line> = []
-    return Effect.gen(function*() {
-      const runs = yield* Runs
-      const { workerId } = yield* Workers
-      const run = yield* runs.start(Chatty, { failures: 0 })
-      const done = yield* RunstreamTest.waitForRunCompletion(run.id, patience)
-      expect(done.status).toBe("succeeded")
+  it.live("carry the run's id and attempt, and the pool's own annotations", () =>
+    Effect.gen(function*() {
+      const { logged, runId, workerId } = yield* runLogging(0)
+      expect(logged.map((line) => line.message)).toEqual([`chatty ${runId} attempt 1`])
+      expect(logged[0]!.annotations).toEqual({ component: "Workers", workerId, runId, attempt: 1 })
+    }))
 
-      const logged = bodyLines(lines, run.id)
-      expect(logged.map((line) => line.message)).toEqual([`chatty ${run.id} attempt 1`])
-      expect(logged[0]!.annotations).toEqual({
-        component: "Workers",
-        workerId,
-        runId: run.id,
-        attempt: 1
-      })
-    }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Chatty], workers }).pipe(Layer.provide(capture(lines)))))
-  })
-
-  it.live("name the attempt that logged: a retried run's second attempt logs with attempt 2", () => {
-    const lines: Array<Line> = []
-    return Effect.gen(function*() {
-      const runs = yield* Runs
-      const { workerId } = yield* Workers
-      const run = yield* runs.start(Chatty, { failures: 1 })
-      const done = yield* RunstreamTest.waitForRunCompletion(run.id, patience)
-      expect(done.status).toBe("succeeded")
-      expect(done.output).toEqual({ attempts: 2 })
-
-      const logged = bodyLines(lines, run.id)
-      expect(logged.map((line) => line.message)).toEqual([`chatty ${run.id} attempt 1`, `chatty ${run.id} attempt 2`])
+  it.live("name the attempt that logged: a retried run's second attempt logs with attempt 2", () =>
+    Effect.gen(function*() {
+      const { logged, runId, workerId } = yield* runLogging(1)
+      expect(logged.map((line) => line.message)).toEqual([`chatty ${runId} attempt 1`, `chatty ${runId} attempt 2`])
       expect(logged.map((line) => line.annotations)).toEqual([
-        { component: "Workers", workerId, runId: run.id, attempt: 1 },
-        { component: "Workers", workerId, runId: run.id, attempt: 2 }
+        { component: "Workers", workerId, runId, attempt: 1 },
+        { component: "Workers", workerId, runId, attempt: 2 }
       ])
-    }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Chatty], workers }).pipe(Layer.provide(capture(lines)))))
-  })
+    }))
 })
 
 /** Provided to the task registry alone: the program itself does not have it. */
@@ -125,7 +111,7 @@ const Greet = Task.make("test.greet", {
 
 /** A program whose registry alone is given `Greeting`, and whose runtime alone is given `ProgramName`. */
 const greetingProgram = (greeting: string) =>
-  Runstream.layerWithWorkers({ workers }).pipe(
+  Runstream.layerWithWorkers({ workers: fastWorkers }).pipe(
     Layer.provideMerge(Layer.succeed(ProgramName, "the program")),
     Layer.provideMerge(Task.layerRegistry(Greet).pipe(Layer.provide(Layer.succeed(Greeting, greeting)))),
     Layer.provideMerge(TestDatabase.layer())
