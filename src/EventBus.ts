@@ -5,13 +5,13 @@
  *
  * - `layerMemory`: one process (tests, dev). The relay publishes straight to
  *   the subscribers of this program.
- * - `layerPostgres`: across processes. The relay NOTIFYs inside its transaction
- *   (so the notification and the outbox delete commit together) and every
+ * - `layerPostgres`: across processes. The relay's drain statement NOTIFYs
+ *   (so the notifications and the outbox delete commit together) and every
  *   program's listener fans the events out to its own subscribers.
  * @since 0.1.0
  */
-import { SqlClient, type SqlError } from "@effect/sql"
-import { Config, Context, DateTime, Duration, Effect, Layer, Queue, type Scope } from "effect"
+import { SqlClient, type SqlError, type Statement } from "@effect/sql"
+import { Config, Context, DateTime, Duration, Effect, Layer, Mailbox, Queue, type Scope } from "effect"
 import type { RunId } from "./domain/Ids.ts"
 import { makeRunEvent, type RunEvent } from "./domain/RunEvent.ts"
 import { Channel, PgListener } from "./PgListener.ts"
@@ -39,15 +39,22 @@ export interface SubscribeFilter {
 export class EventBus extends Context.Tag("runstream/EventBus")<EventBus, {
   readonly publish: (events: ReadonlyArray<BusEvent>) => Effect.Effect<void, SqlError.SqlError>
   /**
-   * Whether the relay must publish inside the transaction that deletes the
-   * outbox rows. The postgres bus's NOTIFY then commits with the delete: a
-   * relay that dies leaves the rows to publish again, never a message lost.
-   * The memory bus's subscribers die with its process, so it publishes after
-   * the commit and saves the relay three round trips.
+   * Without `notifyDrained`: whether the relay must call `publish` inside the
+   * transaction that deletes the outbox rows, so that a relay that dies leaves
+   * the rows to publish again, never a message lost. The memory bus's
+   * subscribers die with its process, so it publishes after the commit.
    */
   readonly publishesInTransaction: boolean
-  /** A bounded subscription, live when this returns, closed with the scope. */
-  readonly subscribe: (filter: SubscribeFilter) => Effect.Effect<Queue.Dequeue<BusMessage>, never, Scope.Scope>
+  /**
+   * The postgres bus: a CTE body that NOTIFYs the events of a CTE named
+   * `drained` (run_id, task, seq, type, data, at), so that the relay's drain
+   * statement publishes what it deletes, atomically, in one round trip instead
+   * of four (BEGIN, drain, NOTIFY, COMMIT). Its value is the number of
+   * payloads sent. Without it, the relay calls `publish`.
+   */
+  readonly notifyDrained?: Statement.Fragment | undefined
+  /** A bounded subscription, live when this returns, shut down with the scope. */
+  readonly subscribe: (filter: SubscribeFilter) => Effect.Effect<Mailbox.ReadonlyMailbox<BusMessage>, never, Scope.Scope>
 }>() {}
 
 /** @category config */
@@ -65,14 +72,16 @@ export const BusConfig = Config.all({
 })
 
 /**
- * Fans messages out to this program's subscribers. Subscriber queues slide
+ * Fans messages out to this program's subscribers. Subscriber mailboxes slide
  * (drop the oldest) when full: the newest message of a run, its terminal event
  * included, always arrives, and the subscriber fills any gap from the log.
+ * Mailboxes, not Queues: waking a subscriber that waits on a Queue costs about
+ * twice as much, and a popular run's fan-out is that cost times its subscribers.
  */
 const makeDispatcher = Effect.gen(function*() {
   const { idleCheck, subscriberBuffer } = yield* BusConfig
-  const byRun = new Map<string, Set<Queue.Queue<BusMessage>>>()
-  const wide = new Map<Queue.Queue<BusMessage>, SubscribeFilter>()
+  const byRun = new Map<string, Set<Mailbox.Mailbox<BusMessage>>>()
+  const wide = new Map<Mailbox.Mailbox<BusMessage>, SubscribeFilter>()
   // Runs that got an event since the last idle check.
   const active = new Set<string>()
 
@@ -82,10 +91,10 @@ const makeDispatcher = Effect.gen(function*() {
       const subscribers = byRun.get(event.runId)
       if (subscribers !== undefined) {
         active.add(event.runId)
-        for (const queue of subscribers) queue.unsafeOffer(message)
+        for (const mailbox of subscribers) mailbox.unsafeOffer(message)
       }
-      for (const [queue, filter] of wide) {
-        if (filter.task === undefined || filter.task === task) queue.unsafeOffer(message)
+      for (const [mailbox, filter] of wide) {
+        if (filter.task === undefined || filter.task === task) mailbox.unsafeOffer(message)
       }
     }
   }
@@ -93,15 +102,15 @@ const makeDispatcher = Effect.gen(function*() {
   const resync = () => {
     const message: BusMessage = { _tag: "Resync" }
     for (const subscribers of byRun.values()) {
-      for (const queue of subscribers) queue.unsafeOffer(message)
+      for (const mailbox of subscribers) mailbox.unsafeOffer(message)
     }
-    for (const queue of wide.keys()) queue.unsafeOffer(message)
+    for (const mailbox of wide.keys()) mailbox.unsafeOffer(message)
   }
 
   const resyncIdle = () => {
     const message: BusMessage = { _tag: "Resync" }
     for (const [runId, subscribers] of byRun) {
-      if (!active.has(runId)) for (const queue of subscribers) queue.unsafeOffer(message)
+      if (!active.has(runId)) for (const mailbox of subscribers) mailbox.unsafeOffer(message)
     }
     active.clear()
   }
@@ -113,26 +122,26 @@ const makeDispatcher = Effect.gen(function*() {
 
   const subscribe = (filter: SubscribeFilter) =>
     Effect.acquireRelease(
-      Effect.map(Queue.sliding<BusMessage>(subscriberBuffer), (queue) => {
+      Effect.map(Mailbox.make<BusMessage>({ capacity: subscriberBuffer, strategy: "sliding" }), (mailbox) => {
         if (filter.runId !== undefined) {
           const set = byRun.get(filter.runId) ?? new Set()
-          set.add(queue)
+          set.add(mailbox)
           byRun.set(filter.runId, set)
         } else {
-          wide.set(queue, filter)
+          wide.set(mailbox, filter)
         }
-        return queue
+        return mailbox
       }),
-      (queue) =>
+      (mailbox) =>
         Effect.suspend(() => {
           if (filter.runId !== undefined) {
             const set = byRun.get(filter.runId)
-            set?.delete(queue)
+            set?.delete(mailbox)
             if (set?.size === 0) byRun.delete(filter.runId)
           } else {
-            wide.delete(queue)
+            wide.delete(mailbox)
           }
-          return Queue.shutdown(queue)
+          return mailbox.shutdown
         })
     )
 
@@ -165,6 +174,14 @@ const toWire = ({ event, task }: BusEvent): WireEvent => ({
   a: DateTime.toEpochMillis(event.at),
   d: event.data
 })
+
+/**
+ * In the drain statement, events are packed by SQL, which cannot pack greedily
+ * as `encodePayloads` does: an event starts a new payload when the bytes before
+ * it cross a multiple of this size. Payloads then stay under two of these, and
+ * larger events travel as references.
+ */
+const statementChunkBytes = Math.floor(maxPayloadBytes / 2) - 100
 
 /**
  * Packs events into as few NOTIFY payloads as fit under the limit. An event too
@@ -249,6 +266,26 @@ export const layerPostgres = Layer.scoped(
           FROM jsonb_array_elements_text(${JSON.stringify(encodePayloads(events))}::jsonb) WITH ORDINALITY AS p(payload, n)
           ORDER BY n`),
       publishesInTransaction: true,
+      // The wire format of `toWire` and `encodePayloads`, built by Postgres.
+      notifyDrained: sql`
+        SELECT pg_notify(${Channel.events}, payload) FROM (
+          SELECT '[' || string_agg(wire, ',' ORDER BY n) || ']' AS payload, part
+          FROM (
+            SELECT wire, n, (sum(octet_length(wire) + 1) OVER (ORDER BY n) - octet_length(wire) - 1)
+              / ${statementChunkBytes} AS part
+            FROM (
+              SELECT row_number() OVER (ORDER BY run_id, seq) AS n,
+                CASE WHEN octet_length(wire) <= ${statementChunkBytes} THEN wire
+                  ELSE json_build_object('r', run_id, 's', seq, 'k', task, 'big', 1)::text END AS wire
+              FROM (
+                SELECT run_id, seq, task, json_build_object('r', run_id, 's', seq, 'k', task, 't', type,
+                  'a', floor(extract(epoch FROM at) * 1000), 'd', data)::text AS wire
+                FROM drained
+              ) events
+            ) sized
+          ) numbered
+          GROUP BY part ORDER BY part
+        ) payloads`,
       subscribe: dispatcher.subscribe
     })
   })

@@ -6,7 +6,7 @@
  * published again, and subscribers drop what they already have.
  * @since 0.1.0
  */
-import { SqlClient } from "@effect/sql"
+import { SqlClient, type Statement } from "@effect/sql"
 import { Config, Duration, Effect, Layer, Queue } from "effect"
 import type { RunId } from "./domain/Ids.ts"
 import { makeRunEvent } from "./domain/RunEvent.ts"
@@ -30,14 +30,13 @@ export const drainOnce = (batchSize: number) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const bus = yield* EventBus
-    // One statement takes the drain lock, deletes a batch and returns its
-    // events. The lock (transaction-level) is a one-time filter evaluated
-    // before the delete: without it the statement deletes nothing.
-    // Losing its commit in a crash only publishes the rows again, and
-    // subscribers drop what they already have: no need to wait for the disk.
-    // The events come as one JSON text, parsed by one JSON.parse (as pages of
-    // the log do, see `EventLog.read`): cheaper than the driver's row decoding.
-    const take = sql<{ rows: number; events: string }>`
+    // One statement takes the drain lock, deletes a batch and reads its events.
+    // The lock (transaction-level) is a one-time filter evaluated before the
+    // delete: without it the statement deletes nothing. Losing its commit in a
+    // crash only publishes the rows again, and subscribers drop what they
+    // already have: no need to wait for the disk.
+    const drain = <A extends object>(publishOrReturn: Statement.Fragment) =>
+      sql<A>`
       WITH lock AS MATERIALIZED (
         SELECT pg_try_advisory_xact_lock(hashtext('runstream.relay')) AS locked,
           set_config('synchronous_commit', 'off', true) AS relaxed
@@ -46,13 +45,24 @@ export const drainOnce = (batchSize: number) =>
         DELETE FROM runstream_outbox WHERE (SELECT locked FROM lock) AND id = ANY(ARRAY(
           SELECT id FROM runstream_outbox ORDER BY id LIMIT ${batchSize}
         )) RETURNING run_id, task, seq_from, seq_to
-      )
+      ), drained AS (
+        SELECT e.run_id, b.task, e.seq, e.type, e.data, e.at FROM batch b
+        JOIN runstream_events e ON e.run_id = b.run_id AND e.seq BETWEEN b.seq_from AND b.seq_to
+      )${publishOrReturn}`
+
+    if (bus.notifyDrained !== undefined) {
+      // The postgres bus: the statement NOTIFYs the events itself.
+      const [row] = yield* drain<{ rows: number }>(sql`, notified AS (${bus.notifyDrained})
+      SELECT (SELECT count(*)::integer FROM batch) AS rows, (SELECT count(*) FROM notified) AS payloads`)
+      return row!.rows
+    }
+    // The events come as one JSON text, parsed by one JSON.parse (as pages of
+    // the log do, see `EventLog.read`): cheaper than the driver's row decoding.
+    const take = drain<{ rows: number; events: string }>(sql`
       SELECT (SELECT count(*)::integer FROM batch) AS rows, coalesce(json_agg(
-        json_build_array(e.run_id, b.task, e.seq, e.type, e.data, floor(extract(epoch FROM e.at) * 1000))
-        ORDER BY e.run_id, e.seq
+        json_build_array(run_id, task, seq, type, data, floor(extract(epoch FROM at) * 1000)) ORDER BY run_id, seq
       ), '[]')::text AS events
-      FROM batch b
-      JOIN runstream_events e ON e.run_id = b.run_id AND e.seq BETWEEN b.seq_from AND b.seq_to`
+      FROM drained`)
     const publish = ([row]: ReadonlyArray<{ rows: number; events: string }>) => {
       const entries = JSON.parse(row!.events) as ReadonlyArray<Entry>
       return entries.length === 0 ? Effect.void : bus.publish(entries.map(([runId, task, seq, type, data, at]): BusEvent => ({

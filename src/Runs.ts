@@ -3,7 +3,7 @@
  * @since 0.1.0
  */
 import type { SqlError } from "@effect/sql"
-import { Chunk, Config, Context, DateTime, Duration, Effect, Layer, Option, ParseResult, Queue, Schema, type Scope, Stream } from "effect"
+import { Chunk, Config, Context, DateTime, Duration, Effect, Layer, Mailbox, Option, ParseResult, Schema, type Scope, Stream } from "effect"
 import { AwaitTimeout, InvalidInput, PayloadTooLarge, type RunAlreadyFinished, type InvalidCursor, type RunNotFound, UnknownTask } from "./domain/Errors.ts"
 import { makeRunId, type RunId } from "./domain/Ids.ts"
 import { isFinished, type Run, type RunStatus } from "./domain/Run.ts"
@@ -289,8 +289,9 @@ export const make = Effect.gen(function*() {
       const waitLive = Effect.gen(function*() {
         // No timeout here (one per take is costly): the bus sends a Resync to
         // idle subscriptions (RUNSTREAM_STREAM_IDLE_CHECK).
-        const first = yield* Queue.take(subscription)
-        const batch = [first, ...(yield* Queue.takeAll(subscription))]
+        const [batch, closed] = yield* subscription.takeAll
+        // Only its scope shuts a subscription down, and that scope is this stream's.
+        if (closed) return yield* Effect.interrupt
         const live: Array<RunEvent> = []
         for (const message of batch) {
           if (message._tag === "Resync") {
@@ -317,7 +318,7 @@ export const make = Effect.gen(function*() {
     Effect.map(
       bus.subscribe({ task: filter?.task, runId: filter?.runId }),
       (subscription) =>
-        Stream.fromQueue(subscription).pipe(
+        Mailbox.toStream(subscription).pipe(
           Stream.filterMap((message) =>
             message._tag === "Event" && (filter?.task === undefined || filter.task === message.task)
               ? Option.some(message.event)

@@ -10,7 +10,7 @@
  * argv: <runs> <concurrency>; env: BENCH_DATABASE_URL.
  */
 import { SqlClient } from "@effect/sql"
-import { Context, Deferred, Effect, Layer, Queue } from "effect"
+import { Context, Deferred, Effect, Layer } from "effect"
 import { EventBus } from "../../src/EventBus.ts"
 import * as Workers from "../../src/Workers.ts"
 import { BenchError, Noop, nowMs, programLayer, runChild, toParent } from "./common.ts"
@@ -54,8 +54,8 @@ const program = Effect.gen(function*() {
   let failed = 0
   let peakRss = process.memoryUsage.rss()
   let peakHeap = process.memoryUsage().heapUsed
-  yield* Queue.takeBetween(subscription, 1, Number.MAX_SAFE_INTEGER).pipe(
-    Effect.flatMap((batch) => {
+  yield* subscription.takeAll.pipe(
+    Effect.flatMap(([batch]) => {
       for (const message of batch) {
         if (message._tag === "Resync") continue
         const type = message.event.type

@@ -45,6 +45,20 @@ export const Burst = Task.make("test.burst", {
     })
 })
 
+/** Emits, all at once (one append, one outbox row), one event per size: `{ pad }` of about that many bytes. */
+export const Sized = Task.make("test.sized", {
+  input: Schema.Struct({ sizes: Schema.Array(Schema.Int) }),
+  output: Schema.Struct({ n: Schema.Int }),
+  run: ({ sizes }, ctx) =>
+    Effect.as(
+      Effect.forEach(sizes, (size, i) => ctx.emit("sized", { i, pad: "x".repeat(size) }), {
+        concurrency: "unbounded",
+        discard: true
+      }),
+      { n: sizes.length }
+    )
+})
+
 export const testServices = Layer.mergeAll(
   Layer.effect(Gate, Queue.unbounded<void>()),
   Layer.effect(Executed, Ref.make<ReadonlyArray<RunId>>([]))
@@ -58,7 +72,7 @@ export const testServices = Layer.mergeAll(
  */
 export const program = (options: Omit<RunstreamTest.Options<readonly []>, "tasks"> = {}) =>
   RunstreamTest.layer({
-    tasks: [Stepper, Burst] as const,
+    tasks: [Stepper, Burst, Sized] as const,
     ...options,
     workers: options.workers === false ? false : {
       lease: "30 seconds",
