@@ -82,11 +82,12 @@ export const layer = Layer.scopedDiscard(Effect.gen(function*() {
   const config = yield* RelayConfig
   const hints = yield* outbox.hints
   const drain = drainOnce(config.batchSize)
+  // The poll is a hint too, sent on a timer: the loop then waits on one queue
+  // (a timeout on each wait races two fibers, which delays every wake-up).
+  yield* Effect.forkScoped(Effect.forever(Effect.delay(outbox.written, config.pollInterval)))
   const loop = Effect.gen(function*() {
     const taken = yield* drain
-    if (taken < config.batchSize) {
-      yield* Queue.take(hints).pipe(Effect.timeoutOption(config.pollInterval))
-    }
+    if (taken < config.batchSize) yield* Queue.take(hints)
   }).pipe(
     Effect.catchAllCause((cause) =>
       Effect.zipRight(Effect.logWarning("outbox relay failed; retrying", cause), Effect.sleep(config.pollInterval))

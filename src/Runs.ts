@@ -3,12 +3,12 @@
  * @since 0.1.0
  */
 import type { SqlError } from "@effect/sql"
-import { Chunk, Config, Context, DateTime, Duration, Effect, Layer, Mailbox, Option, ParseResult, Schema, type Scope, Stream } from "effect"
+import { Channel, Chunk, Config, Context, DateTime, Duration, Effect, Layer, Mailbox, Option, ParseResult, Schema, type Scope, Stream } from "effect"
 import { AwaitTimeout, InvalidInput, PayloadTooLarge, type RunAlreadyFinished, type InvalidCursor, type RunNotFound, UnknownTask } from "./domain/Errors.ts"
 import { makeRunId, type RunId } from "./domain/Ids.ts"
 import { isFinished, type Run, type RunStatus } from "./domain/Run.ts"
 import { isTerminalType, type RunEvent } from "./domain/RunEvent.ts"
-import { EventBus } from "./EventBus.ts"
+import { type BusMessage, EventBus } from "./EventBus.ts"
 import * as FairSemaphore from "./internal/FairSemaphore.ts"
 import type * as Handoff from "./internal/Handoff.ts"
 import { StorableString, storableJson } from "./internal/jsonb.ts"
@@ -286,12 +286,9 @@ export const make = Effect.gen(function*() {
         })
       )
 
-      const waitLive = Effect.gen(function*() {
-        // No timeout here (one per take is costly): the bus sends a Resync to
-        // idle subscriptions (RUNSTREAM_STREAM_IDLE_CHECK).
-        const [batch, closed] = yield* subscription.takeAll
+      const onLive = ([batch, closed]: readonly [Chunk.Chunk<BusMessage>, boolean]) => {
         // Only its scope shuts a subscription down, and that scope is this stream's.
-        if (closed) return yield* Effect.interrupt
+        if (closed) return Effect.interrupt
         const live: Array<RunEvent> = []
         for (const message of batch) {
           if (message._tag === "Resync") {
@@ -301,17 +298,25 @@ export const make = Effect.gen(function*() {
           }
         }
         // A gap (a message lost or out of order) or a resync: the log has it.
-        if (!caughtUp || (live.length > 0 && live[0]!.seq !== cursor + 1)) return yield* readLog
+        if (!caughtUp || (live.length > 0 && live[0]!.seq !== cursor + 1)) return readLog
         const chunk = emit(live)
         if (!done && chunk.length < live.length) caughtUp = false
-        return chunk
-      })
+        return Effect.succeed(chunk)
+      }
+      // No timeout on the wait (one per take is costly): the bus sends a Resync
+      // to idle subscriptions (RUNSTREAM_STREAM_IDLE_CHECK).
+      const waitLive = Effect.flatMap(subscription.takeAll, onLive)
 
-      const pull: Effect.Effect<Chunk.Chunk<RunEvent>, Option.Option<SqlError.SqlError>> = Effect.suspend(() =>
-        done ? Effect.fail(Option.none()) : Effect.mapError(caughtUp ? waitLive : readLog, Option.some)
-      )
-
-      return Stream.repeatEffectChunkOption(pull)
+      // A channel loop, not `Stream.repeatEffectChunkOption`: fewer steps per
+      // chunk, which a run pays once per subscriber for each event.
+      const loop: Channel.Channel<Chunk.Chunk<RunEvent>, unknown, SqlError.SqlError, unknown, void, unknown> = Channel
+        .suspend(() =>
+          done ? Channel.void : Channel.flatMap(
+            Channel.fromEffect(caughtUp ? waitLive : readLog),
+            (chunk) => chunk.length === 0 ? loop : Channel.zipRight(Channel.write(chunk), loop)
+          )
+        )
+      return Stream.fromChannel(loop)
     }))
 
   const subscribeAll: Runs["Type"]["subscribeAll"] = (filter) =>
