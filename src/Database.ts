@@ -3,10 +3,12 @@
  * started and stopped with the layer's scope; migrated before anything uses it.
  * @since 0.1.0
  */
-import { Migrator, SqlClient } from "@effect/sql"
+import { Migrator, SqlClient, SqlError } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { Config, Context, Duration, Effect, Layer, Option, Redacted } from "effect"
+import * as Pg from "pg"
 import * as Embedded from "./internal/embeddedPostgres.ts"
+import { PreparingClient } from "./internal/PreparingClient.ts"
 import { loader, migrationsTable } from "./migrations/index.ts"
 
 /** Where the program's database is: its URL and a description for logs. */
@@ -21,7 +23,13 @@ export const PoolConfig = Config.all({
     Config.validate({ message: "must be between 1 and 1000", validation: (n) => n >= 1 && n <= 1000 }),
     Config.withDefault(10)
   ),
-  connectTimeout: Config.duration("RUNSTREAM_DB_CONNECT_TIMEOUT").pipe(Config.withDefault(Duration.seconds(5)))
+  connectTimeout: Config.duration("RUNSTREAM_DB_CONNECT_TIMEOUT").pipe(Config.withDefault(Duration.seconds(5))),
+  /**
+   * Hot statements as named prepared statements (see `PreparingClient`). Off
+   * for a connection pooler that does not keep them (PgBouncer in transaction
+   * mode before 1.21).
+   */
+  prepare: Config.boolean("RUNSTREAM_DB_PREPARE").pipe(Config.withDefault(true))
 })
 
 /**
@@ -51,14 +59,38 @@ export interface PoolOptions {
 export const layerPool = (options: PoolOptions = {}) =>
   Layer.unwrapEffect(Effect.gen(function*() {
     const { url } = yield* DatabaseUrl
-    const pool = yield* PoolConfig
-    return PgClient.layer({
-      url,
-      maxConnections: options.maxConnections ?? pool.maxConnections,
-      connectTimeout: options.connectTimeout === undefined ? pool.connectTimeout : Duration.decode(options.connectTimeout),
-      idleTimeout: Duration.seconds(30),
-      applicationName: "runstream"
+    const config = yield* PoolConfig
+    const connectTimeout = options.connectTimeout === undefined
+      ? config.connectTimeout
+      : Duration.decode(options.connectTimeout)
+    // The pool as PgClient.layer makes it, but ours: its clients may prepare.
+    const acquire = Effect.gen(function*() {
+      const pool = yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          const pool = new Pg.Pool({
+            connectionString: Redacted.value(url),
+            connectionTimeoutMillis: Duration.toMillis(connectTimeout),
+            idleTimeoutMillis: 30_000,
+            max: options.maxConnections ?? config.maxConnections,
+            application_name: "runstream",
+            ...(config.prepare ? { Client: PreparingClient } : {})
+          })
+          // A connection's error fails the statement using it; an idle one's is only logged by pg.
+          pool.on("error", () => {})
+          return pool
+        }),
+        (pool) => Effect.promise(() => pool.end()).pipe(Effect.interruptible, Effect.timeoutOption(1000))
+      )
+      yield* Effect.tryPromise({
+        try: () => pool.query("SELECT 1"),
+        catch: (cause) => new SqlError.SqlError({ cause, message: "PgClient: Failed to connect" })
+      }).pipe(Effect.timeoutFail({
+        duration: connectTimeout,
+        onTimeout: () => new SqlError.SqlError({ cause: new Error("Connection timed out"), message: "PgClient: Connection timed out" })
+      }))
+      return pool
     })
+    return PgClient.layerFromPool({ acquire, applicationName: "runstream" })
   }))
 
 /** A migrated pool on the program's `DatabaseUrl`. */

@@ -61,7 +61,7 @@ export const make = Effect.gen(function*() {
       })))
       // Lock the runs in id order first, so two batches over the same runs
       // cannot deadlock; then number each run's events after its last seq.
-      const rows = yield* sql<{ i: number; seq: number }>`
+      const rows = yield* sql<{ i: number; seq: number }>`/* prepared */
         WITH input AS (
           SELECT * FROM jsonb_to_recordset(${input}::jsonb)
             AS t(i integer, run_id uuid, attempt integer, type text, data jsonb)
@@ -97,7 +97,7 @@ export const make = Effect.gen(function*() {
   // row-by-row decoding (and timestamptz parsing) cost more than everything
   // else a stream does to backfill a long log.
   const read = (runId: RunId, options: { readonly after: number; readonly limit: number }) =>
-    sql<{ page: string }>`
+    sql<{ page: string }>`/* prepared */
       SELECT coalesce(json_agg(json_build_array(seq, type, data, floor(extract(epoch FROM at) * 1000)) ORDER BY seq), '[]')::text AS page
       FROM (
         SELECT seq, type, data, at FROM runstream_events

@@ -36,7 +36,7 @@ export const drainOnce = (batchSize: number) =>
     // crash only publishes the rows again, and subscribers drop what they
     // already have: no need to wait for the disk.
     const drain = <A extends object>(publishOrReturn: Statement.Fragment) =>
-      sql<A>`
+      sql<A>`/* prepared */
       WITH lock AS MATERIALIZED (
         SELECT pg_try_advisory_xact_lock(hashtext('runstream.relay')) AS locked,
           set_config('synchronous_commit', 'off', true) AS relaxed

@@ -140,7 +140,7 @@ export const make = Effect.gen(function*() {
     const at = yield* now
     // The claims come as one JSON text, parsed by one JSON.parse: cheaper than
     // the driver's row decoding (its timestamptz parsing above all).
-    const [row] = yield* sql<{ claims: string }>`
+    const [row] = yield* sql<{ claims: string }>`/* prepared */
       WITH picked AS (
         -- One index walk per queue, in the ready index's order: with
         -- "queue = ANY(...)" Postgres would fetch and sort every ready job.
@@ -196,7 +196,7 @@ export const make = Effect.gen(function*() {
   }) {
     if (options.runs.length === 0) return { held: new Set<RunId>(), cancelRequested: new Set<RunId>() }
     const at = yield* now
-    const rows = yield* sql<{ run_id: RunId; cancel_requested: boolean }>`
+    const rows = yield* sql<{ run_id: RunId; cancel_requested: boolean }>`/* prepared */
       WITH input AS (
         SELECT * FROM jsonb_to_recordset(${
       JSON.stringify(options.runs.map((r) => ({ run_id: r.runId, attempt: r.attempt })))
@@ -233,7 +233,7 @@ export const make = Effect.gen(function*() {
           data: eventData(item, retryAt)
         }
       }))
-      const rows = yield* sql<{ id: RunId }>`
+      const rows = yield* sql<{ id: RunId }>`/* prepared */
         WITH input AS (
           SELECT * FROM jsonb_to_recordset(${input}::jsonb)
             AS t(run_id uuid, attempt integer, kind text, output jsonb, error jsonb, retry_at timestamptz, data jsonb)

@@ -151,7 +151,7 @@ export const make = Effect.gen(function*() {
             locked_until: plusMillis(at, run.takenBy.leaseMs)
           })
       })))
-      const inserted = yield* sql<RunRow>`
+      const inserted = yield* sql<RunRow>`/* prepared */
         WITH input AS (
           SELECT * FROM jsonb_to_recordset(${input}::jsonb) AS t(i integer, id uuid, task text, queue text,
             input jsonb, max_attempts integer, priority integer, timeout_ms integer, idempotency_key text,
@@ -198,7 +198,7 @@ export const make = Effect.gen(function*() {
     }).pipe(Effect.withSpan("RunStore.create", { attributes: { count: runs.length } }))
 
   const get = (runId: RunId) =>
-    sql<RunRow>`SELECT ${columns} FROM runstream_runs WHERE id = ${runId}`.pipe(
+    sql<RunRow>`/* prepared */ SELECT ${columns} FROM runstream_runs WHERE id = ${runId}`.pipe(
       Effect.flatMap((rows) =>
         rows.length === 0 ? Effect.fail(new RunNotFound({ runId })) : Effect.succeed(toRun(rows[0]!))
       )
