@@ -99,6 +99,9 @@ export const RunsConfig = Config.all({
   )
 })
 
+// Built once: `Schema.validate(schema)` derives the type schema and its parser on each call.
+const validateOptions = Schema.validate(StartOptions)
+
 /** Pages of `list` and `readEvents` are bounded. */
 export const maxPageSize = 1000
 
@@ -142,7 +145,7 @@ export const make = Effect.gen(function*() {
       })
       const task = registered.task
       // Typed callers cannot pass bad options, but JSON and RPC callers can.
-      const options = yield* Schema.validate(StartOptions)(request.options ?? {}).pipe(
+      const options = request.options === undefined ? {} : yield* validateOptions(request.options).pipe(
         Effect.mapError((error) => new InvalidInput({ message: `options are invalid:\n${describe(error)}` }))
       )
       const input = yield* encodeInput(task, request.input, typed)
