@@ -18,8 +18,9 @@ export type RunId = typeof RunId.Type
 /**
  * A UUIDv7 for the given Unix time in milliseconds: the time in the first 48
  * bits, then the version, then the random bits and variant of a UUIDv4.
- * `randomUUID` draws from an entropy cache it refills every 128 calls, where
- * `randomBytes(16)` asks the kernel each time (100 µs on a cold path here).
+ * `randomUUID` draws from random data it caches for 128 calls, where
+ * `randomBytes(16)` calls into OpenSSL each time: 0.8 against 3.2 µs in a loop,
+ * and about 0.1 ms for the id in the start path before this change.
  */
 export const uuidv7 = (millis: number): string => {
   const time = millis.toString(16).padStart(12, "0")
