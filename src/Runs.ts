@@ -187,14 +187,18 @@ export const make = Effect.gen(function*() {
       })
     })
 
-  /** After the commit: the taken runs to their workers, a wake-up for the others' queues. */
+  /**
+   * After the commit: the taken runs to their workers, a wake-up for the
+   * others' queues, then the relay's hint. In that order: the fibers woken
+   * run in the order they were woken, and a body should not wait behind the
+   * relay's statement.
+   */
   const handOver = (
     runs: ReadonlyArray<NewRun>,
     takers: ReadonlyArray<Handoff.Taker | undefined>,
     created: ReadonlyArray<Created>
   ) =>
     Effect.gen(function*() {
-      yield* outbox.written
       const toWake = new Set<string>()
       for (let i = 0; i < runs.length; i++) {
         const run = runs[i]!
@@ -220,6 +224,7 @@ export const make = Effect.gen(function*() {
         }
       }
       for (const queueName of toWake) yield* queue.wake(queueName)
+      yield* outbox.written
     })
 
   const start = <T extends Task.Any>(task: T, input: Task.InputOf<T>, options?: StartOptions) =>
