@@ -7,13 +7,18 @@
  *
  * Only marked statements: their text must not vary between calls (values are
  * parameters), since every distinct text stays prepared on its connection
- * until the connection closes.
+ * until the connection closes. A connection prepares at most
+ * `maxPreparedPerConnection` texts (a bound, should a marked text ever vary);
+ * beyond them, statements run unnamed.
  */
 import { createHash } from "node:crypto"
 import * as Pg from "pg"
 
 /** Starts the text of a statement to prepare. */
 export const preparedMarker = "/* prepared */"
+
+/** Runstream marks about ten statements. */
+export const maxPreparedPerConnection = 100
 
 type Query = (config: unknown, values?: unknown, callback?: unknown) => unknown
 
@@ -27,6 +32,7 @@ export class PreparingClient extends Pg.Client {
       if (typeof config !== "string" || !config.startsWith(preparedMarker)) return query(config, values, callback)
       let name = names.get(config)
       if (name === undefined) {
+        if (names.size >= maxPreparedPerConnection) return query(config, values, callback)
         name = `runstream_${createHash("sha1").update(config).digest("hex").slice(0, 24)}`
         names.set(config, name)
       }
