@@ -11,6 +11,7 @@ import { PayloadTooLarge } from "./domain/Errors.ts"
 import type { RunId } from "./domain/Ids.ts"
 import { makeRunEvent, type RunEvent } from "./domain/RunEvent.ts"
 import { now } from "./internal/time.ts"
+import * as Outbox from "./Outbox.ts"
 
 /** One event to append on behalf of `attempt` of a run. */
 export interface AppendItem {
@@ -84,8 +85,7 @@ export const make = Effect.gen(function*() {
           INSERT INTO runstream_events (run_id, seq, type, data, at)
           SELECT run_id, seq, type, data, ${at} FROM numbered
         ), outbox AS (
-          INSERT INTO runstream_outbox (run_id, task, seq_from, seq_to)
-          SELECT id, task, base + 1, base + n FROM bumped
+          ${Outbox.row(sql, sql`SELECT id, task, base + 1, base + n FROM bumped`)}
         )
         SELECT i, seq::integer AS seq FROM numbered`
       const seqs: Array<number | undefined> = new Array(items.length).fill(undefined)

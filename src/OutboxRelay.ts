@@ -23,8 +23,10 @@ export const RelayConfig = Config.all({
 type Entry = readonly [RunId, string, number, string, unknown, number]
 
 /**
- * Publishes one batch. Returns how many outbox rows it took (0 when another
- * relay holds the drain lock or nothing is pending).
+ * Publishes one batch: whole outbox rows in order, up to about `batchSize`
+ * events (at least one row, however many it covers). Returns how many events
+ * the rows it took cover (0 when another relay holds the drain lock or nothing
+ * is pending): fewer than `batchSize` means it took every pending row.
  */
 export const drainOnce = (batchSize: number) =>
   Effect.gen(function*() {
@@ -42,28 +44,35 @@ export const drainOnce = (batchSize: number) =>
           set_config('synchronous_commit', 'off', true) AS relaxed
       ), batch AS (
         -- By key: "id IN (subquery)" may hash-join a scan of every dead row.
+        -- Every row covers at least one event: the first batchSize rows hold enough.
         DELETE FROM runstream_outbox WHERE (SELECT locked FROM lock) AND id = ANY(ARRAY(
-          SELECT id FROM runstream_outbox ORDER BY id LIMIT ${batchSize}
-        )) RETURNING run_id, task, seq_from, seq_to
+          SELECT id FROM (
+            SELECT id, sum(events) OVER (ORDER BY id) - events AS before
+            FROM (SELECT id, events FROM runstream_outbox ORDER BY id LIMIT ${batchSize}) head
+          ) counted WHERE before < ${batchSize}
+        )) RETURNING run_ids, tasks, seq_froms, seq_tos, events
+      ), ranges AS (
+        SELECT r.* FROM batch, unnest(run_ids, tasks, seq_froms, seq_tos) AS r(run_id, task, seq_from, seq_to)
       ), drained AS (
-        SELECT e.run_id, b.task, e.seq, e.type, e.data, e.at FROM batch b
-        JOIN runstream_events e ON e.run_id = b.run_id AND e.seq BETWEEN b.seq_from AND b.seq_to
+        SELECT e.run_id, r.task, e.seq, e.type, e.data, e.at FROM ranges r
+        JOIN runstream_events e ON e.run_id = r.run_id AND e.seq BETWEEN r.seq_from AND r.seq_to
       )${publishOrReturn}`
 
+    const taken = sql`(SELECT coalesce(sum(events), 0)::integer FROM batch)`
     if (bus.notifyDrained !== undefined) {
       // The postgres bus: the statement NOTIFYs the events itself.
-      const [row] = yield* drain<{ rows: number }>(sql`, notified AS (${bus.notifyDrained})
-      SELECT (SELECT count(*)::integer FROM batch) AS rows, (SELECT count(*) FROM notified) AS payloads`)
-      return row!.rows
+      const [row] = yield* drain<{ taken: number }>(sql`, notified AS (${bus.notifyDrained})
+      SELECT ${taken} AS taken, (SELECT count(*) FROM notified) AS payloads`)
+      return row!.taken
     }
     // The events come as one JSON text, parsed by one JSON.parse (as pages of
     // the log do, see `EventLog.read`): cheaper than the driver's row decoding.
-    const take = drain<{ rows: number; events: string }>(sql`
-      SELECT (SELECT count(*)::integer FROM batch) AS rows, coalesce(json_agg(
+    const take = drain<{ taken: number; events: string }>(sql`
+      SELECT ${taken} AS taken, coalesce(json_agg(
         json_build_array(run_id, task, seq, type, data, floor(extract(epoch FROM at) * 1000)) ORDER BY run_id, seq
       ), '[]')::text AS events
       FROM drained`)
-    const publish = ([row]: ReadonlyArray<{ rows: number; events: string }>) => {
+    const publish = ([row]: ReadonlyArray<{ taken: number; events: string }>) => {
       const entries = JSON.parse(row!.events) as ReadonlyArray<Entry>
       return entries.length === 0 ? Effect.void : bus.publish(entries.map(([runId, task, seq, type, data, at]): BusEvent => ({
         task,
@@ -73,7 +82,7 @@ export const drainOnce = (batchSize: number) =>
     const rows = bus.publishesInTransaction
       ? yield* Effect.tap(take, publish).pipe(sql.withTransaction)
       : yield* Effect.tap(take, publish)
-    return rows[0]!.rows
+    return rows[0]!.taken
   })
 
 /** A relay fiber in the layer's scope: woken by local commits, polling as a fallback. */

@@ -12,6 +12,7 @@ import type { RunId } from "./domain/Ids.ts"
 import type { RunError } from "./domain/Run.ts"
 import * as Handoff from "./internal/Handoff.ts"
 import { now, plusMillis } from "./internal/time.ts"
+import * as Outbox from "./Outbox.ts"
 import { Channel, PgListener } from "./PgListener.ts"
 
 /** A run claimed by a worker for one attempt. */
@@ -169,8 +170,7 @@ export const make = Effect.gen(function*() {
         INSERT INTO runstream_events (run_id, seq, type, data, at)
         SELECT id, last_seq, 'run.started', jsonb_build_object('attempt', attempt), ${at} FROM started
       ), outbox AS (
-        INSERT INTO runstream_outbox (run_id, task, seq_from, seq_to)
-        SELECT id, task, last_seq, last_seq FROM started
+        ${Outbox.row(sql, sql`SELECT id, task, last_seq, last_seq FROM started`)}
       )
       SELECT coalesce(json_agg(json_build_array(id, task, queue, input, attempt, max_attempts, timeout_ms, priority,
         floor(extract(epoch FROM run_at) * 1000)) ORDER BY priority DESC, run_at, id), '[]')::text AS claims
@@ -276,8 +276,7 @@ export const make = Effect.gen(function*() {
           INSERT INTO runstream_events (run_id, seq, type, data, at)
           SELECT id, last_seq, 'run.' || kind, data, ${at} FROM ended
         ), outbox AS (
-          INSERT INTO runstream_outbox (run_id, task, seq_from, seq_to)
-          SELECT id, task, last_seq, last_seq FROM ended
+          ${Outbox.row(sql, sql`SELECT id, task, last_seq, last_seq FROM ended`)}
         )
         SELECT id FROM ended`
       return new Set(rows.map((row) => row.id))

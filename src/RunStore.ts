@@ -9,6 +9,7 @@ import { InvalidCursor, RunAlreadyFinished, RunNotFound } from "./domain/Errors.
 import { RunId } from "./domain/Ids.ts"
 import { isFinished, Run, type RunError, type RunStatus } from "./domain/Run.ts"
 import { now, plusMillis } from "./internal/time.ts"
+import * as Outbox from "./Outbox.ts"
 import { Channel } from "./PgListener.ts"
 import { Queue } from "./Queue.ts"
 
@@ -176,7 +177,7 @@ export const make = Effect.gen(function*() {
           SELECT id, 2, 'run.started', jsonb_build_object('attempt', attempt), ${at}::timestamptz
           FROM inserted WHERE status = 'running'
         ), outbox AS (
-          INSERT INTO runstream_outbox (run_id, task, seq_from, seq_to) SELECT id, task, 1, last_seq FROM inserted
+          ${Outbox.row(sql, sql`SELECT id, task, 1, last_seq FROM inserted`)}
         ), enqueued AS (
           ${queue.enqueueInserted}
         )
@@ -235,7 +236,7 @@ export const make = Effect.gen(function*() {
           INSERT INTO runstream_events (run_id, seq, type, data, at)
           SELECT id, last_seq, 'run.cancelled', jsonb_build_object('attempt', attempt), ${at} FROM ended
         ), outbox AS (
-          INSERT INTO runstream_outbox (run_id, task, seq_from, seq_to) SELECT id, task, last_seq, last_seq FROM ended
+          ${Outbox.row(sql, sql`SELECT id, task, last_seq, last_seq FROM ended`)}
         )
         SELECT * FROM ended`
       if (cancelledWaiting.length > 0) return toRun(cancelledWaiting[0]!)

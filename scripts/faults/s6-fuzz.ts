@@ -376,7 +376,7 @@ export const scenario: Scenario = {
         SELECT 'runs' AS what, count(*)::int AS n FROM runstream_runs WHERE NOT (id = ANY($1::uuid[]))
         UNION ALL SELECT 'events', count(*)::int FROM runstream_events e WHERE NOT EXISTS (SELECT 1 FROM runstream_runs r WHERE r.id = e.run_id) OR NOT (e.run_id = ANY($1::uuid[]))
         UNION ALL SELECT 'jobs', count(*)::int FROM runstream_jobs j WHERE NOT (j.run_id = ANY($1::uuid[]))
-        UNION ALL SELECT 'outbox', count(*)::int FROM runstream_outbox o WHERE NOT (o.run_id = ANY($1::uuid[]))`, [[...accepted]])
+        UNION ALL SELECT 'outbox', count(*)::int FROM runstream_outbox o WHERE NOT (o.run_ids <@ $1::uuid[])`, [[...accepted]])
       const strayCount = strays.reduce((n, s) => n + s.n, 0)
       const check = yield* checkRuns(db.url)
 

@@ -1,4 +1,4 @@
-import { SqlClient } from "@effect/sql"
+import { Migrator, SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Context, Effect, Layer, Redacted } from "effect"
 import { randomBytes } from "node:crypto"
@@ -7,6 +7,10 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import pg from "pg"
 import * as Database from "../../src/Database.ts"
+import * as EventBus from "../../src/EventBus.ts"
+import init from "../../src/migrations/0001_init.ts"
+import { migrationsTable } from "../../src/migrations/index.ts"
+import { drainOnce } from "../../src/OutboxRelay.ts"
 import { serverUrlVariable } from "../../src/testing/TestServer.ts"
 import { TestDatabase } from "../../src/testing/index.ts"
 
@@ -48,7 +52,7 @@ describe("Database", () => {
       const ctx = yield* Layer.build(Database.layerClient({ maxConnections: 1, connectTimeout: TestDatabase.connectTimeout }).pipe(Layer.provide(urlLayer)))
       const sql = Context.get(ctx, SqlClient.SqlClient)
       const applied = yield* sql<{ migration_id: number }>`SELECT migration_id FROM runstream_migrations`
-      expect(applied.map((m) => m.migration_id)).toEqual([1])
+      expect(applied.map((m) => m.migration_id)).toEqual([1, 2])
       const tables = yield* sql<{ name: string }>`
         SELECT tablename AS name FROM pg_tables WHERE tablename LIKE 'runstream_%' ORDER BY 1`
       expect(tables.map((t) => t.name)).toEqual([
@@ -57,6 +61,38 @@ describe("Database", () => {
         "runstream_migrations",
         "runstream_outbox",
         "runstream_runs"
+      ])
+    }))
+
+  it.scopedLive("outbox rows not yet published when 0002 is applied are carried over and published", () =>
+    Effect.gen(function*() {
+      const db = yield* emptyDatabase
+      const urlLayer = Layer.succeed(Database.DatabaseUrl, { url: Redacted.make(db.url), description: "test" })
+      const ctx = yield* Layer.build(
+        Layer.merge(EventBus.layerMemory, Database.layerPool({ maxConnections: 1, connectTimeout: TestDatabase.connectTimeout })).pipe(
+          Layer.provide(urlLayer)
+        )
+      )
+      const sql = Context.get(ctx, SqlClient.SqlClient)
+      // The schema as 0001 left it, with a run's two events waiting in the outbox in the old form.
+      yield* Migrator.make({})({ loader: Migrator.fromRecord({ "0001_init": init }), table: migrationsTable }).pipe(
+        Effect.provide(ctx)
+      )
+      const runId = "0190a000-0000-7000-8000-000000000001"
+      yield* sql`INSERT INTO runstream_events (run_id, seq, type, data, at) VALUES
+        (${runId}, 1, 'run.queued', '{}', now()), (${runId}, 2, 'run.started', '{}', now())`
+      yield* sql`INSERT INTO runstream_outbox (run_id, task, seq_from, seq_to) VALUES (${runId}, 'old.task', 1, 2)`
+
+      yield* Database.migrate.pipe(Effect.provide(ctx))
+      const rows = yield* sql<{ run_ids: Array<string>; tasks: Array<string>; events: number }>`
+        SELECT run_ids, tasks, events FROM runstream_outbox`
+      expect(rows).toEqual([{ run_ids: [runId], tasks: ["old.task"], events: 2 }])
+      const subscription = yield* Context.get(ctx, EventBus.EventBus).subscribe({})
+      expect(yield* drainOnce(100).pipe(Effect.provide(ctx))).toBe(2)
+      const [messages] = yield* subscription.takeAll
+      expect([...messages].map((m) => m._tag === "Event" ? `${m.task} ${m.event.seq} ${m.event.type}` : m._tag)).toEqual([
+        "old.task 1 run.queued",
+        "old.task 2 run.started"
       ])
     }))
 
