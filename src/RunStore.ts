@@ -164,7 +164,8 @@ export const make = Effect.gen(function*() {
           SELECT id, task, queue, status, input, max_attempts, priority, timeout_ms, idempotency_key, ${at},
             run_at, last_seq, attempt, started_at
           FROM input ORDER BY i
-          ON CONFLICT (idempotency_key) DO NOTHING
+          -- The key's unique index is partial (keyed runs only): the conflict names its predicate.
+          ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
           RETURNING ${columns}
         ), placed AS (
           SELECT r.id, r.task, r.queue, r.priority, r.run_at, r.attempt, i.worker, i.locked_until
