@@ -622,8 +622,14 @@ export const make = (options: WorkersOptions) =>
       Effect.forkScoped
     )
 
+    /** A runner's next run: the buffer's best. Waiting for one while the queue has more is starving (see `Prefetch`). */
+    const nextRun = Effect.suspend(() => {
+      if (!idle && buffer.isEmpty()) prefetch.starved()
+      return buffer.take
+    })
+
     for (let i = 0; i < options.concurrency; i++) {
-      yield* FiberSet.run(runners, Effect.forever(Effect.flatMap(buffer.take, execute)).pipe(annotate))
+      yield* FiberSet.run(runners, Effect.forever(Effect.flatMap(nextRun, execute)).pipe(annotate))
     }
     const claimer = yield* Effect.forkScoped(annotate(claimLoop))
 

@@ -8,10 +8,18 @@
  * The rate is measured from the ends counted between two readings at least
  * `minSpanMs` apart; a pool that was idle starts small and grows within a few
  * claims once runs end quickly. An infinite window always gives `max`.
+ *
+ * A span in which runners waited for a claim while the queue had more runs
+ * (`starved`) measures the claims' pace, not the runs': it may raise the size,
+ * never lower it. Otherwise a claim that came late would shrink the next one,
+ * which would come later still: with quick runs, a pool settled into
+ * claiming only once its buffer was empty.
  */
 export interface Prefetch {
   /** Counts one run ended (or handed back) by the pool. */
   readonly ended: () => void
+  /** A runner found the buffer empty while the queue had more runs. */
+  readonly starved: () => void
   /** The buffer's size now, re-estimated from the ends since the last estimate. */
   readonly size: (nowMs: number) => number
   /** The last estimate, without re-estimating. */
@@ -26,9 +34,13 @@ export const make = (options: { readonly max: number; readonly windowMs: number 
   let fromEnded = 0
   let fromMs: number | undefined
   let size = fixed ? options.max : 0
+  let starved = false
   return {
     ended: () => {
       ended++
+    },
+    starved: () => {
+      starved = true
     },
     size: (nowMs) => {
       if (fixed) return size
@@ -36,9 +48,11 @@ export const make = (options: { readonly max: number; readonly windowMs: number 
         fromMs = nowMs
       } else if (nowMs - fromMs >= minSpanMs) {
         const perMs = (ended - fromEnded) / (nowMs - fromMs)
-        size = Math.min(options.max, Math.floor(perMs * options.windowMs))
+        const measured = Math.min(options.max, Math.floor(perMs * options.windowMs))
+        size = starved ? Math.max(size, measured) : measured
         fromMs = nowMs
         fromEnded = ended
+        starved = false
       }
       return size
     },

@@ -10,8 +10,8 @@ export interface PriorityBuffer<A> {
   readonly offerAll: (items: ReadonlyArray<A>) => Effect.Effect<void>
   /** Waits for an item and removes the best one. */
   readonly take: Effect.Effect<A>
-  /** Removes and returns everything, best first. */
-  readonly takeAll: Effect.Effect<ReadonlyArray<A>>
+  /** Whether it holds nothing now. */
+  readonly isEmpty: () => boolean
 }
 
 export const make = <A>(order: Order.Order<A>): Effect.Effect<PriorityBuffer<A>> =>
@@ -34,6 +34,6 @@ export const make = <A>(order: Order.Order<A>): Effect.Effect<PriorityBuffer<A>>
         return Queue.offerAll(ready, batch.map(() => undefined))
       }),
       take,
-      takeAll: Effect.suspend(() => Effect.as(Queue.takeAll(ready), items.splice(0, items.length)))
+      isEmpty: () => items.length === 0
     }
   })

@@ -3,6 +3,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Queue, Schema } from "effect"
 import { Echo } from "../../src/demo/tasks.ts"
 import type { RunId } from "../../src/domain/Ids.ts"
+import * as Prefetch from "../../src/internal/Prefetch.ts"
 import { Runs } from "../../src/Runs.ts"
 import * as Task from "../../src/Task.ts"
 import { RunstreamTest, TestDatabase } from "../../src/testing/index.ts"
@@ -66,4 +67,41 @@ describe.concurrent("adaptive prefetch", () => {
       expect(claims!.largest).toBeGreaterThan(2)
       expect(claims!.claims).toBeLessThan(100)
     }).pipe(Effect.provide(TestDatabase.layerUrl)))
+})
+
+describe("the prefetch estimate", () => {
+  const ends = (prefetch: Prefetch.Prefetch, n: number) => {
+    for (let i = 0; i < n; i++) prefetch.ended()
+  }
+
+  it("is the runs the pool ends in the window, up to the maximum", () => {
+    const prefetch = Prefetch.make({ max: 500, windowMs: 100 })
+    expect(prefetch.size(0)).toBe(0)
+    ends(prefetch, 30)
+    expect(prefetch.size(10)).toBe(300)
+    ends(prefetch, 80)
+    expect(prefetch.size(20)).toBe(500)
+    ends(prefetch, 1)
+    // Less than the shortest span: the last estimate.
+    expect(prefetch.size(25)).toBe(500)
+    expect(prefetch.size(30)).toBe(10)
+  })
+
+  it("a span in which runners starved while the queue had more may raise it, never lower it", () => {
+    const prefetch = Prefetch.make({ max: 1000, windowMs: 100 })
+    prefetch.size(0)
+    ends(prefetch, 30)
+    expect(prefetch.size(10)).toBe(300)
+    // The runners waited for a late claim: few ends, which say nothing of the runs.
+    prefetch.starved()
+    ends(prefetch, 1)
+    expect(prefetch.size(20)).toBe(300)
+    expect(prefetch.current()).toBe(300)
+    prefetch.starved()
+    ends(prefetch, 80)
+    expect(prefetch.size(30)).toBe(800)
+    // Not starved: the runs did slow down.
+    ends(prefetch, 2)
+    expect(prefetch.size(40)).toBe(20)
+  })
 })
