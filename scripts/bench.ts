@@ -74,6 +74,8 @@ interface Flags {
   readonly cpuProf: string | undefined
   readonly pgStats: boolean
   readonly bundleWorker: boolean
+  /** Extra Node/V8 flags for the throughput worker, after the production ones (the last of a flag wins). */
+  readonly workerFlags: ReadonlyArray<string>
 }
 
 const usage = `usage: npm run bench -- [flags]
@@ -94,6 +96,8 @@ const usage = `usage: npm run bench -- [flags]
   --backfill N           backfill: events in the run (100000)
   --cpu-prof DIR         write V8 CPU profiles of the child processes to DIR
   --pg-stats             print pg_stat_statements' top statements per phase (needs the extension preloaded)
+  --worker-flags "F"     extra node flags for the throughput worker, after the production ones (to try
+                         GC settings, say: "--max-semi-space-size=16")
   --tsx-worker           run the throughput worker through the tsx loader instead of as a bundle on plain
                          node (the production form, \`npm run build\`); the loader adds about 90 MB`
 
@@ -128,6 +132,9 @@ const parseFlags = (argv: ReadonlyArray<string>): Flags => {
   if (bus !== "postgres" && bus !== "memory" && bus !== "both") throw new Error("--bus is postgres, memory or both")
   const cpuProf = values.get("cpu-prof")
   values.delete("cpu-prof")
+  const workerFlags = (values.get("worker-flags") ?? "").split(" ").filter((flag) => flag !== "")
+  values.delete("worker-flags")
+  if (workerFlags.some((flag) => !flag.startsWith("--"))) throw new Error("--worker-flags takes node flags, each starting with --")
   const flags: Flags = {
     json: switches.has("json"),
     reps: int("reps", 3),
@@ -145,7 +152,8 @@ const parseFlags = (argv: ReadonlyArray<string>): Flags => {
     backfill: int("backfill", 100_000, 10_000),
     cpuProf: cpuProf === undefined ? undefined : resolve(cpuProf),
     pgStats: switches.has("pg-stats"),
-    bundleWorker: !switches.has("tsx-worker")
+    bundleWorker: !switches.has("tsx-worker"),
+    workerFlags
   }
   if (values.size > 0) throw new Error(`unknown flag(s): ${[...values.keys()].map((k) => `--${k}`).join(", ")}\n${usage}`)
   for (const phase of flags.phases) {
@@ -322,7 +330,7 @@ const throughputRep = (server: Server, flags: Flags, rep: number) =>
       args: [String(flags.runs), String(flags.concurrency)],
       env: { BENCH_DATABASE_URL: db.url, RUNSTREAM_SUBSCRIBER_BUFFER: "1000000" },
       // Bundled, it runs as the production worker does (`npm run start:worker`).
-      execArgv: [...(flags.bundleWorker ? nodeFlags : []), ...childExecArgv(flags, "throughput-worker")],
+      execArgv: [...(flags.bundleWorker ? nodeFlags : []), ...flags.workerFlags, ...childExecArgv(flags, "throughput-worker")],
       plainNode: flags.bundleWorker
     })
     yield* child.next("ready")
