@@ -18,6 +18,7 @@ import {
   Fiber,
   FiberId,
   FiberRef,
+  FiberRefs,
   FiberSet,
   HashMap,
   Layer,
@@ -25,6 +26,8 @@ import {
   Order,
   Queue,
   Random,
+  Runtime,
+  RuntimeFlags,
   Schedule,
   Schema
 } from "effect"
@@ -119,13 +122,15 @@ type StopReason = "cancel" | "leaseLost" | "shutdown"
 /** A claimed run, buffered or executing. */
 interface InFlight {
   readonly claim: Claim
-  /** Set when a runner (or a stop) has taken it out of the buffer. */
+  /** Set when it is given a fiber of its own (or a stop ended it while it was buffered). */
   taken: boolean
-  /** Set once its body is running. */
+  /** Set when it was given a fiber of its own: it holds one of the pool's `concurrency` places until concluded. */
+  running: boolean
+  /** Set once its body is running (its fiber's). */
   fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined
   stop: StopReason | undefined
-  /** Stops waiting for a body that does not end after its interruption. */
-  abandon: (() => void) | undefined
+  /** Set once its attempt is over (or abandoned) and its outcome decided: see `conclude`. */
+  concluded: boolean
   /** Set once its end is handed to the group commit: it no longer takes a place in the pool. */
   ending: boolean
 }
@@ -174,12 +179,11 @@ export const make = (options: WorkersOptions) =>
     const signal = yield* Queue.sliding<void>(1)
     const prefetch = Prefetch.make({ max: options.prefetch, windowMs: Duration.toMillis(options.prefetchWindow) })
     // Best first: the order the queue claims in.
-    const buffer = yield* PriorityBuffer.make(Order.make<InFlight>((a, b) =>
+    const buffer = PriorityBuffer.make(Order.make<InFlight>((a, b) =>
       Order.number(b.claim.priority, a.claim.priority) ||
       Order.number(a.claim.runAt.getTime(), b.claim.runAt.getTime()) ||
       Order.string(a.claim.runId, b.claim.runId)
     ))
-    const runners = yield* FiberSet.make()
     // Ends of attempts written again after their group commit failed.
     const ending = yield* FiberSet.make()
     let accepting = true
@@ -192,7 +196,7 @@ export const make = (options: WorkersOptions) =>
     let takenAtStart = 0
     // Runs in flight whose end is written already or being written (see `finish`).
     let endingCount = 0
-    /** Places taken in the pool: runs buffered or executing, and runners promised to runs being started. */
+    /** Places taken in the pool: runs buffered or executing, and places promised to runs being started. */
     const taking = () => inFlight.size - endingCount + reserved
     const batchThreshold = (capacity: number) => Math.max(1, Math.ceil(capacity / 2))
 
@@ -247,11 +251,11 @@ export const make = (options: WorkersOptions) =>
             Fiber.interruptFork(entry.fiber),
             // A body whose finalizers hang must not hold its place forever.
             Effect.sleep(options.shutdownGrace).pipe(
-              Effect.zipRight(Effect.suspend(() => {
-                if (entry.abandon === undefined) return Effect.void
-                entry.abandon()
-                return abandoned(entry.claim, reason)
-              })),
+              Effect.zipRight(Effect.suspend(() =>
+                entry.concluded
+                  ? Effect.void
+                  : Effect.zipRight(abandoned(entry.claim, reason), conclude(entry, Exit.interrupt(entry.fiber!.id())))
+              )),
               // Stops may come from uninterruptible code; the timer must not be.
               Effect.interruptible,
               Effect.forkIn(scope),
@@ -259,8 +263,11 @@ export const make = (options: WorkersOptions) =>
             )
           )
         }
-        // Still buffered: end it now rather than when a runner gets to it.
-        return entry.taken ? Effect.void : Effect.asVoid(FiberSet.run(runners, execute(entry)))
+        // Its fiber has not begun: it sees the stop and skips the body.
+        if (entry.taken) return Effect.void
+        // Still buffered: end it now rather than when a place frees up.
+        entry.taken = true
+        return Effect.asVoid(Effect.forkDaemon(conclude(entry, Exit.interrupt(FiberId.none))))
       })
 
     const contextFor = (claim: Claim): Task.TaskContext => ({
@@ -282,27 +289,37 @@ export const make = (options: WorkersOptions) =>
 
     /**
      * Each task as its attempts need it, prepared once: its decoder and encoder,
-     * and the context its body runs in (this pool's, with the services the task
-     * was registered with).
+     * and the runtime its runs' fibers start from (this pool's fiber refs and
+     * context, with the services the task was registered with).
      */
-    const workersContext = yield* Effect.context<never>()
+    const workersRuntime = yield* annotate(Effect.runtime<never>())
+    // Bodies must be interruptible (stops interrupt them), whatever the flags of the fiber that built the pool.
+    const runtimeWith = (context: Context.Context<never>) =>
+      Runtime.make({
+        context,
+        fiberRefs: workersRuntime.fiberRefs,
+        runtimeFlags: RuntimeFlags.enable(workersRuntime.runtimeFlags, RuntimeFlags.Interruption)
+      })
     const prepared = new Map(registry.names.map((name) => {
       const { context, task } = Option.getOrThrow(registry.get(name))
       return [name, {
         task,
         decode: Schema.decodeUnknown(task.input),
         encode: Schema.encodeUnknown(task.output),
-        context: Context.merge(workersContext, context),
+        runtime: runtimeWith(Context.merge(workersRuntime.context, context)),
         timeoutMs: Option.getOrUndefined(Option.map(task.timeout, Duration.toMillis))
       }]
     }))
+    // A run of a task this pool lacks fails at once with UnknownTask (see `attemptOf`).
+    const unknownTaskRuntime = runtimeWith(workersRuntime.context)
+    const baseAnnotations = FiberRefs.getOrDefault(workersRuntime.fiberRefs, FiberRef.currentLogAnnotations)
 
     /**
      * The attempt itself: decode, run with its timeout, encode. Fails with what
-     * is recorded. Runs as the root of a fiber of its own, so it sets the
-     * fiber's context and log annotations instead of wrapping the body in
-     * `provide` and `annotateLogs` (which restore them afterwards): about a
-     * tenth of a run's cost on the throughput bench.
+     * is recorded. Runs in the run's own fiber, which starts with the task's
+     * context and the run's log annotations (see `dispatch`) instead of
+     * wrapping the body in `provide` and `annotateLogs` (which restore them
+     * afterwards): about a tenth of a run's cost on the throughput bench.
      */
     const attemptOf = (claim: Claim): Effect.Effect<unknown, unknown> => {
       const entry = prepared.get(claim.task)
@@ -311,11 +328,6 @@ export const make = (options: WorkersOptions) =>
       }
       const { decode, encode, task } = entry
       return Effect.gen(function*() {
-        yield* FiberRef.set(FiberRef.currentContext, entry.context)
-        yield* FiberRef.update(
-          FiberRef.currentLogAnnotations,
-          (annotations) => HashMap.set(HashMap.set(annotations, "runId", claim.runId), "attempt", claim.attempt)
-        )
         const input = yield* Effect.mapError(decode(claim.input), (error) => ({ _tag: "InputInvalid", message: error.message }))
         const timeoutMs = claim.timeoutMs ?? entry.timeoutMs
         const body = task.run(input, contextFor(claim))
@@ -384,11 +396,11 @@ export const make = (options: WorkersOptions) =>
 
     /**
      * Hands the end of an attempt to the group commit without waiting for it:
-     * waiting would cap a group at one run per runner. The entry stays in
+     * waiting would cap a group at one run per place. The entry stays in
      * flight (its lease heartbeated, the shutdown waiting for it) until the end
      * is written, but its place in the pool is free at once: the next claim
      * does not wait for this commit (the writer's bounded queue is what holds
-     * runners back when commits fall behind). A failed write is retried in a
+     * new runs back when commits fall behind). A failed write is retried in a
      * fiber of its own.
      */
     const finish = (entry: InFlight, outcome: Outcome) =>
@@ -402,25 +414,6 @@ export const make = (options: WorkersOptions) =>
             ? Effect.zipRight(afterFinish(entry.claim, outcome, exit.value), release(entry))
             : Effect.asVoid(FiberSet.run(ending, finishRetrying(entry.claim, outcome).pipe(Effect.ensuring(release(entry))))))
       }).pipe(Effect.zipRight(placeFreed))
-
-    /**
-     * Waits for the body's fiber to end, or until the entry is abandoned (its
-     * body was interrupted and did not end in time). An observer rather than a
-     * race: no extra fiber per run.
-     */
-    const awaitAttempt = (entry: InFlight, fiber: Fiber.RuntimeFiber<unknown, unknown>) =>
-      Effect.async<Exit.Exit<unknown, unknown>>((resume) => {
-        let resumed = false
-        const done = (exit: Exit.Exit<unknown, unknown>) => {
-          if (resumed) return
-          resumed = true
-          entry.abandon = undefined
-          fiber.removeObserver(done)
-          resume(Effect.succeed(exit))
-        }
-        entry.abandon = () => done(Exit.interrupt(fiber.id()))
-        fiber.addObserver(done)
-      })
 
     /** Frees the run's place once its attempt is over and its end written (or abandoned). */
     const release = (entry: InFlight) =>
@@ -445,36 +438,71 @@ export const make = (options: WorkersOptions) =>
     })
 
     /**
-     * Runs one claimed run to the end of its attempt (or hands it back if
-     * stopped first), then hands the end to the group commit and returns.
+     * Ends an attempt once: decides its outcome and hands it to the group
+     * commit (which releases the entry once written), or releases the entry
+     * at once when there is nothing to write; frees its place among the
+     * `concurrency`. Called by the run's fiber when its body ends, or by the
+     * stop's timer for a body that did not end in time after its interruption
+     * (abandoned: it goes on running detached).
      */
-    const execute = (entry: InFlight): Effect.Effect<void> => Effect.suspend(() => {
-      let handedOff = false
-      // Taken already (a stop ended it while it was buffered): not ours to release.
-      if (entry.taken) return Effect.void
-      return Effect.gen(function*() {
-        entry.taken = true
-        const claim = entry.claim
-        let exit: Exit.Exit<unknown, unknown> = Exit.interrupt(FiberId.none)
-        if (entry.stop === undefined) {
-          // A daemon: the runner must be free to stop (at shutdown) even if a
-          // body abandoned after its interruption never ends. Every body is
-          // interrupted explicitly (stopEntry), so none outlives the pool unasked.
-          const fiber = yield* Effect.forkDaemon(Effect.interruptible(attemptOf(claim)))
-          entry.fiber = fiber
-          exit = yield* awaitAttempt(entry, fiber)
+    const conclude = (entry: InFlight, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (entry.concluded) return Effect.void
+        entry.concluded = true
+        if (entry.running) {
+          entry.running = false
+          running--
+          dispatch()
         }
-        const outcome = yield* outcomeOf(claim, exit, entry.stop)
-        if (Option.isSome(outcome)) {
-          yield* finish(entry, outcome.value)
-          // Submitted: the group commit releases the entry once it is written.
-          handedOff = true
-        }
-      }).pipe(
-        Effect.ensuring(Effect.suspend(() => handedOff ? Effect.void : release(entry))),
-        Effect.uninterruptible
+        return Effect.flatMap(outcomeOf(entry.claim, exit, entry.stop), (outcome) =>
+          Option.isSome(outcome) ? finish(entry, outcome.value) : release(entry))
+      }).pipe(Effect.uninterruptible)
+
+    /**
+     * A run's fiber: its body (interruptible: stops interrupt this fiber), then
+     * its end. A root fiber: a body abandoned after its interruption may never
+     * end, and must not hold up the pool's shutdown; every body is interrupted
+     * explicitly (`stopEntry`), so none outlives the pool unasked.
+     */
+    const runEntry = (entry: InFlight) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.withFiberRuntime<void>((fiber) => {
+          // Stopped after it was given this fiber, before it began.
+          if (entry.stop !== undefined) return conclude(entry, Exit.interrupt(FiberId.none))
+          entry.fiber = fiber as Fiber.RuntimeFiber<unknown, unknown>
+          return Effect.flatMap(Effect.exit(restore(attemptOf(entry.claim))), (exit) => conclude(entry, exit))
+        })
       )
-    })
+
+    /** Attempts executing (or about to): at most `concurrency`. */
+    let running = 0
+
+    /**
+     * Gives buffered runs fibers of their own while fewer than `concurrency`
+     * execute: one fiber per run, started from the task's runtime with the
+     * run's log annotations, no runner fiber waiting on a queue in between.
+     * Finding the buffer empty with a place free while the queue has more runs
+     * is starving (see `Prefetch`).
+     */
+    const dispatch = (): void => {
+      while (accepting && running < options.concurrency) {
+        const entry = buffer.poll()
+        if (entry === undefined) {
+          if (!idle) prefetch.starved()
+          return
+        }
+        if (entry.taken) continue
+        entry.taken = true
+        entry.running = true
+        running++
+        const claim = entry.claim
+        const annotations = HashMap.set(HashMap.set(baseAnnotations, "runId", claim.runId), "attempt", claim.attempt)
+        Runtime.runFork(prepared.get(claim.task)?.runtime ?? unknownTaskRuntime, runEntry(entry), {
+          updateRefs: (refs, fiberId) =>
+            FiberRefs.updateManyAs(refs, { forkAs: fiberId, entries: [[FiberRef.currentLogAnnotations, [[fiberId, annotations]]]] })
+        })
+      }
+    }
 
     const wakeups = yield* queue.wakeups
     yield* Queue.take(wakeups).pipe(
@@ -512,15 +540,16 @@ export const make = (options: WorkersOptions) =>
         return claims
       }).pipe(Effect.uninterruptible)
 
-    /** Makes claimed runs this pool's: counted, heartbeated, buffered for a runner (all at once: claims are large). */
+    /** Makes claimed runs this pool's: counted, heartbeated, buffered, and started while places are free (all at once: claims are large). */
     const register = (claims: ReadonlyArray<Claim>) =>
       Effect.gen(function*() {
         const entries = claims.map((claim): InFlight => ({
           claim,
           taken: false,
+          running: false,
           fiber: undefined,
           stop: undefined,
-          abandon: undefined,
+          concluded: false,
           ending: false
         }))
         for (const entry of entries) {
@@ -529,14 +558,15 @@ export const make = (options: WorkersOptions) =>
           if (previous !== undefined) yield* stopEntry(previous, "leaseLost")
           inFlight.set(entry.claim.runId, entry)
         }
-        yield* buffer.offerAll(entries)
+        buffer.offerAll(entries)
+        dispatch()
         // Handed over while the pool shuts down: straight back to the queue.
         if (!accepting) for (const entry of entries) yield* stopEntry(entry, "shutdown")
       })
 
     /**
      * This pool as a taker of runs started in its program (`internal/Handoff.ts`):
-     * only while it is idle (its last claim found nothing more) and a runner is
+     * only while it is idle (its last claim found nothing more) and a place is
      * free, so a run handed over starts at once and jumps no run that was ready.
      */
     const taker: Handoff.Taker = {
@@ -622,15 +652,6 @@ export const make = (options: WorkersOptions) =>
       Effect.forkScoped
     )
 
-    /** A runner's next run: the buffer's best. Waiting for one while the queue has more is starving (see `Prefetch`). */
-    const nextRun = Effect.suspend(() => {
-      if (!idle && buffer.isEmpty()) prefetch.starved()
-      return buffer.take
-    })
-
-    for (let i = 0; i < options.concurrency; i++) {
-      yield* FiberSet.run(runners, Effect.forever(Effect.flatMap(nextRun, execute)).pipe(annotate))
-    }
     const claimer = yield* Effect.forkScoped(annotate(claimLoop))
 
     const drained = Effect.gen(function*() {
@@ -654,7 +675,6 @@ export const make = (options: WorkersOptions) =>
           for (const runId of [...inFlight.keys()]) yield* stopRun(runId, "shutdown")
           yield* drained
         }
-        yield* FiberSet.clear(runners)
       })
     )
 
