@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Queue, Schema } from "effect"
+import { Deferred, Duration, Effect, Fiber, Queue, Schema } from "effect"
 import { Echo } from "../../src/demo/tasks.ts"
 import type { RunId } from "../../src/domain/Ids.ts"
 import * as Prefetch from "../../src/internal/Prefetch.ts"
@@ -66,6 +66,47 @@ describe.concurrent("adaptive prefetch", () => {
       // Two runners alone would take two runs a claim: 150 claims.
       expect(claims!.largest).toBeGreaterThan(2)
       expect(claims!.claims).toBeLessThan(100)
+    }).pipe(Effect.provide(TestDatabase.layerUrl)))
+})
+
+describe.concurrent("the pool's bound", () => {
+  it.live("a pool runs at most `concurrency` bodies at once, however many runs its buffer holds", () =>
+    Effect.gen(function*() {
+      const started = yield* Queue.unbounded<RunId>()
+      const gate = yield* Queue.unbounded<void>()
+      let running = 0
+      let most = 0
+      const Gated = Task.make("test.gated", {
+        input: Schema.Number,
+        output: Schema.Number,
+        run: (n, ctx) =>
+          Effect.gen(function*() {
+            running++
+            most = Math.max(most, running)
+            yield* Queue.offer(started, ctx.runId)
+            yield* Queue.take(gate)
+            running--
+            return n
+          })
+      })
+      const queued = yield* queueRuns(Gated, Array.from({ length: 12 }, (_, i) => i))
+      // A fixed buffer: the first claim takes all twelve.
+      const pool = programOn({ tasks: [Gated], workers: { ...fastWorkers, concurrency: 3, prefetchWindow: Duration.infinity } })
+      const drain = yield* Effect.fork(
+        Effect.forEach(queued, (run) => RunstreamTest.waitForRunCompletion(run.id, patience)).pipe(Effect.provide(pool))
+      )
+      yield* Queue.takeN(started, 3)
+      const [held] = yield* Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        return yield* sql<{ n: number }>`SELECT count(*)::integer AS n FROM runstream_jobs WHERE locked_by IS NOT NULL`
+      }).pipe(Effect.provide(programOn({ tasks: [Gated], workers: false })))
+      // The pool holds all twelve; three bodies run, the others wait in its buffer.
+      expect(held!.n).toBe(12)
+      expect(yield* Queue.size(started)).toBe(0)
+      yield* Queue.offerAll(gate, Array.from({ length: 12 }, () => undefined))
+      const done = yield* Fiber.join(drain)
+      expect(done.every((run) => run.status === "succeeded")).toBe(true)
+      expect(most).toBe(3)
     }).pipe(Effect.provide(TestDatabase.layerUrl)))
 })
 
