@@ -165,7 +165,12 @@ describe.concurrent("lease expiry and fencing", () => {
         expect((yield* RunstreamTest.waitForRunCompletion(probe.id, patience)).status).toBe("succeeded")
 
         // The pool must still count and control attempt 2: a cancel reaches it.
-        expect(yield* Effect.flatMap(Workers, (workers) => workers.inFlight)).toBe(1)
+        // The probe may still count too: its end is committed (and may be
+        // published by a relay drain already under way) a moment before the
+        // pool reads the commit's answer and releases it.
+        const inFlight = yield* Effect.flatMap(Workers, (workers) => workers.inFlight)
+        expect(inFlight).toBeGreaterThanOrEqual(1)
+        expect(inFlight).toBeLessThanOrEqual(2)
         yield* runs.cancel(run.id)
         const done = yield* RunstreamTest.waitForRunCompletion(run.id, patience)
         expect(done.status).toBe("cancelled")
