@@ -191,8 +191,10 @@ export const make = (options: WorkersOptions) =>
     let woken = true
     // Set while the claim loop waits for work: its last claim found fewer runs than it asked for.
     let idle = false
-    // Runners promised to runs being started in this program (see `taker`).
+    // Places promised to runs being started in this program (see `taker`).
     let reserved = 0
+    // Attempts executing (or about to): at most `concurrency` (see `dispatch`).
+    let running = 0
     let takenAtStart = 0
     // Runs in flight whose end is written already or being written (see `finish`).
     let endingCount = 0
@@ -473,9 +475,6 @@ export const make = (options: WorkersOptions) =>
           return Effect.flatMap(Effect.exit(restore(attemptOf(entry.claim))), (exit) => conclude(entry, exit))
         })
       )
-
-    /** Attempts executing (or about to): at most `concurrency`. */
-    let running = 0
 
     /**
      * Gives buffered runs fibers of their own while fewer than `concurrency`

@@ -9,8 +9,8 @@
  * `minSpanMs` apart; a pool that was idle starts small and grows within a few
  * claims once runs end quickly. An infinite window always gives `max`.
  *
- * A span in which runners waited for a claim while the queue had more runs
- * (`starved`) measures the claims' pace, not the runs': it may raise the size,
+ * A span in which a place in the pool was free and the buffer empty while
+ * the queue had more runs (`starved`) measures the claims' pace, not the runs': it may raise the size,
  * never lower it. Otherwise a claim that came late would shrink the next one,
  * which would come later still: with quick runs, a pool settled into
  * claiming only once its buffer was empty.
@@ -18,7 +18,7 @@
 export interface Prefetch {
   /** Counts one run ended (or handed back) by the pool. */
   readonly ended: () => void
-  /** A runner found the buffer empty while the queue had more runs. */
+  /** A place in the pool was free and the buffer empty while the queue had more runs. */
   readonly starved: () => void
   /** The buffer's size now, re-estimated from the ends since the last estimate. */
   readonly size: (nowMs: number) => number

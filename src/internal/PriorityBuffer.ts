@@ -11,8 +11,6 @@ export interface PriorityBuffer<A> {
   readonly offerAll: (items: ReadonlyArray<A>) => void
   /** Removes and returns the best item, if any. */
   readonly poll: () => A | undefined
-  /** Whether it holds nothing now. */
-  readonly isEmpty: () => boolean
 }
 
 export const make = <A>(order: Order.Order<A>): PriorityBuffer<A> => {
@@ -27,7 +25,6 @@ export const make = <A>(order: Order.Order<A>): PriorityBuffer<A> => {
     offerAll: (batch) => {
       for (const item of batch) insert(item)
     },
-    poll: () => items.shift(),
-    isEmpty: () => items.length === 0
+    poll: () => items.shift()
   }
 }
