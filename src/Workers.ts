@@ -195,6 +195,8 @@ export const make = (options: WorkersOptions) =>
     let reserved = 0
     // Attempts executing (or about to): at most `concurrency` (see `dispatch`).
     let running = 0
+    // Set while `dispatch` starts runs (see there).
+    let dispatching = false
     let takenAtStart = 0
     // Runs in flight whose end is written already or being written (see `finish`).
     let endingCount = 0
@@ -484,6 +486,20 @@ export const make = (options: WorkersOptions) =>
      * is starving (see `Prefetch`).
      */
     const dispatch = (): void => {
+      // A fiber starts at once, inside `runFork`: a body that ends without
+      // waiting concludes there and calls `dispatch` again. That call only
+      // frees its place; the loop already running takes the next run, so runs
+      // start one after another instead of each inside the last (a buffer of
+      // such runs would otherwise overflow the stack).
+      if (dispatching) return
+      dispatching = true
+      try {
+        dispatchFree()
+      } finally {
+        dispatching = false
+      }
+    }
+    const dispatchFree = (): void => {
       while (accepting && running < options.concurrency) {
         const entry = buffer.poll()
         if (entry === undefined) {
@@ -497,8 +513,9 @@ export const make = (options: WorkersOptions) =>
         const claim = entry.claim
         const annotations = HashMap.set(HashMap.set(baseAnnotations, "runId", claim.runId), "attempt", claim.attempt)
         Runtime.runFork(prepared.get(claim.task)?.runtime ?? unknownTaskRuntime, runEntry(entry), {
+          // The refs are the new fiber's already (`runFork` forked them).
           updateRefs: (refs, fiberId) =>
-            FiberRefs.updateManyAs(refs, { forkAs: fiberId, entries: [[FiberRef.currentLogAnnotations, [[fiberId, annotations]]]] })
+            FiberRefs.updateManyAs(refs, { entries: [[FiberRef.currentLogAnnotations, [[fiberId, annotations]]]] })
         })
       }
     }

@@ -110,6 +110,39 @@ describe.concurrent("the pool's bound", () => {
     }).pipe(Effect.provide(TestDatabase.layerUrl)))
 })
 
+describe.concurrent("the pool's dispatch", () => {
+  it.live("runs whose bodies end at once start one after another, not one inside another", () =>
+    Effect.gen(function*() {
+      // A body that ends without waiting concludes inside the dispatch that
+      // started it, and its freed place dispatches the next run: nested, each
+      // run would start deeper in the stack than the one before, and a large
+      // buffer would overflow it.
+      const depths: Array<number> = []
+      const stackDepth = () => {
+        const limit = Error.stackTraceLimit
+        Error.stackTraceLimit = Infinity
+        const depth = new Error().stack!.split("\n").length
+        Error.stackTraceLimit = limit
+        return depth
+      }
+      const Instant = Task.make("test.instant", {
+        input: Schema.Number,
+        output: Schema.Number,
+        run: (n) => Effect.sync(() => depths.push(stackDepth())).pipe(Effect.as(n))
+      })
+      const queued = yield* queueRuns(Instant, Array.from({ length: 200 }, (_, i) => i))
+      // One place, and a fixed buffer: the first claim takes all 200.
+      const pool = programOn({ tasks: [Instant], workers: { ...fastWorkers, concurrency: 1, prefetchWindow: Duration.infinity } })
+      const done = yield* Effect.forEach(queued, (run) => RunstreamTest.waitForRunCompletion(run.id, patience)).pipe(
+        Effect.provide(pool)
+      )
+      expect(done.every((run) => run.status === "succeeded")).toBe(true)
+      expect(depths).toHaveLength(200)
+      // Nested, the last body would run about ten frames deeper per run before it.
+      expect(Math.max(...depths) - Math.min(...depths)).toBeLessThan(50)
+    }).pipe(Effect.provide(TestDatabase.layerUrl)))
+})
+
 describe("the prefetch estimate", () => {
   const ends = (prefetch: Prefetch.Prefetch, n: number) => {
     for (let i = 0; i < n; i++) prefetch.ended()
