@@ -453,6 +453,9 @@ export const make = (options: WorkersOptions) =>
       Effect.suspend(() => {
         if (entry.concluded) return Effect.void
         entry.concluded = true
+        // Nothing interrupts it any more; let it be collected young (the entry
+        // lives on until its end is written).
+        entry.fiber = undefined
         if (entry.running) {
           entry.running = false
           running--
