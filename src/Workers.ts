@@ -24,6 +24,7 @@ import {
   Layer,
   Option,
   Order,
+  type ParseResult,
   Queue,
   Random,
   Runtime,
@@ -160,6 +161,24 @@ export const runErrorOf = (cause: Cause.Cause<unknown>): RunError => {
   const defect = Cause.squash(cause)
   const message = defect instanceof Error ? `${defect.name}: ${defect.message}` : String(defect)
   return { tag: "Defect", message: storableText(message.slice(0, maxMessage)), retryable: true }
+}
+
+const inputInvalid = (error: ParseResult.ParseError) => ({ _tag: "InputInvalid", message: error.message })
+const outputInvalid = (error: ParseResult.ParseError) => ({ _tag: "OutputInvalid", message: error.message })
+
+/**
+ * Goes on with a decoding's result: at once when it is already there (a
+ * schema without asynchronous parts decodes to an `Either`), else once it is.
+ * Runs of quick tasks spend a fair share of their cost in such steps.
+ */
+const andThen = <A, B, E, R>(
+  decoded: Effect.Effect<A, ParseResult.ParseError>,
+  onFailure: (error: ParseResult.ParseError) => unknown,
+  f: (a: A) => Effect.Effect<B, E, R>
+): Effect.Effect<B, unknown, R> => {
+  if (!Either.isEither(decoded)) return Effect.flatMap(Effect.mapError(decoded, onFailure), f)
+  const result = decoded as Either.Either<A, ParseResult.ParseError>
+  return Either.isRight(result) ? f(result.right) : Effect.fail(onFailure(result.left))
 }
 
 export const make = (options: WorkersOptions) =>
@@ -331,25 +350,31 @@ export const make = (options: WorkersOptions) =>
         return Effect.fail({ _tag: "UnknownTask", message: `task '${claim.task}' is not registered with this worker` })
       }
       const { decode, encode, task } = entry
-      return Effect.gen(function*() {
-        const input = yield* Effect.mapError(decode(claim.input), (error) => ({ _tag: "InputInvalid", message: error.message }))
+      return andThen(decode(claim.input), inputInvalid, (input) => {
         const timeoutMs = claim.timeoutMs ?? entry.timeoutMs
         const body = task.run(input, contextFor(claim))
-        const output = yield* (timeoutMs === undefined ? body : body.pipe(
-          // The attempt ends at its timeout even if the body's finalizers hang.
-          interruptWithin(options.shutdownGrace, abandoned(claim, "timeout")),
-          Effect.timeoutFail({ duration: Duration.millis(timeoutMs), onTimeout: () => new TaskTimeout({ timeoutMs }) })
-        ))
-        const encoded = yield* Effect.mapError(encode(output), (error) => ({ _tag: "OutputInvalid", message: error.message }))
-        // The output is written in the run and its run.succeeded event: refused
-        // here, it fails this run alone instead of the group commit it would join.
-        const json = storableJson("output", encoded)
-        if (Either.isLeft(json)) return yield* Effect.fail({ _tag: "OutputInvalid", message: json.left.message })
-        yield* log.checkSize(json.right).pipe(
-          Effect.mapError((error) => ({ _tag: "OutputInvalid", message: `output: ${error.message}` }))
+        return Effect.flatMap(
+          timeoutMs === undefined ? body : body.pipe(
+            // The attempt ends at its timeout even if the body's finalizers hang.
+            interruptWithin(options.shutdownGrace, abandoned(claim, "timeout")),
+            Effect.timeoutFail({ duration: Duration.millis(timeoutMs), onTimeout: () => new TaskTimeout({ timeoutMs }) })
+          ),
+          (output) => andThen(encode(output), outputInvalid, storableOutput)
         )
-        return encoded
       }) as Effect.Effect<unknown, unknown>
+    }
+
+    /**
+     * The output is written in the run and its run.succeeded event: refused
+     * here, it fails this run alone instead of the group commit it would join.
+     */
+    const storableOutput = (encoded: unknown) => {
+      const json = storableJson("output", encoded)
+      if (Either.isLeft(json)) return Effect.fail({ _tag: "OutputInvalid", message: json.left.message })
+      return log.checkSize(json.right).pipe(
+        Effect.mapError((error) => ({ _tag: "OutputInvalid", message: `output: ${error.message}` })),
+        Effect.as(encoded)
+      )
     }
 
     /** How the attempt ended, as recorded; none when its lease was lost. An effect only for a retry's random backoff. */
