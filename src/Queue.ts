@@ -156,14 +156,16 @@ export const make = Effect.gen(function*() {
         ORDER BY j.priority DESC, j.run_at, j.run_id
         LIMIT ${options.limit}
       ), leased AS (
+        -- By key, here and below: joined, the planner hashes a scan of the
+        -- whole table (it cannot tell how few rows a claim holds).
         UPDATE runstream_jobs j SET locked_by = ${options.workerId},
           locked_until = ${plusMillis(at, options.leaseMs)}, attempt = j.attempt + 1
-        FROM picked WHERE j.run_id = picked.run_id
+        WHERE j.run_id = ANY(ARRAY(SELECT run_id FROM picked))
         RETURNING j.run_id, j.attempt
       ), started AS (
         UPDATE runstream_runs r SET status = 'running', attempt = leased.attempt,
           started_at = coalesce(r.started_at, ${at}), last_seq = r.last_seq + 1
-        FROM leased WHERE r.id = leased.run_id
+        FROM leased WHERE r.id = leased.run_id AND r.id = ANY(ARRAY(SELECT run_id FROM leased))
         RETURNING r.id, r.task, r.queue, r.input, r.attempt, r.max_attempts, r.timeout_ms, r.last_seq,
           r.priority, r.run_at
       ), events AS (
@@ -269,8 +271,11 @@ export const make = Effect.gen(function*() {
             attempt = CASE WHEN i.kind = 'released' THEN r.attempt - 1 ELSE r.attempt END,
             last_seq = r.last_seq + 1
           FROM held i
-          WHERE r.id = i.run_id AND r.status = 'running' AND r.attempt = i.attempt
-            AND r.id = ANY(ARRAY(SELECT run_id FROM held))
+          -- Each held run looked up by key. The status test is written so
+          -- that the status index cannot serve it: with too few running runs
+          -- in its statistics (a fresh table), the planner would walk every
+          -- running run in that index and compare each with every held one.
+          WHERE r.id = i.run_id AND (r.status = 'running') IS TRUE AND r.attempt = i.attempt
           RETURNING r.id, r.task, r.last_seq, i.kind, i.data
         ), events AS (
           INSERT INTO runstream_events (run_id, seq, type, data, at)
