@@ -142,6 +142,28 @@ type Write =
 
 const maxMessage = 2000
 
+/** The most items (emits, ends) one group commit writes. */
+const writerBatch = 500
+/** The most items waiting for the group commit: a few batches. */
+const writerCapacity = writerBatch * 4
+
+/**
+ * Places taken in a pool: runs buffered or executing, places promised to runs
+ * being started, and ends the writer has no room for yet. Ends the writer's
+ * queue holds take no place (the next claim does not wait for their commit);
+ * the others wait in their runs' fibers, and while they do the pool claims no
+ * more: else a pool whose commits fall behind would take the whole queue into
+ * memory, a fiber waiting for each run's end.
+ */
+export const placesTaken = (pool: {
+  /** Runs the pool holds: buffered, executing, or ending. */
+  readonly inFlight: number
+  /** Among them, runs whose end is submitted to the writer and not written yet. */
+  readonly ending: number
+  readonly reserved: number
+  readonly writerCapacity: number
+}): number => pool.inFlight - Math.min(pool.ending, pool.writerCapacity) + pool.reserved
+
 /** Errors that no retry can cure. */
 const isPermanent = (tag: string) => tag === "PermanentError" || tag === "InputInvalid" || tag === "UnknownTask"
 
@@ -219,8 +241,8 @@ export const make = (options: WorkersOptions) =>
     let takenAtStart = 0
     // Runs in flight whose end is written already or being written (see `finish`).
     let endingCount = 0
-    /** Places taken in the pool: runs buffered or executing, and places promised to runs being started. */
-    const taking = () => inFlight.size - endingCount + reserved
+    const taking = () =>
+      placesTaken({ inFlight: inFlight.size, ending: endingCount, reserved, writerCapacity })
     const batchThreshold = (capacity: number) => Math.max(1, Math.ceil(capacity / 2))
 
     const annotate = Effect.annotateLogs({ component: "Workers", workerId })
@@ -230,7 +252,8 @@ export const make = (options: WorkersOptions) =>
     // a run's last emit always commits before its end, and an attempt handed
     // back at shutdown commits after everything its body wrote.
     const write = yield* GroupCommit.make<Write, number | boolean | undefined, SqlError.SqlError>({
-      maxBatch: 500,
+      maxBatch: writerBatch,
+      capacity: writerCapacity,
       write: (batch) => {
         const emits = batch.flatMap((w) => w._tag === "emit" ? [w.item] : [])
         const finishes = batch.flatMap((w) => w._tag === "finish" ? [w.item] : [])
@@ -428,9 +451,8 @@ export const make = (options: WorkersOptions) =>
      * waiting would cap a group at one run per place. The entry stays in
      * flight (its lease heartbeated, the shutdown waiting for it) until the end
      * is written, but its place in the pool is free at once: the next claim
-     * does not wait for this commit (the writer's bounded queue is what holds
-     * new runs back when commits fall behind). A failed write is retried in a
-     * fiber of its own.
+     * does not wait for this commit (unless the writer's queue is full: see
+     * `taking`). A failed write is retried in a fiber of its own.
      */
     const finish = (entry: InFlight, outcome: Outcome) =>
       Effect.suspend(() => {

@@ -25,11 +25,13 @@ export interface GroupCommit<A, B, E> {
 
 export const make = <A, B, E>(options: {
   readonly maxBatch: number
+  /** How many items may wait for the writer; a submission beyond waits for room. */
+  readonly capacity: number
   readonly write: (items: ReadonlyArray<A>) => Effect.Effect<ReadonlyArray<B>, E>
 }) =>
   Effect.gen(function*() {
     const pending = yield* Effect.acquireRelease(
-      Queue.bounded<Pending<A, B, E>>(options.maxBatch * 4),
+      Queue.bounded<Pending<A, B, E>>(options.capacity),
       // Whoever still waits when the owner's scope closes is told so.
       (queue) =>
         Effect.flatMap(Effect.zip(Queue.takeAll(queue), Effect.fiberId), ([left, fiberId]) =>

@@ -1,12 +1,14 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Duration, Effect, Fiber, Queue, Schema } from "effect"
+import { Deferred, Duration, Effect, Fiber, Layer, Queue, Schema } from "effect"
 import { Echo } from "../../src/demo/tasks.ts"
 import type { RunId } from "../../src/domain/Ids.ts"
 import * as Prefetch from "../../src/internal/Prefetch.ts"
+import { Queue as RunQueue } from "../../src/Queue.ts"
 import { Runs } from "../../src/Runs.ts"
 import * as Task from "../../src/Task.ts"
 import { RunstreamTest, TestDatabase } from "../../src/testing/index.ts"
+import * as Workers from "../../src/Workers.ts"
 import { fastWorkers, patience, programOn } from "./support.ts"
 
 /** Starts runs from a program without workers, so that only claims take them. */
@@ -140,6 +142,54 @@ describe.concurrent("the pool's dispatch", () => {
       expect(depths).toHaveLength(200)
       // Nested, the last body would run about ten frames deeper per run before it.
       expect(Math.max(...depths) - Math.min(...depths)).toBeLessThan(50)
+    }).pipe(Effect.provide(TestDatabase.layerUrl)))
+})
+
+describe.concurrent("the pool's places", () => {
+  it("ends the writer's queue holds take no place; ends beyond it do", () => {
+    const pool = { inFlight: 600, reserved: 2, writerCapacity: 2000 }
+    // 100 buffered or executing, 500 ending: the ending take none.
+    expect(Workers.placesTaken({ ...pool, ending: 500 })).toBe(102)
+    // Commits behind: 2,500 ending, 500 more than the writer holds.
+    expect(Workers.placesTaken({ ...pool, inFlight: 2600, ending: 2500 })).toBe(602)
+  })
+
+  it.live("a pool whose ends cannot be written for a while runs on, then writes them all", () =>
+    Effect.gen(function*() {
+      const runs = 3000
+      let bodies = 0
+      // Beyond the writer's queue (2,000, and the batch it is writing): the last ends wait in their fibers.
+      const writerFull = yield* Deferred.make<void>()
+      const gate = yield* Deferred.make<void>()
+      const Counted = Task.make("test.counted", {
+        input: Schema.Number,
+        output: Schema.Number,
+        run: (n) =>
+          Effect.suspend(() => ++bodies === 2020 ? Deferred.succeed(writerFull, undefined) : Effect.void).pipe(Effect.as(n))
+      })
+      const queued = yield* Effect.flatMap(Runs, (r) =>
+        r.startMany(Array.from({ length: runs }, (_, i) => ({ task: Counted.name, input: i })))).pipe(
+          Effect.provide(programOn({ tasks: [Counted], workers: false }))
+        )
+      // The pool's ends wait at the gate before they are written.
+      const gatedQueue = Layer.effect(
+        RunQueue,
+        Effect.map(RunQueue, (queue) => ({
+          ...queue,
+          finish: (holder, items) => Effect.zipRight(Deferred.await(gate), queue.finish(holder, items))
+        }))
+      )
+      const program = Workers.layer({ ...fastWorkers, concurrency: 10, prefetch: 100, prefetchWindow: Duration.infinity }).pipe(
+        Layer.provide(gatedQueue),
+        Layer.provideMerge(programOn({ tasks: [Counted], workers: false }))
+      )
+      const done = yield* Effect.gen(function*() {
+        yield* Deferred.await(writerFull)
+        yield* Deferred.succeed(gate, undefined)
+        return yield* Effect.forEach(queued, ({ run }) => RunstreamTest.waitForRunCompletion(run.id, patience), { concurrency: 10 })
+      }).pipe(Effect.provide(program))
+      expect(done.filter((run) => run.status === "succeeded")).toHaveLength(runs)
+      expect(bodies).toBe(runs)
     }).pipe(Effect.provide(TestDatabase.layerUrl)))
 })
 
