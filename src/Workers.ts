@@ -127,7 +127,7 @@ interface InFlight {
   taken: boolean
   /** Set when it was given a fiber of its own: it holds one of the pool's `concurrency` places until concluded. */
   running: boolean
-  /** Set once its body is running (its fiber's). */
+  /** Its fiber, from the moment its body begins until it is concluded (only stops use it). */
   fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined
   stop: StopReason | undefined
   /** Set once its attempt is over (or abandoned) and its outcome decided: see `conclude`. */
