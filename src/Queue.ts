@@ -258,8 +258,8 @@ export const make = Effect.gen(function*() {
             run_at = coalesce(h.retry_at, ${at}),
             attempt = CASE WHEN h.kind = 'released' THEN j.attempt - 1 ELSE j.attempt END
           FROM held h
+          -- The held runs drive key lookups (as in ended, below).
           WHERE j.run_id = h.run_id AND h.kind IN ('retrying', 'released')
-            AND j.run_id = ANY(ARRAY(SELECT run_id FROM held WHERE kind IN ('retrying', 'released')))
         ), ended AS (
           UPDATE runstream_runs r SET
             status = CASE WHEN i.kind IN ('retrying', 'released') THEN 'queued' ELSE i.kind END,
