@@ -76,6 +76,8 @@ interface Flags {
   readonly bundleWorker: boolean
   /** Extra Node/V8 flags for the throughput worker, after the production ones (the last of a flag wins). */
   readonly workerFlags: ReadonlyArray<string>
+  /** The sizes the targets are set for (issue 4's): other sizes get no pass or fail. */
+  readonly targetSizes: boolean
 }
 
 const usage = `usage: npm run bench -- [flags]
@@ -135,7 +137,7 @@ const parseFlags = (argv: ReadonlyArray<string>): Flags => {
   const workerFlags = (values.get("worker-flags") ?? "").split(" ").filter((flag) => flag !== "")
   values.delete("worker-flags")
   if (workerFlags.some((flag) => !flag.startsWith("--"))) throw new Error("--worker-flags takes node flags, each starting with --")
-  const flags: Flags = {
+  const flags: Omit<Flags, "targetSizes"> = {
     json: switches.has("json"),
     reps: int("reps", 3),
     phases: new Set(phases.split(",").map((p) => p.trim())),
@@ -155,11 +157,14 @@ const parseFlags = (argv: ReadonlyArray<string>): Flags => {
     bundleWorker: !switches.has("tsx-worker"),
     workerFlags
   }
+  const targetSizes = flags.runs === 20_000 && flags.batch === 1_000 && flags.concurrency === 10 &&
+    flags.latencyRuns === 500 && flags.subscribers === 100 && flags.events === 200 && flags.intervalMs === 20 &&
+    flags.backfill === 100_000
   if (values.size > 0) throw new Error(`unknown flag(s): ${[...values.keys()].map((k) => `--${k}`).join(", ")}\n${usage}`)
   for (const phase of flags.phases) {
     if (!["throughput", "latency", "delivery", "backfill"].includes(phase)) throw new Error(`unknown phase '${phase}'`)
   }
-  return flags
+  return { ...flags, targetSizes }
 }
 
 /** Fails with `message` when `self` takes longer than `duration`. */
@@ -680,7 +685,7 @@ interface Row {
   readonly failed?: boolean | undefined
 }
 
-const table = (rows: ReadonlyArray<Row>): string => {
+const table = (rows: ReadonlyArray<Row>, judged: boolean): string => {
   const cells = rows.map((row) => {
     const m = median(row.values)
     const met = row.target !== undefined && (row.target.op === ">=" ? m >= row.target.value : m <= row.target.value)
@@ -689,7 +694,7 @@ const table = (rows: ReadonlyArray<Row>): string => {
       row.values.length === 0 ? "-" : fmt(m, row.digits),
       row.values.map((v) => fmt(v, row.digits)).join(" / ") + (row.failed === true ? " (phase failed)" : ""),
       row.target === undefined ? "" : `${row.target.op === ">=" ? "≥" : "≤"} ${fmt(row.target.value)}`,
-      row.target === undefined ? "" : met && row.failed !== true ? "pass" : "FAIL"
+      row.target === undefined ? "" : !judged ? "n/a" : met && row.failed !== true ? "pass" : "FAIL"
     ]
   })
   const header = ["metric", "median", "repetitions", "target", "result"]
@@ -812,7 +817,11 @@ const main = Effect.gen(function*() {
       `delivery: ${flags.subscribers} subscribers, ${flags.events} events ${flags.intervalMs} ms apart; backfill: ${fmt(flags.backfill)} events`
   )
   console.log("")
-  console.log(table(rows))
+  console.log(table(rows, flags.targetSizes))
+  if (!flags.targetSizes) {
+    console.log("\nThe targets are set for the default sizes (20,000 runs, 500 starts, 100 subscribers of 200 events, 100,000 events):")
+    console.log("with other sizes (--quick, or a size flag) the figures are not judged against them.")
+  }
   for (const phase of failures) console.log(`\n${phase.name} failed: ${phase.error}`)
   if (flags.json) {
     const delivery = deliveryPg.reps.length > 0 || deliveryPg.error !== undefined ? deliveryPg : deliveryMem
