@@ -1,10 +1,11 @@
 import { describe, expect, it } from "@effect/vitest"
-import { DateTime, Deferred, Duration, Effect, Option, Ref, Schema, Stream, TestClock } from "effect"
+import { DateTime, Deferred, Duration, Effect, Option, Ref, Schedule, Schema, Stream, TestClock } from "effect"
 import { Echo } from "../../src/demo/tasks.ts"
 import type { Run } from "../../src/domain/Run.ts"
 import { Runs } from "../../src/Runs.ts"
 import * as Task from "../../src/Task.ts"
 import { RunstreamTest, TestDatabase } from "../../src/testing/index.ts"
+import * as Workers from "../../src/Workers.ts"
 import { fastWorkers, fixedBuffer, jobOf, logOf, patience, programOn, typesOf, withWorkers } from "./support.ts"
 
 /** Appends its input to `order` when it executes. */
@@ -109,6 +110,14 @@ describe.concurrent("priorities", () => {
             Stream.filter((event) => event.type === "run.started"),
             Stream.runHead
           ), { concurrency: "unbounded" })
+        // A claim's run.started can be published (by a relay drain already under
+        // way) before the pool has read the claim's answer and buffered its runs:
+        // wait until the pool holds all six.
+        const workers = yield* Workers.Workers
+        yield* workers.inFlight.pipe(
+          Effect.repeat({ until: (n) => n === 6, schedule: Schedule.spaced("10 millis") }),
+          Effect.timeoutFail({ duration: patience, onTimeout: () => new Error("the pool never held the six runs") })
+        )
         yield* Deferred.succeed(releaseFirst, undefined)
         yield* Effect.forEach([first, ...low, high], (run) => RunstreamTest.waitForRunCompletion(run.id, patience))
         const executed = yield* Ref.get(order)
