@@ -544,29 +544,26 @@ export const make = (options: WorkersOptions) =>
       if (dispatching) return
       dispatching = true
       try {
-        dispatchFree()
+        while (accepting && running < options.concurrency) {
+          const entry = buffer.poll()
+          if (entry === undefined) {
+            if (!idle) prefetch.starved()
+            return
+          }
+          if (entry.taken) continue
+          entry.taken = true
+          entry.running = true
+          running++
+          const claim = entry.claim
+          const annotations = HashMap.set(HashMap.set(baseAnnotations, "runId", claim.runId), "attempt", claim.attempt)
+          Runtime.runFork(prepared.get(claim.task)?.runtime ?? unknownTaskRuntime, runEntry(entry), {
+            // The refs are the new fiber's already (`runFork` forked them).
+            updateRefs: (refs, fiberId) =>
+              FiberRefs.updateManyAs(refs, { entries: [[FiberRef.currentLogAnnotations, [[fiberId, annotations]]]] })
+          })
+        }
       } finally {
         dispatching = false
-      }
-    }
-    const dispatchFree = (): void => {
-      while (accepting && running < options.concurrency) {
-        const entry = buffer.poll()
-        if (entry === undefined) {
-          if (!idle) prefetch.starved()
-          return
-        }
-        if (entry.taken) continue
-        entry.taken = true
-        entry.running = true
-        running++
-        const claim = entry.claim
-        const annotations = HashMap.set(HashMap.set(baseAnnotations, "runId", claim.runId), "attempt", claim.attempt)
-        Runtime.runFork(prepared.get(claim.task)?.runtime ?? unknownTaskRuntime, runEntry(entry), {
-          // The refs are the new fiber's already (`runFork` forked them).
-          updateRefs: (refs, fiberId) =>
-            FiberRefs.updateManyAs(refs, { entries: [[FiberRef.currentLogAnnotations, [[fiberId, annotations]]]] })
-        })
       }
     }
 

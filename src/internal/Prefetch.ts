@@ -10,10 +10,10 @@
  * claims once runs end quickly. An infinite window always gives `max`.
  *
  * A span in which a place in the pool was free and the buffer empty while
- * the queue had more runs (`starved`) measures the claims' pace, not the runs': it may raise the size,
- * never lower it. Otherwise a claim that came late would shrink the next one,
- * which would come later still: with quick runs, a pool settled into
- * claiming only once its buffer was empty.
+ * the queue had more runs (`starved`) measures the claims' pace, not the
+ * runs': it may raise the size, never lower it. Otherwise a claim that came
+ * late would shrink the next one, which would come later still: with quick
+ * runs, a pool settled into claiming only once its buffer was empty.
  */
 export interface Prefetch {
   /** Counts one run ended (or handed back) by the pool. */
