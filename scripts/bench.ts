@@ -127,6 +127,13 @@ const parseFlags = (argv: ReadonlyArray<string>): Flags => {
     if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a non-negative number`)
     return n
   }
+  // A size the targets are set for: any other value (or --quick) leaves the figures unjudged.
+  let targetSizes = true
+  const size = (name: string, fallback: number, quickFallback = fallback) => {
+    const n = int(name, fallback, quickFallback)
+    if (n !== fallback) targetSizes = false
+    return n
+  }
   const phases = values.get("phases") ?? "throughput,latency,delivery,backfill"
   values.delete("phases")
   const bus = values.get("bus") ?? "both"
@@ -141,25 +148,22 @@ const parseFlags = (argv: ReadonlyArray<string>): Flags => {
     json: switches.has("json"),
     reps: int("reps", 3),
     phases: new Set(phases.split(",").map((p) => p.trim())),
-    runs: int("runs", 20_000, 2_000),
-    batch: int("batch", 1_000),
-    concurrency: int("concurrency", 10),
-    latencyRuns: int("latency-runs", 500, 100),
+    runs: size("runs", 20_000, 2_000),
+    batch: size("batch", 1_000),
+    concurrency: size("concurrency", 10),
+    latencyRuns: size("latency-runs", 500, 100),
     warmup: int("warmup", 20, 10),
-    subscribers: int("subscribers", 100, 20),
-    events: int("events", 200, 50),
-    intervalMs: int("interval-ms", 20),
+    subscribers: size("subscribers", 100, 20),
+    events: size("events", 200, 50),
+    intervalMs: size("interval-ms", 20),
     deliveryWarmup: int("delivery-warmup", 100, 20),
     bus,
-    backfill: int("backfill", 100_000, 10_000),
+    backfill: size("backfill", 100_000, 10_000),
     cpuProf: cpuProf === undefined ? undefined : resolve(cpuProf),
     pgStats: switches.has("pg-stats"),
     bundleWorker: !switches.has("tsx-worker"),
     workerFlags
   }
-  const targetSizes = flags.runs === 20_000 && flags.batch === 1_000 && flags.concurrency === 10 &&
-    flags.latencyRuns === 500 && flags.subscribers === 100 && flags.events === 200 && flags.intervalMs === 20 &&
-    flags.backfill === 100_000
   if (values.size > 0) throw new Error(`unknown flag(s): ${[...values.keys()].map((k) => `--${k}`).join(", ")}\n${usage}`)
   for (const phase of flags.phases) {
     if (!["throughput", "latency", "delivery", "backfill"].includes(phase)) throw new Error(`unknown phase '${phase}'`)
