@@ -11,25 +11,15 @@ import { isTerminalType, type RunEvent } from "./domain/RunEvent.ts"
 import { type BusMessage, EventBus } from "./EventBus.ts"
 import * as FairSemaphore from "./internal/FairSemaphore.ts"
 import type * as Handoff from "./internal/Handoff.ts"
-import { StorableString, storableJson } from "./internal/jsonb.ts"
+import { storableJson } from "./internal/jsonb.ts"
+import { StartOptions } from "./domain/StartOptions.ts"
 import { EventLog } from "./EventLog.ts"
 import { Outbox } from "./Outbox.ts"
 import { Queue as RunQueue } from "./Queue.ts"
 import { type Created, type NewRun, RunStore } from "./RunStore.ts"
 import * as Task from "./Task.ts"
 
-/** Options of a start; every field is checked and bounded. */
-export const StartOptions = Schema.Struct({
-  idempotencyKey: Schema.optional(StorableString.pipe(Schema.minLength(1), Schema.maxLength(200))),
-  queue: Schema.optional(Schema.String.pipe(
-    Schema.pattern(/^[A-Za-z0-9._-]{1,100}$/, { message: () => "a queue name is 1-100 of A-Z a-z 0-9 . _ -" })
-  )),
-  priority: Schema.optional(Schema.Int.pipe(Schema.between(-1_000_000, 1_000_000))),
-  runAt: Schema.optional(Schema.DateTimeUtc),
-  maxAttempts: Schema.optional(Schema.Int.pipe(Schema.between(1, 100))),
-  timeoutMs: Schema.optional(Schema.Int.pipe(Schema.between(1, 24 * 60 * 60 * 1000)))
-})
-export type StartOptions = typeof StartOptions.Type
+export { StartOptions } from "./domain/StartOptions.ts"
 
 /** One run to start by task name, as the API receives it. */
 export interface StartRequest {

@@ -27,7 +27,7 @@ import {
 } from "../domain/Errors.ts"
 import type { Run, RunStatus } from "../domain/Run.ts"
 import type { RunEvent } from "../domain/RunEvent.ts"
-import { StartOptions } from "../Runs.ts"
+import { StartOptions } from "../domain/StartOptions.ts"
 import type * as Task from "../Task.ts"
 import { type EventPage, type RunPage, RunstreamRpcs, type Started, type Unavailable } from "./RunstreamRpcs.ts"
 

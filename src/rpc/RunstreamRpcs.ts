@@ -21,7 +21,7 @@ import {
 } from "../domain/Errors.ts"
 import { Run, RunStatus } from "../domain/Run.ts"
 import { RunEvent } from "../domain/RunEvent.ts"
-import { StartOptions } from "../Runs.ts"
+import { StartOptions } from "../domain/StartOptions.ts"
 
 /**
  * The server could not reach its database. Transient: the call may be retried.
