@@ -48,7 +48,7 @@ import {
   spawnChild
 } from "./bench/common.ts"
 import type { EmitterResult } from "./bench/delivery-emitter.ts"
-import { bundle, nodeFlags } from "./build.ts"
+import { bundle, nodeFlags } from "./bundle.ts"
 import type { ThroughputResult } from "./bench/throughput-worker.ts"
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -101,7 +101,7 @@ const usage = `usage: npm run bench -- [flags]
   --worker-flags "F"     extra node flags for the throughput worker, after the production ones (to try
                          GC settings, say: "--max-semi-space-size=16")
   --tsx-worker           run the throughput worker through the tsx loader instead of as a bundle on plain
-                         node (the production form, \`npm run build\`); the loader adds about 90 MB`
+                         node (the production form, \`npm run bundle\`); the loader adds about 90 MB`
 
 const parseFlags = (argv: ReadonlyArray<string>): Flags => {
   const values = new Map<string, string>()
@@ -277,7 +277,7 @@ const childExecArgv = (flags: Flags, name: string): ReadonlyArray<string> =>
   flags.cpuProf === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${join(flags.cpuProf, name)}`]
 
 /**
- * The throughput worker as one ES module bundle (as `npm run build` makes the
+ * The throughput worker as one ES module bundle (as `npm run bundle` makes the
  * production entry points), in node_modules/.cache so that its external
  * packages resolve. Run on plain node, it is what a deployed worker costs.
  */

@@ -1,5 +1,8 @@
 /**
- * Runstream: durable runs with live, resumable event streams, on Postgres.
+ * `runstream`: tasks, runs, the layers of a program, its errors and domain
+ * schemas, the HTTP and RPC servers, and the building blocks of one's own
+ * entry points (`Programs`, `Main`). The client alone is `runstream/client`;
+ * the test kit is `runstream/testing`.
  * @since 0.1.0
  */
 export * as Database from "./Database.ts"
@@ -8,8 +11,11 @@ export * from "./domain/Errors.ts"
 export { makeRunId, RunId } from "./domain/Ids.ts"
 export { isFinished, Run, RunError, RunStatus } from "./domain/Run.ts"
 export { isTerminalType, RunEvent, SystemEventType } from "./domain/RunEvent.ts"
+export { StartOptions } from "./domain/StartOptions.ts"
 export * as EventBus from "./EventBus.ts"
 export * as EventLog from "./EventLog.ts"
+export * as Main from "./main/Main.ts"
+export * as Programs from "./main/Programs.ts"
 export * as Outbox from "./Outbox.ts"
 export * as OutboxRelay from "./OutboxRelay.ts"
 export * as PgListener from "./PgListener.ts"

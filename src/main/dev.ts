@@ -4,8 +4,6 @@
  * unless `DATABASE_URL` is set.
  * @since 0.1.0
  */
-import * as Demo from "../demo/tasks.ts"
-import * as Main from "./Main.ts"
-import * as Programs from "./Programs.ts"
+import { Demo, Main, Programs } from "../index.ts"
 
 Main.run(Programs.makeDevLayer(Demo.all))

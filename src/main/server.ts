@@ -3,8 +3,6 @@
  * the demo tasks registered. Needs `DATABASE_URL` shared with the workers.
  * @since 0.1.0
  */
-import * as Demo from "../demo/tasks.ts"
-import * as Main from "./Main.ts"
-import * as Programs from "./Programs.ts"
+import { Demo, Main, Programs } from "../index.ts"
 
 Main.run(Programs.makeServerLayer(Demo.all))

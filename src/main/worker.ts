@@ -3,8 +3,6 @@
  * registered; `/healthz` and `/readyz` on `RUNSTREAM_HEALTH_PORT` when set.
  * @since 0.1.0
  */
-import * as Demo from "../demo/tasks.ts"
-import * as Main from "./Main.ts"
-import * as Programs from "./Programs.ts"
+import { Demo, Main, Programs } from "../index.ts"
 
 Main.run(Programs.makeWorkerLayer(Demo.all))

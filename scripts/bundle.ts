@@ -1,9 +1,10 @@
 /**
- * `npm run build`: the entry points as ES module bundles in `dist/`
- * (`server.mjs`, `worker.mjs`, `dev.mjs`), run with plain `node`. This is the
- * production form: without the TypeScript loader (`tsx`) a process starts
- * faster and uses about 90 MB less memory. Packages stay where npm put them:
- * `dist/` must sit in the project, beside `node_modules`.
+ * `npm run bundle`: the repository's entry points as ES module bundles in
+ * `bundle/` (`server.mjs`, `worker.mjs`, `dev.mjs`), run with plain `node`:
+ * without the TypeScript loader (`tsx`) a process starts faster and uses about
+ * 90 MB less memory. Packages stay where npm put them: `bundle/` must sit in
+ * the project, beside `node_modules`. (The package itself is `npm run build`:
+ * `tsc` into `dist/`.)
  */
 import { join } from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
@@ -46,7 +47,7 @@ export const nodeFlags = ["--max-semi-space-size=4", "--heap-growing-percent=200
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
   for (const name of entryPoints) {
-    await bundle(join(root, "src", "main", `${name}.ts`), join(root, "dist", `${name}.mjs`))
+    await bundle(join(root, "src", "main", `${name}.ts`), join(root, "bundle", `${name}.mjs`))
   }
-  console.log(`built ${entryPoints.map((name) => `dist/${name}.mjs`).join(", ")}`)
+  console.log(`built ${entryPoints.map((name) => `bundle/${name}.mjs`).join(", ")}`)
 }
