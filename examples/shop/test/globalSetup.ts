@@ -1,0 +1,3 @@
+import { TestServer } from "runstream/testing"
+
+export default TestServer.globalSetup
