@@ -7,7 +7,9 @@
 #      (NodeNext, skipLibCheck false), its tests, the README's and the guide's
 #      TypeScript snippets type-checked against the installed package, then its
 #      compiled JavaScript on plain node, end to end (scripts/example-e2e.mjs).
-# Usage: scripts/check-package.sh [DATABASE_URL for the end-to-end run]
+# Usage: scripts/check-package.sh [admin URL of a Postgres server]: with one,
+# the end-to-end run's server and worker share a fresh database created (and
+# dropped) there; without, the server runs alone on an embedded Postgres.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 work="$(mktemp -d -t runstream-package-XXXXXX)"
@@ -61,6 +63,14 @@ start=$(date +%s)
 npm test
 echo "tests in $(( $(date +%s) - start )) s"
 npx tsc
+database_url=""
+if [ -n "${1:-}" ]; then
+  database="runstream_example_$(date +%s)_$$"
+  sql() { node -e "const c=new (require('pg').Client)({connectionString:process.argv[1]});c.connect().then(()=>c.query(process.argv[2])).then(()=>c.end(),(e)=>{console.error(e.message);process.exit(1)})" "$1" "$2"; }
+  (cd "$root" && sql "$1" "CREATE DATABASE $database")
+  database_url="$(node -e "const u=new URL(process.argv[1]);u.pathname='/$database';console.log(u.href)" "$1")"
+  trap '(cd "$root" && sql "$1" "DROP DATABASE IF EXISTS $database WITH (FORCE)"); [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
+fi
 start=$(date +%s)
-node "$root/scripts/example-e2e.mjs" "$work/shop" ${1:-}
+node "$root/scripts/example-e2e.mjs" "$work/shop" $database_url
 echo "end to end in $(( $(date +%s) - start )) s"

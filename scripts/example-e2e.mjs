@@ -41,15 +41,16 @@ const start = (name, file, env, args = []) => {
   const waitFor = (text, ms) =>
     new Promise((resolve, reject) => {
       if (seen.includes(text)) return resolve()
-      const timer = setTimeout(() => reject(new Error(`${name}: no "${text}" within ${ms} ms`)), ms)
+      const timer = setTimeout(() => reject(new Error(`${name}: no "${text}" within ${ms} ms`)), ms).unref()
       waiters.push({ text, resolve: () => (clearTimeout(timer), resolve()) })
       exited.then(({ code }) => reject(new Error(`${name} exited (${code}) before "${text}"`)))
     })
   return { child, exited, waitFor }
 }
 
+// Timers are unref'd: a bound that was not needed must not keep this script alive.
 const within = (promise, ms, what) =>
-  Promise.race([promise, new Promise((_, reject) => setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms))])
+  Promise.race([promise, new Promise((_, reject) => setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms).unref())])
 
 const port = await freePort()
 const common = { PORT: String(port), RUNSTREAM_LOG_LEVEL: "info" }
