@@ -33,10 +33,12 @@ describe("the shop's tasks", () => {
     it.effect("an order without lines is refused at the start, and nothing is written", () =>
       Effect.gen(function*() {
         const runs = yield* Runs.Runs
+        // The tests of this block share a database: compare with what the others left.
+        const before = yield* runs.list({ task: Invoice.name })
         const error = yield* Effect.flip(runs.start(Invoice, { orderId: "o-3", lines: [] }))
         expect(error._tag).toBe("InvalidInput")
-        const page = yield* runs.list({ task: Invoice.name })
-        expect(page.runs).toEqual([])
+        const after = yield* runs.list({ task: Invoice.name })
+        expect(after.runs.map((run) => run.id)).toEqual(before.runs.map((run) => run.id))
       }))
   })
 })
