@@ -3,9 +3,9 @@
  * applications that register their own tasks:
  *
  * ```ts
- * // my-server.ts, run with `node --import tsx my-server.ts`
- * import * as Main from "./src/main/Main.ts"
- * import * as Programs from "./src/main/Programs.ts"
+ * // server.ts
+ * import { Main, Programs } from "runstream"
+ * import { ResizeImage, SendEmail } from "./tasks.js"
  *
  * Main.run(Programs.makeServerLayer([SendEmail, ResizeImage]))
  * ```

@@ -19,7 +19,7 @@ import * as TestDatabase from "./TestDatabase.ts"
 
 export interface Options<Tasks extends ReadonlyArray<Task.Any>> {
   readonly tasks: Tasks
-  /** Worker settings, or `false` for a program without workers. Tests default to short leases. */
+  /** Worker settings (the production defaults when left out), or `false` for a program without workers. */
   readonly workers?: WorkersSettings | false | undefined
   readonly bus?: "memory" | "postgres" | undefined
   /** Pool size of this graph (default 4: many graphs run at once). */
