@@ -1,4 +1,5 @@
 import { describe, expect, layer } from "@effect/vitest"
+import { Validator } from "@seriousme/openapi-schema-validator"
 import { Chunk, Effect, Option, Queue, Stream } from "effect"
 import type { RunId } from "../../src/domain/Ids.ts"
 import { Runs } from "../../src/Runs.ts"
@@ -209,6 +210,14 @@ describe("HTTP API: runs", () => {
         expect(JSON.stringify(body)).not.toContain("HttpApiDecodeError")
         expect(body.components.securitySchemes.bearer).toEqual({ type: "http", scheme: "bearer" })
         expect(body.paths["/healthz"].get.security).toEqual([])
+      }))
+
+    it.effect("serves an OpenAPI document that is valid OpenAPI 3.1", () =>
+      Effect.gen(function*() {
+        const { body } = yield* call("/openapi.json")
+        const result = yield* Effect.promise(() => new Validator().validate(body))
+        expect(result.errors).toBeUndefined()
+        expect(result.valid).toBe(true)
       }))
   })
 })
