@@ -164,8 +164,12 @@ export const placesTaken = (pool: {
   readonly writerCapacity: number
 }): number => pool.inFlight - Math.min(pool.ending, pool.writerCapacity) + pool.reserved
 
-/** Errors that no retry can cure. */
-const isPermanent = (tag: string) => tag === "PermanentError" || tag === "InputInvalid" || tag === "UnknownTask"
+/**
+ * Errors that no retry can cure. An output that fails its schema or cannot be
+ * stored is one: the same input gives the same output again.
+ */
+const isPermanent = (tag: string) =>
+  tag === "PermanentError" || tag === "InputInvalid" || tag === "OutputInvalid" || tag === "UnknownTask"
 
 /**
  * What is recorded of a failed attempt: the error's tag and message, bounded,
