@@ -4,7 +4,7 @@
  */
 import type { SqlError } from "@effect/sql"
 import { Channel, Chunk, Config, Context, DateTime, Duration, Effect, Layer, Mailbox, Option, ParseResult, Schema, type Scope, Stream } from "effect"
-import { AwaitTimeout, InvalidInput, PayloadTooLarge, type RunAlreadyFinished, type InvalidCursor, type RunNotFound, UnknownTask } from "./domain/Errors.ts"
+import { AwaitTimeout, type IdempotencyConflict, InvalidInput, PayloadTooLarge, type RunAlreadyFinished, type InvalidCursor, type RunNotFound, UnknownTask } from "./domain/Errors.ts"
 import { makeRunId, type RunId } from "./domain/Ids.ts"
 import { isFinished, type Run, type RunStatus } from "./domain/Run.ts"
 import { isTerminalType, type RunEvent } from "./domain/RunEvent.ts"
@@ -33,7 +33,7 @@ export interface AllEventsFilter {
   readonly runId?: RunId | undefined
 }
 
-export type StartError = UnknownTask | InvalidInput | PayloadTooLarge | SqlError.SqlError
+export type StartError = UnknownTask | InvalidInput | PayloadTooLarge | IdempotencyConflict | SqlError.SqlError
 
 export class Runs extends Context.Tag("runstream/Runs")<Runs, {
   /** Starts a run of a task with a typed input. */
@@ -44,7 +44,8 @@ export class Runs extends Context.Tag("runstream/Runs")<Runs, {
   ) => Effect.Effect<Run, StartError>
   /**
    * Starts runs by task name with unchecked inputs, all in one transaction, or
-   * none when any is refused. `created` is false for a repeated idempotency key.
+   * none when any is refused. `created` is false for a repeated idempotency key
+   * (same task and input); another task or input with it is `IdempotencyConflict`.
    */
   readonly startMany: (requests: ReadonlyArray<StartRequest>) => Effect.Effect<ReadonlyArray<Created>, StartError>
   readonly get: (runId: RunId) => Effect.Effect<Run, RunNotFound | SqlError.SqlError>

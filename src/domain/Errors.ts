@@ -28,6 +28,22 @@ export class InvalidInput extends Schema.TaggedError<InvalidInput>()("InvalidInp
   message: Schema.String
 }) {}
 
+/**
+ * The idempotency key was already used by a run of another task or with
+ * another input: the start is refused rather than answered with that run.
+ */
+export class IdempotencyConflict extends Schema.TaggedError<IdempotencyConflict>()("IdempotencyConflict", {
+  idempotencyKey: Schema.String,
+  /** The run that holds the key; none when the key came twice in one batch. */
+  runId: Schema.optional(Schema.String)
+}) {
+  override get message() {
+    return this.runId === undefined
+      ? `idempotency key '${this.idempotencyKey}' is given twice in this batch with different tasks or inputs`
+      : `idempotency key '${this.idempotencyKey}' was used by run ${this.runId} with another task or input`
+  }
+}
+
 /** A value is larger than the configured limit. */
 export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()("PayloadTooLarge", {
   what: Schema.String,

@@ -8,6 +8,7 @@ import { HttpApiSchema, HttpServerResponse } from "@effect/platform"
 import type { SqlError } from "@effect/sql"
 import { Effect, Schema } from "effect"
 import type {
+  IdempotencyConflict,
   InvalidCursor,
   InvalidInput,
   PayloadTooLarge,
@@ -56,6 +57,8 @@ export const Unauthorized = withStatus(401, "A valid `Authorization: Bearer <key
 export const NotFound = withStatus(404, "No such run.")
 /** @category declarations */
 export const Conflict = withStatus(409, "The run is already finished.")
+/** @category declarations */
+export const IdempotencyKeyConflict = withStatus(409, "The idempotency key was used before with another task or input.")
 /** @category declarations */
 export const ContentTooLarge = withStatus(413, "The body or the run's input is over the limit.")
 /** @category declarations */
@@ -109,6 +112,7 @@ export type CoreError =
   | PayloadTooLarge
   | RunAlreadyFinished
   | InvalidCursor
+  | IdempotencyConflict
   | SqlError.SqlError
 
 /** The API's answer to a failure of the core. */
@@ -126,6 +130,8 @@ export const fromCore = (error: CoreError): ApiError => {
       return new ApiError({ status: 413, code: "payload_too_large", message: error.message })
     case "RunAlreadyFinished":
       return new ApiError({ status: 409, code: "run_already_finished", message: error.message })
+    case "IdempotencyConflict":
+      return new ApiError({ status: 409, code: "idempotency_conflict", message: error.message })
     case "SqlError":
       return unavailable
   }

@@ -18,6 +18,7 @@ import { RpcClient, type RpcClientError, RpcSerialization } from "@effect/rpc"
 import { Context, Duration, Effect, Layer, ParseResult, type Redacted, Schema, type Stream } from "effect"
 import {
   type AwaitTimeout,
+  type IdempotencyConflict,
   type InvalidCursor,
   InvalidInput,
   type PayloadTooLarge,
@@ -38,14 +39,21 @@ export interface ClientOptions {
   readonly apiKey?: string | Redacted.Redacted | undefined
 }
 
-export type StartError = UnknownTask | InvalidInput | PayloadTooLarge | Unavailable | RpcClientError.RpcClientError
+export type StartError =
+  | UnknownTask
+  | InvalidInput
+  | PayloadTooLarge
+  | IdempotencyConflict
+  | Unavailable
+  | RpcClientError.RpcClientError
 
 /** A client of one Runstream server. `RpcClientError` means the call did not get an answer. */
 export class RunstreamClient extends Context.Tag("runstream/RunstreamClient")<RunstreamClient, {
   /**
    * Starts a run. With a `Task`, the input is typed and encoded with the task's
    * schema here; with a task name, it is sent as is. `created` is false for a
-   * repeated idempotency key.
+   * repeated idempotency key (same task and input); another task or input
+   * with it fails with `IdempotencyConflict`.
    */
   readonly start: {
     <T extends Task.Any>(task: T, input: Task.InputOf<T>, options?: StartOptions): Effect.Effect<typeof Started.Type, StartError>

@@ -104,6 +104,19 @@ describe("HTTP API: runs", () => {
         expect(second.body.run.idempotencyKey).toBe("order-42")
       }))
 
+    it.effect("answers 409 idempotency_conflict for a key reused with another input or task", () =>
+      Effect.gen(function*() {
+        const first = yield* post("/v1/runs", { task: "demo.echo", input: { n: 1 }, idempotencyKey: "order-43" })
+        expect(first.status).toBe(201)
+        for (const body of [{ task: "demo.echo", input: { n: 2 } }, { task: "demo.count", input: { to: 1 } }]) {
+          const answer = yield* post("/v1/runs", { ...body, idempotencyKey: "order-43" })
+          expect(answer.status).toBe(409)
+          expect(answer.body.error.code).toBe("idempotency_conflict")
+          expect(answer.body.error.message).toContain(first.body.run.id)
+        }
+        expect((yield* call(`/v1/runs?task=demo.count`)).body.runs).toEqual([])
+      }))
+
     it.effect("takes the start options of the body", () =>
       Effect.gen(function*() {
         const runAt = new Date(Date.now() + 3_600_000).toISOString()

@@ -8,6 +8,7 @@ import { createServer } from "node:http"
 import * as Demo from "../../src/demo/tasks.ts"
 import {
   AwaitTimeout,
+  IdempotencyConflict,
   InvalidCursor,
   InvalidInput,
   RunAlreadyFinished,
@@ -124,10 +125,13 @@ describe("RPC over HTTP", () => {
         expect([...page1.runs, ...page2.runs].map((run) => run.id).sort()).toEqual(ids)
 
         const once = yield* client.start("demo.echo", "hello", { idempotencyKey: "rpc-idem" })
-        const twice = yield* client.start("demo.echo", "again", { idempotencyKey: "rpc-idem" })
+        const twice = yield* client.start("demo.echo", "hello", { idempotencyKey: "rpc-idem" })
         expect(once.created).toBe(true)
         expect(twice.created).toBe(false)
         expect(twice.run.id).toBe(once.run.id)
+        const conflict = yield* Effect.flip(client.start("demo.echo", "again", { idempotencyKey: "rpc-idem" }))
+        expect(conflict).toBeInstanceOf(IdempotencyConflict)
+        expect(conflict).toMatchObject({ idempotencyKey: "rpc-idem", runId: once.run.id })
         expect((yield* client.awaitCompletion(once.run.id)).output).toBe("hello")
       }))
 
