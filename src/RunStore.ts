@@ -194,7 +194,9 @@ export const make = Effect.gen(function*() {
           FROM inserted r JOIN input i ON i.id = r.id
         ), events AS (
           INSERT INTO runstream_events (run_id, seq, type, data, at)
-          SELECT id, 1, 'run.queued', jsonb_build_object('task', task, 'queue', queue, 'runAt', run_at), ${at}::timestamptz
+          -- runAt as every other time of the API: ISO 8601 in UTC, milliseconds, a Z (not jsonb's +00:00).
+          SELECT id, 1, 'run.queued', jsonb_build_object('task', task, 'queue', queue,
+            'runAt', to_char(run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')), ${at}::timestamptz
           FROM inserted
           UNION ALL
           SELECT id, 2, 'run.started', jsonb_build_object('attempt', attempt), ${at}::timestamptz
