@@ -114,7 +114,8 @@ describe("HTTP API: runs", () => {
           expect(answer.body.error.code).toBe("idempotency_conflict")
           expect(answer.body.error.message).toContain(first.body.run.id)
         }
-        expect((yield* call(`/v1/runs?task=demo.count`)).body.runs).toEqual([])
+        const keyed = (yield* call("/v1/runs?limit=1000")).body.runs.filter((run: { idempotencyKey: string }) => run.idempotencyKey === "order-43")
+        expect(keyed.map((run: { id: string }) => run.id)).toEqual([first.body.run.id])
       }))
 
     it.effect("takes the start options of the body", () =>
