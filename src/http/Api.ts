@@ -213,7 +213,7 @@ export class Api extends HttpApi.make("runstream")
   .annotateContext(OpenApi.annotations({
     title: "Runstream",
     version: "1",
-    description: "Durable runs with live, resumable event streams. Errors are `{\"error\": {\"code\", \"message\"}}`. " +
+    description: "Durable runs with live, resumable event streams. Errors are `{\"error\": {\"code\", \"message\", \"issues\"?}}`. " +
       "When the server has API keys, every route but /healthz and /readyz needs `Authorization: Bearer <key>`.",
     transform: (spec) => withBearerAuth(withoutDecodeError(withoutBuiltinIds(spec)))
   }))

@@ -94,8 +94,7 @@ export class RunstreamClient extends Context.Tag("runstream/RunstreamClient")<Ru
   ) => Effect.Effect<Run, RunNotFound | AwaitTimeout | InvalidInput | Unavailable | RpcClientError.RpcClientError>
 }>() {}
 
-const invalid = (what: string) => (error: ParseResult.ParseError) =>
-  new InvalidInput({ message: `${what} is invalid:\n${ParseResult.TreeFormatter.formatErrorSync(error)}` })
+const invalid = (what: string) => (error: ParseResult.ParseError) => InvalidInput.fromParseError(what, error)
 
 const toMillis = (timeout: Duration.DurationInput | undefined) => {
   if (timeout === undefined) return undefined
