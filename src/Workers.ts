@@ -735,6 +735,13 @@ export const make = (options: WorkersOptions) =>
         for (const entry of [...inFlight.values()]) {
           if (!entry.taken) yield* stopRun(entry.claim.runId, "shutdown")
         }
+        // Said at once: else a Ctrl-C is silent for up to the grace period.
+        if (inFlight.size > 0) {
+          yield* Effect.logInfo(
+            `shutting down: waiting up to ${Duration.format(options.shutdownGrace)} for ${inFlight.size} run(s) ` +
+              "in flight to finish; those still running then are handed back"
+          )
+        }
         // Finalizers run uninterruptibly: let the timeout interrupt the wait.
         const finished = yield* drained.pipe(Effect.interruptible, Effect.timeoutOption(options.shutdownGrace))
         if (Option.isNone(finished)) {
