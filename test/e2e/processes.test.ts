@@ -145,4 +145,32 @@ describe("entry points", () => {
       expect(output).toContain("RUNSTREAM_MAX_STREAMS: must be between 1 and 1000000")
       expect(output).not.toMatch(/\n\s+at /)
     }), { timeout: 300_000 })
+  it.scoped("logs as RUNSTREAM_LOG_FORMAT and RUNSTREAM_LOG_LEVEL say: JSON lines, requests at debug", () =>
+    Effect.gen(function*() {
+      const server = yield* Child.start("src/main/server.ts", {
+        DATABASE_URL: yield* Database,
+        PORT: "0",
+        HOST: "127.0.0.1",
+        RUNSTREAM_LOG_FORMAT: "json",
+        RUNSTREAM_LOG_LEVEL: "debug"
+      })
+      const [, url] = yield* server.waitFor(listening)
+      yield* Effect.promise(() => fetch(`${url}/v1/runs`).then((response) => response.text()))
+      const [line] = yield* server.waitFor(/^\{.*Sent HTTP response.*\}$/m)
+      expect(JSON.parse(line!)).toMatchObject({ logLevel: "DEBUG", annotations: { "http.url": "/v1/runs", "http.status": 200 } })
+    }).pipe(Effect.provide(database)), { timeout: 300_000 })
+
+  it.scoped("a bad log level or format stops start-up naming the variable", () =>
+    Effect.gen(function*() {
+      const server = yield* Child.start("src/main/server.ts", {
+        DATABASE_URL: "postgres://nobody@127.0.0.1:1/none",
+        RUNSTREAM_LOG_LEVEL: "loud",
+        LOG_FORMAT: "xml"
+      })
+      expect(yield* server.exited).toEqual({ code: 1, signal: null })
+      const output = yield* server.output
+      expect(output).toContain("RUNSTREAM_LOG_LEVEL: Expected a log level but received \"loud\"")
+      expect(output).toContain("LOG_FORMAT: Expected one of")
+      expect(output).not.toMatch(/\n\s+at /)
+    }), { timeout: 300_000 })
 })
