@@ -4,10 +4,11 @@
  */
 import { describe, expect, it, layer } from "@effect/vitest"
 import { Context, Effect, Layer, Redacted } from "effect"
-import { chmodSync, mkdtempSync, rmSync } from "node:fs"
+import { chmodSync, mkdtempSync, realpathSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { DatabaseUrl } from "../../src/Database.ts"
+import * as Embedded from "../../src/internal/embeddedPostgres.ts"
 import { TestDatabase } from "../../src/testing/index.ts"
 import * as Sse from "../http/sse.ts"
 import { BaseUrl, call, follow, post } from "../http/support.ts"
@@ -129,6 +130,26 @@ describe("entry points", () => {
       expect(health).toEqual({ status: "ok" })
       yield* dev.kill("SIGTERM")
       expect(yield* dev.exited).toEqual({ code: 0, signal: null })
+    }), { timeout: 300_000 })
+
+  it.scoped("dev as root with its data inside a private directory starts, on RUNSTREAM_EMBEDDED_PORT, and says where", () =>
+    Effect.gen(function*() {
+      const dir = yield* Effect.acquireRelease(
+        Effect.sync(() => mkdtempSync(join(tmpdir(), "runstream-dev-private-"))), // 0700
+        (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+      )
+      const port = yield* Embedded.freePort
+      const dev = yield* Child.start("src/main/dev.ts", { RUNSTREAM_DATA_DIR: dir, PORT: "0", RUNSTREAM_EMBEDDED_PORT: String(port) })
+      const [, url] = yield* dev.waitFor(/Runstream dev server: (http:\/\/[\d.]+:\d+)/, "240 seconds")
+      const output = yield* dev.output
+      expect(output).toContain(`embedded Postgres at postgres://postgres@127.0.0.1:${port}/postgres`)
+      if (process.getuid?.() === 0) expect(output).toContain(`linked from ${dir}/pg: user postgres cannot enter ${dir}`)
+      const health = yield* Effect.promise(() => fetch(`${url}/healthz`).then((response) => response.json()))
+      expect(health).toEqual({ status: "ok" })
+      yield* dev.kill("SIGTERM")
+      expect(yield* dev.exited).toEqual({ code: 0, signal: null })
+      const kept = realpathSync(join(dir, "pg"))
+      if (kept !== join(dir, "pg")) rmSync(kept, { recursive: true, force: true })
     }), { timeout: 300_000 })
 
   it.scoped("a bad setting stops start-up with a message naming each variable at fault", () =>
