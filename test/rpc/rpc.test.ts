@@ -1,6 +1,6 @@
 import { FetchHttpClient, HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { RpcClient, RpcClientError } from "@effect/rpc"
+import { RpcClient } from "@effect/rpc"
 import { SqlError } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import { Chunk, DateTime, Effect, Layer, Stream } from "effect"
@@ -220,11 +220,11 @@ describe("RPC over HTTP", () => {
         Effect.provide(FetchHttpClient.layer)
       ))
 
-    it.effect("fails a call the server refuses with RpcClientError instead of waiting forever", () =>
+    it.effect("fails a call the server refuses with Unauthorized instead of waiting forever", () =>
       Effect.gen(function*() {
         const anonymous = yield* RunstreamClient.RunstreamClient
         const error = yield* Effect.flip(anonymous.list())
-        expect(error).toBeInstanceOf(RpcClientError.RpcClientError)
+        expect(error).toBeInstanceOf(RunstreamClient.Unauthorized)
       }).pipe(Effect.provide(clientLayer(undefined))))
   })
 })
