@@ -136,11 +136,26 @@ export const make = Effect.gen(function*() {
   const queue = yield* Queue
   const columns = sql.literal(runColumns)
   const keyedHash = sql.literal(requestHash("task", "input"))
+  const noHash = sql.literal("NULL::bytea")
+  // A key used before (or twice in this batch) with another task or input: nothing is inserted.
+  const conflictCte = sql.literal(`conflict AS (
+          SELECT 1 FROM input i JOIN runstream_runs r ON r.idempotency_key = i.idempotency_key
+          WHERE i.idempotency_key IS NOT NULL AND r.request_hash <> i.request_hash
+          UNION ALL
+          SELECT 1 FROM input a JOIN input b ON a.idempotency_key = b.idempotency_key AND a.i < b.i
+          WHERE a.request_hash <> b.request_hash
+          LIMIT 1
+        ),`)
+  const conflictGuard = sql.literal("WHERE NOT EXISTS (SELECT 1 FROM conflict)")
+  const noConflictCte = sql.literal("")
+  const noConflictGuard = sql.literal("")
 
   const create = (runs: ReadonlyArray<NewRun>) =>
     Effect.gen(function*() {
       if (runs.length === 0) return []
       const at = yield* now
+      // Batches without keys (most) run the statement without the conflict check.
+      const keyed = runs.some((run) => run.idempotencyKey !== null)
       const input = JSON.stringify(runs.map((run, i) => ({
         i,
         id: run.id,
@@ -167,25 +182,17 @@ export const make = Effect.gen(function*() {
       })))
       const inserted = yield* sql<RunRow>`/* prepared */
         WITH input AS (
-          SELECT *, ${keyedHash} AS request_hash
+          SELECT *, ${keyed ? keyedHash : noHash} AS request_hash
           FROM jsonb_to_recordset(${input}::jsonb) AS t(i integer, id uuid, task text, queue text,
             input jsonb, max_attempts integer, priority integer, timeout_ms integer, idempotency_key text,
             run_at timestamptz, status text, attempt integer, last_seq integer, started_at timestamptz,
             worker text, locked_until timestamptz)
-        ), conflict AS (
-          -- A key used before (or twice in this batch) with another task or input: nothing is inserted.
-          SELECT 1 FROM input i JOIN runstream_runs r ON r.idempotency_key = i.idempotency_key
-          WHERE i.idempotency_key IS NOT NULL AND r.request_hash <> i.request_hash
-          UNION ALL
-          SELECT 1 FROM input a JOIN input b ON a.idempotency_key = b.idempotency_key AND a.i < b.i
-          WHERE a.request_hash <> b.request_hash
-          LIMIT 1
-        ), inserted AS (
+        ), ${keyed ? conflictCte : noConflictCte} inserted AS (
           INSERT INTO runstream_runs (id, task, queue, status, input, max_attempts, priority, timeout_ms,
             idempotency_key, request_hash, created_at, run_at, last_seq, attempt, started_at)
           SELECT id, task, queue, status, input, max_attempts, priority, timeout_ms, idempotency_key, request_hash,
             ${at}, run_at, last_seq, attempt, started_at
-          FROM input WHERE NOT EXISTS (SELECT 1 FROM conflict) ORDER BY i
+          FROM input ${keyed ? conflictGuard : noConflictGuard} ORDER BY i
           -- The key's unique index is partial (keyed runs only): the conflict names its predicate.
           ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
           RETURNING ${columns}
