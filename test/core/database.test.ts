@@ -119,9 +119,9 @@ describe("Database", () => {
       expect(refused).toBe(true)
     }), 120_000)
 
-  it.scopedLive("as root, keeps the cluster where Postgres can reach it when RUNSTREAM_DATA_DIR is inside a private directory", () =>
+  // Only root hands the server to another user.
+  it.scopedLive.skipIf(process.getuid?.() !== 0)("as root, keeps the cluster where Postgres can reach it when RUNSTREAM_DATA_DIR is inside a private directory", () =>
     Effect.gen(function*() {
-      if (process.getuid?.() !== 0) return // only root hands the server to another user
       // mkdtemp's directory is 0700: the postgres user cannot enter it.
       const dir = mkdtempSync(join(tmpdir(), "runstream-private-"))
       yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
@@ -148,6 +148,22 @@ describe("Database", () => {
       // The next start finds the same cluster through the link.
       yield* session("SELECT count(*) FROM kept")
     }), 180_000)
+
+  it.scopedLive.skipIf(process.getuid?.() !== 0)("as root, where no place is reachable, start-up fails in one line with the cause and the fix", () =>
+    Effect.gen(function*() {
+      const dir = mkdtempSync(join(tmpdir(), "runstream-private-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+      // The temporary directory itself private: nowhere to keep the cluster.
+      const previous = process.env["TMPDIR"]
+      yield* Effect.acquireRelease(
+        Effect.sync(() => void (process.env["TMPDIR"] = join(dir, "tmp"))),
+        () => Effect.sync(() => void (previous === undefined ? delete process.env["TMPDIR"] : process.env["TMPDIR"] = previous))
+      )
+      const error = yield* Effect.flip(Embedded.start({ dataDir: join(dir, "data"), persistent: false }))
+      expect(error.message.split("\n")).toHaveLength(1)
+      expect(error.message).toContain(`cannot enter ${dir}`)
+      expect(error.message).toContain("give RUNSTREAM_DATA_DIR a directory it can reach")
+    }))
 
   it.scopedLive("RUNSTREAM_EMBEDDED_PORT taken by another process: start-up fails naming the port and the variable", () =>
     Effect.gen(function*() {
