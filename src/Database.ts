@@ -98,8 +98,21 @@ export const layerClient = (options: PoolOptions = {}) =>
   Layer.effectDiscard(migrate).pipe(Layer.provideMerge(layerPool(options)))
 
 /**
- * `DATABASE_URL` when set; otherwise an embedded Postgres whose files live in
- * `RUNSTREAM_DATA_DIR` (default `.runstream`), kept between starts.
+ * The embedded server's settings: where its files live (kept between starts)
+ * and its port on 127.0.0.1 (0, the default: any free one).
+ * @category config
+ */
+export const EmbeddedConfig = Config.all({
+  dataDir: Config.string("RUNSTREAM_DATA_DIR").pipe(Config.withDefault(".runstream")),
+  port: Config.integer("RUNSTREAM_EMBEDDED_PORT").pipe(
+    Config.validate({ message: "must be a port number from 0 to 65535 (0 picks a free one)", validation: (n) => n >= 0 && n <= 65535 }),
+    Config.withDefault(0)
+  )
+})
+
+/**
+ * `DATABASE_URL` when set; otherwise an embedded Postgres (see `EmbeddedConfig`)
+ * whose URL, without its password, is logged at start.
  */
 export const layerUrlFromConfig = Layer.scoped(
   DatabaseUrl,
@@ -108,10 +121,15 @@ export const layerUrlFromConfig = Layer.scoped(
     if (Option.isSome(url)) {
       return { url: url.value, description: "DATABASE_URL" }
     }
-    const dataDir = yield* Config.string("RUNSTREAM_DATA_DIR").pipe(Config.withDefault(".runstream"))
-    const server = yield* Embedded.start({ dataDir: `${dataDir}/pg`, persistent: true })
-    yield* Effect.logInfo(`embedded Postgres on port ${server.port}, data in ${server.databaseDir}`)
-    return { url: server.url, description: `embedded Postgres (data in ${server.databaseDir})` }
+    const { dataDir, port } = yield* EmbeddedConfig
+    const server = yield* Embedded.start({ dataDir: `${dataDir}/pg`, persistent: true, port })
+    const where = Option.match(server.relocatedFrom, {
+      onNone: () => `data in ${server.databaseDir}`,
+      onSome: (blocked) =>
+        `data in ${server.databaseDir} (linked from ${dataDir}/pg: user postgres cannot enter ${blocked})`
+    })
+    yield* Effect.logInfo(`embedded Postgres at ${server.displayUrl}, ${where}`)
+    return { url: server.url, description: `embedded Postgres at ${server.displayUrl} (${where})` }
   })
 )
 

@@ -5,7 +5,7 @@
  */
 import { SqlClient, type SqlError } from "@effect/sql"
 import { Context, DateTime, Effect, Layer, Option, Schema } from "effect"
-import { InvalidCursor, RunAlreadyFinished, RunNotFound } from "./domain/Errors.ts"
+import { IdempotencyConflict, InvalidCursor, RunAlreadyFinished, RunNotFound } from "./domain/Errors.ts"
 import { RunId } from "./domain/Ids.ts"
 import { isFinished, Run, type RunError, type RunStatus } from "./domain/Run.ts"
 import { now, plusMillis } from "./internal/time.ts"
@@ -48,9 +48,12 @@ export class RunStore extends Context.Tag("runstream/RunStore")<RunStore, {
   /**
    * Creates runs, or returns the existing runs of repeated idempotency keys.
    * One statement (one round trip, atomic on its own); joins the caller's
-   * transaction if there is one.
+   * transaction if there is one. A key already used with another task or
+   * input fails with `IdempotencyConflict`, and nothing is created.
    */
-  readonly create: (runs: ReadonlyArray<NewRun>) => Effect.Effect<ReadonlyArray<Created>, SqlError.SqlError>
+  readonly create: (
+    runs: ReadonlyArray<NewRun>
+  ) => Effect.Effect<ReadonlyArray<Created>, IdempotencyConflict | SqlError.SqlError>
   readonly get: (runId: RunId) => Effect.Effect<Run, RunNotFound | SqlError.SqlError>
   /** Newest first. `nextCursor` is set when there may be more. */
   readonly list: (options: ListOptions) => Effect.Effect<
@@ -119,15 +122,40 @@ export const decodeCursor = (cursor: string): Effect.Effect<RunId, InvalidCursor
     onSome: Effect.succeed
   })
 
+/**
+ * What a keyed run was started with, hashed by Postgres from the stored `jsonb`
+ * (its text has one spelling whatever the key order or spacing of the request)
+ * and only for keyed runs: unkeyed starts pay nothing.
+ */
+const requestHash = (task: string, input: string) =>
+  `CASE WHEN idempotency_key IS NULL THEN NULL
+    ELSE sha256(convert_to(${task} || chr(10) || coalesce(${input}, 'null'::jsonb)::text, 'UTF8')) END`
+
 export const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const queue = yield* Queue
   const columns = sql.literal(runColumns)
+  const keyedHash = sql.literal(requestHash("task", "input"))
+  const noHash = sql.literal("NULL::bytea")
+  // A key used before (or twice in this batch) with another task or input: nothing is inserted.
+  const conflictCte = sql.literal(`conflict AS (
+          SELECT 1 FROM input i JOIN runstream_runs r ON r.idempotency_key = i.idempotency_key
+          WHERE i.idempotency_key IS NOT NULL AND r.request_hash <> i.request_hash
+          UNION ALL
+          SELECT 1 FROM input a JOIN input b ON a.idempotency_key = b.idempotency_key AND a.i < b.i
+          WHERE a.request_hash <> b.request_hash
+          LIMIT 1
+        ),`)
+  const conflictGuard = sql.literal("WHERE NOT EXISTS (SELECT 1 FROM conflict)")
+  const noConflictCte = sql.literal("")
+  const noConflictGuard = sql.literal("")
 
   const create = (runs: ReadonlyArray<NewRun>) =>
     Effect.gen(function*() {
       if (runs.length === 0) return []
       const at = yield* now
+      // Batches without keys (most) run the statement without the conflict check.
+      const keyed = runs.some((run) => run.idempotencyKey !== null)
       const input = JSON.stringify(runs.map((run, i) => ({
         i,
         id: run.id,
@@ -154,16 +182,17 @@ export const make = Effect.gen(function*() {
       })))
       const inserted = yield* sql<RunRow>`/* prepared */
         WITH input AS (
-          SELECT * FROM jsonb_to_recordset(${input}::jsonb) AS t(i integer, id uuid, task text, queue text,
+          SELECT *, ${keyed ? keyedHash : noHash} AS request_hash
+          FROM jsonb_to_recordset(${input}::jsonb) AS t(i integer, id uuid, task text, queue text,
             input jsonb, max_attempts integer, priority integer, timeout_ms integer, idempotency_key text,
             run_at timestamptz, status text, attempt integer, last_seq integer, started_at timestamptz,
             worker text, locked_until timestamptz)
-        ), inserted AS (
+        ), ${keyed ? conflictCte : noConflictCte} inserted AS (
           INSERT INTO runstream_runs (id, task, queue, status, input, max_attempts, priority, timeout_ms,
-            idempotency_key, created_at, run_at, last_seq, attempt, started_at)
-          SELECT id, task, queue, status, input, max_attempts, priority, timeout_ms, idempotency_key, ${at},
-            run_at, last_seq, attempt, started_at
-          FROM input ORDER BY i
+            idempotency_key, request_hash, created_at, run_at, last_seq, attempt, started_at)
+          SELECT id, task, queue, status, input, max_attempts, priority, timeout_ms, idempotency_key, request_hash,
+            ${at}, run_at, last_seq, attempt, started_at
+          FROM input ${keyed ? conflictGuard : noConflictGuard} ORDER BY i
           -- The key's unique index is partial (keyed runs only): the conflict names its predicate.
           ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
           RETURNING ${columns}
@@ -172,7 +201,9 @@ export const make = Effect.gen(function*() {
           FROM inserted r JOIN input i ON i.id = r.id
         ), events AS (
           INSERT INTO runstream_events (run_id, seq, type, data, at)
-          SELECT id, 1, 'run.queued', jsonb_build_object('task', task, 'queue', queue, 'runAt', run_at), ${at}::timestamptz
+          -- runAt as every other time of the API: ISO 8601 in UTC, milliseconds, a Z (not jsonb's +00:00).
+          SELECT id, 1, 'run.queued', jsonb_build_object('task', task, 'queue', queue,
+            'runAt', to_char(run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')), ${at}::timestamptz
           FROM inserted
           UNION ALL
           SELECT id, 2, 'run.started', jsonb_build_object('attempt', attempt), ${at}::timestamptz
@@ -184,13 +215,32 @@ export const make = Effect.gen(function*() {
         )
         SELECT * FROM inserted`
       const byId = new Map(inserted.map((row) => [row.id, row]))
+      if (byId.size === runs.length) return runs.map((run): Created => ({ run: toRun(byId.get(run.id)!), created: true }))
       const missingKeys = runs.filter((run) => !byId.has(run.id) && run.idempotencyKey !== null)
         .map((run) => run.idempotencyKey!)
       // Read after the insert committed: a run of the same key committed
-      // during the insert (which made it skip ours) is visible now.
-      const existing = missingKeys.length === 0 ? [] : yield* sql<RunRow>`
-        SELECT ${columns} FROM runstream_runs WHERE idempotency_key = ANY(${missingKeys})`
+      // during the insert (which made it skip ours) is visible now. (Should it
+      // conflict, the batch's other runs, created by then, stay: a race of two
+      // different requests on one key, which the caller sees as the conflict.)
+      const existing = yield* sql<RunRow & { readonly conflict: boolean }>`
+        WITH input AS (
+          SELECT idempotency_key, ${keyedHash} AS request_hash
+          FROM jsonb_to_recordset(${input}::jsonb) AS t(task text, input jsonb, idempotency_key text)
+          WHERE idempotency_key = ANY(${missingKeys})
+        )
+        SELECT ${columns}, (r.request_hash <> i.request_hash) IS TRUE AS conflict
+        FROM runstream_runs r JOIN input i USING (idempotency_key)`
+      const conflicting = existing.find((row) => row.conflict)
+      if (conflicting !== undefined) {
+        return yield* new IdempotencyConflict({ idempotencyKey: conflicting.idempotency_key!, runId: conflicting.id })
+      }
       const byKey = new Map(existing.map((row) => [row.idempotency_key, row]))
+      // Nothing inserted and no run to answer with: one key twice in this batch, with different requests.
+      const unanswered = runs.filter((run) => !byId.has(run.id) && !byKey.has(run.idempotencyKey))
+      if (unanswered.length > 0) {
+        const key = unanswered.find((run) => run.idempotencyKey !== null)?.idempotencyKey ?? ""
+        return yield* new IdempotencyConflict({ idempotencyKey: key, runId: undefined })
+      }
       return runs.map((run): Created => {
         const row = byId.get(run.id)
         return row !== undefined

@@ -3,8 +3,8 @@
  * @since 0.1.0
  */
 import type { SqlError } from "@effect/sql"
-import { Channel, Chunk, Config, Context, DateTime, Duration, Effect, Layer, Mailbox, Option, ParseResult, Schema, type Scope, Stream } from "effect"
-import { AwaitTimeout, InvalidInput, PayloadTooLarge, type RunAlreadyFinished, type InvalidCursor, type RunNotFound, UnknownTask } from "./domain/Errors.ts"
+import { Channel, Chunk, Config, Context, DateTime, Duration, Effect, Layer, Mailbox, Option, Schema, type Scope, Stream } from "effect"
+import { AwaitTimeout, type IdempotencyConflict, InvalidInput, PayloadTooLarge, type RunAlreadyFinished, type InvalidCursor, type RunNotFound, UnknownTask } from "./domain/Errors.ts"
 import { makeRunId, type RunId } from "./domain/Ids.ts"
 import { isFinished, type Run, type RunStatus } from "./domain/Run.ts"
 import { isTerminalType, type RunEvent } from "./domain/RunEvent.ts"
@@ -33,7 +33,7 @@ export interface AllEventsFilter {
   readonly runId?: RunId | undefined
 }
 
-export type StartError = UnknownTask | InvalidInput | PayloadTooLarge | SqlError.SqlError
+export type StartError = UnknownTask | InvalidInput | PayloadTooLarge | IdempotencyConflict | SqlError.SqlError
 
 export class Runs extends Context.Tag("runstream/Runs")<Runs, {
   /** Starts a run of a task with a typed input. */
@@ -44,7 +44,8 @@ export class Runs extends Context.Tag("runstream/Runs")<Runs, {
   ) => Effect.Effect<Run, StartError>
   /**
    * Starts runs by task name with unchecked inputs, all in one transaction, or
-   * none when any is refused. `created` is false for a repeated idempotency key.
+   * none when any is refused. `created` is false for a repeated idempotency key
+   * (same task and input); another task or input with it is `IdempotencyConflict`.
    */
   readonly startMany: (requests: ReadonlyArray<StartRequest>) => Effect.Effect<ReadonlyArray<Created>, StartError>
   readonly get: (runId: RunId) => Effect.Effect<Run, RunNotFound | SqlError.SqlError>
@@ -89,16 +90,13 @@ export const RunsConfig = Config.all({
   )
 })
 
+const allErrors = { errors: "all" } as const
+
 // Built once: `Schema.validate(schema)` derives the type schema and its parser on each call.
-const validateOptions = Schema.validate(StartOptions)
+const validateOptions = Schema.validate(StartOptions, allErrors)
 
 /** Pages of `list` and `readEvents` are bounded. */
 export const maxPageSize = 1000
-
-const describe = (error: ParseResult.ParseError) => {
-  const text = ParseResult.TreeFormatter.formatErrorSync(error)
-  return text.length > 2000 ? `${text.slice(0, 2000)}…` : text
-}
 
 export const make = Effect.gen(function*() {
   const store = yield* RunStore
@@ -113,9 +111,10 @@ export const make = Effect.gen(function*() {
 
   const encodeInput = (task: Task.Any, input: unknown, typed: boolean) =>
     Effect.gen(function*() {
+      // Every fault of a refused input is reported (bounded), not only the first.
       const encoded = typed
-        ? yield* Schema.encodeUnknown(task.input)(input)
-        : yield* Schema.encodeUnknown(task.input)(yield* Schema.decodeUnknown(task.input)(input))
+        ? yield* Schema.encodeUnknown(task.input, allErrors)(input)
+        : yield* Schema.encodeUnknown(task.input, allErrors)(yield* Schema.decodeUnknown(task.input, allErrors)(input))
       const json = yield* storableJson("input", encoded)
       const bytes = Buffer.byteLength(json)
       if (bytes > config.maxInputBytes) {
@@ -124,7 +123,7 @@ export const make = Effect.gen(function*() {
       return encoded
     }).pipe(
       Effect.catchTag("ParseError", (error) =>
-        Effect.fail(new InvalidInput({ message: `input of task '${task.name}' is invalid:\n${describe(error)}` })))
+        Effect.fail(InvalidInput.fromParseError(`input of task '${task.name}'`, error)))
     )
 
   const prepare = (request: StartRequest, typed: boolean) =>
@@ -136,7 +135,7 @@ export const make = Effect.gen(function*() {
       const task = registered.task
       // Typed callers cannot pass bad options, but JSON and RPC callers can.
       const options = request.options === undefined ? {} : yield* validateOptions(request.options).pipe(
-        Effect.mapError((error) => new InvalidInput({ message: `options are invalid:\n${describe(error)}` }))
+        Effect.mapError((error) => InvalidInput.fromParseError("options", error))
       )
       const input = yield* encodeInput(task, request.input, typed)
       return {

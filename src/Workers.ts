@@ -164,8 +164,12 @@ export const placesTaken = (pool: {
   readonly writerCapacity: number
 }): number => pool.inFlight - Math.min(pool.ending, pool.writerCapacity) + pool.reserved
 
-/** Errors that no retry can cure. */
-const isPermanent = (tag: string) => tag === "PermanentError" || tag === "InputInvalid" || tag === "UnknownTask"
+/**
+ * Errors that no retry can cure. An output that fails its schema or cannot be
+ * stored is one: the same input gives the same output again.
+ */
+const isPermanent = (tag: string) =>
+  tag === "PermanentError" || tag === "InputInvalid" || tag === "OutputInvalid" || tag === "UnknownTask"
 
 /**
  * What is recorded of a failed attempt: the error's tag and message, bounded,
@@ -730,6 +734,13 @@ export const make = (options: WorkersOptions) =>
         // Runs not started yet go back at once.
         for (const entry of [...inFlight.values()]) {
           if (!entry.taken) yield* stopRun(entry.claim.runId, "shutdown")
+        }
+        // Said at once: else a Ctrl-C is silent for up to the grace period.
+        if (inFlight.size > 0) {
+          yield* Effect.logInfo(
+            `shutting down: waiting up to ${Duration.format(options.shutdownGrace)} for ${inFlight.size} run(s) ` +
+              "in flight to finish; those still running then are handed back"
+          )
         }
         // Finalizers run uninterruptibly: let the timeout interrupt the wait.
         const finished = yield* drained.pipe(Effect.interruptible, Effect.timeoutOption(options.shutdownGrace))

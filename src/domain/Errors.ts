@@ -3,7 +3,7 @@
  * to act on it; the HTTP layer maps each tag to a status and a JSON error.
  * @since 0.1.0
  */
-import { Schema } from "effect"
+import { ParseResult, Schema } from "effect"
 
 /** No run with this id exists (in this program's database). */
 export class RunNotFound extends Schema.TaggedError<RunNotFound>()("RunNotFound", {
@@ -23,10 +23,73 @@ export class UnknownTask extends Schema.TaggedError<UnknownTask>()("UnknownTask"
   }
 }
 
-/** The input (or another field of a request) failed validation. */
-export class InvalidInput extends Schema.TaggedError<InvalidInput>()("InvalidInput", {
+/** One thing wrong with a value: where (keys and indexes from the top) and what. */
+export const InputIssue = Schema.Struct({
+  path: Schema.Array(Schema.Union(Schema.String, Schema.Number)),
   message: Schema.String
-}) {}
+}).annotations({ identifier: "InputIssue" })
+
+/** The most issues an error lists, and the longest message and path segment it keeps. */
+export const issueBounds = { issues: 20, message: 300, segment: 100, depth: 32 } as const
+
+const clip = (text: string, length: number) => text.length > length ? `${text.slice(0, length)}…` : text
+
+/**
+ * Issues as a client reads them: bounded (a huge input gives no huge error),
+ * paths of strings and numbers only. An optional field's union with
+ * `undefined` adds an "Expected undefined" issue beside the real one: it is
+ * left out.
+ */
+export const boundedIssues = (
+  issues: ReadonlyArray<{ readonly path: ReadonlyArray<PropertyKey>; readonly message: string }>
+): Array<typeof InputIssue.Type> => {
+  const at = (path: ReadonlyArray<PropertyKey>) => path.map(String).join("\u0000")
+  const relevant = issues.filter((issue) =>
+    !issue.message.startsWith("Expected undefined") ||
+    !issues.some((other) => other !== issue && at(other.path) === at(issue.path))
+  )
+  return relevant.slice(0, issueBounds.issues).map((issue) => ({
+    path: issue.path.slice(0, issueBounds.depth).map((key) =>
+      typeof key === "number" ? key : clip(String(key), issueBounds.segment)
+    ),
+    message: clip(issue.message, issueBounds.message)
+  }))
+}
+
+/**
+ * The input (or another field of a request) failed validation. `message` is
+ * for humans; `issues`, when the value failed a schema, says field by field
+ * what is wrong.
+ */
+export class InvalidInput extends Schema.TaggedError<InvalidInput>()("InvalidInput", {
+  message: Schema.String,
+  issues: Schema.optional(Schema.Array(InputIssue))
+}) {
+  /** `what` (e.g. "input of task 'x'") failed its schema. */
+  static fromParseError(what: string, error: ParseResult.ParseError): InvalidInput {
+    const tree = ParseResult.TreeFormatter.formatErrorSync(error)
+    return new InvalidInput({
+      message: `${what} is invalid:\n${clip(tree, 2000)}`,
+      issues: boundedIssues(ParseResult.ArrayFormatter.formatErrorSync(error))
+    })
+  }
+}
+
+/**
+ * The idempotency key was already used by a run of another task or with
+ * another input: the start is refused rather than answered with that run.
+ */
+export class IdempotencyConflict extends Schema.TaggedError<IdempotencyConflict>()("IdempotencyConflict", {
+  idempotencyKey: Schema.String,
+  /** The run that holds the key; none when the key came twice in one batch. */
+  runId: Schema.optional(Schema.String)
+}) {
+  override get message() {
+    return this.runId === undefined
+      ? `idempotency key '${this.idempotencyKey}' is given twice in this batch with different tasks or inputs`
+      : `idempotency key '${this.idempotencyKey}' was used by run ${this.runId} with another task or input`
+  }
+}
 
 /** A value is larger than the configured limit. */
 export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()("PayloadTooLarge", {

@@ -78,6 +78,7 @@ export class RunsGroup extends HttpApiGroup.make("runs")
       .setPayload(StartRunBody)
       .addSuccess(RunResponse, { status: 201 })
       .addSuccess(RunResponse.annotations({ description: "The existing run of a repeated idempotency key" }), { status: 200 })
+      .addError(ApiError.IdempotencyKeyConflict)
       .addError(ApiError.ContentTooLarge)
       .addError(ApiError.UnsupportedMediaType)
       .annotate(OpenApi.Summary, "Start a run")
@@ -148,7 +149,6 @@ export class HealthGroup extends HttpApiGroup.make("health")
       .addError(ApiError.Unavailable)
       .annotate(OpenApi.Summary, "Readiness: the database answers and the LISTEN connection is up")
   )
-  .annotateContext(OpenApi.annotations({ override: { security: [] } }))
 {}
 
 /**
@@ -170,6 +170,22 @@ const withoutDecodeError = (spec: Record<string, any>): Record<string, any> => {
   }
   const { HttpApiDecodeError: _, Issue: __, PropertyKey: ___, ...schemas } = spec.components.schemas
   return { ...spec, components: { ...spec.components, schemas } }
+}
+
+/**
+ * Effect marks its built-in schemas (`Unknown`, `Any`, ...) with an `$id` such as
+ * `/schemas/unknown`; every use repeats it, and JSON Schema 2020-12 (OpenAPI 3.1)
+ * forbids one `$id` twice in a document. The marks say nothing to a reader: they go.
+ */
+const withoutBuiltinIds = (value: any): any => {
+  if (Array.isArray(value)) return value.map(withoutBuiltinIds)
+  if (value === null || typeof value !== "object") return value
+  const result: Record<string, any> = {}
+  for (const [key, inner] of Object.entries(value)) {
+    if (key === "$id" && typeof inner === "string" && inner.startsWith("/schemas/")) continue
+    result[key] = withoutBuiltinIds(inner)
+  }
+  return result
 }
 
 /** Bearer keys guard every operation but the health checks (`Auth` checks them, outside the `HttpApi`). */
@@ -197,9 +213,9 @@ export class Api extends HttpApi.make("runstream")
   .annotateContext(OpenApi.annotations({
     title: "Runstream",
     version: "1",
-    description: "Durable runs with live, resumable event streams. Errors are `{\"error\": {\"code\", \"message\"}}`. " +
+    description: "Durable runs with live, resumable event streams. Errors are `{\"error\": {\"code\", \"message\", \"issues\"?}}`. " +
       "When the server has API keys, every route but /healthz and /readyz needs `Authorization: Bearer <key>`.",
-    transform: (spec) => withBearerAuth(withoutDecodeError(spec))
+    transform: (spec) => withBearerAuth(withoutDecodeError(withoutBuiltinIds(spec)))
   }))
 {}
 

@@ -7,20 +7,24 @@
 import { HttpApiSchema, HttpServerResponse } from "@effect/platform"
 import type { SqlError } from "@effect/sql"
 import { Effect, Schema } from "effect"
-import type {
-  InvalidCursor,
-  InvalidInput,
-  PayloadTooLarge,
-  RunAlreadyFinished,
-  RunNotFound,
-  UnknownTask
+import {
+  boundedIssues,
+  type IdempotencyConflict,
+  InputIssue,
+  type InvalidCursor,
+  type InvalidInput,
+  type PayloadTooLarge,
+  type RunAlreadyFinished,
+  type RunNotFound,
+  type UnknownTask
 } from "../domain/Errors.ts"
 
 /** An error answered to a client. */
 export class ApiError extends Schema.TaggedError<ApiError>()("ApiError", {
   status: Schema.Int,
   code: Schema.String,
-  message: Schema.String
+  message: Schema.String,
+  issues: Schema.optional(Schema.Array(InputIssue))
 }) {}
 
 /** The body of every error response. */
@@ -29,9 +33,19 @@ export const ErrorBody = Schema.Struct({
     code: Schema.String.annotations({
       description: "Stable and machine-readable: run_not_found, invalid_input, invalid_json, unauthorized, ..."
     }),
-    message: Schema.String.annotations({ description: "For humans; may change between versions." })
+    message: Schema.String.annotations({ description: "For humans; may change between versions." }),
+    issues: Schema.optional(Schema.Array(InputIssue)).annotations({
+      description: "With `invalid_input` when a value failed its schema: what is wrong, field by field " +
+        "(`path`: keys and indexes from the top of the value). At most 20."
+    })
   })
 }).annotations({ identifier: "Error" })
+
+/** What a client is sent of an error. */
+const bodyOf = (error: ApiError): typeof ErrorBody.Type["error"] =>
+  error.issues === undefined
+    ? { code: error.code, message: error.message }
+    : { code: error.code, message: error.message, issues: error.issues }
 
 /**
  * `ApiError`s of one status as the `HttpApi` declares them: the builder encodes
@@ -43,8 +57,8 @@ const withStatus = (status: number, description: string) =>
     Schema.declare((u): u is ApiError => u instanceof ApiError && u.status === status),
     {
       strict: true,
-      decode: ({ error }) => new ApiError({ status, code: error.code, message: error.message }),
-      encode: (e) => ({ error: { code: e.code, message: e.message } })
+      decode: ({ error }) => new ApiError({ status, ...error }),
+      encode: (e) => ({ error: bodyOf(e) })
     }
   ).annotations(HttpApiSchema.annotations({ status, description }))
 
@@ -57,6 +71,8 @@ export const NotFound = withStatus(404, "No such run.")
 /** @category declarations */
 export const Conflict = withStatus(409, "The run is already finished.")
 /** @category declarations */
+export const IdempotencyKeyConflict = withStatus(409, "The idempotency key was used before with another task or input.")
+/** @category declarations */
 export const ContentTooLarge = withStatus(413, "The body or the run's input is over the limit.")
 /** @category declarations */
 export const UnsupportedMediaType = withStatus(415, "The body must be `application/json`.")
@@ -68,23 +84,22 @@ export const Unavailable = withStatus(503, "The database cannot be reached, the 
 /** @category constructors */
 export const badRequest = (code: string, message: string) => new ApiError({ status: 400, code, message })
 
-interface Issue {
-  readonly path: ReadonlyArray<PropertyKey>
-  readonly message: string
-}
-
 /**
- * A field-by-field account of what failed validation ("limit: Expected ...").
- * An optional field's union with `undefined` adds an "Expected undefined" issue
- * beside the real one: it is left out.
+ * What failed validation: field by field in `issues`, and in a line for
+ * humans ("limit: Expected ...").
  */
-export const invalidInput = (issues: ReadonlyArray<Issue>) => {
-  const at = (issue: Issue) => issue.path.length === 0 ? "value" : issue.path.map(String).join(".")
-  const relevant = issues.filter((issue) =>
-    !issue.message.startsWith("Expected undefined") || !issues.some((other) => other !== issue && at(other) === at(issue))
-  )
-  const text = relevant.map((issue) => `${at(issue)}: ${issue.message}`).join("; ")
-  return badRequest("invalid_input", text.length > 2000 ? `${text.slice(0, 2000)}…` : text)
+export const invalidInput = (
+  issues: ReadonlyArray<{ readonly path: ReadonlyArray<PropertyKey>; readonly message: string }>
+) => {
+  const bounded = boundedIssues(issues)
+  const text = bounded.map((issue) => `${issue.path.length === 0 ? "value" : issue.path.join(".")}: ${issue.message}`)
+    .join("; ")
+  return new ApiError({
+    status: 400,
+    code: "invalid_input",
+    message: text.length > 2000 ? `${text.slice(0, 2000)}…` : text,
+    issues: bounded
+  })
 }
 
 /** @category constructors */
@@ -109,6 +124,7 @@ export type CoreError =
   | PayloadTooLarge
   | RunAlreadyFinished
   | InvalidCursor
+  | IdempotencyConflict
   | SqlError.SqlError
 
 /** The API's answer to a failure of the core. */
@@ -119,13 +135,15 @@ export const fromCore = (error: CoreError): ApiError => {
     case "UnknownTask":
       return badRequest("unknown_task", error.message)
     case "InvalidInput":
-      return badRequest("invalid_input", error.message)
+      return new ApiError({ status: 400, code: "invalid_input", message: error.message, issues: error.issues })
     case "InvalidCursor":
       return badRequest("invalid_cursor", error.message)
     case "PayloadTooLarge":
       return new ApiError({ status: 413, code: "payload_too_large", message: error.message })
     case "RunAlreadyFinished":
       return new ApiError({ status: 409, code: "run_already_finished", message: error.message })
+    case "IdempotencyConflict":
+      return new ApiError({ status: 409, code: "idempotency_conflict", message: error.message })
     case "SqlError":
       return unavailable
   }
@@ -141,6 +159,6 @@ export const mapCore = <A, R>(effect: Effect.Effect<A, CoreError, R>): Effect.Ef
 /** The response for an error. */
 export const toResponse = (error: ApiError, headers?: Record<string, string>): HttpServerResponse.HttpServerResponse =>
   HttpServerResponse.unsafeJson(
-    { error: { code: error.code, message: error.message } },
+    { error: bodyOf(error) },
     { status: error.status, ...(headers === undefined ? {} : { headers }) }
   )

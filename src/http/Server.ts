@@ -9,7 +9,6 @@ import {
   HttpApiBuilder,
   HttpApiError,
   type HttpApp,
-  HttpMiddleware,
   HttpServer,
   HttpServerRequest
 } from "@effect/platform"
@@ -22,6 +21,7 @@ import { ApiError, internal, invalidInput, toResponse } from "./ApiError.ts"
 import * as Auth from "./Auth.ts"
 import * as EventsHandlers from "./EventsHandlers.ts"
 import * as HealthHandlers from "./HealthHandlers.ts"
+import * as RequestLog from "./RequestLog.ts"
 import { HttpConfig, type HttpOptions, ListenConfig, type ListenOptions } from "./HttpConfig.ts"
 import * as RunsHandlers from "./RunsHandlers.ts"
 import * as Streams from "./Streams.ts"
@@ -119,7 +119,7 @@ const serve = <E, R, RA>(app: Effect.Effect<HttpApp.Default<E, R>, never, RA>, n
   Layer.scoped(
     HttpServer.HttpServer,
     Effect.gen(function*() {
-      yield* HttpServer.serveEffect(yield* app, HttpMiddleware.logger)
+      yield* HttpServer.serveEffect(yield* app, RequestLog.atDebug)
       yield* Effect.logInfo(`${name} listening on ${yield* HttpServer.addressFormattedWith(Effect.succeed)}`)
       return yield* HttpServer.HttpServer
     })

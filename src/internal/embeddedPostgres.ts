@@ -23,15 +23,39 @@
  * (`runstream.owner` holds its pid, then the watchdog's): then the directory is
  * in use and start fails. The server's log is `server.log` in the data
  * directory, rewritten at each start.
+ *
+ * As root, the server runs as `postgres`, which must be able to enter every
+ * directory above its data. Where it cannot (a data directory inside a private
+ * `mktemp -d`, or a checkout under one), the cluster is kept in a directory of
+ * its own under the system's temporary directory, named by a hash of the
+ * requested path, and the requested path is a symbolic link to it: the next
+ * start finds the same cluster, and the start-up line says where it is.
  */
 import { Clock, Data, Duration, Effect, Option, Redacted, Schedule } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
-import { chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { createHash } from "node:crypto"
+import {
+  chownSync,
+  closeSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync
+} from "node:fs"
 import { rm } from "node:fs/promises"
 import { createRequire } from "node:module"
 import { createServer } from "node:net"
 import { arch, platform, tmpdir } from "node:os"
-import { dirname, join, resolve } from "node:path"
+import { dirname, join, parse, resolve } from "node:path"
 import { pathToFileURL } from "node:url"
 import { ensureLibraryLinks } from "./embeddedLibraryLinks.ts"
 
@@ -40,16 +64,33 @@ export class EmbeddedPostgresError extends Data.TaggedError("EmbeddedPostgresErr
   readonly cause?: unknown
 }> {}
 
-/** Asks the kernel for a free TCP port on loopback (5432 is often taken). */
-export const freePort: Effect.Effect<number, EmbeddedPostgresError> = Effect.async((resume) => {
-  const server = createServer()
-  server.once("error", (cause) => resume(Effect.fail(new EmbeddedPostgresError({ message: "no free port", cause }))))
-  server.listen(0, "127.0.0.1", () => {
-    const address = server.address()
-    const port = typeof address === "object" && address !== null ? address.port : 0
-    server.close(() => resume(Effect.succeed(port)))
+/**
+ * Takes `port` on loopback for a moment to see that it is free (0: asks the
+ * kernel for a free one, as 5432 is often taken); returns the port.
+ */
+const probePort = (port: number): Effect.Effect<number, EmbeddedPostgresError> =>
+  Effect.async((resume) => {
+    const server = createServer()
+    server.once("error", (cause: NodeJS.ErrnoException) =>
+      resume(Effect.fail(
+        new EmbeddedPostgresError({
+          message: port === 0
+            ? "no free port"
+            : cause.code === "EADDRINUSE"
+            ? `port ${port} on 127.0.0.1 is in use: set RUNSTREAM_EMBEDDED_PORT to a free port, or leave it unset for any free one`
+            : `port ${port} on 127.0.0.1 cannot be used (${cause.code ?? cause.message}): set RUNSTREAM_EMBEDDED_PORT to another`,
+          cause
+        })
+      )))
+    server.listen(port, "127.0.0.1", () => {
+      const address = server.address()
+      const taken = typeof address === "object" && address !== null ? address.port : 0
+      server.close(() => resume(Effect.succeed(taken)))
+    })
   })
-})
+
+/** Asks the kernel for a free TCP port on loopback (5432 is often taken). */
+export const freePort: Effect.Effect<number, EmbeddedPostgresError> = probePort(0)
 
 export interface EmbeddedOptions {
   /** Where the cluster's files live; reused when it already holds a cluster. */
@@ -59,6 +100,8 @@ export interface EmbeddedOptions {
   readonly maxConnections?: number
   /** Extra `-c name=value` settings (tests turn durability off: their data is thrown away). */
   readonly settings?: Readonly<Record<string, string>>
+  /** The port on 127.0.0.1; any free one when unset. */
+  readonly port?: number | undefined
 }
 
 interface Binaries {
@@ -252,6 +295,94 @@ const initialise = (bin: Binaries, databaseDir: string, user: Account) =>
     ({ dir }) => Effect.promise(() => rm(dir, { recursive: true, force: true }))
   )
 
+/** Whether `user` (its uid and primary group: the server has no other groups) may enter `dir`. */
+const canEnter = (dir: string, user: Account) => {
+  const { gid, mode, uid } = statSync(dir)
+  if (uid === user.uid) return (mode & 0o100) !== 0
+  if (gid === user.gid) return (mode & 0o010) !== 0
+  return (mode & 0o001) !== 0
+}
+
+/** The first directory above `path` (from the root down) that `user` cannot enter. */
+const blockingAncestor = (path: string, user: Account): Option.Option<string> => {
+  const ancestors: Array<string> = []
+  for (let dir = dirname(path); ; dir = dirname(dir)) {
+    ancestors.unshift(dir)
+    if (dir === parse(dir).root) break
+  }
+  return Option.fromNullable(ancestors.find((dir) => existsSync(dir) && !canEnter(dir, user)))
+}
+
+/** Where the server keeps a cluster requested at `databaseDir`, and why there. */
+interface Placement {
+  /** The directory the server is given (`-D`): `databaseDir`, or the directory it links to. */
+  readonly serverDir: string
+  /** Set when `databaseDir` is a link to `serverDir`: the directory the server could not enter. */
+  readonly relocatedFrom: Option.Option<string>
+}
+
+const isLink = (path: string) => {
+  try {
+    return lstatSync(path).isSymbolicLink()
+  } catch {
+    return false
+  }
+}
+
+const isEmptyDir = (path: string) => {
+  try {
+    return statSync(path).isDirectory() && readdirSync(path).length === 0
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Places the cluster where the server's user can reach it: at `databaseDir`
+ * when it can, else under the temporary directory with `databaseDir` a link
+ * to it (see the module's description). Any other case fails, in one line
+ * with the cause and the fix.
+ */
+const place = (databaseDir: string, user: Account): Effect.Effect<Placement, EmbeddedPostgresError> =>
+  Effect.try({
+    try: (): Placement | string => {
+      if (user.uid === undefined || user.gid === undefined) return { serverDir: databaseDir, relocatedFrom: Option.none() }
+      const own = (dir: string) => {
+        mkdirSync(dir, { recursive: true, mode: 0o700 })
+        chownSync(dir, user.uid!, user.gid!)
+      }
+      mkdirSync(dirname(databaseDir), { recursive: true })
+      const blocked = blockingAncestor(databaseDir, user)
+      if (isLink(databaseDir)) {
+        // Placed by an earlier start; the directory may be gone (the temporary directory was emptied).
+        const serverDir = resolve(dirname(databaseDir), readlinkSync(databaseDir))
+        own(serverDir)
+        return { serverDir, relocatedFrom: blocked }
+      }
+      if (Option.isNone(blocked)) return { serverDir: databaseDir, relocatedFrom: Option.none() }
+      const hash = createHash("sha256").update(databaseDir).digest("hex").slice(0, 16)
+      const serverDir = join(tmpdir(), `runstream-pg-${hash}`)
+      const fix = "give RUNSTREAM_DATA_DIR a directory it can reach, or open the way (chmod o+x on each directory above it)"
+      if (Option.isSome(blockingAncestor(serverDir, user))) {
+        return `user postgres (uid ${user.uid}), which runs the server as we are root, cannot enter ${blocked.value} ` +
+          `nor ${tmpdir()}: ${fix}`
+      }
+      if (existsSync(databaseDir) && !isEmptyDir(databaseDir)) {
+        return `user postgres (uid ${user.uid}), which runs the server as we are root, cannot enter ${blocked.value}, ` +
+          `and ${databaseDir} is not empty, so it cannot become a link to ${serverDir}: ${fix}`
+      }
+      if (existsSync(databaseDir)) rmdirSync(databaseDir)
+      own(serverDir)
+      symlinkSync(serverDir, databaseDir, "dir")
+      return { serverDir, relocatedFrom: blocked }
+    },
+    catch: failure(`could not prepare ${databaseDir} for the server`)
+  }).pipe(
+    Effect.flatMap((placed) =>
+      typeof placed === "string" ? Effect.fail(new EmbeddedPostgresError({ message: placed })) : Effect.succeed(placed)
+    )
+  )
+
 interface Running {
   readonly child: ChildProcess
   /** Whether the server process has ended. */
@@ -329,16 +460,18 @@ const stop = ({ child, exited, watchdog }: Running) =>
   })
 
 /**
- * Starts a Postgres cluster in `dataDir` on a free port and returns the URL of its
- * `postgres` database. Stops it when the scope closes.
+ * Starts a Postgres cluster in `dataDir` on `port` (default: a free one) and
+ * returns the URL of its `postgres` database. Stops it when the scope closes.
  */
 export const start = (options: EmbeddedOptions) =>
   Effect.gen(function*() {
-    const databaseDir = resolve(options.dataDir)
+    const requestedDir = resolve(options.dataDir)
     const bin = yield* binaries
     const user = yield* account
-    const port = yield* freePort
-    const args = [
+    const { relocatedFrom, serverDir: databaseDir } = yield* place(requestedDir, user).pipe(
+      Effect.mapError((error) => new EmbeddedPostgresError({ message: `embedded Postgres in ${requestedDir}: ${error.message}`, cause: error }))
+    )
+    const args = (port: number) => [
       "-p",
       String(port),
       "-c",
@@ -357,26 +490,37 @@ export const start = (options: EmbeddedOptions) =>
         }`,
         cause: error
       })
-    yield* Effect.acquireRelease(
+    const { port } = yield* Effect.acquireRelease(
       Effect.gen(function*() {
         yield* stopLeftover(databaseDir).pipe(Effect.mapError(context(false)))
+        // After the leftover server is stopped: it may hold the port asked for.
+        const port = yield* probePort(options.port ?? 0).pipe(Effect.mapError(context(false)))
         if (!existsSync(join(databaseDir, "PG_VERSION"))) {
           yield* initialise(bin, databaseDir, user).pipe(Effect.mapError(context(false)))
         }
-        return yield* launch(bin, databaseDir, user, args).pipe(Effect.mapError(context(true)))
+        const running = yield* launch(bin, databaseDir, user, args(port)).pipe(Effect.mapError(context(true)))
+        return { running, port }
       }),
-      (running) =>
+      ({ running }) =>
         stop(running).pipe(
           Effect.mapError(context(true)),
           Effect.andThen(() =>
-            options.persistent ? Effect.void : Effect.promise(() => rm(databaseDir, { recursive: true, force: true }))
+            options.persistent ? Effect.void : Effect.promise(async () => {
+              await rm(databaseDir, { recursive: true, force: true })
+              await rm(requestedDir, { recursive: true, force: true })
+            })
           ),
           Effect.catchAll((error) => Effect.logWarning(error.message))
         )
     )
     return {
       port,
+      /** Where the cluster's files are (a link at `dataDir` leads there when it was relocated). */
       databaseDir,
-      url: Redacted.make(`postgres://postgres:postgres@127.0.0.1:${port}/postgres`)
+      /** The server's directory was not reachable from `dataDir`: the directory that blocked it. */
+      relocatedFrom,
+      url: Redacted.make(`postgres://postgres:postgres@127.0.0.1:${port}/postgres`),
+      /** The URL without its password, for logs. */
+      displayUrl: `postgres://postgres@127.0.0.1:${port}/postgres`
     }
   })

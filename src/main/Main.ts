@@ -6,7 +6,7 @@
  * @since 0.1.0
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { Cause, ConfigError, Console, Effect, Layer, Option } from "effect"
+import { Cause, Config, ConfigError, Console, Effect, Layer, Logger, LogLevel, Option } from "effect"
 
 interface Problem {
   readonly missing: boolean
@@ -76,13 +76,39 @@ const claimSignals = () => {
   }
 }
 
+const logFormats = ["logfmt", "json", "pretty"] as const
+
+/**
+ * The process's log: the least level written (`RUNSTREAM_LOG_LEVEL`: trace,
+ * debug, info, warn, error, fatal or off, in any case) and the format
+ * (`RUNSTREAM_LOG_FORMAT`, or `LOG_FORMAT`): `pretty` on a terminal, `logfmt`
+ * (one line per entry) otherwise.
+ * @category config
+ */
+export const LogConfig = Config.all({
+  level: Config.logLevel("RUNSTREAM_LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info)),
+  format: Config.literal(...logFormats)("RUNSTREAM_LOG_FORMAT").pipe(
+    Config.orElse(() => Config.literal(...logFormats)("LOG_FORMAT")),
+    Config.withDefault(process.stdout.isTTY === true ? "pretty" : "logfmt")
+  )
+})
+
+/** The logger and least level of `LogConfig`. @category layers */
+export const layerLogging: Layer.Layer<never, ConfigError.ConfigError> = Layer.unwrapEffect(
+  Effect.map(LogConfig, ({ format, level }) =>
+    Layer.merge(
+      Logger.minimumLogLevel(level),
+      format === "json" ? Logger.json : format === "pretty" ? Logger.pretty : Logger.logFmt
+    ))
+)
+
 /** Runs `layer` as the process until a signal; see the module's description. */
 export const run = <E>(layer: Layer.Layer<never, E>): void => {
   claimSignals()
-  Layer.launch(layer).pipe(
+  Layer.launch(Layer.provide(layer, layerLogging)).pipe(
     Effect.tapErrorCause((cause) =>
       Cause.isInterruptedOnly(cause) ? Effect.void : Console.error(`runstream: ${describeFailure(cause)}`)
     ),
-    NodeRuntime.runMain({ disableErrorReporting: true })
+    NodeRuntime.runMain({ disableErrorReporting: true, disablePrettyLogger: true })
   )
 }

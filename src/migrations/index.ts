@@ -5,14 +5,16 @@ import { Migrator } from "@effect/sql"
 import init from "./0001_init.ts"
 import outboxRowsPerStatement from "./0002_outbox_rows_per_statement.ts"
 import partialIdempotencyIndex from "./0003_partial_idempotency_index.ts"
+import idempotencyRequestHash from "./0004_idempotency_request_hash.ts"
 
 export const loader = Migrator.fromRecord({
   "0001_init": init,
   "0002_outbox_rows_per_statement": outboxRowsPerStatement,
-  "0003_partial_idempotency_index": partialIdempotencyIndex
+  "0003_partial_idempotency_index": partialIdempotencyIndex,
+  "0004_idempotency_request_hash": idempotencyRequestHash
 })
 
 /** Changes when a migration is added: test templates are keyed by it. */
-export const schemaVersion = "0003"
+export const schemaVersion = "0004"
 
 export const migrationsTable = "runstream_migrations"

@@ -15,9 +15,10 @@
  */
 import { FetchHttpClient, HttpClient, HttpClientRequest } from "@effect/platform"
 import { RpcClient, type RpcClientError, RpcSerialization } from "@effect/rpc"
-import { Context, Duration, Effect, Layer, ParseResult, type Redacted, Schema, type Stream } from "effect"
+import { Context, Duration, Effect, Layer, ParseResult, Predicate, type Redacted, Schema, Stream } from "effect"
 import {
   type AwaitTimeout,
+  type IdempotencyConflict,
   type InvalidCursor,
   InvalidInput,
   type PayloadTooLarge,
@@ -38,35 +39,57 @@ export interface ClientOptions {
   readonly apiKey?: string | Redacted.Redacted | undefined
 }
 
-export type StartError = UnknownTask | InvalidInput | PayloadTooLarge | Unavailable | RpcClientError.RpcClientError
+/**
+ * The server answered 401: the client's `apiKey` is missing or not one of the
+ * server's keys. Retrying will not help.
+ * @category errors
+ */
+export class Unauthorized extends Schema.TaggedError<Unauthorized>()("Unauthorized", {}) {
+  override get message() {
+    return "the server refused the API key (401 Unauthorized): give the client one of the server's RUNSTREAM_API_KEYS"
+  }
+}
 
-/** A client of one Runstream server. `RpcClientError` means the call did not get an answer. */
+export type StartError =
+  | UnknownTask
+  | InvalidInput
+  | PayloadTooLarge
+  | IdempotencyConflict
+  | Unavailable
+  | Unauthorized
+  | RpcClientError.RpcClientError
+
+/**
+ * A client of one Runstream server. `Unauthorized` means the server refused
+ * the API key; `RpcClientError` that the call did not get an answer.
+ */
 export class RunstreamClient extends Context.Tag("runstream/RunstreamClient")<RunstreamClient, {
   /**
    * Starts a run. With a `Task`, the input is typed and encoded with the task's
    * schema here; with a task name, it is sent as is. `created` is false for a
-   * repeated idempotency key.
+   * repeated idempotency key (same task and input); another task or input
+   * with it fails with `IdempotencyConflict`.
    */
   readonly start: {
     <T extends Task.Any>(task: T, input: Task.InputOf<T>, options?: StartOptions): Effect.Effect<typeof Started.Type, StartError>
     (task: string, input: unknown, options?: StartOptions): Effect.Effect<typeof Started.Type, StartError>
   }
-  readonly get: (runId: string) => Effect.Effect<Run, RunNotFound | Unavailable | RpcClientError.RpcClientError>
+  readonly get: (runId: string) => Effect.Effect<Run, RunNotFound | Unavailable | Unauthorized | RpcClientError.RpcClientError>
   /** Newest first; pass `nextCursor` back as `cursor` for the next page. */
   readonly list: (options?: {
     readonly status?: RunStatus | undefined
     readonly task?: string | undefined
     readonly limit?: number | undefined
     readonly cursor?: string | undefined
-  }) => Effect.Effect<typeof RunPage.Type, InvalidCursor | InvalidInput | Unavailable | RpcClientError.RpcClientError>
+  }) => Effect.Effect<typeof RunPage.Type, InvalidCursor | InvalidInput | Unavailable | Unauthorized | RpcClientError.RpcClientError>
   readonly cancel: (
     runId: string
-  ) => Effect.Effect<Run, RunNotFound | RunAlreadyFinished | Unavailable | RpcClientError.RpcClientError>
+  ) => Effect.Effect<Run, RunNotFound | RunAlreadyFinished | Unavailable | Unauthorized | RpcClientError.RpcClientError>
   /** A page of the run's log after `after` (default 0). */
   readonly readEvents: (
     runId: string,
     options?: { readonly after?: number | undefined; readonly limit?: number | undefined }
-  ) => Effect.Effect<typeof EventPage.Type, RunNotFound | InvalidInput | Unavailable | RpcClientError.RpcClientError>
+  ) => Effect.Effect<typeof EventPage.Type, RunNotFound | InvalidInput | Unavailable | Unauthorized | RpcClientError.RpcClientError>
   /**
    * The run's events after `after` (default 0), each once and in order; ends
    * after the terminal event. To resume, pass the last seq seen as `after`.
@@ -74,20 +97,32 @@ export class RunstreamClient extends Context.Tag("runstream/RunstreamClient")<Ru
   readonly events: (
     runId: string,
     options?: { readonly after?: number | undefined }
-  ) => Stream.Stream<RunEvent, RunNotFound | InvalidInput | Unavailable | RpcClientError.RpcClientError>
+  ) => Stream.Stream<RunEvent, RunNotFound | InvalidInput | Unavailable | Unauthorized | RpcClientError.RpcClientError>
   /** Live events of every run (debug), optionally of one task or run. Not replayed; never ends. */
   readonly allEvents: (
     filter?: { readonly task?: string | undefined; readonly runId?: string | undefined }
-  ) => Stream.Stream<RunEvent, InvalidInput | RpcClientError.RpcClientError>
+  ) => Stream.Stream<RunEvent, InvalidInput | Unauthorized | RpcClientError.RpcClientError>
   /** Waits until the run is finished and returns it; `AwaitTimeout` after `timeout`, when given. */
   readonly awaitCompletion: (
     runId: string,
     options?: { readonly timeout?: Duration.DurationInput | undefined }
-  ) => Effect.Effect<Run, RunNotFound | AwaitTimeout | InvalidInput | Unavailable | RpcClientError.RpcClientError>
+  ) => Effect.Effect<Run, RunNotFound | AwaitTimeout | InvalidInput | Unavailable | Unauthorized | RpcClientError.RpcClientError>
 }>() {}
 
-const invalid = (what: string) => (error: ParseResult.ParseError) =>
-  new InvalidInput({ message: `${what} is invalid:\n${ParseResult.TreeFormatter.formatErrorSync(error)}` })
+const invalid = (what: string) => (error: ParseResult.ParseError) => InvalidInput.fromParseError(what, error)
+
+/** The protocol's failure for an answer of 401, as `Unauthorized`. */
+const isRefusedKey = (error: unknown): boolean => {
+  const cause = Predicate.hasProperty(error, "cause") ? error.cause : undefined
+  return Predicate.isTagged(error, "RpcClientError") && Predicate.isTagged(cause, "ResponseError") &&
+    Predicate.hasProperty(cause, "response") && Predicate.hasProperty(cause.response, "status") &&
+    cause.response.status === 401
+}
+
+const typed = <E>(error: E): E | Unauthorized => isRefusedKey(error) ? new Unauthorized() : error
+
+const call = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.mapError(effect, typed)
+const follow = <A, E, R>(stream: Stream.Stream<A, E, R>) => Stream.mapError(stream, typed)
 
 const toMillis = (timeout: Duration.DurationInput | undefined) => {
   if (timeout === undefined) return undefined
@@ -107,29 +142,29 @@ export const make = Effect.gen(function*() {
       const encodedOptions = options === undefined
         ? undefined
         : yield* Effect.mapError(Schema.encode(StartOptions)(options), invalid("options"))
-      return yield* client.Start({
+      return yield* call(client.Start({
         task: typeof task === "string" ? task : task.name,
         input: encodedInput,
         options: encodedOptions
-      })
+      }))
     })
 
   return RunstreamClient.of({
     start,
-    get: (runId) => client.Get({ runId }),
-    list: (options = {}) => client.List(options),
-    cancel: (runId) => client.Cancel({ runId }),
-    readEvents: (runId, options = {}) => client.ReadEvents({ runId, ...options }),
-    events: (runId, options = {}) => client.Events({ runId, ...options }),
-    allEvents: (filter = {}) => client.AllEvents(filter),
-    awaitCompletion: (runId, options = {}) => client.AwaitCompletion({ runId, timeoutMs: toMillis(options.timeout) })
+    get: (runId) => call(client.Get({ runId })),
+    list: (options = {}) => call(client.List(options)),
+    cancel: (runId) => call(client.Cancel({ runId })),
+    readEvents: (runId, options = {}) => call(client.ReadEvents({ runId, ...options })),
+    events: (runId, options = {}) => follow(client.Events({ runId, ...options })),
+    allEvents: (filter = {}) => follow(client.AllEvents(filter)),
+    awaitCompletion: (runId, options = {}) => call(client.AwaitCompletion({ runId, timeoutMs: toMillis(options.timeout) }))
   })
 })
 
 /**
  * The HTTP protocol on the `HttpClient` in context. A status other than 2xx
  * (a refused API key, a proxy's error page) fails the call with
- * `RpcClientError`; without the check its body would be read as NDJSON, answer
+ * `RpcClientError` (which the client turns into `Unauthorized` for a 401); without the check its body would be read as NDJSON, answer
  * nothing, and leave the call waiting forever.
  */
 export const layerProtocol = (options: ClientOptions): Layer.Layer<RpcClient.Protocol, never, HttpClient.HttpClient> =>

@@ -12,6 +12,7 @@ import { Rpc, RpcGroup } from "@effect/rpc"
 import { Schema } from "effect"
 import {
   AwaitTimeout,
+  IdempotencyConflict,
   InvalidCursor,
   InvalidInput,
   PayloadTooLarge,
@@ -63,7 +64,7 @@ export class RunstreamRpcs extends RpcGroup.make(
   Rpc.make("Start", {
     payload: { task: Schema.String, input: Schema.Unknown, options: Schema.optional(StartOptionsEncoded) },
     success: Started,
-    error: Schema.Union(UnknownTask, InvalidInput, PayloadTooLarge, Unavailable)
+    error: Schema.Union(UnknownTask, InvalidInput, PayloadTooLarge, IdempotencyConflict, Unavailable)
   }),
   Rpc.make("Get", {
     payload: { runId: Schema.String },

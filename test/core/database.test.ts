@@ -2,12 +2,14 @@ import { Migrator, SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Context, Effect, Layer, Redacted } from "effect"
 import { randomBytes } from "node:crypto"
-import { chmodSync, mkdtempSync, rmSync } from "node:fs"
+import { chmodSync, lstatSync, mkdtempSync, realpathSync, rmSync } from "node:fs"
+import { type AddressInfo, createServer, type Server } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import pg from "pg"
 import * as Database from "../../src/Database.ts"
 import * as EventBus from "../../src/EventBus.ts"
+import * as Embedded from "../../src/internal/embeddedPostgres.ts"
 import init from "../../src/migrations/0001_init.ts"
 import { migrationsTable } from "../../src/migrations/index.ts"
 import { drainOnce } from "../../src/OutboxRelay.ts"
@@ -52,7 +54,7 @@ describe("Database", () => {
       const ctx = yield* Layer.build(Database.layerClient({ maxConnections: 1, connectTimeout: TestDatabase.connectTimeout }).pipe(Layer.provide(urlLayer)))
       const sql = Context.get(ctx, SqlClient.SqlClient)
       const applied = yield* sql<{ migration_id: number }>`SELECT migration_id FROM runstream_migrations`
-      expect(applied.map((m) => m.migration_id)).toEqual([1, 2, 3])
+      expect(applied.map((m) => m.migration_id)).toEqual([1, 2, 3, 4])
       const tables = yield* sql<{ name: string }>`
         SELECT tablename AS name FROM pg_tables WHERE tablename LIKE 'runstream_%' ORDER BY 1`
       expect(tables.map((t) => t.name)).toEqual([
@@ -115,5 +117,69 @@ describe("Database", () => {
         new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 }).connect().then(() => false, () => true)
       )
       expect(refused).toBe(true)
+    }), 120_000)
+
+  // Only root hands the server to another user.
+  it.scopedLive.skipIf(process.getuid?.() !== 0)("as root, keeps the cluster where Postgres can reach it when RUNSTREAM_DATA_DIR is inside a private directory", () =>
+    Effect.gen(function*() {
+      // mkdtemp's directory is 0700: the postgres user cannot enter it.
+      const dir = mkdtempSync(join(tmpdir(), "runstream-private-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+      const dataDir = join(dir, "data")
+      const port = yield* Embedded.freePort
+      const config = ConfigProvider.fromMap(new Map([["RUNSTREAM_DATA_DIR", dataDir], ["RUNSTREAM_EMBEDDED_PORT", String(port)]]))
+      const session = (statement: string) =>
+        Effect.scoped(Effect.gen(function*() {
+          const ctx = yield* Layer.build(Database.layer)
+          const sql = Context.get(ctx, SqlClient.SqlClient)
+          yield* sql.unsafe(statement)
+          return Context.get(ctx, Database.DatabaseUrl)
+        })).pipe(Effect.withConfigProvider(config))
+      const first = yield* session("CREATE TABLE kept (n integer)")
+      expect(Redacted.value(first.url)).toContain(`@127.0.0.1:${port}/`)
+      expect(first.description).toContain(`postgres://postgres@127.0.0.1:${port}/postgres`)
+      expect(first.description).not.toContain("postgres:postgres@")
+      const serverDir = realpathSync(join(dataDir, "pg"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(serverDir, { recursive: true, force: true })))
+      expect(lstatSync(join(dataDir, "pg")).isSymbolicLink()).toBe(true)
+      expect(serverDir.startsWith(tmpdir())).toBe(true)
+      expect(first.description).toContain(serverDir)
+      expect(first.description).toContain(`cannot enter ${dir}`)
+      // The next start finds the same cluster through the link.
+      yield* session("SELECT count(*) FROM kept")
+    }), 180_000)
+
+  it.scopedLive.skipIf(process.getuid?.() !== 0)("as root, where no place is reachable, start-up fails in one line with the cause and the fix", () =>
+    Effect.gen(function*() {
+      const dir = mkdtempSync(join(tmpdir(), "runstream-private-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+      // The temporary directory itself private: nowhere to keep the cluster.
+      const previous = process.env["TMPDIR"]
+      yield* Effect.acquireRelease(
+        Effect.sync(() => void (process.env["TMPDIR"] = join(dir, "tmp"))),
+        () => Effect.sync(() => void (previous === undefined ? delete process.env["TMPDIR"] : process.env["TMPDIR"] = previous))
+      )
+      const error = yield* Effect.flip(Embedded.start({ dataDir: join(dir, "data"), persistent: false }))
+      expect(error.message.split("\n")).toHaveLength(1)
+      expect(error.message).toContain(`cannot enter ${dir}`)
+      expect(error.message).toContain("give RUNSTREAM_DATA_DIR a directory it can reach")
+    }))
+
+  it.scopedLive("RUNSTREAM_EMBEDDED_PORT taken by another process: start-up fails naming the port and the variable", () =>
+    Effect.gen(function*() {
+      const dir = mkdtempSync(join(tmpdir(), "runstream-port-test-"))
+      chmodSync(dir, 0o755)
+      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+      const blocker = yield* Effect.acquireRelease(
+        Effect.async<Server>((resume) => {
+          const server = createServer()
+          server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+        }),
+        (server) => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
+      )
+      const port = (blocker.address() as AddressInfo).port
+      const config = ConfigProvider.fromMap(new Map([["RUNSTREAM_DATA_DIR", dir], ["RUNSTREAM_EMBEDDED_PORT", String(port)]]))
+      const error = yield* Effect.flip(Effect.scoped(Layer.build(Database.layer)).pipe(Effect.withConfigProvider(config)))
+      expect(error.message).toContain(`port ${port} on 127.0.0.1 is in use: set RUNSTREAM_EMBEDDED_PORT to a free port`)
     }), 120_000)
 })

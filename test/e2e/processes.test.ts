@@ -4,10 +4,11 @@
  */
 import { describe, expect, it, layer } from "@effect/vitest"
 import { Context, Effect, Layer, Redacted } from "effect"
-import { chmodSync, mkdtempSync, rmSync } from "node:fs"
+import { chmodSync, mkdtempSync, realpathSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { DatabaseUrl } from "../../src/Database.ts"
+import * as Embedded from "../../src/internal/embeddedPostgres.ts"
 import { TestDatabase } from "../../src/testing/index.ts"
 import * as Sse from "../http/sse.ts"
 import { BaseUrl, call, follow, post } from "../http/support.ts"
@@ -131,6 +132,26 @@ describe("entry points", () => {
       expect(yield* dev.exited).toEqual({ code: 0, signal: null })
     }), { timeout: 300_000 })
 
+  it.scoped("dev as root with its data inside a private directory starts, on RUNSTREAM_EMBEDDED_PORT, and says where", () =>
+    Effect.gen(function*() {
+      const dir = yield* Effect.acquireRelease(
+        Effect.sync(() => mkdtempSync(join(tmpdir(), "runstream-dev-private-"))), // 0700
+        (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+      )
+      const port = yield* Embedded.freePort
+      const dev = yield* Child.start("src/main/dev.ts", { RUNSTREAM_DATA_DIR: dir, PORT: "0", RUNSTREAM_EMBEDDED_PORT: String(port) })
+      const [, url] = yield* dev.waitFor(/Runstream dev server: (http:\/\/[\d.]+:\d+)/, "240 seconds")
+      const output = yield* dev.output
+      expect(output).toContain(`embedded Postgres at postgres://postgres@127.0.0.1:${port}/postgres`)
+      if (process.getuid?.() === 0) expect(output).toContain(`linked from ${dir}/pg: user postgres cannot enter ${dir}`)
+      const health = yield* Effect.promise(() => fetch(`${url}/healthz`).then((response) => response.json()))
+      expect(health).toEqual({ status: "ok" })
+      yield* dev.kill("SIGTERM")
+      expect(yield* dev.exited).toEqual({ code: 0, signal: null })
+      const kept = realpathSync(join(dir, "pg"))
+      if (kept !== join(dir, "pg")) rmSync(kept, { recursive: true, force: true })
+    }), { timeout: 300_000 })
+
   it.scoped("a bad setting stops start-up with a message naming each variable at fault", () =>
     Effect.gen(function*() {
       const server = yield* Child.start("src/main/server.ts", {
@@ -143,6 +164,34 @@ describe("entry points", () => {
       expect(output).toContain("invalid configuration")
       expect(output).toContain("PORT: Expected an integer value but received \"eighty\"")
       expect(output).toContain("RUNSTREAM_MAX_STREAMS: must be between 1 and 1000000")
+      expect(output).not.toMatch(/\n\s+at /)
+    }), { timeout: 300_000 })
+  it.scoped("logs as RUNSTREAM_LOG_FORMAT and RUNSTREAM_LOG_LEVEL say: JSON lines, requests at debug", () =>
+    Effect.gen(function*() {
+      const server = yield* Child.start("src/main/server.ts", {
+        DATABASE_URL: yield* Database,
+        PORT: "0",
+        HOST: "127.0.0.1",
+        RUNSTREAM_LOG_FORMAT: "json",
+        RUNSTREAM_LOG_LEVEL: "debug"
+      })
+      const [, url] = yield* server.waitFor(listening)
+      yield* Effect.promise(() => fetch(`${url}/v1/runs`).then((response) => response.text()))
+      const [line] = yield* server.waitFor(/^\{.*Sent HTTP response.*\}$/m)
+      expect(JSON.parse(line!)).toMatchObject({ logLevel: "DEBUG", annotations: { "http.url": "/v1/runs", "http.status": 200 } })
+    }).pipe(Effect.provide(database)), { timeout: 300_000 })
+
+  it.scoped("a bad log level or format stops start-up naming the variable", () =>
+    Effect.gen(function*() {
+      const server = yield* Child.start("src/main/server.ts", {
+        DATABASE_URL: "postgres://nobody@127.0.0.1:1/none",
+        RUNSTREAM_LOG_LEVEL: "loud",
+        LOG_FORMAT: "xml"
+      })
+      expect(yield* server.exited).toEqual({ code: 1, signal: null })
+      const output = yield* server.output
+      expect(output).toContain("RUNSTREAM_LOG_LEVEL: Expected a log level but received \"loud\"")
+      expect(output).toContain("LOG_FORMAT: Expected one of")
       expect(output).not.toMatch(/\n\s+at /)
     }), { timeout: 300_000 })
 })

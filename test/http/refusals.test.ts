@@ -92,6 +92,31 @@ describe("HTTP API: refused requests", () => {
         expect(id.body.error.message).toBe("id: a run id is a lowercase UUID")
       }))
 
+    it.effect("lists what is wrong with an input field by field, bounded", () =>
+      Effect.gen(function*() {
+        const input = yield* post("/v1/runs", { task: "demo.count", input: { to: "three", delayMs: -1 } })
+        expect(input.status).toBe(400)
+        expect(input.body.error.code).toBe("invalid_input")
+        expect(input.body.error.message).toContain("input of task 'demo.count' is invalid")
+        expect(input.body.error.issues).toEqual([
+          { path: ["to"], message: "Expected number, actual \"three\"" },
+          { path: ["delayMs"], message: expect.stringContaining("non-negative") }
+        ])
+        const options = yield* post("/v1/runs", { task: "demo.echo", priority: 1.5, queue: "no spaces" })
+        expect(options.body.error.issues.map((issue: { path: Array<string> }) => issue.path[0]).sort()).toEqual(["priority", "queue"])
+        // An input with a thousand faults: twenty issues, each message bounded.
+        const many = yield* post("/v1/runs", {
+          task: "test.numbers",
+          input: Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [`k${i}`.repeat(100), "x".repeat(1000)]))
+        })
+        expect(many.status).toBe(400)
+        expect(many.body.error.issues).toHaveLength(20)
+        for (const issue of many.body.error.issues) {
+          expect(issue.message.length).toBeLessThanOrEqual(301)
+          expect(issue.path.every((key: unknown) => typeof key === "number" || (key as string).length <= 101)).toBe(true)
+        }
+      }))
+
     it.effect("tells the allowed methods of a known path", () =>
       Effect.gen(function*() {
         const answer = yield* call(`/v1/runs/${unknownRun}/cancel`)

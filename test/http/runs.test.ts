@@ -1,4 +1,5 @@
 import { describe, expect, layer } from "@effect/vitest"
+import { Validator } from "@seriousme/openapi-schema-validator"
 import { Chunk, Effect, Option, Queue, Stream } from "effect"
 import type { RunId } from "../../src/domain/Ids.ts"
 import { Runs } from "../../src/Runs.ts"
@@ -101,6 +102,20 @@ describe("HTTP API: runs", () => {
         expect(second.status).toBe(200)
         expect(second.body.run.id).toBe(first.body.run.id)
         expect(second.body.run.idempotencyKey).toBe("order-42")
+      }))
+
+    it.effect("answers 409 idempotency_conflict for a key reused with another input or task", () =>
+      Effect.gen(function*() {
+        const first = yield* post("/v1/runs", { task: "demo.echo", input: { n: 1 }, idempotencyKey: "order-43" })
+        expect(first.status).toBe(201)
+        for (const body of [{ task: "demo.echo", input: { n: 2 } }, { task: "demo.count", input: { to: 1 } }]) {
+          const answer = yield* post("/v1/runs", { ...body, idempotencyKey: "order-43" })
+          expect(answer.status).toBe(409)
+          expect(answer.body.error.code).toBe("idempotency_conflict")
+          expect(answer.body.error.message).toContain(first.body.run.id)
+        }
+        const keyed = (yield* call("/v1/runs?limit=1000")).body.runs.filter((run: { idempotencyKey: string }) => run.idempotencyKey === "order-43")
+        expect(keyed.map((run: { id: string }) => run.id)).toEqual([first.body.run.id])
       }))
 
     it.effect("takes the start options of the body", () =>
@@ -209,6 +224,14 @@ describe("HTTP API: runs", () => {
         expect(JSON.stringify(body)).not.toContain("HttpApiDecodeError")
         expect(body.components.securitySchemes.bearer).toEqual({ type: "http", scheme: "bearer" })
         expect(body.paths["/healthz"].get.security).toEqual([])
+      }))
+
+    it.effect("serves an OpenAPI document that is valid OpenAPI 3.1", () =>
+      Effect.gen(function*() {
+        const { body } = yield* call("/openapi.json")
+        const result = yield* Effect.promise(() => new Validator().validate(body))
+        expect(result.errors).toBeUndefined()
+        expect(result.valid).toBe(true)
       }))
   })
 })

@@ -1,10 +1,29 @@
 import { HttpServer } from "@effect/platform"
 import { describe, expect, it, layer } from "@effect/vitest"
-import { ConfigProvider, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Redacted, Scope, Stream } from "effect"
+import {
+  ConfigProvider,
+  Context,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  Layer,
+  Logger,
+  LogLevel,
+  Option,
+  Queue,
+  Redacted,
+  Scope,
+  Stream
+} from "effect"
+import * as Demo from "../../src/demo/tasks.ts"
 import { makeVerifier } from "../../src/http/Auth.ts"
 import { HttpConfig } from "../../src/http/HttpConfig.ts"
+import * as Server from "../../src/http/Server.ts"
 import * as Streams from "../../src/http/Streams.ts"
 import * as RunstreamClient from "../../src/rpc/RunstreamClient.ts"
+import { RunstreamTest } from "../../src/testing/index.ts"
 import * as Sse from "./sse.ts"
 import { BaseUrl, call, follow, open, post, program } from "./support.ts"
 
@@ -142,4 +161,25 @@ describe("HTTP API: event streams", () => {
       const after = yield* Effect.either(Effect.tryPromise(() => fetch(`${base}/healthz`)))
       expect(after._tag).toBe("Left")
     }))
+})
+
+describe("HTTP API: request log", () => {
+  const requests = Effect.runSync(Queue.unbounded<string>())
+  const capture = Logger.add(Logger.make(({ logLevel, message }) => {
+    const text = Array.isArray(message) ? message.map(String).join(" ") : String(message)
+    if (text === "Sent HTTP response") Queue.unsafeOffer(requests, logLevel.label)
+  }))
+  const logged = Layer.effect(BaseUrl, HttpServer.addressFormattedWith(Effect.succeed)).pipe(
+    Layer.provideMerge(Server.layer({ port: 0, host: "127.0.0.1" })),
+    Layer.provideMerge(RunstreamTest.layer({ tasks: Demo.all, workers: false })),
+    Layer.provide(Layer.merge(capture, Logger.minimumLogLevel(LogLevel.All)))
+  )
+  layer(logged, { excludeTestServices: true })((it) => {
+    it.effect("logs each answered request at debug level, not info", () =>
+      Effect.gen(function*() {
+        expect((yield* call("/v1/runs")).status).toBe(200)
+        // Written once the response is sent: waited for.
+        expect(yield* Queue.take(requests)).toBe("DEBUG")
+      }))
+  })
 })

@@ -28,7 +28,14 @@ export const Stepper = Task.make("test.stepper", {
     })
 })
 
-export const tasks = [...Demo.all, Stepper] as const
+/** Takes a record of numbers: an input can have as many faults as keys. */
+export const Numbers = Task.make("test.numbers", {
+  input: Schema.Record({ key: Schema.String, value: Schema.Number }),
+  output: Schema.Void,
+  run: () => Effect.void
+})
+
+export const tasks = [...Demo.all, Stepper, Numbers] as const
 
 /** Logs of the server under test above `Info` only. */
 export const quiet = Logger.minimumLogLevel(LogLevel.Warning)

@@ -1,7 +1,8 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { Echo } from "../../src/demo/tasks.ts"
+import { Count, Echo } from "../../src/demo/tasks.ts"
+import { IdempotencyConflict } from "../../src/domain/Errors.ts"
 import { Runs } from "../../src/Runs.ts"
 import { RunstreamTest } from "../../src/testing/index.ts"
 import { fastWorkers, logOf, patience, typesOf } from "./support.ts"
@@ -20,18 +21,17 @@ describe.concurrent("idempotency keys", () => {
   it.live("starting twice with one key returns the same run, created only the first time", () =>
     Effect.gen(function*() {
       const runs = yield* Runs
-      const request = { task: Echo.name, input: { n: 1 }, options: { idempotencyKey: "order-42" } }
+      const request = { task: Echo.name, input: { n: 1, m: [1, 2] }, options: { idempotencyKey: "order-42" } }
       const [first] = yield* runs.startMany([request])
-      const [second] = yield* runs.startMany([{ ...request, input: { n: 2 } }])
+      // The same input, its keys in another order: the same request.
+      const [second] = yield* runs.startMany([{ ...request, input: { m: [1, 2], n: 1 } }])
       expect(first!.created).toBe(true)
       expect(second!.created).toBe(false)
       expect(second!.run.id).toBe(first!.run.id)
-      // The first start's input is kept.
-      expect(second!.run.input).toEqual({ n: 1 })
       expect(second!.run.idempotencyKey).toBe("order-42")
 
       // The typed start answers the same run too.
-      const third = yield* runs.start(Echo, { n: 3 }, { idempotencyKey: "order-42" })
+      const third = yield* runs.start(Echo, { n: 1, m: [1, 2] }, { idempotencyKey: "order-42" })
       expect(third.id).toBe(first!.run.id)
 
       expect(yield* rowsWithKey("order-42")).toEqual({ runs: 1, jobs: 1 })
@@ -43,7 +43,7 @@ describe.concurrent("idempotency keys", () => {
       const runs = yield* Runs
       const created = yield* runs.startMany([
         { task: Echo.name, input: "a", options: { idempotencyKey: "batch-key" } },
-        { task: Echo.name, input: "b", options: { idempotencyKey: "batch-key" } },
+        { task: Echo.name, input: "a", options: { idempotencyKey: "batch-key" } },
         { task: Echo.name, input: "c" }
       ])
       expect(created.map((c) => c.created)).toEqual([true, false, true])
@@ -58,7 +58,7 @@ describe.concurrent("idempotency keys", () => {
       const attempts = 24
       const results = yield* Effect.all(
         Array.from({ length: attempts }, (_, i) =>
-          runs.startMany([{ task: Echo.name, input: { i }, options: { idempotencyKey: "race" } }])),
+          runs.startMany([{ task: Echo.name, input: { order: 7 }, options: { idempotencyKey: "race", priority: i } }])),
         { concurrency: "unbounded" }
       )
       const created = results.map((r) => r[0]!)
@@ -85,7 +85,7 @@ describe.concurrent("idempotency keys", () => {
       const runs = yield* Runs
       const run = yield* runs.start(Echo, "once", { idempotencyKey: "done-key" })
       yield* RunstreamTest.waitForRunCompletion(run.id, patience)
-      const [again] = yield* runs.startMany([{ task: Echo.name, input: "twice", options: { idempotencyKey: "done-key" } }])
+      const [again] = yield* runs.startMany([{ task: Echo.name, input: "once", options: { idempotencyKey: "done-key" } }])
       expect(again!.created).toBe(false)
       expect(again!.run.id).toBe(run.id)
       expect(again!.run.status).toBe("succeeded")
@@ -94,4 +94,41 @@ describe.concurrent("idempotency keys", () => {
       tasks: [Echo],
       workers: fastWorkers
     }))))
+
+  it.live("a key reused with another input or task is refused with IdempotencyConflict, and nothing is written", () =>
+    Effect.gen(function*() {
+      const runs = yield* Runs
+      const sql = yield* SqlClient.SqlClient
+      const first = yield* runs.start(Echo, { n: 1 }, { idempotencyKey: "pay-1" })
+      const refusals = [
+        [{ task: Echo.name, input: { n: 2 }, options: { idempotencyKey: "pay-1" } }],
+        [{ task: Count.name, input: { to: 1 }, options: { idempotencyKey: "pay-1" } }],
+        // With other runs in the batch: none of them is created.
+        [{ task: Echo.name, input: "fresh" }, { task: Echo.name, input: { n: 2 }, options: { idempotencyKey: "pay-1" } }]
+      ]
+      for (const requests of refusals) {
+        const error = yield* Effect.flip(runs.startMany(requests))
+        expect(error).toBeInstanceOf(IdempotencyConflict)
+        expect(error).toMatchObject({ idempotencyKey: "pay-1", runId: first.id })
+      }
+      // One key twice in a batch, with different inputs.
+      const twice = yield* Effect.flip(runs.startMany([
+        { task: Echo.name, input: 1, options: { idempotencyKey: "pay-2" } },
+        { task: Echo.name, input: 2, options: { idempotencyKey: "pay-2" } }
+      ]))
+      expect(twice).toMatchObject({ _tag: "IdempotencyConflict", idempotencyKey: "pay-2" })
+      const [{ n }] = yield* sql<{ n: number }>`SELECT count(*)::integer AS n FROM runstream_runs`
+      expect(n).toBe(1)
+      // The same request still answers its run.
+      expect((yield* runs.start(Echo, { n: 1 }, { idempotencyKey: "pay-1" })).id).toBe(first.id)
+    }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Echo, Count], workers: false }))))
+
+  it.live("a key of a run created before requests were hashed answers that run, whatever the input", () =>
+    Effect.gen(function*() {
+      const runs = yield* Runs
+      const sql = yield* SqlClient.SqlClient
+      const old = yield* runs.start(Echo, "old", { idempotencyKey: "legacy" })
+      yield* sql`UPDATE runstream_runs SET request_hash = NULL WHERE id = ${old.id}`
+      expect((yield* runs.start(Echo, "new", { idempotencyKey: "legacy" })).id).toBe(old.id)
+    }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Echo], workers: false }))))
 })

@@ -108,6 +108,28 @@ describe.concurrent("poison runs", () => {
       }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [BadOutput, Echo], workers: oneRunner })))
     }))
 
+  it.live("an output that can never be stored or encoded fails its run at once, without a retry", () =>
+    Effect.gen(function*() {
+      const WrongOutput = Task.make("test.wrong-output", {
+        input: Schema.Void,
+        output: Schema.Struct({ n: Schema.Number }),
+        run: () => Effect.succeed({ n: "not a number" } as unknown as { n: number })
+      })
+      yield* Effect.gen(function*() {
+        const runs = yield* Runs
+        // Inputs may be larger than the 64 KiB an output may take: Echo's can never be stored.
+        const tooLarge = yield* runs.start(Echo, { text: "x".repeat(900_000) })
+        const wrong = yield* runs.start(WrongOutput, undefined)
+        for (const run of [tooLarge, wrong]) {
+          const done = yield* RunstreamTest.waitForRunCompletion(run.id, patience)
+          expect(done.status).toBe("failed")
+          expect(done.attempt).toBe(1)
+          expect(done.error).toMatchObject({ tag: "OutputInvalid", retryable: false })
+          expect(typesOf(yield* logOf(run.id))).toEqual(["run.queued", "run.started", "run.failed"])
+        }
+      }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [WrongOutput, Echo], workers: oneRunner })))
+    }))
+
   it.live("emitting event data that cannot be stored fails the emit with InvalidInput, which the body may handle", () =>
     Effect.gen(function*() {
       const Emits = Task.make("test.bad-emits", {

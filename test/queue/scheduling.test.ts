@@ -195,3 +195,17 @@ describe.concurrent("named queues", () => {
       expect((yield* runs.get(onDefault.id)).status).toBe("queued")
     }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Echo], workers: { ...fastWorkers, queues: ["a"] } }))))
 })
+
+describe("run.queued", () => {
+  it.live("gives runAt as ISO 8601 in UTC with a Z, the same instant as the run's", () =>
+    Effect.gen(function*() {
+      const runs = yield* Runs
+      const runAt = DateTime.unsafeMake("2031-05-04T03:02:01.234Z")
+      for (const run of [yield* runs.start(Echo, "later", { runAt }), yield* runs.start(Echo, "now")]) {
+        const [queued] = yield* logOf(run.id)
+        const data = queued!.data as { readonly runAt: string }
+        expect(data.runAt).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/)
+        expect(data.runAt).toBe(DateTime.formatIso(run.runAt))
+      }
+    }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Echo], workers: false }))))
+})

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Layer, Option, Ref, Schema, Scope } from "effect"
+import { Deferred, Effect, Exit, Fiber, Layer, Logger, Option, Ref, Schema, Scope } from "effect"
 import { Sleep } from "../../src/demo/tasks.ts"
 import { Runs } from "../../src/Runs.ts"
 import * as Task from "../../src/Task.ts"
@@ -117,6 +117,36 @@ describe.concurrent("graceful shutdown", () => {
         expect(yield* Ref.get(executed)).toEqual(["first"])
         expect(typesOf(yield* logOf(second.id))).toEqual(["run.queued", "run.started", "run.released"])
       }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Holds], workers: false })))
+    }))
+
+  it.live("says at once what the shutdown waits for: how many runs, how long at most", () =>
+    Effect.gen(function*() {
+      const started = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      const said = yield* Deferred.make<string>()
+      const Holds = Task.make("test.holds-until-released", {
+        input: Schema.Void,
+        output: Schema.Void,
+        run: () => Effect.zipRight(Deferred.succeed(started, undefined), Deferred.await(release))
+      })
+      const listening = Logger.add(Logger.make(({ message }) => {
+        const text = Array.isArray(message) ? message.map(String).join(" ") : String(message)
+        if (text.startsWith("shutting down")) Deferred.unsafeDone(said, Exit.succeed(text))
+      }))
+      yield* Effect.gen(function*() {
+        const runs = yield* Runs
+        const scope = yield* Scope.make()
+        yield* Layer.buildWithScope(Workers.layer({ ...fastWorkers, shutdownGrace: "30 seconds" }), scope)
+        yield* runs.start(Holds, undefined)
+        yield* Deferred.await(started)
+        const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+        // Said while the run still holds the shutdown, long before the grace period ends.
+        const text = yield* Deferred.await(said)
+        expect(text).toContain("1 run(s)")
+        expect(text).toContain("30s")
+        yield* Deferred.succeed(release, undefined)
+        yield* Fiber.join(closing)
+      }).pipe(Effect.provide(Layer.merge(RunstreamTest.layer({ tasks: [Holds], workers: false }), listening)))
     }))
 
   it.live("a run claimed just before the workers close is handed back, never left leased (40 cycles)", () =>

@@ -24,10 +24,26 @@ describe("RPC mounted in the API server", () => {
         expect((yield* client.awaitCompletion(endless.id)).status).toBe("cancelled")
       }).pipe(withClient("key-1")))
 
-    it.effect("fails a call with a refused API key with RpcClientError", () =>
+    it.effect("fails every kind of call with a refused API key with Unauthorized", () =>
+      Effect.gen(function*() {
+        const client = yield* RunstreamClient.RunstreamClient
+        const refusals = [
+          yield* Effect.flip(client.list()),
+          yield* Effect.flip(client.start("demo.echo", 1)),
+          yield* Effect.flip(client.get("0190b2b0-0000-7000-8000-000000000000")),
+          yield* Effect.flip(Stream.runDrain(client.events("0190b2b0-0000-7000-8000-000000000000"))),
+          yield* Effect.flip(Stream.runDrain(client.allEvents()))
+        ]
+        for (const error of refusals) {
+          expect(error).toBeInstanceOf(RunstreamClient.Unauthorized)
+          expect(error.message).toContain("401")
+        }
+      }).pipe(withClient("wrong-key")))
+
+    it.effect("a server that cannot be reached is still an RpcClientError", () =>
       Effect.gen(function*() {
         const client = yield* RunstreamClient.RunstreamClient
         expect(yield* Effect.flip(client.list())).toBeInstanceOf(RpcClientError.RpcClientError)
-      }).pipe(withClient("wrong-key")))
+      }).pipe(Effect.provide(RunstreamClient.layer({ url: "http://127.0.0.1:1/rpc", apiKey: "key-1" }))))
   })
 })

@@ -1,6 +1,6 @@
 import { FetchHttpClient, HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { RpcClient, RpcClientError } from "@effect/rpc"
+import { RpcClient } from "@effect/rpc"
 import { SqlError } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import { Chunk, DateTime, Effect, Layer, Stream } from "effect"
@@ -8,6 +8,7 @@ import { createServer } from "node:http"
 import * as Demo from "../../src/demo/tasks.ts"
 import {
   AwaitTimeout,
+  IdempotencyConflict,
   InvalidCursor,
   InvalidInput,
   RunAlreadyFinished,
@@ -124,10 +125,13 @@ describe("RPC over HTTP", () => {
         expect([...page1.runs, ...page2.runs].map((run) => run.id).sort()).toEqual(ids)
 
         const once = yield* client.start("demo.echo", "hello", { idempotencyKey: "rpc-idem" })
-        const twice = yield* client.start("demo.echo", "again", { idempotencyKey: "rpc-idem" })
+        const twice = yield* client.start("demo.echo", "hello", { idempotencyKey: "rpc-idem" })
         expect(once.created).toBe(true)
         expect(twice.created).toBe(false)
         expect(twice.run.id).toBe(once.run.id)
+        const conflict = yield* Effect.flip(client.start("demo.echo", "again", { idempotencyKey: "rpc-idem" }))
+        expect(conflict).toBeInstanceOf(IdempotencyConflict)
+        expect(conflict).toMatchObject({ idempotencyKey: "rpc-idem", runId: once.run.id })
         expect((yield* client.awaitCompletion(once.run.id)).output).toBe("hello")
       }))
 
@@ -187,7 +191,10 @@ describe("RPC over HTTP", () => {
         const badInput = yield* Effect.flip(client.start("demo.count", { to: -1 }))
         expect(badInput).toBeInstanceOf(InvalidInput)
         expect(badInput.message).toContain("demo.count")
-        expect(yield* Effect.flip(client.start(Demo.Count, { to: -1 }))).toBeInstanceOf(InvalidInput)
+        expect(badInput).toMatchObject({ issues: [{ path: ["to"], message: expect.stringContaining("non-negative") }] })
+        const typedBadInput = yield* Effect.flip(client.start(Demo.Count, { to: -1 }))
+        expect(typedBadInput).toBeInstanceOf(InvalidInput)
+        expect(typedBadInput).toMatchObject({ issues: [{ path: ["to"] }] })
         expect(yield* Effect.flip(client.start("demo.echo", 1, { maxAttempts: 0 }))).toBeInstanceOf(InvalidInput)
         expect(yield* Effect.flip(client.list({ limit: 0 }))).toBeInstanceOf(InvalidInput)
         expect(yield* Effect.flip(client.list({ cursor: "not-a-cursor" }))).toBeInstanceOf(InvalidCursor)
@@ -213,11 +220,11 @@ describe("RPC over HTTP", () => {
         Effect.provide(FetchHttpClient.layer)
       ))
 
-    it.effect("fails a call the server refuses with RpcClientError instead of waiting forever", () =>
+    it.effect("fails a call the server refuses with Unauthorized instead of waiting forever", () =>
       Effect.gen(function*() {
         const anonymous = yield* RunstreamClient.RunstreamClient
         const error = yield* Effect.flip(anonymous.list())
-        expect(error).toBeInstanceOf(RpcClientError.RpcClientError)
+        expect(error).toBeInstanceOf(RunstreamClient.Unauthorized)
       }).pipe(Effect.provide(clientLayer(undefined))))
   })
 })
