@@ -29,14 +29,18 @@
  * `mktemp -d`, or a checkout under one), the cluster is kept in a directory of
  * its own under the system's temporary directory, named by a hash of the
  * requested path, and the requested path is a symbolic link to it: the next
- * start finds the same cluster, and the start-up line says where it is.
+ * start finds the same cluster, and the start-up line says where it is. The
+ * binaries, too, are run from a copy under the temporary directory when they
+ * are installed where `postgres` cannot enter (`reachableBinaries`).
  */
 import { Clock, Data, Duration, Effect, Option, Redacted, Schedule } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { createHash } from "node:crypto"
 import {
+  chmodSync,
   chownSync,
   closeSync,
+  cpSync,
   existsSync,
   lstatSync,
   mkdirSync,
@@ -45,6 +49,7 @@ import {
   readdirSync,
   readFileSync,
   readlinkSync,
+  renameSync,
   rmdirSync,
   rmSync,
   statSync,
@@ -104,13 +109,13 @@ export interface EmbeddedOptions {
   readonly port?: number | undefined
 }
 
-interface Binaries {
+export interface Binaries {
   readonly initdb: string
   readonly postgres: string
 }
 
 /** The user the server runs as: ourselves, or `postgres` when we are root (Postgres refuses root). */
-interface Account {
+export interface Account {
   readonly uid?: number
   readonly gid?: number
 }
@@ -313,6 +318,37 @@ const blockingAncestor = (path: string, user: Account): Option.Option<string> =>
   return Option.fromNullable(ancestors.find((dir) => existsSync(dir) && !canEnter(dir, user)))
 }
 
+/**
+ * The binaries where the server's user can run them. Installed under a
+ * directory it cannot enter (an app or a checkout inside a private `mktemp -d`,
+ * or under `/root`), the package's `native/` folder is copied once, whole
+ * (Postgres finds its `lib/` and `share/` beside its `bin/`), under the
+ * temporary directory, named by a hash of its path and build. The copy is made
+ * under another name and renamed: a start never runs a half-copied one.
+ */
+export const reachableBinaries = (bin: Binaries, user: Account): Effect.Effect<Binaries, EmbeddedPostgresError> =>
+  Effect.try({
+    try: () => {
+      if (user.uid === undefined || Option.isNone(blockingAncestor(bin.postgres, user))) return bin
+      const native = dirname(dirname(bin.postgres))
+      const build = String(statSync(bin.postgres).mtimeMs)
+      const copy = join(tmpdir(), `runstream-pg-bin-${createHash("sha256").update(native).update(build).digest("hex").slice(0, 16)}`)
+      if (!existsSync(copy)) {
+        const partial = mkdtempSync(`${copy}-partial-`)
+        try {
+          cpSync(native, partial, { recursive: true, verbatimSymlinks: true })
+          chmodSync(partial, 0o755)
+          renameSync(partial, copy)
+        } catch (error) {
+          rmSync(partial, { recursive: true, force: true })
+          if (!existsSync(copy)) throw error // else another start made it first
+        }
+      }
+      return { initdb: join(copy, "bin", "initdb"), postgres: join(copy, "bin", "postgres") }
+    },
+    catch: failure(`could not copy the Postgres binaries (${dirname(bin.postgres)}) where user postgres can run them`)
+  })
+
 /** Where the server keeps a cluster requested at `databaseDir`, and why there. */
 interface Placement {
   /** The directory the server is given (`-D`): `databaseDir`, or the directory it links to. */
@@ -466,8 +502,8 @@ const stop = ({ child, exited, watchdog }: Running) =>
 export const start = (options: EmbeddedOptions) =>
   Effect.gen(function*() {
     const requestedDir = resolve(options.dataDir)
-    const bin = yield* binaries
     const user = yield* account
+    const bin = yield* Effect.flatMap(binaries, (installed) => reachableBinaries(installed, user))
     const { relocatedFrom, serverDir: databaseDir } = yield* place(requestedDir, user).pipe(
       Effect.mapError((error) => new EmbeddedPostgresError({ message: `embedded Postgres in ${requestedDir}: ${error.message}`, cause: error }))
     )
