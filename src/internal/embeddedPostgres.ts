@@ -328,11 +328,17 @@ const blockingAncestor = (path: string, user: Account): Option.Option<string> =>
  */
 export const reachableBinaries = (bin: Binaries, user: Account): Effect.Effect<Binaries, EmbeddedPostgresError> =>
   Effect.try({
-    try: () => {
+    try: (): Binaries | string => {
       if (user.uid === undefined || Option.isNone(blockingAncestor(bin.postgres, user))) return bin
       const native = dirname(dirname(bin.postgres))
       const build = String(statSync(bin.postgres).mtimeMs)
       const copy = join(tmpdir(), `runstream-pg-bin-${createHash("sha256").update(native).update(build).digest("hex").slice(0, 16)}`)
+      const blocked = blockingAncestor(copy, user)
+      if (Option.isSome(blocked)) {
+        return `user postgres (uid ${user.uid}), which runs the server as we are root, can run neither the binaries in ` +
+          `${native} nor a copy in ${tmpdir()} (it cannot enter ${blocked.value}): install the app where it can ` +
+          `(chmod o+x on each directory above node_modules), or set TMPDIR to a directory it can enter`
+      }
       if (!existsSync(copy)) {
         const partial = mkdtempSync(`${copy}-partial-`)
         try {
@@ -347,7 +353,11 @@ export const reachableBinaries = (bin: Binaries, user: Account): Effect.Effect<B
       return { initdb: join(copy, "bin", "initdb"), postgres: join(copy, "bin", "postgres") }
     },
     catch: failure(`could not copy the Postgres binaries (${dirname(bin.postgres)}) where user postgres can run them`)
-  })
+  }).pipe(
+    Effect.flatMap((placed) =>
+      typeof placed === "string" ? Effect.fail(new EmbeddedPostgresError({ message: placed })) : Effect.succeed(placed)
+    )
+  )
 
 /** Where the server keeps a cluster requested at `databaseDir`, and why there. */
 interface Placement {
@@ -503,10 +513,10 @@ export const start = (options: EmbeddedOptions) =>
   Effect.gen(function*() {
     const requestedDir = resolve(options.dataDir)
     const user = yield* account
-    const bin = yield* Effect.flatMap(binaries, (installed) => reachableBinaries(installed, user))
     const { relocatedFrom, serverDir: databaseDir } = yield* place(requestedDir, user).pipe(
       Effect.mapError((error) => new EmbeddedPostgresError({ message: `embedded Postgres in ${requestedDir}: ${error.message}`, cause: error }))
     )
+    const bin = yield* Effect.flatMap(binaries, (installed) => reachableBinaries(installed, user))
     const args = (port: number) => [
       "-p",
       String(port),

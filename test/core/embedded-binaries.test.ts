@@ -6,7 +6,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { execFileSync, spawnSync } from "node:child_process"
-import { cpSync, mkdtempSync, rmSync } from "node:fs"
+import { chmodSync, cpSync, mkdtempSync, rmSync } from "node:fs"
 import { createRequire } from "node:module"
 import { arch, platform, tmpdir } from "node:os"
 import { dirname, join } from "node:path"
@@ -49,8 +49,12 @@ describe.skipIf(!isRoot)("embedded Postgres binaries installed where its user ca
 
   it.effect("binaries it can reach are used where they are", () =>
     Effect.gen(function*() {
-      const native = installedNative()
+      const openDir = mkdtempSync(join(tmpdir(), "runstream-open-"))
+      chmodSync(openDir, 0o755)
+      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(openDir, { recursive: true, force: true })))
+      const native = join(openDir, "native")
+      cpSync(installedNative(), native, { recursive: true, verbatimSymlinks: true })
       const installed = { initdb: join(native, "bin", "initdb"), postgres: join(native, "bin", "postgres") }
       expect(yield* reachableBinaries(installed, postgresAccount())).toEqual(installed)
-    }))
+    }).pipe(Effect.scoped))
 })
