@@ -65,13 +65,19 @@ export class InvalidInput extends Schema.TaggedError<InvalidInput>()("InvalidInp
   message: Schema.String,
   issues: Schema.optional(Schema.Array(InputIssue))
 }) {
-  /** `what` (e.g. "input of task 'x'") failed its schema. */
+  /**
+   * `what` (e.g. "input of task 'x'") failed its schema. The message names the
+   * first few issues in one line (`to: Expected number, actual "x"`), not
+   * Schema's tree, which grows with the schema and the input.
+   */
   static fromParseError(what: string, error: ParseResult.ParseError): InvalidInput {
-    const tree = ParseResult.TreeFormatter.formatErrorSync(error)
-    return new InvalidInput({
-      message: `${what} is invalid:\n${clip(tree, 2000)}`,
-      issues: boundedIssues(ParseResult.ArrayFormatter.formatErrorSync(error))
-    })
+    const all = ParseResult.ArrayFormatter.formatErrorSync(error)
+    const issues = boundedIssues(all)
+    const shown = issues.slice(0, 3).map((issue) =>
+      issue.path.length === 0 ? issue.message : `${issue.path.join(".")}: ${issue.message}`
+    )
+    const more = all.length > shown.length ? ` (and ${all.length - shown.length} more)` : ""
+    return new InvalidInput({ message: `${what} is invalid: ${shown.join("; ")}${more}`, issues })
   }
 }
 

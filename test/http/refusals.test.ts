@@ -97,7 +97,9 @@ describe("HTTP API: refused requests", () => {
         const input = yield* post("/v1/runs", { task: "demo.count", input: { to: "three", delayMs: -1 } })
         expect(input.status).toBe(400)
         expect(input.body.error.code).toBe("invalid_input")
-        expect(input.body.error.message).toContain("input of task 'demo.count' is invalid")
+        expect(input.body.error.message).toMatch(
+          /^input of task 'demo\.count' is invalid: to: Expected number, actual "three"; delayMs: .*non-negative.*$/
+        )
         expect(input.body.error.issues).toEqual([
           { path: ["to"], message: "Expected number, actual \"three\"" },
           { path: ["delayMs"], message: expect.stringContaining("non-negative") }
@@ -111,6 +113,8 @@ describe("HTTP API: refused requests", () => {
         })
         expect(many.status).toBe(400)
         expect(many.body.error.issues).toHaveLength(20)
+        expect(many.body.error.message).toMatch(/ \(and 997 more\)$/)
+        expect(many.body.error.message.length).toBeLessThan(2000)
         for (const issue of many.body.error.issues) {
           expect(issue.message.length).toBeLessThanOrEqual(301)
           expect(issue.path.every((key: unknown) => typeof key === "number" || (key as string).length <= 101)).toBe(true)
