@@ -91,8 +91,13 @@ const decodeErrorsAsApiErrors = (app: HttpApp.Default): HttpApp.Default<ApiError
 const layerDecodeErrors = HttpApiBuilder.middleware(Api, decodeErrorsAsApiErrors)
 const layerHealthDecodeErrors = HttpApiBuilder.middleware(HealthApi, decodeErrorsAsApiErrors)
 
-const layerRpcRoute = HttpApiBuilder.Router.use((router) =>
-  Effect.flatMap(RpcServer.httpApp, (app) => router.post("/rpc", app)))
+const layerRpcRoute = (options: HttpOptions) =>
+  HttpApiBuilder.Router.use((router) =>
+    Effect.flatMap(
+      RpcServer.makeHttpApp({ maxMessageBytes: options.maxBodyBytes, maxCalls: options.maxRpcCalls }),
+      (app) => router.post("/rpc", app)
+    )
+  )
 
 /** The API's routes and handlers; needs `Runs`, the database, and `Streams`. */
 export const layerApi = (options: HttpOptions) =>
@@ -102,7 +107,7 @@ export const layerApi = (options: HttpOptions) =>
       EventsHandlers.layer(options),
       HealthHandlers.layer,
       layerDecodeErrors,
-      layerRpcRoute
+      layerRpcRoute(options)
     ])))
   )
 
