@@ -7,7 +7,7 @@
  */
 import { HttpServerRequest } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
-import { Effect, Option, ParseResult, Schema, Stream } from "effect"
+import { Effect, Option, ParseResult, Schema, SchemaAST, Stream } from "effect"
 import { Readable } from "node:stream"
 import { ApiError, badRequest, invalidInput } from "./ApiError.ts"
 import { jsonNesting } from "../internal/jsonb.ts"
@@ -91,6 +91,35 @@ export const bytes = (limit: number) =>
  */
 export const maxNestingDepth = 64
 
+/** The fields of an object schema without index signatures; `undefined` for any other schema. */
+const fieldsOf = (ast: SchemaAST.AST): ReadonlySet<PropertyKey> | undefined => {
+  switch (ast._tag) {
+    case "TypeLiteral":
+      return ast.indexSignatures.length === 0 ? new Set(ast.propertySignatures.map((field) => field.name)) : undefined
+    case "Refinement":
+    case "Transformation":
+      return fieldsOf(ast.from)
+    default:
+      return undefined
+  }
+}
+
+/**
+ * The first key of `value` that is not a field, looked for before decoding:
+ * the decoder would report every unknown key (a megabyte of them costs a
+ * second), where one is enough to refuse the body.
+ */
+const firstUnknownKey = (fields: ReadonlySet<PropertyKey> | undefined, value: unknown) => {
+  if (fields === undefined || typeof value !== "object" || value === null || Array.isArray(value)) return undefined
+  for (const key in value) {
+    if (!fields.has(key)) return key
+  }
+  return undefined
+}
+
+/** At most this many issues are formatted and reported for one body. */
+export const maxIssues = 20
+
 /**
  * The request's JSON body decoded with `schema`. Refuses (nothing is read
  * yet) a body that is not `application/json` (415) or declared over `limit`
@@ -118,7 +147,9 @@ export const json = <A, I>(schema: Schema.Schema<A, I>, limit: number) =>
     if (jsonNesting(text) > maxNestingDepth) {
       return yield* badRequest("invalid_json", `the request body is nested deeper than ${maxNestingDepth} levels`)
     }
+    const unknownKey = firstUnknownKey(fieldsOf(schema.ast), value)
+    if (unknownKey !== undefined) return yield* invalidInput([{ path: [unknownKey.slice(0, 100)], message: "is unexpected" }])
     return yield* Schema.decodeUnknown(schema, { errors: "all", onExcessProperty: "error" })(value).pipe(
-      Effect.mapError((error) => invalidInput(ParseResult.ArrayFormatter.formatErrorSync(error)))
+      Effect.mapError((error) => invalidInput(ParseResult.ArrayFormatter.formatErrorSync(error).slice(0, maxIssues)))
     )
   })
