@@ -24,6 +24,7 @@ import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServerRequest, NodeStream } from "@effect/platform-node"
 import { type RpcMessage, RpcServer } from "@effect/rpc"
 import { Deferred, Effect, Either, Mailbox, Option, Scope, Stream } from "effect"
+import { ServerResponse } from "node:http"
 import { Readable } from "node:stream"
 import * as RpcFrame from "./RpcFrame.ts"
 
@@ -82,6 +83,17 @@ const bodyOf = (request: HttpServerRequest.HttpServerRequest) =>
       drop: Effect.sync(() => source.resume())
     })
   })
+
+/**
+ * Sends the answer's status line and headers now. Node holds them until the
+ * first bytes of the body, and a stream with nothing to say yet (`AllEvents`)
+ * would leave its client without even a status.
+ */
+const flushHeaders = (request: HttpServerRequest.HttpServerRequest) =>
+  Stream.execute(Effect.sync(() => {
+    const response = NodeHttpServerRequest.toServerResponse(request) as unknown
+    if (response instanceof ServerResponse && !response.headersSent) response.flushHeaders()
+  }))
 
 const concat = (parts: ReadonlyArray<Uint8Array>, size: number) => {
   const out = new Uint8Array(size)
@@ -231,7 +243,10 @@ export const make = (options: Limits & { readonly tags: ReadonlySet<string> }) =
       return yield* Deferred.await(started).pipe(
         Effect.match({
           onFailure: errorResponse,
-          onSuccess: () => HttpServerResponse.stream(Mailbox.toStream(client.answer), { contentType: "application/ndjson" })
+          onSuccess: () =>
+            HttpServerResponse.stream(Stream.concat(flushHeaders(request), Mailbox.toStream(client.answer)), {
+              contentType: "application/ndjson"
+            })
         })
       )
     }).pipe(Effect.interruptible, Effect.withUnhandledErrorLogLevel(Option.none()))

@@ -234,7 +234,7 @@ describe("one budget of live streams for SSE and RPC", () => {
           Effect.flip(Stream.runDrain(client.allEvents())),
           Effect.flip(Stream.runDrain(client.events(other.id))),
           Effect.flip(client.awaitCompletion(other.id))
-        ])
+        ]).pipe(Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error("an RPC stream was not refused") }), Effect.orDie)
         expect(held.map((error) => error._tag)).toEqual(["TooManyStreams", "TooManyStreams", "TooManyStreams"])
         yield* Queue.offer(yield* Gate, undefined)
       }))
