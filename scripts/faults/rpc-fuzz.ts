@@ -8,6 +8,7 @@
 import * as fc from "fast-check"
 import { request } from "node:http"
 import { connect } from "node:net"
+import { Worker } from "node:worker_threads"
 
 /** One `POST /rpc` of the fuzzer. */
 export interface RpcCase {
@@ -210,25 +211,30 @@ export const endless = (port: number, head: string, more: () => string, maxMs = 
       resolve({ ...outcome, ms: Date.now() - began })
     }
     const timer = setTimeout(() => finish({ status: 0, what: `no end within ${maxMs} ms` }), maxMs)
-    req.on("error", () => finish({ status: 0, what: "connection error" }))
-    req.on("response", (res) => {
-      const chunks: Array<Buffer> = []
-      res.on("data", (chunk: Buffer) => chunks.push(chunk))
-      res.on("end", () => {
-        const text = Buffer.concat(chunks).toString()
-        let what = text.slice(0, 60)
-        try {
-          if (res.statusCode === 200) {
-            const last = JSON.parse(text.trim().split("\n").at(-1)!)
-            what = last._tag === "Defect" ? String(last.defect?.message ?? "Defect").split(":")[0]! : last._tag
-          } else {
-            what = JSON.parse(text).error.code
-          }
-        } catch {
-          // left as the text
+    const chunks: Array<Buffer> = []
+    let status: number | undefined
+    const judge = () => {
+      const text = Buffer.concat(chunks).toString()
+      let what = text.slice(0, 60)
+      try {
+        if (status === 200) {
+          const last = JSON.parse(text.trim().split("\n").at(-1)!)
+          what = last._tag === "Defect" ? String(last.defect?.message ?? "Defect").split(":")[0]! : last._tag
+        } else {
+          what = JSON.parse(text).error.code
         }
-        finish({ status: res.statusCode ?? 0, what })
-      })
+      } catch {
+        // left as the text
+      }
+      finish({ status: status ?? 0, what })
+    }
+    // The server may close the connection while this side still writes: what it answered first counts.
+    req.on("error", () => status === undefined ? finish({ status: 0, what: "connection error" }) : judge())
+    req.on("response", (res) => {
+      status = res.statusCode ?? 0
+      res.on("data", (chunk: Buffer) => chunks.push(chunk))
+      res.on("error", judge)
+      res.on("end", judge)
     })
     req.write(head)
     const pump = () => {
@@ -280,4 +286,42 @@ export const neverReadsRpc = (port: number, runId: string) => {
   })
   socket.on("error", () => {})
   return socket
+}
+
+/**
+ * Probes `url` every `everyMs` from a thread of its own, so that the load the
+ * suite itself generates on its main thread does not count as the server's
+ * latency. `stop` gives each answer's time (epoch ms) and latency, and the failures.
+ */
+export const healthProbe = (url: string, everyMs: number) => {
+  const worker = new Worker(
+    `
+    const { parentPort, workerData } = require("node:worker_threads")
+    const samples = []
+    let failures = 0
+    const timer = setInterval(() => {
+      const at = Date.now()
+      const start = performance.now()
+      fetch(workerData.url, { signal: AbortSignal.timeout(5000) }).then(
+        (r) => r.arrayBuffer().then(() => r.ok ? samples.push({ at, ms: performance.now() - start }) : failures++),
+        () => failures++
+      )
+    }, workerData.everyMs)
+    parentPort.on("message", () => {
+      clearInterval(timer)
+      parentPort.postMessage({ samples, failures })
+    })
+    `,
+    { eval: true, workerData: { url, everyMs } }
+  )
+  return {
+    stop: () =>
+      new Promise<{ readonly samples: ReadonlyArray<{ readonly at: number; readonly ms: number }>; readonly failures: number }>((resolve) => {
+        worker.once("message", (result) => {
+          void worker.terminate()
+          resolve(result)
+        })
+        worker.postMessage("stop")
+      })
+  }
 }

@@ -17,15 +17,15 @@
  * A refusal before anything was answered is an HTTP error with the API's JSON
  * body (400, 413, 429); after, a protocol `Defect` that ends the answer (the
  * client's calls fail with it). Either way the rest of the body is read and
- * dropped, so the client reads the answer.
+ * dropped for a moment, so the client reads the answer, then the connection
+ * is closed.
  * @since 0.1.0
  */
 import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServerRequest, NodeStream } from "@effect/platform-node"
 import { type RpcMessage, RpcServer } from "@effect/rpc"
 import { Deferred, Effect, Either, Mailbox, Option, Scope, Stream } from "effect"
-import { ServerResponse } from "node:http"
-import { Readable } from "node:stream"
+import { IncomingMessage, ServerResponse } from "node:http"
 import * as RpcFrame from "./RpcFrame.ts"
 
 export interface Limits {
@@ -68,19 +68,51 @@ const errorResponse = (refusal: RpcFrame.FrameRefused) =>
   HttpServerResponse.unsafeJson({ error: { code: refusal.code, message: refusal.message } }, { status: refusal.status })
 
 const nodeSource = (request: HttpServerRequest.HttpServerRequest) =>
-  Option.liftPredicate(NodeHttpServerRequest.toIncomingMessage(request) as unknown, (source) => source instanceof Readable)
+  Option.liftPredicate(NodeHttpServerRequest.toIncomingMessage(request) as unknown, (source) => source instanceof IncomingMessage)
+
+/** After a refused body's answer is sent, how long the connection stays open, and how many more bytes are read and dropped in that time. */
+const linger = { ms: 1000, bytes: 1024 * 1024 }
+
+/**
+ * Reads and drops the rest of a refused body, so that a client that sends
+ * its whole body before it reads still gets the answer; once the answer is
+ * sent, for `linger` at most, then the connection is closed: a client that
+ * never stops sending (a flood, an endless line) would otherwise keep the
+ * server reading for nothing.
+ */
+const dropRest = (source: IncomingMessage, response: unknown) => {
+  const close = () => {
+    if (!source.readableEnded) source.socket.destroy()
+  }
+  const lingerThenClose = () => {
+    let bytes = 0
+    const timer = setTimeout(close, linger.ms)
+    source.on("data", (chunk: Buffer) => {
+      bytes += chunk.length
+      // Past the budget, stop reading: the client's writes then wait, at no cost here,
+      // while it reads the answer. Closing now could reset the connection before it has.
+      if (bytes > linger.bytes) source.pause()
+    })
+    source.once("end", () => clearTimeout(timer))
+  }
+  // Flowing with no listener: the rest is read and dropped.
+  source.resume()
+  // A refusal before the answer began: the connection is not reused for another request.
+  if (response instanceof ServerResponse && !response.headersSent) response.shouldKeepAlive = false
+  if (!(response instanceof ServerResponse) || response.writableFinished) return lingerThenClose()
+  response.once("finish", lingerThenClose)
+}
 
 /**
  * The body's chunks. On Node, the request stays open when reading stops, so
- * that the rest can be drained (`drop`) and the client still reads the answer.
+ * that the rest can be dropped (`drop`) while the client reads the answer.
  */
 const bodyOf = (request: HttpServerRequest.HttpServerRequest) =>
   Option.match(nodeSource(request), {
     onNone: () => ({ chunks: request.stream as Stream.Stream<Uint8Array, unknown>, drop: Effect.void }),
     onSome: (source) => ({
       chunks: NodeStream.fromReadable<unknown, Uint8Array>(() => source, (error) => error, { closeOnDone: false }),
-      // Flowing with no listener: the rest is read and dropped.
-      drop: Effect.sync(() => source.resume())
+      drop: Effect.sync(() => dropRest(source, NodeHttpServerRequest.toServerResponse(request)))
     })
   })
 
@@ -92,7 +124,8 @@ const bodyOf = (request: HttpServerRequest.HttpServerRequest) =>
 const flushHeaders = (request: HttpServerRequest.HttpServerRequest) =>
   Stream.execute(Effect.sync(() => {
     const response = NodeHttpServerRequest.toServerResponse(request) as unknown
-    if (response instanceof ServerResponse && !response.headersSent) response.flushHeaders()
+    // `headersSent` is already true here: `writeHead` only buffers them.
+    if (response instanceof ServerResponse) response.flushHeaders()
   }))
 
 const concat = (parts: ReadonlyArray<Uint8Array>, size: number) => {

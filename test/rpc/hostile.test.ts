@@ -100,6 +100,19 @@ describe("POST /rpc against hostile clients", () => {
         expect(id).toBeLessThan(100_000)
       }))
 
+    it.effect("sends the status of a stream's answer at once, before its first event", () =>
+      Effect.gen(function*() {
+        const base = yield* BaseUrl
+        const status = yield* Effect.async<number>((resume) => {
+          const req = httpRequest(`${base}/rpc`, { method: "POST", headers: { "content-type": "application/ndjson" } })
+          req.on("error", () => {})
+          req.on("response", (response) => resume(Effect.succeed(response.statusCode!)))
+          req.end(request("1", "AllEvents", { task: "no.such.task" }))
+          return Effect.sync(() => req.destroy())
+        }).pipe(Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error("no status within 10 seconds") }), Effect.orDie)
+        expect(status).toBe(200)
+      }))
+
     it.effect("refuses a message over RUNSTREAM_MAX_BODY_BYTES as soon as it passes the limit", () =>
       Effect.gen(function*() {
         const head = `{"_tag":"Request","id":"1","tag":"Start","headers":[],"payload":{"task":"demo.echo","input":"`
@@ -138,8 +151,8 @@ describe("POST /rpc against hostile clients", () => {
           ["an unknown _tag", line({ _tag: "Hello" }), 400, "invalid_rpc_message"],
           ["an array", line([1, 2]), 400, "invalid_rpc_message"],
           ["junk without a newline", "x".repeat(100), 400, "invalid_json"],
-          ["2 MB of junk without a newline", "x".repeat(2 * 1024 * 1024), 413, "payload_too_large"],
           ["an empty body", "", 400, "invalid_rpc_message"],
+          ["2 MB of junk without a newline", "x".repeat(2 * 1024 * 1024), 413, "payload_too_large"],
           ["deep nesting", request("1", "Start", { task: "demo.echo", input: JSON.parse("[".repeat(100) + "]".repeat(100)) }), 400, "invalid_json"]
         ]
         for (const [name, body, status, code] of cases) {
