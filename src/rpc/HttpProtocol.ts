@@ -35,8 +35,13 @@ export interface Limits {
   readonly maxCalls: number
 }
 
-/** Responses waiting to be written per request; past it, the calls producing them wait. */
-const answerBuffer = 64
+/**
+ * Messages waiting to be written per request; past it, the calls producing
+ * them wait. Small: one message can be a page of a run's log (up to
+ * `RUNSTREAM_EVENT_PAGE_SIZE` events), and a client that does not read must
+ * cost the server little.
+ */
+const answerBuffer = 4
 
 /** A client whose answer has begun: what the protocol needs to route responses to it. */
 interface Client {
@@ -70,37 +75,36 @@ const errorResponse = (refusal: RpcFrame.FrameRefused) =>
 const nodeSource = (request: HttpServerRequest.HttpServerRequest) =>
   Option.liftPredicate(NodeHttpServerRequest.toIncomingMessage(request) as unknown, (source) => source instanceof IncomingMessage)
 
-/** After a refused body's answer is sent, how long the connection stays open, and how many more bytes are read and dropped in that time. */
-const linger = { ms: 1000, bytes: 1024 * 1024 }
+/**
+ * A refused body: how many more bytes are read and dropped (so that a client
+ * that sends all before it reads gets its answer), and how long after the
+ * answer the connection stays open before it is closed.
+ */
+const linger = { bytes: 1024 * 1024, ms: 5000 }
 
 /**
- * Reads and drops the rest of a refused body, so that a client that sends
- * its whole body before it reads still gets the answer; once the answer is
- * sent, for `linger` at most, then the connection is closed: a client that
- * never stops sending (a flood, an endless line) would otherwise keep the
- * server reading for nothing.
+ * Reads and drops the rest of a refused body, up to `linger.bytes`, then
+ * stops reading: a client that never stops sending (a flood, an endless line)
+ * then waits on its own writes, at no cost here. `linger.ms` after the answer
+ * is sent, the connection is closed; closing at once could reset it before
+ * the client has read the answer.
  */
 const dropRest = (source: IncomingMessage, response: unknown) => {
-  const close = () => {
-    if (!source.readableEnded) source.socket.destroy()
-  }
-  const lingerThenClose = () => {
-    let bytes = 0
-    const timer = setTimeout(close, linger.ms)
-    source.on("data", (chunk: Buffer) => {
-      bytes += chunk.length
-      // Past the budget, stop reading: the client's writes then wait, at no cost here,
-      // while it reads the answer. Closing now could reset the connection before it has.
-      if (bytes > linger.bytes) source.pause()
-    })
-    source.once("end", () => clearTimeout(timer))
-  }
-  // Flowing with no listener: the rest is read and dropped.
-  source.resume()
+  let bytes = 0
+  source.on("data", (chunk: Buffer) => {
+    bytes += chunk.length
+    if (bytes > linger.bytes) source.pause()
+  })
   // A refusal before the answer began: the connection is not reused for another request.
   if (response instanceof ServerResponse && !response.headersSent) response.shouldKeepAlive = false
-  if (!(response instanceof ServerResponse) || response.writableFinished) return lingerThenClose()
-  response.once("finish", lingerThenClose)
+  const closeLater = () => {
+    const timer = setTimeout(() => {
+      if (!source.readableEnded) source.socket.destroy()
+    }, linger.ms)
+    source.once("end", () => clearTimeout(timer))
+  }
+  if (!(response instanceof ServerResponse) || response.writableFinished) closeLater()
+  else response.once("finish", closeLater)
 }
 
 /**
