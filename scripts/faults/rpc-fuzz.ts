@@ -229,7 +229,7 @@ export const endless = (port: number, head: string, more: () => string, maxMs = 
       finish({ status: status ?? 0, what })
     }
     // The server may close the connection while this side still writes: what it answered first counts.
-    req.on("error", () => status === undefined ? finish({ status: 0, what: "connection error" }) : judge())
+    req.on("error", (error: NodeJS.ErrnoException) => status === undefined ? finish({ status: 0, what: `connection error ${error.code ?? error.message}` }) : judge())
     req.on("response", (res) => {
       status = res.statusCode ?? 0
       res.on("data", (chunk: Buffer) => chunks.push(chunk))
