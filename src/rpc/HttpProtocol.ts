@@ -89,14 +89,14 @@ const linger = { bytes: 1024 * 1024, ms: 5000 }
  * is sent, the connection is closed; closing at once could reset it before
  * the client has read the answer.
  */
-const dropRest = (source: IncomingMessage, response: unknown) => {
+const dropRest = (source: IncomingMessage, response: unknown, answered: boolean) => {
   let bytes = 0
   source.on("data", (chunk: Buffer) => {
     bytes += chunk.length
     if (bytes > linger.bytes) source.pause()
   })
-  // A refusal before the answer began: the connection is not reused for another request.
-  if (response instanceof ServerResponse && !response.headersSent) response.shouldKeepAlive = false
+  // Refused before any answer (an HTTP error follows): the connection is not kept for another request.
+  if (!answered && response instanceof ServerResponse && !response.headersSent) response.shouldKeepAlive = false
   const closeLater = () => {
     const timer = setTimeout(() => {
       if (!source.readableEnded) source.socket.destroy()
@@ -113,10 +113,10 @@ const dropRest = (source: IncomingMessage, response: unknown) => {
  */
 const bodyOf = (request: HttpServerRequest.HttpServerRequest) =>
   Option.match(nodeSource(request), {
-    onNone: () => ({ chunks: request.stream as Stream.Stream<Uint8Array, unknown>, drop: Effect.void }),
+    onNone: () => ({ chunks: request.stream as Stream.Stream<Uint8Array, unknown>, drop: (_answered: boolean) => Effect.void }),
     onSome: (source) => ({
       chunks: NodeStream.fromReadable<unknown, Uint8Array>(() => source, (error) => error, { closeOnDone: false }),
-      drop: Effect.sync(() => dropRest(source, NodeHttpServerRequest.toServerResponse(request)))
+      drop: (answered: boolean) => Effect.sync(() => dropRest(source, NodeHttpServerRequest.toServerResponse(request), answered))
     })
   })
 
@@ -268,7 +268,7 @@ export const make = (options: Limits & { readonly tags: ReadonlySet<string> }) =
         Effect.zipRight(writeRequest(clientId, { _tag: "Eof" })),
         Effect.catchAll((refusal) =>
           Effect.gen(function*() {
-            yield* body.drop
+            yield* body.drop(yield* Deferred.isDone(started))
             if (yield* Deferred.fail(started, refusal)) return
             yield* client.answer.offer(defectFrame(refusal))
             yield* client.answer.end
