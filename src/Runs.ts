@@ -11,7 +11,7 @@ import { isTerminalType, type RunEvent } from "./domain/RunEvent.ts"
 import { type BusMessage, EventBus } from "./EventBus.ts"
 import * as FairSemaphore from "./internal/FairSemaphore.ts"
 import type * as Handoff from "./internal/Handoff.ts"
-import { storableJson } from "./internal/jsonb.ts"
+import { storableJson, unstorableInJsonb } from "./internal/jsonb.ts"
 import { StartOptions } from "./domain/StartOptions.ts"
 import { EventLog } from "./EventLog.ts"
 import { Outbox } from "./Outbox.ts"
@@ -97,6 +97,15 @@ const validateOptions = Schema.validate(StartOptions, allErrors)
 
 /** Pages of `list` and `readEvents` are bounded. */
 export const maxPageSize = 1000
+
+/**
+ * A cursor into a run's log: a seq is a Postgres `bigint`, but one past 2^53
+ * cannot be a real seq and would not even survive JSON, so none is accepted.
+ */
+const isSeq = (n: number) => Number.isSafeInteger(n) && n >= 0
+const afterMessage = `after must be an integer from 0 to ${Number.MAX_SAFE_INTEGER}`
+
+const isStorable = (text: string) => !unstorableInJsonb(JSON.stringify(text))
 
 export const make = Effect.gen(function*() {
   const store = yield* RunStore
@@ -226,6 +235,10 @@ export const make = Effect.gen(function*() {
     if (!Number.isInteger(limit) || limit < 1 || limit > maxPageSize) {
       return Effect.fail(new InvalidInput({ message: `limit must be an integer from 1 to ${maxPageSize}` }))
     }
+    // A name Postgres cannot hold in a parameter is bad input, not a database error.
+    if (options.task !== undefined && !isStorable(options.task)) {
+      return Effect.fail(new InvalidInput({ message: "task may not contain U+0000 or unpaired surrogates" }))
+    }
     return store.list({ ...options, limit })
   }
 
@@ -236,8 +249,8 @@ export const make = Effect.gen(function*() {
     if (!Number.isInteger(limit) || limit < 1 || limit > maxPageSize) {
       return Effect.fail(new InvalidInput({ message: `limit must be an integer from 1 to ${maxPageSize}` }))
     }
-    if (!Number.isInteger(options.after) || options.after < 0) {
-      return Effect.fail(new InvalidInput({ message: "after must be a non-negative integer" }))
+    if (!isSeq(options.after)) {
+      return Effect.fail(new InvalidInput({ message: afterMessage }))
     }
     return Effect.zipRight(store.get(runId), log.read(runId, { after: options.after, limit }))
   }
@@ -249,8 +262,8 @@ export const make = Effect.gen(function*() {
       const subscription = yield* bus.subscribe({ runId })
       const run = yield* streamRead(store.get(runId))
       const after = options?.after ?? 0
-      if (!Number.isInteger(after) || after < 0) {
-        return yield* new InvalidInput({ message: "after must be a non-negative integer" })
+      if (!isSeq(after)) {
+        return yield* new InvalidInput({ message: afterMessage })
       }
       // Seqs only grow and are committed before they are published: a cursor
       // past the log's end was not produced by this run (and would never end).

@@ -11,10 +11,20 @@
  * clients that never read while a run writes a large log (they stop reading
  * on a stream of several megabytes).
  *
- * Every answer must be a success or a 4xx/5xx with the JSON error body; the
- * server stays up and answers `/healthz` quickly throughout; the database
- * holds no run, event, job or outbox row that an accepted request did not
- * write. 5xx answers are counted apart: to bad input they are a fault.
+ * `POST /rpc` is fuzzed beside the REST routes (see rpc-fuzz.ts): bodies of
+ * NDJSON messages with hostile payloads, malformed frames, odd and huge ids,
+ * floods of calls and lines over the limit. Then a third phase of hostile RPC
+ * clients alone: endless floods of calls, more stream holders than the
+ * server's stream budget, ids of a million and sixteen million digits, 16
+ * concurrent 15 MB starts, bodies a byte a second, clients that never read;
+ * there `/healthz` must answer with a p99 under 50 ms and the server's memory
+ * stay under `rpcPeakBoundMB`.
+ *
+ * Every answer must be a success or a 4xx/5xx with the JSON error body (or,
+ * on /rpc, protocol messages); the server stays up and answers `/healthz`
+ * quickly throughout; the database holds no run, event, job or outbox row
+ * that an accepted request did not write. 5xx answers (and RPC `Unavailable`)
+ * are counted apart: to bad input they are a fault.
  */
 import * as fc from "fast-check"
 import { type ClientRequest, request } from "node:http"
@@ -25,6 +35,16 @@ import { Runs } from "../../src/Runs.ts"
 import { checkRuns, freshDatabase, getStatus, percentile, query, seconds, startEntry, startNode } from "./common.ts"
 import { asFault, driverProgram, type Scenario } from "./harness.ts"
 import { makeChecks } from "./report.ts"
+import { describeRpcBody, endless, healthProbe, holdCall, neverReadsRpc, rpcCases, type RpcCase, sendRpc, slowRpcBody } from "./rpc-fuzz.ts"
+
+/** The server's stream budget in this scenario (RUNSTREAM_MAX_STREAMS), which the RPC phase overruns. */
+const maxStreams = 300
+
+/** The RSS the server must stay under through the RPC phase (MB): the bound docs/reliability.md states. */
+const rpcPeakBoundMB = 600
+
+/** /healthz during the RPC phase: its p99 must stay under this (ms). */
+const healthP99BoundMs = 50
 
 /** One request of the fuzzer. */
 interface Case {
@@ -288,7 +308,7 @@ export const scenario: Scenario = {
       const burstEvents = ctx.quick ? 10_000 : 50_000
       const db = yield* freshDatabase(ctx.serverUrl)
       const [server] = yield* Effect.all([
-        startEntry({ name: "s6-server", entry: "server", url: db.url, logDir: ctx.logDir }),
+        startEntry({ name: "s6-server", entry: "server", url: db.url, logDir: ctx.logDir, env: { RUNSTREAM_MAX_STREAMS: String(maxStreams) } }),
         // Only for the large log of the never-reading clients: the fuzzer's runs stay queued.
         startNode({ name: "s6-worker", role: "worker", url: db.url, logDir: ctx.logDir, env: { RUNSTREAM_WORKER_QUEUES: "s6-large-log", RUNSTREAM_WORKER_CONCURRENCY: "1" } })
       ], { concurrency: "unbounded" })
@@ -304,8 +324,14 @@ export const scenario: Scenario = {
       const serverErrors = new Map<string, { n: number; example: string }>()
       const violations: Array<string> = []
       let tried = 0
-      const property = fc.asyncProperty(cases(known), async (c) => {
+      const anyCase = fc.oneof(
+        { weight: 10, arbitrary: cases(known).map((c) => ({ rest: c })) },
+        { weight: 3, arbitrary: rpcCases(known).map((rpc) => ({ rpc })) }
+      )
+      const property = fc.asyncProperty(anyCase, async (k: { readonly rest: Case } | { readonly rpc: RpcCase }) => {
         tried++
+        if ("rpc" in k) return judgeRpc(k.rpc, await sendRpc(server.baseUrl, k.rpc, 500))
+        const c = k.rest
         const answer = await send(server.baseUrl, c)
         byStatus.set(answer.status, (byStatus.get(answer.status) ?? 0) + 1)
         if (answer.runId !== undefined) accepted.add(answer.runId)
@@ -320,6 +346,21 @@ export const scenario: Scenario = {
         }
         return true
       })
+
+      let rpcTried = 0
+      const judgeRpc = (c: RpcCase, answer: Awaited<ReturnType<typeof sendRpc>>) => {
+        rpcTried++
+        const status = answer.status === 200 ? 200 : answer.status
+        byStatus.set(status, (byStatus.get(status) ?? 0) + 1)
+        for (const id of answer.runIds) accepted.add(id)
+        if (answer.status >= 500 || answer.unavailable) {
+          const key = `POST /rpc → ${answer.unavailable ? "Unavailable" : `${answer.status} ${answer.why}`}`
+          const seen = serverErrors.get(key)
+          serverErrors.set(key, { n: (seen?.n ?? 0) + 1, example: seen?.example ?? describeRpcBody(c.body) })
+        }
+        if (!answer.ok && violations.length < 5) violations.push(`POST /rpc (body ${describeRpcBody(c.body)}): ${answer.why}`)
+        return answer.ok
+      }
 
       // Phase 1: the property alone.
       const seed = Date.now() % 2_147_483_647
@@ -371,6 +412,9 @@ export const scenario: Scenario = {
       const healthAfter = yield* Effect.either(getStatus(`${server.baseUrl}/healthz`, 5000))
       const readyAfter = yield* Effect.either(getStatus(`${server.baseUrl}/readyz`, 5000))
 
+      // Phase 3: hostile RPC clients alone, /healthz probed every 100 ms.
+      const rpc = yield* Effect.promise(() => rpcPhase(server, port, large!.run.id, ctx.quick))
+
       // Nothing written but by the accepted requests.
       const strays = yield* query<{ what: string; n: number }>(db.url, `
         SELECT 'runs' AS what, count(*)::int AS n FROM runstream_runs WHERE NOT (id = ANY($1::uuid[]))
@@ -389,6 +433,15 @@ export const scenario: Scenario = {
       expect(strayCount === 0, `no row written by a refused request (${strays.map((s) => `${s.n} ${s.what}`).join(", ")})`)
       expect(serverErrors.size === 0, `bad input is refused with a 4xx, not a 5xx (${[...serverErrors].map(([k, e]) => `${e.n} × ${k}, e.g. ${e.example}`).join("; ")})`)
       expect(check.gaps === 0, `logs stay contiguous (${check.gaps})`)
+      expect(rpc.alive, "the server survives the hostile RPC clients")
+      expect(rpc.healthP99 < healthP99BoundMs, `/healthz p99 under ${healthP99BoundMs} ms under hostile RPC clients (${rpc.healthP99.toFixed(0)} ms, ${rpc.healthFailures} failed)`)
+      expect(rpc.peakMB < rpcPeakBoundMB, `server RSS under ${rpcPeakBoundMB} MB under hostile RPC clients (peak ${rpc.peakMB.toFixed(0)} MB)`)
+      expect(rpc.floods.every((o) => o.what === "too_many_calls" || closed(o)), `every flood of calls is ended: too_many_calls, or the connection closed (${summarize(rpc.floods)})`)
+      expect(rpc.held <= maxStreams && rpc.refusedStreams >= rpc.hoarders - maxStreams, `RPC streams stay within the stream budget of ${maxStreams} (${rpc.held} held, ${rpc.refusedStreams} refused with TooManyStreams of ${rpc.hoarders})`)
+      expect(rpc.sseWhileFull === 503, `SSE is refused (503) while RPC streams hold the budget (${rpc.sseWhileFull})`)
+      expect(rpc.hugeIds.every((o) => o.status === 400 || o.status === 413 || closed(o)), `huge request ids are refused (${summarize(rpc.hugeIds)})`)
+      expect(rpc.bigStarts.every((o) => o.status === 413 || closed(o)), `15 MB starts are refused with 413 (${summarize(rpc.bigStarts)})`)
+      expect(rpc.unknownKeys.every((o) => o.status === 400), `REST bodies of unknown keys are refused with 400 (${summarize(rpc.unknownKeys)})`)
 
       const statuses = [...byStatus].sort(([a], [b]) => a - b).map(([s, n]) => `${s === 0 ? "not sent" : s}: ${n}`).join(", ")
       return {
@@ -406,9 +459,152 @@ export const scenario: Scenario = {
           ["runs accepted", `${accepted.size - known.length}; rows not written by an accepted request: ${strays.map((s) => `${s.n} ${s.what}`).join(", ")}`],
           ["5xx answers", serverErrors.size === 0 ? "none" : [...serverErrors].map(([k, e]) => `${e.n} × ${k}, e.g. body ${e.example}`).join("; ")],
           ["slow clients", `${slowCount} slowloris (headers a line every 2 s, or a body a byte a second): ${slowOpen} still open after ${seconds(Date.now() - hostileStart)}; ${neverReadCount} SSE clients that never read a ${burstEvents.toLocaleString("en")}-event log`],
+          ["/rpc", `${rpcTried} of the fuzz cases; then alone for ${seconds(rpc.durationMs)}: ${rpc.floods.length} endless floods of AllEvents calls (${summarize(rpc.floods)}), ${rpc.hoarders} stream holders on a budget of ${maxStreams} (${rpc.held} held, ${rpc.refusedStreams} refused with TooManyStreams, other answers: ${rpc.otherHolds}; SSE meanwhile ${rpc.sseWhileFull}), ids of 10^6 and 1.6·10^7 digits (${summarize(rpc.hugeIds)}), 16 concurrent starts of 15 MB and more (${summarize(rpc.bigStarts)}), ${rpc.slowBodies} bodies a byte a second, ${rpc.neverRead} never-reading Events callers; and 4 REST starts at once of ${(rpc.unknownKeysBytes / 1e6).toFixed(1)} MB of unknown keys (${summarize(rpc.unknownKeys)})`],
+          ["server under the hostile RPC clients", `${rpc.alive ? "alive" : "DEAD"}; /healthz every 0.1 s (from a thread of its own, ${rpc.healthSamples} answers): p50 ${rpc.healthP50.toFixed(0)} ms, p99 ${rpc.healthP99.toFixed(0)} ms, max ${rpc.healthMax.toFixed(0)} ms (worst by step: ${rpc.worstByStep}), ${rpc.healthFailures} failed; RSS ${rpc.beforeMB.toFixed(0)} MB before, peak ${rpc.peakMB.toFixed(0)} MB (bound ${rpcPeakBoundMB} MB); server CPU ${rpc.cpuSeconds.toFixed(1)} s`],
           ["server under the hostile clients", `${server.alive() ? "alive" : "DEAD"}; /healthz every 0.5 s: p50 ${percentile(health, 50).toFixed(0)} ms, p99 ${percentile(health, 99).toFixed(0)} ms, ${healthFailures} failed or over 10 s, longest silence ${seconds(longestSilence)}; RSS ${baselineMB.toFixed(0)} MB before, peak ${peakMB.toFixed(0)} MB; the suite's own event-loop delay p99 ${(lag.percentile(99) / 1e6).toFixed(0)} ms, max ${(lag.max / 1e6).toFixed(0)} ms`]
         ],
         failures
       }
     }).pipe(asFault)
+}
+
+/**
+ * The server closed the connection while the client was still writing, before
+ * the client had read the answer (Node's client then reports the write's error
+ * only): a refusal too, as the issue allows ("or the connection is closed").
+ */
+const closed = (outcome: { readonly status: number; readonly what: string }) =>
+  outcome.status === 0 && /EPIPE|ECONNRESET/.test(outcome.what)
+
+/** "413 payload_too_large × 16, 40-90 ms" for a list of outcomes. */
+const summarize = (outcomes: ReadonlyArray<{ readonly status: number; readonly what: string; readonly ms: number }>) => {
+  const groups = new Map<string, number>()
+  for (const o of outcomes) groups.set(`${o.status} ${o.what}`, (groups.get(`${o.status} ${o.what}`) ?? 0) + 1)
+  const ms = outcomes.map((o) => o.ms)
+  return `${[...groups].map(([k, n]) => `${k} × ${n}`).join(", ")}; ${Math.min(...ms)}-${Math.max(...ms)} ms`
+}
+
+/**
+ * The hostile RPC clients, one kind after the other (so that a slow /healthz
+ * names its cause), while /healthz is probed every 100 ms from a thread of
+ * its own and the server's memory is sampled. Slow bodies and never-reading
+ * callers stay connected throughout.
+ */
+const rpcPhase = async (server: { readonly baseUrl: string; readonly rssMB: () => number; readonly cpuSeconds: () => number; readonly alive: () => boolean }, port: number, largeRunId: string, quick: boolean) => {
+  const began = Date.now()
+  const beforeMB = server.rssMB()
+  const cpuBefore = server.cpuSeconds()
+  let peakMB = beforeMB
+  const memory = setInterval(() => {
+    peakMB = Math.max(peakMB, server.rssMB())
+  }, 100)
+  const probe = healthProbe(`${server.baseUrl}/healthz`, 100)
+  const windows: Array<{ readonly step: string; readonly from: number; readonly to: number }> = []
+  const step = async <A>(name: string, run: () => Promise<A>) => {
+    const from = Date.now()
+    const result = await run()
+    windows.push({ step: name, from, to: Date.now() })
+    return result
+  }
+
+  const slow = await step("slow bodies", async () => Array.from({ length: quick ? 20 : 100 }, () => slowRpcBody(port)))
+
+  const floods = await step("floods", () => {
+    let id = 0
+    const allEvents = () => `{"_tag":"Request","id":"${++id}","tag":"AllEvents","payload":{},"headers":[]}\n`
+    return Promise.all(Array.from({ length: quick ? 10 : 40 }, () => endless(port, allEvents(), allEvents)))
+  })
+
+  const silent = await step("never-reading callers", async () => {
+    const sockets = Array.from({ length: quick ? 10 : 50 }, () => neverReadsRpc(port, largeRunId))
+    // They are sent what fits in the server's answer buffer and the socket's, then nothing more.
+    await new Promise((resolve) => setTimeout(resolve, 2000))
+    return sockets
+  })
+
+  const hoarders = quick ? maxStreams + 100 : maxStreams + 700
+  const hold = await step("stream holders", async () => {
+    const holds = Array.from({ length: hoarders }, (_, i) => holdCall(port, `{"_tag":"Request","id":"${i}","tag":"AllEvents","payload":{},"headers":[]}\n`))
+    const firsts = await Promise.all(holds.map((h) => h.first))
+    const sse = await fetch(`${server.baseUrl}/v1/events`, { headers: { accept: "text/event-stream" }, signal: AbortSignal.timeout(5_000) }).then(
+      async (r) => {
+        await r.body?.cancel()
+        return r.status
+      },
+      () => 0
+    )
+    for (const h of holds) h.close()
+    const others = new Map<string, number>()
+    for (const f of firsts) {
+      if (f.status === 200) continue
+      others.set(`${f.status} ${f.text.slice(0, 40)}`, (others.get(`${f.status} ${f.text.slice(0, 40)}`) ?? 0) + 1)
+    }
+    return {
+      held: firsts.filter((f) => f.status === 200 && !f.text.includes("TooManyStreams")).length,
+      refused: firsts.filter((f) => f.text.includes("TooManyStreams")).length,
+      others: [...others].map(([k, n]) => `${n} × ${k}`).join(", ") || "none",
+      sse
+    }
+  })
+
+  const hugeIds = await step("huge ids", async () => {
+    const outcomes = []
+    for (const digits of [1_000_000, 16_000_000]) {
+      outcomes.push(await endless(port, `{"_tag":"Request","id":"${"7".repeat(digits)}","tag":"List","payload":{},"headers":[]}\n`, () => "\n"))
+    }
+    return outcomes
+  })
+
+  const bigStarts = await step("16 large starts", () => {
+    const start = `{"_tag":"Request","id":"1","tag":"Start","headers":[],"payload":{"task":"demo.echo","input":"`
+    const chunk = "x".repeat(64 * 1024)
+    // The input goes on past 15 MB: the server must answer by the first MiB.
+    return Promise.all(Array.from({ length: 16 }, () => endless(port, start, () => chunk)))
+  })
+
+  // A REST body of 95,000 unknown keys (1 MB), four at once: refused at the first key.
+  const unknownKeysBody = `{"task":"demo.echo",${Array.from({ length: 95_000 }, (_, i) => `"k${i}":1`).join(",")}}`
+  const unknownKeys = await step("REST unknown keys", () =>
+    Promise.all(Array.from({ length: 4 }, async () => {
+      const at = Date.now()
+      const r = await fetch(`${server.baseUrl}/v1/runs`, { method: "POST", headers: { "content-type": "application/json" }, body: unknownKeysBody })
+      const body = await r.json().catch(() => null) as any
+      return { status: r.status, what: String(body?.error?.code), ms: Date.now() - at }
+    }))
+  )
+
+  const { failures: healthFailures, samples } = await probe.stop()
+  clearInterval(memory)
+  for (const s of slow) s.stop()
+  for (const s of silent) s.destroy()
+  const latencies = samples.map((sample) => sample.ms)
+  const worstByStep = windows.map(({ from, step, to }) => {
+    const inside = samples.filter((sample) => sample.at >= from && sample.at <= to).map((sample) => sample.ms)
+    return `${step} ${inside.length === 0 ? "-" : Math.max(...inside).toFixed(0)} ms`
+  }).join(", ")
+  return {
+    durationMs: Date.now() - began,
+    alive: server.alive(),
+    beforeMB,
+    peakMB,
+    cpuSeconds: server.cpuSeconds() - cpuBefore,
+    healthP50: percentile(latencies, 50),
+    healthP99: percentile(latencies, 99),
+    healthMax: latencies.length === 0 ? Infinity : Math.max(...latencies),
+    healthSamples: latencies.length,
+    healthFailures,
+    worstByStep,
+    floods,
+    hoarders,
+    held: hold.held,
+    refusedStreams: hold.refused,
+    otherHolds: hold.others,
+    sseWhileFull: hold.sse,
+    hugeIds,
+    bigStarts,
+    unknownKeys,
+    unknownKeysBytes: unknownKeysBody.length,
+    slowBodies: slow.length,
+    neverRead: silent.length
+  }
 }

@@ -3,8 +3,45 @@
  * the client), so that the client needs no server module to encode them.
  * @since 0.1.0
  */
-import { Schema } from "effect"
+import { DateTime, Schema } from "effect"
 import { StorableString } from "../internal/jsonb.ts"
+
+const isoDateTime = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?(?:Z|[+-](\d{2}):(\d{2}))?)?$/i
+
+const daysIn = (year: number, month: number) =>
+  month === 2
+    ? (year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28)
+    : [4, 6, 9, 11].includes(month)
+    ? 30
+    : 31
+
+/**
+ * An ISO 8601 date or date-time whose fields exist: `Date` would read
+ * 2024-02-30 as March 1st, and 24:00 as the next day.
+ */
+const isCalendarDateTime = (text: string) => {
+  const match = isoDateTime.exec(text)
+  if (match === null) return false
+  const [year, month, day, hour = 0, minute = 0, second = 0, offsetHours = 0, offsetMinutes = 0] = match
+    .slice(1)
+    .map((field) => field === undefined ? undefined : Number(field))
+  return month! >= 1 && month! <= 12 && day! >= 1 && day! <= daysIn(year!, month!) &&
+    hour <= 23 && minute <= 59 && second <= 59 && offsetHours <= 23 && offsetMinutes <= 59
+}
+
+/** The years Postgres stores as the driver writes them (four digits, no year 0, no sign). */
+export const runAtYears = { min: 1, max: 9999 } as const
+
+/** When a run may start: an ISO 8601 time on the calendar, in years 1 to 9999 (UTC). */
+export const RunAt = Schema.compose(
+  Schema.String.pipe(Schema.filter(isCalendarDateTime, {
+    message: () => "must be an ISO 8601 date-time that exists, e.g. 2030-01-31T12:00:00Z"
+  })),
+  Schema.DateTimeUtc
+).pipe(Schema.filter((time) => {
+  const year = DateTime.getPartUtc(time, "year")
+  return year >= runAtYears.min && year <= runAtYears.max
+}, { message: () => `must be in the years ${runAtYears.min} to ${runAtYears.max} (UTC)` }))
 
 /** Options of a start; every field is checked and bounded. */
 export const StartOptions = Schema.Struct({
@@ -13,7 +50,7 @@ export const StartOptions = Schema.Struct({
     Schema.pattern(/^[A-Za-z0-9._-]{1,100}$/, { message: () => "a queue name is 1-100 of A-Z a-z 0-9 . _ -" })
   )),
   priority: Schema.optional(Schema.Int.pipe(Schema.between(-1_000_000, 1_000_000))),
-  runAt: Schema.optional(Schema.DateTimeUtc),
+  runAt: Schema.optional(RunAt),
   maxAttempts: Schema.optional(Schema.Int.pipe(Schema.between(1, 100))),
   timeoutMs: Schema.optional(Schema.Int.pipe(Schema.between(1, 24 * 60 * 60 * 1000)))
 })

@@ -10,8 +10,10 @@ export interface HttpOptions {
   readonly apiKeys: ReadonlyArray<Redacted.Redacted<string>>
   /** The largest request body read, in bytes. */
   readonly maxBodyBytes: number
-  /** Open SSE connections per process; more are answered 503. */
+  /** Open event streams (SSE and RPC streams) per process; more are refused. */
   readonly maxStreams: number
+  /** Calls in flight at once in one `POST /rpc` request; one more is refused (429, or the answer ends). */
+  readonly maxRpcCalls: number
   /** How often an idle SSE connection gets a comment line (proxies close silent ones). */
   readonly keepAlive: Duration.Duration
   /** The reconnection delay suggested to SSE clients (`retry:`). */
@@ -53,6 +55,10 @@ export const HttpConfig: Config.Config<HttpOptions> = Config.all({
     message: "must be between 1 and 1000000",
     validation: (n) => n >= 1 && n <= 1_000_000
   }, 1000),
+  maxRpcCalls: checked("RUNSTREAM_RPC_MAX_CALLS", Config.integer(), {
+    message: "must be between 1 and 10000",
+    validation: (n) => n >= 1 && n <= 10_000
+  }, 16),
   keepAlive: checked("RUNSTREAM_SSE_KEEPALIVE", Config.duration(), {
     message: "must be at least 10 millis",
     validation: (d) => Duration.toMillis(d) >= 10

@@ -17,7 +17,7 @@ import { Cause, Effect, Layer, Option, Predicate } from "effect"
 import { createServer } from "node:http"
 import * as RpcServer from "../rpc/RpcServer.ts"
 import { Api, HealthApi } from "./Api.ts"
-import { ApiError, internal, invalidInput, toResponse } from "./ApiError.ts"
+import { ApiError, badRequest, internal, invalidInput, toResponse } from "./ApiError.ts"
 import * as Auth from "./Auth.ts"
 import * as EventsHandlers from "./EventsHandlers.ts"
 import * as HealthHandlers from "./HealthHandlers.ts"
@@ -49,6 +49,9 @@ const allowedMethods = (routes: ReadonlyArray<Route>, path: string) => {
   return [...new Set(methods)]
 }
 
+/** A path as quoted in a message: at most 100 characters. */
+const shorten = (path: string) => path.length > 100 ? `${path.slice(0, 100)}…` : path
+
 /**
  * Answers what the routes did not: an unknown path (404) or method (405), an
  * `ApiError` the API does not declare, and defects (500, logged, no details
@@ -65,10 +68,15 @@ const answerFailures = (routes: ReadonlyArray<Route>) => <E, R>(app: HttpApp.Def
           const request = yield* HttpServerRequest.HttpServerRequest
           const path = request.url.split("?", 1)[0]!
           const allowed = allowedMethods(routes, path)
+          // The path has a route for this method, yet the router found none: a
+          // parameter it cannot take (over its length limit, or bad percent-encoding).
+          if (allowed.includes(request.method)) {
+            return toResponse(badRequest("invalid_input", `${shorten(path)} is not a valid path: a parameter is malformed or too long`))
+          }
           return allowed.length === 0
-            ? toResponse(new ApiError({ status: 404, code: "not_found", message: `no route for ${request.method} ${path}` }))
+            ? toResponse(new ApiError({ status: 404, code: "not_found", message: `no route for ${request.method.slice(0, 20)} ${shorten(path)}` }))
             : toResponse(
-              new ApiError({ status: 405, code: "method_not_allowed", message: `${path} answers ${allowed.join(", ")}` }),
+              new ApiError({ status: 405, code: "method_not_allowed", message: `${shorten(path)} answers ${allowed.join(", ")}` }),
               { allow: allowed.join(", ") }
             )
         }
@@ -91,8 +99,13 @@ const decodeErrorsAsApiErrors = (app: HttpApp.Default): HttpApp.Default<ApiError
 const layerDecodeErrors = HttpApiBuilder.middleware(Api, decodeErrorsAsApiErrors)
 const layerHealthDecodeErrors = HttpApiBuilder.middleware(HealthApi, decodeErrorsAsApiErrors)
 
-const layerRpcRoute = HttpApiBuilder.Router.use((router) =>
-  Effect.flatMap(RpcServer.httpApp, (app) => router.post("/rpc", app)))
+const layerRpcRoute = (options: HttpOptions) =>
+  HttpApiBuilder.Router.use((router) =>
+    Effect.flatMap(
+      RpcServer.makeHttpApp({ maxMessageBytes: options.maxBodyBytes, maxCalls: options.maxRpcCalls }),
+      (app) => router.post("/rpc", app)
+    )
+  )
 
 /** The API's routes and handlers; needs `Runs`, the database, and `Streams`. */
 export const layerApi = (options: HttpOptions) =>
@@ -102,7 +115,7 @@ export const layerApi = (options: HttpOptions) =>
       EventsHandlers.layer(options),
       HealthHandlers.layer,
       layerDecodeErrors,
-      layerRpcRoute
+      layerRpcRoute(options)
     ])))
   )
 

@@ -1,15 +1,25 @@
 /**
- * The SSE connections of one server: at most `maxStreams` open at once, and
- * all of them ended when the server shuts down (an open stream would otherwise
- * hold the HTTP server's close forever). Release this layer before the HTTP
- * server itself: `Server.layer` builds it after the server for that reason.
+ * The live streams of one server process, SSE connections and RPC streams
+ * (`Events`, `AllEvents`, `AwaitCompletion`) alike: at most `maxStreams` open
+ * at once, and all of them ended when the server shuts down (an open stream
+ * would otherwise hold the HTTP server's close forever). Release this layer
+ * before the HTTP server itself: `Server.layer` builds it after the server for
+ * that reason.
  * @since 0.1.0
  */
-import { Context, Deferred, Duration, Effect, Layer, Option, Ref, type Scope } from "effect"
+import { Context, Deferred, Duration, Effect, Layer, Option, Ref, Schema, type Scope } from "effect"
 import { ApiError } from "./ApiError.ts"
 
+/** No slot was given: all are taken (`full`), or the server is shutting down (`closing`). */
+export class StreamRefused extends Schema.TaggedError<StreamRefused>()("StreamRefused", {
+  reason: Schema.Literal("full", "closing"),
+  limit: Schema.Int
+}) {}
+
 export class Streams extends Context.Tag("runstream/http/Streams")<Streams, {
-  /** Holds a connection slot until the scope closes; 503 when none is free or the server is closing. */
+  /** Holds a stream slot until the scope closes; refused when none is free or the server is closing. */
+  readonly reserve: Effect.Effect<void, StreamRefused, Scope.Scope>
+  /** `reserve` for SSE: a refusal is a 503 (`too_many_streams`, `shutting_down`). */
   readonly acquire: Effect.Effect<void, ApiError, Scope.Scope>
   /** Completes when the server starts to shut down (streams end then). */
   readonly shutdown: Effect.Effect<void>
@@ -34,16 +44,18 @@ export const make = (options: { readonly maxStreams: number }) =>
       if (left === 0 && (yield* Deferred.isDone(shutdown))) yield* Deferred.succeed(drained, undefined)
     })
 
-    const acquire = Effect.acquireRelease(
+    const refused = (reason: "full" | "closing") => new StreamRefused({ reason, limit: options.maxStreams })
+    const reserve = Effect.acquireRelease(
       Effect.flatMap(Deferred.isDone(shutdown), (isClosing) =>
         isClosing
-          ? Effect.fail(closing)
+          ? Effect.fail(refused("closing"))
           : Effect.flatMap(
             Ref.modify(active, (n) => n < options.maxStreams ? [true, n + 1] : [false, n]),
-            (taken) => taken ? Effect.void : Effect.fail(full)
+            (taken) => taken ? Effect.void : Effect.fail(refused("full"))
           )),
       () => release
     )
+    const acquire = Effect.mapError(reserve, (refusal) => refusal.reason === "full" ? full : closing)
 
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
@@ -55,6 +67,7 @@ export const make = (options: { readonly maxStreams: number }) =>
     )
 
     return Streams.of({
+      reserve,
       acquire,
       shutdown: Deferred.await(shutdown),
       active: Ref.get(active)

@@ -11,8 +11,12 @@
  * ```
  *
  * The RPC server runs in a fiber forked into the `Scope` that `httpApp` is
- * given: the app answers while that scope is open. The serialization (NDJSON)
- * is provided here; clients must use NDJSON too (`RunstreamClient` does).
+ * given: the app answers while that scope is open. The framing is NDJSON
+ * (`HttpProtocol`, bounded); clients must use NDJSON too (`RunstreamClient` does).
+ *
+ * Streams (`Events`, `AllEvents`, `AwaitCompletion`) take a slot of the
+ * process's `Streams` budget, shared with SSE: past it they fail with
+ * `TooManyStreams`, and they end with `ShuttingDown` when the server stops.
  *
  * Why NDJSON: with the JSON serialization the HTTP protocol holds the whole
  * response until every RPC of the request has exited, so `Events` would arrive
@@ -21,13 +25,15 @@
  * @since 0.1.0
  */
 import type { HttpApp } from "@effect/platform"
-import { RpcSerialization, RpcServer } from "@effect/rpc"
+import { RpcServer } from "@effect/rpc"
 import { SqlError } from "@effect/sql"
 import { Cause, Duration, Effect, ParseResult, Schema, type Scope, Stream } from "effect"
 import { InvalidInput, RunNotFound } from "../domain/Errors.ts"
 import { RunId } from "../domain/Ids.ts"
+import { type StreamRefused, Streams } from "../http/Streams.ts"
 import { Runs, StartOptions } from "../Runs.ts"
-import { RunstreamRpcs, Unavailable } from "./RunstreamRpcs.ts"
+import * as HttpProtocol from "./HttpProtocol.ts"
+import { RunstreamRpcs, ShuttingDown, TooManyStreams, Unavailable } from "./RunstreamRpcs.ts"
 
 const isSqlError = (error: unknown): error is SqlError.SqlError => error instanceof SqlError.SqlError
 
@@ -64,9 +70,19 @@ const decodeOptions = (options: unknown): Effect.Effect<StartOptions | undefined
       )
     )
 
+const refusedStream = (refusal: StreamRefused) =>
+  refusal.reason === "full" ? new TooManyStreams({ limit: refusal.limit }) : new ShuttingDown()
+
 /** The handlers of `RunstreamRpcs`, each a thin call of `Runs`. */
 export const handlers = Effect.gen(function*() {
   const runs = yield* Runs
+  const streams = yield* Streams
+  const slot = Effect.mapError(streams.reserve, refusedStream)
+  const untilShutdown = Effect.zipRight(streams.shutdown, Effect.fail(new ShuttingDown()))
+
+  /** A live stream: holds a slot of the budget while it runs, fails with `ShuttingDown` when the server stops. */
+  const live = <A, E, R>(stream: Stream.Stream<A, E, R>) =>
+    Stream.unwrapScoped(Effect.as(slot, stream)).pipe(Stream.interruptWhen(untilShutdown))
 
   return RunstreamRpcs.of({
     Start: ({ input, options, task }) =>
@@ -90,21 +106,24 @@ export const handlers = Effect.gen(function*() {
 
     Events: ({ after, runId }) =>
       parseRunId(runId).pipe(
-        Effect.map((id) => runs.events(id, { after })),
+        Effect.map((id) => live(runs.events(id, { after }))),
         Stream.unwrap,
         Stream.catchTag("SqlError", (error) => Stream.fromEffect(unavailable(error)))
       ),
 
     AllEvents: ({ runId, task }) =>
       parseRunFilter(runId).pipe(
-        Effect.map((runId) => runs.allEvents({ task, runId })),
+        Effect.map((runId) => live(runs.allEvents({ task, runId }))),
         Stream.unwrap
       ),
 
     AwaitCompletion: ({ runId, timeoutMs }) =>
       Effect.zip(parseRunId(runId), nonNegativeInteger("timeoutMs", timeoutMs)).pipe(
         Effect.flatMap(([id, timeoutMs]) =>
-          runs.awaitCompletion(id, { timeout: timeoutMs === undefined ? undefined : Duration.millis(timeoutMs) })
+          Effect.zipRight(
+            slot,
+            runs.awaitCompletion(id, { timeout: timeoutMs === undefined ? undefined : Duration.millis(timeoutMs) })
+          ).pipe(Effect.raceFirst(untilShutdown), Effect.scoped)
         ),
         hideSqlError
       )
@@ -114,20 +133,34 @@ export const handlers = Effect.gen(function*() {
 /** The handlers as a layer, for serving the group over another protocol (`RpcServer.layer`). */
 export const layerHandlers = RunstreamRpcs.toLayer(handlers)
 
+/** The limits of one `POST /rpc` request; see `HttpProtocol`. */
+export type Limits = HttpProtocol.Limits
+
+/** `RUNSTREAM_MAX_BODY_BYTES` and `RUNSTREAM_RPC_MAX_CALLS` at their defaults. */
+export const defaultLimits: Limits = { maxMessageBytes: 1024 * 1024, maxCalls: 16 }
+
 /**
- * The group as an HTTP app (NDJSON), for `POST /rpc`. Needs `Runs`, and the
- * `Scope` its server fiber lives in.
+ * The group as an HTTP app (NDJSON), for `POST /rpc`. Needs `Runs`, the
+ * process's `Streams` budget, and the `Scope` its server fiber lives in.
  *
  * Fatal defects are disabled: a handler's defect then fails its own call. A
  * fatal defect is sent as a protocol `Defect`, which an `RpcClient` applies to
  * every call it has in flight, the other streams included.
  */
-export const httpApp: Effect.Effect<HttpApp.Default<never, Scope.Scope>, never, Runs | Scope.Scope> = Effect.gen(
-  function*() {
+export const makeHttpApp = (
+  limits: Limits
+): Effect.Effect<HttpApp.Default<never, Scope.Scope>, never, Runs | Streams | Scope.Scope> =>
+  Effect.gen(function*() {
     const context = yield* RunstreamRpcs.toHandlersContext(handlers)
-    return yield* RpcServer.toHttpApp(RunstreamRpcs, { disableFatalDefects: true }).pipe(
+    const { httpApp, protocol } = yield* HttpProtocol.make({ ...limits, tags: new Set(RunstreamRpcs.requests.keys()) })
+    yield* RpcServer.make(RunstreamRpcs, { disableFatalDefects: true }).pipe(
       Effect.provide(context),
-      Effect.provideService(RpcSerialization.RpcSerialization, RpcSerialization.ndjson)
+      Effect.provideService(RpcServer.Protocol, protocol),
+      Effect.interruptible,
+      Effect.forkScoped
     )
-  }
-)
+    return httpApp
+  })
+
+/** `makeHttpApp` with the default limits. */
+export const httpApp = makeHttpApp(defaultLimits)

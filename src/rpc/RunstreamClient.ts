@@ -30,7 +30,18 @@ import type { Run, RunStatus } from "../domain/Run.ts"
 import type { RunEvent } from "../domain/RunEvent.ts"
 import { StartOptions } from "../domain/StartOptions.ts"
 import type * as Task from "../Task.ts"
-import { type EventPage, type RunPage, RunstreamRpcs, type Started, type Unavailable } from "./RunstreamRpcs.ts"
+import {
+  type EventPage,
+  type RunPage,
+  RunstreamRpcs,
+  type ShuttingDown,
+  type Started,
+  type TooManyStreams,
+  type Unavailable
+} from "./RunstreamRpcs.ts"
+
+/** A live call (a stream, an await) refused or ended by the server's stream budget or its shutdown. */
+export type LiveLimit = TooManyStreams | ShuttingDown
 
 export interface ClientOptions {
   /** The RPC endpoint, e.g. `http://localhost:3000/rpc`. */
@@ -97,16 +108,16 @@ export class RunstreamClient extends Context.Tag("runstream/RunstreamClient")<Ru
   readonly events: (
     runId: string,
     options?: { readonly after?: number | undefined }
-  ) => Stream.Stream<RunEvent, RunNotFound | InvalidInput | Unavailable | Unauthorized | RpcClientError.RpcClientError>
+  ) => Stream.Stream<RunEvent, RunNotFound | InvalidInput | Unavailable | LiveLimit | Unauthorized | RpcClientError.RpcClientError>
   /** Live events of every run (debug), optionally of one task or run. Not replayed; never ends. */
   readonly allEvents: (
     filter?: { readonly task?: string | undefined; readonly runId?: string | undefined }
-  ) => Stream.Stream<RunEvent, InvalidInput | Unauthorized | RpcClientError.RpcClientError>
+  ) => Stream.Stream<RunEvent, InvalidInput | LiveLimit | Unauthorized | RpcClientError.RpcClientError>
   /** Waits until the run is finished and returns it; `AwaitTimeout` after `timeout`, when given. */
   readonly awaitCompletion: (
     runId: string,
     options?: { readonly timeout?: Duration.DurationInput | undefined }
-  ) => Effect.Effect<Run, RunNotFound | AwaitTimeout | InvalidInput | Unavailable | Unauthorized | RpcClientError.RpcClientError>
+  ) => Effect.Effect<Run, RunNotFound | AwaitTimeout | InvalidInput | Unavailable | LiveLimit | Unauthorized | RpcClientError.RpcClientError>
 }>() {}
 
 const invalid = (what: string) => (error: ParseResult.ParseError) => InvalidInput.fromParseError(what, error)

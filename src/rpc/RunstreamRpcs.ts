@@ -35,6 +35,26 @@ export class Unavailable extends Schema.TaggedError<Unavailable>()("Unavailable"
   }
 }
 
+/**
+ * The server holds as many live streams (SSE and RPC streams together) as
+ * `RUNSTREAM_MAX_STREAMS` allows; this one was refused. Transient: retry later.
+ * @category errors
+ */
+export class TooManyStreams extends Schema.TaggedError<TooManyStreams>()("TooManyStreams", {
+  limit: Schema.Number
+}) {
+  override get message() {
+    return `this server has reached its limit of ${this.limit} open event streams; try again later`
+  }
+}
+
+/** The server is shutting down: the stream was ended or refused. Retry, on another server if there is one. */
+export class ShuttingDown extends Schema.TaggedError<ShuttingDown>()("ShuttingDown", {}) {
+  override get message() {
+    return "the server is shutting down"
+  }
+}
+
 /** `Runs.StartOptions` as sent: the same fields, checked by the server. @category schemas */
 export const StartOptionsEncoded = Schema.encodedSchema(StartOptions)
 
@@ -95,19 +115,19 @@ export class RunstreamRpcs extends RpcGroup.make(
   Rpc.make("Events", {
     payload: { runId: Schema.String, after: Schema.optional(Schema.Number) },
     success: RunEvent,
-    error: Schema.Union(RunNotFound, InvalidInput, Unavailable),
+    error: Schema.Union(RunNotFound, InvalidInput, Unavailable, TooManyStreams, ShuttingDown),
     stream: true
   }),
   /** Live events of every run (debug), optionally of one task or run; never ends. */
   Rpc.make("AllEvents", {
     payload: { task: Schema.optional(Schema.String), runId: Schema.optional(Schema.String) },
     success: RunEvent,
-    error: InvalidInput,
+    error: Schema.Union(InvalidInput, TooManyStreams, ShuttingDown),
     stream: true
   }),
   Rpc.make("AwaitCompletion", {
     payload: { runId: Schema.String, timeoutMs: Schema.optional(Schema.Number) },
     success: Run,
-    error: Schema.Union(RunNotFound, AwaitTimeout, InvalidInput, Unavailable)
+    error: Schema.Union(RunNotFound, AwaitTimeout, InvalidInput, Unavailable, TooManyStreams, ShuttingDown)
   })
 ) {}

@@ -16,6 +16,7 @@ import {
   UnknownTask
 } from "../../src/domain/Errors.ts"
 import type { RunEvent } from "../../src/domain/RunEvent.ts"
+import * as Streams from "../../src/http/Streams.ts"
 import * as RpcServer from "../../src/rpc/RpcServer.ts"
 import * as RunstreamClient from "../../src/rpc/RunstreamClient.ts"
 import { RunstreamRpcs, Unavailable } from "../../src/rpc/RunstreamRpcs.ts"
@@ -34,7 +35,10 @@ const RpcHttpServer = Layer.unwrapScoped(Effect.map(RpcServer.httpApp, (app) => 
         : Effect.succeed(HttpServerResponse.unsafeJson({ error: { code: "Unauthorized" } }, { status: 401 }))
   )
   return HttpRouter.empty.pipe(HttpRouter.post("/rpc", authorized), HttpServer.serve())
-})).pipe(Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" })))
+})).pipe(
+  Layer.provide(Streams.layer({ maxStreams: 1000 })),
+  Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" }))
+)
 
 const rpcUrl = HttpServer.addressFormattedWith((address) => Effect.succeed(`${address}/rpc`))
 

@@ -1,0 +1,292 @@
+/**
+ * The `@effect/rpc` server protocol over `POST /rpc` (NDJSON), bounded. One
+ * request is one RPC client: its body is a series of messages, its answer the
+ * stream of responses.
+ *
+ * The library's own HTTP protocol reads the whole body into one string, then
+ * parses every line and starts every call in it: three bodies of 50,000 calls
+ * took a server's heap. Here the body is read as it arrives, one line at a
+ * time, and each line is checked (`RpcFrame`) and handed over before the next
+ * is read:
+ * - a line longer than `maxMessageBytes` is refused as soon as it passes the
+ *   limit, never held whole;
+ * - at most `maxCalls` calls are in flight per request; one more is refused;
+ * - the answer is a bounded mailbox: a client that does not read its answer
+ *   holds its calls (and the reading of its body) back, not the server's memory.
+ *
+ * A refusal before anything was answered is an HTTP error with the API's JSON
+ * body (400, 413, 429); after, a protocol `Defect` that ends the answer (the
+ * client's calls fail with it). Either way the rest of the body is read and
+ * dropped for a moment, so the client reads the answer, then the connection
+ * is closed.
+ * @since 0.1.0
+ */
+import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { NodeHttpServerRequest, NodeStream } from "@effect/platform-node"
+import { type RpcMessage, RpcServer } from "@effect/rpc"
+import { Deferred, Effect, Either, Mailbox, Option, Scope, Stream } from "effect"
+import { IncomingMessage, ServerResponse } from "node:http"
+import * as RpcFrame from "./RpcFrame.ts"
+
+export interface Limits {
+  /** The largest message (one NDJSON line), in bytes. */
+  readonly maxMessageBytes: number
+  /** Calls in flight at once per request. */
+  readonly maxCalls: number
+}
+
+/**
+ * Messages waiting to be written per request; past it, the calls producing
+ * them wait. Small: one message can be a page of a run's log (up to
+ * `RUNSTREAM_EVENT_PAGE_SIZE` events), and a client that does not read must
+ * cost the server little.
+ */
+const answerBuffer = 4
+
+/** A client whose answer has begun: what the protocol needs to route responses to it. */
+interface Client {
+  readonly answer: Mailbox.Mailbox<Uint8Array>
+  /** Ids of the calls that have not ended yet. */
+  readonly inFlight: Set<string>
+}
+
+const tooManyCalls = (limit: number) =>
+  new RpcFrame.FrameRefused({
+    status: 429,
+    code: "too_many_calls",
+    message: `more than ${limit} calls in flight in one request (RUNSTREAM_RPC_MAX_CALLS)`
+  })
+
+const noMessage = RpcFrame.invalidMessage("the request body holds no RPC message")
+
+const unreadable = new RpcFrame.FrameRefused({ status: 400, code: "invalid_body", message: "the request body could not be read" })
+
+const encoder = new TextEncoder()
+
+const frame = (message: unknown) => encoder.encode(`${JSON.stringify(message)}\n`)
+
+/** The refusal as a protocol `Defect` (an `Error`'s shape, which the client decodes as one). */
+const defectFrame = (refusal: RpcFrame.FrameRefused) =>
+  frame({ _tag: "Defect", defect: { name: "RpcProtocolError", message: `${refusal.code}: ${refusal.message}` } })
+
+const errorResponse = (refusal: RpcFrame.FrameRefused) =>
+  HttpServerResponse.unsafeJson({ error: { code: refusal.code, message: refusal.message } }, { status: refusal.status })
+
+const nodeSource = (request: HttpServerRequest.HttpServerRequest) =>
+  Option.liftPredicate(NodeHttpServerRequest.toIncomingMessage(request) as unknown, (source) => source instanceof IncomingMessage)
+
+/**
+ * A refused body: how many more bytes are read and dropped (so that a client
+ * that sends all before it reads gets its answer), and how long after the
+ * answer the connection stays open before it is closed.
+ */
+const linger = { bytes: 1024 * 1024, ms: 5000 }
+
+/**
+ * Reads and drops the rest of a refused body, up to `linger.bytes`, then
+ * stops reading: a client that never stops sending (a flood, an endless line)
+ * then waits on its own writes, at no cost here. `linger.ms` after the answer
+ * is sent, the connection is closed; closing at once could reset it before
+ * the client has read the answer.
+ */
+const dropRest = (source: IncomingMessage, response: unknown, answered: boolean) => {
+  let bytes = 0
+  source.on("data", (chunk: Buffer) => {
+    bytes += chunk.length
+    if (bytes > linger.bytes) source.pause()
+  })
+  // Refused before any answer (an HTTP error follows): the connection is not kept for another request.
+  if (!answered && response instanceof ServerResponse && !response.headersSent) response.shouldKeepAlive = false
+  const closeLater = () => {
+    const timer = setTimeout(() => {
+      if (!source.readableEnded) source.socket.destroy()
+    }, linger.ms)
+    source.once("end", () => clearTimeout(timer))
+  }
+  if (!(response instanceof ServerResponse) || response.writableFinished) closeLater()
+  else response.once("finish", closeLater)
+}
+
+/**
+ * The body's chunks. On Node, the request stays open when reading stops, so
+ * that the rest can be dropped (`drop`) while the client reads the answer.
+ */
+const bodyOf = (request: HttpServerRequest.HttpServerRequest) =>
+  Option.match(nodeSource(request), {
+    onNone: () => ({ chunks: request.stream as Stream.Stream<Uint8Array, unknown>, drop: (_answered: boolean) => Effect.void }),
+    onSome: (source) => ({
+      chunks: NodeStream.fromReadable<unknown, Uint8Array>(() => source, (error) => error, { closeOnDone: false }),
+      drop: (answered: boolean) => Effect.sync(() => dropRest(source, NodeHttpServerRequest.toServerResponse(request), answered))
+    })
+  })
+
+/**
+ * Sends the answer's status line and headers now. Node holds them until the
+ * first bytes of the body, and a stream with nothing to say yet (`AllEvents`)
+ * would leave its client without even a status.
+ */
+const flushHeaders = (request: HttpServerRequest.HttpServerRequest) =>
+  Stream.execute(Effect.sync(() => {
+    const response = NodeHttpServerRequest.toServerResponse(request) as unknown
+    // `headersSent` is already true here: `writeHead` only buffers them.
+    if (response instanceof ServerResponse) response.flushHeaders()
+  }))
+
+const concat = (parts: ReadonlyArray<Uint8Array>, size: number) => {
+  const out = new Uint8Array(size)
+  let offset = 0
+  for (const part of parts) {
+    out.set(part, offset)
+    offset += part.length
+  }
+  return out
+}
+
+/**
+ * Splits chunks into lines of at most `limit` bytes (without the newline),
+ * calling `onLine` for each before reading on; a longer line is refused as soon
+ * as its bytes pass the limit. `flush` hands over a last line without newline.
+ */
+const makeLineReader = <E>(limit: number, onLine: (line: Uint8Array) => Effect.Effect<void, E | RpcFrame.FrameRefused>) => {
+  let pending: Array<Uint8Array> = []
+  let pendingBytes = 0
+  const take = (tail: Uint8Array) => {
+    const line = pendingBytes === 0 ? tail : concat([...pending, tail], pendingBytes + tail.length)
+    pending = []
+    pendingBytes = 0
+    return line
+  }
+  const onChunk = (chunk: Uint8Array) =>
+    Effect.gen(function*() {
+      let start = 0
+      while (true) {
+        const newline = chunk.indexOf(10, start)
+        if (newline === -1) break
+        if (pendingBytes + newline - start > limit) return yield* RpcFrame.tooLarge(limit)
+        const line = take(chunk.subarray(start, newline))
+        start = newline + 1
+        yield* onLine(line)
+      }
+      if (start < chunk.length) {
+        if (pendingBytes + chunk.length - start > limit) return yield* RpcFrame.tooLarge(limit)
+        pending.push(chunk.subarray(start))
+        pendingBytes += chunk.length - start
+      }
+    })
+  const flush = Effect.suspend(() => pendingBytes === 0 ? Effect.void : onLine(take(new Uint8Array(0))))
+  return { onChunk, flush }
+}
+
+/**
+ * The protocol and the HTTP app that feeds it. Run an `RpcServer` with the
+ * protocol (`RpcServer.make(group).pipe(Effect.provideService(RpcServer.Protocol, protocol))`)
+ * and mount the app at `POST /rpc`.
+ */
+export const make = (options: Limits & { readonly tags: ReadonlySet<string> }) =>
+  Effect.gen(function*() {
+    const disconnects = yield* Mailbox.make<number>()
+    const clients = new Map<number, Client>()
+    let nextClientId = 0
+    let writeRequest: (clientId: number, message: RpcMessage.FromClientEncoded) => Effect.Effect<void> = () =>
+      Effect.void
+
+    const protocol = yield* RpcServer.Protocol.make((write) => {
+      writeRequest = write
+      return Effect.succeed({
+        disconnects,
+        send: (clientId: number, response: RpcMessage.FromServerEncoded) =>
+          Effect.suspend(() => {
+            const client = clients.get(clientId)
+            if (client === undefined) return Effect.void
+            if (response._tag === "Exit") client.inFlight.delete(response.requestId)
+            let bytes: Uint8Array
+            try {
+              bytes = frame(response)
+            } catch (cause) {
+              bytes = frame({ _tag: "Defect", defect: { name: "EncodeError", message: String(cause).slice(0, 500) } })
+            }
+            return Effect.asVoid(client.answer.offer(bytes))
+          }),
+        end: (clientId: number) => Effect.suspend(() => clients.get(clientId)?.answer.end ?? Effect.void),
+        clientIds: Effect.sync(() => new Set(clients.keys())),
+        initialMessage: Effect.succeedNone,
+        supportsAck: false,
+        supportsTransferables: false,
+        supportsSpanPropagation: false
+      })
+    })
+
+    const httpApp = Effect.gen(function*() {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      const scope = yield* Effect.scope
+      const clientId = nextClientId++
+      const client: Client = {
+        answer: yield* Mailbox.make<Uint8Array>({ capacity: answerBuffer, strategy: "suspend" }),
+        inFlight: new Set()
+      }
+      clients.set(clientId, client)
+      yield* Scope.addFinalizer(
+        scope,
+        Effect.sync(() => {
+          clients.delete(clientId)
+          // The server interrupts the client's calls still running.
+          disconnects.unsafeOffer(clientId)
+        })
+      )
+      const requestHeaders = Object.entries(request.headers)
+      // Done with the first message handed over (the answer begins), or failed with a refusal before it.
+      const started = yield* Deferred.make<void, RpcFrame.FrameRefused>()
+
+      const handOver = (message: RpcMessage.FromClientEncoded) => {
+        switch (message._tag) {
+          case "Eof":
+            // Sent at the end of the body; a client's own is redundant.
+            return Effect.void
+          case "Request":
+            if (client.inFlight.has(message.id)) {
+              return Effect.fail(RpcFrame.invalidMessage(`request id ${message.id} is already in flight`))
+            }
+            if (client.inFlight.size >= options.maxCalls) return Effect.fail(tooManyCalls(options.maxCalls))
+            client.inFlight.add(message.id)
+            return writeRequest(clientId, { ...message, headers: requestHeaders.concat(message.headers) })
+          default:
+            return writeRequest(clientId, message)
+        }
+      }
+      const onLine = (line: Uint8Array) =>
+        RpcFrame.isBlank(line) ? Effect.void : Either.match(RpcFrame.decode(line, options.tags), {
+          onLeft: Effect.fail,
+          onRight: (message) => Effect.zipRight(handOver(message), Deferred.succeed(started, undefined))
+        })
+
+      const body = bodyOf(request)
+      const lines = makeLineReader(options.maxMessageBytes, onLine)
+      const read = Stream.runForEach(body.chunks, lines.onChunk).pipe(
+        Effect.mapError((error) => error instanceof RpcFrame.FrameRefused ? error : unreadable),
+        Effect.zipRight(lines.flush),
+        Effect.zipRight(Effect.flatMap(Deferred.isDone(started), (isStarted) => isStarted ? Effect.void : Effect.fail(noMessage))),
+        Effect.zipRight(writeRequest(clientId, { _tag: "Eof" })),
+        Effect.catchAll((refusal) =>
+          Effect.gen(function*() {
+            yield* body.drop(yield* Deferred.isDone(started))
+            if (yield* Deferred.fail(started, refusal)) return
+            yield* client.answer.offer(defectFrame(refusal))
+            yield* client.answer.end
+          })
+        )
+      )
+      yield* Effect.forkIn(read, scope)
+
+      return yield* Deferred.await(started).pipe(
+        Effect.match({
+          onFailure: errorResponse,
+          onSuccess: () =>
+            HttpServerResponse.stream(Stream.concat(flushHeaders(request), Mailbox.toStream(client.answer)), {
+              contentType: "application/ndjson"
+            })
+        })
+      )
+    }).pipe(Effect.interruptible, Effect.withUnhandledErrorLogLevel(Option.none()))
+
+    return { protocol, httpApp }
+  })

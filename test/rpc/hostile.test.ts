@@ -1,0 +1,255 @@
+/**
+ * `POST /rpc` (and the REST side's last gaps) against a hostile client with a
+ * valid key: the refusals of issue 16, each against a real server.
+ */
+import { describe, expect, layer } from "@effect/vitest"
+import { Context, Deferred, Effect, Fiber, Layer, Logger, LogLevel, Queue, Stream } from "effect"
+import { request as httpRequest } from "node:http"
+import { RunstreamClient } from "../../src/rpc/index.ts"
+import { BaseUrl, call, Gate, post, program } from "../http/support.ts"
+
+/** What the server logged at level Error or above (a bad input must log none). */
+const errors: Array<string> = []
+const collectErrors = Logger.add(Logger.make(({ logLevel, message }) => {
+  if (LogLevel.greaterThanEqual(logLevel, LogLevel.Error)) errors.push(String(message))
+}))
+
+interface RawAnswer {
+  readonly status: number
+  readonly text: string
+}
+
+/**
+ * A `POST /rpc` with Node's client, which reads the answer while the body is
+ * still being sent: `head` first, then `more()` for as long as the server
+ * reads (an endless body) when given, else the body ends after `head`
+ * (or never, with `end: false`). The request is destroyed once the answer ends.
+ */
+const rawPost = (head: string, options: { readonly more?: () => string; readonly end?: boolean } = {}) =>
+  Effect.flatMap(BaseUrl, (base) =>
+    Effect.async<RawAnswer>((resume) => {
+      let open = true
+      const request = httpRequest(`${base}/rpc`, { method: "POST", headers: { "content-type": "application/ndjson" } })
+      request.on("error", () => {})
+      request.on("response", (response) => {
+        const chunks: Array<Buffer> = []
+        response.on("data", (chunk: Buffer) => chunks.push(chunk))
+        response.on("end", () => {
+          open = false
+          request.destroy()
+          resume(Effect.succeed({ status: response.statusCode!, text: Buffer.concat(chunks).toString() }))
+        })
+      })
+      request.write(head)
+      const more = options.more
+      if (more !== undefined) {
+        const pump = () => {
+          while (open && request.write(more())) { /* until the socket's buffer is full */ }
+          if (open) request.once("drain", pump)
+        }
+        pump()
+      } else if (options.end !== false) {
+        request.end()
+      }
+      return Effect.sync(() => {
+        open = false
+        request.destroy()
+      })
+    }).pipe(
+      // The old protocol read the whole body before answering: without a limit here it would hang.
+      Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error("no answer within 10 seconds") }),
+      Effect.orDie
+    ))
+
+const line = (message: unknown) => `${JSON.stringify(message)}\n`
+const request = (id: unknown, tag: string, payload: unknown, extra: Record<string, unknown> = { headers: [] }) =>
+  line({ _tag: "Request", id, tag, payload, ...extra })
+
+const errorCode = (answer: RawAnswer) => {
+  try {
+    return { status: answer.status, code: JSON.parse(answer.text)?.error?.code }
+  } catch {
+    return { status: answer.status, code: `not JSON: ${answer.text.slice(0, 100)}` }
+  }
+}
+
+const messagesOf = (answer: RawAnswer): Array<any> =>
+  answer.text.split("\n").filter((text) => text !== "").map((text) => JSON.parse(text))
+
+const clientLayer = Layer.unwrapEffect(Effect.map(BaseUrl, (base) => RunstreamClient.layer({ url: `${base}/rpc` })))
+
+const withClient = <A, E>(f: (client: RunstreamClient.RunstreamClient["Type"]) => Effect.Effect<A, E>) =>
+  Effect.flatMap(RunstreamClient.RunstreamClient, f).pipe(Effect.provide(clientLayer))
+
+const maxBodyBytes = 64 * 1024
+
+describe("POST /rpc against hostile clients", () => {
+  layer(program({ maxBodyBytes, maxRpcCalls: 4, maxStreams: 100 }).pipe(Layer.provide(collectErrors)), {
+    excludeTestServices: true
+  })((it) => {
+    it.effect("ends the answer of a request with more calls in flight than allowed, without reading the rest of its body", () =>
+      Effect.gen(function*() {
+        let id = 0
+        const allEvents = () => request(String(++id), "AllEvents", {})
+        const answer = yield* rawPost(allEvents(), { more: allEvents })
+        expect(answer.status).toBe(200)
+        const messages = messagesOf(answer)
+        expect(messages.at(-1)).toMatchObject({ _tag: "Defect" })
+        expect(messages.at(-1).defect.message).toContain("too_many_calls")
+        // The refusal came at the fifth call, not after the body was read.
+        expect(id).toBeLessThan(100_000)
+      }))
+
+    it.effect("sends the status of a stream's answer at once, before its first event", () =>
+      Effect.gen(function*() {
+        const base = yield* BaseUrl
+        const status = yield* Effect.async<number>((resume) => {
+          const req = httpRequest(`${base}/rpc`, { method: "POST", headers: { "content-type": "application/ndjson" } })
+          req.on("error", () => {})
+          req.on("response", (response) => resume(Effect.succeed(response.statusCode!)))
+          req.end(request("1", "AllEvents", { task: "no.such.task" }))
+          return Effect.sync(() => req.destroy())
+        }).pipe(Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error("no status within 10 seconds") }), Effect.orDie)
+        expect(status).toBe(200)
+      }))
+
+    it.effect("refuses a message over RUNSTREAM_MAX_BODY_BYTES as soon as it passes the limit", () =>
+      Effect.gen(function*() {
+        const head = `{"_tag":"Request","id":"1","tag":"Start","headers":[],"payload":{"task":"demo.echo","input":"`
+        const endless = yield* rawPost(head, { more: () => "x".repeat(1024) })
+        expect(errorCode(endless)).toEqual({ status: 413, code: "payload_too_large" })
+        // No newline and no end either: the limit alone answers.
+        const stalled = yield* rawPost(head + "x".repeat(2 * maxBodyBytes), { end: false })
+        expect(errorCode(stalled)).toEqual({ status: 413, code: "payload_too_large" })
+        expect((yield* call("/v1/runs")).body.runs).toEqual([])
+      }))
+
+    it.effect("refuses request ids that are not short decimal strings, before anything else", () =>
+      Effect.gen(function*() {
+        for (const id of ["1".repeat(21), "9".repeat(maxBodyBytes / 2), "abc", "-1", " 1", 7, null]) {
+          const answer = yield* rawPost(request(id, "List", {}))
+          expect.soft({ id: String(id).slice(0, 30), ...errorCode(answer) }).toEqual({
+            id: String(id).slice(0, 30),
+            status: 400,
+            code: "invalid_rpc_message"
+          })
+        }
+        const interrupt = yield* rawPost(line({ _tag: "Interrupt", requestId: "1".repeat(1000) }))
+        expect(errorCode(interrupt)).toEqual({ status: 400, code: "invalid_rpc_message" })
+        const ok = yield* rawPost(request("18446744073709551615", "List", {}))
+        expect(ok.status).toBe(200)
+        expect(messagesOf(ok)[0]).toMatchObject({ _tag: "Exit", requestId: "18446744073709551615", exit: { _tag: "Success" } })
+      }))
+
+    it.effect("answers malformed messages with 400, not 500 nor an empty 200", () =>
+      Effect.gen(function*() {
+        const cases: ReadonlyArray<readonly [string, string, number, string]> = [
+          ["headers as an object", request("1", "List", {}, { headers: { a: "b" } }), 400, "invalid_rpc_message"],
+          ["no headers", request("1", "List", {}, {}), 400, "invalid_rpc_message"],
+          ["headers that are not pairs", request("1", "List", {}, { headers: [["a"]] }), 400, "invalid_rpc_message"],
+          ["an unknown RPC", request("1", "Drop", {}), 400, "invalid_rpc_message"],
+          ["an unknown _tag", line({ _tag: "Hello" }), 400, "invalid_rpc_message"],
+          ["an array", line([1, 2]), 400, "invalid_rpc_message"],
+          ["junk without a newline", "x".repeat(100), 400, "invalid_json"],
+          ["an empty body", "", 400, "invalid_rpc_message"],
+          ["2 MB of junk without a newline", "x".repeat(2 * 1024 * 1024), 413, "payload_too_large"],
+          ["deep nesting", request("1", "Start", { task: "demo.echo", input: JSON.parse("[".repeat(100) + "]".repeat(100)) }), 400, "invalid_json"]
+        ]
+        for (const [name, body, status, code] of cases) {
+          const answer = yield* rawPost(body)
+          expect.soft({ name, ...errorCode(answer) }).toEqual({ name, status, code })
+        }
+        expect((yield* call("/v1/runs")).body.runs).toEqual([])
+      }))
+
+    it.effect("answers bad values with InvalidInput / 400, never as a database outage, and logs no error", () =>
+      Effect.gen(function*() {
+        errors.length = 0
+        for (const runAt of ["0000-01-01T00:00:00Z", "-000001-01-01T00:00:00Z", "+010000-01-01T00:00:00Z", "+275760-09-13T00:00:00.000Z", "2024-02-30T00:00:00Z", "2023-02-29", "2024-01-01T24:00:00Z"]) {
+          const answer = yield* post("/v1/runs", { task: "demo.echo", input: 1, runAt })
+          expect.soft({ runAt, status: answer.status, code: answer.body?.error?.code }).toEqual({ runAt, status: 400, code: "invalid_input" })
+          const viaRpc = yield* withClient((client) => Effect.flip(client.start("demo.echo", 1, { runAt } as never)))
+          expect.soft({ runAt, tag: viaRpc._tag }).toEqual({ runAt, tag: "InvalidInput" })
+        }
+        const accepted = yield* post("/v1/runs", { task: "demo.echo", input: 1, runAt: "2024-02-29T12:00:00+01:00" })
+        expect(accepted.status).toBe(201)
+        expect(accepted.body.run.runAt).toBe("2024-02-29T11:00:00.000Z")
+
+        const list = yield* withClient((client) => Effect.flip(client.list({ task: "a\u0000b" })))
+        expect(list._tag).toBe("InvalidInput")
+        const page = yield* withClient((client) => Effect.flip(client.readEvents(accepted.body.run.id, { after: 9223372036854775808 })))
+        expect(page._tag).toBe("InvalidInput")
+        const rest = yield* call(`/v1/runs/${accepted.body.run.id}/events?after=9223372036854775808`, { headers: { accept: "application/json" } })
+        expect({ status: rest.status, code: rest.body?.error?.code }).toEqual({ status: 400, code: "invalid_input" })
+        expect(errors).toEqual([])
+        // Only the one valid start was written.
+        expect((yield* call("/v1/runs")).body.runs.map((run: any) => run.id)).toEqual([accepted.body.run.id])
+      }))
+
+    it.effect("refuses a REST body at its first unknown key, naming that one", () =>
+      Effect.gen(function*() {
+        const body: Record<string, unknown> = { task: "demo.echo", input: 1 }
+        for (let i = 0; i < 5_000; i++) body[`k${i}`] = i
+        const answer = yield* post("/v1/runs", body)
+        expect({ status: answer.status, code: answer.body.error.code }).toEqual({ status: 400, code: "invalid_input" })
+        expect(answer.body.error.message).toContain("k0")
+        expect(answer.body.error.message).not.toContain("k1")
+      }))
+
+    it.effect("answers 400, not 405, for a run id the router cannot take", () =>
+      Effect.gen(function*() {
+        for (const path of [`/v1/runs/${"a".repeat(101)}`, "/v1/runs/%zz", `/v1/runs/${"a".repeat(101)}/events`]) {
+          const answer = yield* call(path)
+          expect.soft({ path: path.slice(0, 20), status: answer.status, code: answer.body?.error?.code }).toEqual({
+            path: path.slice(0, 20),
+            status: 400,
+            code: "invalid_input"
+          })
+        }
+        expect((yield* call("/v1/runs/%zz/cancel", { method: "POST" })).status).toBe(400)
+      }))
+  })
+})
+
+describe("one budget of live streams for SSE and RPC", () => {
+  layer(program({ maxStreams: 2 }), { excludeTestServices: true })((it) => {
+    it.scoped("refuses SSE with 503 while RPC streams hold the budget, and RPC streams with TooManyStreams while SSE does", () =>
+      Effect.gen(function*() {
+        const base = yield* BaseUrl
+        const client = Context.get(yield* Layer.build(clientLayer), RunstreamClient.RunstreamClient)
+        const { run } = (yield* post("/v1/runs", { task: "test.stepper", input: { steps: 1 } })).body
+
+        // RPC streams hold both slots (each has had its first event): SSE is refused.
+        const rpcStreams = []
+        for (let i = 0; i < 2; i++) {
+          const first = yield* Deferred.make<void>()
+          rpcStreams.push(yield* Effect.forkScoped(Stream.runForEach(client.events(run.id), () => Deferred.succeed(first, undefined))))
+          yield* Deferred.await(first)
+        }
+        const refused = yield* call("/v1/events", { headers: { accept: "text/event-stream" } })
+        expect({ status: refused.status, code: refused.body?.error?.code }).toEqual({ status: 503, code: "too_many_streams" })
+
+        // The run finishes: the RPC streams end, and gave their slots back before they did.
+        yield* Queue.offer(yield* Gate, undefined)
+        yield* Fiber.joinAll(rpcStreams)
+
+        // SSE holds both slots: RPC streams, and awaits, are refused with a typed error.
+        const sse = Effect.acquireRelease(
+          Effect.sync(() => new AbortController()),
+          (controller) => Effect.sync(() => controller.abort())
+        ).pipe(Effect.flatMap((controller) =>
+          Effect.promise(() => fetch(`${base}/v1/events`, { headers: { accept: "text/event-stream" }, signal: controller.signal }))
+        ))
+        expect((yield* sse).status).toBe(200)
+        expect((yield* sse).status).toBe(200)
+        const { run: other } = (yield* post("/v1/runs", { task: "test.stepper", input: { steps: 1 } })).body
+        const held = yield* Effect.all([
+          Effect.flip(Stream.runDrain(client.allEvents())),
+          Effect.flip(Stream.runDrain(client.events(other.id))),
+          Effect.flip(client.awaitCompletion(other.id))
+        ]).pipe(Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error("an RPC stream was not refused") }), Effect.orDie)
+        expect(held.map((error) => error._tag)).toEqual(["TooManyStreams", "TooManyStreams", "TooManyStreams"])
+        yield* Queue.offer(yield* Gate, undefined)
+      }))
+  })
+})
