@@ -27,7 +27,7 @@
 import type { HttpApp } from "@effect/platform"
 import { RpcServer } from "@effect/rpc"
 import { SqlError } from "@effect/sql"
-import { Cause, Duration, Effect, ParseResult, Schema, type Scope, Stream } from "effect"
+import { Cause, Duration, Effect, Schema, type Scope, Stream } from "effect"
 import { InvalidInput, RunNotFound } from "../domain/Errors.ts"
 import { RunId } from "../domain/Ids.ts"
 import { type StreamRefused, Streams } from "../http/Streams.ts"
@@ -64,10 +64,8 @@ const nonNegativeInteger = (name: string, value: number | undefined): Effect.Eff
 const decodeOptions = (options: unknown): Effect.Effect<StartOptions | undefined, InvalidInput> =>
   options === undefined
     ? Effect.succeed(undefined)
-    : Schema.decodeUnknown(StartOptions)(options).pipe(
-      Effect.mapError((error) =>
-        new InvalidInput({ message: `options are invalid:\n${ParseResult.TreeFormatter.formatErrorSync(error)}` })
-      )
+    : Schema.decodeUnknown(StartOptions, { errors: "all" })(options).pipe(
+      Effect.mapError((error) => InvalidInput.fromParseError("options", error))
     )
 
 const refusedStream = (refusal: StreamRefused) =>
