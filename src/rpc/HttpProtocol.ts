@@ -144,7 +144,7 @@ const concat = (parts: ReadonlyArray<Uint8Array>, size: number) => {
 
 /**
  * Splits chunks into lines of at most `limit` bytes (without the newline),
- * calling `onLine` for each before reading on; a longer line is refused as soon
+ * calling `onLine` for each that is not blank before reading on; a longer line is refused as soon
  * as its bytes pass the limit. `flush` hands over a last line without newline.
  */
 const makeLineReader = <E>(limit: number, onLine: (line: Uint8Array) => Effect.Effect<void, E | RpcFrame.FrameRefused>) => {
@@ -160,12 +160,14 @@ const makeLineReader = <E>(limit: number, onLine: (line: Uint8Array) => Effect.E
     Effect.gen(function*() {
       let start = 0
       while (true) {
+        // Blank lines cost a byte's look each, not an effect: a body of newlines must stay cheap.
+        if (pendingBytes === 0) while (start < chunk.length && chunk[start] === 10) start++
         const newline = chunk.indexOf(10, start)
         if (newline === -1) break
         if (pendingBytes + newline - start > limit) return yield* RpcFrame.tooLarge(limit)
         const line = take(chunk.subarray(start, newline))
         start = newline + 1
-        yield* onLine(line)
+        if (!RpcFrame.isBlank(line)) yield* onLine(line)
       }
       if (start < chunk.length) {
         if (pendingBytes + chunk.length - start > limit) return yield* RpcFrame.tooLarge(limit)
@@ -173,7 +175,11 @@ const makeLineReader = <E>(limit: number, onLine: (line: Uint8Array) => Effect.E
         pendingBytes += chunk.length - start
       }
     })
-  const flush = Effect.suspend(() => pendingBytes === 0 ? Effect.void : onLine(take(new Uint8Array(0))))
+  const flush = Effect.suspend(() => {
+    if (pendingBytes === 0) return Effect.void
+    const line = take(new Uint8Array(0))
+    return RpcFrame.isBlank(line) ? Effect.void : onLine(line)
+  })
   return { onChunk, flush }
 }
 
@@ -254,7 +260,7 @@ export const make = (options: Limits & { readonly tags: ReadonlySet<string> }) =
         }
       }
       const onLine = (line: Uint8Array) =>
-        RpcFrame.isBlank(line) ? Effect.void : Either.match(RpcFrame.decode(line, options.tags), {
+        Either.match(RpcFrame.decode(line, options.tags), {
           onLeft: Effect.fail,
           onRight: (message) => Effect.zipRight(handOver(message), Deferred.succeed(started, undefined))
         })

@@ -141,6 +141,13 @@ describe("POST /rpc against hostile clients", () => {
         expect(messagesOf(ok)[0]).toMatchObject({ _tag: "Exit", requestId: "18446744073709551615", exit: { _tag: "Success" } })
       }))
 
+    it.effect("skips blank lines between messages, however many", () =>
+      Effect.gen(function*() {
+        const answer = yield* rawPost(`\n\n${request("1", "List", {})}${"\n".repeat(200_000)}\r\n${request("2", "List", {})}\n`)
+        expect(answer.status).toBe(200)
+        expect(messagesOf(answer).map((message) => message.requestId).sort()).toEqual(["1", "2"])
+      }))
+
     it.effect("answers malformed messages with 400, not 500 nor an empty 200", () =>
       Effect.gen(function*() {
         const cases: ReadonlyArray<readonly [string, string, number, string]> = [
@@ -152,6 +159,7 @@ describe("POST /rpc against hostile clients", () => {
           ["an array", line([1, 2]), 400, "invalid_rpc_message"],
           ["junk without a newline", "x".repeat(100), 400, "invalid_json"],
           ["an empty body", "", 400, "invalid_rpc_message"],
+          ["only blank lines", "\n".repeat(100_000) + " \r\n\t\n", 400, "invalid_rpc_message"],
           ["2 MB of junk without a newline", "x".repeat(2 * 1024 * 1024), 413, "payload_too_large"],
           ["deep nesting", request("1", "Start", { task: "demo.echo", input: JSON.parse("[".repeat(100) + "]".repeat(100)) }), 400, "invalid_json"]
         ]
