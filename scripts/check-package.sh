@@ -28,11 +28,13 @@ fi
 # The README's install line, as written, with the tarball for `runstream`.
 install_line=$(grep -m1 -E '^npm install runstream ' README.md)
 dev_line=$(grep -m1 -E '^npm install --save-dev ' README.md)
-echo "== README install line in an empty directory: $install_line"
+echo "== README install lines in an empty directory: $install_line; $dev_line"
 mkdir "$work/empty" && cd "$work/empty"
 npm init -y > /dev/null
 # shellcheck disable=SC2086
 npm install --no-audit --no-fund "$tarball" ${install_line#npm install runstream }
+# shellcheck disable=SC2086
+npm install --no-audit --no-fund ${dev_line#npm install }
 node --input-type=module -e '
   const client = await import("runstream/client")
   if (typeof client.RunstreamClient.layer !== "function") throw new Error("runstream/client has no RunstreamClient.layer")
@@ -43,6 +45,11 @@ node --input-type=module -e '
   const core = await import("runstream")
   if (typeof core.Programs.makeServerLayer !== "function") throw new Error("runstream has no Programs.makeServerLayer")
   console.log("runstream, runstream/client and runstream/testing import on plain node")'
+# Effect is a peer: one copy in the app, of the 3 line.
+copies=$(find node_modules -path '*/node_modules/effect/package.json' | wc -l)
+version=$(node -p 'require("effect/package.json").version')
+echo "effect: $copies copy, $version"
+[ "$copies" = 1 ] && [ "${version%%.*}" = 3 ] || { echo "expected one copy of effect 3.x"; exit 1; }
 
 echo "== the example app, installed from the tarball"
 mkdir "$work/shop"
