@@ -21,7 +21,8 @@ const kinds = [
   { task: "faults.defect", input: {}, label: "defect", expect: "Defect" },
   { task: "faults.hang", input: {}, label: "never finishes", expect: "TaskTimeout" },
   { task: "faults.hang-in-cleanup", input: {}, label: "never finishes, nor its cleanup", expect: "TaskTimeout" },
-  { task: "faults.bad-output", input: {}, label: "output fails its schema", expect: "OutputInvalid" },
+  // No retry can cure an output that fails its schema: it fails on its first attempt.
+  { task: "faults.bad-output", input: {}, label: "output fails its schema", expect: "OutputInvalid", permanent: true },
   { task: "faults.huge-event", input: {}, label: "200 KiB event", expect: "PayloadTooLarge" },
   { task: "faults.unstorable-event", input: { kind: "surrogate" }, label: "event with a lone surrogate", expect: undefined },
   { task: "faults.unstorable-event", input: { kind: "deep" }, label: "event nested 20,000 deep", expect: undefined }
@@ -101,13 +102,15 @@ export const scenario: Scenario = {
       let slowestPoison = 0
       for (const kind of kinds) {
         const mine = rows.filter((row) => kindOf.get(row.id) === kind)
-        const failedAll = mine.filter((row) => row.status === "failed" && row.attempt === row.max_attempts)
+        const permanent = "permanent" in kind && kind.permanent
+        const failedAll = mine.filter((row) => row.status === "failed" && row.attempt === (permanent ? 1 : row.max_attempts))
         const tags = [...new Set(mine.map((row) => `${row.status}${row.tag === null ? "" : `/${row.tag}`}`))].join(", ")
         const example = mine.find((row) => row.message !== null)?.message?.split("\n")[0]?.slice(0, 100) ?? "none"
         for (const row of mine) if (row.ms !== null) slowestPoison = Math.max(slowestPoison, row.ms)
         const slowest = Math.max(0, ...mine.map((row) => row.ms ?? 0))
-        figures.push([`${kind.task} (${kind.label})`, `${failedAll.length}/${mine.length} failed after ${mine[0]?.max_attempts ?? "?"} attempts (slowest in ${seconds(slowest)}); status/cause: ${tags}; message: "${example}"`])
-        expect(failedAll.length === mine.length, `${kind.label}: every run fails after its attempts (${failedAll.length}/${mine.length})`)
+        const attempts = permanent ? "1 attempt (permanent)" : `${mine[0]?.max_attempts ?? "?"} attempts`
+        figures.push([`${kind.task} (${kind.label})`, `${failedAll.length}/${mine.length} failed after ${attempts} (slowest in ${seconds(slowest)}); status/cause: ${tags}; message: "${example}"`])
+        expect(failedAll.length === mine.length, `${kind.label}: every run fails after ${attempts} (${failedAll.length}/${mine.length})`)
         if (kind.expect !== undefined) {
           expect(mine.every((row) => row.tag === kind.expect), `${kind.label}: the cause recorded is ${kind.expect} (got ${tags})`)
         } else {
