@@ -46,7 +46,7 @@ node --input-type=module -e '
   if (typeof core.Programs.makeServerLayer !== "function") throw new Error("runstream has no Programs.makeServerLayer")
   console.log("runstream, runstream/client and runstream/testing import on plain node")'
 # Effect is a peer: one copy in the app, of the 3 line.
-copies=$(find node_modules -path '*/node_modules/effect/package.json' | wc -l)
+copies=$(find . -path '*/node_modules/effect/package.json' | wc -l)
 version=$(node -p 'require("effect/package.json").version')
 echo "effect: $copies copy, $version"
 [ "$copies" = 1 ] && [ "${version%%.*}" = 3 ] || { echo "expected one copy of effect 3.x"; exit 1; }
