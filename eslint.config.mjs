@@ -32,7 +32,7 @@ const moduleState = [
 ]
 
 export default tseslint.config(
-  { ignores: ["node_modules/**", ".runstream/**", "coverage/**", "dist/**"] },
+  { ignores: ["node_modules/**", ".runstream/**", "coverage/**", "dist/**", "bundle/**", "examples/*/node_modules/**", "examples/*/dist/**"] },
   ...tseslint.configs.recommended,
   {
     rules: {
