@@ -32,7 +32,12 @@ export const InputIssue = Schema.Struct({
 /** The most issues an error lists, and the longest message and path segment it keeps. */
 export const issueBounds = { issues: 20, message: 300, segment: 100, depth: 32 } as const
 
-const clip = (text: string, length: number) => text.length > length ? `${text.slice(0, length)}…` : text
+/** `text`, cut to `length` characters (and an ellipsis) when longer: for values quoted in messages. */
+export const clip = (text: string, length: number) => text.length > length ? `${text.slice(0, length)}…` : text
+
+/** One issue as a line of a message: `to: Expected number, actual "x"` (`value: …` at the top). */
+export const describeIssue = (issue: typeof InputIssue.Type) =>
+  `${issue.path.length === 0 ? "value" : issue.path.join(".")}: ${issue.message}`
 
 /**
  * Issues as a client reads them: bounded (a huge input gives no huge error),
@@ -73,9 +78,7 @@ export class InvalidInput extends Schema.TaggedError<InvalidInput>()("InvalidInp
   static fromParseError(what: string, error: ParseResult.ParseError): InvalidInput {
     const all = ParseResult.ArrayFormatter.formatErrorSync(error)
     const issues = boundedIssues(all)
-    const shown = issues.slice(0, 3).map((issue) =>
-      issue.path.length === 0 ? issue.message : `${issue.path.join(".")}: ${issue.message}`
-    )
+    const shown = issues.slice(0, 3).map(describeIssue)
     const more = all.length > shown.length ? ` (and ${all.length - shown.length} more)` : ""
     return new InvalidInput({ message: `${what} is invalid: ${shown.join("; ")}${more}`, issues })
   }

@@ -9,6 +9,8 @@ import type { SqlError } from "@effect/sql"
 import { Effect, Schema } from "effect"
 import {
   boundedIssues,
+  clip,
+  describeIssue,
   type IdempotencyConflict,
   InputIssue,
   type InvalidCursor,
@@ -92,12 +94,11 @@ export const invalidInput = (
   issues: ReadonlyArray<{ readonly path: ReadonlyArray<PropertyKey>; readonly message: string }>
 ) => {
   const bounded = boundedIssues(issues)
-  const text = bounded.map((issue) => `${issue.path.length === 0 ? "value" : issue.path.join(".")}: ${issue.message}`)
-    .join("; ")
+  const text = bounded.map(describeIssue).join("; ")
   return new ApiError({
     status: 400,
     code: "invalid_input",
-    message: text.length > 2000 ? `${text.slice(0, 2000)}…` : text,
+    message: clip(text, 2000),
     issues: bounded
   })
 }

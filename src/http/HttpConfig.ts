@@ -44,21 +44,24 @@ const checked = <A>(
   fallback: A
 ) => config.pipe(Config.validate(check), Config.nested(name), Config.withDefault(fallback))
 
+/** The defaults of the limits below, for code that builds an app without the environment. */
+export const httpDefaults = { maxBodyBytes: 1024 * 1024, maxStreams: 1000, maxRpcCalls: 16 } as const
+
 /** @category config */
 export const HttpConfig: Config.Config<HttpOptions> = Config.all({
   apiKeys,
   maxBodyBytes: checked("RUNSTREAM_MAX_BODY_BYTES", Config.integer(), {
     message: "must be between 1024 and 268435456",
     validation: (n) => n >= 1024 && n <= 256 * 1024 * 1024
-  }, 1024 * 1024),
+  }, httpDefaults.maxBodyBytes),
   maxStreams: checked("RUNSTREAM_MAX_STREAMS", Config.integer(), {
     message: "must be between 1 and 1000000",
     validation: (n) => n >= 1 && n <= 1_000_000
-  }, 1000),
+  }, httpDefaults.maxStreams),
   maxRpcCalls: checked("RUNSTREAM_RPC_MAX_CALLS", Config.integer(), {
     message: "must be between 1 and 10000",
     validation: (n) => n >= 1 && n <= 10_000
-  }, 16),
+  }, httpDefaults.maxRpcCalls),
   keepAlive: checked("RUNSTREAM_SSE_KEEPALIVE", Config.duration(), {
     message: "must be at least 10 millis",
     validation: (d) => Duration.toMillis(d) >= 10

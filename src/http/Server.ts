@@ -14,6 +14,7 @@ import {
 } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Cause, Effect, Layer, Option, Predicate } from "effect"
+import { clip } from "../domain/Errors.ts"
 import { createServer } from "node:http"
 import * as RpcServer from "../rpc/RpcServer.ts"
 import { Api, HealthApi } from "./Api.ts"
@@ -50,7 +51,7 @@ const allowedMethods = (routes: ReadonlyArray<Route>, path: string) => {
 }
 
 /** A path as quoted in a message: at most 100 characters. */
-const shorten = (path: string) => path.length > 100 ? `${path.slice(0, 100)}…` : path
+const shorten = (path: string) => clip(path, 100)
 
 /**
  * Answers what the routes did not: an unknown path (404) or method (405), an

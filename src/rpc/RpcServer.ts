@@ -30,6 +30,7 @@ import { SqlError } from "@effect/sql"
 import { Cause, Duration, Effect, Schema, type Scope, Stream } from "effect"
 import { InvalidInput, RunNotFound } from "../domain/Errors.ts"
 import { RunId } from "../domain/Ids.ts"
+import { httpDefaults } from "../http/HttpConfig.ts"
 import { type StreamRefused, Streams } from "../http/Streams.ts"
 import { Runs, StartOptions } from "../Runs.ts"
 import * as HttpProtocol from "./HttpProtocol.ts"
@@ -135,7 +136,7 @@ export const layerHandlers = RunstreamRpcs.toLayer(handlers)
 export type Limits = HttpProtocol.Limits
 
 /** `RUNSTREAM_MAX_BODY_BYTES` and `RUNSTREAM_RPC_MAX_CALLS` at their defaults. */
-export const defaultLimits: Limits = { maxMessageBytes: 1024 * 1024, maxCalls: 16 }
+export const defaultLimits: Limits = { maxMessageBytes: httpDefaults.maxBodyBytes, maxCalls: httpDefaults.maxRpcCalls }
 
 /**
  * The group as an HTTP app (NDJSON), for `POST /rpc`. Needs `Runs`, the
