@@ -14,7 +14,7 @@ import { SqlClient, type SqlError, type Statement } from "@effect/sql"
 import { Config, Context, DateTime, Duration, Effect, Layer, Mailbox, Queue, type Scope } from "effect"
 import type { RunId } from "./domain/Ids.ts"
 import { makeRunEvent, type RunEvent } from "./domain/RunEvent.ts"
-import { Channel, PgListener } from "./PgListener.ts"
+import { NotifyChannel, PgListener } from "./PgListener.ts"
 
 /** An event with the task of its run (for the debug stream's filter). */
 export interface BusEvent {
@@ -220,7 +220,7 @@ export const layerPostgres = Layer.scoped(
     const sql = yield* SqlClient.SqlClient
     const listener = yield* PgListener
     const dispatcher = yield* makeDispatcher
-    const notifications = yield* listener.subscribe(Channel.events)
+    const notifications = yield* listener.subscribe(NotifyChannel.events)
 
     const readBig = (refs: ReadonlyArray<{ r: string; s: number; k: string }>) =>
       Effect.forEach(refs, (ref) =>
@@ -262,13 +262,13 @@ export const layerPostgres = Layer.scoped(
       // All payloads in one statement (one round trip), in order.
       publish: (events) =>
         Effect.asVoid(sql`
-          SELECT pg_notify(${Channel.events}, payload)
+          SELECT pg_notify(${NotifyChannel.events}, payload)
           FROM jsonb_array_elements_text(${JSON.stringify(encodePayloads(events))}::jsonb) WITH ORDINALITY AS p(payload, n)
           ORDER BY n`),
       publishesInTransaction: true,
       // The wire format of `toWire` and `encodePayloads`, built by Postgres.
       notifyDrained: sql`
-        SELECT pg_notify(${Channel.events}, payload) FROM (
+        SELECT pg_notify(${NotifyChannel.events}, payload) FROM (
           SELECT '[' || string_agg(wire, ',' ORDER BY n) || ']' AS payload, part
           FROM (
             SELECT wire, n, (sum(octet_length(wire) + 1) OVER (ORDER BY n) - octet_length(wire) - 1)

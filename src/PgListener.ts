@@ -14,12 +14,12 @@ import pg from "pg"
 import { DatabaseUrl } from "./Database.ts"
 
 /** The channels Runstream uses. Notifications reach listeners of the same database only. */
-export const Channel = {
+export const NotifyChannel = {
   events: "runstream_events",
   queue: "runstream_queue",
   cancel: "runstream_cancel"
 } as const
-export type Channel = typeof Channel[keyof typeof Channel]
+export type NotifyChannel = typeof NotifyChannel[keyof typeof NotifyChannel]
 
 export type ListenMessage =
   | { readonly _tag: "Notification"; readonly channel: string; readonly payload: string }
@@ -30,7 +30,7 @@ export class PgListener extends Context.Tag("runstream/PgListener")<PgListener, 
    * Messages on `channel`, plus `Reconnected` after each reconnect. The
    * subscription is active when this returns; it ends with the scope.
    */
-  readonly subscribe: (channel: Channel) => Effect.Effect<Queue.Dequeue<ListenMessage>, never, Scope.Scope>
+  readonly subscribe: (channel: NotifyChannel) => Effect.Effect<Queue.Dequeue<ListenMessage>, never, Scope.Scope>
   /** Whether the LISTEN connection is up now (for readiness). */
   readonly isConnected: Effect.Effect<boolean>
 }>() {}
@@ -63,7 +63,7 @@ export const make = Effect.gen(function*() {
     client.on("error", (error) => Deferred.unsafeDone(closed, Effect.fail(error)))
     client.on("end", () => Deferred.unsafeDone(closed, Effect.fail(new Error("connection ended"))))
     yield* Effect.tryPromise(() =>
-      client.query(Object.values(Channel).map((c) => `LISTEN ${c}`).join(";"))
+      client.query(Object.values(NotifyChannel).map((c) => `LISTEN ${c}`).join(";"))
     )
     const wasReconnect = yield* Deferred.isDone(firstConnect)
     connected = true

@@ -13,7 +13,7 @@ import type { RunError } from "./domain/Run.ts"
 import * as Handoff from "./internal/Handoff.ts"
 import { now, plusMillis } from "./internal/time.ts"
 import * as Outbox from "./Outbox.ts"
-import { Channel, PgListener } from "./PgListener.ts"
+import { NotifyChannel, PgListener } from "./PgListener.ts"
 
 /** A run claimed by a worker for one attempt. */
 export interface Claim {
@@ -120,13 +120,13 @@ export const make = Effect.gen(function*() {
   // transaction itself.
   const pendingNotify = yield* Q.sliding<string>(1)
   yield* Q.take(pendingNotify).pipe(
-    Effect.flatMap((queue) => sql`SELECT pg_notify(${Channel.queue}, ${queue})`),
+    Effect.flatMap((queue) => sql`SELECT pg_notify(${NotifyChannel.queue}, ${queue})`),
     Effect.catchAllCause((cause) => Effect.logDebug("queue wake-up NOTIFY failed (workers poll)", cause)),
     Effect.forever,
     Effect.forkScoped
   )
 
-  const remote = yield* listener.subscribe(Channel.queue)
+  const remote = yield* listener.subscribe(NotifyChannel.queue)
   yield* Q.take(remote).pipe(
     Effect.flatMap((message) => PubSub.publish(local, message._tag === "Notification" ? message.payload : "*")),
     Effect.forever,

@@ -10,7 +10,7 @@ import { RunId } from "./domain/Ids.ts"
 import { isFinished, Run, type RunError, type RunStatus } from "./domain/Run.ts"
 import { now, plusMillis } from "./internal/time.ts"
 import * as Outbox from "./Outbox.ts"
-import { Channel } from "./PgListener.ts"
+import { NotifyChannel } from "./PgListener.ts"
 import { Queue } from "./Queue.ts"
 
 /** A run to create; `id` is fresh, `runAt` resolved. */
@@ -297,7 +297,7 @@ export const make = Effect.gen(function*() {
         RETURNING ${columns}`
       if (requested.length > 0) {
         // Delivered at commit; the worker holding the run interrupts its body.
-        yield* sql`SELECT pg_notify(${Channel.cancel}, ${runId})`
+        yield* sql`SELECT pg_notify(${NotifyChannel.cancel}, ${runId})`
         return toRun(requested[0]!)
       }
       const run = yield* get(runId)

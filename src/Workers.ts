@@ -45,7 +45,7 @@ import * as Prefetch from "./internal/Prefetch.ts"
 import * as PriorityBuffer from "./internal/PriorityBuffer.ts"
 import { now } from "./internal/time.ts"
 import { Outbox } from "./Outbox.ts"
-import { Channel, PgListener } from "./PgListener.ts"
+import { NotifyChannel, PgListener } from "./PgListener.ts"
 import { type Claim, type Finish, type Outcome, Queue as RunQueue } from "./Queue.ts"
 import * as Task from "./Task.ts"
 
@@ -695,7 +695,7 @@ export const make = (options: WorkersOptions) =>
       }
     }).pipe(Effect.catchAllCause((cause) => Effect.logWarning("heartbeat failed", cause)))
 
-    const cancellations = yield* listener.subscribe(Channel.cancel)
+    const cancellations = yield* listener.subscribe(NotifyChannel.cancel)
     yield* Queue.take(cancellations).pipe(
       Effect.flatMap((message) =>
         message._tag === "Notification" ? stopRun(message.payload as RunId, "cancel") : heartbeat

@@ -69,7 +69,7 @@ const layerLeakyBus = (killAfter: number) =>
         publish: (events) =>
           Effect.promise(async () => {
             for (const payload of EventBus.encodePayloads(events)) {
-              await client.query("SELECT pg_notify($1, $2)", [PgListener.Channel.events, payload])
+              await client.query("SELECT pg_notify($1, $2)", [PgListener.NotifyChannel.events, payload])
             }
             batches++
             if (batches >= killAfter) {
