@@ -3,8 +3,8 @@ import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Fiber, Layer, Queue, Schema } from "effect"
 import { Echo } from "../../src/demo/tasks.ts"
 import type { RunId } from "../../src/domain/Ids.ts"
-import * as Prefetch from "../../src/internal/Prefetch.ts"
-import { Queue as RunQueue } from "../../src/Queue.ts"
+import * as Prefetch from "../../src/workers/Prefetch.ts"
+import { RunQueue } from "../../src/queue/RunQueue.ts"
 import { Runs } from "../../src/Runs.ts"
 import * as Task from "../../src/Task.ts"
 import { RunstreamTest, TestDatabase } from "../../src/testing/index.ts"
@@ -176,7 +176,7 @@ describe.concurrent("the pool's places", () => {
         RunQueue,
         Effect.map(RunQueue, (queue) => ({
           ...queue,
-          finish: (holder, items) => Effect.zipRight(Deferred.await(gate), queue.finish(holder, items))
+          recordEnds: (holder, items) => Effect.zipRight(Deferred.await(gate), queue.recordEnds(holder, items))
         }))
       )
       const program = Workers.layer({ ...fastWorkers, concurrency: 10, prefetch: 100, prefetchWindow: Duration.infinity }).pipe(
