@@ -8,7 +8,7 @@
  */
 import { Context, Effect, Layer } from "effect"
 import * as Pool from "./workers/Pool.ts"
-import { resolve, type WorkersSettings } from "./workers/WorkersConfig.ts"
+import { resolve, type WorkersOptions, type WorkersSettings } from "./workers/WorkersConfig.ts"
 
 export { runErrorOf, TaskTimeout } from "./workers/Attempt.ts"
 export { placesTaken } from "./workers/InFlight.ts"
@@ -17,7 +17,7 @@ export { WorkersConfig, type WorkersOptions, type WorkersSettings } from "./work
 export class Workers extends Context.Tag("runstream/Workers")<Workers, Pool.Pool>() {}
 
 /** A pool configured with `WorkersOptions` as given. */
-export const make = (options: Parameters<typeof Pool.make>[0]) => Effect.map(Pool.make(options), Workers.of)
+export const make = (options: WorkersOptions) => Effect.map(Pool.make(options), Workers.of)
 
 /**
  * Workers configured from the environment (`RUNSTREAM_WORKER_*`, `RUNSTREAM_LEASE`, ...),

@@ -76,7 +76,7 @@ export const make = (options: WorkersOptions) =>
       Prefetch.make({ max: options.prefetch, windowMs: Duration.toMillis(options.prefetchWindow) }),
       yield* Queue.sliding<void>(1)
     )
-    const { inFlight: held, prefetch } = pool
+    const { prefetch } = pool
     // Best first: the order the queue claims in.
     const buffer = PriorityBuffer.make(Order.make<InFlight>((a, b) =>
       Order.number(b.claim.priority, a.claim.priority) ||
@@ -129,7 +129,7 @@ export const make = (options: WorkersOptions) =>
 
     const stopRun = (runId: RunId, reason: StopReason) =>
       Effect.suspend(() => {
-        const entry = held.get(runId)
+        const entry = pool.inFlight.get(runId)
         return entry === undefined ? Effect.void : stop(entry, reason)
       })
 
@@ -179,7 +179,7 @@ export const make = (options: WorkersOptions) =>
     const free = (entry: InFlight) =>
       Effect.suspend(() => {
         // The entry may be an older attempt of a run this pool claimed again.
-        if (held.get(entry.claim.runId) === entry) held.delete(entry.claim.runId)
+        if (pool.inFlight.get(entry.claim.runId) === entry) pool.inFlight.delete(entry.claim.runId)
         if (entry.recording) pool.ending--
         else prefetch.ended()
         return claimLoop.placeFreed
@@ -268,9 +268,9 @@ export const make = (options: WorkersOptions) =>
         const entries = claims.map(inFlight)
         for (const entry of entries) {
           // This pool lost the run's previous attempt (its lease lapsed) and got it back.
-          const previous = held.get(entry.claim.runId)
+          const previous = pool.inFlight.get(entry.claim.runId)
           if (previous !== undefined) yield* stop(previous, "leaseLost")
-          held.set(entry.claim.runId, entry)
+          pool.inFlight.set(entry.claim.runId, entry)
         }
         buffer.offerAll(entries)
         dispatch()
@@ -299,7 +299,7 @@ export const make = (options: WorkersOptions) =>
       queues: new Set(options.queues),
       tasks: new Set(registry.names),
       tryReserve: () => {
-        if (!pool.accepting || !pool.idle || held.size + pool.reserved >= options.concurrency) return false
+        if (!pool.accepting || !pool.idle || pool.inFlight.size + pool.reserved >= options.concurrency) return false
         pool.reserved++
         return true
       },
@@ -320,7 +320,7 @@ export const make = (options: WorkersOptions) =>
     const claimer = yield* Effect.forkScoped(annotate(claimLoop.run))
 
     const drained = Effect.gen(function*() {
-      while (held.size > 0) yield* Queue.take(pool.signal)
+      while (pool.inFlight.size > 0) yield* Queue.take(pool.signal)
     })
 
     // Added last, so it runs first when the scope closes, while the writer,
@@ -330,21 +330,21 @@ export const make = (options: WorkersOptions) =>
         pool.accepting = false
         yield* Fiber.interrupt(claimer)
         // Runs not started yet go back at once.
-        for (const entry of [...held.values()]) {
+        for (const entry of [...pool.inFlight.values()]) {
           if (!entry.taken) yield* stopRun(entry.claim.runId, "shutdown")
         }
         // Said at once: else a Ctrl-C is silent for up to the grace period.
-        if (held.size > 0) {
+        if (pool.inFlight.size > 0) {
           yield* Effect.logInfo(
-            `shutting down: waiting up to ${Duration.format(options.shutdownGrace)} for ${held.size} run(s) ` +
+            `shutting down: waiting up to ${Duration.format(options.shutdownGrace)} for ${pool.inFlight.size} run(s) ` +
               "in flight to finish; those still running then are handed back"
           )
         }
         // Finalizers run uninterruptibly: let the timeout interrupt the wait.
         const finished = yield* drained.pipe(Effect.interruptible, Effect.timeoutOption(options.shutdownGrace))
         if (Option.isNone(finished)) {
-          yield* Effect.logInfo(`handing back ${held.size} run(s) still in flight`)
-          for (const runId of [...held.keys()]) yield* stopRun(runId, "shutdown")
+          yield* Effect.logInfo(`handing back ${pool.inFlight.size} run(s) still in flight`)
+          for (const runId of [...pool.inFlight.keys()]) yield* stopRun(runId, "shutdown")
           yield* drained
         }
       })
@@ -352,7 +352,7 @@ export const make = (options: WorkersOptions) =>
 
     return {
       workerId,
-      inFlight: Effect.sync(() => held.size),
+      inFlight: Effect.sync(() => pool.inFlight.size),
       takenAtStart: Effect.sync(() => pool.takenAtStart)
     } satisfies Pool
   })

@@ -115,7 +115,7 @@ describe.concurrent("the pool's bound", () => {
 describe.concurrent("the pool's dispatch", () => {
   it.live("runs whose bodies end at once start one after another, not one inside another", () =>
     Effect.gen(function*() {
-      // A body that ends without waiting concludes inside the dispatch that
+      // A body that ends without waiting ends inside the dispatch that
       // started it, and its freed place dispatches the next run: nested, each
       // run would start deeper in the stack than the one before, and a large
       // buffer would overflow it.
