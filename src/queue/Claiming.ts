@@ -13,7 +13,9 @@
  *
  * Both give the worker the same `Claim` and leave the same rows (tested in
  * test/queue/claiming.test.ts). A rule on which runs may be claimed (a limit
- * per key, say) goes into both: the claim's `picked` and `Handoff.reserve`.
+ * per key, say) goes here, into both: the claim's `picked`, and the
+ * handoff's `reserve` (a rule that needs the database's counts would also
+ * make `claimedAtCreate` a condition of the creating statement).
  *
  * Fairness of the handoff: such a worker's last claim found no ready run of
  * its queues, so a run handed over skips only runs enqueued elsewhere since then.
