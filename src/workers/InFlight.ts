@@ -48,13 +48,13 @@ export const inFlight = (claim: Claim): InFlight => ({
  * memory, a fiber waiting for each run's end.
  */
 export const placesTaken = (pool: {
-  /** Runs the pool holds: buffered, executing, or ending. */
+  /** Runs the pool holds: buffered, executing, or whose end is being recorded. */
   readonly inFlight: number
   /** Among them, runs whose end is submitted to the writer and not written yet. */
-  readonly ending: number
+  readonly recording: number
   readonly reserved: number
   readonly writerCapacity: number
-}): number => pool.inFlight - Math.min(pool.ending, pool.writerCapacity) + pool.reserved
+}): number => pool.inFlight - Math.min(pool.recording, pool.writerCapacity) + pool.reserved
 
 /** A claim takes whatever is free once at least this much is (see `ClaimLoop`). */
 export const batchThreshold = (capacity: number) => Math.max(1, Math.ceil(capacity / 2))
@@ -73,7 +73,7 @@ export class PoolState {
   /** Attempts executing (or about to): at most `concurrency` (see the pool's `dispatch`). */
   running = 0
   /** Runs in flight whose end is recorded already or being recorded (see the pool's `record`). */
-  ending = 0
+  recording = 0
   /** Runs taken at their start, without a claim. */
   takenAtStart = 0
 
@@ -88,6 +88,6 @@ export class PoolState {
   ) {}
 
   taking(): number {
-    return placesTaken({ inFlight: this.inFlight.size, ending: this.ending, reserved: this.reserved, writerCapacity })
+    return placesTaken({ inFlight: this.inFlight.size, recording: this.recording, reserved: this.reserved, writerCapacity })
   }
 }

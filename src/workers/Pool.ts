@@ -98,6 +98,10 @@ export const make = (options: WorkersOptions) =>
       shutdownGrace: options.shutdownGrace
     })
 
+    /**
+     * Stops an attempt, once: interrupts its body (a timer abandons it if it
+     * does not end within the grace), or, not begun yet, ends it at once.
+     */
     const stop = (entry: InFlight, reason: StopReason) =>
       Effect.suspend(() => {
         if (entry.stop !== undefined) return Effect.void
@@ -167,7 +171,7 @@ export const make = (options: WorkersOptions) =>
       Effect.suspend(() => {
         // Marked before the submission, so that `free` always sees the mark.
         entry.recording = true
-        pool.ending++
+        pool.recording++
         prefetch.ended()
         return writer.recordThen(endOf(entry.claim, outcome), (exit) =>
           Exit.isSuccess(exit)
@@ -180,7 +184,7 @@ export const make = (options: WorkersOptions) =>
       Effect.suspend(() => {
         // The entry may be an older attempt of a run this pool claimed again.
         if (pool.inFlight.get(entry.claim.runId) === entry) pool.inFlight.delete(entry.claim.runId)
-        if (entry.recording) pool.ending--
+        if (entry.recording) pool.recording--
         else prefetch.ended()
         return claimLoop.placeFreed
       })

@@ -148,10 +148,10 @@ describe.concurrent("the pool's dispatch", () => {
 describe.concurrent("the pool's places", () => {
   it("ends the writer's queue holds take no place; ends beyond it do", () => {
     const pool = { inFlight: 600, reserved: 2, writerCapacity: 2000 }
-    // 100 buffered or executing, 500 ending: the ending take none.
-    expect(Workers.placesTaken({ ...pool, ending: 500 })).toBe(102)
-    // Commits behind: 2,500 ending, 500 more than the writer holds.
-    expect(Workers.placesTaken({ ...pool, inFlight: 2600, ending: 2500 })).toBe(602)
+    // 100 buffered or executing, 500 being recorded: those take none.
+    expect(Workers.placesTaken({ ...pool, recording: 500 })).toBe(102)
+    // Commits behind: 2,500 being recorded, 500 more than the writer holds.
+    expect(Workers.placesTaken({ ...pool, inFlight: 2600, recording: 2500 })).toBe(602)
   })
 
   it.live("a pool whose ends cannot be written for a while runs on, then writes them all", () =>
