@@ -70,7 +70,7 @@ export const make = Effect.gen(function*() {
           SELECT run_id, attempt, count(*)::integer AS n FROM input GROUP BY run_id, attempt
         ), locked AS (
           SELECT r.id FROM runstream_runs r JOIN counts c ON c.run_id = r.id AND c.attempt = r.attempt
-          -- By key: the planner has no estimate for the JSON input (see Queue.finish).
+          -- By key: the planner has no estimate for the JSON input (see RunQueue.recordEnds).
           WHERE r.id = ANY(ARRAY(SELECT run_id FROM counts)) AND r.status = 'running'
           ORDER BY r.id FOR NO KEY UPDATE OF r
         ), bumped AS (

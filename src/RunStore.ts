@@ -1,6 +1,7 @@
 /**
- * Runs as rows: create (idempotent; inserted, enqueued and logged by one statement),
- * get, list with a cursor, and cancellation.
+ * Runs as rows: create (idempotent; inserted, enqueued (its `runstream_jobs`
+ * row) and logged by one statement, claimed at once when a local worker takes
+ * it: see `queue/Claiming.ts`), get, list with a cursor, and cancellation.
  * @since 0.1.0
  */
 import { SqlClient, type SqlError } from "@effect/sql"
@@ -8,10 +9,10 @@ import { Context, DateTime, Effect, Layer, Option, Schema } from "effect"
 import { IdempotencyConflict, InvalidCursor, RunAlreadyFinished, RunNotFound } from "./domain/Errors.ts"
 import { RunId } from "./domain/Ids.ts"
 import { isFinished, Run, type RunError, type RunStatus } from "./domain/Run.ts"
-import { now, plusMillis } from "./internal/time.ts"
+import { now } from "./internal/time.ts"
 import * as Outbox from "./Outbox.ts"
 import { NotifyChannel } from "./PgListener.ts"
-import { Queue } from "./Queue.ts"
+import * as Claiming from "./queue/Claiming.ts"
 
 /** A run to create; `id` is fresh, `runAt` resolved. */
 export interface NewRun {
@@ -25,10 +26,10 @@ export interface NewRun {
   readonly idempotencyKey: string | null
   readonly runAt: Date | null
   /**
-   * An idle local worker that takes the run at once: it is created running,
-   * leased to that worker for its first attempt, with its `run.started`.
+   * An idle local worker that takes the run at once: it is created claimed by
+   * it (see `queue/Claiming.ts`).
    */
-  readonly takenBy?: { readonly workerId: string; readonly leaseMs: number } | undefined
+  readonly claimedBy?: Claiming.Claimant | undefined
 }
 
 export interface ListOptions {
@@ -133,7 +134,6 @@ const requestHash = (task: string, input: string) =>
 
 export const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
-  const queue = yield* Queue
   const columns = sql.literal(runColumns)
   const keyedHash = sql.literal(requestHash("task", "input"))
   const noHash = sql.literal("NULL::bytea")
@@ -167,18 +167,7 @@ export const make = Effect.gen(function*() {
         timeout_ms: run.timeoutMs,
         idempotency_key: run.idempotencyKey,
         run_at: run.runAt ?? at,
-        // A run taken by a local worker is created as a claim would leave it:
-        // running, attempt 1, `run.started` after `run.queued`, its job leased.
-        ...(run.takenBy === undefined
-          ? { status: "queued", attempt: 0, last_seq: 1, started_at: null, worker: null, locked_until: null }
-          : {
-            status: "running",
-            attempt: 1,
-            last_seq: 2,
-            started_at: at,
-            worker: run.takenBy.workerId,
-            locked_until: plusMillis(at, run.takenBy.leaseMs)
-          })
+        ...(run.claimedBy === undefined ? Claiming.waitingAtCreate : Claiming.claimedAtCreate(run.claimedBy, at))
       })))
       const inserted = yield* sql<RunRow>`/* prepared */
         WITH input AS (
@@ -211,7 +200,8 @@ export const make = Effect.gen(function*() {
         ), outbox AS (
           ${Outbox.row(sql, sql`SELECT id, task, 1, last_seq FROM inserted`)}
         ), enqueued AS (
-          ${queue.enqueueInserted}
+          INSERT INTO runstream_jobs (run_id, task, queue, priority, run_at, locked_by, locked_until, attempt)
+          SELECT id, task, queue, priority, run_at, worker, locked_until, attempt FROM placed
         )
         SELECT * FROM inserted`
       const byId = new Map(inserted.map((row) => [row.id, row]))

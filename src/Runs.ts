@@ -3,37 +3,30 @@
  * @since 0.1.0
  */
 import type { SqlError } from "@effect/sql"
-import { Channel, Chunk, Config, Context, DateTime, Duration, Effect, Layer, Mailbox, Option, Schema, type Scope, Stream } from "effect"
-import { AwaitTimeout, type IdempotencyConflict, InvalidInput, PayloadTooLarge, type RunAlreadyFinished, type InvalidCursor, type RunNotFound, UnknownTask } from "./domain/Errors.ts"
-import { makeRunId, type RunId } from "./domain/Ids.ts"
+import { Channel, Chunk, Config, Context, type Duration, Effect, Layer, Mailbox, Option, type Scope, Stream } from "effect"
+import { AwaitTimeout, InvalidInput, type RunAlreadyFinished, type InvalidCursor, type RunNotFound } from "./domain/Errors.ts"
+import type { RunId } from "./domain/Ids.ts"
 import { isFinished, type Run, type RunStatus } from "./domain/Run.ts"
 import { isTerminalType, type RunEvent } from "./domain/RunEvent.ts"
+import type { StartOptions } from "./domain/StartOptions.ts"
 import { type BusMessage, EventBus } from "./EventBus.ts"
 import * as FairSemaphore from "./internal/FairSemaphore.ts"
-import type * as Handoff from "./internal/Handoff.ts"
-import { storableJson, unstorableInJsonb } from "./internal/jsonb.ts"
-import { StartOptions } from "./domain/StartOptions.ts"
+import { unstorableInJsonb } from "./internal/jsonb.ts"
 import { EventLog } from "./EventLog.ts"
 import { Outbox } from "./Outbox.ts"
-import { Queue as RunQueue } from "./Queue.ts"
-import { type Created, type NewRun, RunStore } from "./RunStore.ts"
-import * as Task from "./Task.ts"
+import * as Start from "./runs/Start.ts"
+import type { StartError, StartRequest } from "./runs/Start.ts"
+import { type Created, RunStore } from "./RunStore.ts"
+import type * as Task from "./Task.ts"
 
 export { StartOptions } from "./domain/StartOptions.ts"
 
-/** One run to start by task name, as the API receives it. */
-export interface StartRequest {
-  readonly task: string
-  readonly input: unknown
-  readonly options?: StartOptions | undefined
-}
+export type { StartError, StartRequest } from "./runs/Start.ts"
 
 export interface AllEventsFilter {
   readonly task?: string | undefined
   readonly runId?: RunId | undefined
 }
-
-export type StartError = UnknownTask | InvalidInput | PayloadTooLarge | IdempotencyConflict | SqlError.SqlError
 
 export class Runs extends Context.Tag("runstream/Runs")<Runs, {
   /** Starts a run of a task with a typed input. */
@@ -90,11 +83,6 @@ export const RunsConfig = Config.all({
   )
 })
 
-const allErrors = { errors: "all" } as const
-
-// Built once: `Schema.validate(schema)` derives the type schema and its parser on each call.
-const validateOptions = Schema.validate(StartOptions, allErrors)
-
 /** Pages of `list` and `readEvents` are bounded. */
 export const maxPageSize = 1000
 
@@ -112,123 +100,10 @@ export const make = Effect.gen(function*() {
   const log = yield* EventLog
   const bus = yield* EventBus
   const outbox = yield* Outbox
-  const queue = yield* RunQueue
-  const registry = yield* Task.TaskRegistry
   const config = yield* RunsConfig
+  const { start, startMany } = yield* Start.make(config)
   // FIFO, one waiter woken per read: see FairSemaphore.
   const streamRead = (yield* FairSemaphore.make(config.streamReads)).withPermit
-
-  const encodeInput = (task: Task.Any, input: unknown, typed: boolean) =>
-    Effect.gen(function*() {
-      // Every fault of a refused input is reported (bounded), not only the first.
-      const encoded = typed
-        ? yield* Schema.encodeUnknown(task.input, allErrors)(input)
-        : yield* Schema.encodeUnknown(task.input, allErrors)(yield* Schema.decodeUnknown(task.input, allErrors)(input))
-      const json = yield* storableJson("input", encoded)
-      const bytes = Buffer.byteLength(json)
-      if (bytes > config.maxInputBytes) {
-        return yield* new PayloadTooLarge({ what: "input", bytes, limit: config.maxInputBytes })
-      }
-      return encoded
-    }).pipe(
-      Effect.catchTag("ParseError", (error) =>
-        Effect.fail(InvalidInput.fromParseError(`input of task '${task.name}'`, error)))
-    )
-
-  const prepare = (request: StartRequest, typed: boolean) =>
-    Effect.gen(function*() {
-      const registered = yield* Option.match(registry.get(request.task), {
-        onNone: () => Effect.fail(new UnknownTask({ task: request.task })),
-        onSome: Effect.succeed
-      })
-      const task = registered.task
-      // Typed callers cannot pass bad options, but JSON and RPC callers can.
-      const options = request.options === undefined ? {} : yield* validateOptions(request.options).pipe(
-        Effect.mapError((error) => InvalidInput.fromParseError("options", error))
-      )
-      const input = yield* encodeInput(task, request.input, typed)
-      return {
-        id: yield* makeRunId,
-        task: task.name,
-        queue: options.queue ?? "default",
-        input,
-        maxAttempts: options.maxAttempts ?? task.retry.maxAttempts,
-        priority: options.priority ?? 0,
-        timeoutMs: options.timeoutMs ?? Option.getOrNull(Option.map(task.timeout, Duration.toMillis)),
-        idempotencyKey: options.idempotencyKey ?? null,
-        runAt: options.runAt === undefined ? null : DateTime.toDate(options.runAt)
-      }
-    })
-
-  /**
-   * Creates the runs; a run due now whose task an idle worker of this program
-   * runs is created leased to it and handed over after the commit (see
-   * `internal/Handoff.ts`). The statement stays interruptible (its
-   * reservations are then given back; should it have committed, the run's
-   * lease expires and it is retried); what follows it is not, so a run created
-   * leased reaches its worker.
-   */
-  const insert = (requests: ReadonlyArray<StartRequest>, typed: boolean) =>
-    Effect.gen(function*() {
-      const prepared = yield* Effect.forEach(requests, (request) => prepare(request, typed))
-      return yield* Effect.uninterruptibleMask((restore) => {
-        const takers = prepared.map((run) => run.runAt === null ? queue.handoff.reserve(run.queue, run.task) : undefined)
-        const runs = prepared.map((run, i) => {
-          const taker = takers[i]
-          return taker === undefined ? run : { ...run, takenBy: { workerId: taker.workerId, leaseMs: taker.leaseMs } }
-        })
-        const cancelAll = Effect.sync(() => takers.forEach((taker) => taker?.cancel()))
-        return restore(store.create(runs)).pipe(
-          Effect.onError(() => cancelAll),
-          Effect.tap((created) => handOver(runs, takers, created))
-        )
-      })
-    })
-
-  /**
-   * After the commit: the taken runs to their workers, a wake-up for the
-   * others' queues, then the relay's hint. In that order: the fibers woken
-   * run in the order they were woken, and a body should not wait behind the
-   * relay's statement.
-   */
-  const handOver = (
-    runs: ReadonlyArray<NewRun>,
-    takers: ReadonlyArray<Handoff.Taker | undefined>,
-    created: ReadonlyArray<Created>
-  ) =>
-    Effect.gen(function*() {
-      const toWake = new Set<string>()
-      for (let i = 0; i < runs.length; i++) {
-        const run = runs[i]!
-        const taker = takers[i]
-        const isNew = created[i]!.created
-        if (taker === undefined) {
-          if (isNew) toWake.add(run.queue)
-        } else if (!isNew) {
-          // A repeated idempotency key: the existing run was returned, nothing to hand over.
-          taker.cancel()
-        } else {
-          yield* taker.take({
-            runId: run.id,
-            task: run.task,
-            queue: run.queue,
-            input: run.input,
-            attempt: 1,
-            maxAttempts: run.maxAttempts,
-            timeoutMs: run.timeoutMs,
-            priority: run.priority,
-            runAt: DateTime.toDate(created[i]!.run.runAt)
-          })
-        }
-      }
-      for (const queueName of toWake) yield* queue.wake(queueName)
-      yield* outbox.written
-    })
-
-  const start = <T extends Task.Any>(task: T, input: Task.InputOf<T>, options?: StartOptions) =>
-    Effect.map(insert([{ task: task.name, input, options }], true), (created) => created[0]!.run)
-
-  const startMany = (requests: ReadonlyArray<StartRequest>) => insert(requests, false)
 
   const list: Runs["Type"]["list"] = (options) => {
     const limit = options.limit ?? 50

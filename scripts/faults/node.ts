@@ -26,7 +26,8 @@ import * as EventLog from "../../src/EventLog.ts"
 import * as Outbox from "../../src/Outbox.ts"
 import * as OutboxRelay from "../../src/OutboxRelay.ts"
 import * as PgListener from "../../src/PgListener.ts"
-import * as Queue from "../../src/Queue.ts"
+import * as LeaseReclaim from "../../src/queue/LeaseReclaim.ts"
+import * as RunQueue from "../../src/queue/RunQueue.ts"
 import * as Runs from "../../src/Runs.ts"
 import * as Runstream from "../../src/Runstream.ts"
 import * as RunStore from "../../src/RunStore.ts"
@@ -90,10 +91,10 @@ const layerLeakyBus = (killAfter: number) =>
  */
 const layerRuntimeWith = (options: { readonly leakyBusKillAfter?: number | undefined; readonly relay: boolean }) => {
   const bus = options.leakyBusKillAfter === undefined ? EventBus.layerPostgres : layerLeakyBus(options.leakyBusKillAfter)
-  const infra = Layer.mergeAll(Outbox.layer, EventLog.layer, Queue.layer, bus).pipe(
+  const infra = Layer.mergeAll(Outbox.layer, EventLog.layer, RunQueue.layer, bus).pipe(
     Layer.provideMerge(PgListener.layer)
   )
-  return (options.relay ? Layer.merge(Runs.layer, OutboxRelay.layer) : Runs.layer).pipe(
+  return (options.relay ? Layer.mergeAll(Runs.layer, OutboxRelay.layer, LeaseReclaim.layer()) : Layer.merge(Runs.layer, LeaseReclaim.layer())).pipe(
     Layer.provideMerge(RunStore.layer),
     Layer.provideMerge(infra)
   )

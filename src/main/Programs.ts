@@ -26,6 +26,7 @@ import * as Database from "../Database.ts"
 import { HttpConfig, ListenConfig, portConfig } from "../http/HttpConfig.ts"
 import * as Server from "../http/Server.ts"
 import * as Runstream from "../Runstream.ts"
+import { LeaseReclaimConfig } from "../queue/LeaseReclaim.ts"
 import * as Task from "../Task.ts"
 import { Workers, WorkersConfig } from "../Workers.ts"
 
@@ -65,11 +66,14 @@ export const makeServerLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tas
     const config = yield* Config.all({
       bus: BusConfig("postgres"),
       server: serverOptions,
-      withWorkers: ServerWorkersConfig
+      withWorkers: ServerWorkersConfig,
+      reclaim: LeaseReclaimConfig
     })
     const runtime = config.withWorkers
-      ? logWorkersReady.pipe(Layer.provideMerge(Runstream.layerWithWorkers({ bus: config.bus })))
-      : Runstream.layerRuntime({ bus: config.bus })
+      ? logWorkersReady.pipe(Layer.provideMerge(
+        Runstream.layerWithWorkers({ bus: config.bus, reclaimInterval: config.reclaim.interval })
+      ))
+      : Runstream.layerRuntime({ bus: config.bus, reclaimInterval: config.reclaim.interval })
     return Layer.discard(Server.layer(config.server)).pipe(Layer.provide(runtime), foundation(tasks))
   }))
 
@@ -79,6 +83,7 @@ export const makeWorkerLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tas
     const config = yield* Config.all({
       bus: BusConfig("postgres"),
       workers: WorkersConfig,
+      reclaim: LeaseReclaimConfig,
       listen: ListenConfig,
       healthPort: HealthPortConfig
     })
@@ -87,7 +92,7 @@ export const makeWorkerLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tas
       onSome: (port) => Layer.discard(Server.layerHealth({ port, host: config.listen.host }))
     })
     return Layer.merge(health, logWorkersReady).pipe(
-      Layer.provide(Runstream.layerWithWorkers({ bus: config.bus })),
+      Layer.provide(Runstream.layerWithWorkers({ bus: config.bus, reclaimInterval: config.reclaim.interval })),
       foundation(tasks)
     )
   }))
@@ -106,10 +111,17 @@ const announce = Layer.effectDiscard(Effect.gen(function*() {
 /** API, workers and relay in one process; embedded Postgres unless `DATABASE_URL`. @category programs */
 export const makeDevLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tasks: Tasks) =>
   Layer.unwrapEffect(Effect.gen(function*() {
-    const config = yield* Config.all({ bus: BusConfig("memory"), server: serverOptions, workers: WorkersConfig })
+    const config = yield* Config.all({
+      bus: BusConfig("memory"),
+      server: serverOptions,
+      workers: WorkersConfig,
+      reclaim: LeaseReclaimConfig
+    })
     return announce.pipe(
       Layer.provide(Server.layer(config.server)),
-      Layer.provide(logWorkersReady.pipe(Layer.provideMerge(Runstream.layerWithWorkers({ bus: config.bus })))),
+      Layer.provide(logWorkersReady.pipe(Layer.provideMerge(
+        Runstream.layerWithWorkers({ bus: config.bus, reclaimInterval: config.reclaim.interval })
+      ))),
       foundation(tasks)
     )
   }))

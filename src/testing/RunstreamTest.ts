@@ -22,6 +22,8 @@ export interface Options<Tasks extends ReadonlyArray<Task.Any>> {
   /** Worker settings (the production defaults when left out), or `false` for a program without workers. */
   readonly workers?: WorkersSettings | false | undefined
   readonly bus?: "memory" | "postgres" | undefined
+  /** How often expired leases are reclaimed (default: `RUNSTREAM_RECLAIM_INTERVAL`, 1 second). */
+  readonly reclaimInterval?: Duration.DurationInput | undefined
   /** Pool size of this graph (default 4: many graphs run at once). */
   readonly maxConnections?: number | undefined
 }
@@ -48,8 +50,12 @@ export function layer<const Tasks extends ReadonlyArray<Task.Any>>(
 ): Built<Tasks, ReturnType<typeof Runstream.layerWithWorkers>>
 export function layer<const Tasks extends ReadonlyArray<Task.Any>>(options: Options<Tasks>) {
   return options.workers === false
-    ? build(options, Runstream.layerRuntime({ bus: options.bus }))
-    : build(options, Runstream.layerWithWorkers({ bus: options.bus, workers: options.workers ?? {} }))
+    ? build(options, Runstream.layerRuntime({ bus: options.bus, reclaimInterval: options.reclaimInterval }))
+    : build(options, Runstream.layerWithWorkers({
+      bus: options.bus,
+      reclaimInterval: options.reclaimInterval,
+      workers: options.workers ?? {}
+    }))
 }
 
 /** Waits (on the run's event stream, not by polling) until the run is finished. */

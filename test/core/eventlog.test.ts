@@ -2,7 +2,7 @@ import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer } from "effect"
 import { EventLog } from "../../src/EventLog.ts"
-import { Queue } from "../../src/Queue.ts"
+import { RunQueue } from "../../src/queue/RunQueue.ts"
 import { Runs } from "../../src/Runs.ts"
 import { Burst, program } from "./support.ts"
 
@@ -25,7 +25,7 @@ describe.concurrent("event log", () => {
     Effect.gen(function*() {
       const ctx = yield* Layer.build(program({ workers: false, maxConnections: 12 }))
       const runs = Context.get(ctx, Runs)
-      const queue = Context.get(ctx, Queue)
+      const queue = Context.get(ctx, RunQueue)
       const log = Context.get(ctx, EventLog)
       const sql = Context.get(ctx, SqlClient.SqlClient)
 
@@ -76,7 +76,7 @@ describe.concurrent("event log", () => {
     Effect.gen(function*() {
       const ctx = yield* Layer.build(program({ workers: false }))
       const runs = Context.get(ctx, Runs)
-      const queue = Context.get(ctx, Queue)
+      const queue = Context.get(ctx, RunQueue)
       const log = Context.get(ctx, EventLog)
       const run = yield* runs.start(Burst, { n: 0, concurrency: 1 })
       // Not claimed yet: no attempt holds it.

@@ -6,14 +6,14 @@ import * as EventBus from "../../src/EventBus.ts"
 import * as Outbox from "../../src/Outbox.ts"
 import { drainOnce } from "../../src/OutboxRelay.ts"
 import * as PgListener from "../../src/PgListener.ts"
-import * as Queue from "../../src/Queue.ts"
+import * as RunQueue from "../../src/queue/RunQueue.ts"
 import * as RunStore from "../../src/RunStore.ts"
 import { TestDatabase } from "../../src/testing/index.ts"
 
 /** The stores on a fresh database, with a memory bus and no relay: the test drains the outbox itself. */
 const storesWithoutRelay = Layer.build(
   Layer.mergeAll(RunStore.layer, EventBus.layerMemory, Outbox.layer).pipe(
-    Layer.provideMerge(Queue.layer),
+    Layer.provideMerge(RunQueue.layer),
     Layer.provideMerge(PgListener.layer),
     Layer.provideMerge(TestDatabase.layer({ maxConnections: 2 }))
   )
@@ -31,7 +31,7 @@ const newRuns = (n: number) =>
       timeoutMs: null,
       idempotencyKey: null,
       runAt: null,
-      takenBy: undefined
+      claimedBy: undefined
     }))))
 
 describe("Outbox", () => {
@@ -73,7 +73,7 @@ describe("Outbox", () => {
     Effect.gen(function*() {
       const ctx = yield* storesWithoutRelay
       const sql = Context.get(ctx, SqlClient.SqlClient)
-      const claims = yield* Context.get(ctx, Queue.Queue).claim({ workerId: "w", queues: ["default"], limit: 10, leaseMs: 1000 })
+      const claims = yield* Context.get(ctx, RunQueue.RunQueue).claim({ workerId: "w", queues: ["default"], limit: 10, leaseMs: 1000 })
       expect(claims).toEqual([])
       const [row] = yield* sql<{ n: number }>`SELECT count(*)::integer AS n FROM runstream_outbox`
       expect(row!.n).toBe(0)

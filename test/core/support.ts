@@ -73,10 +73,10 @@ export const testServices = Layer.mergeAll(
 export const program = (options: Omit<RunstreamTest.Options<readonly []>, "tasks"> = {}) =>
   RunstreamTest.layer({
     tasks: [Stepper, Burst, Sized] as const,
+    reclaimInterval: "200 millis",
     ...options,
     workers: options.workers === false ? false : {
       lease: "30 seconds",
-      reclaimInterval: "200 millis",
       pollInterval: "500 millis",
       shutdownGrace: "1 second",
       ...options.workers

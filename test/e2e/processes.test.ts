@@ -109,6 +109,21 @@ describe("processes", () => {
           expect((yield* call(`/v1/runs/${runId}`)).body.run.status).toBe("succeeded")
         }
       }), { timeout: 300_000 })
+
+    it.scoped("the server, which has no workers, reclaims the lease of a worker process killed with SIGKILL", () =>
+      Effect.gen(function*() {
+        // The only worker; once it is dead, the server is the only program left on the database.
+        const worker = yield* startWorker({ RUNSTREAM_WORKER_QUEUES: "reclaim", RUNSTREAM_LEASE: "1 second" })
+        const runId = yield* start({ task: "demo.sleep", input: { ms: 600_000 }, queue: "reclaim", maxAttempts: 1 })
+        const stream = yield* follow(`/v1/runs/${runId}/events`)
+        expect((yield* stream.next).event).toBe("run.queued")
+        expect((yield* stream.next).event).toBe("run.started")
+        yield* worker.kill("SIGKILL")
+        expect((yield* worker.exited).signal).toBe("SIGKILL")
+        const failed = yield* stream.next
+        expect(failed.event).toBe("run.failed")
+        expect((failed.data.data as { error: unknown }).error).toMatchObject({ tag: "LeaseExpired", retryable: true })
+      }), { timeout: 300_000 })
   })
 })
 

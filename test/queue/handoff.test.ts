@@ -1,6 +1,6 @@
 /**
  * Runs taken at their start by an idle worker of the same program
- * (`internal/Handoff.ts`): created running and leased in the start's own
+ * (`queue/Claiming.ts`'s handoff): created running and leased in the start's own
  * statement, handed over after its commit, never more than the free runners,
  * and never a run that is not due, not served, or not created.
  */

@@ -4,7 +4,7 @@ import { Clock, Deferred, Effect, Option, Schema } from "effect"
 import { Echo, Sleep } from "../../src/demo/tasks.ts"
 import { EventLog } from "../../src/EventLog.ts"
 import { isTerminalType } from "../../src/domain/RunEvent.ts"
-import { Queue } from "../../src/Queue.ts"
+import { RunQueue } from "../../src/queue/RunQueue.ts"
 import { Runs } from "../../src/Runs.ts"
 import * as Task from "../../src/Task.ts"
 import { Workers } from "../../src/Workers.ts"
@@ -15,7 +15,7 @@ import { dataOf, jobOf, logOf, patience, typesOf, withWorkers } from "./support.
 const ghost = { workerId: "ghost-worker" }
 
 const claimAsGhost = (leaseMs: number) =>
-  Effect.flatMap(Queue, (queue) => queue.claim({ ...ghost, queues: ["default"], limit: 10, leaseMs }))
+  Effect.flatMap(RunQueue, (queue) => queue.claim({ ...ghost, queues: ["default"], limit: 10, leaseMs }))
 
 describe.concurrent("lease expiry and fencing", () => {
   it.live("a run held by a vanished worker is reclaimed and completed by another; the vanished worker's late writes are refused", () =>
@@ -34,7 +34,7 @@ describe.concurrent("lease expiry and fencing", () => {
       })
       yield* Effect.gen(function*() {
         const runs = yield* Runs
-        const queue = yield* Queue
+        const queue = yield* RunQueue
         const log = yield* EventLog
         const run = yield* runs.start(Guarded, undefined)
         const claims = yield* claimAsGhost(300)
@@ -43,7 +43,7 @@ describe.concurrent("lease expiry and fencing", () => {
         expect(Option.map(yield* jobOf(run.id), (job) => job.locked_by)).toEqual(Option.some(ghost.workerId))
 
         const late = (attempt: number) =>
-          queue.finish(ghost, [{ runId: run.id, attempt, outcome: { _tag: "succeeded", output: { attempt: 1 } } }])
+          queue.recordEnds(ghost, [{ runId: run.id, attempt, outcome: { _tag: "succeeded", output: { attempt: 1 } } }])
 
         yield* Effect.gen(function*() {
           // The pool reclaims the expired lease and runs attempt 2.
@@ -85,33 +85,38 @@ describe.concurrent("lease expiry and fencing", () => {
         expect(final.status).toBe("succeeded")
         expect(final.output).toEqual({ attempt: 2 })
         expect(final.lastSeq).toBe(5)
-      }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Guarded], workers: false })))
+      }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Guarded], workers: false, reclaimInterval: "200 millis" })))
     }))
 
-  it.live("a run whose last attempt's lease expires fails with LeaseExpired", () =>
+  // No workers in these programs: the lease reclaim is the program's own (`LeaseReclaim`).
+  it.live("a run whose last attempt's lease expires fails with LeaseExpired, in a program without workers", () =>
     Effect.gen(function*() {
       const runs = yield* Runs
       const run = yield* runs.start(Echo, "never runs", { maxAttempts: 1 })
       expect(yield* claimAsGhost(200)).toHaveLength(1)
-      const done = yield* RunstreamTest.waitForRunCompletion(run.id, patience).pipe(withWorkers())
+      const done = yield* RunstreamTest.waitForRunCompletion(run.id, patience)
       expect(done.status).toBe("failed")
       expect(done.attempt).toBe(1)
       expect(done.error).toEqual({ tag: "LeaseExpired", message: "the worker stopped renewing its lease", retryable: true })
       expect(typesOf(yield* logOf(run.id))).toEqual(["run.queued", "run.started", "run.failed"])
       expect(Option.isNone(yield* jobOf(run.id))).toBe(true)
-    }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Echo], workers: false }))))
+    }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Echo], workers: false, reclaimInterval: "200 millis" }))))
 
-  it.live("a run cancelled while a vanished worker holds it is cancelled when the lease expires", () =>
+  it.live("a run cancelled while a vanished worker holds it is cancelled when the lease expires, in a program without workers", () =>
     Effect.gen(function*() {
       const runs = yield* Runs
       const run = yield* runs.start(Echo, "never runs")
-      expect(yield* claimAsGhost(200)).toHaveLength(1)
+      // The lease lapses after the cancel (a reclaim before it would retry the run).
+      expect(yield* claimAsGhost(60_000)).toHaveLength(1)
       const requested = yield* runs.cancel(run.id)
       expect(requested.status).toBe("running")
-      const done = yield* RunstreamTest.waitForRunCompletion(run.id, patience).pipe(withWorkers())
+      const sql = yield* SqlClient.SqlClient
+      const lapsed = new Date((yield* Clock.currentTimeMillis) - 60_000)
+      yield* sql`UPDATE runstream_jobs SET locked_until = ${lapsed} WHERE run_id = ${run.id}`
+      const done = yield* RunstreamTest.waitForRunCompletion(run.id, patience)
       expect(done.status).toBe("cancelled")
       expect(typesOf(yield* logOf(run.id))).toEqual(["run.queued", "run.started", "run.cancelled"])
-    }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Echo], workers: false }))))
+    }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Echo], workers: false, reclaimInterval: "200 millis" }))))
 
   it.live("heartbeats keep a run that outlives its lease from being reclaimed", () =>
     Effect.gen(function*() {
@@ -124,7 +129,8 @@ describe.concurrent("lease expiry and fencing", () => {
     }).pipe(Effect.provide(RunstreamTest.layer({
       tasks: [Sleep],
       // Renewed every 1.3 s; expiring would take a stall of over 2.6 s.
-      workers: { lease: "4 seconds", reclaimInterval: "100 millis", pollInterval: "200 millis" }
+      reclaimInterval: "100 millis",
+      workers: { lease: "4 seconds", pollInterval: "200 millis" }
     }))))
 
   it.live("a pool that lost a lease and claims the run again keeps control of the new attempt", () =>
@@ -186,7 +192,8 @@ describe.concurrent("lease expiry and fencing", () => {
       }).pipe(Effect.provide(RunstreamTest.layer({
         tasks: [Lapses, Echo],
         // Heartbeats every 20 s: none comes between the lapse and the reclaim.
-        workers: { concurrency: 2, lease: "1 minute", reclaimInterval: "100 millis", pollInterval: "200 millis" }
+        reclaimInterval: "100 millis",
+        workers: { concurrency: 2, lease: "1 minute", pollInterval: "200 millis" }
       })))
     }))
 
@@ -215,7 +222,8 @@ describe.concurrent("lease expiry and fencing", () => {
         expect(expired).toHaveLength(0)
       }).pipe(Effect.provide(RunstreamTest.layer({
         tasks: [Hangs],
-        workers: { concurrency: 50, lease: "1500 millis", reclaimInterval: "100 millis", pollInterval: "10 millis" }
+        reclaimInterval: "100 millis",
+        workers: { concurrency: 50, lease: "1500 millis", pollInterval: "10 millis" }
       })))
     }))
 })

@@ -3,8 +3,8 @@ import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Fiber, Layer, Queue, Schema } from "effect"
 import { Echo } from "../../src/demo/tasks.ts"
 import type { RunId } from "../../src/domain/Ids.ts"
-import * as Prefetch from "../../src/internal/Prefetch.ts"
-import { Queue as RunQueue } from "../../src/Queue.ts"
+import * as Prefetch from "../../src/workers/Prefetch.ts"
+import { RunQueue } from "../../src/queue/RunQueue.ts"
 import { Runs } from "../../src/Runs.ts"
 import * as Task from "../../src/Task.ts"
 import { RunstreamTest, TestDatabase } from "../../src/testing/index.ts"
@@ -115,7 +115,7 @@ describe.concurrent("the pool's bound", () => {
 describe.concurrent("the pool's dispatch", () => {
   it.live("runs whose bodies end at once start one after another, not one inside another", () =>
     Effect.gen(function*() {
-      // A body that ends without waiting concludes inside the dispatch that
+      // A body that ends without waiting ends inside the dispatch that
       // started it, and its freed place dispatches the next run: nested, each
       // run would start deeper in the stack than the one before, and a large
       // buffer would overflow it.
@@ -148,10 +148,10 @@ describe.concurrent("the pool's dispatch", () => {
 describe.concurrent("the pool's places", () => {
   it("ends the writer's queue holds take no place; ends beyond it do", () => {
     const pool = { inFlight: 600, reserved: 2, writerCapacity: 2000 }
-    // 100 buffered or executing, 500 ending: the ending take none.
-    expect(Workers.placesTaken({ ...pool, ending: 500 })).toBe(102)
-    // Commits behind: 2,500 ending, 500 more than the writer holds.
-    expect(Workers.placesTaken({ ...pool, inFlight: 2600, ending: 2500 })).toBe(602)
+    // 100 buffered or executing, 500 being recorded: those take none.
+    expect(Workers.placesTaken({ ...pool, recording: 500 })).toBe(102)
+    // Commits behind: 2,500 being recorded, 500 more than the writer holds.
+    expect(Workers.placesTaken({ ...pool, inFlight: 2600, recording: 2500 })).toBe(602)
   })
 
   it.live("a pool whose ends cannot be written for a while runs on, then writes them all", () =>
@@ -176,7 +176,7 @@ describe.concurrent("the pool's places", () => {
         RunQueue,
         Effect.map(RunQueue, (queue) => ({
           ...queue,
-          finish: (holder, items) => Effect.zipRight(Deferred.await(gate), queue.finish(holder, items))
+          recordEnds: (holder, items) => Effect.zipRight(Deferred.await(gate), queue.recordEnds(holder, items))
         }))
       )
       const program = Workers.layer({ ...fastWorkers, concurrency: 10, prefetch: 100, prefetchWindow: Duration.infinity }).pipe(

@@ -158,11 +158,11 @@ describe("retry backoff under TestClock", () => {
     }).pipe(Effect.provide(RunstreamTest.layer({
       tasks: [SlowFlaky, Echo],
       // Polls and leases far beyond the adjustments: only wake-ups and due times move the workers.
+      reclaimInterval: Duration.minutes(1),
       workers: {
         concurrency: 4,
         pollInterval: Duration.minutes(1),
-        lease: Duration.minutes(1),
-        reclaimInterval: Duration.minutes(1)
+        lease: Duration.minutes(1)
       }
     }))))
 })

@@ -167,7 +167,8 @@ describe.concurrent("delayed runs", () => {
       expect(yield* startedAt(delayed.id)).toBe(DateTime.toEpochMillis(runAt))
     }).pipe(Effect.provide(RunstreamTest.layer({
       tasks: [Echo],
-      workers: { concurrency: 4, pollInterval: "1 minute", lease: "1 minute", reclaimInterval: "1 minute" }
+      reclaimInterval: "1 minute",
+      workers: { concurrency: 4, pollInterval: "1 minute", lease: "1 minute" }
     }))))
 })
 

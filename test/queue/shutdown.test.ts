@@ -11,7 +11,7 @@ describe.concurrent("graceful shutdown", () => {
   it.live("a run still in flight when the grace period ends is handed back at once and finished by another program", () =>
     Effect.gen(function*() {
       // A lease far longer than the test: only a hand-back lets anyone else take the run.
-      const workers = { lease: "10 minutes", reclaimInterval: "200 millis", pollInterval: "200 millis", shutdownGrace: "100 millis" } as const
+      const workers = { lease: "10 minutes", pollInterval: "200 millis", shutdownGrace: "100 millis" } as const
 
       const first = yield* Scope.make()
       const program1 = yield* Layer.buildWithScope(programOn({ tasks: [Sleep], workers }), first)

@@ -14,12 +14,12 @@ import { TestDatabase } from "../../src/testing/index.ts"
 import * as Workers from "../../src/Workers.ts"
 
 /**
- * Workers tuned for tests: a missed wake-up or a lease set up to expire costs a
- * fraction of a second, while a live worker's lease survives a busy machine.
+ * Workers tuned for tests: a missed wake-up costs a fraction of a second,
+ * while a live worker's lease survives a busy machine. (How soon an expired
+ * lease is reclaimed is the program's: `reclaimInterval` of `RunstreamTest.layer`.)
  */
 export const fastWorkers = {
   lease: "10 seconds",
-  reclaimInterval: "200 millis",
   pollInterval: "200 millis",
   shutdownGrace: "500 millis"
 } as const satisfies Workers.WorkersSettings
@@ -40,9 +40,11 @@ export const programOn = <const Tasks extends ReadonlyArray<Task.Any>>(options: 
   readonly tasks: Tasks
   readonly workers: Workers.WorkersSettings | false
 }) => {
+  // A lease set up to expire is reclaimed within a fraction of a second.
+  const reclaimInterval = "200 millis"
   const runtime = options.workers === false
-    ? Runstream.layerRuntime({ bus: "postgres" })
-    : Runstream.layerWithWorkers({ bus: "postgres", workers: options.workers })
+    ? Runstream.layerRuntime({ bus: "postgres", reclaimInterval })
+    : Runstream.layerWithWorkers({ bus: "postgres", reclaimInterval, workers: options.workers })
   return runtime.pipe(
     Layer.provideMerge(Task.layerRegistry(...options.tasks)),
     Layer.provideMerge(Database.layerClient({ maxConnections: 4, connectTimeout: TestDatabase.connectTimeout }))

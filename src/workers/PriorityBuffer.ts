@@ -2,7 +2,7 @@
  * A small in-memory buffer that hands out its best item first (by `order`),
  * for a worker's prefetched runs: a high-priority run claimed after a batch of
  * low-priority ones still starts before them. Synchronous: the pool polls it
- * whenever a runner's place is free (see `Workers`).
+ * whenever a runner's place is free (see `Pool.ts`).
  */
 import type { Order } from "effect"
 

@@ -1,32 +1,24 @@
 /**
- * The durable queue: a hot table of runs waiting or running. Runs are enqueued
- * by the statement that creates them; claims take a batch with `FOR UPDATE SKIP LOCKED` and a
- * lease; ends of attempts are written in batches. Every transition that a run
- * goes through here appends its system event and outbox row in the same
+ * The durable queue of runs: a hot table (`runstream_jobs`) of runs waiting or
+ * running. Runs are enqueued by the statement that creates them
+ * (`RunStore.create`); claimed by `Claiming` (the claim, and the handoff at
+ * their start); their leases extended by `heartbeat`; the ends of their
+ * attempts recorded in batches (`recordEnds`); expired leases ended by
+ * `reclaimExpired` (run by `LeaseReclaim`). Every transition a run goes
+ * through here appends its system event and outbox row in the same
  * statement. Locks are always taken jobs first, then runs.
  * @since 0.1.0
  */
-import { SqlClient, type SqlError, type Statement } from "@effect/sql"
-import { Context, Effect, Layer, Option, PubSub, Queue as Q, type Scope } from "effect"
-import type { RunId } from "./domain/Ids.ts"
-import type { RunError } from "./domain/Run.ts"
-import * as Handoff from "./internal/Handoff.ts"
-import { now, plusMillis } from "./internal/time.ts"
-import * as Outbox from "./Outbox.ts"
-import { NotifyChannel, PgListener } from "./PgListener.ts"
+import { SqlClient, type SqlError } from "@effect/sql"
+import { Context, Effect, Layer, Option, PubSub, Queue, type Scope } from "effect"
+import type { RunId } from "../domain/Ids.ts"
+import type { RunError } from "../domain/Run.ts"
+import { now, plusMillis } from "../internal/time.ts"
+import * as Outbox from "../Outbox.ts"
+import { NotifyChannel, PgListener } from "../PgListener.ts"
+import * as Claiming from "./Claiming.ts"
 
-/** A run claimed by a worker for one attempt. */
-export interface Claim {
-  readonly runId: RunId
-  readonly task: string
-  readonly queue: string
-  readonly input: unknown
-  readonly attempt: number
-  readonly maxAttempts: number
-  readonly timeoutMs: number | null
-  readonly priority: number
-  readonly runAt: Date
-}
+export type { Claim, ClaimOptions } from "./Claiming.ts"
 
 /** How an attempt ended. `released` hands the run back without using up the attempt. */
 export type Outcome =
@@ -36,7 +28,8 @@ export type Outcome =
   | { readonly _tag: "cancelled" }
   | { readonly _tag: "released"; readonly reason: string }
 
-export interface Finish {
+/** The end of one attempt, to record. */
+export interface AttemptEnd {
   readonly runId: RunId
   readonly attempt: number
   readonly outcome: Outcome
@@ -45,31 +38,11 @@ export interface Finish {
 /** Who may end an attempt: the worker that holds its lease, or anyone once it expired. */
 export type Holder = { readonly workerId: string } | { readonly expiredBefore: Date }
 
-export interface ClaimOptions {
-  readonly workerId: string
-  readonly queues: ReadonlyArray<string>
-  readonly tasks?: ReadonlyArray<string> | undefined
-  readonly limit: number
-  readonly leaseMs: number
-}
-
-export class Queue extends Context.Tag("runstream/Queue")<Queue, {
-  /**
-   * Adds runs to the queue, as a data-modifying CTE body that enqueues the rows
-   * of a CTE named `placed` (id, task, queue, priority, run_at, and `worker`,
-   * `locked_until`, `attempt` for a run created leased to an idle local worker):
-   * runs are created and enqueued by one statement (`RunStore.create`), so one
-   * is never queued without the other.
-   */
-  readonly enqueueInserted: Statement.Fragment
-  /** This program's idle workers, offered runs as they start. */
-  readonly handoff: Handoff.Handoff
-  /**
-   * Claims up to `limit` due runs of `queues`, highest priority first, with a
-   * lease; only runs of `tasks` when given (a worker takes only what it can run,
-   * so a rolling deploy does not fail runs of tasks that older workers lack).
-   */
-  readonly claim: (options: ClaimOptions) => Effect.Effect<ReadonlyArray<Claim>, SqlError.SqlError>
+export class RunQueue extends Context.Tag("runstream/RunQueue")<RunQueue, {
+  /** This program's idle workers, offered runs as they start (see `Claiming`). */
+  readonly handoff: Claiming.Handoff
+  /** Claims waiting runs (see `Claiming.claim`). */
+  readonly claim: (options: Claiming.ClaimOptions) => Effect.Effect<ReadonlyArray<Claiming.Claim>, SqlError.SqlError>
   /**
    * Extends the leases the worker still holds. Returns the runs whose lease it
    * still holds and, among them, those whose cancellation was requested.
@@ -79,22 +52,22 @@ export class Queue extends Context.Tag("runstream/Queue")<Queue, {
     readonly runs: ReadonlyArray<{ readonly runId: RunId; readonly attempt: number }>
     readonly leaseMs: number
   }) => Effect.Effect<{ readonly held: ReadonlySet<RunId>; readonly cancelRequested: ReadonlySet<RunId> }, SqlError.SqlError>
-  /** Ends attempts; returns the runs whose attempt was still held (the others are refused). */
-  readonly finish: (holder: Holder, items: ReadonlyArray<Finish>) => Effect.Effect<ReadonlySet<RunId>, SqlError.SqlError>
-  /** Ends attempts whose lease expired: retry, fail when out of attempts, or cancel when asked. */
-  readonly reclaimExpired: (limit: number) => Effect.Effect<number, SqlError.SqlError>
+  /** Records ends of attempts; returns the runs whose attempt was still held (the others are refused). */
+  readonly recordEnds: (holder: Holder, items: ReadonlyArray<AttemptEnd>) => Effect.Effect<ReadonlySet<RunId>, SqlError.SqlError>
+  /**
+   * Ends attempts whose lease expired: retry, fail when out of attempts, or
+   * cancel when asked. Returns the queues of the runs it ended.
+   */
+  readonly reclaimExpired: (limit: number) => Effect.Effect<ReadonlySet<string>, SqlError.SqlError>
   /** When the next waiting run of `queues` becomes due, if any. */
   readonly nextDue: (queues: ReadonlyArray<string>) => Effect.Effect<Option.Option<Date>, SqlError.SqlError>
   /** After a commit that enqueued runs: wake workers here and, coalesced, in other processes. */
   readonly wake: (queue: string) => Effect.Effect<void>
   /** Wake-ups for claimers: queue names, or `*` after the listener reconnected. */
-  readonly wakeups: Effect.Effect<Q.Dequeue<string>, never, Scope.Scope>
+  readonly wakeups: Effect.Effect<Queue.Dequeue<string>, never, Scope.Scope>
 }>() {}
 
-/** A claimed run as the claim returns it: id, task, queue, input, attempt, max attempts, timeout, priority, runAt (epoch ms). */
-type ClaimEntry = readonly [RunId, string, string, unknown, number, number, number | null, number, number]
-
-const eventData = (finish: Finish, retryAt: Date | null): unknown => {
+const eventData = (finish: AttemptEnd, retryAt: Date | null): unknown => {
   const outcome = finish.outcome
   switch (outcome._tag) {
     case "succeeded":
@@ -118,8 +91,8 @@ export const make = Effect.gen(function*() {
   // One NOTIFY at a time; requests arriving meanwhile collapse into the next one.
   // NOTIFY takes a database-wide lock at commit, so it never goes in the enqueue
   // transaction itself.
-  const pendingNotify = yield* Q.sliding<string>(1)
-  yield* Q.take(pendingNotify).pipe(
+  const pendingNotify = yield* Queue.sliding<string>(1)
+  yield* Queue.take(pendingNotify).pipe(
     Effect.flatMap((queue) => sql`SELECT pg_notify(${NotifyChannel.queue}, ${queue})`),
     Effect.catchAllCause((cause) => Effect.logDebug("queue wake-up NOTIFY failed (workers poll)", cause)),
     Effect.forever,
@@ -127,71 +100,13 @@ export const make = Effect.gen(function*() {
   )
 
   const remote = yield* listener.subscribe(NotifyChannel.queue)
-  yield* Q.take(remote).pipe(
+  yield* Queue.take(remote).pipe(
     Effect.flatMap((message) => PubSub.publish(local, message._tag === "Notification" ? message.payload : "*")),
     Effect.forever,
     Effect.forkScoped
   )
 
-  const enqueueInserted = sql`
-    INSERT INTO runstream_jobs (run_id, task, queue, priority, run_at, locked_by, locked_until, attempt)
-    SELECT id, task, queue, priority, run_at, worker, locked_until, attempt FROM placed`
-
-  const claim = Effect.fn("Queue.claim")(function*(options: ClaimOptions) {
-    const at = yield* now
-    // The claims come as one JSON text, parsed by one JSON.parse: cheaper than
-    // the driver's row decoding (its timestamptz parsing above all).
-    const [row] = yield* sql<{ claims: string }>`/* prepared */
-      WITH picked AS (
-        -- One index walk per queue, in the ready index's order: with
-        -- "queue = ANY(...)" Postgres would fetch and sort every ready job.
-        SELECT j.run_id FROM unnest(${options.queues}::text[]) AS q(name)
-        CROSS JOIN LATERAL (
-          SELECT run_id, priority, run_at FROM runstream_jobs
-          WHERE queue = q.name AND locked_until IS NULL AND run_at <= ${at}
-            AND (${options.tasks === undefined}::boolean OR task = ANY(${options.tasks ?? []}::text[]))
-          ORDER BY priority DESC, run_at, run_id
-          LIMIT ${options.limit} FOR UPDATE SKIP LOCKED
-        ) j
-        ORDER BY j.priority DESC, j.run_at, j.run_id
-        LIMIT ${options.limit}
-      ), leased AS (
-        -- By key, here and below: joined, the planner hashes a scan of the
-        -- whole table (it cannot tell how few rows a claim holds).
-        UPDATE runstream_jobs j SET locked_by = ${options.workerId},
-          locked_until = ${plusMillis(at, options.leaseMs)}, attempt = j.attempt + 1
-        WHERE j.run_id = ANY(ARRAY(SELECT run_id FROM picked))
-        RETURNING j.run_id, j.attempt
-      ), started AS (
-        UPDATE runstream_runs r SET status = 'running', attempt = leased.attempt,
-          started_at = coalesce(r.started_at, ${at}), last_seq = r.last_seq + 1
-        FROM leased WHERE r.id = leased.run_id AND r.id = ANY(ARRAY(SELECT run_id FROM leased))
-        RETURNING r.id, r.task, r.queue, r.input, r.attempt, r.max_attempts, r.timeout_ms, r.last_seq,
-          r.priority, r.run_at
-      ), events AS (
-        INSERT INTO runstream_events (run_id, seq, type, data, at)
-        SELECT id, last_seq, 'run.started', jsonb_build_object('attempt', attempt), ${at} FROM started
-      ), outbox AS (
-        ${Outbox.row(sql, sql`SELECT id, task, last_seq, last_seq FROM started`)}
-      )
-      SELECT coalesce(json_agg(json_build_array(id, task, queue, input, attempt, max_attempts, timeout_ms, priority,
-        floor(extract(epoch FROM run_at) * 1000)) ORDER BY priority DESC, run_at, id), '[]')::text AS claims
-      FROM started`
-    const entries = JSON.parse(row!.claims) as ReadonlyArray<ClaimEntry>
-    return entries.map(([runId, task, queue, input, attempt, maxAttempts, timeoutMs, priority, runAt]): Claim => ({
-      runId,
-      task,
-      queue,
-      input,
-      attempt,
-      maxAttempts,
-      timeoutMs,
-      priority,
-      runAt: new Date(runAt)
-    }))
-  })
-
-  const heartbeat = Effect.fn("Queue.heartbeat")(function*(options: {
+  const heartbeat = Effect.fn("RunQueue.heartbeat")(function*(options: {
     readonly workerId: string
     readonly runs: ReadonlyArray<{ readonly runId: RunId; readonly attempt: number }>
     readonly leaseMs: number
@@ -216,7 +131,7 @@ export const make = Effect.gen(function*() {
     }
   })
 
-  const finish = (holder: Holder, items: ReadonlyArray<Finish>) =>
+  const recordEnds = (holder: Holder, items: ReadonlyArray<AttemptEnd>) =>
     Effect.gen(function*() {
       if (items.length === 0) return new Set<RunId>()
       const at = yield* now
@@ -285,19 +200,19 @@ export const make = Effect.gen(function*() {
         )
         SELECT id FROM ended`
       return new Set(rows.map((row) => row.id))
-    }).pipe(Effect.withSpan("Queue.finish", { attributes: { count: items.length } }))
+    }).pipe(Effect.withSpan("RunQueue.recordEnds", { attributes: { count: items.length } }))
 
   const reclaimExpired = (limit: number) =>
     Effect.gen(function*() {
       const at = yield* now
-      const expired = yield* sql<{ run_id: RunId; attempt: number; max_attempts: number; cancel_requested: boolean }>`
-        SELECT j.run_id, j.attempt, r.max_attempts, r.cancel_requested
+      const expired = yield* sql<{ run_id: RunId; queue: string; attempt: number; max_attempts: number; cancel_requested: boolean }>`
+        SELECT j.run_id, j.queue, j.attempt, r.max_attempts, r.cancel_requested
         FROM runstream_jobs j JOIN runstream_runs r ON r.id = j.run_id
         WHERE j.locked_until < ${at}
         ORDER BY j.locked_until LIMIT ${limit}`
-      if (expired.length === 0) return 0
+      if (expired.length === 0) return new Set<string>()
       const error: RunError = { tag: "LeaseExpired", message: "the worker stopped renewing its lease", retryable: true }
-      const items = expired.map((row): Finish => ({
+      const items = expired.map((row): AttemptEnd => ({
         runId: row.run_id,
         attempt: row.attempt,
         outcome: row.cancel_requested
@@ -306,14 +221,14 @@ export const make = Effect.gen(function*() {
           ? { _tag: "failed", error }
           : { _tag: "retrying", error, delayMs: 0 }
       }))
-      // `finish` re-checks expiry under the row locks: a lease renewed in the
-      // meantime is left alone.
-      const ended = yield* finish({ expiredBefore: at }, items)
+      // `recordEnds` re-checks expiry under the row locks: a lease renewed in
+      // the meantime is left alone.
+      const ended = yield* recordEnds({ expiredBefore: at }, items)
       if (ended.size > 0) {
         yield* Effect.logInfo(`reclaimed ${ended.size} expired lease(s)`)
       }
-      return ended.size
-    }).pipe(Effect.withSpan("Queue.reclaimExpired"))
+      return new Set(expired.filter((row) => ended.has(row.run_id)).map((row) => row.queue))
+    }).pipe(Effect.withSpan("RunQueue.reclaimExpired"))
 
   const nextDue = (queues: ReadonlyArray<string>) =>
     sql<{ next: Date | null }>`
@@ -323,14 +238,13 @@ export const make = Effect.gen(function*() {
     )
 
   const wake = (queue: string) =>
-    Effect.zipRight(PubSub.publish(local, queue), Q.offer(pendingNotify, queue)).pipe(Effect.asVoid)
+    Effect.zipRight(PubSub.publish(local, queue), Queue.offer(pendingNotify, queue)).pipe(Effect.asVoid)
 
-  return Queue.of({
-    enqueueInserted,
-    handoff: yield* Handoff.make,
-    claim,
+  return RunQueue.of({
+    handoff: yield* Claiming.makeHandoff(wake),
+    claim: (options) => Claiming.claim(sql, options),
     heartbeat,
-    finish,
+    recordEnds,
     reclaimExpired,
     nextDue,
     wake,
@@ -338,4 +252,4 @@ export const make = Effect.gen(function*() {
   })
 })
 
-export const layer = Layer.scoped(Queue, make)
+export const layer = Layer.scoped(RunQueue, make)

@@ -1,0 +1,244 @@
+/**
+ * Where a run becomes claimed: leased to one worker for one attempt, `running`,
+ * its `run.started` logged. It happens two ways, both written here:
+ *
+ * - **the claim** (`claim`): a worker takes a batch of waiting runs with one
+ *   statement (`FOR UPDATE SKIP LOCKED`, a lease per run);
+ * - **the handoff** (`makeHandoff`): a run started in a program whose pool has
+ *   a free runner and found nothing ready at its last claim is created
+ *   already claimed by that pool (`claimedAtCreate`: the columns the creating
+ *   statement, `RunStore.create`, writes) and handed to it after the commit
+ *   (`claimOf`): one statement from start to body instead of a start, a
+ *   wake-up and a claim.
+ *
+ * Both give the worker the same `Claim` and leave the same rows (tested in
+ * test/queue/claiming.test.ts). A rule on which runs may be claimed (a limit
+ * per key, say) goes here, into both: the claim's `picked`, and the
+ * handoff's `reserve` (a rule that needs the database's counts would also
+ * make `claimedAtCreate` a condition of the creating statement).
+ *
+ * Fairness of the handoff: such a worker's last claim found no ready run of
+ * its queues, so a run handed over skips only runs enqueued elsewhere since then.
+ * @since 0.2.0
+ */
+import type { SqlClient } from "@effect/sql"
+import { DateTime, Effect, type Scope } from "effect"
+import type { RunId } from "../domain/Ids.ts"
+import type { Run } from "../domain/Run.ts"
+import { now, plusMillis } from "../internal/time.ts"
+import * as Outbox from "../Outbox.ts"
+
+/** A run claimed by a worker for one attempt. */
+export interface Claim {
+  readonly runId: RunId
+  readonly task: string
+  readonly queue: string
+  readonly input: unknown
+  readonly attempt: number
+  readonly maxAttempts: number
+  readonly timeoutMs: number | null
+  readonly priority: number
+  readonly runAt: Date
+}
+
+/** Who holds a claim, and for how long without a heartbeat. */
+export interface Claimant {
+  readonly workerId: string
+  readonly leaseMs: number
+}
+
+export interface ClaimOptions extends Claimant {
+  readonly queues: ReadonlyArray<string>
+  readonly tasks?: ReadonlyArray<string> | undefined
+  readonly limit: number
+}
+
+/** A claimed run as the claim returns it: id, task, queue, input, attempt, max attempts, timeout, priority, runAt (epoch ms). */
+type ClaimEntry = readonly [RunId, string, string, unknown, number, number, number | null, number, number]
+
+/**
+ * Claims up to `limit` due runs of `queues`, highest priority first, with a
+ * lease; only runs of `tasks` when given (a worker takes only what it can run,
+ * so a rolling deploy does not fail runs of tasks that older workers lack).
+ */
+export const claim = (sql: SqlClient.SqlClient, options: ClaimOptions) =>
+  Effect.gen(function*() {
+    const at = yield* now
+    // The claims come as one JSON text, parsed by one JSON.parse: cheaper than
+    // the driver's row decoding (its timestamptz parsing above all).
+    const [row] = yield* sql<{ claims: string }>`/* prepared */
+      WITH picked AS (
+        -- One index walk per queue, in the ready index's order: with
+        -- "queue = ANY(...)" Postgres would fetch and sort every ready job.
+        SELECT j.run_id FROM unnest(${options.queues}::text[]) AS q(name)
+        CROSS JOIN LATERAL (
+          SELECT run_id, priority, run_at FROM runstream_jobs
+          WHERE queue = q.name AND locked_until IS NULL AND run_at <= ${at}
+            AND (${options.tasks === undefined}::boolean OR task = ANY(${options.tasks ?? []}::text[]))
+          ORDER BY priority DESC, run_at, run_id
+          LIMIT ${options.limit} FOR UPDATE SKIP LOCKED
+        ) j
+        ORDER BY j.priority DESC, j.run_at, j.run_id
+        LIMIT ${options.limit}
+      ), leased AS (
+        -- By key, here and below: joined, the planner hashes a scan of the
+        -- whole table (it cannot tell how few rows a claim holds).
+        UPDATE runstream_jobs j SET locked_by = ${options.workerId},
+          locked_until = ${plusMillis(at, options.leaseMs)}, attempt = j.attempt + 1
+        WHERE j.run_id = ANY(ARRAY(SELECT run_id FROM picked))
+        RETURNING j.run_id, j.attempt
+      ), started AS (
+        UPDATE runstream_runs r SET status = 'running', attempt = leased.attempt,
+          started_at = coalesce(r.started_at, ${at}), last_seq = r.last_seq + 1
+        FROM leased WHERE r.id = leased.run_id AND r.id = ANY(ARRAY(SELECT run_id FROM leased))
+        RETURNING r.id, r.task, r.queue, r.input, r.attempt, r.max_attempts, r.timeout_ms, r.last_seq,
+          r.priority, r.run_at
+      ), events AS (
+        INSERT INTO runstream_events (run_id, seq, type, data, at)
+        SELECT id, last_seq, 'run.started', jsonb_build_object('attempt', attempt), ${at} FROM started
+      ), outbox AS (
+        ${Outbox.row(sql, sql`SELECT id, task, last_seq, last_seq FROM started`)}
+      )
+      SELECT coalesce(json_agg(json_build_array(id, task, queue, input, attempt, max_attempts, timeout_ms, priority,
+        floor(extract(epoch FROM run_at) * 1000)) ORDER BY priority DESC, run_at, id), '[]')::text AS claims
+      FROM started`
+    const entries = JSON.parse(row!.claims) as ReadonlyArray<ClaimEntry>
+    return entries.map(([runId, task, queue, input, attempt, maxAttempts, timeoutMs, priority, runAt]): Claim => ({
+      runId,
+      task,
+      queue,
+      input,
+      attempt,
+      maxAttempts,
+      timeoutMs,
+      priority,
+      runAt: new Date(runAt)
+    }))
+  }).pipe(Effect.withSpan("RunQueue.claim"))
+
+/**
+ * A new run's state columns as the creating statement writes them: waiting,
+ * or, for a run claimed at its creation, as a claim would leave it: running,
+ * attempt 1, `run.started` after `run.queued` (so `last_seq` 2), its job
+ * leased to the claimant.
+ */
+export const waitingAtCreate = {
+  status: "queued",
+  attempt: 0,
+  last_seq: 1,
+  started_at: null,
+  worker: null,
+  locked_until: null
+} as const
+
+export const claimedAtCreate = (claimant: Claimant, at: Date) => ({
+  status: "running",
+  attempt: 1,
+  last_seq: 2,
+  started_at: at,
+  worker: claimant.workerId,
+  locked_until: plusMillis(at, claimant.leaseMs)
+})
+
+/** The claim of a run as its row stands once claimed (by the claim or at its creation). */
+export const claimOf = (run: Run): Claim => ({
+  runId: run.id,
+  task: run.task,
+  queue: run.queue,
+  input: run.input,
+  attempt: run.attempt,
+  maxAttempts: run.maxAttempts,
+  timeoutMs: run.timeoutMs,
+  priority: run.priority,
+  runAt: DateTime.toDate(run.runAt)
+})
+
+/** A pool that takes runs at their start. */
+export interface Taker extends Claimant {
+  readonly queues: ReadonlySet<string>
+  readonly tasks: ReadonlySet<string>
+  /** Reserves a runner for a run starting now; false when none is idle. */
+  readonly tryReserve: () => boolean
+  /** Gives a reservation back: its run was not created (an error, a repeated idempotency key). */
+  readonly cancel: () => void
+  /** Hands over a run created claimed by this taker, once its statement committed. */
+  readonly take: (claim: Claim) => Effect.Effect<void>
+}
+
+/** A run about to be created, as the handoff sees it. */
+export interface Placing {
+  readonly task: string
+  readonly queue: string
+  /** null: due at once. */
+  readonly runAt: Date | null
+}
+
+/** The runs to create, each marked `claimedBy` the taker that reserved a runner for it, if any. */
+export interface Reservation<R extends Placing> {
+  readonly runs: ReadonlyArray<R & { readonly claimedBy?: Claimant | undefined }>
+  /** The statement failed (or was interrupted): every reservation is given back. */
+  readonly cancel: Effect.Effect<void>
+  /**
+   * After the commit, with the statement's result (in the order of `runs`):
+   * each run created claimed to its taker; a reservation of a run not created
+   * (a repeated idempotency key) given back; the queues of runs created
+   * waiting woken. In that order: the fibers woken run in the order they were
+   * woken, and a body should not wait behind a wake-up.
+   */
+  readonly handOver: (created: ReadonlyArray<{ readonly run: Run; readonly created: boolean }>) => Effect.Effect<void>
+}
+
+export interface Handoff {
+  /** Offers `taker` runs as they start, until the scope closes. */
+  readonly register: (taker: Taker) => Effect.Effect<void, never, Scope.Scope>
+  /** Reserves a runner of an idle taker for each run due now whose queue and task it serves. */
+  readonly reserve: <R extends Placing>(runs: ReadonlyArray<R>) => Reservation<R>
+}
+
+/** This program's takers; `wake` tells the workers of a queue that runs were enqueued. */
+export const makeHandoff = (wake: (queue: string) => Effect.Effect<void>): Effect.Effect<Handoff> =>
+  Effect.sync(() => {
+    const takers = new Set<Taker>()
+    const takerOf = (queue: string, task: string) => {
+      for (const taker of takers) {
+        if (taker.queues.has(queue) && taker.tasks.has(task) && taker.tryReserve()) return taker
+      }
+      return undefined
+    }
+    const reserve = <R extends Placing>(placing: ReadonlyArray<R>): Reservation<R> => {
+      const reserved = placing.map((run) => run.runAt === null && takers.size > 0 ? takerOf(run.queue, run.task) : undefined)
+      const runs = placing.map((run, i) => {
+        const taker = reserved[i]
+        return taker === undefined ? run : { ...run, claimedBy: { workerId: taker.workerId, leaseMs: taker.leaseMs } }
+      })
+      return {
+        runs,
+        cancel: Effect.sync(() => reserved.forEach((taker) => taker?.cancel())),
+        handOver: (created) =>
+          Effect.gen(function*() {
+            const toWake = new Set<string>()
+            for (let i = 0; i < runs.length; i++) {
+              const taker = reserved[i]
+              const { created: isNew, run } = created[i]!
+              if (taker === undefined) {
+                if (isNew) toWake.add(run.queue)
+              } else if (!isNew) {
+                // A repeated idempotency key: the existing run was returned, nothing to hand over.
+                taker.cancel()
+              } else {
+                yield* taker.take(claimOf(run))
+              }
+            }
+            for (const queue of toWake) yield* wake(queue)
+          })
+      }
+    }
+    return {
+      register: (taker) =>
+        Effect.acquireRelease(
+          Effect.sync(() => void takers.add(taker)),
+          () => Effect.sync(() => void takers.delete(taker))
+        ),
+      reserve
+    }
+  })

@@ -1,0 +1,113 @@
+/**
+ * Starting runs: a request checked (its task registered, its options valid,
+ * its input encoded and storable), then created by one statement
+ * (`RunStore.create`), claimed at once by an idle worker of this program when
+ * one serves it (`queue/Claiming.ts`'s handoff), else enqueued and its queue
+ * woken. Part of `Runs` (its `start` and `startMany`).
+ * @since 0.2.0
+ */
+import type { SqlError } from "@effect/sql"
+import { DateTime, Duration, Effect, Option, Schema } from "effect"
+import { type IdempotencyConflict, InvalidInput, PayloadTooLarge, UnknownTask } from "../domain/Errors.ts"
+import { makeRunId } from "../domain/Ids.ts"
+import type { Run } from "../domain/Run.ts"
+import { StartOptions } from "../domain/StartOptions.ts"
+import { storableJson } from "../internal/jsonb.ts"
+import { Outbox } from "../Outbox.ts"
+import { RunQueue } from "../queue/RunQueue.ts"
+import { type Created, type NewRun, RunStore } from "../RunStore.ts"
+import * as Task from "../Task.ts"
+
+/** One run to start by task name, as the API receives it. */
+export interface StartRequest {
+  readonly task: string
+  readonly input: unknown
+  readonly options?: StartOptions | undefined
+}
+
+export type StartError = UnknownTask | InvalidInput | PayloadTooLarge | IdempotencyConflict | SqlError.SqlError
+
+const allErrors = { errors: "all" } as const
+
+// Built once: `Schema.validate(schema)` derives the type schema and its parser on each call.
+const validateOptions = Schema.validate(StartOptions, allErrors)
+
+export const make = (config: { readonly maxInputBytes: number }) =>
+  Effect.gen(function*() {
+    const store = yield* RunStore
+    const outbox = yield* Outbox
+    const queue = yield* RunQueue
+    const registry = yield* Task.TaskRegistry
+
+    const encodeInput = (task: Task.Any, input: unknown, typed: boolean) =>
+      Effect.gen(function*() {
+        // Every fault of a refused input is reported (bounded), not only the first.
+        const encoded = typed
+          ? yield* Schema.encodeUnknown(task.input, allErrors)(input)
+          : yield* Schema.encodeUnknown(task.input, allErrors)(yield* Schema.decodeUnknown(task.input, allErrors)(input))
+        const json = yield* storableJson("input", encoded)
+        const bytes = Buffer.byteLength(json)
+        if (bytes > config.maxInputBytes) {
+          return yield* new PayloadTooLarge({ what: "input", bytes, limit: config.maxInputBytes })
+        }
+        return encoded
+      }).pipe(
+        Effect.catchTag("ParseError", (error) =>
+          Effect.fail(InvalidInput.fromParseError(`input of task '${task.name}'`, error)))
+      )
+
+    /** The run a request describes, checked; refused with the request's first fault. */
+    const prepare = (request: StartRequest, typed: boolean) =>
+      Effect.gen(function*() {
+        const registered = yield* Option.match(registry.get(request.task), {
+          onNone: () => Effect.fail(new UnknownTask({ task: request.task })),
+          onSome: Effect.succeed
+        })
+        const task = registered.task
+        // Typed callers cannot pass bad options, but JSON and RPC callers can.
+        const options = request.options === undefined ? {} : yield* validateOptions(request.options).pipe(
+          Effect.mapError((error) => InvalidInput.fromParseError("options", error))
+        )
+        const input = yield* encodeInput(task, request.input, typed)
+        return {
+          id: yield* makeRunId,
+          task: task.name,
+          queue: options.queue ?? "default",
+          input,
+          maxAttempts: options.maxAttempts ?? task.retry.maxAttempts,
+          priority: options.priority ?? 0,
+          timeoutMs: options.timeoutMs ?? Option.getOrNull(Option.map(task.timeout, Duration.toMillis)),
+          idempotencyKey: options.idempotencyKey ?? null,
+          runAt: options.runAt === undefined ? null : DateTime.toDate(options.runAt)
+        } satisfies NewRun
+      })
+
+    /**
+     * Creates the runs; a run due now whose task an idle worker of this
+     * program runs is created claimed by it and handed over after the commit
+     * (see `queue/Claiming.ts`), the others' queues are woken, then the
+     * relay's hint. The statement stays interruptible (its reservations are
+     * then given back; should it have committed, the run's lease expires and
+     * it is retried); what follows it is not, so a run created claimed
+     * reaches its worker.
+     */
+    const insert = (requests: ReadonlyArray<StartRequest>, typed: boolean) =>
+      Effect.gen(function*() {
+        const prepared = yield* Effect.forEach(requests, (request) => prepare(request, typed))
+        return yield* Effect.uninterruptibleMask((restore) => {
+          const reservation = queue.handoff.reserve(prepared)
+          return restore(store.create(reservation.runs)).pipe(
+            Effect.onError(() => reservation.cancel),
+            Effect.tap((created) => Effect.zipRight(reservation.handOver(created), outbox.written))
+          )
+        })
+      })
+
+    const start = <T extends Task.Any>(task: T, input: Task.InputOf<T>, options?: StartOptions): Effect.Effect<Run, StartError> =>
+      Effect.map(insert([{ task: task.name, input, options }], true), (created) => created[0]!.run)
+
+    const startMany = (requests: ReadonlyArray<StartRequest>): Effect.Effect<ReadonlyArray<Created>, StartError> =>
+      insert(requests, false)
+
+    return { start, startMany }
+  })

@@ -1,0 +1,254 @@
+/**
+ * One attempt of a claimed run: its input decoded, its body run with its
+ * timeout and its `TaskContext`, its output encoded and checked; then how it
+ * ended, as recorded (`outcomeOf`): succeeded, failed, retrying after a
+ * backoff, cancelled, or released (handed back). What a failure records
+ * (`runErrorOf`) and which failures no retry can cure (`isPermanent`) are
+ * decided here.
+ * @since 0.2.0
+ */
+import {
+  Cause,
+  Context,
+  Duration,
+  Effect,
+  Either,
+  Exit,
+  FiberRef,
+  FiberRefs,
+  HashMap,
+  Option,
+  type ParseResult,
+  Random,
+  Runtime,
+  RuntimeFlags,
+  Schema
+} from "effect"
+import { InvalidInput, LeaseLost } from "../domain/Errors.ts"
+import type { RunError } from "../domain/Run.ts"
+import { TaskEventType } from "../domain/RunEvent.ts"
+import { EventLog } from "../EventLog.ts"
+import { interruptWithin } from "../internal/interruptWithin.ts"
+import { storableJson, storableText } from "../internal/jsonb.ts"
+import type { Claim } from "../queue/Claiming.ts"
+import type { Outcome } from "../queue/RunQueue.ts"
+import * as Task from "../Task.ts"
+import type { StopReason } from "./InFlight.ts"
+import type { Writer } from "./Writer.ts"
+
+/** A body's attempt ran out of time. */
+export class TaskTimeout extends Schema.TaggedError<TaskTimeout>()("TaskTimeout", {
+  timeoutMs: Schema.Number
+}) {
+  override get message() {
+    return `the attempt took longer than ${this.timeoutMs} ms`
+  }
+}
+
+/** The claimed run's input does not decode with its task's schema (the task changed since the start). */
+export class InputInvalid extends Schema.TaggedError<InputInvalid>()("InputInvalid", {
+  message: Schema.String
+}) {}
+
+/** The body's output does not encode with its task's schema, or cannot be stored. */
+export class OutputInvalid extends Schema.TaggedError<OutputInvalid>()("OutputInvalid", {
+  message: Schema.String
+}) {}
+
+/**
+ * A run of a task this worker does not have (a claim takes only runs of its
+ * tasks; a run handed over or claimed by an older pool may not). Recorded
+ * under the tag a start gives the same fault, `UnknownTask`.
+ */
+export class TaskNotRegistered extends Schema.TaggedError<TaskNotRegistered>()("UnknownTask", {
+  task: Schema.String
+}) {
+  override get message() {
+    return `task '${this.task}' is not registered with this worker`
+  }
+}
+
+const maxMessage = 2000
+
+/**
+ * Errors that no retry can cure. An output that fails its schema or cannot be
+ * stored is one: the same input gives the same output again.
+ */
+export const isPermanent = (tag: string) =>
+  tag === "PermanentError" || tag === "InputInvalid" || tag === "OutputInvalid" || tag === "UnknownTask"
+
+/**
+ * What is recorded of a failed attempt: the error's tag and message, bounded,
+ * and storable (it goes into a batch with other runs' ends: text Postgres
+ * cannot store would fail them all).
+ */
+export const runErrorOf = (cause: Cause.Cause<unknown>): RunError => {
+  const failure = Cause.failureOption(cause)
+  if (Option.isSome(failure)) {
+    const error = failure.value as { readonly _tag?: unknown; readonly message?: unknown } | null
+    const tag = typeof error?._tag === "string" ? error._tag : "Error"
+    const message = typeof error?.message === "string" && error.message.length > 0 ? error.message : String(error)
+    return { tag: storableText(tag.slice(0, 100)), message: storableText(message.slice(0, maxMessage)), retryable: !isPermanent(tag) }
+  }
+  const defect = Cause.squash(cause)
+  const message = defect instanceof Error ? `${defect.name}: ${defect.message}` : String(defect)
+  return { tag: "Defect", message: storableText(message.slice(0, maxMessage)), retryable: true }
+}
+
+const inputInvalid = (error: ParseResult.ParseError) => new InputInvalid({ message: error.message })
+const outputInvalid = (error: ParseResult.ParseError) => new OutputInvalid({ message: error.message })
+
+/**
+ * Goes on with a decoding's result: at once when it is already there (a
+ * schema without asynchronous parts decodes to an `Either`), else once it is.
+ * Runs of quick tasks spend a fair share of their cost in such steps.
+ */
+const afterDecoding = <A, B, E, R>(
+  decoded: Effect.Effect<A, ParseResult.ParseError>,
+  onFailure: (error: ParseResult.ParseError) => unknown,
+  f: (a: A) => Effect.Effect<B, E, R>
+): Effect.Effect<B, unknown, R> => {
+  if (!Either.isEither(decoded)) return Effect.flatMap(Effect.mapError(decoded, onFailure), f)
+  const result = decoded as Either.Either<A, ParseResult.ParseError>
+  return Either.isRight(result) ? f(result.right) : Effect.fail(onFailure(result.left))
+}
+
+/**
+ * Says that a body did not end within the grace after its interruption: it is
+ * abandoned (left running detached) and its run moves on.
+ */
+export const logAbandoned = (claim: Claim, reason: string, grace: Duration.Duration) =>
+  Effect.logWarning(
+    `attempt ${claim.attempt} of ${claim.runId} did not end within ${
+      Duration.format(grace)
+    } of its interruption (${reason}); abandoned, it still runs detached`
+  )
+
+export interface Attempts {
+  /**
+   * The attempt itself: decode, run with its timeout, encode. Fails with what
+   * is recorded. Runs in the run's own fiber, which starts from `runtimeOf`
+   * its task with the run's log annotations (`annotationsOf`) instead of
+   * wrapping the body in `provide` and `annotateLogs` (which restore them
+   * afterwards): about a tenth of a run's cost on the throughput bench.
+   */
+  readonly run: (claim: Claim) => Effect.Effect<unknown, unknown>
+  /** How the attempt ended, as recorded; none when its lease was lost. An effect only for a retry's random backoff. */
+  readonly outcomeOf: (
+    claim: Claim,
+    exit: Exit.Exit<unknown, unknown>,
+    stop: StopReason | undefined
+  ) => Effect.Effect<Option.Option<Outcome>>
+  /** The runtime a run's fiber starts from: the pool's, with the services its task was registered with. */
+  readonly runtimeOf: (task: string) => Runtime.Runtime<never>
+  /** The log annotations of a run's fiber. */
+  readonly annotationsOf: (claim: Claim) => HashMap.HashMap<string, unknown>
+}
+
+/**
+ * Each task as its attempts need it, prepared once: its decoder and encoder,
+ * and the runtime its runs' fibers start from (`poolRuntime`'s fiber refs
+ * and context, with the services the task was registered with).
+ */
+export const make = (options: {
+  readonly poolRuntime: Runtime.Runtime<never>
+  readonly writer: Writer
+  /** How long an interrupted body may take to end before it is abandoned. */
+  readonly shutdownGrace: Duration.Duration
+}) =>
+  Effect.gen(function*() {
+    const log = yield* EventLog
+    const registry = yield* Task.TaskRegistry
+    const { poolRuntime, shutdownGrace, writer } = options
+    // Bodies must be interruptible (stops interrupt them), whatever the flags of the fiber that built the pool.
+    const runtimeWith = (context: Context.Context<never>) =>
+      Runtime.make({
+        context,
+        fiberRefs: poolRuntime.fiberRefs,
+        runtimeFlags: RuntimeFlags.enable(poolRuntime.runtimeFlags, RuntimeFlags.Interruption)
+      })
+    const prepared = new Map(registry.names.map((name) => {
+      const { context, task } = Option.getOrThrow(registry.get(name))
+      return [name, {
+        task,
+        decode: Schema.decodeUnknown(task.input),
+        encode: Schema.encodeUnknown(task.output),
+        runtime: runtimeWith(Context.merge(poolRuntime.context, context)),
+        timeoutMs: Option.getOrUndefined(Option.map(task.timeout, Duration.toMillis))
+      }]
+    }))
+    // A run of a task this pool lacks fails at once with TaskNotRegistered (see `run`).
+    const unknownTaskRuntime = runtimeWith(poolRuntime.context)
+    const baseAnnotations = FiberRefs.getOrDefault(poolRuntime.fiberRefs, FiberRef.currentLogAnnotations)
+
+    const contextOf = (claim: Claim): Task.TaskContext => ({
+      runId: claim.runId,
+      attempt: claim.attempt,
+      emit: (type, data) =>
+        Effect.gen(function*() {
+          if (!Schema.is(TaskEventType)(type)) {
+            return yield* new InvalidInput({ message: `event type '${String(type).slice(0, 100)}' is empty, too long or reserved (run.*)` })
+          }
+          yield* log.checkSize(yield* storableJson("event data", data))
+          const seq = yield* writer.emit({ runId: claim.runId, attempt: claim.attempt, type, data: data ?? null })
+          if (typeof seq !== "number") {
+            return yield* new LeaseLost({ runId: claim.runId, attempt: claim.attempt })
+          }
+          return seq
+        })
+    })
+
+    /**
+     * The output is written in the run and its run.succeeded event: refused
+     * here, it fails this run alone instead of the group commit it would join.
+     */
+    const storableOutput = (encoded: unknown) => {
+      const json = storableJson("output", encoded)
+      if (Either.isLeft(json)) return Effect.fail(new OutputInvalid({ message: json.left.message }))
+      return log.checkSize(json.right).pipe(
+        Effect.mapError((error) => new OutputInvalid({ message: `output: ${error.message}` })),
+        Effect.as(encoded)
+      )
+    }
+
+    const run = (claim: Claim): Effect.Effect<unknown, unknown> => {
+      const entry = prepared.get(claim.task)
+      if (entry === undefined) return Effect.fail(new TaskNotRegistered({ task: claim.task }))
+      const { decode, encode, task } = entry
+      return afterDecoding(decode(claim.input), inputInvalid, (input) => {
+        const timeoutMs = claim.timeoutMs ?? entry.timeoutMs
+        const body = task.run(input, contextOf(claim))
+        return Effect.flatMap(
+          timeoutMs === undefined ? body : body.pipe(
+            // The attempt ends at its timeout even if the body's finalizers hang.
+            interruptWithin(shutdownGrace, logAbandoned(claim, "timeout", shutdownGrace)),
+            Effect.timeoutFail({ duration: Duration.millis(timeoutMs), onTimeout: () => new TaskTimeout({ timeoutMs }) })
+          ),
+          (output) => afterDecoding(encode(output), outputInvalid, storableOutput)
+        )
+      }) as Effect.Effect<unknown, unknown>
+    }
+
+    const outcomeOf: Attempts["outcomeOf"] = (claim, exit, stop) => {
+      const decided = (outcome: Outcome | undefined) => Effect.succeed(Option.fromNullable(outcome))
+      if (stop === "cancel") return decided({ _tag: "cancelled" })
+      if (stop === "shutdown") return decided({ _tag: "released", reason: "worker shutdown" })
+      if (stop === "leaseLost") return decided(undefined)
+      if (Exit.isSuccess(exit)) return decided({ _tag: "succeeded", output: exit.value ?? null })
+      const failure = Cause.failureOption(exit.cause)
+      if (Option.isSome(failure) && failure.value instanceof LeaseLost) return decided(undefined)
+      if (Cause.isInterruptedOnly(exit.cause)) return decided({ _tag: "released", reason: "interrupted" })
+      const error = runErrorOf(exit.cause)
+      if (!error.retryable || claim.attempt >= claim.maxAttempts) return decided({ _tag: "failed", error })
+      const policy = prepared.get(claim.task)?.task.retry ?? Task.defaultRetry
+      return Effect.map(Random.next, (random) =>
+        Option.some({ _tag: "retrying", error, delayMs: Duration.toMillis(Task.backoffDelay(policy, claim.attempt, random)) }))
+    }
+
+    return {
+      run,
+      outcomeOf,
+      runtimeOf: (task) => prepared.get(task)?.runtime ?? unknownTaskRuntime,
+      annotationsOf: (claim) => HashMap.set(HashMap.set(baseAnnotations, "runId", claim.runId), "attempt", claim.attempt)
+    } satisfies Attempts
+  })
