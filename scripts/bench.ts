@@ -50,6 +50,7 @@ import {
 import type { EmitterResult } from "./bench/delivery-emitter.ts"
 import { bundle, nodeFlags } from "./bundle.ts"
 import type { ThroughputResult } from "./bench/throughput-worker.ts"
+import { comparisonReport, competitors, graphileRep, type GraphileRep } from "./bench/graphile.ts"
 
 const here = dirname(fileURLToPath(import.meta.url))
 
@@ -78,6 +79,8 @@ interface Flags {
   readonly workerFlags: ReadonlyArray<string>
   /** The sizes the targets are set for (issue 4's): other sizes get no pass or fail. */
   readonly targetSizes: boolean
+  /** `--compare graphile-worker`: the throughput phase interleaved with graphile-worker's (scripts/bench/graphile.ts). */
+  readonly compare: (typeof competitors)[number] | undefined
 }
 
 const usage = `usage: npm run bench -- [flags]
@@ -100,6 +103,9 @@ const usage = `usage: npm run bench -- [flags]
   --pg-stats             print pg_stat_statements' top statements per phase (needs the extension preloaded)
   --worker-flags "F"     extra node flags for the throughput worker, after the production ones (to try
                          GC settings, say: "--max-semi-space-size=16")
+  --compare graphile-worker
+                         throughput: graphile-worker drains as many jobs in each repetition, interleaved, and
+                         the ratio Runstream / graphile is printed (with all phases unless --phases says)
   --tsx-worker           run the throughput worker through the tsx loader instead of as a bundle on plain
                          node (the production form, \`npm run bundle\`); the loader adds about 90 MB`
 
@@ -144,7 +150,7 @@ const parseFlags = (argv: ReadonlyArray<string>): Flags => {
   const workerFlags = (values.get("worker-flags") ?? "").split(" ").filter((flag) => flag !== "")
   values.delete("worker-flags")
   if (workerFlags.some((flag) => !flag.startsWith("--"))) throw new Error("--worker-flags takes node flags, each starting with --")
-  const flags: Omit<Flags, "targetSizes"> = {
+  const flags: Omit<Flags, "targetSizes" | "compare"> = {
     json: switches.has("json"),
     reps: int("reps", 3),
     phases: new Set(phases.split(",").map((p) => p.trim())),
@@ -164,11 +170,14 @@ const parseFlags = (argv: ReadonlyArray<string>): Flags => {
     bundleWorker: !switches.has("tsx-worker"),
     workerFlags
   }
+  const compare = values.get("compare")
+  values.delete("compare")
+  if (compare !== undefined && !competitors.includes(compare as never)) throw new Error(`--compare takes ${competitors.join(", ")}`)
   if (values.size > 0) throw new Error(`unknown flag(s): ${[...values.keys()].map((k) => `--${k}`).join(", ")}\n${usage}`)
   for (const phase of flags.phases) {
     if (!["throughput", "latency", "delivery", "backfill"].includes(phase)) throw new Error(`unknown phase '${phase}'`)
   }
-  return { ...flags, targetSizes }
+  return { ...flags, targetSizes, compare: compare as Flags["compare"] }
 }
 
 /** Fails with `message` when `self` takes longer than `duration`. */
@@ -750,8 +759,29 @@ const main = Effect.gen(function*() {
 
   const run = <A>(name: string, wanted: boolean, phase: () => Effect.Effect<Phase<A>>) =>
     wanted ? phase() : Effect.succeed(skipped<A>(name))
+  const graphile: Array<GraphileRep> = []
+  const graphileDrain = (i: number) =>
+    graphileRep({
+      serverUrl: server.url,
+      here,
+      jobs: flags.runs,
+      batch: flags.batch,
+      concurrency: flags.concurrency,
+      execArgv: childExecArgv(flags, "graphile-worker"),
+      postgresCpuSeconds: () => postgresCpuSeconds(server.postmaster),
+      afterDrain: (database) => flags.pgStats ? statementReport(server, database, `graphile-worker rep ${i}`) : Effect.void
+    }).pipe(Effect.tap((g) => {
+      graphile.push(g)
+      return progress(`  graphile-worker ${i}: ${fmt(g.jobsPerSec)} jobs/s (added at ${fmt(g.addJobsPerSec)} jobs/s), peak RSS ${fmt(g.peakRssMB, 1)} MB`)
+    }))
+  // With --compare, each repetition is both drains, in alternating order.
   const throughput = yield* run("throughput", flags.phases.has("throughput"), () =>
-    repeat("throughput", flags.reps, (i) => throughputRep(server, flags, i)))
+    repeat("throughput", flags.reps, (i) =>
+      flags.compare === undefined
+        ? throughputRep(server, flags, i)
+        : i % 2 === 1
+        ? Effect.zipRight(graphileDrain(i), throughputRep(server, flags, i))
+        : Effect.zipLeft(throughputRep(server, flags, i), graphileDrain(i))))
   const latency = yield* run("latency", flags.phases.has("latency"), () =>
     repeat("latency", flags.reps, (i) => latencyRep(server, flags, i)))
   const deliveryPg = yield* run("delivery (postgres)", flags.phases.has("delivery") && flags.bus !== "memory", () =>
@@ -826,6 +856,8 @@ const main = Effect.gen(function*() {
     console.log("\nThe targets are set for the default sizes (20,000 runs, 500 starts, 100 subscribers of 200 events, 100,000 events):")
     console.log("with other sizes (--quick, or a size flag) the figures are not judged against them.")
   }
+  const comparison = flags.compare === undefined ? undefined : comparisonReport(throughput.reps, graphile)
+  if (comparison !== undefined) console.log(`\n${comparison.text}`)
   for (const phase of failures) console.log(`\n${phase.name} failed: ${phase.error}`)
   if (flags.json) {
     const delivery = deliveryPg.reps.length > 0 || deliveryPg.error !== undefined ? deliveryPg : deliveryMem
@@ -840,7 +872,10 @@ const main = Effect.gen(function*() {
       },
       delivery: { p50Ms: round(med(delivery, (d) => d.p50), 3), p99Ms: round(med(delivery, (d) => d.p99), 3) },
       backfill: { eventsPerSec: round(med(backfill, (b) => b.eventsPerSec), 0) },
-      peakRssMB: round(med(throughput, (t) => t.peakRssMB), 1)
+      peakRssMB: round(med(throughput, (t) => t.peakRssMB), 1),
+      ...(comparison === undefined ? {} : {
+        compare: { graphileJobsPerSec: round(comparison.graphileJobsPerSec, 0), ratio: round(comparison.ratio, 3) }
+      })
     }))
   }
   if (failures.length > 0) process.exitCode = 1
