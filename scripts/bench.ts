@@ -45,7 +45,8 @@ import {
   programLayer,
   quietLogs,
   sortNumbers,
-  spawnChild
+  spawnChild,
+  withDatabase
 } from "./bench/common.ts"
 import type { EmitterResult } from "./bench/delivery-emitter.ts"
 import { bundle, nodeFlags } from "./bundle.ts"
@@ -202,7 +203,7 @@ interface Server {
 }
 
 /** `DATABASE_URL`, or an embedded Postgres in a temporary directory for this bench alone. */
-const acquireServer = Effect.gen(function*() {
+const acquireServer = (flags: Flags) => Effect.gen(function*() {
   const given = process.env["DATABASE_URL"]
   let url: string
   let kind: Server["kind"]
@@ -213,7 +214,13 @@ const acquireServer = Effect.gen(function*() {
     const dir = mkdtempSync(join(tmpdir(), "runstream-bench-pg-"))
     yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
     yield* progress(`starting an embedded Postgres in ${dir}`)
-    const server = yield* Embedded.start({ dataDir: dir, persistent: false, maxConnections: 200 })
+    const server = yield* Embedded.start({
+      dataDir: dir,
+      persistent: false,
+      maxConnections: 200,
+      // --pg-stats: the embedded server can preload the extension itself.
+      settings: flags.pgStats ? { shared_preload_libraries: "pg_stat_statements" } : {}
+    })
     url = Redacted.value(server.url)
     kind = "embedded"
   }
@@ -273,6 +280,17 @@ const statementReport = (server: Server, database: string, title: string) =>
       ].join("\n"))
     ),
     Effect.catchAll((error) => progress(`  (pg_stat_statements unavailable: ${error.message.split("\n")[0]})`))
+  )
+
+/** Rows written per table (heap-only updates apart), for `--pg-stats`: the database's connections have closed. */
+const tableReport = (server: Server, database: string) =>
+  admin(withDatabase(server.url, database), `
+    SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del FROM pg_stat_user_tables
+    WHERE n_tup_ins + n_tup_upd + n_tup_del > 0 ORDER BY relname`).pipe(
+    Effect.flatMap((rows) =>
+      progress(`  rows written: ${rows.map((r) => `${r["relname"]} ins ${r["n_tup_ins"]} upd ${r["n_tup_upd"]} (hot ${r["n_tup_hot_upd"]}) del ${r["n_tup_del"]}`).join("; ")}`)
+    ),
+    Effect.catchAll(() => Effect.void)
   )
 
 /**
@@ -362,7 +380,7 @@ const throughputRep = (server: Server, flags: Flags, rep: number) =>
     yield* child.exited
     yield* Effect.sleep("200 millis")
     const commitsAfter = yield* commits
-    if (flags.pgStats) yield* statementReport(server, db.name, `throughput rep ${rep}`)
+    if (flags.pgStats) yield* Effect.zipRight(statementReport(server, db.name, `throughput rep ${rep}`), tableReport(server, db.name))
     if (flags.cpuProf !== undefined) {
       yield* progress(`  (worker profile window, monotonic ms: ${result.drainFromMono.toFixed(1)} ${result.drainToMono.toFixed(1)})`)
     }
@@ -738,7 +756,7 @@ const main = Effect.gen(function*() {
     try: () => parseFlags(process.argv.slice(2)),
     catch: (e) => new BenchError({ message: String((e as Error).message) })
   })
-  const server = yield* acquireServer
+  const server = yield* acquireServer(flags)
   if (flags.pgStats) {
     yield* admin(server.url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements").pipe(
       Effect.catchAll((error) => progress(`--pg-stats: ${error.message.split("\n")[0]}`))
@@ -769,7 +787,8 @@ const main = Effect.gen(function*() {
       concurrency: flags.concurrency,
       execArgv: childExecArgv(flags, "graphile-worker"),
       postgresCpuSeconds: () => postgresCpuSeconds(server.postmaster),
-      afterDrain: (database) => flags.pgStats ? statementReport(server, database, `graphile-worker rep ${i}`) : Effect.void
+      afterDrain: (database) =>
+        flags.pgStats ? Effect.zipRight(statementReport(server, database, `graphile-worker rep ${i}`), tableReport(server, database)) : Effect.void
     }).pipe(Effect.tap((g) => {
       graphile.push(g)
       return progress(`  graphile-worker ${i}: ${fmt(g.jobsPerSec)} jobs/s (added at ${fmt(g.addJobsPerSec)} jobs/s), peak RSS ${fmt(g.peakRssMB, 1)} MB`)
