@@ -172,7 +172,7 @@ export const make = Effect.gen(function*() {
         INSERT INTO runstream_events (run_id, seq, type, data, at)
         SELECT id, last_seq, 'run.started', jsonb_build_object('attempt', attempt), ${at} FROM started
       ), outbox AS (
-        ${Outbox.row(sql, sql`SELECT id, task, last_seq, last_seq FROM started`)}
+        ${Outbox.row(sql, sql`SELECT id, task, last_seq, 'run.started', jsonb_build_object('attempt', attempt), ${at}::timestamptz FROM started`)}
       )
       SELECT coalesce(json_agg(json_build_array(id, task, queue, input, attempt, max_attempts, timeout_ms, priority,
         floor(extract(epoch FROM run_at) * 1000)) ORDER BY priority DESC, run_at, id), '[]')::text AS claims
@@ -281,7 +281,7 @@ export const make = Effect.gen(function*() {
           INSERT INTO runstream_events (run_id, seq, type, data, at)
           SELECT id, last_seq, 'run.' || kind, data, ${at} FROM ended
         ), outbox AS (
-          ${Outbox.row(sql, sql`SELECT id, task, last_seq, last_seq FROM ended`)}
+          ${Outbox.row(sql, sql`SELECT id, task, last_seq, 'run.' || kind, data, ${at}::timestamptz FROM ended`)}
         )
         SELECT id FROM ended`
       return new Set(rows.map((row) => row.id))
