@@ -51,7 +51,8 @@ import {
 import type { EmitterResult } from "./bench/delivery-emitter.ts"
 import { bundle, nodeFlags } from "./bundle.ts"
 import type { ThroughputResult } from "./bench/throughput-worker.ts"
-import { comparisonReport, competitors, graphileRep, type GraphileRep } from "./bench/graphile.ts"
+import { comparisonReport, competitors, graphileLatencyRep, graphileRep, type GraphileRep } from "./bench/graphile.ts"
+import type { GraphileLatency } from "./bench/graphile-worker.ts"
 
 const here = dirname(fileURLToPath(import.meta.url))
 
@@ -801,8 +802,21 @@ const main = Effect.gen(function*() {
         : i % 2 === 1
         ? Effect.zipRight(graphileDrain(i), throughputRep(server, flags, i))
         : Effect.zipLeft(throughputRep(server, flags, i), graphileDrain(i))))
+  const graphileLatency: Array<GraphileLatency> = []
+  const graphileStarts = (i: number) =>
+    graphileLatencyRep({ serverUrl: server.url, here, starts: flags.latencyRuns, warmup: flags.warmup, concurrency: flags.concurrency }).pipe(
+      Effect.tap((l) => {
+        graphileLatency.push(l)
+        return progress(`  graphile-worker latency ${i}: p50 ${fmt(l.p50, 2)} ms, p95 ${fmt(l.p95, 2)} ms, p99 ${fmt(l.p99, 2)} ms (addJob p50 ${fmt(l.addJobP50, 2)} ms)`)
+      })
+    )
   const latency = yield* run("latency", flags.phases.has("latency"), () =>
-    repeat("latency", flags.reps, (i) => latencyRep(server, flags, i)))
+    repeat("latency", flags.reps, (i) =>
+      flags.compare === undefined
+        ? latencyRep(server, flags, i)
+        : i % 2 === 1
+        ? Effect.zipRight(graphileStarts(i), latencyRep(server, flags, i))
+        : Effect.zipLeft(latencyRep(server, flags, i), graphileStarts(i))))
   const deliveryPg = yield* run("delivery (postgres)", flags.phases.has("delivery") && flags.bus !== "memory", () =>
     repeat("delivery, postgres bus (emitter in another process)", flags.reps, (i) => deliveryRep(server, flags, "postgres", i)))
   const deliveryMem = yield* run("delivery (memory)", flags.phases.has("delivery") && flags.bus !== "postgres", () =>
@@ -875,7 +889,7 @@ const main = Effect.gen(function*() {
     console.log("\nThe targets are set for the default sizes (20,000 runs, 500 starts, 100 subscribers of 200 events, 100,000 events):")
     console.log("with other sizes (--quick, or a size flag) the figures are not judged against them.")
   }
-  const comparison = flags.compare === undefined ? undefined : comparisonReport(throughput.reps, graphile)
+  const comparison = flags.compare === undefined ? undefined : comparisonReport(throughput.reps, graphile, { runstream: latency.reps, graphile: graphileLatency })
   if (comparison !== undefined) console.log(`\n${comparison.text}`)
   for (const phase of failures) console.log(`\n${phase.name} failed: ${phase.error}`)
   if (flags.json) {

@@ -12,7 +12,13 @@
  * table is empty (the last batched completion committed), and checks that every
  * job ran once and none failed.
  *
- * argv: <jobs> <concurrency> <localQueueSize> <batchDelayMs> <addBatch>; env: BENCH_DATABASE_URL.
+ * With `latency` as its sixth argument it measures start latency instead, as
+ * the bench's latency phase does for Runstream: idle workers, `<jobs>` jobs
+ * added one after the other with `addJob` (after `<addBatch>` unmeasured ones),
+ * each from the call to the first line of its task, the next added once the
+ * previous one completed.
+ *
+ * argv: <jobs> <concurrency> <localQueueSize> <batchDelayMs> <addBatch> [latency]; env: BENCH_DATABASE_URL.
  */
 import { makeWorkerUtils, run, Logger } from "graphile-worker"
 import pg from "pg"
@@ -30,6 +36,14 @@ export interface GraphileResult {
   readonly drainToMono: number
 }
 
+export interface GraphileLatency {
+  readonly p50: number
+  readonly p95: number
+  readonly p99: number
+  /** `addJob` alone, p50 (ms). */
+  readonly addJobP50: number
+}
+
 const [jobs, concurrency, localQueueSize, batchDelay, addBatch] = process.argv.slice(2, 7).map(Number) as [
   number,
   number,
@@ -37,6 +51,7 @@ const [jobs, concurrency, localQueueSize, batchDelay, addBatch] = process.argv.s
   number,
   number
 ]
+const mode = process.argv[7] === "latency" ? "latency" : "throughput"
 const connectionString = process.env["BENCH_DATABASE_URL"]!
 const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6
 const toParent = (message: Record<string, unknown>) =>
@@ -45,6 +60,65 @@ const toParent = (message: Record<string, unknown>) =>
 const quiet = new Logger(() => (level, message) => {
   if (level === "error") process.stderr.write(`graphile-worker: ${message}\n`)
 })
+
+const preset = {
+  worker: {
+    concurrentJobs: concurrency,
+    maxPoolSize: concurrency + 2,
+    preparedStatements: true,
+    localQueue: { size: localQueueSize },
+    completeJobBatchDelay: batchDelay,
+    failJobBatchDelay: batchDelay
+  }
+}
+
+const percentile = (sorted: ReadonlyArray<number>, p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!
+
+const latency = async () => {
+  const utils = await makeWorkerUtils({ connectionString, logger: quiet })
+  await utils.migrate()
+  await utils.release()
+  let onBody: (at: number) => void = () => {}
+  let onComplete: () => void = () => {}
+  const runner = await run({
+    connectionString,
+    logger: quiet,
+    noHandleSignals: true,
+    taskList: { probe: async () => onBody(nowMs()) },
+    preset
+  })
+  runner.events.on("job:complete", () => onComplete())
+  const toBody: Array<number> = []
+  const addCall: Array<number> = []
+  for (let i = -addBatch; i < jobs; i++) {
+    const began = new Promise<number>((resolve) => {
+      onBody = resolve
+    })
+    const completed = new Promise<void>((resolve) => {
+      onComplete = resolve
+    })
+    const start = nowMs()
+    await runner.addJob("probe", { i })
+    const returned = nowMs()
+    const bodyAt = await began
+    // The next job finds the workers idle again.
+    await completed
+    if (i >= 0) {
+      toBody.push(bodyAt - start)
+      addCall.push(returned - start)
+    }
+  }
+  await runner.stop()
+  const sorted = [...toBody].sort((a, b) => a - b)
+  const result: GraphileLatency = {
+    p50: percentile(sorted, 50),
+    p95: percentile(sorted, 95),
+    p99: percentile(sorted, 99),
+    addJobP50: percentile([...addCall].sort((a, b) => a - b), 50)
+  }
+  await toParent({ type: "result", result })
+}
 
 const main = async () => {
   const utils = await makeWorkerUtils({ connectionString, logger: quiet })
@@ -82,16 +156,7 @@ const main = async () => {
     logger: quiet,
     noHandleSignals: true,
     taskList: { noop: async () => {} },
-    preset: {
-      worker: {
-        concurrentJobs: concurrency,
-        maxPoolSize: concurrency + 2,
-        preparedStatements: true,
-        localQueue: { size: localQueueSize },
-        completeJobBatchDelay: batchDelay,
-        failJobBatchDelay: batchDelay
-      }
-    }
+    preset
   })
   runner.events.on("job:start", () => {
     if (started++ === 0) firstStart = nowMs()
@@ -140,7 +205,7 @@ const main = async () => {
   await toParent({ type: "result", result })
 }
 
-main().then(
+;(mode === "latency" ? latency() : main()).then(
   () => process.exit(0),
   (error: unknown) => toParent({ type: "error", message: String(error) }).then(() => process.exit(1))
 )

@@ -16,7 +16,7 @@ import { join } from "node:path"
 import { Effect } from "effect"
 import { bundle } from "../bundle.ts"
 import { BenchError, makeDatabase, median, spawnChild } from "./common.ts"
-import type { GraphileResult } from "./graphile-worker.ts"
+import type { GraphileLatency, GraphileResult } from "./graphile-worker.ts"
 
 export const competitors = ["graphile-worker"] as const
 
@@ -78,6 +78,29 @@ export const graphileRep = (options: {
     } satisfies GraphileRep
   }))
 
+/** graphile-worker's start latency on a fresh database: `starts` jobs added one at a time to idle workers. */
+export const graphileLatencyRep = (options: {
+  readonly serverUrl: string
+  readonly here: string
+  readonly starts: number
+  readonly warmup: number
+  readonly concurrency: number
+}) =>
+  Effect.scoped(Effect.gen(function*() {
+    const db = yield* makeDatabase(options.serverUrl)
+    const child = yield* spawnChild({
+      script: yield* bundleGraphileWorker(options.here),
+      args: [options.starts, options.concurrency, graphileSettings.localQueueSize, graphileSettings.batchDelayMs, options.warmup, "latency"]
+        .map(String),
+      env: { BENCH_DATABASE_URL: db.url },
+      execArgv: [],
+      plainNode: true
+    })
+    const result = (yield* child.next("result"))["result"] as GraphileLatency
+    yield* child.exited
+    return result
+  }))
+
 const fmt = (n: number | undefined, digits = 0) =>
   n === undefined || !Number.isFinite(n)
     ? "-"
@@ -86,12 +109,18 @@ const fmt = (n: number | undefined, digits = 0) =>
 /** Runstream's throughput repetitions beside graphile-worker's, and the ratio of each. */
 export const comparisonReport = (
   runstream: ReadonlyArray<{ readonly runsPerSec: number; readonly workerCpuMsPerRun: number; readonly postgresCpuMsPerRun: number | undefined }>,
-  graphile: ReadonlyArray<GraphileRep>
+  graphile: ReadonlyArray<GraphileRep>,
+  latency: {
+    readonly runstream: ReadonlyArray<{ readonly p50: number; readonly p99: number }>
+    readonly graphile: ReadonlyArray<GraphileLatency>
+  }
 ) => {
   const n = Math.min(runstream.length, graphile.length)
   const ratios = Array.from({ length: n }, (_, i) => runstream[i]!.runsPerSec / graphile[i]!.jobsPerSec)
+  runstream = runstream.slice(0, n)
+  graphile = graphile.slice(0, n)
   const each = <A>(xs: ReadonlyArray<A>, f: (a: A) => number | undefined, digits: number) =>
-    `${fmt(median(xs.slice(0, n).map((x) => f(x) ?? Number.NaN)), digits)}  (${xs.slice(0, n).map((x) => fmt(f(x), digits)).join(" / ")})`
+    `${fmt(median(xs.map((x) => f(x) ?? Number.NaN)), digits)}  (${xs.map((x) => fmt(f(x), digits)).join(" / ")})`
   const lines = [
     `Compared with graphile-worker (local queue ${graphileSettings.localQueueSize}, batched completions, concurrency as above), interleaved, median (each repetition):`,
     `  Runstream runs/s             ${each(runstream, (r) => r.runsPerSec, 0)}`,
@@ -99,7 +128,11 @@ export const comparisonReport = (
     `  ratio Runstream / graphile   ${each(ratios, (r) => r, 2)}`,
     `  worker CPU per run / job (ms)    Runstream ${each(runstream, (r) => r.workerCpuMsPerRun, 3)}, graphile ${each(graphile, (g) => g.workerCpuMsPerJob, 3)}`,
     `  postgres CPU per run / job (ms)  Runstream ${each(runstream, (r) => r.postgresCpuMsPerRun, 3)}, graphile ${each(graphile, (g) => g.postgresCpuMsPerJob, 3)}`,
-    `  graphile-worker peak RSS (MB) ${each(graphile, (g) => g.peakRssMB, 1)}`
+    `  graphile-worker peak RSS (MB) ${each(graphile, (g) => g.peakRssMB, 1)}`,
+    ...(latency.graphile.length === 0 ? [] : [
+      `  start latency p50 (ms)       Runstream ${each(latency.runstream, (l) => l.p50, 2)}, graphile ${each(latency.graphile, (l) => l.p50, 2)}`,
+      `  start latency p99 (ms)       Runstream ${each(latency.runstream, (l) => l.p99, 2)}, graphile ${each(latency.graphile, (l) => l.p99, 2)}`
+    ])
   ]
   return { text: lines.join("\n"), ratio: n === 0 ? undefined : median(ratios), graphileJobsPerSec: n === 0 ? undefined : median(graphile.slice(0, n).map((g) => g.jobsPerSec)) }
 }
