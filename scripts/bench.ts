@@ -45,11 +45,14 @@ import {
   programLayer,
   quietLogs,
   sortNumbers,
-  spawnChild
+  spawnChild,
+  withDatabase
 } from "./bench/common.ts"
 import type { EmitterResult } from "./bench/delivery-emitter.ts"
 import { bundle, nodeFlags } from "./bundle.ts"
 import type { ThroughputResult } from "./bench/throughput-worker.ts"
+import { comparisonReport, competitors, graphileLatencyRep, graphileRep, type GraphileRep } from "./bench/graphile.ts"
+import type { GraphileLatency } from "./bench/graphile-worker.ts"
 
 const here = dirname(fileURLToPath(import.meta.url))
 
@@ -78,6 +81,8 @@ interface Flags {
   readonly workerFlags: ReadonlyArray<string>
   /** The sizes the targets are set for (issue 4's): other sizes get no pass or fail. */
   readonly targetSizes: boolean
+  /** `--compare graphile-worker`: the throughput phase interleaved with graphile-worker's (scripts/bench/graphile.ts). */
+  readonly compare: (typeof competitors)[number] | undefined
 }
 
 const usage = `usage: npm run bench -- [flags]
@@ -100,6 +105,9 @@ const usage = `usage: npm run bench -- [flags]
   --pg-stats             print pg_stat_statements' top statements per phase (needs the extension preloaded)
   --worker-flags "F"     extra node flags for the throughput worker, after the production ones (to try
                          GC settings, say: "--max-semi-space-size=16")
+  --compare graphile-worker
+                         throughput: graphile-worker drains as many jobs in each repetition, interleaved, and
+                         the ratio Runstream / graphile is printed (with all phases unless --phases says)
   --tsx-worker           run the throughput worker through the tsx loader instead of as a bundle on plain
                          node (the production form, \`npm run bundle\`); the loader adds about 90 MB`
 
@@ -144,7 +152,7 @@ const parseFlags = (argv: ReadonlyArray<string>): Flags => {
   const workerFlags = (values.get("worker-flags") ?? "").split(" ").filter((flag) => flag !== "")
   values.delete("worker-flags")
   if (workerFlags.some((flag) => !flag.startsWith("--"))) throw new Error("--worker-flags takes node flags, each starting with --")
-  const flags: Omit<Flags, "targetSizes"> = {
+  const flags: Omit<Flags, "targetSizes" | "compare"> = {
     json: switches.has("json"),
     reps: int("reps", 3),
     phases: new Set(phases.split(",").map((p) => p.trim())),
@@ -164,11 +172,14 @@ const parseFlags = (argv: ReadonlyArray<string>): Flags => {
     bundleWorker: !switches.has("tsx-worker"),
     workerFlags
   }
+  const compare = values.get("compare")
+  values.delete("compare")
+  if (compare !== undefined && !competitors.includes(compare as never)) throw new Error(`--compare takes ${competitors.join(", ")}`)
   if (values.size > 0) throw new Error(`unknown flag(s): ${[...values.keys()].map((k) => `--${k}`).join(", ")}\n${usage}`)
   for (const phase of flags.phases) {
     if (!["throughput", "latency", "delivery", "backfill"].includes(phase)) throw new Error(`unknown phase '${phase}'`)
   }
-  return { ...flags, targetSizes }
+  return { ...flags, targetSizes, compare: compare as Flags["compare"] }
 }
 
 /** Fails with `message` when `self` takes longer than `duration`. */
@@ -193,7 +204,7 @@ interface Server {
 }
 
 /** `DATABASE_URL`, or an embedded Postgres in a temporary directory for this bench alone. */
-const acquireServer = Effect.gen(function*() {
+const acquireServer = (flags: Flags) => Effect.gen(function*() {
   const given = process.env["DATABASE_URL"]
   let url: string
   let kind: Server["kind"]
@@ -204,7 +215,13 @@ const acquireServer = Effect.gen(function*() {
     const dir = mkdtempSync(join(tmpdir(), "runstream-bench-pg-"))
     yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
     yield* progress(`starting an embedded Postgres in ${dir}`)
-    const server = yield* Embedded.start({ dataDir: dir, persistent: false, maxConnections: 200 })
+    const server = yield* Embedded.start({
+      dataDir: dir,
+      persistent: false,
+      maxConnections: 200,
+      // --pg-stats: the embedded server can preload the extension itself.
+      settings: flags.pgStats ? { shared_preload_libraries: "pg_stat_statements" } : {}
+    })
     url = Redacted.value(server.url)
     kind = "embedded"
   }
@@ -264,6 +281,17 @@ const statementReport = (server: Server, database: string, title: string) =>
       ].join("\n"))
     ),
     Effect.catchAll((error) => progress(`  (pg_stat_statements unavailable: ${error.message.split("\n")[0]})`))
+  )
+
+/** Rows written per table (heap-only updates apart), for `--pg-stats`: the database's connections have closed. */
+const tableReport = (server: Server, database: string) =>
+  admin(withDatabase(server.url, database), `
+    SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del FROM pg_stat_user_tables
+    WHERE n_tup_ins + n_tup_upd + n_tup_del > 0 ORDER BY relname`).pipe(
+    Effect.flatMap((rows) =>
+      progress(`  rows written: ${rows.map((r) => `${r["relname"]} ins ${r["n_tup_ins"]} upd ${r["n_tup_upd"]} (hot ${r["n_tup_hot_upd"]}) del ${r["n_tup_del"]}`).join("; ")}`)
+    ),
+    Effect.catchAll(() => Effect.void)
   )
 
 /**
@@ -353,7 +381,7 @@ const throughputRep = (server: Server, flags: Flags, rep: number) =>
     yield* child.exited
     yield* Effect.sleep("200 millis")
     const commitsAfter = yield* commits
-    if (flags.pgStats) yield* statementReport(server, db.name, `throughput rep ${rep}`)
+    if (flags.pgStats) yield* Effect.zipRight(statementReport(server, db.name, `throughput rep ${rep}`), tableReport(server, db.name))
     if (flags.cpuProf !== undefined) {
       yield* progress(`  (worker profile window, monotonic ms: ${result.drainFromMono.toFixed(1)} ${result.drainToMono.toFixed(1)})`)
     }
@@ -729,7 +757,7 @@ const main = Effect.gen(function*() {
     try: () => parseFlags(process.argv.slice(2)),
     catch: (e) => new BenchError({ message: String((e as Error).message) })
   })
-  const server = yield* acquireServer
+  const server = yield* acquireServer(flags)
   if (flags.pgStats) {
     yield* admin(server.url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements").pipe(
       Effect.catchAll((error) => progress(`--pg-stats: ${error.message.split("\n")[0]}`))
@@ -750,10 +778,45 @@ const main = Effect.gen(function*() {
 
   const run = <A>(name: string, wanted: boolean, phase: () => Effect.Effect<Phase<A>>) =>
     wanted ? phase() : Effect.succeed(skipped<A>(name))
+  const graphile: Array<GraphileRep> = []
+  const graphileDrain = (i: number) =>
+    graphileRep({
+      serverUrl: server.url,
+      here,
+      jobs: flags.runs,
+      batch: flags.batch,
+      concurrency: flags.concurrency,
+      execArgv: childExecArgv(flags, "graphile-worker"),
+      postgresCpuSeconds: () => postgresCpuSeconds(server.postmaster),
+      afterDrain: (database) =>
+        flags.pgStats ? Effect.zipRight(statementReport(server, database, `graphile-worker rep ${i}`), tableReport(server, database)) : Effect.void
+    }).pipe(Effect.tap((g) => {
+      graphile.push(g)
+      return progress(`  graphile-worker ${i}: ${fmt(g.jobsPerSec)} jobs/s (added at ${fmt(g.addJobsPerSec)} jobs/s), peak RSS ${fmt(g.peakRssMB, 1)} MB`)
+    }))
+  // With --compare, each repetition is both drains, in alternating order.
   const throughput = yield* run("throughput", flags.phases.has("throughput"), () =>
-    repeat("throughput", flags.reps, (i) => throughputRep(server, flags, i)))
+    repeat("throughput", flags.reps, (i) =>
+      flags.compare === undefined
+        ? throughputRep(server, flags, i)
+        : i % 2 === 1
+        ? Effect.zipRight(graphileDrain(i), throughputRep(server, flags, i))
+        : Effect.zipLeft(throughputRep(server, flags, i), graphileDrain(i))))
+  const graphileLatency: Array<GraphileLatency> = []
+  const graphileStarts = (i: number) =>
+    graphileLatencyRep({ serverUrl: server.url, here, starts: flags.latencyRuns, warmup: flags.warmup, concurrency: flags.concurrency }).pipe(
+      Effect.tap((l) => {
+        graphileLatency.push(l)
+        return progress(`  graphile-worker latency ${i}: p50 ${fmt(l.p50, 2)} ms, p95 ${fmt(l.p95, 2)} ms, p99 ${fmt(l.p99, 2)} ms (addJob p50 ${fmt(l.addJobP50, 2)} ms)`)
+      })
+    )
   const latency = yield* run("latency", flags.phases.has("latency"), () =>
-    repeat("latency", flags.reps, (i) => latencyRep(server, flags, i)))
+    repeat("latency", flags.reps, (i) =>
+      flags.compare === undefined
+        ? latencyRep(server, flags, i)
+        : i % 2 === 1
+        ? Effect.zipRight(graphileStarts(i), latencyRep(server, flags, i))
+        : Effect.zipLeft(latencyRep(server, flags, i), graphileStarts(i))))
   const deliveryPg = yield* run("delivery (postgres)", flags.phases.has("delivery") && flags.bus !== "memory", () =>
     repeat("delivery, postgres bus (emitter in another process)", flags.reps, (i) => deliveryRep(server, flags, "postgres", i)))
   const deliveryMem = yield* run("delivery (memory)", flags.phases.has("delivery") && flags.bus !== "postgres", () =>
@@ -826,6 +889,8 @@ const main = Effect.gen(function*() {
     console.log("\nThe targets are set for the default sizes (20,000 runs, 500 starts, 100 subscribers of 200 events, 100,000 events):")
     console.log("with other sizes (--quick, or a size flag) the figures are not judged against them.")
   }
+  const comparison = flags.compare === undefined ? undefined : comparisonReport(throughput.reps, graphile, { runstream: latency.reps, graphile: graphileLatency })
+  if (comparison !== undefined) console.log(`\n${comparison.text}`)
   for (const phase of failures) console.log(`\n${phase.name} failed: ${phase.error}`)
   if (flags.json) {
     const delivery = deliveryPg.reps.length > 0 || deliveryPg.error !== undefined ? deliveryPg : deliveryMem
@@ -840,7 +905,10 @@ const main = Effect.gen(function*() {
       },
       delivery: { p50Ms: round(med(delivery, (d) => d.p50), 3), p99Ms: round(med(delivery, (d) => d.p99), 3) },
       backfill: { eventsPerSec: round(med(backfill, (b) => b.eventsPerSec), 0) },
-      peakRssMB: round(med(throughput, (t) => t.peakRssMB), 1)
+      peakRssMB: round(med(throughput, (t) => t.peakRssMB), 1),
+      ...(comparison === undefined ? {} : {
+        compare: { graphileJobsPerSec: round(comparison.graphileJobsPerSec, 0), ratio: round(comparison.ratio, 3) }
+      })
     }))
   }
   if (failures.length > 0) process.exitCode = 1

@@ -85,7 +85,7 @@ export const make = Effect.gen(function*() {
           INSERT INTO runstream_events (run_id, seq, type, data, at)
           SELECT run_id, seq, type, data, ${at} FROM numbered
         ), outbox AS (
-          ${Outbox.row(sql, sql`SELECT id, task, base + 1, base + n FROM bumped`)}
+          ${Outbox.row(sql, sql`SELECT e.run_id, b.task, e.seq, e.type, e.data, ${at}::timestamptz FROM numbered e JOIN bumped b ON b.id = e.run_id`)}
         )
         SELECT i, seq::integer AS seq FROM numbered`
       const seqs: Array<number | undefined> = new Array(items.length).fill(undefined)

@@ -19,15 +19,26 @@ export class Outbox extends Context.Tag("runstream/Outbox")<Outbox, {
 
 /**
  * A data-modifying CTE body that inserts the outbox row of a statement: one
- * row for all the runs `ranges` selects (run id, task, first seq, last seq, in
- * that order), none when it selects nothing. One row per statement, not per
- * run: a claim or a group commit of 500 runs inserts one row, and the relay
- * deletes one.
+ * row for all the events `events` selects (run id, task, seq, type, data, at,
+ * in that order: the events the statement appends), none when it selects
+ * nothing. One row per statement, not per run: a claim or a group commit of
+ * 500 runs inserts one row, and the relay deletes one.
+ *
+ * The row names each run's seq range and carries the events themselves as
+ * `entries`: JSON arrays `[run id, task, seq, type, data, at in epoch ms]`
+ * separated by commas (each run's in seq order), which the relay publishes
+ * as they are instead of reading every event back from the log by key.
  */
-export const row = (sql: SqlClient.SqlClient, ranges: Statement.Fragment): Statement.Fragment =>
-  sql`INSERT INTO runstream_outbox (run_ids, tasks, seq_froms, seq_tos, events)
-    SELECT array_agg(run_id), array_agg(task), array_agg(seq_from), array_agg(seq_to), sum(seq_to - seq_from + 1)
-    FROM (${ranges}) AS r(run_id, task, seq_from, seq_to)
+export const row = (sql: SqlClient.SqlClient, events: Statement.Fragment): Statement.Fragment =>
+  sql`INSERT INTO runstream_outbox (run_ids, tasks, seq_froms, seq_tos, events, entries)
+    SELECT array_agg(run_id), array_agg(task), array_agg(seq_from), array_agg(seq_to), sum(n), string_agg(entries, ',')
+    FROM (
+      SELECT run_id, task, min(seq) AS seq_from, max(seq) AS seq_to, count(*) AS n,
+        string_agg(json_build_array(run_id, task, seq, type, data, floor(extract(epoch FROM at) * 1000))::text, ','
+          ORDER BY seq) AS entries
+      FROM (${events}) AS e(run_id, task, seq, type, data, at)
+      GROUP BY run_id, task
+    ) r
     HAVING count(*) > 0`
 
 export const layer = Layer.effect(

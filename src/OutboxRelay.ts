@@ -50,12 +50,19 @@ export const drainOnce = (batchSize: number) =>
             SELECT id, sum(events) OVER (ORDER BY id) - events AS before
             FROM (SELECT id, events FROM runstream_outbox ORDER BY id LIMIT ${batchSize}) head
           ) counted WHERE before < ${batchSize}
-        )) RETURNING run_ids, tasks, seq_froms, seq_tos, events
+        )) RETURNING id, run_ids, tasks, seq_froms, seq_tos, events, entries
       ), ranges AS (
+        -- Rows written before outbox rows carried their events (0006): read from the log.
         SELECT r.* FROM batch, unnest(run_ids, tasks, seq_froms, seq_tos) AS r(run_id, task, seq_from, seq_to)
-      ), drained AS (
+        WHERE entries IS NULL
+      ), logged AS (
         SELECT e.run_id, r.task, e.seq, e.type, e.data, e.at FROM ranges r
         JOIN runstream_events e ON e.run_id = r.run_id AND e.seq BETWEEN r.seq_from AND r.seq_to
+      ), drained AS (
+        SELECT * FROM logged
+        UNION ALL
+        SELECT (e->>0)::uuid, e->>1, (e->>2)::integer, e->>3, (e->4)::jsonb, to_timestamp((e->>5)::float8 / 1000)
+        FROM batch, json_array_elements(('[' || entries || ']')::json) AS e WHERE entries IS NOT NULL
       )${publishOrReturn}`
 
     const taken = sql`(SELECT coalesce(sum(events), 0)::integer FROM batch)`
@@ -67,11 +74,15 @@ export const drainOnce = (batchSize: number) =>
     }
     // The events come as one JSON text, parsed by one JSON.parse (as pages of
     // the log do, see `EventLog.read`): cheaper than the driver's row decoding.
+    // The rows' entries as they were written, in row order (each run's events
+    // in seq order: a run's rows are written under its lock, in order), after
+    // those of older rows read from the log.
     const take = drain<{ taken: number; events: string }>(sql`
-      SELECT ${taken} AS taken, coalesce(json_agg(
-        json_build_array(run_id, task, seq, type, data, floor(extract(epoch FROM at) * 1000)) ORDER BY run_id, seq
-      ), '[]')::text AS events
-      FROM drained`)
+      SELECT ${taken} AS taken, '[' || concat_ws(',',
+        (SELECT string_agg(json_build_array(run_id, task, seq, type, data, floor(extract(epoch FROM at) * 1000))::text, ','
+          ORDER BY run_id, seq) FROM logged),
+        (SELECT string_agg(entries, ',' ORDER BY id) FROM batch WHERE entries IS NOT NULL)
+      ) || ']' AS events`)
     const publish = ([row]: ReadonlyArray<{ taken: number; events: string }>) => {
       const entries = JSON.parse(row!.events) as ReadonlyArray<Entry>
       return entries.length === 0 ? Effect.void : bus.publish(entries.map(([runId, task, seq, type, data, at]): BusEvent => ({

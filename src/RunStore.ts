@@ -188,17 +188,18 @@ export const make = Effect.gen(function*() {
         ), placed AS (
           SELECT r.id, r.task, r.queue, r.priority, r.run_at, r.attempt, i.worker, i.locked_until
           FROM inserted r JOIN input i ON i.id = r.id
-        ), events AS (
-          INSERT INTO runstream_events (run_id, seq, type, data, at)
+        ), created AS (
           -- runAt as every other time of the API: ISO 8601 in UTC, milliseconds, a Z (not jsonb's +00:00).
-          SELECT id, 1, 'run.queued', jsonb_build_object('task', task, 'queue', queue,
-            'runAt', to_char(run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')), ${at}::timestamptz
+          SELECT id, task, 1 AS seq, 'run.queued' AS type, jsonb_build_object('task', task, 'queue', queue,
+            'runAt', to_char(run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')) AS data, ${at}::timestamptz AS at
           FROM inserted
           UNION ALL
-          SELECT id, 2, 'run.started', jsonb_build_object('attempt', attempt), ${at}::timestamptz
+          SELECT id, task, 2, 'run.started', jsonb_build_object('attempt', attempt), ${at}::timestamptz
           FROM inserted WHERE status = 'running'
+        ), events AS (
+          INSERT INTO runstream_events (run_id, seq, type, data, at) SELECT id, seq, type, data, at FROM created
         ), outbox AS (
-          ${Outbox.row(sql, sql`SELECT id, task, 1, last_seq FROM inserted`)}
+          ${Outbox.row(sql, sql`SELECT * FROM created`)}
         ), enqueued AS (
           INSERT INTO runstream_jobs (run_id, task, queue, priority, run_at, locked_by, locked_until, attempt)
           SELECT id, task, queue, priority, run_at, worker, locked_until, attempt FROM placed
@@ -277,7 +278,7 @@ export const make = Effect.gen(function*() {
           INSERT INTO runstream_events (run_id, seq, type, data, at)
           SELECT id, last_seq, 'run.cancelled', jsonb_build_object('attempt', attempt), ${at} FROM ended
         ), outbox AS (
-          ${Outbox.row(sql, sql`SELECT id, task, last_seq, last_seq FROM ended`)}
+          ${Outbox.row(sql, sql`SELECT id, task, last_seq, 'run.cancelled', jsonb_build_object('attempt', attempt), ${at}::timestamptz FROM ended`)}
         )
         SELECT * FROM ended`
       if (cancelledWaiting.length > 0) return toRun(cancelledWaiting[0]!)

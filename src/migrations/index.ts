@@ -6,15 +6,19 @@ import init from "./0001_init.ts"
 import outboxRowsPerStatement from "./0002_outbox_rows_per_statement.ts"
 import partialIdempotencyIndex from "./0003_partial_idempotency_index.ts"
 import idempotencyRequestHash from "./0004_idempotency_request_hash.ts"
+import heapOnlyRunUpdates from "./0005_heap_only_run_updates.ts"
+import outboxEntries from "./0006_outbox_entries.ts"
 
 export const loader = Migrator.fromRecord({
   "0001_init": init,
   "0002_outbox_rows_per_statement": outboxRowsPerStatement,
   "0003_partial_idempotency_index": partialIdempotencyIndex,
-  "0004_idempotency_request_hash": idempotencyRequestHash
+  "0004_idempotency_request_hash": idempotencyRequestHash,
+  "0005_heap_only_run_updates": heapOnlyRunUpdates,
+  "0006_outbox_entries": outboxEntries
 })
 
 /** Changes when a migration is added: test templates are keyed by it. */
-export const schemaVersion = "0004"
+export const schemaVersion = "0006"
 
 export const migrationsTable = "runstream_migrations"

@@ -97,7 +97,7 @@ export const claim = (sql: SqlClient.SqlClient, options: ClaimOptions) =>
         INSERT INTO runstream_events (run_id, seq, type, data, at)
         SELECT id, last_seq, 'run.started', jsonb_build_object('attempt', attempt), ${at} FROM started
       ), outbox AS (
-        ${Outbox.row(sql, sql`SELECT id, task, last_seq, last_seq FROM started`)}
+        ${Outbox.row(sql, sql`SELECT id, task, last_seq, 'run.started', jsonb_build_object('attempt', attempt), ${at}::timestamptz FROM started`)}
       )
       SELECT coalesce(json_agg(json_build_array(id, task, queue, input, attempt, max_attempts, timeout_ms, priority,
         floor(extract(epoch FROM run_at) * 1000)) ORDER BY priority DESC, run_at, id), '[]')::text AS claims

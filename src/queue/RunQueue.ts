@@ -186,17 +186,16 @@ export const make = Effect.gen(function*() {
             attempt = CASE WHEN i.kind = 'released' THEN r.attempt - 1 ELSE r.attempt END,
             last_seq = r.last_seq + 1
           FROM held i
-          -- Each held run looked up by key. The status test is written so
-          -- that the status index cannot serve it: with too few running runs
-          -- in its statistics (a fresh table), the planner would walk every
-          -- running run in that index and compare each with every held one.
+          -- Each held run looked up by key. (The status test was written so
+          -- that a status index could not serve it; migration 0005 dropped
+          -- that index, so that a run's updates are heap-only.)
           WHERE r.id = i.run_id AND (r.status = 'running') IS TRUE AND r.attempt = i.attempt
           RETURNING r.id, r.task, r.last_seq, i.kind, i.data
         ), events AS (
           INSERT INTO runstream_events (run_id, seq, type, data, at)
           SELECT id, last_seq, 'run.' || kind, data, ${at} FROM ended
         ), outbox AS (
-          ${Outbox.row(sql, sql`SELECT id, task, last_seq, last_seq FROM ended`)}
+          ${Outbox.row(sql, sql`SELECT id, task, last_seq, 'run.' || kind, data, ${at}::timestamptz FROM ended`)}
         )
         SELECT id FROM ended`
       return new Set(rows.map((row) => row.id))

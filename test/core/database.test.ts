@@ -54,7 +54,7 @@ describe("Database", () => {
       const ctx = yield* Layer.build(Database.layerClient({ maxConnections: 1, connectTimeout: TestDatabase.connectTimeout }).pipe(Layer.provide(urlLayer)))
       const sql = Context.get(ctx, SqlClient.SqlClient)
       const applied = yield* sql<{ migration_id: number }>`SELECT migration_id FROM runstream_migrations`
-      expect(applied.map((m) => m.migration_id)).toEqual([1, 2, 3, 4])
+      expect(applied.map((m) => m.migration_id)).toEqual([1, 2, 3, 4, 5, 6])
       const tables = yield* sql<{ name: string }>`
         SELECT tablename AS name FROM pg_tables WHERE tablename LIKE 'runstream_%' ORDER BY 1`
       expect(tables.map((t) => t.name)).toEqual([
@@ -64,6 +64,25 @@ describe("Database", () => {
         "runstream_outbox",
         "runstream_runs"
       ])
+    }))
+
+  it.scopedLive("no index of runstream_runs covers a column a run's lifecycle updates, and its pages keep room: those updates are heap-only", () =>
+    Effect.gen(function*() {
+      const db = yield* emptyDatabase
+      const urlLayer = Layer.succeed(Database.DatabaseUrl, { url: Redacted.make(db.url), description: "test" })
+      const ctx = yield* Layer.build(Database.layerClient({ maxConnections: 1, connectTimeout: TestDatabase.connectTimeout }).pipe(Layer.provide(urlLayer)))
+      const sql = Context.get(ctx, SqlClient.SqlClient)
+      // Every column an index reads, its predicate and expressions included.
+      const indexed = yield* sql<{ index: string; definition: string }>`
+        SELECT indexrelid::regclass::text AS index, pg_get_indexdef(indexrelid) AS definition
+        FROM pg_index WHERE indrelid = 'runstream_runs'::regclass`
+      const updated = ["status", "attempt", "started_at", "finished_at", "output", "error", "last_seq", "run_at", "cancel_requested"]
+      for (const { definition } of indexed) {
+        for (const column of updated) expect(definition).not.toMatch(new RegExp(`\\b${column}\\b`))
+      }
+      const [table] = yield* sql<{ options: ReadonlyArray<string> | null }>`
+        SELECT reloptions AS options FROM pg_class WHERE oid = 'runstream_runs'::regclass`
+      expect(table!.options).toContain("fillfactor=50")
     }))
 
   it.scopedLive("outbox rows not yet published when 0002 is applied are carried over and published", () =>

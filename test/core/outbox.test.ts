@@ -69,6 +69,37 @@ describe("Outbox", () => {
       expect(Option.getOrThrow(yield* subscription.size)).toBe(0)
     }))
 
+  it.scopedLive("the relay publishes each event as the log holds it, from the row's entries or, for a row written before they existed, from the log", () =>
+    Effect.gen(function*() {
+      const ctx = yield* storesWithoutRelay
+      const sql = Context.get(ctx, SqlClient.SqlClient)
+      const store = Context.get(ctx, RunStore.RunStore)
+      const runs = yield* newRuns(3)
+      yield* store.create(runs)
+      const claims = yield* Context.get(ctx, RunQueue.RunQueue).claim({ workerId: "w", queues: ["default"], limit: 10, leaseMs: 60_000 })
+      expect(claims.length).toBe(3)
+      // The creation's row as a row written before 0006: no entries.
+      yield* sql`UPDATE runstream_outbox SET entries = NULL WHERE id = (SELECT min(id) FROM runstream_outbox)`
+      const bus = Context.get(ctx, EventBus.EventBus)
+      const subscription = yield* bus.subscribe({})
+      expect(yield* drainOnce(100).pipe(Effect.provide(ctx))).toBe(6)
+      const [messages] = yield* subscription.takeAll
+      const published = [...messages].flatMap((m) =>
+        m._tag === "Event" ? [{ runId: m.event.runId, task: m.task, seq: m.event.seq, type: m.event.type, data: m.event.data, at: m.event.at.epochMillis }] : []
+      )
+      const logged = yield* sql<{ run_id: RunId; seq: number; type: string; data: unknown; at: number }>`
+        SELECT run_id, seq, type, data, floor(extract(epoch FROM at) * 1000)::float8 AS at FROM runstream_events ORDER BY run_id, seq`
+      expect(logged.length).toBe(6)
+      const key = (e: { runId: RunId; seq: number }) => `${e.runId}:${e.seq}`
+      expect([...published].sort((a, b) => key(a).localeCompare(key(b)))).toEqual(
+        logged.map((e) => ({ runId: e.run_id, task: "test.outbox", seq: e.seq, type: e.type, data: e.data, at: e.at }))
+      )
+      // Each run's events in seq order: the log's first, then the rows' own.
+      for (const run of runs) {
+        expect(published.filter((e) => e.runId === run.id).map((e) => e.seq)).toEqual([1, 2])
+      }
+    }))
+
   it.scopedLive("a statement that appends nothing writes no row", () =>
     Effect.gen(function*() {
       const ctx = yield* storesWithoutRelay
