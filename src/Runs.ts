@@ -8,7 +8,7 @@ import { AwaitTimeout, type IdempotencyConflict, InvalidInput, PayloadTooLarge, 
 import { makeRunId, type RunId } from "./domain/Ids.ts"
 import { isFinished, type Run, type RunStatus } from "./domain/Run.ts"
 import { isTerminalType, type RunEvent } from "./domain/RunEvent.ts"
-import { type BusMessage, EventBus } from "./EventBus.ts"
+import { type BusMessage, EventBus } from "./bus/EventBus.ts"
 import * as FairSemaphore from "./internal/FairSemaphore.ts"
 import type * as Handoff from "./internal/Handoff.ts"
 import { storableJson, unstorableInJsonb } from "./internal/jsonb.ts"

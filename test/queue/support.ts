@@ -4,6 +4,7 @@
  */
 import { SqlClient } from "@effect/sql"
 import { Duration, Effect, Layer, Option, Stream } from "effect"
+import * as EventBus from "../../src/bus/index.ts"
 import * as Database from "../../src/Database.ts"
 import type { RunId } from "../../src/domain/Ids.ts"
 import type { RunEvent } from "../../src/domain/RunEvent.ts"
@@ -41,8 +42,8 @@ export const programOn = <const Tasks extends ReadonlyArray<Task.Any>>(options: 
   readonly workers: Workers.WorkersSettings | false
 }) => {
   const runtime = options.workers === false
-    ? Runstream.layerRuntime({ bus: "postgres" })
-    : Runstream.layerWithWorkers({ bus: "postgres", workers: options.workers })
+    ? Runstream.layerRuntime({ bus: EventBus.layerPostgres })
+    : Runstream.layerWithWorkers({ bus: EventBus.layerPostgres, workers: options.workers })
   return runtime.pipe(
     Layer.provideMerge(Task.layerRegistry(...options.tasks)),
     Layer.provideMerge(Database.layerClient({ maxConnections: 4, connectTimeout: TestDatabase.connectTimeout }))
