@@ -9,7 +9,7 @@
  * prefix (`NatsConfig`, default `runstream.<database name>`) keeps programs of
  * different databases apart on one server. A message carries events of one
  * run in seq order; one too large for the server's `max_payload` travels as a
- * reference that receivers read from the log. On a reconnect every subscriber
+ * reference that receivers read from the log before handing the message on. On a reconnect every subscriber
  * gets `Resync`: core NATS does not replay what was sent while a client was
  * away, the event log does.
  *
@@ -19,7 +19,7 @@
  */
 import { SqlClient } from "@effect/sql"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
-import { Duration, Effect, Layer, Queue, Stream } from "effect"
+import { Duration, Effect, Layer, Queue } from "effect"
 import type { RunId } from "../domain/Ids.ts"
 import { makeRunEvent } from "../domain/RunEvent.ts"
 import { type BusEvent, BusUnavailable, EventBus } from "./EventBus.ts"
@@ -144,16 +144,22 @@ export const make = (options: NatsOptions) =>
         if (item._tag === "Resync") return fanout.resync()
         const wire = JSON.parse(item.data) as Wire
         const dispatch = item.wide ? fanout.dispatchToWide : fanout.dispatchToRuns
+        const referenced = wire.e.filter((entry) => entry.length === 1).map((entry) => entry[0])
+        // Events too large for a message are read from the log first, so that
+        // the message's events reach subscribers whole and in seq order.
+        const read = referenced.length === 0
+          ? undefined
+          : new Map((yield* readReferenced(wire.r, wire.k, referenced)).map((event) => [event.event.seq, event]))
         const events: Array<BusEvent> = []
-        const referenced: Array<number> = []
         for (const entry of wire.e) {
-          if (entry.length === 1) referenced.push(entry[0])
-          else events.push({ task: wire.k, event: makeRunEvent(wire.r as RunId, entry[0], entry[1], entry[3], entry[2]) })
+          if (entry.length === 1) {
+            const event = read?.get(entry[0])
+            if (event !== undefined) events.push(event)
+          } else {
+            events.push({ task: wire.k, event: makeRunEvent(wire.r as RunId, entry[0], entry[1], entry[3], entry[2]) })
+          }
         }
         dispatch(events)
-        // After the others of the message: the subscriber sees a gap and
-        // fills it from the log, so its order holds.
-        if (referenced.length > 0) dispatch(yield* readReferenced(wire.r, wire.k, referenced))
       }).pipe(Effect.catchAllCause((cause) => Effect.logWarning("dropped a bus message", cause)))
 
     yield* Queue.takeAll(inbox).pipe(
@@ -175,8 +181,14 @@ export const make = (options: NatsOptions) =>
 
     // What NATS sent while this client was away is lost: every subscriber
     // re-reads the log once the subscriptions are back on the server.
-    yield* Stream.fromAsyncIterable(nc.status(), unavailable("NATS status")).pipe(
-      Stream.runForEach((status) => {
+    // Not `Stream.fromAsyncIterable`: its finalizer awaits the iterator's
+    // `return`, which waits for the next status (a ping, seconds away); the
+    // iterator ends with the connection anyway.
+    const statuses = nc.status()[Symbol.asyncIterator]()
+    yield* Effect.promise(() => statuses.next()).pipe(
+      Effect.flatMap((next) => {
+        if (next.done === true) return Effect.interrupt
+        const status = next.value
         switch (status.type) {
           case "disconnect":
             return Effect.logWarning(`NATS connection lost (${status.server}); reconnecting`)
@@ -190,7 +202,7 @@ export const make = (options: NatsOptions) =>
             return Effect.void
         }
       }),
-      Effect.catchAllCause((cause) => Effect.logWarning("NATS status stream ended", cause)),
+      Effect.forever,
       Effect.annotateLogs("component", "NatsBus"),
       Effect.forkScoped
     )

@@ -13,6 +13,8 @@ const isServerUrl = (text: string) => {
   }
 }
 
+const serversOf = (text: string) => text.split(",").map((url) => url.trim()).filter((url) => url !== "")
+
 /** One or more dot-separated tokens of letters, digits, `_` and `-`: no wildcard, no space. */
 export const isSubjectPrefix = (text: string) => /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(text)
 
@@ -20,12 +22,13 @@ export const isSubjectPrefix = (text: string) => /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-
 export const NatsConfig = Config.all({
   /** The server, or several separated by commas (one cluster): `nats://host:4222`, `tls://…`. */
   servers: Config.string("RUNSTREAM_NATS_URL").pipe(
-    Config.withDefault("nats://127.0.0.1:4222"),
-    Config.map((text) => text.split(",").map((url) => url.trim()).filter((url) => url !== "")),
+    // Validated before the split: a validation after a map loses the variable's name.
     Config.validate({
       message: "must be nats:// or tls:// URLs, separated by commas",
-      validation: (urls) => urls.length > 0 && urls.every(isServerUrl)
-    })
+      validation: (text) => serversOf(text).length > 0 && serversOf(text).every(isServerUrl)
+    }),
+    Config.withDefault("nats://127.0.0.1:4222"),
+    Config.map(serversOf)
   ),
   /**
    * The first tokens of every subject, so that programs on different
