@@ -2,7 +2,7 @@
  * `runstream`: tasks, runs, the layers of a program, its errors and domain
  * schemas, the HTTP and RPC servers, and the building blocks of one's own
  * entry points (`Programs`, `Main`). The client alone is `runstream/client`;
- * the test kit is `runstream/testing`.
+ * the test kit is `runstream/testing`; the NATS bus is `runstream/nats`.
  * @since 0.1.0
  */
 export * as Database from "./Database.ts"

@@ -162,7 +162,8 @@ export const make = (options: NatsOptions) =>
         dispatch(events)
       }).pipe(Effect.catchAllCause((cause) => Effect.logWarning("dropped a bus message", cause)))
 
-    yield* Queue.takeAll(inbox).pipe(
+    // `takeBetween` waits for the first item (`takeAll` would return at once, empty).
+    yield* Queue.takeBetween(inbox, 1, inboxCapacity).pipe(
       Effect.flatMap((items) =>
         Effect.zipRight(
           Effect.forEach(items, receive, { discard: true }),

@@ -4,8 +4,8 @@
  */
 import { SqlClient } from "@effect/sql"
 import { connect } from "@nats-io/transport-node"
+import { createConnection, createServer, type Socket } from "node:net"
 import { ConfigProvider, Context, Effect, Layer, Mailbox, Queue, Schema, type Scope } from "effect"
-import * as Proxy from "../../scripts/faults/proxy.ts"
 import type { BusMessage } from "../../src/bus/EventBus.ts"
 import * as EventBus from "../../src/bus/index.ts"
 import * as NatsBus from "../../src/bus/NatsBus.ts"
@@ -96,23 +96,79 @@ export const drivers: ReadonlyArray<Driver> = [
   {
     name: "nats",
     shared: true,
-    // Through a proxy that can cut the link and hold reconnects.
+    // Through a proxy that delays what the client sends (so that a SUB not yet
+    // on the server when `subscribe` returns would miss what is published
+    // right after), and can cut the link and hold reconnects.
     connect: Effect.gen(function*() {
       const target = new URL(natsUrl)
-      const proxy = yield* Effect.orDie(Proxy.make({ host: target.hostname, port: Number(target.port || 4222) }))
+      const proxy = yield* makeProxy({ host: target.hostname, port: Number(target.port || 4222) }, 25)
       return {
         bus: NatsBus.layerWith({ servers: [`nats://127.0.0.1:${proxy.port}`] }),
-        cut: {
-          cut: Effect.sync(() => {
-            proxy.stall()
-            proxy.cut()
-          }),
-          restore: Effect.sync(() => proxy.resume())
-        }
+        cut: { cut: Effect.sync(proxy.cut), restore: Effect.sync(proxy.restore) }
       }
     })
   }
 ]
+
+/**
+ * A TCP proxy on loopback that delays each chunk from client to server by
+ * `delayMs` (in order), and can cut every connection and hold new ones until
+ * `restore`. Closed with the scope.
+ */
+const makeProxy = (target: { readonly host: string; readonly port: number }, delayMs: number) =>
+  Effect.gen(function*() {
+    const open = new Set<readonly [Socket, Socket]>()
+    const held: Array<Socket> = []
+    let down = false
+    const pipe = (client: Socket) => {
+      const upstream = createConnection(target)
+      const pair = [client, upstream] as const
+      open.add(pair)
+      client.setNoDelay(true)
+      upstream.setNoDelay(true)
+      client.on("data", (chunk) => setTimeout(() => upstream.write(chunk), delayMs))
+      upstream.on("data", (chunk) => client.write(chunk))
+      const close = () => {
+        open.delete(pair)
+        client.destroy()
+        upstream.destroy()
+      }
+      client.on("error", close).on("close", close)
+      upstream.on("error", close).on("close", close)
+    }
+    const server = createServer((client) => {
+      if (down) held.push(client)
+      else pipe(client)
+    })
+    const port = yield* Effect.acquireRelease(
+      Effect.async<number>((resume) => {
+        server.listen(0, "127.0.0.1", () => resume(Effect.succeed((server.address() as { port: number }).port)))
+      }),
+      () =>
+        Effect.async<void>((resume) => {
+          for (const [client, upstream] of [...open, ...held.map((c) => [c, c] as const)]) {
+            client.destroy()
+            upstream.destroy()
+          }
+          server.close(() => resume(Effect.void))
+        })
+    )
+    return {
+      port,
+      cut: () => {
+        down = true
+        for (const [client, upstream] of [...open]) {
+          client.resetAndDestroy()
+          upstream.resetAndDestroy()
+        }
+        open.clear()
+      },
+      restore: () => {
+        down = false
+        for (const client of held.splice(0)) pipe(client)
+      }
+    }
+  })
 
 /** Worker timings for tests: fast polls, a lease that survives a busy machine. */
 const workers = { lease: "10 seconds", reclaimInterval: "200 millis", pollInterval: "200 millis", shutdownGrace: "500 millis" } as const
