@@ -181,7 +181,8 @@ export const make = (options: NatsOptions) =>
     )
 
     // What NATS sent while this client was away is lost: every subscriber
-    // re-reads the log once the subscriptions are back on the server.
+    // re-reads the log when the link drops and once the subscriptions are
+    // back on the server.
     // Not `Stream.fromAsyncIterable`: its finalizer awaits the iterator's
     // `return`, which waits for the next status (a ping, seconds away); the
     // iterator ends with the connection anyway.
@@ -192,7 +193,11 @@ export const make = (options: NatsOptions) =>
         const status = next.value
         switch (status.type) {
           case "disconnect":
-            return Effect.logWarning(`NATS connection lost (${status.server}); reconnecting`)
+            // What was in flight is lost: re-read now, and again once back.
+            return Effect.zipRight(
+              Effect.sync(() => offer({ _tag: "Resync" })),
+              Effect.logWarning(`NATS connection lost (${status.server}); reconnecting`)
+            )
           case "reconnect":
             return Effect.promise(() => nc.flush().catch(() => undefined)).pipe(
               Effect.timeoutOption(serverWait),
