@@ -52,7 +52,7 @@ const serverWait = Duration.seconds(5)
 const inboxCapacity = 4096
 
 /** The messages of `events`: per run, as few as fit under `maxBytes`, in order. */
-export const encode = (events: ReadonlyArray<BusEvent>, maxBytes: number): Array<readonly [runId: string, payload: string]> => {
+const encode = (events: ReadonlyArray<BusEvent>, maxBytes: number): Array<readonly [runId: string, payload: string]> => {
   const byRun = new Map<string, Array<BusEvent>>()
   for (const event of events) {
     const list = byRun.get(event.event.runId)
