@@ -30,6 +30,7 @@ import * as Embedded from "../src/internal/embeddedPostgres.ts"
 import { Runs } from "../src/Runs.ts"
 import {
   admin,
+  type BenchBus,
   BenchError,
   Burst,
   calibrate,
@@ -72,7 +73,7 @@ interface Flags {
   readonly events: number
   readonly intervalMs: number
   readonly deliveryWarmup: number
-  readonly bus: "postgres" | "memory" | "both"
+  readonly bus: "postgres" | "memory" | "nats" | "both"
   readonly backfill: number
   readonly cpuProf: string | undefined
   readonly pgStats: boolean
@@ -99,7 +100,8 @@ const usage = `usage: npm run bench -- [flags]
   --events N             delivery: ticks emitted (200)
   --interval-ms N        delivery: ms between emits (20)
   --delivery-warmup N    delivery: events of an unmeasured first run in the same processes (100)
-  --bus B                delivery: postgres (cross-process), memory, or both (both; the JSON reports postgres)
+  --bus B                delivery: postgres (cross-process), memory, or both (both; the JSON reports postgres);
+                         nats: cross-process on NATS (RUNSTREAM_NATS_URL) instead of postgres, and memory
   --backfill N           backfill: events in the run (100000)
   --cpu-prof DIR         write V8 CPU profiles of the child processes to DIR
   --pg-stats             print pg_stat_statements' top statements per phase (needs the extension preloaded)
@@ -146,7 +148,7 @@ const parseFlags = (argv: ReadonlyArray<string>): Flags => {
   values.delete("phases")
   const bus = values.get("bus") ?? "both"
   values.delete("bus")
-  if (bus !== "postgres" && bus !== "memory" && bus !== "both") throw new Error("--bus is postgres, memory or both")
+  if (bus !== "postgres" && bus !== "memory" && bus !== "nats" && bus !== "both") throw new Error("--bus is postgres, memory, nats or both")
   const cpuProf = values.get("cpu-prof")
   values.delete("cpu-prof")
   const workerFlags = (values.get("worker-flags") ?? "").split(" ").filter((flag) => flag !== "")
@@ -532,7 +534,7 @@ const deliveryStats = (
   return { p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: sorted[sorted.length - 1]!, samples: sorted.length, early }
 }
 
-const deliveryRep = (server: Server, flags: Flags, bus: "memory" | "postgres", rep: number) =>
+const deliveryRep = (server: Server, flags: Flags, bus: BenchBus, rep: number) =>
   Effect.scoped(Effect.gen(function*() {
     const db = yield* makeDatabase(server.url)
     let program: Context.Context<Runs>
@@ -561,7 +563,7 @@ const deliveryRep = (server: Server, flags: Flags, bus: "memory" | "postgres", r
       const child = yield* spawnChild({
         script: join(here, "bench", "delivery-emitter.ts"),
         args: [],
-        env: { BENCH_DATABASE_URL: db.url },
+        env: { BENCH_DATABASE_URL: db.url, BENCH_BUS: bus },
         execArgv: childExecArgv(flags, "delivery-emitter")
       })
       yield* child.next("ready")
@@ -817,8 +819,10 @@ const main = Effect.gen(function*() {
         : i % 2 === 1
         ? Effect.zipRight(graphileStarts(i), latencyRep(server, flags, i))
         : Effect.zipLeft(latencyRep(server, flags, i), graphileStarts(i))))
-  const deliveryPg = yield* run("delivery (postgres)", flags.phases.has("delivery") && flags.bus !== "memory", () =>
-    repeat("delivery, postgres bus (emitter in another process)", flags.reps, (i) => deliveryRep(server, flags, "postgres", i)))
+  // The cross-process bus: postgres, or nats with `--bus nats`.
+  const crossBus = flags.bus === "nats" ? "nats" : "postgres"
+  const deliveryPg = yield* run(`delivery (${crossBus})`, flags.phases.has("delivery") && flags.bus !== "memory", () =>
+    repeat(`delivery, ${crossBus} bus (emitter in another process)`, flags.reps, (i) => deliveryRep(server, flags, crossBus, i)))
   const deliveryMem = yield* run("delivery (memory)", flags.phases.has("delivery") && flags.bus !== "postgres", () =>
     repeat("delivery, memory bus (one process)", flags.reps, (i) => deliveryRep(server, flags, "memory", i)))
   const backfill = yield* run("backfill", flags.phases.has("backfill"), () =>
@@ -859,8 +863,8 @@ const main = Effect.gen(function*() {
       { metric: "  start call alone p50 (ms)", value: (l) => l.startCallP50, digits: 2 }
     ]),
     ...rowsOf(deliveryPg, [
-      { metric: "delivery p50 (ms, postgres bus, 2 processes)", value: (d) => d.p50, digits: 2, target: { op: "<=", value: 5 } },
-      { metric: "delivery p99 (ms, postgres bus, 2 processes)", value: (d) => d.p99, digits: 2, target: { op: "<=", value: 25 } },
+      { metric: `delivery p50 (ms, ${crossBus} bus, 2 processes)`, value: (d) => d.p50, digits: 2, target: { op: "<=", value: 5 } },
+      { metric: `delivery p99 (ms, ${crossBus} bus, 2 processes)`, value: (d) => d.p99, digits: 2, target: { op: "<=", value: 25 } },
       { metric: "  subscribers' process CPU per delivery (µs)", value: (d) => d.cpuUsPerDelivery, digits: 0 },
       { metric: "  subscribers' process busy (cores)", value: (d) => d.busy, digits: 2 }
     ]),

@@ -2,7 +2,9 @@
 # The package as a user gets it: `npm pack`, then in clean directories outside
 # the repository
 #   1. the README's install line in an empty directory, and each entry point
-#      (runstream, runstream/client, runstream/testing) imported alone by plain node;
+#      (runstream, runstream/client, runstream/testing) imported alone by plain node
+#      (runstream without loading the NATS client; runstream/nats naming its
+#      optional peer @nats-io/transport-node, which that directory lacks);
 #   2. the example app (examples/shop) with the tarball: plain `tsc` type-check
 #      (NodeNext, skipLibCheck false), its tests, the README's and the guide's
 #      TypeScript snippets type-checked against the installed package, then its
@@ -44,7 +46,12 @@ node --input-type=module -e '
   if (typeof testing.RunstreamTest.layer !== "function") throw new Error("runstream/testing has no RunstreamTest.layer")
   const core = await import("runstream")
   if (typeof core.Programs.makeServerLayer !== "function") throw new Error("runstream has no Programs.makeServerLayer")
-  console.log("runstream, runstream/client and runstream/testing import on plain node")'
+  const all = Object.keys((await import("node:module")).createRequire(import.meta.url).cache)
+  if (all.some((path) => /[\\/]@nats-io[\\/]/.test(path))) throw new Error("runstream loaded the NATS client")
+  // runstream/nats needs its optional peer, not installed here: a clear failure.
+  const nats = await import("runstream/nats").then(() => "loaded", (error) => String(error))
+  if (!/@nats-io\/transport-node/.test(nats)) throw new Error(`runstream/nats without @nats-io/transport-node: ${nats}`)
+  console.log("runstream, runstream/client and runstream/testing import on plain node; runstream/nats asks for @nats-io/transport-node")'
 # Effect is a peer: one copy in the app, of the 3 line.
 copies=$(find . -path '*/node_modules/effect/package.json' | wc -l)
 version=$(node -p 'require("effect/package.json").version')

@@ -3,14 +3,16 @@
  * drains at a time per database (a transaction-level advisory lock), so relays
  * in several processes never publish the same rows concurrently; a relay that
  * dies after publishing but before its delete commits leaves the rows to be
- * published again, and subscribers drop what they already have.
+ * published again, and subscribers drop what they already have. How a drained
+ * batch is published is the bus driver's step (`EventBus.publishDrained`): the
+ * relay hands it the drain statement and knows no driver.
  * @since 0.1.0
  */
 import { SqlClient, type Statement } from "@effect/sql"
 import { Config, Duration, Effect, Layer, Queue } from "effect"
 import type { RunId } from "./domain/Ids.ts"
 import { makeRunEvent } from "./domain/RunEvent.ts"
-import { type BusEvent, EventBus } from "./EventBus.ts"
+import { type BusEvent, EventBus, type OutboxDrain } from "./bus/EventBus.ts"
 import { Outbox } from "./Outbox.ts"
 
 /** @category config */
@@ -23,77 +25,86 @@ export const RelayConfig = Config.all({
 type Entry = readonly [RunId, string, number, string, unknown, number]
 
 /**
- * Publishes one batch: whole outbox rows in order, up to about `batchSize`
- * events (at least one row, however many it covers). Returns how many events
- * the rows it took cover (0 when another relay holds the drain lock or nothing
- * is pending): fewer than `batchSize` means it took every pending row.
+ * The drain statement of one batch: whole outbox rows in order, up to about
+ * `batchSize` events (at least one row, however many it covers), as the
+ * `OutboxDrain` a bus driver publishes with.
  */
-export const drainOnce = (batchSize: number) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    const bus = yield* EventBus
-    // One statement takes the drain lock, deletes a batch and reads its events.
-    // The lock (transaction-level) is a one-time filter evaluated before the
-    // delete: without it the statement deletes nothing. Losing its commit in a
-    // crash only publishes the rows again, and subscribers drop what they
-    // already have: no need to wait for the disk.
-    const drain = <A extends object>(publishOrReturn: Statement.Fragment) =>
-      sql<A>`/* prepared */
-      WITH lock AS MATERIALIZED (
-        SELECT pg_try_advisory_xact_lock(hashtext('runstream.relay')) AS locked,
-          set_config('synchronous_commit', 'off', true) AS relaxed
-      ), batch AS (
-        -- By key: "id IN (subquery)" may hash-join a scan of every dead row.
-        -- Every row covers at least one event: the first batchSize rows hold enough.
-        DELETE FROM runstream_outbox WHERE (SELECT locked FROM lock) AND id = ANY(ARRAY(
-          SELECT id FROM (
-            SELECT id, sum(events) OVER (ORDER BY id) - events AS before
-            FROM (SELECT id, events FROM runstream_outbox ORDER BY id LIMIT ${batchSize}) head
-          ) counted WHERE before < ${batchSize}
-        )) RETURNING id, run_ids, tasks, seq_froms, seq_tos, events, entries
-      ), ranges AS (
-        -- Rows written before outbox rows carried their events (0006): read from the log.
-        SELECT r.* FROM batch, unnest(run_ids, tasks, seq_froms, seq_tos) AS r(run_id, task, seq_from, seq_to)
-        WHERE entries IS NULL
-      ), logged AS (
-        SELECT e.run_id, r.task, e.seq, e.type, e.data, e.at FROM ranges r
-        JOIN runstream_events e ON e.run_id = r.run_id AND e.seq BETWEEN r.seq_from AND r.seq_to
-      ), drained AS (
-        SELECT * FROM logged
-        UNION ALL
-        SELECT (e->>0)::uuid, e->>1, (e->>2)::integer, e->>3, (e->4)::jsonb, to_timestamp((e->>5)::float8 / 1000)
-        FROM batch, json_array_elements(('[' || entries || ']')::json) AS e WHERE entries IS NOT NULL
-      )${publishOrReturn}`
+export const makeDrain = (sql: SqlClient.SqlClient, batchSize: number): OutboxDrain => {
+  // One statement takes the drain lock, deletes a batch and reads its events.
+  // The lock (transaction-level) is a one-time filter evaluated before the
+  // delete: without it the statement deletes nothing. Losing its commit in a
+  // crash only publishes the rows again, and subscribers drop what they
+  // already have: no need to wait for the disk.
+  const drain = <A extends object>(finish: Statement.Fragment) =>
+    sql<A>`/* prepared */
+    WITH lock AS MATERIALIZED (
+      SELECT pg_try_advisory_xact_lock(hashtext('runstream.relay')) AS locked,
+        set_config('synchronous_commit', 'off', true) AS relaxed
+    ), batch AS (
+      -- By key: "id IN (subquery)" may hash-join a scan of every dead row.
+      -- Every row covers at least one event: the first batchSize rows hold enough.
+      DELETE FROM runstream_outbox WHERE (SELECT locked FROM lock) AND id = ANY(ARRAY(
+        SELECT id FROM (
+          SELECT id, sum(events) OVER (ORDER BY id) - events AS before
+          FROM (SELECT id, events FROM runstream_outbox ORDER BY id LIMIT ${batchSize}) head
+        ) counted WHERE before < ${batchSize}
+      )) RETURNING id, run_ids, tasks, seq_froms, seq_tos, events, entries
+    ), ranges AS (
+      -- Rows written before outbox rows carried their events (0006): read from the log.
+      SELECT r.* FROM batch, unnest(run_ids, tasks, seq_froms, seq_tos) AS r(run_id, task, seq_from, seq_to)
+      WHERE entries IS NULL
+    ), logged AS (
+      SELECT e.run_id, r.task, e.seq, e.type, e.data, e.at FROM ranges r
+      JOIN runstream_events e ON e.run_id = r.run_id AND e.seq BETWEEN r.seq_from AND r.seq_to
+    ), drained AS (
+      SELECT * FROM logged
+      UNION ALL
+      SELECT (e->>0)::uuid, e->>1, (e->>2)::integer, e->>3, (e->4)::jsonb, to_timestamp((e->>5)::float8 / 1000)
+      FROM batch, json_array_elements(('[' || entries || ']')::json) AS e WHERE entries IS NOT NULL
+    )${finish}`
 
-    const taken = sql`(SELECT coalesce(sum(events), 0)::integer FROM batch)`
-    if (bus.notifyDrained !== undefined) {
-      // The postgres bus: the statement NOTIFYs the events itself.
-      const [row] = yield* drain<{ taken: number }>(sql`, notified AS (${bus.notifyDrained})
-      SELECT ${taken} AS taken, (SELECT count(*) FROM notified) AS payloads`)
-      return row!.taken
-    }
+  const taken = sql`(SELECT coalesce(sum(events), 0)::integer FROM batch)`
+  return {
     // The events come as one JSON text, parsed by one JSON.parse (as pages of
     // the log do, see `EventLog.read`): cheaper than the driver's row decoding.
     // The rows' entries as they were written, in row order (each run's events
     // in seq order: a run's rows are written under its lock, in order), after
     // those of older rows read from the log.
-    const take = drain<{ taken: number; events: string }>(sql`
+    take: Effect.map(
+      drain<{ taken: number; events: string }>(sql`
       SELECT ${taken} AS taken, '[' || concat_ws(',',
         (SELECT string_agg(json_build_array(run_id, task, seq, type, data, floor(extract(epoch FROM at) * 1000))::text, ','
           ORDER BY run_id, seq) FROM logged),
         (SELECT string_agg(entries, ',' ORDER BY id) FROM batch WHERE entries IS NOT NULL)
-      ) || ']' AS events`)
-    const publish = ([row]: ReadonlyArray<{ taken: number; events: string }>) => {
-      const entries = JSON.parse(row!.events) as ReadonlyArray<Entry>
-      return entries.length === 0 ? Effect.void : bus.publish(entries.map(([runId, task, seq, type, data, at]): BusEvent => ({
-        task,
-        event: makeRunEvent(runId, seq, type, data, at)
-      })))
-    }
-    const rows = bus.publishesInTransaction
-      ? yield* Effect.tap(take, publish).pipe(sql.withTransaction)
-      : yield* Effect.tap(take, publish)
-    return rows[0]!.taken
+      ) || ']' AS events`),
+      ([row]) => ({
+        taken: row!.taken,
+        events: (JSON.parse(row!.events) as ReadonlyArray<Entry>).map(([runId, task, seq, type, data, at]): BusEvent => ({
+          task,
+          event: makeRunEvent(runId, seq, type, data, at)
+        }))
+      })
+    ),
+    takeAndPublishInStatement: (publish) =>
+      Effect.map(
+        drain<{ taken: number }>(sql`, published AS (${publish(sql`drained`)})
+      SELECT ${taken} AS taken, (SELECT count(*) FROM published) AS published`),
+        ([row]) => row!.taken
+      )
+  }
+}
+
+/**
+ * Publishes one batch, as the bus driver does it (`EventBus.publishDrained`).
+ * Returns how many events the rows it took cover (0 when another relay holds
+ * the drain lock or nothing is pending): fewer than `batchSize` means it took
+ * every pending row.
+ */
+export const drainOnce = (batchSize: number) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const bus = yield* EventBus
+    return yield* bus.publishDrained(makeDrain(sql, batchSize))
   })
 
 /** A relay fiber in the layer's scope: woken by local commits, polling as a fallback. */
@@ -101,7 +112,8 @@ export const layer = Layer.scopedDiscard(Effect.gen(function*() {
   const outbox = yield* Outbox
   const config = yield* RelayConfig
   const hints = yield* outbox.hints
-  const drain = drainOnce(config.batchSize)
+  // Built once: the driver's step is an effect run for each batch.
+  const drain = (yield* EventBus).publishDrained(makeDrain(yield* SqlClient.SqlClient, config.batchSize))
   // The poll is a hint too, sent on a timer: the loop then waits on one queue
   // (a timeout on each wait races two fibers, which delays every wake-up).
   yield* Effect.forkScoped(Effect.forever(Effect.delay(outbox.written, config.pollInterval)))

@@ -3,7 +3,8 @@
  * @since 0.1.0
  */
 import { type Duration, Layer } from "effect"
-import * as EventBus from "./EventBus.ts"
+import type { EventBus } from "./bus/EventBus.ts"
+import * as MemoryBus from "./bus/MemoryBus.ts"
 import * as EventLog from "./EventLog.ts"
 import * as Outbox from "./Outbox.ts"
 import * as OutboxRelay from "./OutboxRelay.ts"
@@ -14,9 +15,15 @@ import * as Runs from "./Runs.ts"
 import * as RunStore from "./RunStore.ts"
 import * as Workers from "./Workers.ts"
 
-export interface RuntimeOptions {
-  /** `memory` for a single process (default), `postgres` when several processes share the database. */
-  readonly bus?: "memory" | "postgres" | undefined
+export interface RuntimeOptions<BusError = never, BusRequires = never> {
+  /**
+   * The event bus, as a layer: `EventBus.layerMemory` for a single process
+   * (the default), `EventBus.layerPostgres` when several processes share the
+   * database, `NatsBus.layer` (`runstream/nats`) for a fleet on NATS, or any
+   * other layer of `EventBus`. It may need the database (`SqlClient`) and the
+   * program's `PgListener`.
+   */
+  readonly bus?: Layer.Layer<EventBus, BusError, BusRequires> | undefined
   /** How often expired leases are reclaimed (default: `RUNSTREAM_RECLAIM_INTERVAL`, 1 second). */
   readonly reclaimInterval?: Duration.DurationInput | undefined
 }
@@ -26,8 +33,10 @@ export interface RuntimeOptions {
  * outbox relay and the lease reclaim. Needs a database (`Database.layer` or `RunstreamTest`) and a
  * `TaskRegistry`.
  */
-export const layerRuntime = (options: RuntimeOptions = {}) => {
-  const bus = options.bus === "postgres" ? EventBus.layerPostgres : EventBus.layerMemory
+export const layerRuntime = <BusError = never, BusRequires = never>(options: RuntimeOptions<BusError, BusRequires> = {}) => {
+  // The memory bus fits any `BusError` and `BusRequires` (it fails on configuration only, as every layer here may).
+  const bus: Layer.Layer<EventBus, BusError | Layer.Layer.Error<typeof MemoryBus.layer>, BusRequires> = options.bus ??
+    MemoryBus.layer
   const infra = Layer.mergeAll(Outbox.layer, EventLog.layer, RunQueue.layer, bus).pipe(
     Layer.provideMerge(PgListener.layer)
   )
@@ -38,5 +47,6 @@ export const layerRuntime = (options: RuntimeOptions = {}) => {
 }
 
 /** The runtime plus a pool of workers on it. */
-export const layerWithWorkers = (options: RuntimeOptions & { readonly workers?: Workers.WorkersSettings } = {}) =>
-  Workers.layer(options.workers).pipe(Layer.provideMerge(layerRuntime(options)))
+export const layerWithWorkers = <BusError = never, BusRequires = never>(
+  options: RuntimeOptions<BusError, BusRequires> & { readonly workers?: Workers.WorkersSettings } = {}
+) => Workers.layer(options.workers).pipe(Layer.provideMerge(layerRuntime(options)))

@@ -2,7 +2,7 @@
  * `runstream`: tasks, runs, the layers of a program, its errors and domain
  * schemas, the HTTP and RPC servers, and the building blocks of one's own
  * entry points (`Programs`, `Main`). The client alone is `runstream/client`;
- * the test kit is `runstream/testing`.
+ * the test kit is `runstream/testing`; the NATS bus is `runstream/nats`.
  * @since 0.1.0
  */
 export * as Database from "./Database.ts"
@@ -12,7 +12,7 @@ export { makeRunId, RunId } from "./domain/Ids.ts"
 export { isFinished, Run, RunError, RunStatus } from "./domain/Run.ts"
 export { isTerminalType, RunEvent, SystemEventType } from "./domain/RunEvent.ts"
 export { StartOptions } from "./domain/StartOptions.ts"
-export * as EventBus from "./EventBus.ts"
+export * as EventBus from "./bus/index.ts"
 export * as EventLog from "./EventLog.ts"
 export * as Main from "./main/Main.ts"
 export * as Programs from "./main/Programs.ts"

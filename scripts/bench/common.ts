@@ -7,7 +7,12 @@ import { fork } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { Cause, Data, Effect, Fiber, Layer, LogLevel, Logger, Redacted, Schema } from "effect"
 import pg from "pg"
+import type { SqlClient, SqlError } from "@effect/sql"
+import type { ConfigError } from "effect"
+import * as EventBus from "../../src/bus/index.ts"
+import * as NatsBus from "../../src/bus/NatsBus.ts"
 import * as Database from "../../src/Database.ts"
+import type { PgListener } from "../../src/PgListener.ts"
 import * as Runstream from "../../src/Runstream.ts"
 import * as Task from "../../src/Task.ts"
 
@@ -80,16 +85,24 @@ export const databaseLayer = (url: string) =>
 /** Worker settings as `Runstream.layerWithWorkers` takes them. */
 export type WorkersSettings = NonNullable<NonNullable<Parameters<typeof Runstream.layerWithWorkers>[0]>["workers"]>
 
+/** The buses the bench runs on (NATS at `RUNSTREAM_NATS_URL`, default nats://127.0.0.1:4222). */
+export type BenchBus = "memory" | "postgres" | "nats"
+const busLayers: Record<
+  BenchBus,
+  Layer.Layer<EventBus.EventBus, EventBus.BusUnavailable | SqlError.SqlError | ConfigError.ConfigError, SqlClient.SqlClient | PgListener>
+> = { memory: EventBus.layerMemory, postgres: EventBus.layerPostgres, nats: NatsBus.layer }
+
 /** A Runstream program on `url`, with or without workers: the same layers as production. */
 export const programLayer = <const Tasks extends ReadonlyArray<Task.Any>>(options: {
   readonly url: string
   readonly tasks: Tasks
-  readonly bus: "memory" | "postgres"
+  readonly bus: BenchBus
   readonly workers: WorkersSettings | false
 }) => {
+  const bus = busLayers[options.bus]
   const runtime = options.workers === false
-    ? Runstream.layerRuntime({ bus: options.bus })
-    : Runstream.layerWithWorkers({ bus: options.bus, workers: options.workers })
+    ? Runstream.layerRuntime({ bus })
+    : Runstream.layerWithWorkers({ bus, workers: options.workers })
   return runtime.pipe(
     Layer.provideMerge(Task.layerRegistry(...options.tasks)),
     Layer.provideMerge(databaseLayer(options.url))

@@ -1,10 +1,10 @@
 /**
- * The delivery phase's emitting process (postgres bus): a Runstream program
+ * The delivery phase's emitting process (postgres or nats bus): a Runstream program
  * with workers whose `bench.paced` task waits for the bench's `go`, emits its
  * ticks on a fixed schedule and records when each `emit` returned. The relay
- * of this process NOTIFYs; the subscribers live in the bench's process.
+ * of this process publishes; the subscribers live in the bench's process.
  *
- * env: BENCH_DATABASE_URL. Messages: sends `ready`; then, for each run, receives
+ * env: BENCH_DATABASE_URL, BENCH_BUS (postgres or nats). Messages: sends `ready`; then, for each run, receives
  * `go` and sends `result` when the body has emitted everything; `stop` ends it.
  */
 import { Effect, Layer, Queue } from "effect"
@@ -16,6 +16,7 @@ export interface EmitterResult {
 }
 
 const url = process.env["BENCH_DATABASE_URL"]!
+const bus = process.env["BENCH_BUS"] === "nats" ? "nats" : "postgres"
 
 const program = Effect.gen(function*() {
   // Every `go` is kept until a run's body takes it, whenever it arrives.
@@ -35,7 +36,7 @@ const program = Effect.gen(function*() {
       return toParent({ type: "result", result })
     })
   })
-  yield* Layer.build(programLayer({ url, tasks: [Paced], bus: "postgres", workers: { concurrency: 1 } }))
+  yield* Layer.build(programLayer({ url, tasks: [Paced], bus, workers: { concurrency: 1 } }))
   yield* toParent({ type: "ready" })
   yield* fromParent("stop")
 })

@@ -11,7 +11,7 @@
  */
 import { SqlClient } from "@effect/sql"
 import { Context, Deferred, Effect, Layer } from "effect"
-import { EventBus } from "../../src/EventBus.ts"
+import { EventBus } from "../../src/bus/EventBus.ts"
 import * as Workers from "../../src/Workers.ts"
 import { BenchError, Noop, nowMs, programLayer, runChild, toParent } from "./common.ts"
 

@@ -5,6 +5,7 @@
  */
 import { appendFileSync } from "node:fs"
 import { Effect, Layer, Logger, LogLevel, Redacted, type Scope } from "effect"
+import * as EventBus from "../../src/bus/index.ts"
 import * as Database from "../../src/Database.ts"
 import * as Runstream from "../../src/Runstream.ts"
 import * as Task from "../../src/Task.ts"
@@ -32,7 +33,7 @@ export interface Scenario {
 
 /** The runtime (no workers) on `url`, as the driver's own program. */
 export const driverProgram = (url: string, options: { readonly maxConnections?: number } = {}) =>
-  Runstream.layerRuntime({ bus: "postgres" }).pipe(
+  Runstream.layerRuntime({ bus: EventBus.layerPostgres }).pipe(
     Layer.provideMerge(Task.layerRegistry(...Tasks.all)),
     Layer.provideMerge(
       Database.layerClient({ maxConnections: options.maxConnections ?? 10 }).pipe(

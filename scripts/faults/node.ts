@@ -18,10 +18,12 @@
  */
 import { HttpServer } from "@effect/platform"
 import { NodeRuntime } from "@effect/platform-node"
+import { SqlClient } from "@effect/sql"
 import { Config, Context, Effect, Layer, Logger, LogLevel, Option, Redacted } from "effect"
 import pg from "pg"
 import * as Database from "../../src/Database.ts"
-import * as EventBus from "../../src/EventBus.ts"
+import * as EventBus from "../../src/bus/index.ts"
+import * as PostgresBus from "../../src/bus/PostgresBus.ts"
 import * as EventLog from "../../src/EventLog.ts"
 import * as Outbox from "../../src/Outbox.ts"
 import * as OutboxRelay from "../../src/OutboxRelay.ts"
@@ -52,6 +54,7 @@ const layerLeakyBus = (killAfter: number) =>
     EventBus.EventBus,
     Effect.gen(function*() {
       const real = yield* EventBus.EventBus
+      const sql = yield* SqlClient.SqlClient
       const { url } = yield* Database.DatabaseUrl
       const client = yield* Effect.acquireRelease(
         Effect.promise(async () => {
@@ -63,30 +66,33 @@ const layerLeakyBus = (killAfter: number) =>
         (client) => Effect.promise(() => client.end().catch(() => undefined))
       )
       let batches = 0
+      // The postgres bus's own NOTIFY statement, sent on this connection (committed at once).
+      const notifyElsewhere = (events: ReadonlyArray<EventBus.BusEvent>) =>
+        Effect.promise(async () => {
+          const [text, params] = PostgresBus.publishStatement(sql, events).compile()
+          await client.query(text, [...params])
+          batches++
+          if (batches >= killAfter) {
+            const first = events[0]?.event
+            await new Promise((resolve) =>
+              process.send!({ type: "dying", events: events.length, first: first && `${first.runId}/${first.seq}` }, undefined, undefined, resolve)
+            )
+            process.kill(process.pid, "SIGKILL")
+          }
+        })
       return EventBus.EventBus.of({
         subscribe: real.subscribe,
-        // Its publish happens before the drain transaction commits (then it dies).
-        publishesInTransaction: true,
-        publish: (events) =>
-          Effect.promise(async () => {
-            for (const payload of EventBus.encodePayloads(events)) {
-              await client.query("SELECT pg_notify($1, $2)", [PgListener.NotifyChannel.events, payload])
-            }
-            batches++
-            if (batches >= killAfter) {
-              const first = events[0]?.event
-              await new Promise((resolve) =>
-                process.send!({ type: "dying", events: events.length, first: first && `${first.runId}/${first.seq}` }, undefined, undefined, resolve)
-              )
-              process.kill(process.pid, "SIGKILL")
-            }
-          })
+        publish: real.publish,
+        // Published before the drain transaction commits (then it dies).
+        publishDrained: (drain) =>
+          Effect.flatMap(drain.take, ({ events, taken }) => Effect.as(events.length === 0 ? Effect.void : notifyElsewhere(events), taken))
+            .pipe(sql.withTransaction)
       })
     })
   ).pipe(Layer.provide(EventBus.layerPostgres))
 
 /**
- * `Runstream.layerRuntime({ bus: "postgres" })` as it composes it, with the
+ * `Runstream.layerRuntime({ bus: EventBus.layerPostgres })` as it composes it, with the
  * bus swapped for the leaky one or the relay left out.
  */
 const layerRuntimeWith = (options: { readonly leakyBusKillAfter?: number | undefined; readonly relay: boolean }) => {
@@ -111,8 +117,8 @@ const program = Effect.gen(function*() {
     : noRelay
     ? Workers.layer().pipe(Layer.provideMerge(layerRuntimeWith({ relay: false })))
     : role === "worker" || withWorkers
-    ? Runstream.layerWithWorkers({ bus: "postgres" })
-    : Runstream.layerRuntime({ bus: "postgres" })
+    ? Runstream.layerWithWorkers({ bus: EventBus.layerPostgres })
+    : Runstream.layerRuntime({ bus: EventBus.layerPostgres })
   const context = yield* Layer.build(runtime.pipe(Layer.provideMerge(base)))
   const workers = Context.getOption(context as Context.Context<unknown>, Workers.Workers)
   let url: string | undefined

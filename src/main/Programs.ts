@@ -17,11 +17,16 @@
  *   `DATABASE_URL` is set.
  *
  * Server and worker processes share a database and use the `postgres` bus by
- * default, so that events committed in one reach the streams of another.
+ * default, so that events committed in one reach the streams of another;
+ * `RUNSTREAM_BUS=nats` puts them on NATS instead (`RUNSTREAM_NATS_URL`).
  * @since 0.1.0
  */
 import { HttpServer } from "@effect/platform"
 import { Config, Console, Effect, Layer, Option } from "effect"
+import { BusUnavailable } from "../bus/EventBus.ts"
+import * as MemoryBus from "../bus/MemoryBus.ts"
+import { NatsConfig } from "../bus/NatsConfig.ts"
+import * as PostgresBus from "../bus/PostgresBus.ts"
 import * as Database from "../Database.ts"
 import { HttpConfig, ListenConfig, portConfig } from "../http/HttpConfig.ts"
 import * as Server from "../http/Server.ts"
@@ -30,9 +35,46 @@ import { LeaseReclaimConfig } from "../queue/LeaseReclaim.ts"
 import * as Task from "../Task.ts"
 import { Workers, WorkersConfig } from "../Workers.ts"
 
-/** @category config */
-export const BusConfig = (fallback: "memory" | "postgres") =>
-  Config.literal("memory", "postgres")("RUNSTREAM_BUS").pipe(Config.withDefault(fallback))
+const busKinds = ["memory", "postgres", "nats"] as const
+export type BusKind = typeof busKinds[number]
+
+/**
+ * Which bus the program uses (`RUNSTREAM_BUS`: memory, postgres or nats) and
+ * the NATS settings (read, and reported when bad, whichever bus is chosen).
+ * @category config
+ */
+export const BusConfig = (fallback: BusKind) =>
+  Config.all({
+    // A bad value reads "RUNSTREAM_BUS: Expected one of (memory, postgres, nats) but received …".
+    kind: Config.literal(...busKinds)("RUNSTREAM_BUS").pipe(Config.withDefault(fallback)),
+    nats: NatsConfig
+  })
+
+/**
+ * The bus layer of a `BusConfig`. The NATS driver is imported only when it is
+ * chosen: a program on another bus never loads its client.
+ */
+export const busLayer = (config: Config.Config.Success<ReturnType<typeof BusConfig>>) => {
+  switch (config.kind) {
+    case "memory":
+      return MemoryBus.layer
+    case "postgres":
+      return PostgresBus.layer
+    case "nats":
+      return Layer.unwrapEffect(Effect.map(
+        Effect.tryPromise({
+          try: () => import("../bus/NatsBus.ts"),
+          catch: (cause) =>
+            new BusUnavailable({
+              bus: "nats",
+              message: "RUNSTREAM_BUS=nats needs the package @nats-io/transport-node (npm install @nats-io/transport-node)",
+              cause
+            })
+        }),
+        (NatsBus) => NatsBus.layerWith(config.nats)
+      ))
+  }
+}
 
 /** @category config */
 export const ServerWorkersConfig = Config.boolean("RUNSTREAM_SERVER_WORKERS").pipe(Config.withDefault(false))
@@ -69,11 +111,12 @@ export const makeServerLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tas
       withWorkers: ServerWorkersConfig,
       reclaim: LeaseReclaimConfig
     })
+    const bus = busLayer(config.bus)
     const runtime = config.withWorkers
       ? logWorkersReady.pipe(Layer.provideMerge(
-        Runstream.layerWithWorkers({ bus: config.bus, reclaimInterval: config.reclaim.interval })
+        Runstream.layerWithWorkers({ bus, reclaimInterval: config.reclaim.interval })
       ))
-      : Runstream.layerRuntime({ bus: config.bus, reclaimInterval: config.reclaim.interval })
+      : Runstream.layerRuntime({ bus, reclaimInterval: config.reclaim.interval })
     return Layer.discard(Server.layer(config.server)).pipe(Layer.provide(runtime), foundation(tasks))
   }))
 
@@ -92,7 +135,7 @@ export const makeWorkerLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tas
       onSome: (port) => Layer.discard(Server.layerHealth({ port, host: config.listen.host }))
     })
     return Layer.merge(health, logWorkersReady).pipe(
-      Layer.provide(Runstream.layerWithWorkers({ bus: config.bus, reclaimInterval: config.reclaim.interval })),
+      Layer.provide(Runstream.layerWithWorkers({ bus: busLayer(config.bus), reclaimInterval: config.reclaim.interval })),
       foundation(tasks)
     )
   }))
@@ -120,7 +163,7 @@ export const makeDevLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tasks:
     return announce.pipe(
       Layer.provide(Server.layer(config.server)),
       Layer.provide(logWorkersReady.pipe(Layer.provideMerge(
-        Runstream.layerWithWorkers({ bus: config.bus, reclaimInterval: config.reclaim.interval })
+        Runstream.layerWithWorkers({ bus: busLayer(config.bus), reclaimInterval: config.reclaim.interval })
       ))),
       foundation(tasks)
     )

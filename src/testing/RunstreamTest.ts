@@ -9,19 +9,27 @@
  * ```
  * @since 0.1.0
  */
+import type { ConfigError } from "effect"
 import { type Duration, Effect, Layer } from "effect"
+import type { SqlClient, SqlError } from "@effect/sql"
+import type { BusUnavailable, EventBus } from "../bus/EventBus.ts"
 import type { RunId } from "../domain/Ids.ts"
+import type { PgListener } from "../PgListener.ts"
 import { Runs } from "../Runs.ts"
 import * as Runstream from "../Runstream.ts"
 import * as Task from "../Task.ts"
 import type { WorkersSettings } from "../Workers.ts"
 import * as TestDatabase from "./TestDatabase.ts"
 
+/** A bus layer as the kit takes it: any driver on the program's database and listener. */
+export type TestBus = Layer.Layer<EventBus, BusUnavailable | SqlError.SqlError | ConfigError.ConfigError, SqlClient.SqlClient | PgListener>
+
 export interface Options<Tasks extends ReadonlyArray<Task.Any>> {
   readonly tasks: Tasks
   /** Worker settings (the production defaults when left out), or `false` for a program without workers. */
   readonly workers?: WorkersSettings | false | undefined
-  readonly bus?: "memory" | "postgres" | undefined
+  /** The event bus (`EventBus.layerMemory` when left out; `EventBus.layerPostgres` to share the database with other programs). */
+  readonly bus?: TestBus | undefined
   /** How often expired leases are reclaimed (default: `RUNSTREAM_RECLAIM_INTERVAL`, 1 second). */
   readonly reclaimInterval?: Duration.DurationInput | undefined
   /** Pool size of this graph (default 4: many graphs run at once). */
@@ -44,18 +52,21 @@ type Built<Tasks extends ReadonlyArray<Task.Any>, L extends Layer.Layer.Any> = R
 /** A program on its own fresh database: runtime, registry, and workers unless `workers: false`. */
 export function layer<const Tasks extends ReadonlyArray<Task.Any>>(
   options: Options<Tasks> & { readonly workers: false }
-): Built<Tasks, ReturnType<typeof Runstream.layerRuntime>>
+): Built<Tasks, ReturnType<typeof Runstream.layerRuntime<Layer.Layer.Error<TestBus>, Layer.Layer.Context<TestBus>>>>
 export function layer<const Tasks extends ReadonlyArray<Task.Any>>(
   options: Options<Tasks> & { readonly workers?: WorkersSettings | undefined }
-): Built<Tasks, ReturnType<typeof Runstream.layerWithWorkers>>
+): Built<Tasks, ReturnType<typeof Runstream.layerWithWorkers<Layer.Layer.Error<TestBus>, Layer.Layer.Context<TestBus>>>>
 export function layer<const Tasks extends ReadonlyArray<Task.Any>>(options: Options<Tasks>) {
   return options.workers === false
-    ? build(options, Runstream.layerRuntime({ bus: options.bus, reclaimInterval: options.reclaimInterval }))
-    : build(options, Runstream.layerWithWorkers({
-      bus: options.bus,
-      reclaimInterval: options.reclaimInterval,
-      workers: options.workers ?? {}
-    }))
+    ? build(options, Runstream.layerRuntime<Layer.Layer.Error<TestBus>, Layer.Layer.Context<TestBus>>({ bus: options.bus, reclaimInterval: options.reclaimInterval }))
+    : build(
+      options,
+      Runstream.layerWithWorkers<Layer.Layer.Error<TestBus>, Layer.Layer.Context<TestBus>>({
+        bus: options.bus,
+        reclaimInterval: options.reclaimInterval,
+        workers: options.workers ?? {}
+      })
+    )
 }
 
 /** Waits (on the run's event stream, not by polling) until the run is finished. */

@@ -3,7 +3,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Context, Effect, Fiber, Layer, Queue, Stream } from "effect"
 import type { RunId } from "../../src/domain/Ids.ts"
 import type { RunEvent } from "../../src/domain/RunEvent.ts"
-import { EventBus } from "../../src/EventBus.ts"
+import * as Bus from "../../src/bus/index.ts"
 import { EventLog } from "../../src/EventLog.ts"
 import * as OutboxRelay from "../../src/OutboxRelay.ts"
 import { Runs } from "../../src/Runs.ts"
@@ -27,8 +27,8 @@ const advance = (runId: RunId, n: number, untilSeq: number) =>
   })
 
 describe.concurrent("run event streams", () => {
-  for (const bus of ["memory", "postgres"] as const) {
-    it.scopedLive(`a subscriber joining mid-run gets every event once, in order (${bus} bus)`, () =>
+  for (const [name, bus] of [["memory", Bus.layerMemory], ["postgres", Bus.layerPostgres]] as const) {
+    it.scopedLive(`a subscriber joining mid-run gets every event once, in order (${name} bus)`, () =>
       Effect.gen(function*() {
         const ctx = yield* Layer.build(program({ bus }))
         const runs = Context.get(ctx, Runs)
@@ -47,7 +47,7 @@ describe.concurrent("run event streams", () => {
 
   it.scopedLive("a subscriber gets every event once, in order, across a drop and restart of the bus connection", () =>
     Effect.gen(function*() {
-      const ctx = yield* Layer.build(program({ bus: "postgres" }))
+      const ctx = yield* Layer.build(program({ bus: Bus.layerPostgres }))
       const runs = Context.get(ctx, Runs)
       const sql = Context.get(ctx, SqlClient.SqlClient)
       const run = yield* runs.start(Stepper, { steps })
@@ -86,7 +86,7 @@ describe.concurrent("run event streams", () => {
     Effect.gen(function*() {
       const ctx = yield* Layer.build(program())
       const runs = Context.get(ctx, Runs)
-      const bus = Context.get(ctx, EventBus)
+      const bus = Context.get(ctx, Bus.EventBus)
       const log = Context.get(ctx, EventLog)
       const run = yield* runs.start(Stepper, { steps: 3 })
       const follower = yield* runs.events(run.id).pipe(Stream.runCollect, Effect.fork)
@@ -100,7 +100,7 @@ describe.concurrent("run event streams", () => {
 
   it.scopedLive("postgres bus: one drain of events of every size reaches the raw bus whole, each event once", () =>
     Effect.gen(function*() {
-      const ctx = yield* Layer.build(program({ bus: "postgres" }))
+      const ctx = yield* Layer.build(program({ bus: Bus.layerPostgres }))
       const runs = Context.get(ctx, Runs)
       // Around the size at which the relay's statement starts a new NOTIFY
       // payload (3,800 bytes) and the limit of one (8,000): an event too large

@@ -4,6 +4,7 @@
  */
 import { SqlClient } from "@effect/sql"
 import { Duration, Effect, Layer, Option, Stream } from "effect"
+import * as EventBus from "../../src/bus/index.ts"
 import * as Database from "../../src/Database.ts"
 import type { RunId } from "../../src/domain/Ids.ts"
 import type { RunEvent } from "../../src/domain/RunEvent.ts"
@@ -43,8 +44,8 @@ export const programOn = <const Tasks extends ReadonlyArray<Task.Any>>(options: 
   // A lease set up to expire is reclaimed within a fraction of a second.
   const reclaimInterval = "200 millis"
   const runtime = options.workers === false
-    ? Runstream.layerRuntime({ bus: "postgres", reclaimInterval })
-    : Runstream.layerWithWorkers({ bus: "postgres", reclaimInterval, workers: options.workers })
+    ? Runstream.layerRuntime({ bus: EventBus.layerPostgres, reclaimInterval })
+    : Runstream.layerWithWorkers({ bus: EventBus.layerPostgres, reclaimInterval, workers: options.workers })
   return runtime.pipe(
     Layer.provideMerge(Task.layerRegistry(...options.tasks)),
     Layer.provideMerge(Database.layerClient({ maxConnections: 4, connectTimeout: TestDatabase.connectTimeout }))
