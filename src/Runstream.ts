@@ -9,6 +9,7 @@ import * as Outbox from "./Outbox.ts"
 import * as OutboxRelay from "./OutboxRelay.ts"
 import * as PgListener from "./PgListener.ts"
 import * as Queue from "./Queue.ts"
+import * as RunFollowers from "./RunFollowers.ts"
 import * as Runs from "./Runs.ts"
 import * as RunStore from "./RunStore.ts"
 import * as Workers from "./Workers.ts"
@@ -19,8 +20,8 @@ export interface RuntimeOptions {
 }
 
 /**
- * Everything but the workers: `Runs`, the stores, the queue, the bus and an
- * outbox relay. Needs a database (`Database.layer` or `RunstreamTest`) and a
+ * Everything but the workers: `Runs` (and the `RunFollowers` behind its
+ * streams), the stores, the queue, the bus and an outbox relay. Needs a database (`Database.layer` or `RunstreamTest`) and a
  * `TaskRegistry`.
  */
 export const layerRuntime = (options: RuntimeOptions = {}) => {
@@ -29,6 +30,7 @@ export const layerRuntime = (options: RuntimeOptions = {}) => {
     Layer.provideMerge(PgListener.layer)
   )
   return Layer.mergeAll(Runs.layer, OutboxRelay.layer).pipe(
+    Layer.provideMerge(RunFollowers.layer),
     Layer.provideMerge(RunStore.layer),
     Layer.provideMerge(infra)
   )

@@ -28,6 +28,7 @@ import * as OutboxRelay from "../../src/OutboxRelay.ts"
 import * as PgListener from "../../src/PgListener.ts"
 import * as Queue from "../../src/Queue.ts"
 import * as Runs from "../../src/Runs.ts"
+import * as RunFollowers from "../../src/RunFollowers.ts"
 import * as Runstream from "../../src/Runstream.ts"
 import * as RunStore from "../../src/RunStore.ts"
 import * as Task from "../../src/Task.ts"
@@ -94,6 +95,7 @@ const layerRuntimeWith = (options: { readonly leakyBusKillAfter?: number | undef
     Layer.provideMerge(PgListener.layer)
   )
   return (options.relay ? Layer.merge(Runs.layer, OutboxRelay.layer) : Runs.layer).pipe(
+    Layer.provideMerge(RunFollowers.layer),
     Layer.provideMerge(RunStore.layer),
     Layer.provideMerge(infra)
   )
