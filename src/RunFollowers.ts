@@ -273,7 +273,8 @@ export const make = Effect.gen(function*() {
           fiber: undefined
         }
         readers.set(runId, reader)
-        return Effect.map(Effect.forkIn(runReader(reader), scope), (fiber) => {
+        // Interruptible, though forked where it is not (an acquire): its last follower interrupts it.
+        return Effect.map(Effect.forkIn(Effect.interruptible(runReader(reader)), scope), (fiber) => {
           reader.fiber = fiber
           return reader
         })

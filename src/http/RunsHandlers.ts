@@ -6,6 +6,7 @@
 import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import { Effect } from "effect"
 import { isFinished } from "../domain/Run.ts"
+import { type FeedBatch, RunFollowers } from "../RunFollowers.ts"
 import { Runs } from "../Runs.ts"
 import { Api, RunResponse, StartRunBody } from "./Api.ts"
 import { badRequest, internal, mapCore } from "./ApiError.ts"
@@ -23,7 +24,19 @@ export const layer = (options: HttpOptions) =>
   HttpApiBuilder.group(Api, "runs", (handlers) =>
     Effect.gen(function*() {
       const runs = yield* Runs
+      const followers = yield* RunFollowers
       const streams = yield* Streams
+      // Each batch of a run's shared feed is encoded once, and the same bytes
+      // are written to every client following the run.
+      const encoded = new WeakMap<FeedBatch, Uint8Array>()
+      const frames = (batch: FeedBatch) => {
+        let bytes = encoded.get(batch)
+        if (bytes === undefined) {
+          bytes = Buffer.from(Sse.runEventsText(batch.events, { withIds: true }), "utf8")
+          encoded.set(batch, bytes)
+        }
+        return bytes
+      }
       const respond = (status: number, body: typeof RunResponse.Type) =>
         HttpServerResponse.schemaJson(RunResponse)(body, { status }).pipe(Effect.mapError(() => internal))
 
@@ -54,10 +67,14 @@ export const layer = (options: HttpOptions) =>
             }
             yield* streams.acquire
             // A failure ends the stream (logged); the client resumes from its last id.
-            return Sse.response(Sse.runEvents(runs.events(path.id, { after }), { withIds: true }), {
+            return Sse.responseOf(Sse.bodyFrom((sink) =>
+              followers.follow(path.id, { after }, {
+                offer: (batch) => sink.offer(frames(batch)),
+                write: (batch) => sink.write(frames(batch))
+              }), {
               ...options,
               until: streams.shutdown,
               name: `event stream of ${path.id}`
-            })
+            }))
           }))
     }))
