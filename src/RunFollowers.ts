@@ -16,7 +16,7 @@ import type { SqlError } from "@effect/sql"
 import { type Cause, Chunk, Config, Context, Deferred, Effect, Exit, Fiber, FiberId, Layer, Mailbox, type Scope, Stream } from "effect"
 import { InvalidInput, type RunNotFound } from "./domain/Errors.ts"
 import type { RunId } from "./domain/Ids.ts"
-import { isFinished } from "./domain/Run.ts"
+import { isFinished, type Run } from "./domain/Run.ts"
 import { isTerminalType, type RunEvent } from "./domain/RunEvent.ts"
 import { EventBus } from "./EventBus.ts"
 import { EventLog } from "./EventLog.ts"
@@ -79,7 +79,21 @@ export class RunFollowers extends Context.Tag("runstream/RunFollowers")<RunFollo
    * then live events, each exactly once and in order. Completes after the
    * terminal event is delivered.
    */
-  readonly follow: (runId: RunId, options: { readonly after?: number | undefined }, sink: FollowSink) => Effect.Effect<void, FollowError>
+  readonly follow: (
+    runId: RunId,
+    options: {
+      readonly after?: number | undefined
+      /** The run as the caller just read it with `read`: saves reading it again. */
+      readonly run?: Run | undefined
+    },
+    sink: FollowSink
+  ) => Effect.Effect<void, FollowError>
+  /**
+   * The run, read in line with the followers' other reads (at most
+   * `RUNSTREAM_STREAM_READS` at once): a thousand clients connecting at once
+   * wait their turn here instead of draining the connection pool.
+   */
+  readonly read: (runId: RunId) => Effect.Effect<Run, RunNotFound | SqlError.SqlError>
   /** `follow` as a stream, with a bounded buffer (`RUNSTREAM_FOLLOWER_BUFFER` batches). */
   readonly events: (runId: RunId, options?: { readonly after?: number | undefined }) => Stream.Stream<RunEvent, FollowError>
   readonly stats: Effect.Effect<FollowStats>
@@ -308,9 +322,11 @@ export const make = Effect.gen(function*() {
       })
     )
 
+  const read = (runId: RunId) => streamRead(store.get(runId))
+
   const follow: RunFollowers["Type"]["follow"] = (runId, options, sink) =>
     Effect.gen(function*() {
-      const run = yield* streamRead(store.get(runId))
+      const run = options.run ?? (yield* read(runId))
       const after = options.after ?? 0
       if (!isSeq(after)) {
         return yield* new InvalidInput({ message: afterMessage })
@@ -380,7 +396,7 @@ export const make = Effect.gen(function*() {
     return { readers: readers.size, subscriptions, followers, readerLogReads, followerLogReads, overflows }
   })
 
-  return RunFollowers.of({ follow, events, stats })
+  return RunFollowers.of({ follow, read, events, stats })
 })
 
 export const layer = Layer.scoped(RunFollowers, make)

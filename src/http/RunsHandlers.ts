@@ -19,6 +19,12 @@ import { Streams } from "./Streams.ts"
 const wantsJson = (accept: string | undefined) =>
   accept !== undefined && accept.includes("application/json") && !accept.includes("text/event-stream")
 
+/**
+ * Bytes of a run's stream a client may leave unread (beyond the socket's own
+ * buffers) before it leaves the run's live feed and is served from the log.
+ */
+const sseBufferBytes = 256 * 1024
+
 /** @category layers */
 export const layer = (options: HttpOptions) =>
   HttpApiBuilder.group(Api, "runs", (handlers) =>
@@ -54,11 +60,12 @@ export const layer = (options: HttpOptions) =>
           Effect.gen(function*() {
             // A reconnecting browser sends Last-Event-ID with its original URL: the header wins.
             const after = headers["last-event-id"] ?? urlParams.after ?? 0
-            const run = yield* mapCore(runs.get(path.id))
             if (wantsJson(request.headers["accept"])) {
+              yield* mapCore(runs.get(path.id))
               const events = yield* mapCore(runs.readEvents(path.id, { after, limit: urlParams.limit }))
               return { events, nextAfter: events.at(-1)?.seq ?? after }
             }
+            const run = yield* mapCore(followers.read(path.id))
             if (isFinished(run.status) && after >= run.lastSeq) {
               return HttpServerResponse.empty({ status: 204 })
             }
@@ -67,14 +74,15 @@ export const layer = (options: HttpOptions) =>
             }
             yield* streams.acquire
             // A failure ends the stream (logged); the client resumes from its last id.
-            return Sse.responseOf(Sse.bodyFrom((sink) =>
-              followers.follow(path.id, { after }, {
+            return yield* Sse.responseFrom((sink) =>
+              followers.follow(path.id, { after, run }, {
                 offer: (batch) => sink.offer(frames(batch)),
                 write: (batch) => sink.write(frames(batch))
               }), {
               ...options,
               until: streams.shutdown,
-              name: `event stream of ${path.id}`
-            }))
+              name: `event stream of ${path.id}`,
+              bufferBytes: sseBufferBytes
+            })
           }))
     }))

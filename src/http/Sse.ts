@@ -3,7 +3,8 @@
  * @since 0.1.0
  */
 import { HttpServerResponse } from "@effect/platform"
-import { Cause, Chunk, Clock, DateTime, Duration, Effect, Mailbox, Option, Stream } from "effect"
+import { Cause, Chunk, Clock, DateTime, Duration, Effect, Mailbox, Option, type Scope, Stream } from "effect"
+import { Readable } from "node:stream"
 import type { RunEvent } from "../domain/RunEvent.ts"
 
 /** One message. `id` and `event` are single-line; `data` may span lines. */
@@ -160,6 +161,82 @@ export const bodyFrom = <E>(produce: (sink: BodySink) => Effect.Effect<void, E>,
 /** The body of an event stream carrying `messages`: see `bodyFrom`. */
 export const body = <E>(messages: Stream.Stream<string, E>, options: BodyOptions): Stream.Stream<Uint8Array> =>
   bodyFrom((sink) => Stream.runForEach(messages, sink.write), options)
+
+/**
+ * An event-stream response whose messages `produce` hands to its sink, written
+ * to the socket as they are offered: the `retry:` hint, the messages, a
+ * comment whenever nothing was sent for `keepAlive`; it ends when `produce`
+ * completes, fails (logged), or `until` completes. Its fibers live in the
+ * request's scope, which lasts as long as the response (a client that leaves
+ * ends the response, closing the scope).
+ *
+ * For streams that many clients follow at once (a run's events): the body is
+ * a Node `Readable` that the server pipes into the socket, so an offered
+ * message costs a push and a socket write, with no fiber woken and nothing
+ * allocated per client; a stream of `body` costs several times that in the
+ * Effect runtime and its garbage. The sink's `offer` refuses a message when
+ * more than `bufferBytes` wait unsent (the client reads slowly); `write` then
+ * waits for room.
+ */
+export const responseFrom = <E>(
+  produce: (sink: BodySink) => Effect.Effect<void, E>,
+  options: BodyOptions & { readonly bufferBytes: number }
+): Effect.Effect<HttpServerResponse.HttpServerResponse, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    // Set by the server's reads: there is room again.
+    let room: (() => void) | undefined
+    const readable = new Readable({
+      highWaterMark: options.bufferBytes,
+      read() {
+        const wake = room
+        room = undefined
+        wake?.()
+      }
+    })
+    let ended = false
+    // Wall-clock milliseconds (set by synchronous pushes, not through `Clock`).
+    let lastSent = Date.now()
+    const push = (message: string | Uint8Array): boolean => {
+      if (ended) return true
+      lastSent = Date.now()
+      return readable.push(typeof message === "string" ? Buffer.from(message, "utf8") : message)
+    }
+    const end = Effect.sync(() => {
+      if (ended) return
+      ended = true
+      readable.push(null)
+    })
+    const waitForRoom = Effect.async<void>((resume) => {
+      room = () => resume(Effect.void)
+      return Effect.sync(() => {
+        room = undefined
+      })
+    })
+    const sink: BodySink = {
+      offer: (message) => !ended && readable.readableLength < options.bufferBytes && (push(message) || true),
+      write: (message) =>
+        Effect.suspend(() => ended || push(message) ? Effect.void : waitForRoom)
+    }
+    push(retry(options.retry))
+    yield* Effect.suspend(() => produce(sink)).pipe(
+      Effect.catchAllCause((cause) =>
+        Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logWarning(`${options.name} ended early`, cause)
+      ),
+      Effect.zipRight(end),
+      Effect.forkScoped
+    )
+    yield* Effect.zipRight(options.until, end).pipe(Effect.forkScoped)
+    const keepAliveMs = Duration.toMillis(options.keepAlive)
+    yield* Effect.suspend(() => {
+      const idle = Date.now() - lastSent
+      return idle >= keepAliveMs
+        ? Effect.zipRight(Effect.sync(() => push(comment("keep-alive"))), Effect.sleep(keepAliveMs))
+        : Effect.sleep(keepAliveMs - idle)
+    }).pipe(Effect.forever, Effect.forkScoped)
+    // A client that left: the server destroys the body; the producer stops with the request's scope.
+    yield* Effect.addFinalizer(() => Effect.sync(() => readable.destroy()))
+    return HttpServerResponse.raw(readable, { contentType: "text/event-stream", headers })
+  })
 
 /** An event-stream response carrying `body`. */
 export const responseOf = (body: Stream.Stream<Uint8Array>): HttpServerResponse.HttpServerResponse =>
