@@ -16,7 +16,7 @@ import type { SqlError } from "@effect/sql"
 import { type Cause, Chunk, Config, Context, Deferred, Effect, Exit, Fiber, FiberId, Layer, Mailbox, type Scope, Stream } from "effect"
 import { InvalidInput, type RunNotFound } from "./domain/Errors.ts"
 import type { RunId } from "./domain/Ids.ts"
-import { isFinished, type Run } from "./domain/Run.ts"
+import { isFinished } from "./domain/Run.ts"
 import { isTerminalType, type RunEvent } from "./domain/RunEvent.ts"
 import { EventBus } from "./EventBus.ts"
 import { EventLog } from "./EventLog.ts"
@@ -57,6 +57,12 @@ export interface FollowSink {
   readonly write: (batch: FeedBatch) => Effect.Effect<void>
 }
 
+/** A run's log ends at `lastSeq` or later; `finished`: it ends there. */
+export interface Position {
+  readonly lastSeq: number
+  readonly finished: boolean
+}
+
 /** What this program follows now (tests and diagnostics). */
 export interface FollowStats {
   /** Runs with a reader. */
@@ -83,17 +89,20 @@ export class RunFollowers extends Context.Tag("runstream/RunFollowers")<RunFollo
     runId: RunId,
     options: {
       readonly after?: number | undefined
-      /** The run as the caller just read it with `read`: saves reading it again. */
-      readonly run?: Run | undefined
+      /** The run's position as the caller just got it from `position`: saves asking again. */
+      readonly position?: Position | undefined
     },
     sink: FollowSink
   ) => Effect.Effect<void, FollowError>
   /**
-   * The run, read in line with the followers' other reads (at most
-   * `RUNSTREAM_STREAM_READS` at once): a thousand clients connecting at once
-   * wait their turn here instead of draining the connection pool.
+   * Where the run's log ends, as far as a follower from `after` needs to know:
+   * from the run's reader in this program when it has one at or past `after`
+   * (no database read: a thousand clients resuming a run cost nothing here),
+   * else read in line with the followers' other reads (at most
+   * `RUNSTREAM_STREAM_READS` at once), so that clients connecting all at once
+   * wait their turn instead of draining the connection pool.
    */
-  readonly read: (runId: RunId) => Effect.Effect<Run, RunNotFound | SqlError.SqlError>
+  readonly position: (runId: RunId, after: number) => Effect.Effect<Position, RunNotFound | SqlError.SqlError>
   /** `follow` as a stream, with a bounded buffer (`RUNSTREAM_FOLLOWER_BUFFER` batches). */
   readonly events: (runId: RunId, options?: { readonly after?: number | undefined }) => Stream.Stream<RunEvent, FollowError>
   readonly stats: Effect.Effect<FollowStats>
@@ -150,6 +159,7 @@ interface Reader {
   readonly live: Set<Follower>
   /** Completed once the reader knows its cursor (or failed). */
   readonly ready: Deferred.Deferred<void, FollowError>
+  seeded: boolean
   failure: Cause.Cause<FollowError> | undefined
   fiber: Fiber.RuntimeFiber<void, FollowError> | undefined
 }
@@ -223,6 +233,7 @@ export const make = Effect.gen(function*() {
       const run = yield* streamRead(store.get(reader.runId))
       reader.cursor = run.lastSeq
       reader.done = isFinished(run.status)
+      reader.seeded = true
       yield* Deferred.succeed(reader.ready, undefined)
       // No timeout on the wait: the bus sends a Resync to idle subscriptions
       // (RUNSTREAM_STREAM_IDLE_CHECK), and the reader then reads the log.
@@ -283,6 +294,7 @@ export const make = Effect.gen(function*() {
           done: false,
           live: new Set(),
           ready: Deferred.unsafeMake(FiberId.none),
+          seeded: false,
           failure: undefined,
           fiber: undefined
         }
@@ -322,28 +334,36 @@ export const make = Effect.gen(function*() {
       })
     )
 
-  const read = (runId: RunId) => streamRead(store.get(runId))
+  const position: RunFollowers["Type"]["position"] = (runId, after) =>
+    Effect.suspend(() => {
+      const reader = readers.get(runId)
+      // The feed's cursor is committed: a snapshot of the log's end no newer than now.
+      if (reader !== undefined && reader.seeded && reader.failure === undefined && after <= reader.cursor) {
+        return Effect.succeed<Position>({ lastSeq: reader.cursor, finished: reader.done })
+      }
+      return Effect.map(streamRead(store.get(runId)), (run): Position => ({ lastSeq: run.lastSeq, finished: isFinished(run.status) }))
+    })
 
   const follow: RunFollowers["Type"]["follow"] = (runId, options, sink) =>
     Effect.gen(function*() {
-      const run = options.run ?? (yield* read(runId))
       const after = options.after ?? 0
+      const run = options.position ?? (yield* position(runId, isSeq(after) ? after : 0))
       if (!isSeq(after)) {
         return yield* new InvalidInput({ message: afterMessage })
       }
       // Seqs only grow and are committed before they are published: a cursor
       // past the log's end was not produced by this run (and would never end).
-      if (after > run.lastSeq && !isFinished(run.status)) {
+      if (after > run.lastSeq && !run.finished) {
         return yield* new InvalidInput({ message: `after ${after} is beyond the last event (${run.lastSeq}) of run ${runId}` })
       }
       const follower: Follower = {
         cursor: after,
         sink,
-        done: isFinished(run.status) && after >= run.lastSeq,
+        done: run.finished && after >= run.lastSeq,
         wake: Deferred.unsafeMake(FiberId.none)
       }
       // A finished run's log is all there is: no reader.
-      if (isFinished(run.status)) {
+      if (run.finished) {
         while (!follower.done) {
           if (!(yield* readPage(runId, follower))) break
         }
@@ -396,7 +416,7 @@ export const make = Effect.gen(function*() {
     return { readers: readers.size, subscriptions, followers, readerLogReads, followerLogReads, overflows }
   })
 
-  return RunFollowers.of({ follow, read, events, stats })
+  return RunFollowers.of({ follow, position, events, stats })
 })
 
 export const layer = Layer.scoped(RunFollowers, make)

@@ -5,7 +5,6 @@
  */
 import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import { Effect } from "effect"
-import { isFinished } from "../domain/Run.ts"
 import { type FeedBatch, RunFollowers } from "../RunFollowers.ts"
 import { Runs } from "../Runs.ts"
 import { Api, RunResponse, StartRunBody } from "./Api.ts"
@@ -65,8 +64,8 @@ export const layer = (options: HttpOptions) =>
               const events = yield* mapCore(runs.readEvents(path.id, { after, limit: urlParams.limit }))
               return { events, nextAfter: events.at(-1)?.seq ?? after }
             }
-            const run = yield* mapCore(followers.read(path.id))
-            if (isFinished(run.status) && after >= run.lastSeq) {
+            const run = yield* mapCore(followers.position(path.id, after))
+            if (run.finished && after >= run.lastSeq) {
               return HttpServerResponse.empty({ status: 204 })
             }
             if (after > run.lastSeq) {
@@ -75,7 +74,7 @@ export const layer = (options: HttpOptions) =>
             yield* streams.acquire
             // A failure ends the stream (logged); the client resumes from its last id.
             return yield* Sse.responseFrom((sink) =>
-              followers.follow(path.id, { after, run }, {
+              followers.follow(path.id, { after, position: run }, {
                 offer: (batch) => sink.offer(frames(batch)),
                 write: (batch) => sink.write(frames(batch))
               }), {
