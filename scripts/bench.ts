@@ -663,7 +663,9 @@ const fanoutPhaseRep = (server: Server, flags: Flags, rep: number) =>
     (f: FanoutRep) =>
       progress(`  fanout ${rep}: p50 ${fmt(f.p50, 1)} ms, p99 ${fmt(f.p99, 1)} ms, max ${fmt(f.max, 1)} ms over ${fmt(f.deliveries)} deliveries; server ${
         fmt(f.serverCpuUsPerDelivery, 1)
-      } µs CPU per delivery (${fmt(f.serverBusy, 2)} cores), clients' process ${fmt(f.clientsBusy, 2)} cores`)
+      } µs CPU per delivery (${fmt(f.serverSystemUsPerDelivery, 1)} in the kernel; ${fmt(f.serverBusy, 2)} cores), clients' process ${
+        fmt(f.clientsBusy, 2)
+      } cores; /healthz p99 ${fmt(f.healthzP99, 1)} ms`)
   )
 
 /** A phase's repetitions, and why it stopped early if it did. */
@@ -843,6 +845,8 @@ const main = Effect.gen(function*() {
       { metric: `fanout delivery p50 (ms, ${fmt(flags.fanoutClients)} SSE clients, 10 runs × 10/s)`, value: (f) => f.p50, digits: 1 },
       { metric: "fanout delivery p99 (ms)", value: (f) => f.p99, digits: 1 },
       { metric: "  server CPU per delivery (µs)", value: (f) => f.serverCpuUsPerDelivery, digits: 1, target: { op: "<=", value: 10 } },
+      { metric: "    of which in the kernel (µs, socket writes)", value: (f) => f.serverSystemUsPerDelivery, digits: 1 },
+      { metric: "  GET /healthz p99 during the round (ms)", value: (f) => f.healthzP99, digits: 1 },
       { metric: "  server busy (cores)", value: (f) => f.serverBusy, digits: 2 },
       { metric: "  clients' process busy (cores)", value: (f) => f.clientsBusy, digits: 2 }
     ])

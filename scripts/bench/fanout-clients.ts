@@ -14,6 +14,8 @@ import { nowMs } from "./common.ts"
 
 export interface ClientsResult {
   readonly latencies: ReadonlyArray<number>
+  /** Answer times of `GET /healthz`, asked every 100 ms during the round. */
+  readonly healthz: ReadonlyArray<number>
   readonly deliveries: number
   readonly wrong: number
   readonly cpuUs: number
@@ -26,6 +28,19 @@ const clientCount = Number(process.env["BENCH_CLIENTS"])
 const terminal = new Set(["run.succeeded", "run.failed", "run.cancelled"])
 
 const latencies: Array<number> = []
+const healthz: Array<number> = []
+let probing: ReturnType<typeof setInterval> | undefined
+
+/** The health check's answer time while the clients are served (issue 17: no worse than before). */
+const probeHealth = () => {
+  const start = nowMs()
+  const req = request(`${baseUrl}/healthz`, { agent: false }, (res) => {
+    res.resume()
+    res.on("end", () => healthz.push(nowMs() - start))
+  })
+  req.on("error", () => {})
+  req.end()
+}
 let deliveries = 0
 let connected = 0
 let finished = 0
@@ -70,6 +85,7 @@ const follow = (runId: string) => {
             if (++connected === clientCount) {
               cpuBefore = process.cpuUsage()
               wallBefore = nowMs()
+              probing = setInterval(probeHealth, 100)
               send({ type: "connected" })
             }
           }
@@ -77,7 +93,8 @@ const follow = (runId: string) => {
             req.destroy()
             if (++finished === clientCount) {
               const cpu = process.cpuUsage(cpuBefore)
-              const result: ClientsResult = { latencies, deliveries, wrong, cpuUs: cpu.user + cpu.system, wallMs: nowMs() - wallBefore }
+              clearInterval(probing)
+              const result: ClientsResult = { latencies, healthz, deliveries, wrong, cpuUs: cpu.user + cpu.system, wallMs: nowMs() - wallBefore }
               send({ type: "result", result })
             }
           }

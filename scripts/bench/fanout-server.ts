@@ -3,7 +3,7 @@
  * production layers, postgres bus, no workers) on a free port of 127.0.0.1.
  *
  * env: BENCH_DATABASE_URL. Messages: sends `ready` with `port`; answers each
- * `cpu` with `cpu` (`process.cpuUsage()` in µs, user + system); `stop` ends it.
+ * `cpu` with `cpu` (`process.cpuUsage()`: `user` and `system` µs); `stop` ends it.
  */
 import { HttpServer } from "@effect/platform"
 import { Effect, Layer } from "effect"
@@ -23,7 +23,7 @@ const program = Effect.gen(function*() {
   process.on("message", (message) => {
     if ((message as { type?: unknown }).type === "cpu") {
       const used = process.cpuUsage()
-      process.send!({ type: "cpu", us: used.user + used.system })
+      process.send!({ type: "cpu", user: used.user, system: used.system })
     }
   })
   yield* toParent({ type: "ready", port: address._tag === "TcpAddress" ? address.port : 0 })

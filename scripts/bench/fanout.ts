@@ -33,6 +33,10 @@ export interface FanoutRep {
   readonly deliveries: number
   /** Server CPU time (user + system) over the round per tick delivered. */
   readonly serverCpuUsPerDelivery: number
+  /** The part of it in the kernel (socket writes, mostly). */
+  readonly serverSystemUsPerDelivery: number
+  /** `GET /healthz` every 100 ms during the round, from the clients' process: p99 of its answer time. */
+  readonly healthzP99: number
   /** Server CPU time over the round's wall time. */
   readonly serverBusy: number
   /** The clients' process CPU time over the round's wall time: near 1, its own backlog is in the latencies. */
@@ -67,7 +71,10 @@ export const fanoutRep = (serverUrl: string, options: FanoutOptions) =>
     })
     yield* emitter.next("ready")
     yield* Effect.addFinalizer(() => stop(emitter))
-    const serverCpuUs = Effect.zipRight(server.send({ type: "cpu" }), Effect.map(server.next("cpu"), (m) => Number(m["us"])))
+    const serverCpuUs = Effect.zipRight(
+      server.send({ type: "cpu" }),
+      Effect.map(server.next("cpu"), (m) => ({ user: Number(m["user"]), system: Number(m["system"]) }))
+    )
 
     const round = (events: number) =>
       Effect.scoped(Effect.gen(function*() {
@@ -86,7 +93,10 @@ export const fanoutRep = (serverUrl: string, options: FanoutOptions) =>
         const message = yield* clients.next("result").pipe(
           within(Duration.sum(Duration.seconds(60), Duration.millis(events * options.intervalMs)), "the clients did not all see their run end")
         )
-        const serverUs = (yield* serverCpuUs) - cpuBefore
+        const cpuAfter = yield* serverCpuUs
+        const userUs = cpuAfter.user - cpuBefore.user
+        const systemUs = cpuAfter.system - cpuBefore.system
+        const serverUs = userUs + systemUs
         const wallMs = nowMs() - wallBefore
         const result = message["result"] as ClientsResult
         if (result.wrong > 0) return yield* new BenchError({ message: `${result.wrong} events out of order or missing at the clients` })
@@ -101,6 +111,8 @@ export const fanoutRep = (serverUrl: string, options: FanoutOptions) =>
           max: sorted[sorted.length - 1]!,
           deliveries: result.deliveries,
           serverCpuUsPerDelivery: serverUs / result.deliveries,
+          serverSystemUsPerDelivery: systemUs / result.deliveries,
+          healthzP99: percentile(sortNumbers(result.healthz), 99),
           serverBusy: serverUs / 1000 / wallMs,
           clientsBusy: result.cpuUs / 1000 / result.wallMs
         } satisfies FanoutRep
