@@ -13,7 +13,7 @@
  * @since 0.1.0
  */
 import type { SqlError } from "@effect/sql"
-import { type Cause, Chunk, Config, Context, Deferred, Effect, Exit, Fiber, FiberId, Layer, Mailbox, type Scope, Stream } from "effect"
+import { type Cause, Channel, Chunk, Config, Context, Deferred, Effect, Exit, Fiber, FiberId, Layer, Mailbox, type Scope, Stream } from "effect"
 import { InvalidInput, type RunNotFound } from "./domain/Errors.ts"
 import type { RunId } from "./domain/Ids.ts"
 import { isFinished } from "./domain/Run.ts"
@@ -401,13 +401,19 @@ export const make = Effect.gen(function*() {
         offer: (batch) => mailbox.unsafeOffer(batch),
         write: (batch) => Effect.asVoid(mailbox.offer(batch))
       }).pipe(Mailbox.into(mailbox), Effect.forkScoped)
-      return Mailbox.toStream(mailbox).pipe(
-        Stream.mapChunks((batches) =>
-          batches.length === 1
+      // A channel loop rather than `Mailbox.toStream` and a map: one step per
+      // wake-up, which a run pays once per follower for each event.
+      const loop: Channel.Channel<Chunk.Chunk<RunEvent>, unknown, FollowError, unknown, void, unknown> = Channel.flatMap(
+        Channel.fromEffect(mailbox.takeAll),
+        ([batches, done]) => {
+          const events = batches.length === 1
             ? Chunk.unsafeFromArray(Chunk.unsafeHead(batches).events)
             : Chunk.unsafeFromArray(Chunk.toReadonlyArray(batches).flatMap((batch) => batch.events))
-        )
+          const next = done ? Channel.void : loop
+          return events.length === 0 ? next : Channel.zipRight(Channel.write(events), next)
+        }
       )
+      return Stream.fromChannel(loop)
     }))
 
   const stats = Effect.sync((): FollowStats => {

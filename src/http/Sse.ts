@@ -212,8 +212,12 @@ export const responseFrom = <E>(
         room = undefined
       })
     })
+    // A client that left: nothing more will be sent, so nothing is refused either.
+    readable.once("close", () => {
+      ended = true
+    })
     const sink: BodySink = {
-      offer: (message) => !ended && readable.readableLength < options.bufferBytes && (push(message) || true),
+      offer: (message) => ended || (readable.readableLength < options.bufferBytes && (push(message) || true)),
       write: (message) =>
         Effect.suspend(() => ended || push(message) ? Effect.void : waitForRoom)
     }
