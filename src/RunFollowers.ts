@@ -267,8 +267,10 @@ export const make = Effect.gen(function*() {
       Effect.scoped,
       Effect.onExit((exit) =>
         Effect.sync(() => {
-          if (Exit.isSuccess(exit) || Exit.isInterrupted(exit)) return
-          // The followers fail with it (a stream's client resumes); the next one gets a new reader.
+          if (Exit.isSuccess(exit)) return
+          // The followers fail with it (a stream's client resumes), or are
+          // interrupted with it (the program is stopping; after its last
+          // follower left there is none); the next one gets a new reader.
           reader.failure = exit.cause
           Deferred.unsafeDone(reader.ready, exit)
           if (readers.get(reader.runId) === reader) readers.delete(reader.runId)
