@@ -17,6 +17,8 @@
  *   with `Runs.events`; time from `emit` returning to each subscriber receiving
  *   the event. With the postgres bus the emitter is another process.
  * - backfill: a run of 100,000 events read from seq 0 with `Runs.events`.
+ * - fanout: 1,000 SSE clients over HTTP on one server process, following 10
+ *   runs that emit 10 events/s each (scripts/bench/fanout.ts).
  */
 import { SqlClient } from "@effect/sql"
 import { NodeRuntime } from "@effect/platform-node"
@@ -50,6 +52,7 @@ import {
   withDatabase
 } from "./bench/common.ts"
 import type { EmitterResult } from "./bench/delivery-emitter.ts"
+import { type FanoutRep, fanoutRep } from "./bench/fanout.ts"
 import { bundle, nodeFlags } from "./bundle.ts"
 import type { ThroughputResult } from "./bench/throughput-worker.ts"
 import { comparisonReport, competitors, graphileLatencyRep, graphileRep, type GraphileRep } from "./bench/graphile.ts"
@@ -75,6 +78,8 @@ interface Flags {
   readonly deliveryWarmup: number
   readonly bus: "postgres" | "memory" | "nats" | "both"
   readonly backfill: number
+  readonly fanoutClients: number
+  readonly fanoutEvents: number
   readonly cpuProf: string | undefined
   readonly pgStats: boolean
   readonly bundleWorker: boolean
@@ -90,7 +95,7 @@ const usage = `usage: npm run bench -- [flags]
   --json                 end with one line of JSON
   --quick                small sizes for a smoke run (2,000 runs, 100 starts, 20 subscribers, 10,000 events)
   --reps N               repetitions per phase (3)
-  --phases a,b           throughput,latency,delivery,backfill (all)
+  --phases a,b           throughput,latency,delivery,backfill,fanout (all)
   --runs N               throughput: runs to drain (20000)
   --batch N              throughput: runs per startMany (1000)
   --concurrency N        worker concurrency (10)
@@ -103,6 +108,8 @@ const usage = `usage: npm run bench -- [flags]
   --bus B                delivery: postgres (cross-process), memory, or both (both; the JSON reports postgres);
                          nats: cross-process on NATS (RUNSTREAM_NATS_URL) instead of postgres, and memory
   --backfill N           backfill: events in the run (100000)
+  --fanout-clients N     fanout: SSE clients over the 10 runs (1000)
+  --fanout-events N      fanout: ticks per run, 10/s (100)
   --cpu-prof DIR         write V8 CPU profiles of the child processes to DIR
   --pg-stats             print pg_stat_statements' top statements per phase (needs the extension preloaded)
   --worker-flags "F"     extra node flags for the throughput worker, after the production ones (to try
@@ -144,7 +151,7 @@ const parseFlags = (argv: ReadonlyArray<string>): Flags => {
     if (n !== fallback) targetSizes = false
     return n
   }
-  const phases = values.get("phases") ?? "throughput,latency,delivery,backfill"
+  const phases = values.get("phases") ?? "throughput,latency,delivery,backfill,fanout"
   values.delete("phases")
   const bus = values.get("bus") ?? "both"
   values.delete("bus")
@@ -169,6 +176,8 @@ const parseFlags = (argv: ReadonlyArray<string>): Flags => {
     deliveryWarmup: int("delivery-warmup", 100, 20),
     bus,
     backfill: size("backfill", 100_000, 10_000),
+    fanoutClients: size("fanout-clients", 1000, 200),
+    fanoutEvents: size("fanout-events", 100, 30),
     cpuProf: cpuProf === undefined ? undefined : resolve(cpuProf),
     pgStats: switches.has("pg-stats"),
     bundleWorker: !switches.has("tsx-worker"),
@@ -179,7 +188,7 @@ const parseFlags = (argv: ReadonlyArray<string>): Flags => {
   if (compare !== undefined && !competitors.includes(compare as never)) throw new Error(`--compare takes ${competitors.join(", ")}`)
   if (values.size > 0) throw new Error(`unknown flag(s): ${[...values.keys()].map((k) => `--${k}`).join(", ")}\n${usage}`)
   for (const phase of flags.phases) {
-    if (!["throughput", "latency", "delivery", "backfill"].includes(phase)) throw new Error(`unknown phase '${phase}'`)
+    if (!["throughput", "latency", "delivery", "backfill", "fanout"].includes(phase)) throw new Error(`unknown phase '${phase}'`)
   }
   return { ...flags, targetSizes, compare: compare as Flags["compare"] }
 }
@@ -670,6 +679,25 @@ const backfillPhase = (server: Server, flags: Flags) =>
     return out
   }))
 
+/** One repetition of the fanout phase (scripts/bench/fanout.ts). */
+const fanoutPhaseRep = (server: Server, flags: Flags, rep: number) =>
+  Effect.tap(
+    fanoutRep(server.url, {
+      clients: flags.fanoutClients,
+      runs: 10,
+      events: flags.fanoutEvents,
+      intervalMs: 100,
+      warmupEvents: 20,
+      execArgv: (name) => childExecArgv(flags, name)
+    }),
+    (f: FanoutRep) =>
+      progress(`  fanout ${rep}: p50 ${fmt(f.p50, 1)} ms, p99 ${fmt(f.p99, 1)} ms, max ${fmt(f.max, 1)} ms over ${fmt(f.deliveries)} deliveries; server ${
+        fmt(f.serverCpuUsPerDelivery, 1)
+      } µs CPU per delivery (${fmt(f.serverSystemUsPerDelivery, 1)} in the kernel; ${fmt(f.serverBusy, 2)} cores), clients' process ${
+        fmt(f.clientsBusy, 2)
+      } cores; /healthz p99 ${fmt(f.healthzP99, 1)} ms`)
+  )
+
 /** A phase's repetitions, and why it stopped early if it did. */
 interface Phase<A> {
   readonly name: string
@@ -833,6 +861,8 @@ const main = Effect.gen(function*() {
           : Effect.as(progress(`  backfill failed: ${describeFailure(exit.cause)}`), { name: "backfill", reps: [], error: describeFailure(exit.cause) })
       )
     ))
+  const fanout = yield* run("fanout", flags.phases.has("fanout"), () =>
+    repeat("fanout", flags.reps, (i) => fanoutPhaseRep(server, flags, i)))
   const calibrationAfter = yield* calibrate(server.url)
   const elapsed = (nowMs() - started) / 1000
 
@@ -877,9 +907,18 @@ const main = Effect.gen(function*() {
     ...rowsOf(backfill, [
       { metric: "backfill (events/s, Runs.events from seq 0)", value: (b) => b.eventsPerSec, digits: 0, target: { op: ">=", value: 200_000 } },
       { metric: "  reader CPU per event (µs)", value: (b) => b.cpuUsPerEvent, digits: 2 }
+    ]),
+    ...rowsOf(fanout, [
+      { metric: `fanout delivery p50 (ms, ${fmt(flags.fanoutClients)} SSE clients, 10 runs × 10/s)`, value: (f) => f.p50, digits: 1 },
+      { metric: "fanout delivery p99 (ms)", value: (f) => f.p99, digits: 1 },
+      { metric: "  server CPU per delivery (µs)", value: (f) => f.serverCpuUsPerDelivery, digits: 1, target: { op: "<=", value: 10 } },
+      { metric: "    of which in the kernel (µs, socket writes)", value: (f) => f.serverSystemUsPerDelivery, digits: 1 },
+      { metric: "  GET /healthz p99 during the round (ms)", value: (f) => f.healthzP99, digits: 1 },
+      { metric: "  server busy (cores)", value: (f) => f.serverBusy, digits: 2 },
+      { metric: "  clients' process busy (cores)", value: (f) => f.clientsBusy, digits: 2 }
     ])
   ]
-  const failures = [throughput, latency, deliveryPg, deliveryMem, backfill].filter((p) => p.error !== undefined)
+  const failures = [throughput, latency, deliveryPg, deliveryMem, backfill, fanout].filter((p) => p.error !== undefined)
 
   console.log("")
   console.log(`Runstream bench — ${server.kind === "embedded" ? "embedded" : describeUrl(server.url)} (PostgreSQL ${server.version}), ${flags.reps} repetition(s), ${fmt(elapsed, 0)} s, load average ${loadBefore} → ${loadAverage()}`)
@@ -909,6 +948,11 @@ const main = Effect.gen(function*() {
       },
       delivery: { p50Ms: round(med(delivery, (d) => d.p50), 3), p99Ms: round(med(delivery, (d) => d.p99), 3) },
       backfill: { eventsPerSec: round(med(backfill, (b) => b.eventsPerSec), 0) },
+      fanout: {
+        p50Ms: round(med(fanout, (f) => f.p50), 1),
+        p99Ms: round(med(fanout, (f) => f.p99), 1),
+        serverCpuUsPerDelivery: round(med(fanout, (f) => f.serverCpuUsPerDelivery), 1)
+      },
       peakRssMB: round(med(throughput, (t) => t.peakRssMB), 1),
       ...(comparison === undefined ? {} : {
         compare: { graphileJobsPerSec: round(comparison.graphileJobsPerSec, 0), ratio: round(comparison.ratio, 3) }

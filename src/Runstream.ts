@@ -11,6 +11,7 @@ import * as OutboxRelay from "./OutboxRelay.ts"
 import * as PgListener from "./PgListener.ts"
 import * as LeaseReclaim from "./queue/LeaseReclaim.ts"
 import * as RunQueue from "./queue/RunQueue.ts"
+import * as RunFollowers from "./RunFollowers.ts"
 import * as Runs from "./Runs.ts"
 import * as RunStore from "./RunStore.ts"
 import * as Workers from "./Workers.ts"
@@ -29,8 +30,9 @@ export interface RuntimeOptions<BusError = never, BusRequires = never> {
 }
 
 /**
- * Everything but the workers: `Runs`, the stores, the queue, the bus, an
- * outbox relay and the lease reclaim. Needs a database (`Database.layer` or `RunstreamTest`) and a
+ * Everything but the workers: `Runs` (and the `RunFollowers` behind its
+ * streams), the stores, the queue, the bus, an outbox relay and the lease
+ * reclaim. Needs a database (`Database.layer` or `RunstreamTest`) and a
  * `TaskRegistry`.
  */
 export const layerRuntime = <BusError = never, BusRequires = never>(options: RuntimeOptions<BusError, BusRequires> = {}) => {
@@ -41,6 +43,7 @@ export const layerRuntime = <BusError = never, BusRequires = never>(options: Run
     Layer.provideMerge(PgListener.layer)
   )
   return Layer.mergeAll(Runs.layer, OutboxRelay.layer, LeaseReclaim.layer({ interval: options.reclaimInterval })).pipe(
+    Layer.provideMerge(RunFollowers.layer),
     Layer.provideMerge(RunStore.layer),
     Layer.provideMerge(infra)
   )

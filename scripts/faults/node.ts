@@ -31,6 +31,7 @@ import * as PgListener from "../../src/PgListener.ts"
 import * as LeaseReclaim from "../../src/queue/LeaseReclaim.ts"
 import * as RunQueue from "../../src/queue/RunQueue.ts"
 import * as Runs from "../../src/Runs.ts"
+import * as RunFollowers from "../../src/RunFollowers.ts"
 import * as Runstream from "../../src/Runstream.ts"
 import * as RunStore from "../../src/RunStore.ts"
 import * as Task from "../../src/Task.ts"
@@ -101,6 +102,7 @@ const layerRuntimeWith = (options: { readonly leakyBusKillAfter?: number | undef
     Layer.provideMerge(PgListener.layer)
   )
   return (options.relay ? Layer.mergeAll(Runs.layer, OutboxRelay.layer, LeaseReclaim.layer()) : Layer.merge(Runs.layer, LeaseReclaim.layer())).pipe(
+    Layer.provideMerge(RunFollowers.layer),
     Layer.provideMerge(RunStore.layer),
     Layer.provideMerge(infra)
   )

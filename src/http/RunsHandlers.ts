@@ -5,7 +5,7 @@
  */
 import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import { Effect } from "effect"
-import { isFinished } from "../domain/Run.ts"
+import { type FeedBatch, RunFollowers } from "../RunFollowers.ts"
 import { Runs } from "../Runs.ts"
 import { Api, RunResponse, StartRunBody } from "./Api.ts"
 import { badRequest, internal, mapCore } from "./ApiError.ts"
@@ -18,12 +18,30 @@ import { Streams } from "./Streams.ts"
 const wantsJson = (accept: string | undefined) =>
   accept !== undefined && accept.includes("application/json") && !accept.includes("text/event-stream")
 
+/**
+ * Bytes of a run's stream a client may leave unread (beyond the socket's own
+ * buffers) before it leaves the run's live feed and is served from the log.
+ */
+const sseBufferBytes = 256 * 1024
+
 /** @category layers */
 export const layer = (options: HttpOptions) =>
   HttpApiBuilder.group(Api, "runs", (handlers) =>
     Effect.gen(function*() {
       const runs = yield* Runs
+      const followers = yield* RunFollowers
       const streams = yield* Streams
+      // Each batch of a run's shared feed is encoded once, and the same bytes
+      // are written to every client following the run.
+      const encoded = new WeakMap<FeedBatch, Uint8Array>()
+      const frames = (batch: FeedBatch) => {
+        let bytes = encoded.get(batch)
+        if (bytes === undefined) {
+          bytes = Buffer.from(Sse.runEventsText(batch.events, { withIds: true }), "utf8")
+          encoded.set(batch, bytes)
+        }
+        return bytes
+      }
       const respond = (status: number, body: typeof RunResponse.Type) =>
         HttpServerResponse.schemaJson(RunResponse)(body, { status }).pipe(Effect.mapError(() => internal))
 
@@ -41,12 +59,13 @@ export const layer = (options: HttpOptions) =>
           Effect.gen(function*() {
             // A reconnecting browser sends Last-Event-ID with its original URL: the header wins.
             const after = headers["last-event-id"] ?? urlParams.after ?? 0
-            const run = yield* mapCore(runs.get(path.id))
             if (wantsJson(request.headers["accept"])) {
+              yield* mapCore(runs.get(path.id))
               const events = yield* mapCore(runs.readEvents(path.id, { after, limit: urlParams.limit }))
               return { events, nextAfter: events.at(-1)?.seq ?? after }
             }
-            if (isFinished(run.status) && after >= run.lastSeq) {
+            const run = yield* mapCore(followers.position(path.id, after))
+            if (run.finished && after >= run.lastSeq) {
               return HttpServerResponse.empty({ status: 204 })
             }
             if (after > run.lastSeq) {
@@ -54,10 +73,15 @@ export const layer = (options: HttpOptions) =>
             }
             yield* streams.acquire
             // A failure ends the stream (logged); the client resumes from its last id.
-            return Sse.response(Sse.runEvents(runs.events(path.id, { after }), { withIds: true }), {
+            return yield* Sse.responseFrom((sink) =>
+              followers.follow(path.id, { after, position: run }, {
+                offer: (batch) => sink.offer(frames(batch)),
+                write: (batch) => sink.write(frames(batch))
+              }), {
               ...options,
               until: streams.shutdown,
-              name: `event stream of ${path.id}`
+              name: `event stream of ${path.id}`,
+              bufferBytes: sseBufferBytes
             })
           }))
     }))
