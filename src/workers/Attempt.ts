@@ -183,6 +183,11 @@ export const make = (options: {
     // A run of a task this pool lacks fails at once with TaskNotRegistered (see `run`).
     const unknownTaskRuntime = runtimeWith(poolRuntime.context)
     const baseAnnotations = FiberRefs.getOrDefault(poolRuntime.fiberRefs, FiberRef.currentLogAnnotations)
+    // The pool's annotations with each attempt number, made once: a run's own
+    // adds its id alone (a persistent map's insertion costs as much as the fork).
+    const byAttempt: Array<HashMap.HashMap<string, unknown>> = []
+    const withAttempt = (attempt: number) =>
+      attempt < 16 ? (byAttempt[attempt] ??= HashMap.set(baseAnnotations, "attempt", attempt)) : HashMap.set(baseAnnotations, "attempt", attempt)
 
     const contextOf = (claim: Claim): Task.TaskContext => ({
       runId: claim.runId,
@@ -253,6 +258,6 @@ export const make = (options: {
       run,
       outcomeOf,
       runtimeOf,
-      annotationsOf: (claim) => HashMap.set(HashMap.set(baseAnnotations, "runId", claim.runId), "attempt", claim.attempt)
+      annotationsOf: (claim) => HashMap.set(withAttempt(claim.attempt), "runId", claim.runId)
     } satisfies Attempts
   })

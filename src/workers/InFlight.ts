@@ -87,7 +87,8 @@ export class PoolState {
     readonly signal: Queue.Queue<void>
   ) {}
 
+  /** `placesTaken` of this pool (written out: it runs for every run that ends). */
   taking(): number {
-    return placesTaken({ inFlight: this.inFlight.size, recording: this.recording, reserved: this.reserved, writerCapacity })
+    return this.inFlight.size - Math.min(this.recording, writerCapacity) + this.reserved
   }
 }
