@@ -126,7 +126,10 @@ const parseFlags = (argv: ReadonlyArray<string>): Flags => {
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!
     if (!arg.startsWith("--")) throw new Error(`unexpected argument '${arg}'\n${usage}`)
-    const [name, inline] = arg.slice(2).split("=", 2) as [string, string | undefined]
+    // Split at the first "=" only: a value may hold more (--worker-flags=--max-semi-space-size=16).
+    const eq = arg.indexOf("=")
+    const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq)
+    const inline = eq === -1 ? undefined : arg.slice(eq + 1)
     if (["json", "quick", "pg-stats", "tsx-worker", "help"].includes(name)) switches.add(name)
     else if (inline !== undefined) values.set(name, inline)
     else if (i + 1 < argv.length) values.set(name, argv[++i]!)
@@ -319,10 +322,12 @@ const childExecArgv = (flags: Flags, name: string): ReadonlyArray<string> =>
  * The throughput worker as one ES module bundle (as `npm run bundle` makes the
  * production entry points), in node_modules/.cache so that its external
  * packages resolve. Run on plain node, it is what a deployed worker costs.
+ * One directory per bench process: worktrees share node_modules, and a bench
+ * in another one must not replace this one's worker between its build and its start.
  */
 const bundleWorker = Effect.tryPromise({
   try: async () => {
-    const outfile = join(here, "..", "node_modules", ".cache", "runstream-bench", "throughput-worker.mjs")
+    const outfile = join(here, "..", "node_modules", ".cache", "runstream-bench", String(process.pid), "throughput-worker.mjs")
     await bundle(join(here, "bench", "throughput-worker.ts"), outfile)
     return outfile
   },
@@ -787,6 +792,11 @@ const main = Effect.gen(function*() {
     try: () => parseFlags(process.argv.slice(2)),
     catch: (e) => new BenchError({ message: String((e as Error).message) })
   })
+  // The bundles of this process's children (see `bundleWorker`); kept with --cpu-prof, whose profiles map through them.
+  if (flags.cpuProf === undefined) {
+    const bundles = join(here, "..", "node_modules", ".cache", "runstream-bench", String(process.pid))
+    yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(bundles, { recursive: true, force: true })))
+  }
   const server = yield* acquireServer(flags)
   if (flags.pgStats) {
     yield* admin(server.url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements").pipe(

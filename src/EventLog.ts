@@ -6,7 +6,7 @@
  * @since 0.1.0
  */
 import { SqlClient, type SqlError } from "@effect/sql"
-import { Config, Context, Effect, Layer } from "effect"
+import { Config, Context, Effect, Either, Layer } from "effect"
 import { PayloadTooLarge } from "./domain/Errors.ts"
 import type { RunId } from "./domain/Ids.ts"
 import { makeRunEvent, type RunEvent } from "./domain/RunEvent.ts"
@@ -30,8 +30,11 @@ export class EventLog extends Context.Tag("runstream/EventLog")<EventLog, {
   readonly append: (items: ReadonlyArray<AppendItem>) => Effect.Effect<ReadonlyArray<number | undefined>, SqlError.SqlError>
   /** Events with `after < seq`, in order, at most `limit`. */
   readonly read: (runId: RunId, options: { readonly after: number; readonly limit: number }) => Effect.Effect<ReadonlyArray<RunEvent>, SqlError.SqlError>
-  /** Refuses event data (as JSON text) larger than the configured limit. */
-  readonly checkSize: (json: string) => Effect.Effect<void, PayloadTooLarge>
+  /**
+   * Refuses event data (as JSON text) larger than the configured limit. An
+   * `Either` (yieldable as an effect): it runs for every emit and output.
+   */
+  readonly checkSize: (json: string) => Either.Either<void, PayloadTooLarge>
 }>() {}
 
 /** @category config */
@@ -113,8 +116,8 @@ export const make = Effect.gen(function*() {
   const checkSize = (json: string) => {
     const bytes = Buffer.byteLength(json)
     return bytes > maxEventBytes
-      ? Effect.fail(new PayloadTooLarge({ what: "event data", bytes, limit: maxEventBytes }))
-      : Effect.void
+      ? Either.left(new PayloadTooLarge({ what: "event data", bytes, limit: maxEventBytes }))
+      : Either.void
   }
 
   return EventLog.of({ append, read, checkSize })

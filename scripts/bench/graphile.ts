@@ -35,7 +35,7 @@ export interface GraphileRep extends GraphileResult {
 const bundleGraphileWorker = (here: string) =>
   Effect.tryPromise({
     try: async () => {
-      const outfile = join(here, "..", "node_modules", ".cache", "runstream-bench", "graphile-worker.mjs")
+      const outfile = join(here, "..", "node_modules", ".cache", "runstream-bench", String(process.pid), "graphile-worker.mjs")
       await bundle(join(here, "bench", "graphile-worker.ts"), outfile)
       return outfile
     },

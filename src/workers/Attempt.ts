@@ -133,12 +133,15 @@ export interface Attempts {
    * afterwards): about a tenth of a run's cost on the throughput bench.
    */
   readonly run: (claim: Claim) => Effect.Effect<unknown, unknown>
-  /** How the attempt ended, as recorded; none when its lease was lost. An effect only for a retry's random backoff. */
+  /**
+   * How the attempt ended, as recorded; undefined when its lease was lost.
+   * Plain code: it runs when the run's fiber ends, for every run.
+   */
   readonly outcomeOf: (
     claim: Claim,
     exit: Exit.Exit<unknown, unknown>,
     stop: StopReason | undefined
-  ) => Effect.Effect<Option.Option<Outcome>>
+  ) => Outcome | undefined
   /** The runtime a run's fiber starts from: the pool's, with the services its task was registered with. */
   readonly runtimeOf: (task: string) => Runtime.Runtime<never>
   /** The log annotations of a run's fiber. */
@@ -180,6 +183,11 @@ export const make = (options: {
     // A run of a task this pool lacks fails at once with TaskNotRegistered (see `run`).
     const unknownTaskRuntime = runtimeWith(poolRuntime.context)
     const baseAnnotations = FiberRefs.getOrDefault(poolRuntime.fiberRefs, FiberRef.currentLogAnnotations)
+    // The pool's annotations with each attempt number, made once: a run's own
+    // adds its id alone (a persistent map's insertion costs as much as the fork).
+    const byAttempt: Array<HashMap.HashMap<string, unknown>> = []
+    const withAttempt = (attempt: number) =>
+      attempt < 16 ? (byAttempt[attempt] ??= HashMap.set(baseAnnotations, "attempt", attempt)) : HashMap.set(baseAnnotations, "attempt", attempt)
 
     const contextOf = (claim: Claim): Task.TaskContext => ({
       runId: claim.runId,
@@ -205,10 +213,9 @@ export const make = (options: {
     const storableOutput = (encoded: unknown) => {
       const json = storableJson("output", encoded)
       if (Either.isLeft(json)) return Effect.fail(new OutputInvalid({ message: json.left.message }))
-      return log.checkSize(json.right).pipe(
-        Effect.mapError((error) => new OutputInvalid({ message: `output: ${error.message}` })),
-        Effect.as(encoded)
-      )
+      const size = log.checkSize(json.right)
+      if (Either.isLeft(size)) return Effect.fail(new OutputInvalid({ message: `output: ${size.left.message}` }))
+      return Effect.succeed(encoded)
     }
 
     const run = (claim: Claim): Effect.Effect<unknown, unknown> => {
@@ -229,26 +236,28 @@ export const make = (options: {
       }) as Effect.Effect<unknown, unknown>
     }
 
+    const runtimeOf = (task: string) => prepared.get(task)?.runtime ?? unknownTaskRuntime
+
     const outcomeOf: Attempts["outcomeOf"] = (claim, exit, stop) => {
-      const decided = (outcome: Outcome | undefined) => Effect.succeed(Option.fromNullable(outcome))
-      if (stop === "cancel") return decided({ _tag: "cancelled" })
-      if (stop === "shutdown") return decided({ _tag: "released", reason: "worker shutdown" })
-      if (stop === "leaseLost") return decided(undefined)
-      if (Exit.isSuccess(exit)) return decided({ _tag: "succeeded", output: exit.value ?? null })
+      if (stop === "cancel") return { _tag: "cancelled" }
+      if (stop === "shutdown") return { _tag: "released", reason: "worker shutdown" }
+      if (stop === "leaseLost") return undefined
+      if (Exit.isSuccess(exit)) return { _tag: "succeeded", output: exit.value ?? null }
       const failure = Cause.failureOption(exit.cause)
-      if (Option.isSome(failure) && failure.value instanceof LeaseLost) return decided(undefined)
-      if (Cause.isInterruptedOnly(exit.cause)) return decided({ _tag: "released", reason: "interrupted" })
+      if (Option.isSome(failure) && failure.value instanceof LeaseLost) return undefined
+      if (Cause.isInterruptedOnly(exit.cause)) return { _tag: "released", reason: "interrupted" }
       const error = runErrorOf(exit.cause)
-      if (!error.retryable || claim.attempt >= claim.maxAttempts) return decided({ _tag: "failed", error })
+      if (!error.retryable || claim.attempt >= claim.maxAttempts) return { _tag: "failed", error }
       const policy = prepared.get(claim.task)?.task.retry ?? Task.defaultRetry
-      return Effect.map(Random.next, (random) =>
-        Option.some({ _tag: "retrying", error, delayMs: Duration.toMillis(Task.backoffDelay(policy, claim.attempt, random)) }))
+      // The `Random` of the run's fiber as it began (a body's own `withRandom` ended with it).
+      const random = Runtime.runSync(runtimeOf(claim.task), Random.next)
+      return { _tag: "retrying", error, delayMs: Duration.toMillis(Task.backoffDelay(policy, claim.attempt, random)) }
     }
 
     return {
       run,
       outcomeOf,
-      runtimeOf: (task) => prepared.get(task)?.runtime ?? unknownTaskRuntime,
-      annotationsOf: (claim) => HashMap.set(HashMap.set(baseAnnotations, "runId", claim.runId), "attempt", claim.attempt)
+      runtimeOf,
+      annotationsOf: (claim) => HashMap.set(withAttempt(claim.attempt), "runId", claim.runId)
     } satisfies Attempts
   })

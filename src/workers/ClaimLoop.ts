@@ -18,9 +18,10 @@ export interface ClaimLoop {
   /**
    * Pokes the loop when it would act on a freed place, or for the shutdown's
    * drain. Not while it waits for work: a place freed then changes nothing,
-   * and the poke would cost it a wake-up per run.
+   * and the poke would cost it a wake-up per run. Synchronous: called for
+   * every run that ends.
    */
-  readonly placeFreed: Effect.Effect<void>
+  readonly placeFreed: () => void
 }
 
 export const make = (options: {
@@ -49,12 +50,13 @@ export const make = (options: {
       Effect.forkScoped
     )
 
-    const placeFreed = Effect.suspend(() => {
+    const placeFreed = () => {
       const capacity = pool.concurrency + pool.prefetch.current()
-      return !pool.accepting || pool.woken || (!pool.idle && capacity - pool.taking() >= batchThreshold(capacity))
-        ? Queue.offer(signal, undefined)
-        : Effect.void
-    })
+      if (!pool.accepting || pool.woken || (!pool.idle && capacity - pool.taking() >= batchThreshold(capacity))) {
+        // A sliding queue of one: already full, the loop is poked already.
+        signal.unsafeOffer(undefined)
+      }
+    }
 
     /** Until a wake-up, the next due run or the poll interval, whichever comes first. */
     const waitForWork = Effect.gen(function*() {

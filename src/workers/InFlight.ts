@@ -41,11 +41,11 @@ export const inFlight = (claim: Claim): InFlight => ({
 
 /**
  * Places taken in a pool: runs buffered or executing, places promised to runs
- * being started, and ends the writer has no room for yet. Ends the writer's
- * queue holds take no place (the next claim does not wait for their commit);
- * the others wait in their runs' fibers, and while they do the pool claims no
- * more: else a pool whose commits fall behind would take the whole queue into
- * memory, a fiber waiting for each run's end.
+ * being started, and ends waiting for the writer beyond its capacity. Up to
+ * `writerCapacity` ends waiting take no place (the next claim does not wait
+ * for their commit); beyond, they do, and the pool claims no more: else a pool
+ * whose commits fall behind would take the whole queue into memory, an end
+ * waiting for each run.
  */
 export const placesTaken = (pool: {
   /** Runs the pool holds: buffered, executing, or whose end is being recorded. */
@@ -87,7 +87,8 @@ export class PoolState {
     readonly signal: Queue.Queue<void>
   ) {}
 
+  /** `placesTaken` of this pool (written out: it runs for every run that ends). */
   taking(): number {
-    return placesTaken({ inFlight: this.inFlight.size, recording: this.recording, reserved: this.reserved, writerCapacity })
+    return this.inFlight.size - Math.min(this.recording, writerCapacity) + this.reserved
   }
 }

@@ -93,7 +93,11 @@ export const make = (options: WorkersOptions) =>
 
     const writer = yield* Writer.make(workerId)
     const attempts = yield* Attempt.make({
-      poolRuntime: yield* annotate(Effect.runtime<never>()),
+      poolRuntime: yield* annotate(Effect.runtime<never>()).pipe(
+        // A run's fiber is the attempt itself, and a failed attempt is an
+        // outcome, not an error nobody handled (the default logs it at debug).
+        Effect.locally(FiberRef.unhandledErrorLogLevel, Option.none())
+      ),
       writer,
       shutdownGrace: options.shutdownGrace
     })
@@ -106,15 +110,16 @@ export const make = (options: WorkersOptions) =>
       Effect.suspend(() => {
         if (entry.stop !== undefined) return Effect.void
         entry.stop = reason
-        if (entry.fiber !== undefined) {
+        const fiber = entry.fiber
+        if (fiber !== undefined) {
           return Effect.zipRight(
-            Fiber.interruptFork(entry.fiber),
+            Fiber.interruptFork(fiber),
             // A body whose finalizers hang must not hold its place forever.
             Effect.sleep(options.shutdownGrace).pipe(
               Effect.zipRight(Effect.suspend(() =>
                 entry.ended ? Effect.void : Effect.zipRight(
                   Attempt.logAbandoned(entry.claim, reason, options.shutdownGrace),
-                  end(entry, Exit.interrupt(entry.fiber!.id()))
+                  Effect.sync(() => end(entry, Exit.interrupt(fiber.id())))
                 )
               )),
               // Stops may come from uninterruptible code; the timer must not be.
@@ -124,11 +129,12 @@ export const make = (options: WorkersOptions) =>
             )
           )
         }
-        // Its fiber has not begun: it sees the stop and skips the body.
+        // Begun (its fiber was started) and without a fiber: ended already.
         if (entry.taken) return Effect.void
         // Still buffered: end it now rather than when a place frees up.
         entry.taken = true
-        return Effect.asVoid(Effect.forkDaemon(end(entry, Exit.interrupt(FiberId.none))))
+        end(entry, Exit.interrupt(FiberId.none))
+        return Effect.void
       })
 
     const stopRun = (runId: RunId, reason: StopReason) =>
@@ -138,7 +144,7 @@ export const make = (options: WorkersOptions) =>
       })
 
     /** After an attempt's end is recorded: report a refused end, or let others take a handed-back run. */
-    const afterRecorded = (claim: Claim, outcome: Outcome, stillHeld: boolean) =>
+    const afterRecorded = (claim: Claim, outcome: Outcome, stillHeld: boolean): Effect.Effect<void> | undefined =>
       !stillHeld
         ? Effect.logInfo(`attempt ${claim.attempt} of ${claim.runId} lost its lease; its ${outcome._tag} was refused`)
         : outcome._tag === "released" || outcome._tag === "retrying"
@@ -146,7 +152,7 @@ export const make = (options: WorkersOptions) =>
         // Retrying: idle workers learn when it is due (they sleep until the
         // next due run, or their poll), instead of finding it at their poll.
         ? queue.wake(claim.queue)
-        : Effect.void
+        : undefined
 
     const endOf = (claim: Claim, outcome: Outcome) => ({ runId: claim.runId, attempt: claim.attempt, outcome })
 
@@ -154,7 +160,7 @@ export const make = (options: WorkersOptions) =>
     const recordRetrying = (claim: Claim, outcome: Outcome) =>
       writer.record(endOf(claim, outcome)).pipe(
         Effect.retry(Schedule.exponential("100 millis").pipe(Schedule.upTo(options.lease))),
-        Effect.flatMap((stillHeld) => afterRecorded(claim, outcome, stillHeld)),
+        Effect.flatMap((stillHeld) => afterRecorded(claim, outcome, stillHeld) ?? Effect.void),
         Effect.catchAllCause((cause) => Effect.logWarning(`could not record the end of ${claim.runId}; its lease will expire`, cause)),
         annotateRun(claim)
       )
@@ -164,83 +170,76 @@ export const make = (options: WorkersOptions) =>
      * waiting would cap a group at one run per place. The entry stays in
      * flight (its lease heartbeated, the shutdown waiting for it) until the end
      * is recorded, but its place in the pool is free at once: the next claim
-     * does not wait for this commit (unless the writer's queue is full: see
+     * does not wait for this commit (unless the writer is far behind: see
      * `placesTaken`). A failed write is retried in a fiber of its own.
      */
-    const record = (entry: InFlight, outcome: Outcome) =>
-      Effect.suspend(() => {
-        // Marked before the submission, so that `free` always sees the mark.
-        entry.recording = true
-        pool.recording++
-        prefetch.ended()
-        return writer.recordThen(endOf(entry.claim, outcome), (exit) =>
-          Exit.isSuccess(exit)
-            ? Effect.zipRight(afterRecorded(entry.claim, outcome, exit.value), free(entry))
-            : Effect.asVoid(FiberSet.run(recordingAgain, recordRetrying(entry.claim, outcome).pipe(Effect.ensuring(free(entry))))))
-      }).pipe(Effect.zipRight(claimLoop.placeFreed))
+    const record = (entry: InFlight, outcome: Outcome): void => {
+      // Marked before the submission, so that `free` always sees the mark.
+      entry.recording = true
+      pool.recording++
+      prefetch.ended()
+      writer.recordThen(endOf(entry.claim, outcome), (exit) => {
+        if (Exit.isSuccess(exit)) {
+          free(entry)
+          return afterRecorded(entry.claim, outcome, exit.value)
+        }
+        return Effect.asVoid(FiberSet.run(recordingAgain, recordRetrying(entry.claim, outcome).pipe(Effect.ensuring(Effect.sync(() => free(entry))))))
+      })
+      claimLoop.placeFreed()
+    }
 
     /** Lets the run go once its attempt is over and its end recorded (or abandoned). */
-    const free = (entry: InFlight) =>
-      Effect.suspend(() => {
-        // The entry may be an older attempt of a run this pool claimed again.
-        if (pool.inFlight.get(entry.claim.runId) === entry) pool.inFlight.delete(entry.claim.runId)
-        if (entry.recording) pool.recording--
-        else prefetch.ended()
-        return claimLoop.placeFreed
-      })
+    const free = (entry: InFlight): void => {
+      // The entry may be an older attempt of a run this pool claimed again.
+      if (pool.inFlight.get(entry.claim.runId) === entry) pool.inFlight.delete(entry.claim.runId)
+      if (entry.recording) pool.recording--
+      else prefetch.ended()
+      claimLoop.placeFreed()
+    }
 
     /**
      * Ends an attempt once: decides its outcome and records it (`free` follows
      * the write), or frees the entry at once when there is nothing to record;
-     * frees its place among the `concurrency`. Called by the run's fiber when
-     * its body ends, or by the stop's timer for a body that did not end in
-     * time after its interruption (abandoned: it goes on running detached).
+     * frees its place among the `concurrency`. Called when the run's fiber
+     * ends (by `dispatch`, or the fiber's observer), or by the stop's timer for
+     * a body that did not end in time after its interruption (abandoned: it
+     * goes on running detached). Plain code, for every run: no effect steps.
      */
-    const end = (entry: InFlight, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
-      Effect.suspend(() => {
-        if (entry.ended) return Effect.void
-        entry.ended = true
-        // Nothing interrupts it any more; let it be collected young (the entry
-        // lives on until its end is recorded).
-        entry.fiber = undefined
-        if (entry.running) {
-          entry.running = false
-          pool.running--
-          dispatch()
-        }
-        return Effect.flatMap(attempts.outcomeOf(entry.claim, exit, entry.stop), (outcome) =>
-          Option.isSome(outcome) ? record(entry, outcome.value) : free(entry))
-      }).pipe(Effect.uninterruptible)
-
-    /**
-     * A run's fiber: its body (interruptible: stops interrupt this fiber), then
-     * its end. A root fiber: a body abandoned after its interruption may never
-     * end, and must not hold up the pool's shutdown; every body is interrupted
-     * explicitly (`stop`), so none outlives the pool unasked.
-     */
-    const execute = (entry: InFlight) =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.withFiberRuntime<void>((fiber) => {
-          // Stopped after it was given this fiber, before it began.
-          if (entry.stop !== undefined) return end(entry, Exit.interrupt(FiberId.none))
-          entry.fiber = fiber as Fiber.RuntimeFiber<unknown, unknown>
-          return Effect.flatMap(Effect.exit(restore(attempts.run(entry.claim))), (exit) => end(entry, exit))
-        })
-      )
+    const end = (entry: InFlight, exit: Exit.Exit<unknown, unknown>): void => {
+      if (entry.ended) return
+      entry.ended = true
+      // Nothing interrupts it any more; let it be collected young (the entry
+      // lives on until its end is recorded).
+      entry.fiber = undefined
+      const outcome = attempts.outcomeOf(entry.claim, exit, entry.stop)
+      if (outcome !== undefined) record(entry, outcome)
+      else free(entry)
+      if (entry.running) {
+        entry.running = false
+        pool.running--
+        dispatch()
+      }
+    }
 
     /**
      * Gives buffered runs fibers of their own while fewer than `concurrency`
      * execute: one fiber per run, started from the task's runtime with the
      * run's log annotations, no runner fiber waiting on a queue in between.
-     * Finding the buffer empty with a place free while the queue has more runs
-     * is starving (see `Prefetch`).
+     * The fiber is the attempt alone (interruptible: stops interrupt it); its
+     * end is plain code, run when the fiber ends: here, for a body that ended
+     * without waiting (the fiber runs at once, inside `runFork`), else by the
+     * fiber's observer. A root fiber: a body abandoned after its interruption
+     * may never end, and must not hold up the pool's shutdown; every body is
+     * interrupted explicitly (`stop`), so none outlives the pool unasked.
+     * Finding the buffer empty with a place free while the queue has more
+     * runs is starving (see `Prefetch`).
      */
     const dispatch = (): void => {
-      // A fiber starts at once, inside `runFork`: a body that ends without
-      // waiting ends there and calls `dispatch` again. That call only
-      // frees its place; the loop already running takes the next run, so runs
-      // start one after another instead of each inside the last (a buffer of
-      // such runs would otherwise overflow the stack).
+      // A body that ends without waiting ends inside `runFork`, and its end
+      // calls `dispatch` again. That call only frees its place; the loop
+      // already running takes the next run, so runs start one after another
+      // instead of each inside the last (a buffer of such runs would otherwise
+      // overflow the stack).
       if (dispatching) return
       dispatching = true
       try {
@@ -255,11 +254,17 @@ export const make = (options: WorkersOptions) =>
           entry.running = true
           pool.running++
           const annotations = attempts.annotationsOf(entry.claim)
-          Runtime.runFork(attempts.runtimeOf(entry.claim.task), execute(entry), {
+          const fiber = Runtime.runFork(attempts.runtimeOf(entry.claim.task), attempts.run(entry.claim), {
             // The refs are the new fiber's already (`runFork` forked them).
-            updateRefs: (refs, fiberId) =>
-              FiberRefs.updateManyAs(refs, { entries: [[FiberRef.currentLogAnnotations, [[fiberId, annotations]]]] })
+            updateRefs: (refs, fiberId) => FiberRefs.updateAs(refs, { fiberId, fiberRef: FiberRef.currentLogAnnotations, value: annotations })
           })
+          const exit = fiber.unsafePoll()
+          if (exit !== null) {
+            end(entry, exit)
+          } else {
+            entry.fiber = fiber
+            fiber.addObserver((exit) => end(entry, exit))
+          }
         }
       } finally {
         dispatching = false

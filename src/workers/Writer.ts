@@ -14,7 +14,11 @@ import * as GroupCommit from "./GroupCommit.ts"
 
 /** The most items (emits, ends) one group commit writes. */
 export const writerBatch = 500
-/** The most items waiting for the group commit: a few batches. */
+/**
+ * The ends waiting for the group commit that take no place in the pool: a few
+ * batches. Beyond, the pool claims no more until the writer catches up (see
+ * `placesTaken`).
+ */
 export const writerCapacity = writerBatch * 4
 
 type Write =
@@ -31,9 +35,13 @@ export interface Writer {
   readonly record: (end: AttemptEnd) => Effect.Effect<boolean, SqlError.SqlError>
   /**
    * Records an end without waiting: `done` is told, once its batch is written,
-   * whether the attempt still held its run.
+   * whether the attempt still held its run (in the writer's fiber; what it
+   * returns runs after the batch). Synchronous.
    */
-  readonly recordThen: (end: AttemptEnd, done: (exit: Exit.Exit<boolean, SqlError.SqlError>) => Effect.Effect<void>) => Effect.Effect<void>
+  readonly recordThen: (
+    end: AttemptEnd,
+    done: (exit: Exit.Exit<boolean, SqlError.SqlError>) => Effect.Effect<void> | void
+  ) => void
 }
 
 export const make = (workerId: string) =>
@@ -44,10 +52,13 @@ export const make = (workerId: string) =>
     const outbox = yield* Outbox
     const write = yield* GroupCommit.make<Write, Written, SqlError.SqlError>({
       maxBatch: writerBatch,
-      capacity: writerCapacity,
       write: (batch) => {
-        const emits = batch.flatMap((w) => w._tag === "emit" ? [w.item] : [])
-        const ends = batch.flatMap((w) => w._tag === "end" ? [w.item] : [])
+        const emits: Array<AppendItem> = []
+        const ends: Array<AttemptEnd> = []
+        for (const w of batch) {
+          if (w._tag === "emit") emits.push(w.item)
+          else ends.push(w.item)
+        }
         const written = Effect.gen(function*() {
           const seqs = yield* log.append(emits)
           const held = yield* queue.recordEnds({ workerId }, ends)
@@ -65,6 +76,6 @@ export const make = (workerId: string) =>
       emit: (item) => write.submit({ _tag: "emit", item }) as Effect.Effect<number | undefined, SqlError.SqlError>,
       record: (end) => write.submit({ _tag: "end", item: end }) as Effect.Effect<boolean, SqlError.SqlError>,
       recordThen: (end, done) =>
-        write.submitThen({ _tag: "end", item: end }, done as (exit: Exit.Exit<Written, SqlError.SqlError>) => Effect.Effect<void>)
+        write.submitThen({ _tag: "end", item: end }, done as (exit: Exit.Exit<Written, SqlError.SqlError>) => Effect.Effect<void> | void)
     } satisfies Writer
   })
