@@ -17,7 +17,7 @@ import { type Cause, Channel, Chunk, Config, Context, Deferred, Effect, Exit, Fi
 import { InvalidInput, type RunNotFound } from "./domain/Errors.ts"
 import type { RunId } from "./domain/Ids.ts"
 import { isFinished } from "./domain/Run.ts"
-import { isTerminalType, type RunEvent } from "./domain/RunEvent.ts"
+import { isTerminalType, maxSeq, type RunEvent } from "./domain/RunEvent.ts"
 import { EventBus } from "./bus/EventBus.ts"
 import { EventLog } from "./EventLog.ts"
 import * as FairSemaphore from "./internal/FairSemaphore.ts"
@@ -132,12 +132,9 @@ export const FollowConfig = Config.all({
   )
 })
 
-/**
- * A cursor into a run's log: a seq is a Postgres `bigint`, but one past 2^53
- * cannot be a real seq and would not even survive JSON, so none is accepted.
- */
-export const isSeq = (n: number) => Number.isSafeInteger(n) && n >= 0
-export const afterMessage = `after must be an integer from 0 to ${Number.MAX_SAFE_INTEGER}`
+/** A cursor into a run's log: an integer from 0 to the largest seq a log holds (`maxSeq`). */
+export const isSeq = (n: number) => Number.isInteger(n) && n >= 0 && n <= maxSeq
+export const afterMessage = `after must be an integer from 0 to ${maxSeq}`
 
 interface Follower {
   /** The last seq this follower was given. */

@@ -23,6 +23,13 @@ const runEventPrototype: object = RunEvent.prototype
  * when a stream backfills thousands of them. The result is the same: the
  * class's prototype with the fields as own properties.
  */
+/**
+ * The largest seq a run's log can hold: seqs (and a run's `last_seq`) are
+ * Postgres `integer`s. A cursor past it is refused as bad input; sent to the
+ * database it would be an "out of range" error, a 5xx.
+ */
+export const maxSeq = 2_147_483_647
+
 export const makeRunEvent = (runId: RunId, seq: number, type: string, data: unknown, at: number | Date): RunEvent => {
   const event = Object.create(runEventPrototype) as { -readonly [K in keyof RunEvent]: RunEvent[K] }
   event.runId = runId

@@ -7,7 +7,7 @@ import { HttpApi, HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platfor
 import { Schema } from "effect"
 import { RunId } from "../domain/Ids.ts"
 import { Run, RunStatus } from "../domain/Run.ts"
-import { RunEvent } from "../domain/RunEvent.ts"
+import { maxSeq, RunEvent } from "../domain/RunEvent.ts"
 import { StorableString } from "../internal/jsonb.ts"
 import { maxPageSize, StartOptions } from "../Runs.ts"
 import * as ApiError from "./ApiError.ts"
@@ -40,7 +40,11 @@ export const Status = Schema.Struct({ status: Schema.String }).annotations({ ide
 /** An integer in a query string or header, with one message for every way it can be wrong. */
 const intParam = (integer: Schema.Schema<number>, description: string, message: string) =>
   Schema.compose(Schema.NumberFromString, integer).annotations({ description, message: () => ({ message, override: true }) })
-const After = intParam(Schema.NonNegativeInt, "Only events with a greater seq (0: from the start).", "must be an integer of at least 0")
+const After = intParam(
+  Schema.Int.pipe(Schema.between(0, maxSeq)),
+  "Only events with a greater seq (0: from the start).",
+  `must be an integer from 0 to ${maxSeq}`
+)
 const Limit = intParam(
   Schema.Int.pipe(Schema.between(1, maxPageSize)),
   `Page size, 1 to ${maxPageSize}.`,

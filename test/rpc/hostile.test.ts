@@ -185,10 +185,18 @@ describe("POST /rpc against hostile clients", () => {
 
         const list = yield* withClient((client) => Effect.flip(client.list({ task: "a\u0000b" })))
         expect(list._tag).toBe("InvalidInput")
-        const page = yield* withClient((client) => Effect.flip(client.readEvents(accepted.body.run.id, { after: 9223372036854775808 })))
-        expect(page._tag).toBe("InvalidInput")
-        const rest = yield* call(`/v1/runs/${accepted.body.run.id}/events?after=9223372036854775808`, { headers: { accept: "application/json" } })
-        expect({ status: rest.status, code: rest.body?.error?.code }).toEqual({ status: 400, code: "invalid_input" })
+        // Past what a seq can be: 2^31 (seqs are Postgres integers; the database would refuse it with a 5xx) and 2^63.
+        for (const after of [2147483648, 9223372036854775808]) {
+          const page = yield* withClient((client) => Effect.flip(client.readEvents(accepted.body.run.id, { after })))
+          expect.soft({ after, tag: page._tag }).toEqual({ after, tag: "InvalidInput" })
+          const followed = yield* withClient((client) => Effect.flip(Stream.runDrain(client.events(accepted.body.run.id, { after }))))
+          expect.soft({ after, tag: followed._tag }).toEqual({ after, tag: "InvalidInput" })
+          for (const accept of ["application/json", "text/event-stream"]) {
+            const rest = yield* call(`/v1/runs/${accepted.body.run.id}/events?after=${after}`, { headers: { accept } })
+            expect.soft({ after, accept, status: rest.status, code: rest.body?.error?.code })
+              .toEqual({ after, accept, status: 400, code: "invalid_input" })
+          }
+        }
         expect(errors).toEqual([])
         // Only the one valid start was written.
         expect((yield* call("/v1/runs")).body.runs.map((run: any) => run.id)).toEqual([accepted.body.run.id])
