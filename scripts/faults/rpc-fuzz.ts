@@ -121,6 +121,21 @@ const isErrorBody = (body: any) =>
 
 const answerTags = new Set(["Exit", "Chunk", "Defect", "Pong"])
 
+/** The ids of the well-formed `Start` requests of a body. */
+const startIdsOf = (body: string | Uint8Array): ReadonlySet<string> => {
+  const ids = new Set<string>()
+  const text = typeof body === "string" ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString("utf8")
+  for (const line of text.split("\n")) {
+    try {
+      const message = JSON.parse(line)
+      if (message?._tag === "Request" && message.tag === "Start") ids.add(String(message.id))
+    } catch {
+      // not a message: no start
+    }
+  }
+  return ids
+}
+
 /**
  * Sends a body on a connection of its own and judges the answer: a JSON error
  * (4xx/5xx), or NDJSON messages of the protocol. An answer still open after
@@ -137,6 +152,7 @@ export const sendRpc = (baseUrl: string, c: RpcCase, liveMs = 2000): Promise<Rpc
       resolve({ runIds: [], unavailable: false, ...answer })
     }
     const timer = setTimeout(() => done({ status: 0, ok: false, why: "no answer within 60 s" }), 60_000)
+    const starts = startIdsOf(c.body)
     const req = request(`${baseUrl}/rpc`, { method: "POST", headers: { "content-type": "application/ndjson", connection: "close" }, agent: false })
     let answered = false
     req.on("response", (res) => {
@@ -156,6 +172,7 @@ export const sendRpc = (baseUrl: string, c: RpcCase, liveMs = 2000): Promise<Rpc
         const lines = text.split("\n")
         if (!ended) lines.pop() // a line cut by the end of the wait
         const runIds: Array<string> = []
+        const exited = new Set<string>()
         let unavailable = false
         for (const line of lines) {
           if (line === "") continue
@@ -167,9 +184,13 @@ export const sendRpc = (baseUrl: string, c: RpcCase, liveMs = 2000): Promise<Rpc
           }
           if (!answerTags.has(message?._tag)) return done({ status, ok: false, why: `an answer line is no protocol message: ${line.slice(0, 120)}` })
           const exit = message.exit
+          if (message._tag === "Exit") exited.add(String(message.requestId))
           if (exit?._tag === "Success" && typeof exit.value?.run?.id === "string" && exit.value.created === true) runIds.push(exit.value.run.id)
           if (exit?._tag === "Failure" && JSON.stringify(exit.cause).includes("\"Unavailable\"")) unavailable = true
         }
+        // A live answer is judged once every start it carries has its exit:
+        // else a run created after the wait would look written by no request.
+        if (!ended && [...starts].some((id) => !exited.has(id))) return void setTimeout(() => judge(false), liveMs)
         done({ status, ok: true, why: ended ? "answered" : "live stream", runIds, unavailable })
       }
       res.on("data", (chunk: Buffer) => chunks.push(chunk))

@@ -430,6 +430,10 @@ export const scenario: Scenario = {
         UNION ALL SELECT 'jobs', count(*)::int FROM runstream_jobs j WHERE NOT (j.run_id = ANY($1::uuid[]))
         UNION ALL SELECT 'outbox', count(*)::int FROM runstream_outbox o WHERE NOT (o.run_ids <@ $1::uuid[])`, [[...accepted]])
       const strayCount = strays.reduce((n, s) => n + s.n, 0)
+      // Which runs, so that a failure says what wrote them.
+      const strayRuns = strayCount === 0 ? [] : yield* query<{ id: string; task: string; queue: string; status: string; created_at: Date; input: string }>(db.url, `
+        SELECT id, task, queue, status, created_at, left(input::text, 120) AS input FROM runstream_runs
+        WHERE NOT (id = ANY($1::uuid[])) ORDER BY created_at LIMIT 5`, [[...accepted]])
       const check = yield* checkRuns(db.url)
 
       const { expect, failures } = makeChecks()
@@ -438,7 +442,9 @@ export const scenario: Scenario = {
       expect(!hostile.failed, `with hostile clients too (failed after ${hostile.numRuns} cases, seed ${hostileSeed}: ${violations.join(" | ")}${shrunk(hostile)})`)
       expect(server.alive() && healthAfter._tag === "Right" && healthAfter.right === 200 && readyAfter._tag === "Right" && readyAfter.right === 200, "the server is up and ready at the end")
       expect(longestSilence <= 30_000, `/healthz answers at least every 30 s under hostile clients (longest silence ${seconds(longestSilence)})`)
-      expect(strayCount === 0, `no row written by a refused request (${strays.map((s) => `${s.n} ${s.what}`).join(", ")})`)
+      expect(strayCount === 0, `no row written by a refused request (${strays.map((s) => `${s.n} ${s.what}`).join(", ")}; runs: ${
+        strayRuns.map((r) => `${r.id} ${r.task} on ${r.queue}, ${r.status}, created ${r.created_at.toISOString()} (the scenario began ${new Date(hostileStart).toISOString()} with its hostile clients), input ${r.input}`).join(" | ")
+      })`)
       expect(serverErrors.size === 0, `bad input is refused with a 4xx, not a 5xx (${[...serverErrors].map(([k, e]) => `${e.n} × ${k}, e.g. ${e.example}`).join("; ")})`)
       expect(check.gaps === 0, `logs stay contiguous (${check.gaps})`)
       expect(rpc.alive, "the server survives the hostile RPC clients")

@@ -16,7 +16,9 @@
  *
  * A refusal before anything was answered is an HTTP error with the API's JSON
  * body (400, 413, 429); after, a protocol `Defect` that ends the answer (the
- * client's calls fail with it). Either way the rest of the body is read and
+ * client's calls fail with it), sent once the calls that write
+ * (`answeredBeforeRefusal`) have their answers: a run started by the line
+ * before a bad one is told to its client, not created unseen. Either way the rest of the body is read and
  * dropped for a moment, so the client reads the answer, then the connection
  * is closed.
  * @since 0.1.0
@@ -24,7 +26,7 @@
 import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServerRequest, NodeStream } from "@effect/platform-node"
 import { type RpcMessage, RpcServer } from "@effect/rpc"
-import { Deferred, Effect, Either, Mailbox, Option, Scope, Stream } from "effect"
+import { Deferred, Duration, Effect, Either, Mailbox, Option, Scope, Stream } from "effect"
 import { IncomingMessage, ServerResponse } from "node:http"
 import * as RpcFrame from "./RpcFrame.ts"
 
@@ -34,6 +36,9 @@ export interface Limits {
   /** Calls in flight at once per request. */
   readonly maxCalls: number
 }
+
+/** A refusal waits this long at most for the answers of the writing calls in flight. */
+const writesGrace = Duration.seconds(5)
 
 /**
  * Messages waiting to be written per request; past it, the calls producing
@@ -48,7 +53,18 @@ interface Client {
   readonly answer: Mailbox.Mailbox<Uint8Array>
   /** Ids of the calls that have not ended yet. */
   readonly inFlight: Set<string>
+  /** Among them, the calls that write (see `answeredBeforeRefusal`). */
+  readonly writing: Set<string>
+  /** Called when the last writing call in flight ends. */
+  onWritesDone: (() => void) | undefined
 }
+
+/** Resumes once no writing call of the client is in flight. */
+const writesDone = (client: Client) =>
+  Effect.async<void>((resume) => {
+    if (client.writing.size === 0) return resume(Effect.void)
+    client.onWritesDone = () => resume(Effect.void)
+  })
 
 const tooManyCalls = (limit: number) =>
   new RpcFrame.FrameRefused({
@@ -188,7 +204,11 @@ const makeLineReader = <E>(limit: number, onLine: (line: Uint8Array) => Effect.E
  * protocol (`RpcServer.make(group).pipe(Effect.provideService(RpcServer.Protocol, protocol))`)
  * and mount the app at `POST /rpc`.
  */
-export const make = (options: Limits & { readonly tags: ReadonlySet<string> }) =>
+export const make = (options: Limits & {
+  readonly tags: ReadonlySet<string>
+  /** Tags of the calls whose answers a refusal of a later line waits for (the calls that write). */
+  readonly answeredBeforeRefusal: ReadonlySet<string>
+}) =>
   Effect.gen(function*() {
     const disconnects = yield* Mailbox.make<number>()
     const clients = new Map<number, Client>()
@@ -204,14 +224,20 @@ export const make = (options: Limits & { readonly tags: ReadonlySet<string> }) =
           Effect.suspend(() => {
             const client = clients.get(clientId)
             if (client === undefined) return Effect.void
-            if (response._tag === "Exit") client.inFlight.delete(response.requestId)
+            // A refusal waiting for the writes is let go once this exit is in the answer, before its `Defect`.
+            let lastWrite = false
+            if (response._tag === "Exit") {
+              client.inFlight.delete(response.requestId)
+              lastWrite = client.writing.delete(response.requestId) && client.writing.size === 0
+            }
             let bytes: Uint8Array
             try {
               bytes = frame(response)
             } catch (cause) {
               bytes = frame({ _tag: "Defect", defect: { name: "EncodeError", message: String(cause).slice(0, 500) } })
             }
-            return Effect.asVoid(client.answer.offer(bytes))
+            const offered = Effect.asVoid(client.answer.offer(bytes))
+            return lastWrite ? Effect.zipRight(offered, Effect.sync(() => client.onWritesDone?.())) : offered
           }),
         end: (clientId: number) => Effect.suspend(() => clients.get(clientId)?.answer.end ?? Effect.void),
         clientIds: Effect.sync(() => new Set(clients.keys())),
@@ -228,7 +254,9 @@ export const make = (options: Limits & { readonly tags: ReadonlySet<string> }) =
       const clientId = nextClientId++
       const client: Client = {
         answer: yield* Mailbox.make<Uint8Array>({ capacity: answerBuffer, strategy: "suspend" }),
-        inFlight: new Set()
+        inFlight: new Set(),
+        writing: new Set(),
+        onWritesDone: undefined
       }
       clients.set(clientId, client)
       yield* Scope.addFinalizer(
@@ -254,6 +282,7 @@ export const make = (options: Limits & { readonly tags: ReadonlySet<string> }) =
             }
             if (client.inFlight.size >= options.maxCalls) return Effect.fail(tooManyCalls(options.maxCalls))
             client.inFlight.add(message.id)
+            if (options.answeredBeforeRefusal.has(message.tag)) client.writing.add(message.id)
             return writeRequest(clientId, { ...message, headers: requestHeaders.concat(message.headers) })
           default:
             return writeRequest(clientId, message)
@@ -276,6 +305,7 @@ export const make = (options: Limits & { readonly tags: ReadonlySet<string> }) =
           Effect.gen(function*() {
             yield* body.drop(yield* Deferred.isDone(started))
             if (yield* Deferred.fail(started, refusal)) return
+            yield* writesDone(client).pipe(Effect.timeoutOption(writesGrace))
             yield* client.answer.offer(defectFrame(refusal))
             yield* client.answer.end
           })

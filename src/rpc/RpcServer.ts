@@ -151,7 +151,11 @@ export const makeHttpApp = (
 ): Effect.Effect<HttpApp.Default<never, Scope.Scope>, never, Runs | Streams | Scope.Scope> =>
   Effect.gen(function*() {
     const context = yield* RunstreamRpcs.toHandlersContext(handlers)
-    const { httpApp, protocol } = yield* HttpProtocol.make({ ...limits, tags: new Set(RunstreamRpcs.requests.keys()) })
+    const { httpApp, protocol } = yield* HttpProtocol.make({
+      ...limits,
+      tags: new Set(RunstreamRpcs.requests.keys()),
+      answeredBeforeRefusal: new Set(["Start", "Cancel"])
+    })
     yield* RpcServer.make(RunstreamRpcs, { disableFatalDefects: true }).pipe(
       Effect.provide(context),
       Effect.provideService(RpcServer.Protocol, protocol),

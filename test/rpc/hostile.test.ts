@@ -224,6 +224,23 @@ describe("POST /rpc against hostile clients", () => {
         }
         expect((yield* call("/v1/runs/%zz/cancel", { method: "POST" })).status).toBe(400)
       }))
+
+    it.effect("answers a start before refusing a bad line after it: no run is created unseen", () =>
+      Effect.gen(function*() {
+        const before = new Set((yield* call("/v1/runs")).body.runs.map((run: any) => run.id))
+        for (const bad of [line({ _tag: "Hello" }), "x".repeat(100) + "\n", request("2", "Drop", {})]) {
+          const answer = yield* rawPost(request("1", "Start", { task: "demo.echo", input: "seen" }) + bad)
+          expect(answer.status).toBe(200)
+          const messages = answer.text.trim().split("\n").map((text) => JSON.parse(text))
+          // The start's exit first, then the refusal of the line after it.
+          expect(messages.map((m) => m._tag)).toEqual(["Exit", "Defect"])
+          expect(messages[0].exit._tag).toBe("Success")
+          const created = messages[0].exit.value.run.id
+          const runs = (yield* call("/v1/runs")).body.runs.map((run: any) => run.id).filter((id: string) => !before.has(id))
+          expect(runs).toEqual([created])
+          before.add(created)
+        }
+      }))
   })
 })
 
