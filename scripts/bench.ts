@@ -834,14 +834,11 @@ const main = Effect.gen(function*() {
       graphile.push(g)
       return progress(`  graphile-worker ${i}: ${fmt(g.jobsPerSec)} jobs/s (added at ${fmt(g.addJobsPerSec)} jobs/s), peak RSS ${fmt(g.peakRssMB, 1)} MB`)
     }))
-  // With --compare, each repetition is both drains, in alternating order.
+  /** With --compare, a repetition is Runstream's and graphile-worker's, in alternating order. */
+  const withCompared = <A, E, R>(i: number, ours: Effect.Effect<A, E, R>, theirs: (i: number) => Effect.Effect<unknown, E, R>) =>
+    flags.compare === undefined ? ours : i % 2 === 1 ? Effect.zipRight(theirs(i), ours) : Effect.zipLeft(ours, theirs(i))
   const throughput = yield* run("throughput", flags.phases.has("throughput"), () =>
-    repeat("throughput", flags.reps, (i) =>
-      flags.compare === undefined
-        ? throughputRep(server, flags, i)
-        : i % 2 === 1
-        ? Effect.zipRight(graphileDrain(i), throughputRep(server, flags, i))
-        : Effect.zipLeft(throughputRep(server, flags, i), graphileDrain(i))))
+    repeat("throughput", flags.reps, (i) => withCompared(i, throughputRep(server, flags, i), graphileDrain)))
   const graphileLatency: Array<GraphileLatency> = []
   const graphileStarts = (i: number) =>
     graphileLatencyRep({ serverUrl: server.url, here, starts: flags.latencyRuns, warmup: flags.warmup, concurrency: flags.concurrency }).pipe(
@@ -851,12 +848,7 @@ const main = Effect.gen(function*() {
       })
     )
   const latency = yield* run("latency", flags.phases.has("latency"), () =>
-    repeat("latency", flags.reps, (i) =>
-      flags.compare === undefined
-        ? latencyRep(server, flags, i)
-        : i % 2 === 1
-        ? Effect.zipRight(graphileStarts(i), latencyRep(server, flags, i))
-        : Effect.zipLeft(latencyRep(server, flags, i), graphileStarts(i))))
+    repeat("latency", flags.reps, (i) => withCompared(i, latencyRep(server, flags, i), graphileStarts)))
   // The cross-process bus: postgres, or nats with `--bus nats`.
   const crossBus = flags.bus === "nats" ? "nats" : "postgres"
   const deliveryPg = yield* run(`delivery (${crossBus})`, flags.phases.has("delivery") && flags.bus !== "memory", () =>
