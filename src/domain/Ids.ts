@@ -7,6 +7,9 @@ import { Clock, Effect, Schema } from "effect"
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
+/** Whether `s` has a run id's form (what `RunId` checks, without a parse). */
+export const isRunId = (s: string): s is RunId => uuidPattern.test(s)
+
 /** @category schemas */
 export const RunId = Schema.String.pipe(
   Schema.pattern(uuidPattern, { message: () => "a run id is a lowercase UUID" }),

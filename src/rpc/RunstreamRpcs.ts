@@ -21,7 +21,7 @@ import {
   UnknownTask
 } from "../domain/Errors.ts"
 import { Run, RunStatus } from "../domain/Run.ts"
-import { RunEvent } from "../domain/RunEvent.ts"
+import { RunEventWire } from "../domain/RunEvent.ts"
 import { StartOptions } from "../domain/StartOptions.ts"
 
 /**
@@ -74,7 +74,8 @@ export const RunPage = Schema.Struct({
 
 /** @category schemas */
 export const EventPage = Schema.Struct({
-  events: Schema.Array(RunEvent),
+  // `RunEvent`'s JSON, encoded and decoded by hand (a page can hold thousands).
+  events: Schema.Array(RunEventWire),
   /** Pass back as `after` for the next page: the last seq of this page, or `after` when it is empty. */
   nextAfter: Schema.Number
 })
@@ -114,14 +115,14 @@ export class RunstreamRpcs extends RpcGroup.make(
   /** The run's events after `after`, from the log then live; ends after the terminal event. */
   Rpc.make("Events", {
     payload: { runId: Schema.String, after: Schema.optional(Schema.Number) },
-    success: RunEvent,
+    success: RunEventWire,
     error: Schema.Union(RunNotFound, InvalidInput, Unavailable, TooManyStreams, ShuttingDown),
     stream: true
   }),
   /** Live events of every run (debug), optionally of one task or run; never ends. */
   Rpc.make("AllEvents", {
     payload: { task: Schema.optional(Schema.String), runId: Schema.optional(Schema.String) },
-    success: RunEvent,
+    success: RunEventWire,
     error: Schema.Union(InvalidInput, TooManyStreams, ShuttingDown),
     stream: true
   }),
