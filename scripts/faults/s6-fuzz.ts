@@ -474,7 +474,7 @@ export const scenario: Scenario = {
           ["5xx answers", serverErrors.size === 0 ? "none" : [...serverErrors].map(([k, e]) => `${e.n} × ${k}, e.g. body ${e.example}`).join("; ")],
           ["slow clients", `${slowCount} slowloris (headers a line every 2 s, or a body a byte a second): ${slowOpen} still open after ${seconds(Date.now() - hostileStart)}; ${neverReadCount} SSE clients that never read a ${burstEvents.toLocaleString("en")}-event log`],
           ["/rpc", `${rpcTried} of the fuzz cases; then alone for ${seconds(rpc.durationMs)}: ${rpc.floods.length} endless floods of AllEvents calls (${summarize(rpc.floods)}), ${rpc.hoarders} stream holders on a budget of ${maxStreams} (${rpc.held} held, ${rpc.refusedStreams} refused with TooManyStreams, other answers: ${rpc.otherHolds}; SSE meanwhile ${rpc.sseWhileFull}), ids of 10^6 and 1.6·10^7 digits (${summarize(rpc.hugeIds)}), 16 concurrent starts of 15 MB and more (${summarize(rpc.bigStarts)}), ${rpc.slowBodies} bodies a byte a second, ${rpc.neverRead} never-reading Events callers; and 4 REST starts at once of ${(rpc.unknownKeysBytes / 1e6).toFixed(1)} MB of unknown keys (${summarize(rpc.unknownKeys)})`],
-          ["server under the hostile RPC clients", `${rpc.alive ? "alive" : "DEAD"}; /healthz every 0.1 s (from a thread of its own, ${rpc.healthSamples} answers): p50 ${rpc.healthP50.toFixed(0)} ms, p99 ${rpc.healthP99.toFixed(0)} ms (target ${healthP99TargetMs} ms: ${rpc.healthP99 < healthP99TargetMs ? "met" : "not met"}), max ${rpc.healthMax.toFixed(0)} ms (worst by step: ${rpc.worstByStep}), ${rpc.healthFailures} failed; RSS ${rpc.beforeMB.toFixed(0)} MB before, peak ${rpc.peakMB.toFixed(0)} MB (bound ${rpcPeakBoundMB} MB); server CPU ${rpc.cpuSeconds.toFixed(1)} s`],
+          ["server under the hostile RPC clients", `${rpc.alive ? "alive" : "DEAD"}; /healthz every 0.1 s (from a thread of its own, ${rpc.healthSamples} answers): p50 ${rpc.healthP50.toFixed(0)} ms, p99 ${rpc.healthP99.toFixed(0)} ms (target ${healthP99TargetMs} ms: ${rpc.healthP99 < healthP99TargetMs ? "met" : "not met"}), max ${rpc.healthMax.toFixed(0)} ms (worst by step: ${rpc.worstByStep}), ${rpc.healthFailures} failed; RSS ${rpc.beforeMB.toFixed(0)} MB before, peak ${rpc.peakMB.toFixed(0)} MB (bound ${rpcPeakBoundMB} MB; by step: ${rpc.peakByStep}); server CPU ${rpc.cpuSeconds.toFixed(1)} s`],
           ["server under the hostile clients", `${server.alive() ? "alive" : "DEAD"}; /healthz every 0.5 s: p50 ${percentile(health, 50).toFixed(0)} ms, p99 ${percentile(health, 99).toFixed(0)} ms, ${healthFailures} failed or over 10 s, longest silence ${seconds(longestSilence)}; RSS ${baselineMB.toFixed(0)} MB before, peak ${peakMB.toFixed(0)} MB; the suite's own event-loop delay p99 ${(lag.percentile(99) / 1e6).toFixed(0)} ms, max ${(lag.max / 1e6).toFixed(0)} ms`]
         ],
         failures
@@ -504,13 +504,16 @@ const summarize = (outcomes: ReadonlyArray<{ readonly status: number; readonly w
  * its own and the server's memory is sampled. Slow bodies and never-reading
  * callers stay connected throughout.
  */
-const rpcPhase = async (server: { readonly baseUrl: string; readonly rssMB: () => number; readonly cpuSeconds: () => number; readonly alive: () => boolean }, port: number, largeRunId: string, quick: boolean) => {
+export const rpcPhase = async (server: { readonly baseUrl: string; readonly rssMB: () => number; readonly cpuSeconds: () => number; readonly alive: () => boolean }, port: number, largeRunId: string, quick: boolean) => {
   const began = Date.now()
   const beforeMB = server.rssMB()
   const cpuBefore = server.cpuSeconds()
   let peakMB = beforeMB
+  const rssSamples: Array<{ readonly at: number; readonly mb: number }> = []
   const memory = setInterval(() => {
-    peakMB = Math.max(peakMB, server.rssMB())
+    const mb = server.rssMB()
+    peakMB = Math.max(peakMB, mb)
+    rssSamples.push({ at: Date.now(), mb })
   }, 100)
   const probe = healthProbe(`${server.baseUrl}/healthz`, 100)
   const windows: Array<{ readonly step: string; readonly from: number; readonly to: number }> = []
@@ -581,7 +584,9 @@ const rpcPhase = async (server: { readonly baseUrl: string; readonly rssMB: () =
   const unknownKeys = await step("REST unknown keys", () =>
     Promise.all(Array.from({ length: 4 }, async () => {
       const at = Date.now()
-      const r = await fetch(`${server.baseUrl}/v1/runs`, { method: "POST", headers: { "content-type": "application/json" }, body: unknownKeysBody })
+      // A connection reset is an outcome to report (the check wants 400s), not a crash of the suite.
+      const r = await fetch(`${server.baseUrl}/v1/runs`, { method: "POST", headers: { "content-type": "application/json" }, body: unknownKeysBody }).catch((error: Error) => error)
+      if (r instanceof Error) return { status: 0, what: `connection error ${String((r.cause as Error | undefined)?.message ?? r.message)}`, ms: Date.now() - at }
       const body = await r.json().catch(() => null) as any
       return { status: r.status, what: String(body?.error?.code), ms: Date.now() - at }
     }))
@@ -596,8 +601,13 @@ const rpcPhase = async (server: { readonly baseUrl: string; readonly rssMB: () =
     const inside = samples.filter((sample) => sample.at >= from && sample.at <= to).map((sample) => sample.ms)
     return `${step} ${inside.length === 0 ? "-" : Math.max(...inside).toFixed(0)} ms`
   }).join(", ")
+  const peakByStep = windows.map(({ from, step, to }) => {
+    const inside = rssSamples.filter((sample) => sample.at >= from && sample.at <= to).map((sample) => sample.mb)
+    return `${step} ${inside.length === 0 ? "-" : Math.max(...inside).toFixed(0)} MB`
+  }).join(", ")
   return {
     durationMs: Date.now() - began,
+    windows: windows.map((w) => `${w.step} ${((w.from - began) / 1000).toFixed(1)}-${((w.to - began) / 1000).toFixed(1)} s`),
     alive: server.alive(),
     beforeMB,
     peakMB,
@@ -608,6 +618,7 @@ const rpcPhase = async (server: { readonly baseUrl: string; readonly rssMB: () =
     healthSamples: latencies.length,
     healthFailures,
     worstByStep,
+    peakByStep,
     floods,
     hoarders,
     held: hold.held,
