@@ -29,6 +29,7 @@ import { fileURLToPath } from "node:url"
 import { Cause, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Queue, Redacted, Stream } from "effect"
 import type { RunId } from "../src/domain/Ids.ts"
 import * as Embedded from "../src/internal/embeddedPostgres.ts"
+import * as Main from "../src/main/Main.ts"
 import { Runs } from "../src/Runs.ts"
 import {
   admin,
@@ -964,4 +965,4 @@ const main = Effect.gen(function*() {
   if (failures.length > 0) process.exitCode = 1
 })
 
-NodeRuntime.runMain(main.pipe(Effect.scoped, Effect.provide(quietLogs)))
+NodeRuntime.runMain(Main.withScheduler(main.pipe(Effect.scoped)).pipe(Effect.provide(quietLogs)))

@@ -12,6 +12,7 @@ import type { ConfigError } from "effect"
 import * as EventBus from "../../src/bus/index.ts"
 import * as NatsBus from "../../src/bus/NatsBus.ts"
 import * as Database from "../../src/Database.ts"
+import * as Main from "../../src/main/Main.ts"
 import type { PgListener } from "../../src/PgListener.ts"
 import * as Runstream from "../../src/Runstream.ts"
 import * as Task from "../../src/Task.ts"
@@ -365,7 +366,8 @@ export const fromParent = (type: string) =>
 
 /** In a child: run `program`, report its failure to the bench, and exit. */
 export const runChild = <A, E>(program: Effect.Effect<A, E>) => {
-  Effect.runPromiseExit(program.pipe(
+  // On the production processes' scheduler (src/main/Main.ts), so that its cost is measured too.
+  Effect.runPromiseExit(Main.withScheduler(program).pipe(
     Effect.tapErrorCause((cause) => toParent({ type: "error", message: Cause.pretty(cause).slice(0, 4000) })),
     Effect.provide(quietLogs)
   )).then((exit) => process.exit(exit._tag === "Success" ? 0 : 1))

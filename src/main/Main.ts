@@ -7,6 +7,7 @@
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Cause, Config, ConfigError, Console, Effect, Layer, Logger, LogLevel, Option } from "effect"
+import * as TimeSlicedScheduler from "../internal/TimeSlicedScheduler.ts"
 
 interface Problem {
   readonly missing: boolean
@@ -102,10 +103,30 @@ export const layerLogging: Layer.Layer<never, ConfigError.ConfigError> = Layer.u
     ))
 )
 
+/**
+ * How long fibers may run before the event loop gets a turn
+ * (`RUNSTREAM_EVENT_LOOP_SLICE_MS`, default 10; 0 keeps Effect's default
+ * scheduler). See `TimeSlicedScheduler`.
+ * @category config
+ */
+export const EventLoopSlice = Config.integer("RUNSTREAM_EVENT_LOOP_SLICE_MS").pipe(
+  Config.validate({ message: "must be an integer from 0 to 1000", validation: (ms) => ms >= 0 && ms <= 1000 }),
+  Config.withDefault(10)
+)
+
+/** The process's scheduler (`EventLoopSlice`). @category layers */
+export const layerScheduler: Layer.Layer<never, ConfigError.ConfigError> = Layer.unwrapEffect(
+  Effect.map(EventLoopSlice, (ms) => ms === 0 ? Layer.empty : Layer.setScheduler(TimeSlicedScheduler.make(ms)))
+)
+
+/** Runs `effect` (and the fibers it forks) on the process's scheduler (`EventLoopSlice`). */
+export const withScheduler = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | ConfigError.ConfigError, R> =>
+  Effect.flatMap(EventLoopSlice, (ms) => ms === 0 ? effect : Effect.withScheduler(effect, TimeSlicedScheduler.make(ms)))
+
 /** Runs `layer` as the process until a signal; see the module's description. */
 export const run = <E>(layer: Layer.Layer<never, E>): void => {
   claimSignals()
-  Layer.launch(Layer.provide(layer, layerLogging)).pipe(
+  Layer.launch(Layer.provide(layer, Layer.merge(layerLogging, layerScheduler))).pipe(
     Effect.tapErrorCause((cause) =>
       Cause.isInterruptedOnly(cause) ? Effect.void : Console.error(`runstream: ${describeFailure(cause)}`)
     ),

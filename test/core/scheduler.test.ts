@@ -1,0 +1,52 @@
+/**
+ * `TimeSlicedScheduler`: fibers that keep yielding leave the event loop a
+ * turn. With Effect's default scheduler a fiber's next steps run as
+ * microtasks for 2,048 rounds before the loop gets one: a thousand busy
+ * fibers then hold every socket (and `/healthz`) back for seconds.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Scheduler } from "effect"
+import * as TimeSlicedScheduler from "../../src/internal/TimeSlicedScheduler.ts"
+
+/**
+ * How many of `fibers` fibers, each yielding `rounds` times, had finished when
+ * a `setImmediate` queued at their start ran (the loop's first turn).
+ */
+const finishedBeforeTheLoopsTurn = (scheduler: Scheduler.Scheduler, fibers: number, rounds: number) =>
+  Effect.gen(function*() {
+    let finished = 0
+    let atTurn: number | undefined
+    setImmediate(() => {
+      atTurn = finished
+    })
+    const busy = Effect.gen(function*() {
+      for (let i = 0; i < rounds; i++) yield* Effect.yieldNow()
+      finished++
+    })
+    yield* Effect.all(Array.from({ length: fibers }, () => busy), { concurrency: "unbounded", discard: true }).pipe(
+      Effect.withScheduler(scheduler)
+    )
+    // Whatever happened, the loop has had its turn once they are all done.
+    yield* Effect.async<void>((resume) => void setImmediate(() => resume(Effect.void)))
+    return atTurn
+  })
+
+describe("TimeSlicedScheduler", () => {
+  it.effect("lets the event loop in while a thousand fibers keep yielding", () =>
+    Effect.gen(function*() {
+      const sliced = yield* finishedBeforeTheLoopsTurn(TimeSlicedScheduler.make(10), 1000, 100)
+      expect(sliced).toBeLessThan(1000)
+      // The same work on Effect's default scheduler: the loop waits for all of it.
+      const unsliced = yield* finishedBeforeTheLoopsTurn(Scheduler.defaultScheduler, 1000, 100)
+      expect(unsliced).toBe(1000)
+    }))
+
+  it.effect("runs every fiber to its end", () =>
+    Effect.gen(function*() {
+      const results = yield* Effect.all(
+        Array.from({ length: 100 }, (_, i) => Effect.as(Effect.yieldNow(), i)),
+        { concurrency: "unbounded" }
+      ).pipe(Effect.withScheduler(TimeSlicedScheduler.make(1)))
+      expect(results).toEqual(Array.from({ length: 100 }, (_, i) => i))
+    }))
+})
