@@ -115,7 +115,7 @@ const start = Command.make("start", {
     // Checked here with the schema the server uses, so that a bad option names itself.
     const startOptions = yield* Schema.decodeUnknown(StartOptions)({
       idempotencyKey: Option.getOrUndefined(options.idempotencyKey),
-      // QUEUE-FILTER queue: Option.getOrUndefined(options.queue),
+      queue: Option.getOrUndefined(options.queue),
       priority: Option.getOrUndefined(options.priority),
       runAt: Option.getOrUndefined(options.runAt),
       maxAttempts: Option.getOrUndefined(options.maxAttempts),
