@@ -58,6 +58,7 @@ export const fields = (run: Run, now: DateTime.Utc): ReadonlyArray<ReadonlyArray
     ["attempt", `${run.attempt} of ${run.maxAttempts}`],
     ["priority", String(run.priority)],
     ["idempotency key", run.idempotencyKey ?? ""],
+    ["replay of", run.replayOf ?? ""],
     ["timeout", run.timeoutMs === null ? "" : duration(run.timeoutMs)],
     ["created", time(run.createdAt)],
     ["run at", time(run.runAt)],

@@ -39,7 +39,7 @@ const list = Command.make("list", {
     const page = yield* client.list({
       status: Option.getOrUndefined(options.status),
       task: Option.getOrUndefined(options.task),
-      // QUEUE-FILTER queue: Option.getOrUndefined(options.queue),
+      queue: Option.getOrUndefined(options.queue),
       limit: Option.getOrElse(options.limit, () => 50),
       cursor: Option.getOrUndefined(options.cursor)
     })
@@ -93,46 +93,75 @@ const optionError = (error: ParseResult.ParseError) => {
   return new InvalidArgument({ message: `--${name}: ${issue?.message ?? "is invalid"}` })
 }
 
+/** The options of a start that `replay` may override too. */
+const overrides = {
+  queue: Options.text("queue").pipe(Options.optional),
+  priority: Options.integer("priority").pipe(Options.optional),
+  maxAttempts: Options.integer("max-attempts").pipe(Options.optional),
+  timeoutMs: Options.integer("timeout-ms").pipe(Options.optional)
+}
+
+const follow = Options.boolean("follow").pipe(
+  Options.withDescription("Then print its events to its end, as `runs tail` does (same exit codes).")
+)
+
+type Given = { readonly [K in keyof typeof overrides]: Option.Option<number | string> } & {
+  readonly idempotencyKey?: Option.Option<string>
+  readonly runAt?: Option.Option<string>
+}
+
+/** The options given, checked here with the schema the server uses, so that a bad one names itself. */
+const startOptions = (given: Given) =>
+  Schema.decodeUnknown(StartOptions)({
+    idempotencyKey: given.idempotencyKey === undefined ? undefined : Option.getOrUndefined(given.idempotencyKey),
+    queue: Option.getOrUndefined(given.queue),
+    priority: Option.getOrUndefined(given.priority),
+    runAt: given.runAt === undefined ? undefined : Option.getOrUndefined(given.runAt),
+    maxAttempts: Option.getOrUndefined(given.maxAttempts),
+    timeoutMs: Option.getOrUndefined(given.timeoutMs)
+  }).pipe(Effect.mapError(optionError))
+
+/** Prints a start's answer (`what` says how it came), then follows the run when asked. */
+const started = (answer: typeof Started.Type, options: { readonly json: boolean; readonly follow: boolean }, what: string) =>
+  Effect.gen(function*() {
+    const output = yield* Output
+    const { run } = answer
+    if (options.json && !options.follow) return yield* output.json(encodeStarted(answer))
+    if (!options.json) {
+      yield* output.line(
+        answer.created
+          ? `${what} ${run.id} (${run.task} on queue ${run.queue})`
+          : `run ${run.id} has idempotency key ${run.idempotencyKey}: not started again (${output.paint(run.status, statusAnsi(run.status))})`
+      )
+    }
+    if (options.follow) yield* tail(run.id, { json: options.json })
+  })
+
 const start = Command.make("start", {
   task: Args.text({ name: "task" }).pipe(Args.withDescription("The task's name, e.g. demo.count.")),
   input: Options.text("input").pipe(Options.withDescription("The input, as JSON."), Options.optional),
   inputFile: Options.text("input-file").pipe(Options.withDescription("A file holding the input as JSON."), Options.optional),
   idempotencyKey: Options.text("idempotency-key").pipe(Options.optional),
-  queue: Options.text("queue").pipe(Options.optional),
-  priority: Options.integer("priority").pipe(Options.optional),
   runAt: Options.text("run-at").pipe(Options.withDescription("When it may start (ISO 8601)."), Options.optional),
-  maxAttempts: Options.integer("max-attempts").pipe(Options.optional),
-  timeoutMs: Options.integer("timeout-ms").pipe(Options.optional),
-  follow: Options.boolean("follow").pipe(
-    Options.withDescription("Then print its events to its end, as `runs tail` does (same exit codes).")
-  ),
+  ...overrides,
+  follow,
   json
 }, (options) =>
   Effect.gen(function*() {
     const client = yield* RunstreamClient
-    const output = yield* Output
     const input = yield* readInput(options.input, options.inputFile)
-    // Checked here with the schema the server uses, so that a bad option names itself.
-    const startOptions = yield* Schema.decodeUnknown(StartOptions)({
-      idempotencyKey: Option.getOrUndefined(options.idempotencyKey),
-      queue: Option.getOrUndefined(options.queue),
-      priority: Option.getOrUndefined(options.priority),
-      runAt: Option.getOrUndefined(options.runAt),
-      maxAttempts: Option.getOrUndefined(options.maxAttempts),
-      timeoutMs: Option.getOrUndefined(options.timeoutMs)
-    }).pipe(Effect.mapError(optionError))
-    const started = yield* client.start(options.task, input, startOptions)
-    const { run } = started
-    if (options.json && !options.follow) return yield* output.json(encodeStarted(started))
-    if (!options.json) {
-      yield* output.line(
-        started.created
-          ? `started run ${run.id} (${run.task} on queue ${run.queue})`
-          : `run ${run.id} has idempotency key ${run.idempotencyKey}: not started again (${output.paint(run.status, statusAnsi(run.status))})`
-      )
-    }
-    if (options.follow) yield* tail(run.id, { json: options.json })
+    const answer = yield* client.start(options.task, input, yield* startOptions(options))
+    yield* started(answer, options, "started run")
   })).pipe(Command.withDescription("Start a run of a task."))
+
+const replay = Command.make("replay", { runId, ...overrides, follow, json }, (options) =>
+  Effect.gen(function*() {
+    const client = yield* RunstreamClient
+    const answer = yield* client.replay(options.runId, yield* startOptions(options))
+    yield* started(answer, options, `replayed run ${options.runId} as run`)
+  })).pipe(
+    Command.withDescription("Start a new run of a run's task with its input (its replayOf names the original); options override the original's.")
+  )
 
 const tailCommand = Command.make("tail", { runId, json }, (options) => tail(options.runId, options)).pipe(
   Command.withDescription(
@@ -152,5 +181,5 @@ const cancel = Command.make("cancel", { runId, json }, (options) =>
 
 export const command = Command.make("runs").pipe(
   Command.withDescription("Start, list, follow and cancel runs."),
-  Command.withSubcommands([list, get, start, tailCommand, cancel])
+  Command.withSubcommands([list, get, start, tailCommand, cancel, replay])
 )

@@ -14,17 +14,26 @@ import * as Events from "./Events.ts"
 import * as Output from "./Output.ts"
 import * as Root from "./Root.ts"
 import * as Runs from "./Runs.ts"
+import * as Stats from "./Stats.ts"
+import * as Tasks from "./Tasks.ts"
 
 // src/cli/main.ts and dist/cli/main.js are both two levels below the package's root.
 const { version } = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }
 
 const command = Root.command.pipe(
-  Command.withSubcommands([Runs.command, Events.command, Dev.command]),
+  Command.withSubcommands([Runs.command, Events.command, Stats.command, Tasks.command, Dev.command]),
   Command.transformHandler((handler, { url }) => Effect.mapError(handler, CliError.withServer(url))),
   Command.provide(({ apiKey, url }) => Layer.merge(Root.clientLayer({ url, apiKey }), Output.layer))
 )
 
 const cli = Command.run(command, { name: "runstream", version })
+
+// A reader that stopped reading (`runstream events | head`) ends the command
+// quietly, with the code of a process killed by SIGPIPE, as other Unix tools do.
+process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+  if (error.code !== "EPIPE") throw error
+  process.exit(141)
+})
 
 cli(process.argv).pipe(
   Effect.tapErrorCause((cause) =>
