@@ -1,0 +1,185 @@
+/**
+ * `runstream runs ...`: list, get, start, tail, cancel and replay runs,
+ * through the typed RPC client (`RunstreamClient`): its errors are the
+ * domain's, with their messages, and its event stream resumes from a seq.
+ * @since 0.1.0
+ */
+import { Args, Command, Options } from "@effect/cli"
+import { FileSystem } from "@effect/platform"
+import { DateTime, Effect, Option, ParseResult, Schema } from "effect"
+import { Run, RunStatus } from "../domain/Run.ts"
+import { StartOptions } from "../domain/StartOptions.ts"
+import { RunstreamClient } from "../rpc/RunstreamClient.ts"
+import { Started } from "../rpc/RunstreamRpcs.ts"
+import { InvalidArgument } from "./CliError.ts"
+import { tail } from "./Follow.ts"
+import * as Format from "./Format.ts"
+import { Output, statusAnsi } from "./Output.ts"
+
+const json = Options.boolean("json").pipe(Options.withDescription("Print JSON (one document, or one line per event)."))
+const runId = Args.text({ name: "id" }).pipe(Args.withDescription("The run's id."))
+
+const encodeRun = Schema.encodeSync(Run)
+const encodeStarted = Schema.encodeSync(Started)
+
+/** Inputs larger than this are refused before reading (the server's own limit is smaller by default). */
+const maxInputFileBytes = 16 * 1024 * 1024
+
+const list = Command.make("list", {
+  status: Options.choice("status", RunStatus.literals).pipe(Options.optional),
+  task: Options.text("task").pipe(Options.optional),
+  queue: Options.text("queue").pipe(Options.optional),
+  limit: Options.integer("limit").pipe(Options.withDescription("How many runs, newest first (default 50)."), Options.optional),
+  cursor: Options.text("cursor").pipe(Options.withDescription("The next page's cursor, as the previous page gave it."), Options.optional),
+  json
+}, (options) =>
+  Effect.gen(function*() {
+    const client = yield* RunstreamClient
+    const output = yield* Output
+    const page = yield* client.list({
+      status: Option.getOrUndefined(options.status),
+      task: Option.getOrUndefined(options.task),
+      queue: Option.getOrUndefined(options.queue),
+      limit: Option.getOrElse(options.limit, () => 50),
+      cursor: Option.getOrUndefined(options.cursor)
+    })
+    if (options.json) {
+      return yield* output.json({ runs: page.runs.map((run) => encodeRun(run)), nextCursor: page.nextCursor })
+    }
+    const now = yield* DateTime.now
+    yield* output.table(Format.listColumns, page.runs.map((run) => Format.listRow(run, now)))
+    if (page.nextCursor !== null) yield* output.line(`more: --cursor ${page.nextCursor}`)
+  })).pipe(Command.withDescription("List runs, newest first."))
+
+const get = Command.make("get", { runId, json }, (options) =>
+  Effect.gen(function*() {
+    const client = yield* RunstreamClient
+    const output = yield* Output
+    const run = yield* client.get(options.runId)
+    if (options.json) return yield* output.json(encodeRun(run))
+    yield* output.table([{ header: "" }, { header: "" }], Format.fields(run, yield* DateTime.now))
+  })).pipe(Command.withDescription("Show a run."))
+
+/** The input of `start`: `--input` JSON, the JSON in `--input-file`, or none. */
+const readInput = (text: Option.Option<string>, file: Option.Option<string>) =>
+  Effect.gen(function*() {
+    if (Option.isSome(text) && Option.isSome(file)) {
+      return yield* new InvalidArgument({ message: "give --input or --input-file, not both" })
+    }
+    if (Option.isSome(file)) {
+      const fs = yield* FileSystem.FileSystem
+      const fail = (error: { readonly message: string }) =>
+        new InvalidArgument({ message: `--input-file ${file.value}: ${error.message}` })
+      const info = yield* Effect.mapError(fs.stat(file.value), fail)
+      if (Number(info.size) > maxInputFileBytes) {
+        return yield* fail({ message: `${info.size} bytes, over the limit of ${maxInputFileBytes}` })
+      }
+      return yield* parseJson(`--input-file ${file.value}`, yield* Effect.mapError(fs.readFileString(file.value), fail))
+    }
+    if (Option.isSome(text)) return yield* parseJson("--input", text.value)
+    return undefined
+  })
+
+const parseJson = (what: string, text: string) =>
+  Effect.try({
+    try: () => JSON.parse(text) as unknown,
+    catch: (error) => new InvalidArgument({ message: `${what} is not JSON: ${(error as Error).message}` })
+  })
+
+/** The first issue of the start options, named as the option the user gave (`--run-at: must be ...`). */
+const optionError = (error: ParseResult.ParseError) => {
+  const [issue] = ParseResult.ArrayFormatter.formatErrorSync(error)
+  const name = String(issue?.path[0] ?? "options").replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
+  return new InvalidArgument({ message: `--${name}: ${issue?.message ?? "is invalid"}` })
+}
+
+/** The options of a start that `replay` may override too. */
+const overrides = {
+  queue: Options.text("queue").pipe(Options.optional),
+  priority: Options.integer("priority").pipe(Options.optional),
+  maxAttempts: Options.integer("max-attempts").pipe(Options.optional),
+  timeoutMs: Options.integer("timeout-ms").pipe(Options.optional)
+}
+
+const follow = Options.boolean("follow").pipe(
+  Options.withDescription("Then print its events to its end, as `runs tail` does (same exit codes).")
+)
+
+type Given = { readonly [K in keyof typeof overrides]: Option.Option<number | string> } & {
+  readonly idempotencyKey?: Option.Option<string>
+  readonly runAt?: Option.Option<string>
+}
+
+/** The options given, checked here with the schema the server uses, so that a bad one names itself. */
+const startOptions = (given: Given) =>
+  Schema.decodeUnknown(StartOptions)({
+    idempotencyKey: given.idempotencyKey === undefined ? undefined : Option.getOrUndefined(given.idempotencyKey),
+    queue: Option.getOrUndefined(given.queue),
+    priority: Option.getOrUndefined(given.priority),
+    runAt: given.runAt === undefined ? undefined : Option.getOrUndefined(given.runAt),
+    maxAttempts: Option.getOrUndefined(given.maxAttempts),
+    timeoutMs: Option.getOrUndefined(given.timeoutMs)
+  }).pipe(Effect.mapError(optionError))
+
+/** Prints a start's answer (`what` says how it came), then follows the run when asked. */
+const started = (answer: typeof Started.Type, options: { readonly json: boolean; readonly follow: boolean }, what: string) =>
+  Effect.gen(function*() {
+    const output = yield* Output
+    const { run } = answer
+    if (options.json && !options.follow) return yield* output.json(encodeStarted(answer))
+    if (!options.json) {
+      yield* output.line(
+        answer.created
+          ? `${what} ${run.id} (${run.task} on queue ${run.queue})`
+          : `run ${run.id} has idempotency key ${run.idempotencyKey}: not started again (${output.paint(run.status, statusAnsi(run.status))})`
+      )
+    }
+    if (options.follow) yield* tail(run.id, { json: options.json })
+  })
+
+const start = Command.make("start", {
+  task: Args.text({ name: "task" }).pipe(Args.withDescription("The task's name, e.g. demo.count.")),
+  input: Options.text("input").pipe(Options.withDescription("The input, as JSON."), Options.optional),
+  inputFile: Options.text("input-file").pipe(Options.withDescription("A file holding the input as JSON."), Options.optional),
+  idempotencyKey: Options.text("idempotency-key").pipe(Options.optional),
+  runAt: Options.text("run-at").pipe(Options.withDescription("When it may start (ISO 8601)."), Options.optional),
+  ...overrides,
+  follow,
+  json
+}, (options) =>
+  Effect.gen(function*() {
+    const client = yield* RunstreamClient
+    const input = yield* readInput(options.input, options.inputFile)
+    const answer = yield* client.start(options.task, input, yield* startOptions(options))
+    yield* started(answer, options, "started run")
+  })).pipe(Command.withDescription("Start a run of a task."))
+
+const replay = Command.make("replay", { runId, ...overrides, follow, json }, (options) =>
+  Effect.gen(function*() {
+    const client = yield* RunstreamClient
+    const answer = yield* client.replay(options.runId, yield* startOptions(options))
+    yield* started(answer, options, `replayed run ${options.runId} as run`)
+  })).pipe(
+    Command.withDescription("Start a new run of a run's task with its input (its replayOf names the original); options override the original's.")
+  )
+
+const tailCommand = Command.make("tail", { runId, json }, (options) => tail(options.runId, options)).pipe(
+  Command.withDescription(
+    "Print a run's events as they come, to its end, resuming after a dropped connection. " +
+      "Exits 0 if it succeeded, 1 if it failed, 2 if it was cancelled."
+  )
+)
+
+const cancel = Command.make("cancel", { runId, json }, (options) =>
+  Effect.gen(function*() {
+    const client = yield* RunstreamClient
+    const output = yield* Output
+    const run = yield* client.cancel(options.runId)
+    if (options.json) return yield* output.json(encodeRun(run))
+    yield* output.line(`cancelled run ${run.id} (${output.paint(run.status, statusAnsi(run.status))})`)
+  })).pipe(Command.withDescription("Cancel a run: a queued run at once, a running one when its worker stops it."))
+
+export const command = Command.make("runs").pipe(
+  Command.withDescription("Start, list, follow and cancel runs."),
+  Command.withSubcommands([list, get, start, tailCommand, cancel, replay])
+)
