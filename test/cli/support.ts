@@ -48,20 +48,21 @@ export interface Live {
   readonly waitFor: (pattern: RegExp, timeout?: Duration.DurationInput) => Effect.Effect<RegExpExecArray, Error>
   /** The exit code and output; fails with the output so far if the command has not ended after `timeout`. */
   readonly result: Effect.Effect<Result, Error>
+  readonly kill: (signal: NodeJS.Signals) => Effect.Effect<void>
 }
 
 /** Starts `runstream ...args`; killed when the scope closes if still running. */
 export const spawnCli = (args: ReadonlyArray<string>, options: Options = {}) =>
   Effect.gen(function*() {
     const cli = yield* CliBundle
-    const url = options.url ?? (yield* BaseUrl)
+    const url = options.url ?? (yield* Effect.serviceOption(BaseUrl)).pipe(Option.getOrElse(() => "http://127.0.0.1:1"))
     const stdout = yield* SubscriptionRef.make("")
     const stderr = yield* SubscriptionRef.make("")
     const done = yield* Deferred.make<number | null>()
     const command = options.tty === true
       ? ["script", ["-qec", [process.execPath, cli, ...args].map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(" "), "/dev/null"]] as const
       : [process.execPath, [cli, ...args]] as const
-    yield* Effect.acquireRelease(
+    const child = yield* Effect.acquireRelease(
       Effect.sync(() => {
         const child = spawn(command[0], command[1], {
           cwd: root,
@@ -100,7 +101,7 @@ export const spawnCli = (args: ReadonlyArray<string>, options: Options = {}) =>
           )
         )
       )
-    return { waitFor, result } satisfies Live
+    return { waitFor, result, kill: (signal) => Effect.sync(() => void child.kill(signal)) } satisfies Live
   })
 
 /** Runs `runstream ...args` to its end. */
