@@ -1,0 +1,184 @@
+/**
+ * The dashboard in chromium against a real server and database: the list
+ * and a run's page follow runs live, cancel and replay work from their
+ * buttons, the start form shows each field's error, and the same with API
+ * keys on. Each view leaves a screenshot in test/dashboard/screenshots/.
+ */
+import { Redacted } from "effect"
+import type { Page } from "playwright-core"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { expectClean, type Harness, hasChromium, openTab, screenshot, start } from "./support.ts"
+
+const statusOf = (page: Page, runId: string) => page.locator(`tr[data-run-id="${runId}"] .status`)
+
+/** Waits until the run's row in the list shows `status`. */
+const rowReaches = (page: Page, runId: string, status: string) =>
+  page.locator(`tr[data-run-id="${runId}"] .status[data-status="${status}"]`).waitFor()
+
+describe.skipIf(!hasChromium)("dashboard", () => {
+  let harness: Harness
+  beforeAll(async () => {
+    harness = await start()
+  })
+  afterAll(() => harness?.close())
+
+  it("shows a run started by the API in the list, live, until it succeeds, without a reload", async () => {
+    const tab = await openTab(harness, "#/runs")
+    const { page } = tab
+    await page.getByRole("status").filter({ hasText: "live" }).waitFor()
+    const { body } = await harness.api("/v1/runs", { method: "POST", body: { task: "test.stepper", input: { steps: 1 } } })
+    const runId: string = body.run.id
+    await page.locator(`tr[data-run-id="${runId}"]`).waitFor()
+    expect(await statusOf(page, runId).textContent()).toMatch(/queued|running/)
+    await harness.step()
+    await rowReaches(page, runId, "succeeded")
+    expect(await tab.sameDocument()).toBe(true)
+    await screenshot(page, "runs")
+    expectClean(tab, harness.base)
+    await tab.context.close()
+  })
+
+  it("shows a run's events on its page as they arrive, then its output", async () => {
+    const { body } = await harness.api("/v1/runs", { method: "POST", body: { task: "test.stepper", input: { steps: 3 } } })
+    const runId: string = body.run.id
+    const tab = await openTab(harness, `#/runs/${runId}`)
+    const { page } = tab
+    await page.locator(`.event[data-type="run.started"]`).waitFor()
+    expect(await page.locator(".event[data-type=step]").count()).toBe(0)
+    for (let i = 1; i <= 3; i++) {
+      await harness.step()
+      await page.locator(`.event[data-type="step"]`).nth(i - 1).waitFor()
+    }
+    await page.locator(`.event[data-type="run.succeeded"]`).waitFor()
+    await page.locator(`h1 + .status[data-status="succeeded"]`).waitFor()
+    await page.getByLabel("Output", { exact: true }).filter({ hasText: "\"steps\": 3" }).waitFor()
+    // An event's data opens and closes from the keyboard.
+    const line = page.locator(`.event[data-type="step"] button`).first()
+    await line.focus()
+    await page.keyboard.press("Enter")
+    await page.getByLabel("Data of event 3").filter({ hasText: "\"i\": 1" }).waitFor()
+    expect(await line.getAttribute("aria-expanded")).toBe("true")
+    await screenshot(page, "run")
+    expectClean(tab, harness.base)
+    await tab.context.close()
+  })
+
+  it("cancels a run from its button, after confirmation", async () => {
+    const { body } = await harness.api("/v1/runs", { method: "POST", body: { task: "demo.sleep", input: { ms: 600_000 } } })
+    const runId: string = body.run.id
+    const tab = await openTab(harness, `#/runs/${runId}`)
+    const { page } = tab
+    await page.locator(`.event[data-type="run.started"]`).waitFor()
+    await page.getByRole("button", { name: "Cancel run" }).click()
+    await page.getByRole("button", { name: "Cancel the run" }).click()
+    await page.locator(`.event[data-type="run.cancelled"]`).waitFor()
+    await page.locator(`h1 + .status[data-status="cancelled"]`).waitFor()
+    expect((await harness.api(`/v1/runs/${runId}`)).body.run.status).toBe("cancelled")
+    expect(await page.getByRole("button", { name: "Cancel run" }).isDisabled()).toBe(true)
+    expectClean(tab, harness.base)
+    await tab.context.close()
+  })
+
+  it("replays a run from its button and links the replay to its original", async () => {
+    const { body } = await harness.api("/v1/runs", { method: "POST", body: { task: "demo.count", input: { to: 2 } } })
+    const original: string = body.run.id
+    const tab = await openTab(harness, `#/runs/${original}`)
+    const { page } = tab
+    await page.locator(`h1 + .status[data-status="succeeded"]`).waitFor()
+    await page.getByRole("button", { name: "Replay" }).click()
+    await page.getByRole("button", { name: "Start the replay" }).click()
+    await page.waitForURL((url) => url.hash.startsWith("#/runs/") && !url.hash.endsWith(original))
+    const replay = decodeURIComponent(new URL(page.url()).hash.slice("#/runs/".length))
+    await page.locator(`h1 + .status[data-status="succeeded"]`).waitFor()
+    const link = page.getByRole("link", { name: original })
+    await link.waitFor()
+    const answer = (await harness.api(`/v1/runs/${replay}`)).body.run
+    expect({ task: answer.task, input: answer.input, replayOf: answer.replayOf }).toEqual({ task: "demo.count", input: { to: 2 }, replayOf: original })
+    await link.click()
+    await page.waitForURL((url) => url.hash.endsWith(original))
+    expect(await tab.sameDocument()).toBe(true)
+    expectClean(tab, harness.base)
+    await tab.context.close()
+  })
+
+  it("checks a start form's input against the task's schema and shows the server's field errors beside their fields", async () => {
+    const tab = await openTab(harness, "#/tasks")
+    const { page } = tab
+    const card = page.locator("article", { has: page.getByRole("heading", { name: "demo.count" }) })
+    const input = card.getByLabel("Input (JSON)")
+    await input.fill(`{"to": "five"}`)
+    await card.getByRole("button", { name: "Start run" }).click()
+    // Checked in the page: nothing was sent.
+    await card.locator(`#${await input.getAttribute("aria-describedby")}`).filter({ hasText: "input.to: Expected integer" }).waitFor()
+    expect(await input.getAttribute("aria-invalid")).toBe("true")
+    // The input passes, the queue does not: the server's issue is shown beside the queue field.
+    await input.fill(`{"to": 2}`)
+    const queue = card.getByLabel("Queue")
+    await queue.fill("no spaces allowed")
+    await card.getByRole("button", { name: "Start run" }).click()
+    await card.locator(`#${await queue.getAttribute("aria-describedby").then((id) => id ?? "none")}`)
+      .filter({ hasText: "a queue name is 1-100 of" }).waitFor()
+    expect(await input.getAttribute("aria-invalid")).toBe(null)
+    await screenshot(page, "tasks")
+    await queue.fill("")
+    await card.getByRole("button", { name: "Start run" }).click()
+    const started = card.getByRole("status").getByRole("link")
+    await started.waitFor()
+    const runId = (await started.textContent())!
+    expect((await harness.api(`/v1/runs/${runId}`)).body.run).toMatchObject({ task: "demo.count", input: { to: 2 } })
+    expectClean(tab, harness.base)
+    await tab.context.close()
+  })
+
+  it("charts the stats on the overview", async () => {
+    await harness.api("/v1/runs", { method: "POST", body: { task: "demo.flaky", input: { failures: 5 }, maxAttempts: 1 } })
+    const tab = await openTab(harness, "#/overview")
+    const { page } = tab
+    await page.locator(".chart canvas").first().waitFor()
+    expect(await page.locator(".chart").count()).toBe(4)
+    await page.getByRole("link", { name: "demo.flaky" }).waitFor()
+    await screenshot(page, "overview")
+    expectClean(tab, harness.base)
+    await tab.context.close()
+  })
+})
+
+describe.skipIf(!hasChromium)("dashboard with API keys", () => {
+  const key = "dashboard-test-key"
+  let harness: Harness
+  beforeAll(async () => {
+    harness = await start({ apiKeys: [Redacted.make(key)], key })
+  })
+  afterAll(() => harness?.close())
+
+  it("asks for a key, refuses a wrong one, then lists, follows and cancels runs with it", async () => {
+    const tab = await openTab(harness, "#/runs")
+    const { page } = tab
+    const field = page.getByLabel("API key")
+    await field.waitFor()
+    await screenshot(page, "signin")
+    await field.fill("not-the-key")
+    await page.getByRole("button", { name: "Sign in" }).click()
+    await page.getByRole("alert").filter({ hasText: "refused that key" }).waitFor()
+    await page.getByLabel("API key").fill(key)
+    await page.getByRole("button", { name: "Sign in" }).click()
+    await page.getByRole("status").filter({ hasText: "live" }).waitFor()
+    expect(await page.evaluate(() => (globalThis as any).sessionStorage.getItem("runstream.apiKey"))).toBe(key)
+
+    const { body } = await harness.api("/v1/runs", { method: "POST", body: { task: "test.stepper", input: { steps: 1 } } })
+    const runId: string = body.run.id
+    await page.locator(`tr[data-run-id="${runId}"]`).waitFor()
+    await harness.step()
+    await rowReaches(page, runId, "succeeded")
+
+    const sleeper = (await harness.api("/v1/runs", { method: "POST", body: { task: "demo.sleep", input: { ms: 600_000 } } })).body.run.id
+    await page.getByRole("link", { name: sleeper }).click()
+    await page.locator(`.event[data-type="run.started"]`).waitFor()
+    await page.getByRole("button", { name: "Cancel run" }).click()
+    await page.getByRole("button", { name: "Cancel the run" }).click()
+    await page.locator(`.event[data-type="run.cancelled"]`).waitFor()
+    expect(await tab.sameDocument()).toBe(true)
+    expectClean(tab, harness.base)
+    await tab.context.close()
+  })
+})
