@@ -9,6 +9,7 @@ import { Context, DateTime, Effect, Layer, Option, Schema } from "effect"
 import { IdempotencyConflict, InvalidCursor, RunAlreadyFinished, RunNotFound } from "./domain/Errors.ts"
 import { RunId } from "./domain/Ids.ts"
 import { isFinished, Run, type RunError, type RunStatus } from "./domain/Run.ts"
+import type { RunFilter } from "./domain/RunFilter.ts"
 import { now } from "./internal/time.ts"
 import * as Outbox from "./Outbox.ts"
 import { NotifyChannel } from "./PgListener.ts"
@@ -30,11 +31,11 @@ export interface NewRun {
    * it (see `queue/Claiming.ts`).
    */
   readonly claimedBy?: Claiming.Claimant | undefined
+  /** The run this one replays. */
+  readonly replayOf?: RunId | undefined
 }
 
-export interface ListOptions {
-  readonly status?: RunStatus | undefined
-  readonly task?: string | undefined
+export interface ListOptions extends RunFilter {
   readonly limit: number
   readonly cursor?: string | undefined
 }
@@ -86,6 +87,7 @@ interface RunRow {
   readonly started_at: Date | null
   readonly finished_at: Date | null
   readonly last_seq: number
+  readonly replay_of: RunId | null
 }
 
 const utc = (date: Date) => DateTime.unsafeMake(date)
@@ -108,11 +110,49 @@ export const toRun = (row: RunRow): Run =>
     runAt: utc(row.run_at),
     startedAt: row.started_at === null ? null : utc(row.started_at),
     finishedAt: row.finished_at === null ? null : utc(row.finished_at),
-    lastSeq: row.last_seq
+    lastSeq: row.last_seq,
+    ...(row.replay_of === null ? {} : { replayOf: row.replay_of })
   }, true)
 
 const runColumns = `id, task, queue, status, input, output, error, attempt, max_attempts, priority, timeout_ms,
-  idempotency_key, created_at, run_at, started_at, finished_at, last_seq`
+  idempotency_key, created_at, run_at, started_at, finished_at, last_seq, replay_of`
+
+/** The id of UUIDv7 shape with `hex` (up to 32 digits) first and `fill` after. */
+const paddedId = (hex: string, fill: "0" | "f") => {
+  const digits = hex.padEnd(32, fill)
+  return `${digits.slice(0, 8)}-${digits.slice(8, 12)}-${digits.slice(12, 16)}-${digits.slice(16, 20)}-${digits.slice(20)}`
+}
+
+/** The first 12 hex digits of a UUIDv7 made at `millis`. */
+const timeDigits = (millis: number) => Math.max(0, Math.min(millis, 0xffffffffffff)).toString(16).padStart(12, "0")
+
+/**
+ * How long before its row's `created_at` a run's id may have been made (its
+ * start is checked between the two): a run created at or after a time has an
+ * id from no earlier than this before it.
+ */
+const idBeforeCreation = 60_000
+
+/**
+ * The ids a filter can match, from its prefix and times: ids are UUIDv7, so
+ * their first 12 digits are the creation time in milliseconds (the id is made
+ * just before the row's `created_at`, on the same clock).
+ */
+export const idRange = (filter: RunFilter): { readonly from: string; readonly to: string } => {
+  const prefix = (filter.q ?? "").replaceAll("-", "")
+  let from = paddedId(prefix, "0")
+  let to = paddedId(prefix, "f")
+  if (filter.createdAfter !== undefined) {
+    const bound = paddedId(timeDigits(DateTime.toEpochMillis(filter.createdAfter) - idBeforeCreation), "0")
+    if (bound > from) from = bound
+  }
+  if (filter.createdBefore !== undefined) {
+    // Made before the row's creation, so before this bound: at most the last id of the millisecond before.
+    const bound = paddedId(timeDigits(DateTime.toEpochMillis(filter.createdBefore) - 1), "f")
+    if (bound < to) to = bound
+  }
+  return { from, to }
+}
 
 /** Cursors are opaque to clients: the base64url of the last run id of a page. */
 export const encodeCursor = (runId: RunId): string => Buffer.from(runId).toString("base64url")
@@ -167,6 +207,7 @@ export const make = Effect.gen(function*() {
         timeout_ms: run.timeoutMs,
         idempotency_key: run.idempotencyKey,
         run_at: run.runAt ?? at,
+        replay_of: run.replayOf ?? null,
         ...(run.claimedBy === undefined ? Claiming.waitingAtCreate : Claiming.claimedAtCreate(run.claimedBy, at))
       })))
       const inserted = yield* sql<RunRow>`/* prepared */
@@ -175,12 +216,12 @@ export const make = Effect.gen(function*() {
           FROM jsonb_to_recordset(${input}::jsonb) AS t(i integer, id uuid, task text, queue text,
             input jsonb, max_attempts integer, priority integer, timeout_ms integer, idempotency_key text,
             run_at timestamptz, status text, attempt integer, last_seq integer, started_at timestamptz,
-            worker text, locked_until timestamptz)
+            worker text, locked_until timestamptz, replay_of uuid)
         ), ${keyed ? conflictCte : noConflictCte} inserted AS (
           INSERT INTO runstream_runs (id, task, queue, status, input, max_attempts, priority, timeout_ms,
-            idempotency_key, request_hash, created_at, run_at, last_seq, attempt, started_at)
+            idempotency_key, request_hash, created_at, run_at, last_seq, attempt, started_at, replay_of)
           SELECT id, task, queue, status, input, max_attempts, priority, timeout_ms, idempotency_key, request_hash,
-            ${at}, run_at, last_seq, attempt, started_at
+            ${at}, run_at, last_seq, attempt, started_at, replay_of
           FROM input ${keyed ? conflictGuard : noConflictGuard} ORDER BY i
           -- The key's unique index is partial (keyed runs only): the conflict names its predicate.
           ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
@@ -250,10 +291,21 @@ export const make = Effect.gen(function*() {
   const list = (options: ListOptions) =>
     Effect.gen(function*() {
       const before = options.cursor === undefined ? null : yield* decodeCursor(options.cursor)
+      const ids = idRange(options)
+      const createdAfter = options.createdAfter === undefined ? null : DateTime.toDate(options.createdAfter)
+      const createdBefore = options.createdBefore === undefined ? null : DateTime.toDate(options.createdBefore)
+      // The id bounds let the primary key's scan start and stop where the
+      // prefix and the times allow; the other filters are tested on its rows
+      // (the key's filter by its unique index).
       const rows = yield* sql<RunRow>`
         SELECT ${columns} FROM runstream_runs
         WHERE (${options.status ?? null}::text IS NULL OR status = ${options.status ?? null})
           AND (${options.task ?? null}::text IS NULL OR task = ${options.task ?? null})
+          AND (${options.queue ?? null}::text IS NULL OR queue = ${options.queue ?? null})
+          AND (${options.idempotencyKey ?? null}::text IS NULL OR idempotency_key = ${options.idempotencyKey ?? null})
+          AND (${createdAfter}::timestamptz IS NULL OR created_at >= ${createdAfter})
+          AND (${createdBefore}::timestamptz IS NULL OR created_at < ${createdBefore})
+          AND id >= ${ids.from}::uuid AND id <= ${ids.to}::uuid
           AND (${before}::uuid IS NULL OR id < ${before}::uuid)
         ORDER BY id DESC LIMIT ${options.limit + 1}`
       const page = rows.slice(0, options.limit)

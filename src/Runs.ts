@@ -3,11 +3,12 @@
  * @since 0.1.0
  */
 import type { SqlError } from "@effect/sql"
-import { Config, Context, type Duration, Effect, Layer, Mailbox, Option, type Scope, Stream } from "effect"
+import { Config, Context, type Duration, Effect, Layer, Mailbox, Option, Schema, type Scope, Stream } from "effect"
 import { AwaitTimeout, InvalidInput, type RunAlreadyFinished, type InvalidCursor, type RunNotFound } from "./domain/Errors.ts"
 import type { RunId } from "./domain/Ids.ts"
-import { isFinished, type Run, type RunStatus } from "./domain/Run.ts"
+import { isFinished, type Run } from "./domain/Run.ts"
 import type { RunEvent } from "./domain/RunEvent.ts"
+import { RunFilter } from "./domain/RunFilter.ts"
 import type { StartOptions } from "./domain/StartOptions.ts"
 import { EventBus } from "./bus/EventBus.ts"
 import { unstorableInJsonb } from "./internal/jsonb.ts"
@@ -42,13 +43,18 @@ export class Runs extends Context.Tag("runstream/Runs")<Runs, {
    */
   readonly startMany: (requests: ReadonlyArray<StartRequest>) => Effect.Effect<ReadonlyArray<Created>, StartError>
   readonly get: (runId: RunId) => Effect.Effect<Run, RunNotFound | SqlError.SqlError>
-  readonly list: (options: {
-    readonly status?: RunStatus | undefined
-    readonly task?: string | undefined
+  /** Newest first, every filter given applied. */
+  readonly list: (options: RunFilter & {
     readonly limit?: number | undefined
     readonly cursor?: string | undefined
   }) => Effect.Effect<{ readonly runs: ReadonlyArray<Run>; readonly nextCursor: string | null }, InvalidCursor | InvalidInput | SqlError.SqlError>
   readonly cancel: (runId: RunId) => Effect.Effect<Run, RunNotFound | RunAlreadyFinished | SqlError.SqlError>
+  /**
+   * Starts a new run of the run's task with its input, `replayOf` it: with
+   * its queue, priority, maxAttempts and timeoutMs unless `options` says
+   * otherwise, and with no idempotency key or `runAt` unless `options` gives one.
+   */
+  readonly replay: (runId: RunId, options?: StartOptions) => Effect.Effect<Created, RunNotFound | StartError>
   /** A page of the log after `after` (for JSON clients). */
   readonly readEvents: (runId: RunId, options: { readonly after: number; readonly limit?: number | undefined }) => Effect.Effect<ReadonlyArray<RunEvent>, RunNotFound | InvalidInput | SqlError.SqlError>
   /**
@@ -80,6 +86,20 @@ const ignoreEvents: FollowSink = { offer: () => true, write: () => Effect.void }
 
 const isStorable = (text: string) => !unstorableInJsonb(JSON.stringify(text))
 
+// Typed callers can still pass a bad prefix or queue name; built once (see runs/Start.ts).
+const validateFilter = Schema.validate(RunFilter, { errors: "all" })
+
+/** What a replay keeps of its original: the options a start could have given it (within their bounds). */
+const optionsOf = (run: Run): StartOptions => {
+  const within = (n: number, min: number, max: number) => Number.isInteger(n) && n >= min && n <= max
+  return {
+    queue: run.queue,
+    priority: run.priority,
+    ...(within(run.maxAttempts, 1, 100) ? { maxAttempts: run.maxAttempts } : {}),
+    ...(run.timeoutMs !== null && within(run.timeoutMs, 1, 24 * 60 * 60 * 1000) ? { timeoutMs: run.timeoutMs } : {})
+  }
+}
+
 export const make = Effect.gen(function*() {
   const store = yield* RunStore
   const log = yield* EventLog
@@ -98,8 +118,18 @@ export const make = Effect.gen(function*() {
     if (options.task !== undefined && !isStorable(options.task)) {
       return Effect.fail(new InvalidInput({ message: "task may not contain U+0000 or unpaired surrogates" }))
     }
-    return store.list({ ...options, limit })
+    return validateFilter(options).pipe(
+      Effect.mapError((error) => InvalidInput.fromParseError("the list's filter", error)),
+      Effect.zipRight(store.list({ ...options, limit }))
+    )
   }
+
+  const replay: Runs["Type"]["replay"] = (runId, options) =>
+    Effect.flatMap(store.get(runId), (original) =>
+      Effect.map(
+        startMany([{ task: original.task, input: original.input, options: { ...optionsOf(original), ...options }, replayOf: original.id }]),
+        (created) => created[0]!
+      ))
 
   const cancel = (runId: RunId) => Effect.tap(store.cancel(runId), () => outbox.written)
 
@@ -152,6 +182,7 @@ export const make = Effect.gen(function*() {
     get: store.get,
     list,
     cancel,
+    replay,
     readEvents,
     events,
     allEvents,

@@ -2,10 +2,11 @@
  * Tasks: named, typed units of work, and the registry a program's workers run.
  * @since 0.1.0
  */
-import { Context, Duration, Effect, Layer, Option, Schema } from "effect"
+import { Context, Duration, Effect, JSONSchema, Layer, Option, Schema } from "effect"
 import type { SqlError } from "@effect/sql"
 import type { InvalidInput, LeaseLost, PayloadTooLarge } from "./domain/Errors.ts"
 import type { RunId } from "./domain/Ids.ts"
+import type { TaskInfo } from "./domain/TaskInfo.ts"
 
 /** Why an `emit` can fail. */
 export type EmitError = LeaseLost | PayloadTooLarge | InvalidInput | SqlError.SqlError
@@ -153,3 +154,27 @@ export const layerRegistry = <const Tasks extends ReadonlyArray<Any>>(
       })
     })
   )
+
+/** A schema as JSON Schema; null when it has none (a declared type without a JSON Schema annotation). */
+const jsonSchemaOf = (schema: Schema.Schema.Any): unknown => {
+  try {
+    return JSONSchema.make(schema)
+  } catch {
+    return null
+  }
+}
+
+/** A task as `GET /v1/tasks` describes it. */
+export const describe = (task: Any): TaskInfo => ({
+  name: task.name,
+  queue: "default",
+  input: jsonSchemaOf(task.input),
+  output: jsonSchemaOf(task.output),
+  retry: {
+    maxAttempts: task.retry.maxAttempts,
+    initialDelayMs: Duration.toMillis(task.retry.initialDelay),
+    maxDelayMs: Duration.toMillis(task.retry.maxDelay),
+    factor: task.retry.factor
+  },
+  timeoutMs: Option.getOrNull(Option.map(task.timeout, Duration.toMillis))
+})

@@ -151,3 +151,10 @@ export class AwaitTimeout extends Schema.TaggedError<AwaitTimeout>()("AwaitTimeo
     return `run ${this.runId} did not finish in time`
   }
 }
+
+/** Read tokens are off: the server has no `RUNSTREAM_TOKEN_SECRET`. */
+export class TokensDisabled extends Schema.TaggedError<TokensDisabled>()("TokensDisabled", {}) {
+  override get message() {
+    return "read tokens are disabled on this server: set RUNSTREAM_TOKEN_SECRET (the same on every server process) to enable them"
+  }
+}

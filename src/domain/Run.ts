@@ -39,5 +39,7 @@ export class Run extends Schema.Class<Run>("Run")({
   runAt: Schema.DateTimeUtc,
   startedAt: Schema.NullOr(Schema.DateTimeUtc),
   finishedAt: Schema.NullOr(Schema.DateTimeUtc),
-  lastSeq: Schema.Int
+  lastSeq: Schema.Int,
+  /** The run this one replays (`POST /v1/runs/:id/replay`); absent for a run started otherwise. */
+  replayOf: Schema.optionalWith(RunId, { exact: true })
 }) {}

@@ -43,12 +43,18 @@ export const RunAt = Schema.compose(
   return year >= runAtYears.min && year <= runAtYears.max
 }, { message: () => `must be in the years ${runAtYears.min} to ${runAtYears.max} (UTC)` }))
 
+/** A queue's name. */
+export const QueueName = Schema.String.pipe(
+  Schema.pattern(/^[A-Za-z0-9._-]{1,100}$/, { message: () => "a queue name is 1-100 of A-Z a-z 0-9 . _ -" })
+)
+
+/** An idempotency key: 1-200 characters Postgres can store. */
+export const IdempotencyKey = StorableString.pipe(Schema.minLength(1), Schema.maxLength(200))
+
 /** Options of a start; every field is checked and bounded. */
 export const StartOptions = Schema.Struct({
-  idempotencyKey: Schema.optional(StorableString.pipe(Schema.minLength(1), Schema.maxLength(200))),
-  queue: Schema.optional(Schema.String.pipe(
-    Schema.pattern(/^[A-Za-z0-9._-]{1,100}$/, { message: () => "a queue name is 1-100 of A-Z a-z 0-9 . _ -" })
-  )),
+  idempotencyKey: Schema.optional(IdempotencyKey),
+  queue: Schema.optional(QueueName),
   priority: Schema.optional(Schema.Int.pipe(Schema.between(-1_000_000, 1_000_000))),
   runAt: Schema.optional(RunAt),
   maxAttempts: Schema.optional(Schema.Int.pipe(Schema.between(1, 100))),

@@ -6,9 +6,12 @@
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
 import { RunId } from "../domain/Ids.ts"
-import { Run, RunStatus } from "../domain/Run.ts"
+import { ReadToken, TokenRequest } from "../domain/ReadToken.ts"
+import { Run } from "../domain/Run.ts"
 import { maxSeq, RunEvent } from "../domain/RunEvent.ts"
-import { StorableString } from "../internal/jsonb.ts"
+import { RunFilter } from "../domain/RunFilter.ts"
+import { Stats } from "../domain/Stats.ts"
+import { TaskList } from "../domain/TaskInfo.ts"
 import { maxPageSize, StartOptions } from "../Runs.ts"
 import * as ApiError from "./ApiError.ts"
 
@@ -34,6 +37,17 @@ export const StartRunBody = Schema.Struct({
   ...StartOptions.fields
 }).annotations({ identifier: "StartRun" })
 
+/** The body of `POST /v1/runs/:id/replay` (optional): options overriding the original run's. @category schemas */
+export const ReplayBody = Schema.Struct({
+  options: Schema.optional(StartOptions)
+}).annotations({ identifier: "Replay" })
+
+/** A run started or found, and which. @category schemas */
+export const StartedResponse = Schema.Struct({
+  run: Run,
+  created: Schema.Boolean.annotations({ description: "false when an existing run was returned for a repeated idempotency key." })
+}).annotations({ identifier: "Started" })
+
 /** @category schemas */
 export const Status = Schema.Struct({ status: Schema.String }).annotations({ identifier: "Status" })
 
@@ -52,6 +66,12 @@ const Limit = intParam(
 )
 const optional = <S extends Schema.Schema.All>(schema: S) => Schema.optionalWith(schema, { exact: true })
 const RunPath = Schema.Struct({ id: RunId })
+
+/** Accepted on the GET routes of a token's scope, in place of the API key (see `POST /v1/tokens`). */
+const Token = optional(Schema.String.pipe(Schema.maxLength(1000)).annotations({
+  description: "A read token (`POST /v1/tokens`), for clients that cannot send `Authorization` (a browser's `EventSource`); " +
+    "accepted only within its scope."
+}))
 
 const eventStreamDescription =
   "`text/event-stream` unless `Accept` asks for `application/json`: one message per event (`id:` the seq, " +
@@ -90,17 +110,21 @@ export class RunsGroup extends HttpApiGroup.make("runs")
   .add(
     HttpApiEndpoint.get("list", "/v1/runs")
       .setUrlParams(Schema.Struct({
-        status: optional(RunStatus),
-        task: optional(StorableString),
+        ...RunFilter.fields,
         limit: optional(Limit),
-        cursor: optional(Schema.String)
+        cursor: optional(Schema.String),
+        token: Token
       }))
       .addSuccess(RunPage)
       .annotate(OpenApi.Summary, "List runs, newest first")
+      .annotate(OpenApi.Description,
+        "Every filter given applies. `q` is the start of a run id (lowercase hex digits, and dashes where the id has them). " +
+          "`createdAfter` (inclusive) and `createdBefore` (exclusive) are ISO 8601 times. `idempotencyKey` finds the run of a key.")
   )
   .add(
     HttpApiEndpoint.get("get", "/v1/runs/:id")
       .setPath(RunPath)
+      .setUrlParams(Schema.Struct({ token: Token }))
       .addSuccess(RunResponse)
       .addError(ApiError.NotFound)
       .annotate(OpenApi.Summary, "Get a run")
@@ -114,9 +138,24 @@ export class RunsGroup extends HttpApiGroup.make("runs")
       .annotate(OpenApi.Summary, "Cancel a run")
   )
   .add(
+    HttpApiEndpoint.post("replay", "/v1/runs/:id/replay")
+      .setPath(RunPath)
+      .setPayload(ReplayBody)
+      .addSuccess(StartedResponse, { status: 201 })
+      .addSuccess(StartedResponse.annotations({ description: "The existing run of a repeated idempotency key (given in `options`)" }), { status: 200 })
+      .addError(ApiError.NotFound)
+      .addError(ApiError.IdempotencyKeyConflict)
+      .addError(ApiError.ContentTooLarge)
+      .addError(ApiError.UnsupportedMediaType)
+      .annotate(OpenApi.Summary, "Start a new run of a run's task with its input")
+      .annotate(OpenApi.Description,
+        "The new run has the original's task and input, its queue, priority, maxAttempts and timeoutMs unless `options` " +
+          "overrides them, no idempotency key and no `runAt` unless given, and `replayOf` set to the original's id. The body may be left out.")
+  )
+  .add(
     HttpApiEndpoint.get("events", "/v1/runs/:id/events")
       .setPath(RunPath)
-      .setUrlParams(Schema.Struct({ after: optional(After), limit: optional(Limit) }))
+      .setUrlParams(Schema.Struct({ after: optional(After), limit: optional(Limit), token: Token }))
       .setHeaders(Schema.Struct({ "last-event-id": optional(After) }))
       .addSuccess(EventPage)
       .addError(ApiError.NotFound)
@@ -132,13 +171,49 @@ export class RunsGroup extends HttpApiGroup.make("runs")
 export class EventsGroup extends HttpApiGroup.make("events")
   .add(
     HttpApiEndpoint.get("all", "/v1/events")
-      .setUrlParams(Schema.Struct({ task: optional(Schema.String), run: optional(RunId) }))
+      .setUrlParams(Schema.Struct({ task: optional(Schema.String), run: optional(RunId), token: Token }))
       .addSuccess(Schema.String.annotations({ description: "text/event-stream of live events; not replayed, never ends" }))
       .annotate(OpenApi.Summary, "Live events of all runs (debug stream, SSE)")
       .annotate(OpenApi.Transform, (operation) => ({
         ...operation,
         responses: { ...operation.responses, 200: { description: "Live events", content: { "text/event-stream": { schema: { type: "string" } } } } }
       }))
+  )
+  .addError(ApiError.Unauthorized)
+  .addError(ApiError.Unavailable)
+{}
+
+/** @category groups */
+export class StatsGroup extends HttpApiGroup.make("stats")
+  .add(
+    HttpApiEndpoint.get("stats", "/v1/stats")
+      .addSuccess(Stats)
+      .annotate(OpenApi.Summary, "Counts, queue depths, runs ended per minute, wait and duration percentiles")
+  )
+  .add(
+    HttpApiEndpoint.get("tasks", "/v1/tasks")
+      .addSuccess(TaskList)
+      .annotate(OpenApi.Summary, "The tasks this server starts, with their input and output as JSON Schema")
+  )
+  .addError(ApiError.Unauthorized)
+  .addError(ApiError.Unavailable)
+{}
+
+/** @category groups */
+export class TokensGroup extends HttpApiGroup.make("tokens")
+  .add(
+    HttpApiEndpoint.post("create", "/v1/tokens")
+      .setPayload(TokenRequest)
+      .addSuccess(ReadToken, { status: 201 })
+      .addError(ApiError.NotFound)
+      .addError(ApiError.ContentTooLarge)
+      .addError(ApiError.UnsupportedMediaType)
+      .addError(ApiError.NotImplemented)
+      .annotate(OpenApi.Summary, "Mint a read token for one run or for the runs of one task")
+      .annotate(OpenApi.Description,
+        "The token (HMAC-SHA256 under the server's `RUNSTREAM_TOKEN_SECRET`) is accepted as `?token=` until `expiresAt` " +
+          "on the GET routes of its scope, and refused (401) elsewhere. Scope `runId`: `/v1/runs/{id}` and `/v1/runs/{id}/events`. " +
+          "Scope `task`: `/v1/runs?task=<task>`, each run of the task and its events, and `/v1/events?task=<task>`.")
   )
   .addError(ApiError.Unauthorized)
   .addError(ApiError.Unavailable)
@@ -211,6 +286,8 @@ const withBearerAuth = (spec: Record<string, any>): Record<string, any> => {
 export class Api extends HttpApi.make("runstream")
   .add(RunsGroup)
   .add(EventsGroup)
+  .add(StatsGroup)
+  .add(TokensGroup)
   .add(HealthGroup)
   .addError(ApiError.BadRequest)
   .addError(ApiError.Internal)

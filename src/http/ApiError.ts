@@ -18,6 +18,7 @@ import {
   type PayloadTooLarge,
   type RunAlreadyFinished,
   type RunNotFound,
+  type TokensDisabled,
   type UnknownTask
 } from "../domain/Errors.ts"
 
@@ -79,6 +80,8 @@ export const ContentTooLarge = withStatus(413, "The body or the run's input is o
 /** @category declarations */
 export const UnsupportedMediaType = withStatus(415, "The body must be `application/json`.")
 /** @category declarations */
+export const NotImplemented = withStatus(501, "Read tokens are disabled: the server has no `RUNSTREAM_TOKEN_SECRET`.")
+/** @category declarations */
 export const Internal = withStatus(500, "An unexpected error; the server's log has the details.")
 /** @category declarations */
 export const Unavailable = withStatus(503, "The database cannot be reached, the stream limit is reached, or the server is shutting down.")
@@ -126,6 +129,7 @@ export type CoreError =
   | RunAlreadyFinished
   | InvalidCursor
   | IdempotencyConflict
+  | TokensDisabled
   | SqlError.SqlError
 
 /** The API's answer to a failure of the core. */
@@ -145,6 +149,8 @@ export const fromCore = (error: CoreError): ApiError => {
       return new ApiError({ status: 409, code: "run_already_finished", message: error.message })
     case "IdempotencyConflict":
       return new ApiError({ status: 409, code: "idempotency_conflict", message: error.message })
+    case "TokensDisabled":
+      return new ApiError({ status: 501, code: "tokens_disabled", message: error.message })
     case "SqlError":
       return unavailable
   }

@@ -18,6 +18,11 @@ export interface HttpOptions {
   readonly keepAlive: Duration.Duration
   /** The reconnection delay suggested to SSE clients (`retry:`). */
   readonly retry: Duration.Duration
+  /**
+   * The secret read tokens are signed with (`POST /v1/tokens`), the same on
+   * every server process; none: tokens are disabled (minting answers 501).
+   */
+  readonly tokenSecret?: Redacted.Redacted<string> | undefined
 }
 
 const apiKeys = Config.option(Config.redacted("RUNSTREAM_API_KEYS")).pipe(
@@ -30,6 +35,17 @@ const apiKeys = Config.option(Config.redacted("RUNSTREAM_API_KEYS")).pipe(
         ? Either.left(ConfigError.InvalidData(["RUNSTREAM_API_KEYS"], "is set but lists no key; unset it to run without authentication"))
         : Either.right(keys.map((key) => Redacted.make(key)))
     }
+  }))
+)
+
+/** At least 32 characters: an HMAC key any shorter is guessable offline from one token. */
+const tokenSecret = Config.option(Config.redacted("RUNSTREAM_TOKEN_SECRET")).pipe(
+  Config.mapOrFail(Option.match({
+    onNone: () => Either.right<Redacted.Redacted<string> | undefined>(undefined),
+    onSome: (value) =>
+      Redacted.value(value).length >= 32
+        ? Either.right(value)
+        : Either.left(ConfigError.InvalidData(["RUNSTREAM_TOKEN_SECRET"], "must be at least 32 characters (e.g. `openssl rand -hex 32`)"))
   }))
 )
 
@@ -66,7 +82,8 @@ export const HttpConfig: Config.Config<HttpOptions> = Config.all({
     message: "must be at least 10 millis",
     validation: (d) => Duration.toMillis(d) >= 10
   }, Duration.seconds(15)),
-  retry: Config.duration("RUNSTREAM_SSE_RETRY").pipe(Config.withDefault(Duration.seconds(3)))
+  retry: Config.duration("RUNSTREAM_SSE_RETRY").pipe(Config.withDefault(Duration.seconds(3))),
+  tokenSecret
 })
 
 /** A TCP port; 0 picks a free one. */

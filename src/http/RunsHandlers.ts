@@ -3,11 +3,11 @@
  * JSON pages.
  * @since 0.1.0
  */
-import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
+import { HttpApiBuilder, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Effect } from "effect"
 import { type FeedBatch, RunFollowers } from "../RunFollowers.ts"
 import { Runs } from "../Runs.ts"
-import { Api, RunResponse, StartRunBody } from "./Api.ts"
+import { Api, ReplayBody, RunResponse, StartedResponse, StartRunBody } from "./Api.ts"
 import { badRequest, internal, mapCore } from "./ApiError.ts"
 import type { HttpOptions } from "./HttpConfig.ts"
 import * as RequestBody from "./RequestBody.ts"
@@ -23,6 +23,15 @@ const wantsJson = (accept: string | undefined) =>
  * buffers) before it leaves the run's live feed and is served from the log.
  */
 const sseBufferBytes = 256 * 1024
+
+/** The replay's body: optional, so a request without one (no type, no length) means no overrides. */
+const replayBody = (limit: number) =>
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+    const length = request.headers["content-length"]
+    const empty = request.headers["content-type"] === undefined && (length === undefined || length === "0") &&
+      request.headers["transfer-encoding"] === undefined
+    return empty ? Effect.succeed<typeof ReplayBody.Type>({}) : RequestBody.json(ReplayBody, limit)
+  })
 
 /** @category layers */
 export const layer = (options: HttpOptions) =>
@@ -52,7 +61,15 @@ export const layer = (options: HttpOptions) =>
             const [started] = yield* mapCore(runs.startMany([{ task, input, options: startOptions }]))
             return yield* respond(started!.created ? 201 : 200, { run: started!.run })
           }))
-        .handle("list", ({ urlParams }) => mapCore(runs.list(urlParams)))
+        .handleRaw("replay", ({ path }) =>
+          Effect.gen(function*() {
+            const { options: overrides } = yield* replayBody(options.maxBodyBytes)
+            const started = yield* mapCore(runs.replay(path.id, overrides))
+            return yield* HttpServerResponse.schemaJson(StartedResponse)(started, { status: started.created ? 201 : 200 }).pipe(
+              Effect.mapError(() => internal)
+            )
+          }))
+        .handle("list", ({ urlParams: { token: _, ...filter } }) => mapCore(runs.list(filter)))
         .handle("get", ({ path }) => mapCore(Effect.map(runs.get(path.id), (run) => ({ run }))))
         .handle("cancel", ({ path }) => mapCore(Effect.map(runs.cancel(path.id), (run) => ({ run }))))
         .handle("events", ({ headers, path, request, urlParams }) =>

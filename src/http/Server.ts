@@ -25,8 +25,12 @@ import * as EventsHandlers from "./EventsHandlers.ts"
 import * as HealthHandlers from "./HealthHandlers.ts"
 import * as RequestLog from "./RequestLog.ts"
 import { HttpConfig, type HttpOptions, ListenConfig, type ListenOptions } from "./HttpConfig.ts"
+import * as ReadTokens from "./ReadTokens.ts"
 import * as RunsHandlers from "./RunsHandlers.ts"
+import * as StatsHandlers from "./StatsHandlers.ts"
 import * as Streams from "./Streams.ts"
+import * as TokensHandlers from "./TokensHandlers.ts"
+import * as Stats from "../Stats.ts"
 
 /** A method and a path pattern (`/v1/runs/:id`) the server answers. */
 interface Route {
@@ -109,16 +113,22 @@ const layerRpcRoute = (options: HttpOptions) =>
     )
   )
 
-/** The API's routes and handlers; needs `Runs`, the database, and `Streams`. */
+/**
+ * The API's routes and handlers, and the read tokens; needs `Runs`, the
+ * task registry, the database, and `Streams`.
+ */
 export const layerApi = (options: HttpOptions) =>
   HttpApiBuilder.middlewareOpenApi().pipe(
     Layer.provideMerge(HttpApiBuilder.api(Api).pipe(Layer.provide([
       RunsHandlers.layer(options),
       EventsHandlers.layer(options),
+      StatsHandlers.layer,
+      TokensHandlers.layer(options),
       HealthHandlers.layer,
       layerDecodeErrors,
       layerRpcRoute(options)
-    ])))
+    ]))),
+    Layer.provideMerge(Layer.merge(ReadTokens.layer(options.tokenSecret), Stats.layer()))
   )
 
 /**
@@ -126,10 +136,10 @@ export const layerApi = (options: HttpOptions) =>
  * the routes, failures answered as JSON.
  */
 export const makeApp = (options: HttpOptions, dashboard: Option.Option<Dashboard.Assets> = Option.none()) =>
-  Effect.map(HttpApiBuilder.httpApp, (app) =>
+  Effect.zipWith(HttpApiBuilder.httpApp, Auth.middleware(options.apiKeys), (app, authenticated) =>
     app.pipe(
       answerFailures([...routesOf(Api), { method: "GET", path: "/openapi.json" }, { method: "POST", path: "/rpc" }]),
-      Auth.middleware(options.apiKeys),
+      authenticated,
       Dashboard.middleware(dashboard)
     ))
 

@@ -8,6 +8,7 @@ import partialIdempotencyIndex from "./0003_partial_idempotency_index.ts"
 import idempotencyRequestHash from "./0004_idempotency_request_hash.ts"
 import heapOnlyRunUpdates from "./0005_heap_only_run_updates.ts"
 import outboxEntries from "./0006_outbox_entries.ts"
+import replayOf from "./0007_replay_of.ts"
 
 export const loader = Migrator.fromRecord({
   "0001_init": init,
@@ -15,10 +16,11 @@ export const loader = Migrator.fromRecord({
   "0003_partial_idempotency_index": partialIdempotencyIndex,
   "0004_idempotency_request_hash": idempotencyRequestHash,
   "0005_heap_only_run_updates": heapOnlyRunUpdates,
-  "0006_outbox_entries": outboxEntries
+  "0006_outbox_entries": outboxEntries,
+  "0007_replay_of": replayOf
 })
 
 /** Changes when a migration is added: test templates are keyed by it. */
-export const schemaVersion = "0006"
+export const schemaVersion = "0007"
 
 export const migrationsTable = "runstream_migrations"

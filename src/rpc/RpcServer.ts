@@ -27,12 +27,18 @@
 import type { HttpApp } from "@effect/platform"
 import { RpcServer } from "@effect/rpc"
 import { SqlError } from "@effect/sql"
-import { Cause, Duration, Effect, Schema, type Scope, Stream } from "effect"
+import { Cause, Duration, Effect, Option, Schema, type Scope, Stream } from "effect"
 import { InvalidInput, RunNotFound } from "../domain/Errors.ts"
 import { RunId } from "../domain/Ids.ts"
+import { TokenRequest } from "../domain/ReadToken.ts"
+import { CreatedAtBound } from "../domain/RunFilter.ts"
 import { httpDefaults } from "../http/HttpConfig.ts"
+import { ReadTokens } from "../http/ReadTokens.ts"
 import { type StreamRefused, Streams } from "../http/Streams.ts"
+import { mint } from "../http/TokensHandlers.ts"
 import { Runs, StartOptions } from "../Runs.ts"
+import { Stats } from "../Stats.ts"
+import * as Task from "../Task.ts"
 import * as HttpProtocol from "./HttpProtocol.ts"
 import { RunstreamRpcs, ShuttingDown, TooManyStreams, Unavailable } from "./RunstreamRpcs.ts"
 
@@ -69,6 +75,16 @@ const decodeOptions = (options: unknown): Effect.Effect<StartOptions | undefined
       Effect.mapError((error) => InvalidInput.fromParseError("options", error))
     )
 
+const decodeTime = (name: string, value: string | undefined) =>
+  value === undefined
+    ? Effect.succeed(undefined)
+    : Schema.decodeUnknown(CreatedAtBound)(value).pipe(Effect.mapError((error) => InvalidInput.fromParseError(name, error)))
+
+const decodeTokenRequest = (request: unknown) =>
+  Schema.decodeUnknown(TokenRequest, { errors: "all" })(request).pipe(
+    Effect.mapError((error) => InvalidInput.fromParseError("the token request", error))
+  )
+
 const refusedStream = (refusal: StreamRefused) =>
   refusal.reason === "full" ? new TooManyStreams({ limit: refusal.limit }) : new ShuttingDown()
 
@@ -76,6 +92,10 @@ const refusedStream = (refusal: StreamRefused) =>
 export const handlers = Effect.gen(function*() {
   const runs = yield* Runs
   const streams = yield* Streams
+  const stats = yield* Stats
+  const tokens = yield* ReadTokens
+  const registry = yield* Task.TaskRegistry
+  const tasks = { tasks: registry.names.flatMap((name) => Option.toArray(Option.map(registry.get(name), ({ task }) => Task.describe(task)))) }
   const slot = Effect.mapError(streams.reserve, refusedStream)
   const untilShutdown = Effect.zipRight(streams.shutdown, Effect.fail(new ShuttingDown()))
 
@@ -93,7 +113,33 @@ export const handlers = Effect.gen(function*() {
 
     Get: ({ runId }) => Effect.flatMap(parseRunId(runId), runs.get).pipe(hideSqlError),
 
-    List: (options) => runs.list(options).pipe(hideSqlError),
+    List: ({ createdAfter, createdBefore, ...options }) =>
+      Effect.zip(decodeTime("createdAfter", createdAfter), decodeTime("createdBefore", createdBefore)).pipe(
+        Effect.flatMap(([after, before]) =>
+          runs.list({
+            ...options,
+            ...(after === undefined ? {} : { createdAfter: after }),
+            ...(before === undefined ? {} : { createdBefore: before })
+          })
+        ),
+        hideSqlError
+      ),
+
+    Replay: ({ options, runId }) =>
+      Effect.zip(parseRunId(runId), decodeOptions(options)).pipe(
+        Effect.flatMap(([id, options]) => runs.replay(id, options)),
+        hideSqlError
+      ),
+
+    Stats: () => stats.read.pipe(hideSqlError),
+
+    Tasks: () => Effect.succeed(tasks),
+
+    CreateToken: (request) =>
+      decodeTokenRequest(request).pipe(
+        Effect.flatMap((request) => mint(runs, tokens, request)),
+        hideSqlError
+      ),
 
     Cancel: ({ runId }) => Effect.flatMap(parseRunId(runId), runs.cancel).pipe(hideSqlError),
 
@@ -148,7 +194,7 @@ export const defaultLimits: Limits = { maxMessageBytes: httpDefaults.maxBodyByte
  */
 export const makeHttpApp = (
   limits: Limits
-): Effect.Effect<HttpApp.Default<never, Scope.Scope>, never, Runs | Streams | Scope.Scope> =>
+): Effect.Effect<HttpApp.Default<never, Scope.Scope>, never, Runs | Streams | Stats | ReadTokens | Task.TaskRegistry | Scope.Scope> =>
   Effect.gen(function*() {
     const context = yield* RunstreamRpcs.toHandlersContext(handlers)
     const { httpApp, protocol } = yield* HttpProtocol.make({

@@ -24,8 +24,12 @@ import {
   type PayloadTooLarge,
   type RunAlreadyFinished,
   type RunNotFound,
+  type TokensDisabled,
   type UnknownTask
 } from "../domain/Errors.ts"
+import type { ReadToken } from "../domain/ReadToken.ts"
+import type { Stats } from "../domain/Stats.ts"
+import type { TaskList } from "../domain/TaskInfo.ts"
 import type { Run, RunStatus } from "../domain/Run.ts"
 import type { RunEvent } from "../domain/RunEvent.ts"
 import { StartOptions } from "../domain/StartOptions.ts"
@@ -90,12 +94,33 @@ export class RunstreamClient extends Context.Tag("runstream/RunstreamClient")<Ru
   readonly list: (options?: {
     readonly status?: RunStatus | undefined
     readonly task?: string | undefined
+    readonly queue?: string | undefined
+    readonly idempotencyKey?: string | undefined
+    /** ISO 8601: runs created at or after it. */
+    readonly createdAfter?: string | undefined
+    /** ISO 8601: runs created before it. */
+    readonly createdBefore?: string | undefined
+    /** The start of a run id (lowercase hex, dashes where the id has them). */
+    readonly q?: string | undefined
     readonly limit?: number | undefined
     readonly cursor?: string | undefined
   }) => Effect.Effect<typeof RunPage.Type, InvalidCursor | InvalidInput | Unavailable | Unauthorized | RpcClientError.RpcClientError>
   readonly cancel: (
     runId: string
   ) => Effect.Effect<Run, RunNotFound | RunAlreadyFinished | Unavailable | Unauthorized | RpcClientError.RpcClientError>
+  /**
+   * A new run of the run's task with its input, `replayOf` the original;
+   * `options` override the original's queue, priority, maxAttempts and timeoutMs.
+   */
+  readonly replay: (runId: string, options?: StartOptions) => Effect.Effect<typeof Started.Type, StartError | RunNotFound>
+  /** Counts, queue depths, runs ended per minute, wait and duration percentiles (`GET /v1/stats`). */
+  readonly stats: () => Effect.Effect<Stats, Unavailable | Unauthorized | RpcClientError.RpcClientError>
+  /** The tasks the server starts, with their schemas (`GET /v1/tasks`). */
+  readonly tasks: () => Effect.Effect<typeof TaskList.Type, Unauthorized | RpcClientError.RpcClientError>
+  /** A read token for one run (`runId`) or the runs of one task (`task`), for `?token=` (`POST /v1/tokens`). */
+  readonly createToken: (
+    request: { readonly runId?: string | undefined; readonly task?: string | undefined; readonly ttlSeconds: number }
+  ) => Effect.Effect<ReadToken, InvalidInput | RunNotFound | TokensDisabled | Unavailable | Unauthorized | RpcClientError.RpcClientError>
   /** A page of the run's log after `after` (default 0). */
   readonly readEvents: (
     runId: string,
@@ -165,6 +190,14 @@ export const make = Effect.gen(function*() {
     get: (runId) => call(client.Get({ runId })),
     list: (options = {}) => call(client.List(options)),
     cancel: (runId) => call(client.Cancel({ runId })),
+    replay: (runId, options) =>
+      Effect.gen(function*() {
+        const encoded = options === undefined ? undefined : yield* Effect.mapError(Schema.encode(StartOptions)(options), invalid("options"))
+        return yield* call(client.Replay({ runId, options: encoded }))
+      }),
+    stats: () => call(client.Stats()),
+    tasks: () => call(client.Tasks()),
+    createToken: (request) => call(client.CreateToken(request)),
     readEvents: (runId, options = {}) => call(client.ReadEvents({ runId, ...options })),
     events: (runId, options = {}) => follow(client.Events({ runId, ...options })),
     allEvents: (filter = {}) => follow(client.AllEvents(filter)),

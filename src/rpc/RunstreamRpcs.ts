@@ -18,11 +18,15 @@ import {
   PayloadTooLarge,
   RunAlreadyFinished,
   RunNotFound,
+  TokensDisabled,
   UnknownTask
 } from "../domain/Errors.ts"
+import { ReadToken } from "../domain/ReadToken.ts"
 import { Run, RunStatus } from "../domain/Run.ts"
 import { RunEvent } from "../domain/RunEvent.ts"
 import { StartOptions } from "../domain/StartOptions.ts"
+import { Stats } from "../domain/Stats.ts"
+import { TaskList } from "../domain/TaskInfo.ts"
 
 /**
  * The server could not reach its database. Transient: the call may be retried.
@@ -95,6 +99,14 @@ export class RunstreamRpcs extends RpcGroup.make(
     payload: {
       status: Schema.optional(RunStatus),
       task: Schema.optional(Schema.String),
+      queue: Schema.optional(Schema.String),
+      idempotencyKey: Schema.optional(Schema.String),
+      /** ISO 8601; runs created at or after it. */
+      createdAfter: Schema.optional(Schema.String),
+      /** ISO 8601; runs created before it. */
+      createdBefore: Schema.optional(Schema.String),
+      /** The start of a run id (lowercase hex, dashes where the id has them). */
+      q: Schema.optional(Schema.String),
       limit: Schema.optional(Schema.Number),
       cursor: Schema.optional(Schema.String)
     },
@@ -105,6 +117,12 @@ export class RunstreamRpcs extends RpcGroup.make(
     payload: { runId: Schema.String },
     success: Run,
     error: Schema.Union(RunNotFound, RunAlreadyFinished, Unavailable)
+  }),
+  /** A new run of the run's task with its input; `options` override the original's (see `POST /v1/runs/:id/replay`). */
+  Rpc.make("Replay", {
+    payload: { runId: Schema.String, options: Schema.optional(StartOptionsEncoded) },
+    success: Started,
+    error: Schema.Union(RunNotFound, UnknownTask, InvalidInput, PayloadTooLarge, IdempotencyConflict, Unavailable)
   }),
   Rpc.make("ReadEvents", {
     payload: { runId: Schema.String, after: Schema.optional(Schema.Number), limit: Schema.optional(Schema.Number) },
@@ -129,5 +147,20 @@ export class RunstreamRpcs extends RpcGroup.make(
     payload: { runId: Schema.String, timeoutMs: Schema.optional(Schema.Number) },
     success: Run,
     error: Schema.Union(RunNotFound, AwaitTimeout, InvalidInput, Unavailable, TooManyStreams, ShuttingDown)
+  }),
+  /** What `GET /v1/stats` answers. */
+  Rpc.make("Stats", {
+    success: Stats,
+    error: Unavailable
+  }),
+  /** The tasks the server starts, as `GET /v1/tasks` answers them. */
+  Rpc.make("Tasks", {
+    success: TaskList
+  }),
+  /** A read token for one run or the runs of one task (see `POST /v1/tokens`); the call itself needs the API key. */
+  Rpc.make("CreateToken", {
+    payload: { runId: Schema.optional(Schema.String), task: Schema.optional(Schema.String), ttlSeconds: Schema.Number },
+    success: ReadToken,
+    error: Schema.Union(InvalidInput, RunNotFound, TokensDisabled, Unavailable)
   })
 ) {}

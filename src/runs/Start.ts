@@ -9,7 +9,7 @@
 import type { SqlError } from "@effect/sql"
 import { DateTime, Duration, Effect, Option, Schema } from "effect"
 import { type IdempotencyConflict, InvalidInput, PayloadTooLarge, UnknownTask } from "../domain/Errors.ts"
-import { makeRunId } from "../domain/Ids.ts"
+import { makeRunId, type RunId } from "../domain/Ids.ts"
 import type { Run } from "../domain/Run.ts"
 import { StartOptions } from "../domain/StartOptions.ts"
 import { storableJson } from "../internal/jsonb.ts"
@@ -23,6 +23,8 @@ export interface StartRequest {
   readonly task: string
   readonly input: unknown
   readonly options?: StartOptions | undefined
+  /** The run this one replays (`Runs.replay`). */
+  readonly replayOf?: RunId | undefined
 }
 
 export type StartError = UnknownTask | InvalidInput | PayloadTooLarge | IdempotencyConflict | SqlError.SqlError
@@ -78,7 +80,8 @@ export const make = (config: { readonly maxInputBytes: number }) =>
           priority: options.priority ?? 0,
           timeoutMs: options.timeoutMs ?? Option.getOrNull(Option.map(task.timeout, Duration.toMillis)),
           idempotencyKey: options.idempotencyKey ?? null,
-          runAt: options.runAt === undefined ? null : DateTime.toDate(options.runAt)
+          runAt: options.runAt === undefined ? null : DateTime.toDate(options.runAt),
+          replayOf: request.replayOf
         } satisfies NewRun
       })
 

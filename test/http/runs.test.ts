@@ -213,7 +213,19 @@ describe("HTTP API: runs", () => {
         expect(status).toBe(200)
         expect(body.openapi).toBe("3.1.0")
         expect(Object.keys(body.paths).sort()).toEqual(
-          ["/healthz", "/readyz", "/v1/events", "/v1/runs", "/v1/runs/{id}", "/v1/runs/{id}/cancel", "/v1/runs/{id}/events"]
+          [
+            "/healthz",
+            "/readyz",
+            "/v1/events",
+            "/v1/runs",
+            "/v1/runs/{id}",
+            "/v1/runs/{id}/cancel",
+            "/v1/runs/{id}/events",
+            "/v1/runs/{id}/replay",
+            "/v1/stats",
+            "/v1/tasks",
+            "/v1/tokens"
+          ]
         )
         expect(Object.keys(body.paths["/v1/runs/{id}/events"].get.responses[200].content).sort()).toEqual(
           ["application/json", "text/event-stream"]

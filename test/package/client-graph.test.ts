@@ -31,9 +31,13 @@ describe("runstream/client", () => {
       "src/client.ts",
       "src/domain/Errors.ts",
       "src/domain/Ids.ts",
+      "src/domain/ReadToken.ts",
       "src/domain/Run.ts",
       "src/domain/RunEvent.ts",
+      "src/domain/RunFilter.ts",
       "src/domain/StartOptions.ts",
+      "src/domain/Stats.ts",
+      "src/domain/TaskInfo.ts",
       "src/internal/jsonb.ts",
       "src/rpc/RunstreamClient.ts",
       "src/rpc/RunstreamRpcs.ts"

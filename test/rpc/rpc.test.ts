@@ -16,11 +16,14 @@ import {
   UnknownTask
 } from "../../src/domain/Errors.ts"
 import type { RunEvent } from "../../src/domain/RunEvent.ts"
+import * as ReadTokens from "../../src/http/ReadTokens.ts"
 import * as Streams from "../../src/http/Streams.ts"
 import * as RpcServer from "../../src/rpc/RpcServer.ts"
 import * as RunstreamClient from "../../src/rpc/RunstreamClient.ts"
 import { RunstreamRpcs, Unavailable } from "../../src/rpc/RunstreamRpcs.ts"
 import { Runs } from "../../src/Runs.ts"
+import * as Stats from "../../src/Stats.ts"
+import * as Task from "../../src/Task.ts"
 import { RunstreamTest } from "../../src/testing/index.ts"
 
 const apiKey = "test-key"
@@ -53,6 +56,7 @@ describe("RPC over HTTP", () => {
   layer(
     clientLayer(apiKey).pipe(
       Layer.provideMerge(RpcHttpServer),
+      Layer.provideMerge(Layer.merge(Stats.layer(), ReadTokens.layer(undefined))),
       Layer.provideMerge(RunstreamTest.layer({ tasks: Demo.all }))
     ),
     { excludeTestServices: true }
@@ -242,7 +246,13 @@ describe("RPC without a database", () => {
     events: () => Stream.fromEffect(down)
   } as unknown as Runs["Type"])
 
-  layer(clientLayer(apiKey).pipe(Layer.provideMerge(RpcHttpServer), Layer.provide(RunsDown)), {
+  const StatsDown = Layer.succeed(Stats.Stats, { read: down })
+  layer(
+    clientLayer(apiKey).pipe(
+      Layer.provideMerge(RpcHttpServer),
+      Layer.provide([RunsDown, StatsDown, ReadTokens.layer(undefined), Task.layerRegistry()])
+    ),
+    {
     excludeTestServices: true
   })((it) => {
     it.effect("answers Unavailable and keeps the database error to itself", () =>

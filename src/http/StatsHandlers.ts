@@ -1,0 +1,22 @@
+/**
+ * The `stats` group: `GET /v1/stats` and `GET /v1/tasks`.
+ * @since 0.3.0
+ */
+import { HttpApiBuilder } from "@effect/platform"
+import { Effect, Option } from "effect"
+import { Stats } from "../Stats.ts"
+import * as Task from "../Task.ts"
+import { Api } from "./Api.ts"
+import { mapCore } from "./ApiError.ts"
+
+/** @category layers */
+export const layer = HttpApiBuilder.group(Api, "stats", (handlers) =>
+  Effect.gen(function*() {
+    const stats = yield* Stats
+    const registry = yield* Task.TaskRegistry
+    // The registry is fixed for the program's life: described once.
+    const tasks = { tasks: registry.names.flatMap((name) => Option.toArray(Option.map(registry.get(name), ({ task }) => Task.describe(task)))) }
+    return handlers
+      .handle("stats", () => mapCore(stats.read))
+      .handle("tasks", () => Effect.succeed(tasks))
+  }))
