@@ -56,7 +56,13 @@ export interface RunPage {
 export interface Stats {
   readonly at: string
   readonly runs: ReadonlyArray<{ readonly task: string; readonly status: RunStatus; readonly count: number }>
-  readonly queues: ReadonlyArray<{ readonly queue: string; readonly waiting: number; readonly oldestWaitingSince: string | null }>
+  readonly queues: ReadonlyArray<{
+    readonly queue: string
+    readonly waiting: number
+    readonly scheduled?: number
+    readonly running?: number
+    readonly oldestWaitingSince: string | null
+  }>
   readonly finishedPerMinute: ReadonlyArray<{ readonly minute: string; readonly succeeded: number; readonly failed: number; readonly cancelled?: number }>
   readonly queueWaitMs: { readonly p50: number | null; readonly p95: number | null }
   readonly durationMs: { readonly p50: number | null; readonly p95: number | null }
@@ -67,9 +73,10 @@ export type JsonSchema = Record<string, unknown> | boolean
 export interface TaskInfo {
   readonly name: string
   readonly queue: string
-  readonly input: JsonSchema
-  readonly output: JsonSchema
-  readonly retry: unknown
+  /** null when the task's schema has no JSON Schema form. */
+  readonly input: JsonSchema | null
+  readonly output: JsonSchema | null
+  readonly retry: { readonly maxAttempts: number; readonly initialDelayMs: number; readonly maxDelayMs: number; readonly factor: number }
   readonly timeoutMs: number | null
 }
 

@@ -13,9 +13,11 @@ export const time = (iso: string | null | undefined): string => {
 export const duration = (ms: number | null | undefined): string => {
   if (ms === null || ms === undefined || !Number.isFinite(ms)) return "—"
   if (ms < 1000) return `${Math.round(ms)} ms`
-  if (ms < 60_000) return `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`
-  if (ms < 3_600_000) return `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`
-  return `${Math.floor(ms / 3_600_000)} h ${Math.round((ms % 3_600_000) / 60_000)} min`
+  if (ms < 60_000) return `${Number((ms / 1000).toFixed(ms < 10_000 ? 2 : 1))} s`
+  const part = (whole: number, unit: string, rest: number, restUnit: string) =>
+    rest === 0 ? `${whole} ${unit}` : `${whole} ${unit} ${rest} ${restUnit}`
+  if (ms < 3_600_000) return part(Math.floor(ms / 60_000), "min", Math.round((ms % 60_000) / 1000), "s")
+  return part(Math.floor(ms / 3_600_000), "h", Math.round((ms % 3_600_000) / 60_000), "min")
 }
 
 /** A run's duration: from its start (or creation) to its end, or to `now` while it runs. */

@@ -105,19 +105,25 @@ describe.skipIf(!hasChromium)("dashboard", () => {
     const tab = await openTab(harness, "#/tasks")
     const { page } = tab
     const card = page.locator("article", { has: page.getByRole("heading", { name: "demo.count" }) })
+    /** Waits for `text` in the errors shown beside `field`, which names them as its description. */
+    const errorBeside = async (label: string, text: string) => {
+      const field = card.getByLabel(label, { exact: true })
+      const errors = card.locator(".field", { has: page.getByLabel(label, { exact: true }) }).locator(".field-errors", { hasText: text })
+      await errors.waitFor()
+      expect(await field.getAttribute("aria-describedby")).toBe(await errors.getAttribute("id"))
+      expect(await field.getAttribute("aria-invalid")).toBe("true")
+    }
     const input = card.getByLabel("Input (JSON)")
     await input.fill(`{"to": "five"}`)
     await card.getByRole("button", { name: "Start run" }).click()
-    // Checked in the page: nothing was sent.
-    await card.locator(`#${await input.getAttribute("aria-describedby")}`).filter({ hasText: "input.to: Expected integer" }).waitFor()
-    expect(await input.getAttribute("aria-invalid")).toBe("true")
+    // Checked in the page against the task's JSON Schema.
+    await errorBeside("Input (JSON)", "input.to: Expected integer")
     // The input passes, the queue does not: the server's issue is shown beside the queue field.
     await input.fill(`{"to": 2}`)
-    const queue = card.getByLabel("Queue")
+    const queue = card.getByLabel("Queue", { exact: true })
     await queue.fill("no spaces allowed")
     await card.getByRole("button", { name: "Start run" }).click()
-    await card.locator(`#${await queue.getAttribute("aria-describedby").then((id) => id ?? "none")}`)
-      .filter({ hasText: "a queue name is 1-100 of" }).waitFor()
+    await errorBeside("Queue", "a queue name is 1-100 of")
     expect(await input.getAttribute("aria-invalid")).toBe(null)
     await screenshot(page, "tasks")
     await queue.fill("")

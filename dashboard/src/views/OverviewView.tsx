@@ -142,13 +142,13 @@ export const OverviewView = () => {
             <div class="card"><span>Finished, last hour</span><b>{stats.finishedPerMinute.reduce((n, r) => n + r.succeeded + r.failed + (r.cancelled ?? 0), 0)}</b></div>
           </div>
           <div class="charts">
-            <Chart title="Runs finished per minute (last hour)" yLabel="runs" bars data={finished as any}
+            <Chart title="Runs finished per minute (last hour)" yLabel="runs" stacked data={finished as any}
               series={[{ label: "succeeded", color: "#059669" }, { label: "failed", color: "#dc2626" }, { label: "cancelled", color: "#6b7280" }]} />
-            <Chart title="Failures (% of runs finished per minute)" yLabel="%" data={failureRate as any}
+            <Chart title="Failures (% of runs finished per minute)" yLabel="%" points data={failureRate as any}
               series={[{ label: "failed %", color: "#dc2626", fill: true }]} />
-            <Chart title="Queue depth (waiting runs, since this page opened)" yLabel="runs" data={depth as any}
+            <Chart title="Queue depth (waiting runs, since this page opened)" yLabel="runs" points data={depth as any}
               series={queueNames.map((name, i) => ({ label: name, color: palette[i % palette.length]! }))} />
-            <Chart title="Queue wait and run duration, p50 / p95 over the last hour (ms)" yLabel="ms" data={percentiles as any}
+            <Chart title="Queue wait and run duration, p50 / p95 over the last hour (ms)" yLabel="ms" points data={percentiles as any}
               series={[
                 { label: "wait p50", color: "#93c5fd" },
                 { label: "wait p95", color: "#2563eb" },
@@ -158,7 +158,7 @@ export const OverviewView = () => {
           </div>
           <div class="values">
             <div>
-              <h2>Runs by task</h2>
+              <h2>Runs by task <span class="muted">(queued and running now; ended in the last hour)</span></h2>
               <table>
                 <thead><tr><th scope="col">Task</th>{shownStatuses.map((s) => <th scope="col" class="num" key={s}>{s}</th>)}</tr></thead>
                 <tbody>
@@ -175,16 +175,18 @@ export const OverviewView = () => {
             <div>
               <h2>Queues</h2>
               <table>
-                <thead><tr><th scope="col">Queue</th><th scope="col" class="num">Waiting</th><th scope="col">Oldest waiting for</th></tr></thead>
+                <thead><tr><th scope="col">Queue</th><th scope="col" class="num">Waiting</th><th scope="col" class="num">Scheduled</th><th scope="col" class="num">Running</th><th scope="col">Oldest waiting for</th></tr></thead>
                 <tbody>
                   {stats.queues.map((q) => (
                     <tr key={q.queue}>
                       <td><a href={`#/runs?queue=${encodeURIComponent(q.queue)}&status=queued`}>{q.queue}</a></td>
                       <td class="num">{q.waiting}</td>
+                      <td class="num">{q.scheduled ?? ""}</td>
+                      <td class="num">{q.running ?? ""}</td>
                       <td>{q.oldestWaitingSince === null ? "—" : duration(Date.parse(stats.at) - Date.parse(q.oldestWaitingSince))}</td>
                     </tr>
                   ))}
-                  {stats.queues.length === 0 && <tr><td colSpan={3} class="empty">No waiting runs.</td></tr>}
+                  {stats.queues.length === 0 && <tr><td colSpan={5} class="empty">No queued or running runs.</td></tr>}
                 </tbody>
               </table>
             </div>

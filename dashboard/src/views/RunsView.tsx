@@ -143,7 +143,7 @@ export const RunsView = ({ params }: { readonly params: URLSearchParams }) => {
         </label>
         <label>Task <input name="task" defaultValue={filters.task ?? ""} key={`task-${filters.task}`} placeholder="demo.count" /></label>
         <label>Queue <input name="queue" defaultValue={filters.queue ?? ""} key={`queue-${filters.queue}`} placeholder="default" /></label>
-        <label>Id prefix <input name="q" defaultValue={filters.q ?? ""} key={`q-${filters.q}`} placeholder="run_…" /></label>
+        <label>Id prefix <input name="q" defaultValue={filters.q ?? ""} key={`q-${filters.q}`} placeholder="01a2…" /></label>
         <button type="submit">Apply</button>
         {filterKey !== "{}" && <a href="#/runs" class="button">Clear</a>}
       </form>

@@ -49,7 +49,7 @@ const errorsOf = (failure: ApiFailure): Errors => {
     else if (optionFields.includes(head as any)) add(head as Field, issue.message)
     else add("input", `${issuePath("body", issue.path)}: ${issue.message}`)
   }
-  if (failure.issues.length === 0) add(failure.code === "unknown_task" ? "input" : "input", failure.message)
+  if (failure.issues.length === 0) add("input", failure.message)
   return errors
 }
 
@@ -59,7 +59,7 @@ const FieldErrors = ({ id, errors }: { readonly id: string; readonly errors: Rea
   )
 
 const TaskCard = ({ task }: { readonly task: TaskInfo }) => {
-  const [input, setInput] = useState(() => JSON.stringify(example(task.input), null, 2))
+  const [input, setInput] = useState(() => JSON.stringify(task.input === null ? {} : example(task.input), null, 2))
   const [errors, setErrors] = useState<Errors>({})
   const [busy, setBusy] = useState(false)
   const [started, setStarted] = useState<string | null>(null)
@@ -74,7 +74,7 @@ const TaskCard = ({ task }: { readonly task: TaskInfo }) => {
     } catch (e) {
       return setErrors({ input: [`not valid JSON: ${e instanceof Error ? e.message : String(e)}`] })
     }
-    const issues: ReadonlyArray<Issue> = check(task.input, value ?? null)
+    const issues: ReadonlyArray<Issue> = task.input === null ? [] : check(task.input, value ?? null)
     if (issues.length > 0) return setErrors({ input: issues.map((i) => `${issuePath("input", i.path)}: ${i.message}`) })
     const data = new FormData(form)
     const body: Record<string, unknown> = { task: task.name, ...(value === undefined ? {} : { input: value }) }
@@ -103,12 +103,14 @@ const TaskCard = ({ task }: { readonly task: TaskInfo }) => {
       <dl class="facts">
         <div><dt>Queue</dt><dd>{task.queue}</dd></div>
         <div><dt>Timeout</dt><dd>{task.timeoutMs === null ? "none" : duration(task.timeoutMs)}</dd></div>
-        <div><dt>Retry</dt><dd class="mono">{JSON.stringify(task.retry)}</dd></div>
+        <div><dt>Attempts</dt><dd>up to {task.retry.maxAttempts}</dd></div>
+        <div><dt>Backoff</dt><dd>{duration(task.retry.initialDelayMs)} × {task.retry.factor}ⁿ, at most {duration(task.retry.maxDelayMs)}</dd></div>
         <div><dt>Runs</dt><dd><a href={`#/runs?task=${encodeURIComponent(task.name)}`}>see the runs</a></dd></div>
       </dl>
-      <div class="values">
-        <details><summary>Input schema</summary><Json value={task.input} label={`Input schema of ${task.name}`} /></details>
-        <details><summary>Output schema</summary><Json value={task.output} label={`Output schema of ${task.name}`} /></details>
+      <div class="task-body">
+      <div class="schemas">
+        <details open><summary>Input schema</summary>{task.input === null ? <p class="muted">No JSON Schema form.</p> : <Json value={task.input} label={`Input schema of ${task.name}`} />}</details>
+        <details><summary>Output schema</summary>{task.output === null ? <p class="muted">No JSON Schema form.</p> : <Json value={task.output} label={`Output schema of ${task.name}`} />}</details>
       </div>
       <form class="start" noValidate onSubmit={(event) => {
         event.preventDefault()
@@ -140,6 +142,7 @@ const TaskCard = ({ task }: { readonly task: TaskInfo }) => {
           {started !== null && <span role="status">Started <a class="mono" href={runHref(started)}>{started}</a></span>}
         </div>
       </form>
+      </div>
     </article>
   )
 }
