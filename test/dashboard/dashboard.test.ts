@@ -23,6 +23,13 @@ describe.skipIf(!hasChromium)("dashboard", () => {
   afterAll(() => harness?.close())
 
   it("shows a run started by the API in the list, live, until it succeeds, without a reload", async () => {
+    // Other runs around it, as on a real list.
+    for (const body of [
+      { task: "demo.count", input: { to: 3 } },
+      { task: "demo.flaky", input: { failures: 1 } },
+      { task: "demo.flaky", input: { failures: 5 }, maxAttempts: 2 },
+      { task: "demo.echo", input: { hello: "world" } }
+    ]) await harness.api("/v1/runs", { method: "POST", body })
     const tab = await openTab(harness, "#/runs")
     const { page } = tab
     await page.getByRole("status").filter({ hasText: "live" }).waitFor()
@@ -59,6 +66,22 @@ describe.skipIf(!hasChromium)("dashboard", () => {
     await page.getByLabel("Data of event 3").filter({ hasText: "\"i\": 1" }).waitFor()
     expect(await line.getAttribute("aria-expanded")).toBe("true")
     await screenshot(page, "run")
+    expectClean(tab, harness.base)
+    await tab.context.close()
+  })
+
+  it("shows each attempt of a retried run with its error, on the timeline too", async () => {
+    const { body } = await harness.api("/v1/runs", { method: "POST", body: { task: "demo.flaky", input: { failures: 2 } } })
+    const tab = await openTab(harness, `#/runs/${body.run.id}`)
+    const { page } = tab
+    await page.locator(`h1 + .status[data-status="succeeded"]`).waitFor()
+    const rows = page.locator("table.attempts tbody tr")
+    expect(await rows.count()).toBe(3)
+    expect(await rows.nth(0).textContent()).toContain("FlakyFailure: attempt 1 failed on purpose")
+    expect(await rows.nth(1).textContent()).toContain("retrying")
+    expect(await rows.nth(2).textContent()).toContain("succeeded")
+    expect(await page.locator(".timeline rect.attempt").count()).toBe(3)
+    await screenshot(page, "run-retried")
     expectClean(tab, harness.base)
     await tab.context.close()
   })

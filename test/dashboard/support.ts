@@ -86,7 +86,7 @@ export interface Tab {
 
 /** A fresh browser context (its own sessionStorage) on the dashboard. */
 export const openTab = async (harness: Harness, hash = "#/runs"): Promise<Tab> => {
-  const context = await harness.browser.newContext({ viewport: { width: 1280, height: 900 } })
+  const context = await harness.browser.newContext({ viewport: { width: 1280, height: 960 } })
   const page = await context.newPage()
   const hosts = new Set<string>()
   const errors: Array<string> = []
@@ -114,4 +114,4 @@ export const expectClean = (tab: Tab, base: string) => {
 }
 
 export const screenshot = (page: Page, name: string) =>
-  page.screenshot({ path: join(screenshots, `${name}.png`), fullPage: true })
+  page.screenshot({ path: join(screenshots, `${name}.png`) })

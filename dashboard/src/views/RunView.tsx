@@ -85,6 +85,14 @@ export const RunView = ({ id }: { readonly id: string }) => {
   }, [id])
 
   const attempts = useMemo(() => attemptsOf(events), [events])
+  // From when the run was due (its queued event's runAt; a retry moves the run's own runAt) to its first start.
+  const firstWait = useMemo(() => {
+    const queued = events.find((e) => e.type === "run.queued")
+    const started = events.find((e) => e.type === "run.started")
+    if (queued === undefined || started === undefined) return null
+    const due = Math.max(Date.parse(queued.at), Date.parse(String((queued.data as any)?.runAt ?? queued.at)))
+    return Math.max(0, Date.parse(started.at) - due)
+  }, [events])
   // The log's last event is terminal: nothing more will come (the stream has ended or is ending).
   const ended = events.length > 0 && isTerminal(events[events.length - 1]!.type)
   const texts = useMemo(() => new Map<number, string>(), [events])
@@ -141,7 +149,7 @@ export const RunView = ({ id }: { readonly id: string }) => {
         <div><dt>Started</dt><dd>{time(run.startedAt)}</dd></div>
         <div><dt>Finished</dt><dd>{time(run.finishedAt)}</dd></div>
         <div><dt>Duration</dt><dd>{duration(runDuration(run, now))}</dd></div>
-        <div><dt>Waited</dt><dd>{duration(run.startedAt === null ? null : Date.parse(run.startedAt) - Math.max(Date.parse(run.createdAt), Date.parse(run.runAt)))}</dd></div>
+        <div><dt>Waited</dt><dd>{duration(firstWait)}</dd></div>
         {run.idempotencyKey !== null && <div><dt>Idempotency key</dt><dd class="mono">{run.idempotencyKey}</dd></div>}
         {run.replayOf != null && <div><dt>Replay of</dt><dd><a class="mono" href={runHref(run.replayOf)}>{run.replayOf}</a></dd></div>}
       </dl>
