@@ -5,10 +5,14 @@
  * request headers reach the handlers, none are checked here):
  *
  * ```ts
- * // httpApp: Effect<HttpApp.Default<never, Scope.Scope>, never, Runs | Scope.Scope>
+ * // httpApp: Effect<HttpApp.Default<never, Scope.Scope>, never,
+ * //   Runs | Streams | Stats | ReadTokens | TaskRegistry | Scope.Scope>
  * const app = yield* RpcServer.httpApp   // in the scope of the HTTP server's layer
  * HttpRouter.empty.pipe(HttpRouter.post("/rpc", app))
  * ```
+ *
+ * (`Stats.layer()` and `ReadTokens.layer(secret)` provide the two new ones;
+ * `Server.layer` does so itself.)
  *
  * The RPC server runs in a fiber forked into the `Scope` that `httpApp` is
  * given: the app answers while that scope is open. The framing is NDJSON

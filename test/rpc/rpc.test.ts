@@ -13,6 +13,7 @@ import {
   InvalidInput,
   RunAlreadyFinished,
   RunNotFound,
+  TokensDisabled,
   UnknownTask
 } from "../../src/domain/Errors.ts"
 import type { RunEvent } from "../../src/domain/RunEvent.ts"
@@ -214,6 +215,36 @@ describe("RPC over HTTP", () => {
         const timeout = yield* Effect.flip(client.awaitCompletion(run.id, { timeout: "50 millis" }))
         expect(timeout).toBeInstanceOf(AwaitTimeout)
         yield* client.cancel(run.id)
+      }))
+
+    it.effect("replays a run, answers stats and tasks, filters the list, and says when tokens are disabled", () =>
+      Effect.gen(function*() {
+        const client = yield* RunstreamClient.RunstreamClient
+        // A queue no worker serves: the runs stay queued.
+        const { run } = yield* client.start(Demo.Echo, { hello: "replay" }, { queue: "rpc-replay" })
+        const replayed = yield* client.replay(run.id, { priority: 3 })
+        expect(replayed.created).toBe(true)
+        expect(replayed.run).toMatchObject({ task: "demo.echo", input: { hello: "replay" }, queue: "rpc-replay", priority: 3, replayOf: run.id })
+        expect(yield* Effect.flip(client.replay("0190a6d2-8f3c-7000-8000-000000000000"))).toBeInstanceOf(RunNotFound)
+        expect(yield* Effect.flip(client.replay(run.id, { maxAttempts: 0 }))).toBeInstanceOf(InvalidInput)
+
+        const page = yield* client.list({ queue: "rpc-replay", q: run.id.slice(0, 8), createdAfter: "2000-01-01T00:00:00Z" })
+        expect(page.runs.map((r) => r.id)).toContain(run.id)
+        expect(page.runs.every((r) => r.queue === "rpc-replay")).toBe(true)
+        const badPrefix = yield* Effect.flip(client.list({ q: "XYZ" }))
+        expect(badPrefix).toBeInstanceOf(InvalidInput)
+        expect(badPrefix).toMatchObject({ issues: [{ path: ["q"] }] })
+        expect(yield* Effect.flip(client.list({ createdBefore: "soon" }))).toMatchObject({ _tag: "InvalidInput", message: expect.stringContaining("createdBefore") })
+
+        const stats = yield* client.stats()
+        expect(stats.finishedPerMinute).toHaveLength(60)
+        expect(stats.queues.find((q) => q.queue === "rpc-replay")).toMatchObject({ waiting: 2, running: 0 })
+        const { tasks } = yield* client.tasks()
+        expect(tasks.map((t) => t.name)).toEqual(Demo.all.map((t) => t.name))
+
+        // This server has no token secret.
+        expect(yield* Effect.flip(client.createToken({ runId: run.id, ttlSeconds: 60 }))).toBeInstanceOf(TokensDisabled)
+        expect(yield* Effect.flip(client.createToken({ ttlSeconds: 60 }))).toBeInstanceOf(InvalidInput)
       }))
 
     it.scoped("checks start options on the server too", () =>
