@@ -86,6 +86,21 @@ describe.skipIf(!hasChromium)("dashboard", () => {
     await tab.context.close()
   })
 
+  it("renders only the rows in view of a log of thousands of events", async () => {
+    // Each event is a transaction of its own: a few thousand take a while on a busy machine.
+    const { body } = await harness.api("/v1/runs", { method: "POST", body: { task: "demo.count", input: { to: 3000 } } })
+    const tab = await openTab(harness, `#/runs/${body.run.id}`)
+    const { page } = tab
+    await page.locator(`.event[data-type="run.succeeded"]`).waitFor({ timeout: 150_000 })
+    await page.locator("#events-title").filter({ hasText: "(3003)" }).waitFor()
+    expect(await page.locator(".vrow").count()).toBeLessThan(60)
+    await page.locator(".vlist").evaluate((element) => (element.scrollTop = 0))
+    await page.locator(`.event[data-seq="1"][data-type="run.queued"]`).waitFor()
+    expect(await page.locator(`.event[data-type="run.succeeded"]`).count()).toBe(0)
+    expectClean(tab, harness.base)
+    await tab.context.close()
+  }, 180_000)
+
   it("cancels a run from its button, after confirmation", async () => {
     const { body } = await harness.api("/v1/runs", { method: "POST", body: { task: "demo.sleep", input: { ms: 600_000 } } })
     const runId: string = body.run.id

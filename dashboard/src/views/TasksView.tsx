@@ -108,40 +108,40 @@ const TaskCard = ({ task }: { readonly task: TaskInfo }) => {
         <div><dt>Runs</dt><dd><a href={`#/runs?task=${encodeURIComponent(task.name)}`}>see the runs</a></dd></div>
       </dl>
       <div class="task-body">
-      <div class="schemas">
-        <details open><summary>Input schema</summary>{task.input === null ? <p class="muted">No JSON Schema form.</p> : <Json value={task.input} label={`Input schema of ${task.name}`} />}</details>
-        <details><summary>Output schema</summary>{task.output === null ? <p class="muted">No JSON Schema form.</p> : <Json value={task.output} label={`Output schema of ${task.name}`} />}</details>
-      </div>
-      <form class="start" noValidate onSubmit={(event) => {
-        event.preventDefault()
-        void submit(event.currentTarget)
-      }}>
-        <div class="field wide">
-          <label for={`${base}-input`}>Input (JSON)</label>
-          <textarea id={`${base}-input`} name="input" rows={Math.min(12, Math.max(3, input.split("\n").length))} spellcheck={false}
-            value={input} onInput={(e) => setInput(e.currentTarget.value)} {...described("input")} />
-          <FieldErrors id={`${base}-input-errors`} errors={errors.input} />
+        <div class="schemas">
+          <details open><summary>Input schema</summary>{task.input === null ? <p class="muted">No JSON Schema form.</p> : <Json value={task.input} label={`Input schema of ${task.name}`} />}</details>
+          <details><summary>Output schema</summary>{task.output === null ? <p class="muted">No JSON Schema form.</p> : <Json value={task.output} label={`Output schema of ${task.name}`} />}</details>
         </div>
-        <div class="options">
-          {([
-            ["queue", "Queue", task.queue],
-            ["idempotencyKey", "Idempotency key", ""],
-            ["priority", "Priority", "0"],
-            ["runAt", "Run at (ISO 8601)", "now"],
-            ["maxAttempts", "Max attempts", ""]
-          ] as const).map(([field, label, placeholder]) => (
-            <div class="field" key={field}>
-              <label for={`${base}-${field}`}>{label}</label>
-              <input id={`${base}-${field}`} name={field} placeholder={placeholder} {...described(field)} />
-              <FieldErrors id={`${base}-${field}-errors`} errors={errors[field]} />
-            </div>
-          ))}
-        </div>
-        <div class="actions">
-          <button type="submit" class="primary" disabled={busy}>Start run</button>
-          {started !== null && <span role="status">Started <a class="mono" href={runHref(started)}>{started}</a></span>}
-        </div>
-      </form>
+        <form class="start" noValidate onSubmit={(event) => {
+          event.preventDefault()
+          void submit(event.currentTarget)
+        }}>
+          <div class="field wide">
+            <label for={`${base}-input`}>Input (JSON)</label>
+            <textarea id={`${base}-input`} name="input" rows={Math.min(12, Math.max(3, input.split("\n").length))} spellcheck={false}
+              value={input} onInput={(e) => setInput(e.currentTarget.value)} {...described("input")} />
+            <FieldErrors id={`${base}-input-errors`} errors={errors.input} />
+          </div>
+          <div class="options">
+            {([
+              ["queue", "Queue", task.queue],
+              ["idempotencyKey", "Idempotency key", ""],
+              ["priority", "Priority", "0"],
+              ["runAt", "Run at (ISO 8601)", "now"],
+              ["maxAttempts", "Max attempts", ""]
+            ] as const).map(([field, label, placeholder]) => (
+              <div class="field" key={field}>
+                <label for={`${base}-${field}`}>{label}</label>
+                <input id={`${base}-${field}`} name={field} placeholder={placeholder} {...described(field)} />
+                <FieldErrors id={`${base}-${field}-errors`} errors={errors[field]} />
+              </div>
+            ))}
+          </div>
+          <div class="actions">
+            <button type="submit" class="primary" disabled={busy}>Start run</button>
+            {started !== null && <span role="status">Started <a class="mono" href={runHref(started)}>{started}</a></span>}
+          </div>
+        </form>
       </div>
     </article>
   )
