@@ -5,7 +5,7 @@
  *   holds only those (rows leave when a run ends);
  * - runs that ended in the last hour (counts, per minute, percentiles): the
  *   runs created in the last `lookback` (24 h), newest first and at most
- *   `maxScanned` of them, read down the primary key (ids are UUIDv7: a range
+ *   `maxScanned` (100,000) of them, read down the primary key (ids are UUIDv7: a range
  *   of ids is a range of creation times); `finished_at` is tested on their
  *   rows, as no index of `runstream_runs` may name a column a run's updates
  *   change (they stay heap-only, docs/decisions.md).
@@ -24,7 +24,12 @@ export interface StatsOptions {
   readonly maxScanned: number
 }
 
-export const defaults: StatsOptions = { lookback: Duration.hours(24), maxScanned: 500_000 }
+/**
+ * 24 hours, and 100,000 runs: on this machine a read of 100,000 runs takes
+ * 0.2-0.4 s (docs/decisions.md); at a higher rate of runs than that per 24
+ * hours, the figures cover the newest 100,000 (`window.truncated`).
+ */
+export const defaults: StatsOptions = { lookback: Duration.hours(24), maxScanned: 100_000 }
 
 export class Stats extends Context.Tag("runstream/Stats")<Stats, {
   readonly read: Effect.Effect<StatsBody, SqlError.SqlError>
@@ -48,7 +53,7 @@ interface LiveRow {
 }
 
 interface WindowRow {
-  readonly scanned: number
+  readonly truncated: boolean
   readonly ended: ReadonlyArray<{ readonly task: string; readonly status: RunStatus; readonly count: number }> | null
   readonly minutes: ReadonlyArray<{ readonly minute: number; readonly status: RunStatus; readonly count: number }> | null
   readonly wait: ReadonlyArray<number | null> | null
@@ -74,29 +79,33 @@ export const make = (options: StatsOptions = defaults) =>
           min(run_at) AS oldest
         FROM runstream_jobs GROUP BY 1, 2, 3, 4`
 
-      // One pass over the newest runs of the lookback (a backward walk of the
-      // primary key from its right end), then the aggregates of those that ended in the window.
+      // One pass down the primary key from its right end over the newest runs
+      // of the lookback, keeping only those that ended in the window: the
+      // pass is streamed, not held.
       const [window] = yield* sql<WindowRow>`
-        WITH recent AS MATERIALIZED (
-          SELECT task, status, run_at, started_at, finished_at FROM runstream_runs
-          WHERE id >= ${firstIdAt(createdSince)}::uuid
-          ORDER BY id DESC LIMIT ${options.maxScanned}
-        ), ended AS MATERIALIZED (
-          SELECT * FROM recent
-          WHERE finished_at >= ${since} AND status IN ('succeeded', 'failed', 'cancelled')
+        WITH ended AS MATERIALIZED (
+          SELECT task, status, run_at, started_at, finished_at, n, ended AND n <= ${options.maxScanned} AS ended FROM (
+            SELECT task, status, run_at, started_at, finished_at, row_number() OVER (ORDER BY id DESC) AS n,
+              (finished_at >= ${since} AND status IN ('succeeded', 'failed', 'cancelled')) IS TRUE AS ended
+            FROM runstream_runs
+            WHERE id >= ${firstIdAt(createdSince)}::uuid
+            ORDER BY id DESC LIMIT ${options.maxScanned + 1}
+          ) recent
+          -- One row past the bound, if there is one, says that the bound cut the read short.
+          WHERE (ended AND n <= ${options.maxScanned}) OR n > ${options.maxScanned}
         )
         SELECT
-          (SELECT count(*)::integer FROM recent) AS scanned,
-          (SELECT json_agg(t) FROM (SELECT task, status, count(*)::integer AS count FROM ended GROUP BY 1, 2) t) AS ended,
+          EXISTS (SELECT 1 FROM ended WHERE n > ${options.maxScanned}) AS truncated,
+          (SELECT json_agg(t) FROM (SELECT task, status, count(*)::integer AS count FROM ended WHERE ended GROUP BY 1, 2) t) AS ended,
           (SELECT json_agg(m) FROM (
             SELECT (extract(epoch FROM date_trunc('minute', finished_at)) * 1000)::bigint AS minute, status, count(*)::integer AS count
-            FROM ended GROUP BY 1, 2) m) AS minutes,
+            FROM ended WHERE ended GROUP BY 1, 2) m) AS minutes,
           (SELECT percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (
             ORDER BY greatest(0, extract(epoch FROM started_at - run_at) * 1000))
-            FROM ended WHERE started_at IS NOT NULL) AS wait,
+            FROM ended WHERE ended AND started_at IS NOT NULL) AS wait,
           (SELECT percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (
             ORDER BY greatest(0, extract(epoch FROM finished_at - started_at) * 1000))
-            FROM ended WHERE started_at IS NOT NULL) AS duration`
+            FROM ended WHERE ended AND started_at IS NOT NULL) AS duration`
 
       const runs = new Map<string, { task: string; status: RunStatus; count: number }>()
       const queues = new Map<string, { queue: string; waiting: number; scheduled: number; running: number; oldest: number | null }>()
@@ -143,7 +152,7 @@ export const make = (options: StatsOptions = defaults) =>
         finishedPerMinute: perMinute,
         queueWaitMs: percentiles(window?.wait ?? null),
         durationMs: percentiles(window?.duration ?? null),
-        window: { since: utc(since.getTime()), createdSince: utc(createdSince), truncated: (window?.scanned ?? 0) >= options.maxScanned }
+        window: { since: utc(since.getTime()), createdSince: utc(createdSince), truncated: window?.truncated ?? false }
       } satisfies StatsBody
     }).pipe(Effect.withSpan("Stats.read"))
 
