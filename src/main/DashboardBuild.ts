@@ -6,11 +6,12 @@
  * nothing to do.
  * @since 0.1.0
  */
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Option } from "effect"
 import { spawn } from "node:child_process"
 import { readdir, stat } from "node:fs/promises"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { DashboardConfig } from "../http/Dashboard.ts"
 
 /** The repository's root, seen from `src/main/` (tsx) or `bundle/`. */
 const rootCandidates = [
@@ -60,8 +61,12 @@ export const ensureBuilt = (root: string) =>
     return true
   })
 
-/** `ensureBuilt` for the checkout this module is in, as a layer built before the server. */
+/**
+ * `ensureBuilt` for the checkout this module is in, as a layer built before
+ * the server; nothing when `RUNSTREAM_DASHBOARD_DIR` names another build (or `off`).
+ */
 export const layer = Layer.effectDiscard(Effect.gen(function*() {
+  if (Option.isSome(yield* DashboardConfig)) return
   for (const root of rootCandidates) {
     if ((yield* Effect.promise(() => mtime(join(root, "dashboard", "vite.config.ts")))) !== null) {
       yield* ensureBuilt(root).pipe(
