@@ -2,7 +2,7 @@
  * The web dashboard's files, as `npm run build` writes them to
  * `dist/dashboard/` (`index.html` and content-hashed files under `assets/`),
  * served at `/` in front of the API. They are read once when the server
- * starts and held in memory (about 150 KB, with their gzip). The page holds no
+ * starts and held in memory (about 115 KB, and their gzip). The page holds no
  * data, so it needs no key: with API keys on, it asks for one and sends it
  * with each API call.
  * @since 0.1.0
