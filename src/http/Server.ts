@@ -20,6 +20,7 @@ import * as RpcServer from "../rpc/RpcServer.ts"
 import { Api, HealthApi } from "./Api.ts"
 import { ApiError, badRequest, internal, invalidInput, toResponse } from "./ApiError.ts"
 import * as Auth from "./Auth.ts"
+import * as Dashboard from "./Dashboard.ts"
 import * as EventsHandlers from "./EventsHandlers.ts"
 import * as HealthHandlers from "./HealthHandlers.ts"
 import * as RequestLog from "./RequestLog.ts"
@@ -130,12 +131,16 @@ export const layerApi = (options: HttpOptions) =>
     Layer.provideMerge(Layer.merge(ReadTokens.layer(options.tokenSecret), Stats.layer()))
   )
 
-/** The whole app: authentication first, then the routes, failures answered as JSON. */
-export const makeApp = (options: HttpOptions) =>
+/**
+ * The whole app: the dashboard's files (public), then authentication, then
+ * the routes, failures answered as JSON.
+ */
+export const makeApp = (options: HttpOptions, dashboard: Option.Option<Dashboard.Assets> = Option.none()) =>
   Effect.zipWith(HttpApiBuilder.httpApp, Auth.middleware(options.apiKeys), (app, authenticated) =>
     app.pipe(
       answerFailures([...routesOf(Api), { method: "GET", path: "/openapi.json" }, { method: "POST", path: "/rpc" }]),
-      authenticated
+      authenticated,
+      Dashboard.middleware(dashboard)
     ))
 
 /** Serves `app`; the layer's output is the server, for its address. */
@@ -151,7 +156,10 @@ const serve = <E, R, RA>(app: Effect.Effect<HttpApp.Default<E, R>, never, RA>, n
 
 const nodeServer = (listen: ListenOptions) => NodeHttpServer.layer(createServer, { port: listen.port, host: listen.host })
 
-export interface ServerOptions extends HttpOptions, ListenOptions {}
+export interface ServerOptions extends HttpOptions, ListenOptions {
+  /** The built dashboard's directory, or `off`; default `RUNSTREAM_DASHBOARD_DIR`, else the package's build. */
+  readonly dashboardDir?: string
+}
 
 /**
  * The API served on `HOST:PORT` (config), `overrides` taking precedence. Needs
@@ -160,7 +168,8 @@ export interface ServerOptions extends HttpOptions, ListenOptions {}
 export const layer = (overrides: Partial<ServerOptions> = {}) =>
   Layer.unwrapEffect(Effect.gen(function*() {
     const options: ServerOptions = { ...(yield* HttpConfig), ...(yield* ListenConfig), ...overrides }
-    return serve(makeApp(options), "HTTP API").pipe(
+    const dashboard = yield* Dashboard.fromConfig(options.dashboardDir)
+    return serve(makeApp(options, dashboard), "HTTP API").pipe(
       Layer.provide(layerApi(options)),
       Layer.provide([HttpApiBuilder.Router.Live, HttpApiBuilder.Middleware.layer]),
       // Built after the server, so released before it: streams end, then the server closes.

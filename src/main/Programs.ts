@@ -145,6 +145,7 @@ const announce = Layer.effectDiscard(Effect.gen(function*() {
   const database = yield* Database.DatabaseUrl
   yield* Console.log([
     `Runstream dev server: ${url}`,
+    `  dashboard: ${url}/`,
     `  database: ${database.description}`,
     `  API: ${url}/openapi.json   events of all runs: ${url}/v1/events`,
     `  try: curl -X POST ${url}/v1/runs -H 'content-type: application/json' -d '{"task":"demo.count","input":{"to":5,"delayMs":500}}'`

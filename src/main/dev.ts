@@ -1,9 +1,12 @@
 /**
  * `npm start`: API, workers and relay in one process with the demo tasks, on
  * an embedded Postgres (data in `RUNSTREAM_DATA_DIR`, default `.runstream`)
- * unless `DATABASE_URL` is set.
+ * unless `DATABASE_URL` is set; the dashboard at `/`, built first when a
+ * fresh checkout has none (or its sources changed).
  * @since 0.1.0
  */
+import { Layer } from "effect"
 import { Demo, Main, Programs } from "../index.ts"
+import * as DashboardBuild from "./DashboardBuild.ts"
 
-Main.run(Programs.makeDevLayer(Demo.all))
+Main.run(Programs.makeDevLayer(Demo.all).pipe(Layer.provide(DashboardBuild.layer)))
