@@ -2,7 +2,7 @@
  * Events of a run's log. Every event has a per-run sequence number 1..n.
  * @since 0.1.0
  */
-import { DateTime, Option, ParseResult, Schema } from "effect"
+import { DateTime, Option, ParseResult, Predicate, Schema } from "effect"
 import { isRunId, RunId } from "./Ids.ts"
 
 /** @category schemas */
@@ -67,11 +67,9 @@ export const TaskEventType = Schema.String.pipe(
 /** A `RunEvent` as JSON: `RunEvent`'s own encoding (`at` an ISO 8601 date-time in UTC). */
 export type RunEventJson = typeof RunEvent.Encoded
 
-const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
-
 /** `input` as a `RunEvent`, or why it is no `RunEventJson`. */
 const fromWire = (input: unknown): RunEvent | string => {
-  if (!isRecord(input)) return "a run event is an object"
+  if (!Predicate.isRecord(input)) return "a run event is an object"
   const { at, data, runId, seq, type } = input
   if (typeof runId !== "string" || !isRunId(runId)) return "runId: a lowercase UUID"
   if (typeof seq !== "number" || !Number.isSafeInteger(seq)) return "seq: an integer"

@@ -8,7 +8,7 @@
  * @since 0.1.0
  */
 import type { RpcMessage } from "@effect/rpc"
-import { Either, Schema } from "effect"
+import { Either, Predicate, Schema } from "effect"
 import { jsonNesting } from "../internal/jsonb.ts"
 
 /**
@@ -43,9 +43,6 @@ export const maxNestingDepth = 64
 
 /** More headers than this in one message are refused. */
 export const maxHeaders = 64
-
-const isRecord = (value: unknown): value is Record<string, unknown> =>
-  typeof value === "object" && value !== null && !Array.isArray(value)
 
 /** The id in its canonical form ("007" and "7" name one request for the server). */
 const checkId = (id: unknown, field: string): Either.Either<string, FrameRefused> =>
@@ -89,7 +86,7 @@ export const decode = (
     const reason = error instanceof Error ? error.message.slice(0, 200) : "cannot be parsed"
     return Either.left(new FrameRefused({ status: 400, code: "invalid_json", message: `an RPC message is not valid JSON: ${reason}` }))
   }
-  if (!isRecord(value)) return Either.left(invalidMessage("an RPC message must be a JSON object"))
+  if (!Predicate.isRecord(value)) return Either.left(invalidMessage("an RPC message must be a JSON object"))
   switch (value._tag) {
     case "Request": {
       const { headers, payload, tag } = value
