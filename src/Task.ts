@@ -6,7 +6,7 @@ import { Context, Duration, Effect, JSONSchema, Layer, Option, Schema } from "ef
 import type { SqlError } from "@effect/sql"
 import type { InvalidInput, LeaseLost, PayloadTooLarge } from "./domain/Errors.ts"
 import type { RunId } from "./domain/Ids.ts"
-import type { TaskInfo } from "./domain/TaskInfo.ts"
+import type { TaskInfo, TaskList } from "./domain/TaskInfo.ts"
 
 /** Why an `emit` can fail. */
 export type EmitError = LeaseLost | PayloadTooLarge | InvalidInput | SqlError.SqlError
@@ -177,4 +177,9 @@ export const describe = (task: Any): TaskInfo => ({
     factor: task.retry.factor
   },
   timeoutMs: Option.getOrNull(Option.map(task.timeout, Duration.toMillis))
+})
+
+/** Every task of a registry as `GET /v1/tasks` (and RPC `Tasks`) lists them. */
+export const describeAll = (registry: TaskRegistry["Type"]): typeof TaskList.Type => ({
+  tasks: registry.names.flatMap((name) => Option.toArray(Option.map(registry.get(name), ({ task }) => describe(task))))
 })

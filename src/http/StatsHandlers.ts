@@ -3,7 +3,7 @@
  * @since 0.3.0
  */
 import { HttpApiBuilder } from "@effect/platform"
-import { Effect, Option } from "effect"
+import { Effect } from "effect"
 import { Stats } from "../Stats.ts"
 import * as Task from "../Task.ts"
 import { Api } from "./Api.ts"
@@ -15,7 +15,7 @@ export const layer = HttpApiBuilder.group(Api, "stats", (handlers) =>
     const stats = yield* Stats
     const registry = yield* Task.TaskRegistry
     // The registry is fixed for the program's life: described once.
-    const tasks = { tasks: registry.names.flatMap((name) => Option.toArray(Option.map(registry.get(name), ({ task }) => Task.describe(task)))) }
+    const tasks = Task.describeAll(registry)
     return handlers
       .handle("stats", () => mapCore(stats.read))
       .handle("tasks", () => Effect.succeed(tasks))

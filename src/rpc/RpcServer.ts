@@ -31,7 +31,7 @@
 import type { HttpApp } from "@effect/platform"
 import { RpcServer } from "@effect/rpc"
 import { SqlError } from "@effect/sql"
-import { Cause, Duration, Effect, Option, Schema, type Scope, Stream } from "effect"
+import { Cause, Duration, Effect, Schema, type Scope, Stream } from "effect"
 import { InvalidInput, RunNotFound } from "../domain/Errors.ts"
 import { RunId } from "../domain/Ids.ts"
 import { TokenRequest } from "../domain/ReadToken.ts"
@@ -99,7 +99,7 @@ export const handlers = Effect.gen(function*() {
   const stats = yield* Stats
   const tokens = yield* ReadTokens
   const registry = yield* Task.TaskRegistry
-  const tasks = { tasks: registry.names.flatMap((name) => Option.toArray(Option.map(registry.get(name), ({ task }) => Task.describe(task)))) }
+  const tasks = Task.describeAll(registry)
   const slot = Effect.mapError(streams.reserve, refusedStream)
   const untilShutdown = Effect.zipRight(streams.shutdown, Effect.fail(new ShuttingDown()))
 
