@@ -7,7 +7,7 @@
 import { SqlClient, type SqlError } from "@effect/sql"
 import { Context, DateTime, Effect, Layer, Option, Schema } from "effect"
 import { IdempotencyConflict, InvalidCursor, RunAlreadyFinished, RunNotFound } from "./domain/Errors.ts"
-import { RunId } from "./domain/Ids.ts"
+import { paddedId, RunId, timeDigits } from "./domain/Ids.ts"
 import { isFinished, Run, type RunError, type RunStatus } from "./domain/Run.ts"
 import type { RunFilter } from "./domain/RunFilter.ts"
 import { now } from "./internal/time.ts"
@@ -116,15 +116,6 @@ export const toRun = (row: RunRow): Run =>
 
 const runColumns = `id, task, queue, status, input, output, error, attempt, max_attempts, priority, timeout_ms,
   idempotency_key, created_at, run_at, started_at, finished_at, last_seq, replay_of`
-
-/** The id of UUIDv7 shape with `hex` (up to 32 digits) first and `fill` after. */
-const paddedId = (hex: string, fill: "0" | "f") => {
-  const digits = hex.padEnd(32, fill)
-  return `${digits.slice(0, 8)}-${digits.slice(8, 12)}-${digits.slice(12, 16)}-${digits.slice(16, 20)}-${digits.slice(20)}`
-}
-
-/** The first 12 hex digits of a UUIDv7 made at `millis`. */
-const timeDigits = (millis: number) => Math.max(0, Math.min(millis, 0xffffffffffff)).toString(16).padStart(12, "0")
 
 /**
  * How long before its row's `created_at` a run's id may have been made (its

@@ -13,6 +13,7 @@
  */
 import { SqlClient, type SqlError } from "@effect/sql"
 import { Context, DateTime, Duration, Effect, Layer } from "effect"
+import { paddedId, timeDigits } from "./domain/Ids.ts"
 import { type RunStatus } from "./domain/Run.ts"
 import { type Stats as StatsBody, windowMinutes } from "./domain/Stats.ts"
 import { now } from "./internal/time.ts"
@@ -38,10 +39,7 @@ export class Stats extends Context.Tag("runstream/Stats")<Stats, {
 const minuteMs = 60_000
 
 /** The smallest UUIDv7 of a run created at `millis` or later. */
-const firstIdAt = (millis: number) => {
-  const time = Math.max(0, millis).toString(16).padStart(12, "0")
-  return `${time.slice(0, 8)}-${time.slice(8, 12)}-0000-0000-000000000000`
-}
+const firstIdAt = (millis: number) => paddedId(timeDigits(millis), "0")
 
 interface LiveRow {
   readonly task: string

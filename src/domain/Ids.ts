@@ -17,6 +17,15 @@ export const RunId = Schema.String.pipe(
 )
 export type RunId = typeof RunId.Type
 
+/** The id of UUID shape with `hex` (up to 32 digits) first and `fill` after: a bound of the ids that begin with `hex`. */
+export const paddedId = (hex: string, fill: "0" | "f"): string => {
+  const digits = hex.padEnd(32, fill)
+  return `${digits.slice(0, 8)}-${digits.slice(8, 12)}-${digits.slice(12, 16)}-${digits.slice(16, 20)}-${digits.slice(20)}`
+}
+
+/** The first 12 hex digits of a UUIDv7 made at `millis` (clamped to what 12 digits hold). */
+export const timeDigits = (millis: number): string => Math.max(0, Math.min(millis, 0xffffffffffff)).toString(16).padStart(12, "0")
+
 /**
  * A UUIDv7 for the given Unix time in milliseconds: the time in the first 48
  * bits, then the version, then the random bits and variant of a UUIDv4.
