@@ -11,7 +11,6 @@ import type { RunEvent } from "./domain/RunEvent.ts"
 import { RunFilter } from "./domain/RunFilter.ts"
 import type { StartOptions } from "./domain/StartOptions.ts"
 import { EventBus } from "./bus/EventBus.ts"
-import { unstorableInJsonb } from "./internal/jsonb.ts"
 import { EventLog } from "./EventLog.ts"
 import { Outbox } from "./Outbox.ts"
 import { afterMessage, type FollowSink, isSeq, RunFollowers } from "./RunFollowers.ts"
@@ -84,9 +83,8 @@ export const maxPageSize = 1000
 /** `awaitCompletion` follows a run only to know when it ends. */
 const ignoreEvents: FollowSink = { offer: () => true, write: () => Effect.void }
 
-const isStorable = (text: string) => !unstorableInJsonb(JSON.stringify(text))
-
-// Typed callers can still pass a bad prefix or queue name; built once (see runs/Start.ts).
+// Typed callers can still pass a bad prefix, queue name, or a task Postgres cannot hold in a
+// parameter (bad input, not a database error); built once (see runs/Start.ts).
 const validateFilter = Schema.validate(RunFilter, { errors: "all" })
 
 /** What a replay keeps of its original: the options a start could have given it (within their bounds). */
@@ -113,10 +111,6 @@ export const make = Effect.gen(function*() {
     const limit = options.limit ?? 50
     if (!Number.isInteger(limit) || limit < 1 || limit > maxPageSize) {
       return Effect.fail(new InvalidInput({ message: `limit must be an integer from 1 to ${maxPageSize}` }))
-    }
-    // A name Postgres cannot hold in a parameter is bad input, not a database error.
-    if (options.task !== undefined && !isStorable(options.task)) {
-      return Effect.fail(new InvalidInput({ message: "task may not contain U+0000 or unpaired surrogates" }))
     }
     return validateFilter(options).pipe(
       Effect.mapError((error) => InvalidInput.fromParseError("the list's filter", error)),
