@@ -3,7 +3,7 @@
  * @since 0.1.0
  */
 import type { SqlError } from "@effect/sql"
-import { Config, Context, type Duration, Effect, Layer, Mailbox, Option, Schema, type Scope, Stream } from "effect"
+import { Config, Context, type Duration, Effect, Layer, Mailbox, Schema, type Scope, Stream } from "effect"
 import { AwaitTimeout, InvalidInput, type RunAlreadyFinished, type InvalidCursor, type RunNotFound } from "./domain/Errors.ts"
 import type { RunId } from "./domain/Ids.ts"
 import { isFinished, type Run } from "./domain/Run.ts"
@@ -11,6 +11,7 @@ import type { RunEvent } from "./domain/RunEvent.ts"
 import { RunFilter } from "./domain/RunFilter.ts"
 import type { StartOptions } from "./domain/StartOptions.ts"
 import { EventBus } from "./bus/EventBus.ts"
+import { FanoutConfig } from "./bus/Fanout.ts"
 import { EventLog } from "./EventLog.ts"
 import { Outbox } from "./Outbox.ts"
 import { afterMessage, type FollowSink, isSeq, RunFollowers } from "./RunFollowers.ts"
@@ -63,8 +64,13 @@ export class Runs extends Context.Tag("runstream/Runs")<Runs, {
   readonly events: (runId: RunId, options?: { readonly after?: number | undefined }) => Stream.Stream<RunEvent, RunNotFound | InvalidInput | SqlError.SqlError>
   /** Live events of every run (debug), optionally of one task or run. Not replayed. */
   readonly allEvents: (filter?: AllEventsFilter) => Stream.Stream<RunEvent>
-  /** Like `allEvents`, but subscribed when this returns (for callers that must not miss the next event). */
-  readonly subscribeAll: (filter?: AllEventsFilter) => Effect.Effect<Stream.Stream<RunEvent>, never, Scope.Scope>
+  /**
+   * Like `allEvents`, but subscribed when this returns (for callers that must
+   * not miss the next event), as a mailbox the caller may end (with an `E` of
+   * its choice). Bounded like a bus subscription: a consumer that falls
+   * behind loses the oldest events (`RUNSTREAM_SUBSCRIBER_BUFFER`).
+   */
+  readonly subscribeAll: <E = never>(filter?: AllEventsFilter) => Effect.Effect<Mailbox.Mailbox<RunEvent, E>, never, Scope.Scope>
   /** Waits, on the run's stream, until the run is finished; returns it. */
   readonly awaitCompletion: (runId: RunId, options?: { readonly timeout?: Duration.DurationInput | undefined }) => Effect.Effect<Run, RunNotFound | AwaitTimeout | SqlError.SqlError>
 }>() {}
@@ -106,6 +112,7 @@ export const make = Effect.gen(function*() {
   const config = yield* RunsConfig
   const { start, startMany } = yield* Start.make(config)
   const followers = yield* RunFollowers
+  const { subscriberBuffer } = yield* FanoutConfig
 
   const list: Runs["Type"]["list"] = (options) => {
     const limit = options.limit ?? 50
@@ -141,20 +148,29 @@ export const make = Effect.gen(function*() {
   // The follow-a-run stream is RunFollowers': one reader per run shared by its followers.
   const events: Runs["Type"]["events"] = (runId, options) => followers.events(runId, options)
 
-  const subscribeAll: Runs["Type"]["subscribeAll"] = (filter) =>
-    Effect.map(
-      bus.subscribe({ task: filter?.task, runId: filter?.runId }),
-      (subscription) =>
-        Mailbox.toStream(subscription).pipe(
-          Stream.filterMap((message) =>
-            message._tag === "Event" && (filter?.task === undefined || filter.task === message.task)
-              ? Option.some(message.event)
-              : Option.none()
-          )
-        )
-    )
+  // One fiber moves the subscription's events into the caller's mailbox: an
+  // RPC stream returns that mailbox as it is, without a chain of stream stages.
+  const subscribeAll = <E = never>(filter?: AllEventsFilter) =>
+    Effect.gen(function*() {
+      const subscription = yield* bus.subscribe({ task: filter?.task, runId: filter?.runId })
+      const events = yield* Mailbox.make<RunEvent, E>({ capacity: subscriberBuffer, strategy: "sliding" })
+      yield* Effect.forkScoped(Effect.gen(function*() {
+        while (true) {
+          const [messages, done] = yield* subscription.takeAll
+          for (const message of messages) {
+            // A run's subscription is not filtered by task on the bus; a Resync needs no answer here (nothing is replayed).
+            if (message._tag === "Event" && (filter?.task === undefined || filter.task === message.task)) {
+              events.unsafeOffer(message.event)
+            }
+          }
+          if (done) return yield* events.end
+        }
+      }))
+      return events
+    })
 
-  const allEvents: Runs["Type"]["allEvents"] = (filter) => Stream.unwrapScoped(subscribeAll(filter))
+  const allEvents: Runs["Type"]["allEvents"] = (filter) =>
+    Stream.unwrapScoped(Effect.map(subscribeAll(filter), (events) => Mailbox.toStream(events)))
 
   const awaitCompletion: Runs["Type"]["awaitCompletion"] = (runId, options) =>
     Effect.gen(function*() {

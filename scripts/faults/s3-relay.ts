@@ -13,7 +13,7 @@
  * every event once, in order; the raw bus is counted too, to show that
  * duplicates were really delivered to it.
  */
-import { Context, Duration, Effect, Fiber, Layer, Option, type Scope, Stream } from "effect"
+import { Context, Duration, Effect, Fiber, Layer, Mailbox, Option, type Scope, Stream } from "effect"
 import type { RunId } from "../../src/domain/Ids.ts"
 import { Runs } from "../../src/Runs.ts"
 import { checkRuns, type Child, type FaultError, freshDatabase, query, randomInt, seconds, percentile, startNode, waitAllFinished } from "./common.ts"
@@ -36,7 +36,7 @@ export const scenario: Scenario = {
 
       // The raw bus, as it is delivered: (run, seq) -> arrival times.
       const arrivals = new Map<string, Array<number>>()
-      const raw = yield* runs.subscribeAll()
+      const raw = Mailbox.toStream(yield* runs.subscribeAll())
       yield* raw.pipe(
         Stream.runForEach((event) =>
           Effect.sync(() => {

@@ -15,7 +15,7 @@
  */
 import { join } from "node:path"
 import { monitorEventLoopDelay } from "node:perf_hooks"
-import { Context, DateTime, Effect, Fiber, Layer, Stream } from "effect"
+import { Context, DateTime, Effect, Fiber, Layer, Mailbox, Stream } from "effect"
 import { Runs } from "../../src/Runs.ts"
 import { checkRuns, countLines, freshDatabase, percentile, query, randomInt, seconds, startEntry, waitAllFinished } from "./common.ts"
 import { asFault, driverProgram, type Scenario } from "./harness.ts"
@@ -45,7 +45,7 @@ export const scenario: Scenario = {
       // much of the latency is before the server's streams.
       const program = yield* Layer.build(driverProgram(db.url, { maxConnections: 2 }))
       const busLatencies: Array<number> = []
-      yield* (yield* Context.get(program, Runs).subscribeAll()).pipe(
+      yield* Mailbox.toStream(yield* Context.get(program, Runs).subscribeAll()).pipe(
         Stream.runForEach((event) => Effect.sync(() => busLatencies.push(Date.now() - DateTime.toEpochMillis(event.at)))),
         Effect.forkScoped
       )

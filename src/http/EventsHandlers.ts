@@ -4,7 +4,7 @@
  * @since 0.1.0
  */
 import { HttpApiBuilder } from "@effect/platform"
-import { Effect } from "effect"
+import { Effect, Mailbox } from "effect"
 import { Runs } from "../Runs.ts"
 import { Api } from "./Api.ts"
 import type { HttpOptions } from "./HttpConfig.ts"
@@ -22,7 +22,7 @@ export const layer = (options: HttpOptions) =>
           yield* streams.acquire
           // Subscribed before the response starts: nothing published from now on is missed.
           const live = yield* runs.subscribeAll({ task: urlParams.task, runId: urlParams.run })
-          const messages = Sse.runEvents(live, { withIds: false })
+          const messages = Sse.runEvents(Mailbox.toStream(live), { withIds: false })
           return Sse.response(messages, { ...options, until: streams.shutdown, name: "debug event stream" })
         }))
     }))

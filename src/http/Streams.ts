@@ -23,6 +23,18 @@ export class Streams extends Context.Tag("runstream/http/Streams")<Streams, {
   readonly acquire: Effect.Effect<void, ApiError, Scope.Scope>
   /** Completes when the server starts to shut down (streams end then). */
   readonly shutdown: Effect.Effect<void>
+  /**
+   * Calls `end` when the server starts to shut down (at once if it has),
+   * unless the scope closes first: what `shutdown` does without a fiber
+   * waiting on it for each stream.
+   */
+  readonly onShutdown: (end: () => void) => Effect.Effect<void, never, Scope.Scope>
+  /**
+   * Ends every stream (`shutdown`, `onShutdown`), then waits for them to
+   * close, at most 5 s. The layer does it when released; what must outlive
+   * the streams' ends (the RPC server that sends them) calls it first.
+   */
+  readonly close: Effect.Effect<void>
   /** Open connections now. */
   readonly active: Effect.Effect<number>
 }>() {}
@@ -38,6 +50,7 @@ export const make = (options: { readonly maxStreams: number }) =>
     const active = yield* Ref.make(0)
     const shutdown = yield* Deferred.make<void>()
     const drained = yield* Deferred.make<void>()
+    const enders = new Set<() => void>()
 
     const release = Effect.gen(function*() {
       const left = yield* Ref.updateAndGet(active, (n) => n - 1)
@@ -57,19 +70,30 @@ export const make = (options: { readonly maxStreams: number }) =>
     )
     const acquire = Effect.mapError(reserve, (refusal) => refusal.reason === "full" ? full : closing)
 
-    yield* Effect.addFinalizer(() =>
-      Effect.gen(function*() {
-        yield* Deferred.succeed(shutdown, undefined)
-        if ((yield* Ref.get(active)) === 0) return
-        const done = yield* Deferred.await(drained).pipe(Effect.timeoutOption(drainTimeout))
-        if (Option.isNone(done)) yield* Effect.logWarning(`${yield* Ref.get(active)} event stream(s) still open at shutdown`)
+    const close = Effect.gen(function*() {
+      if (yield* Deferred.succeed(shutdown, undefined)) {
+        for (const end of enders) end()
+        enders.clear()
+      }
+      if ((yield* Ref.get(active)) === 0) return
+      const done = yield* Deferred.await(drained).pipe(Effect.timeoutOption(drainTimeout))
+      if (Option.isNone(done)) yield* Effect.logWarning(`${yield* Ref.get(active)} event stream(s) still open at shutdown`)
+    })
+    yield* Effect.addFinalizer(() => close)
+
+    const onShutdown = (end: () => void) =>
+      Effect.flatMap(Deferred.isDone(shutdown), (isClosing) => {
+        if (isClosing) return Effect.sync(end)
+        enders.add(end)
+        return Effect.addFinalizer(() => Effect.sync(() => enders.delete(end)))
       })
-    )
 
     return Streams.of({
       reserve,
       acquire,
       shutdown: Deferred.await(shutdown),
+      onShutdown,
+      close,
       active: Ref.get(active)
     })
   })

@@ -31,7 +31,7 @@
 import type { HttpApp } from "@effect/platform"
 import { RpcServer } from "@effect/rpc"
 import { SqlError } from "@effect/sql"
-import { Cause, Duration, Effect, Schema, type Scope, Stream } from "effect"
+import { Cause, Duration, Effect, Exit, Schema, type Scope, Stream } from "effect"
 import { InvalidInput, RunNotFound } from "../domain/Errors.ts"
 import { RunId } from "../domain/Ids.ts"
 import { TokenRequest } from "../domain/ReadToken.ts"
@@ -160,11 +160,16 @@ export const handlers = Effect.gen(function*() {
         Stream.catchTag("SqlError", (error) => Stream.fromEffect(unavailable(error)))
       ),
 
+    // The subscription's mailbox is the answer: the RPC server takes from it
+    // in the call's own fiber (no stream stages; one held call is a few fibers).
     AllEvents: ({ runId, task }) =>
-      parseRunFilter(runId).pipe(
-        Effect.map((runId) => live(runs.allEvents({ task, runId }))),
-        Stream.unwrap
-      ),
+      Effect.gen(function*() {
+        const id = yield* parseRunFilter(runId)
+        yield* slot
+        const events = yield* runs.subscribeAll<ShuttingDown>({ task, runId: id })
+        yield* streams.onShutdown(() => events.unsafeDone(Exit.fail(new ShuttingDown())))
+        return events
+      }),
 
     AwaitCompletion: ({ runId, timeoutMs }) =>
       Effect.zip(parseRunId(runId), nonNegativeInteger("timeoutMs", timeoutMs)).pipe(
@@ -212,6 +217,10 @@ export const makeHttpApp = (
       Effect.interruptible,
       Effect.forkScoped
     )
+    // Run before the server fiber is stopped (finalizers run last first): the
+    // streams end with `ShuttingDown` while it can still send that to their clients.
+    const streams = yield* Streams
+    yield* Effect.addFinalizer(() => streams.close)
     return httpApp
   })
 

@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Context, Effect, Fiber, Layer, Ref, Stream } from "effect"
+import { Chunk, Context, Effect, Fiber, Layer, Mailbox, Ref, Stream } from "effect"
 import { RunNotFound } from "../../src/domain/Errors.ts"
 import { Runs } from "../../src/Runs.ts"
 import { Workers } from "../../src/Workers.ts"
@@ -15,8 +15,8 @@ describe.concurrent("two programs in one process", () => {
       const runsB = Context.get(b, Runs)
 
       // Each program's debug stream, open before anything starts: 5 runs × (queued, started, 2 bursts, succeeded).
-      const seenByA = yield* (yield* runsA.subscribeAll()).pipe(Stream.take(5 * 5), Stream.runCollect, Effect.fork)
-      const seenByB = yield* (yield* runsB.subscribeAll()).pipe(Stream.take(5 * 5), Stream.runCollect, Effect.fork)
+      const seenByA = yield* Mailbox.toStream(yield* runsA.subscribeAll()).pipe(Stream.take(5 * 5), Stream.runCollect, Effect.fork)
+      const seenByB = yield* Mailbox.toStream(yield* runsB.subscribeAll()).pipe(Stream.take(5 * 5), Stream.runCollect, Effect.fork)
 
       const started = yield* Effect.all([
         Effect.forEach([1, 2, 3, 4, 5], () => runsA.start(Burst, { n: 2, concurrency: 1 })),

@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Context, Effect, Fiber, Layer, Queue, Stream } from "effect"
+import { Chunk, Context, Effect, Fiber, Layer, Mailbox, Queue, Stream } from "effect"
 import type { RunId } from "../../src/domain/Ids.ts"
 import type { RunEvent } from "../../src/domain/RunEvent.ts"
 import * as Bus from "../../src/bus/index.ts"
@@ -69,7 +69,7 @@ describe.concurrent("run event streams", () => {
       yield* Layer.build(Layer.fresh(OutboxRelay.layer).pipe(Layer.provide(Layer.succeedContext(ctx))))
       const runs = Context.get(ctx, Runs)
       const run = yield* runs.start(Stepper, { steps })
-      const debug = yield* (yield* runs.subscribeAll({ runId: run.id })).pipe(
+      const debug = yield* Mailbox.toStream(yield* runs.subscribeAll({ runId: run.id })).pipe(
         Stream.takeUntil((e) => e.type === "run.succeeded"),
         Stream.runCollect,
         Effect.fork
@@ -106,7 +106,7 @@ describe.concurrent("run event streams", () => {
       // payload (3,800 bytes) and the limit of one (8,000): an event too large
       // travels as a reference. Any payload over the limit fails the drain.
       const sizes = [10, 3000, 3700, 3790, 3800, 3900, 5000, 7800, 9000, 20_000, ...Array.from({ length: 60 }, () => 100)]
-      const debug = yield* (yield* runs.subscribeAll({ task: Sized.name })).pipe(
+      const debug = yield* Mailbox.toStream(yield* runs.subscribeAll({ task: Sized.name })).pipe(
         Stream.takeUntil((e) => e.type === "run.succeeded"),
         Stream.runCollect,
         Effect.fork

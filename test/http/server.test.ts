@@ -148,14 +148,29 @@ describe("HTTP API: event streams", () => {
       const rpcStream = yield* RunstreamClient.RunstreamClient.pipe(
         Effect.flatMap((client) => Stream.runForEach(client.events(run.run.id), () => Deferred.succeed(first, undefined))),
         Effect.provide(RunstreamClient.layer({ url: `${base}/rpc` })),
+        Effect.flip,
         Effect.fork
       )
       yield* Deferred.await(first)
+      // And an RPC debug stream (AllEvents), open once an event of a run started after it arrives.
+      const firstWide = yield* Deferred.make<void>()
+      const wideStream = yield* RunstreamClient.RunstreamClient.pipe(
+        Effect.flatMap((client) => Stream.runForEach(client.allEvents({ task: "demo.echo" }), () => Deferred.succeed(firstWide, undefined))),
+        Effect.provide(RunstreamClient.layer({ url: `${base}/rpc` })),
+        Effect.flip,
+        Effect.fork
+      )
+      yield* post("/v1/runs", { task: "demo.echo", input: { message: "live?" } }).pipe(
+        Effect.provideService(BaseUrl, base),
+        Effect.zipRight(Deferred.await(firstWide).pipe(Effect.timeoutOption("1 second"))),
+        Effect.repeat({ until: Option.isSome })
+      )
       yield* Scope.close(scope, Exit.void).pipe(Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => "the server did not stop" }))
       const frames = yield* Fiber.join(reading)
       expect(frames[0]?.retry).toBe(3000)
-      // It ends (as interrupted: the server's RPC fiber was stopped), it does not hang.
-      yield* Fiber.await(rpcStream)
+      // The RPC streams end, told why.
+      expect((yield* Fiber.join(rpcStream))._tag).toBe("ShuttingDown")
+      expect((yield* Fiber.join(wideStream))._tag).toBe("ShuttingDown")
       const address = Context.get(context, HttpServer.HttpServer).address
       expect(address._tag).toBe("TcpAddress")
       const after = yield* Effect.either(Effect.tryPromise(() => fetch(`${base}/healthz`)))
