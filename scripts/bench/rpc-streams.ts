@@ -12,6 +12,8 @@
 import { HttpServer } from "@effect/platform"
 import { Effect, Layer, Schedule } from "effect"
 import { connect, type Socket } from "node:net"
+import { writeFileSync } from "node:fs"
+import { Session } from "node:inspector"
 import { writeHeapSnapshot } from "node:v8"
 import * as Server from "../../src/http/Server.ts"
 import { withScheduler } from "../../src/main/Main.ts"
@@ -37,10 +39,13 @@ const cpuMs = () => {
 const call = `{"_tag":"Request","id":"1","tag":"AllEvents","payload":{},"headers":[]}\n`
 
 /** Opens a connection holding one AllEvents call; resolves once the answer's status line has arrived. */
-const hold = (port: number) =>
+const answeredAfter: Array<number> = []
+const hold = (port: number, from = performance.now()) =>
   new Promise<Socket>((resolve, reject) => {
     const socket = connect(port, "127.0.0.1", () => {
-      if (mode === "sse") {
+      if (mode === "healthz") {
+        socket.write(`GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n`)
+      } else if (mode === "sse") {
         socket.write(`GET /v1/events HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: text/event-stream\r\n\r\n`)
       } else {
         socket.write(`POST /rpc HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/ndjson\r\ntransfer-encoding: chunked\r\n\r\n`)
@@ -49,7 +54,10 @@ const hold = (port: number) =>
     })
     socket.once("data", (data) => {
       if (!data.toString().startsWith("HTTP/1.1 200")) reject(new Error(data.toString().slice(0, 200)))
-      else resolve(socket)
+      else {
+        answeredAfter.push(performance.now() - from)
+        resolve(socket)
+      }
     })
     socket.once("error", reject)
   })
@@ -57,7 +65,12 @@ const hold = (port: number) =>
 const program = Effect.gen(function*() {
   const database = yield* makeDatabase(serverUrl)
   const context = yield* Layer.build(
-    Server.layer({ port: 0, host: "127.0.0.1", maxStreams: Number(process.env["MAX_STREAMS"] ?? 100_000) }).pipe(
+    Server.layer({
+      port: 0,
+      host: "127.0.0.1",
+      maxStreams: Number(process.env["MAX_STREAMS"] ?? 100_000),
+      ...(process.env["STREAM_SETUPS"] ? { streamSetups: Number(process.env["STREAM_SETUPS"]) } : {})
+    }).pipe(
       Layer.provideMerge(programLayer({ url: database.url, tasks: [Noop], bus: "postgres", workers: false }))
     )
   )
@@ -70,10 +83,36 @@ const program = Effect.gen(function*() {
 
   const heapBefore = heapMB()
   if (process.env["HEAP_SNAPSHOT"]) writeHeapSnapshot(`${process.env["HEAP_SNAPSHOT"]}.before`)
+  // CPU_PROFILE=<path>: a CPU profile of the opening alone.
+  const profiler = process.env["CPU_PROFILE"] ? new Session() : undefined
+  if (profiler) {
+    profiler.connect()
+    yield* Effect.promise(() => new Promise((resolve) => profiler.post("Profiler.enable", () => profiler.post("Profiler.start", resolve))))
+  }
   const cpuBefore = cpuMs()
   const openedAt = performance.now()
+  // /healthz every 20 ms meanwhile, on a connection of its own.
+  const probes: Array<number> = []
+  let probing = true
+  void (async () => {
+    while (probing) {
+      const at = performance.now()
+      await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.text())
+      probes.push(performance.now() - at)
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+  })()
   const sockets = yield* Effect.promise(() => Promise.all(Array.from({ length: count }, () => hold(port))))
+  probing = false
+  if (profiler) {
+    yield* Effect.promise(() =>
+      new Promise((resolve) =>
+        profiler.post("Profiler.stop", (_error, { profile }) => resolve(writeFileSync(process.env["CPU_PROFILE"]!, JSON.stringify(profile))))
+      )
+    )
+  }
   const openMs = performance.now() - openedAt
+  const answered = answeredAfter.slice(-count).sort((a, b) => a - b)
   const cpuOpen = cpuMs() - cpuBefore
   const active = sockets.length
   const heapHeld = heapMB()
@@ -88,6 +127,11 @@ const program = Effect.gen(function*() {
     streams: count,
     active,
     openWallMs: Math.round(openMs),
+    answeredMs: { p50: Math.round(answered[Math.floor(count / 2)]!), p90: Math.round(answered[Math.floor(count * 0.9)]!), max: Math.round(answered.at(-1)!) },
+    healthzMs: (() => {
+      const sorted = probes.sort((a, b) => a - b)
+      return { n: sorted.length, p50: Math.round(sorted[Math.floor(sorted.length / 2)]!), p99: Math.round(sorted[Math.floor(sorted.length * 0.99)]!), max: Math.round(sorted.at(-1)!) }
+    })(),
     heapPerStreamKB: Math.round((heapHeld - heapBefore) * 1000 / count),
     heapLeftAfterCloseMB: Number((heapAfter - heapBefore).toFixed(1)),
     cpuOpenPerStreamMs: Number((cpuOpen / count).toFixed(2)),

@@ -14,6 +14,11 @@ export interface HttpOptions {
   readonly maxStreams: number
   /** Calls in flight at once in one `POST /rpc` request; one more is refused (429, or the answer ends). */
   readonly maxRpcCalls: number
+  /**
+   * Requests that may open an event stream (`POST /rpc`, SSE) set up at once;
+   * the others wait their turn in arrival order (`StreamAdmission`).
+   */
+  readonly streamSetups: number
   /** How often an idle SSE connection gets a comment line (proxies close silent ones). */
   readonly keepAlive: Duration.Duration
   /** The reconnection delay suggested to SSE clients (`retry:`). */
@@ -61,7 +66,7 @@ const checked = <A>(
 ) => config.pipe(Config.validate(check), Config.nested(name), Config.withDefault(fallback))
 
 /** The defaults of the limits below, for code that builds an app without the environment. */
-export const httpDefaults = { maxBodyBytes: 1024 * 1024, maxStreams: 1000, maxRpcCalls: 16 } as const
+export const httpDefaults = { maxBodyBytes: 1024 * 1024, maxStreams: 1000, maxRpcCalls: 16, streamSetups: 8 } as const
 
 /** @category config */
 export const HttpConfig: Config.Config<HttpOptions> = Config.all({
@@ -78,6 +83,10 @@ export const HttpConfig: Config.Config<HttpOptions> = Config.all({
     message: "must be between 1 and 10000",
     validation: (n) => n >= 1 && n <= 10_000
   }, httpDefaults.maxRpcCalls),
+  streamSetups: checked("RUNSTREAM_STREAM_SETUPS", Config.integer(), {
+    message: "must be between 1 and 10000",
+    validation: (n) => n >= 1 && n <= 10_000
+  }, httpDefaults.streamSetups),
   keepAlive: checked("RUNSTREAM_SSE_KEEPALIVE", Config.duration(), {
     message: "must be at least 10 millis",
     validation: (d) => Duration.toMillis(d) >= 10

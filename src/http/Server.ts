@@ -28,6 +28,7 @@ import { HttpConfig, type HttpOptions, ListenConfig, type ListenOptions } from "
 import * as ReadTokens from "./ReadTokens.ts"
 import * as RunsHandlers from "./RunsHandlers.ts"
 import * as StatsHandlers from "./StatsHandlers.ts"
+import { StreamAdmissionServer } from "./StreamAdmission.ts"
 import * as Streams from "./Streams.ts"
 import * as TokensHandlers from "./TokensHandlers.ts"
 import * as Stats from "../Stats.ts"
@@ -156,6 +157,19 @@ const serve = <E, R, RA>(app: Effect.Effect<HttpApp.Default<E, R>, never, RA>, n
 
 const nodeServer = (listen: ListenOptions) => NodeHttpServer.layer(createServer, { port: listen.port, host: listen.host })
 
+/**
+ * Stream requests waiting to be set up, at most (each holds a socket and its
+ * parsed head, a few KB): past it they are refused with 503 `server_busy`.
+ */
+const maxWaitingSetups = 10_000
+
+/** The API's server: stream setups admitted a few at a time (`StreamAdmission`). */
+const apiServer = (options: ServerOptions) =>
+  NodeHttpServer.layer(
+    () => new StreamAdmissionServer({ concurrency: options.streamSetups, maxWaiting: maxWaitingSetups }),
+    { port: options.port, host: options.host }
+  )
+
 export interface ServerOptions extends HttpOptions, ListenOptions {
   /** The built dashboard's directory, or `off`; default `RUNSTREAM_DASHBOARD_DIR`, else the package's build. */
   readonly dashboardDir?: string
@@ -173,7 +187,7 @@ export const layer = (overrides: Partial<ServerOptions> = {}) =>
       Layer.provide(layerApi(options)),
       Layer.provide([HttpApiBuilder.Router.Live, HttpApiBuilder.Middleware.layer]),
       // Built after the server, so released before it: streams end, then the server closes.
-      Layer.provide(Streams.layer(options).pipe(Layer.provideMerge(nodeServer(options))))
+      Layer.provide(Streams.layer(options).pipe(Layer.provideMerge(apiServer(options))))
     )
   }))
 
