@@ -237,6 +237,17 @@ describe("retention: definitions", () => {
       for (const bad of ["forever", "7", "-1 days", "30 seconds", "40000 days", ""]) {
         expect.soft(yield* ok(bad), bad).toBe("refused")
       }
+      const interval = (value: string) =>
+        Effect.either(Effect.withConfigProvider(
+          Retention.RetentionConfig,
+          ConfigProvider.fromMap(new Map([["RUNSTREAM_RETENTION_INTERVAL", value]]))
+        ))
+      expect((yield* interval("10 seconds"))._tag).toBe("Right")
+      for (const bad of ["0 millis", "2 days", "often"]) {
+        const either = yield* interval(bad)
+        expect.soft(either._tag, bad).toBe("Left")
+        expect.soft(String(either._tag === "Left" ? either.left : ""), bad).toContain("RUNSTREAM_RETENTION_INTERVAL")
+      }
       const refused = yield* read("a week")
       expect(refused._tag).toBe("Left")
       expect(String(refused._tag === "Left" ? refused.left : "")).toContain("RUNSTREAM_RETENTION")
