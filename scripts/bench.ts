@@ -55,6 +55,7 @@ import {
 import type { EmitterResult } from "./bench/delivery-emitter.ts"
 import { type FanoutRep, fanoutRep } from "./bench/fanout.ts"
 import { bundle, nodeFlags } from "./bundle.ts"
+import { backlogStatements } from "./retention-backlog.ts"
 import type { ThroughputResult } from "./bench/throughput-worker.ts"
 import { comparisonReport, competitors, graphileLatencyRep, graphileRep, type GraphileRep } from "./bench/graphile.ts"
 import type { GraphileLatency } from "./bench/graphile-worker.ts"
@@ -88,6 +89,8 @@ interface Flags {
   readonly workerFlags: ReadonlyArray<string>
   /** The sizes the targets are set for (issue 4's): other sizes get no pass or fail. */
   readonly targetSizes: boolean
+  /** `--retention-backlog N`: the throughput phase with the retention deleting N old runs meanwhile. */
+  readonly retentionBacklog: number
   /** `--compare graphile-worker`: the throughput phase interleaved with graphile-worker's (scripts/bench/graphile.ts). */
   readonly compare: (typeof competitors)[number] | undefined
 }
@@ -118,6 +121,8 @@ const usage = `usage: npm run bench -- [flags]
   --compare graphile-worker
                          throughput: graphile-worker drains as many jobs in each repetition, interleaved, and
                          the ratio Runstream / graphile is printed (with all phases unless --phases says)
+  --retention-backlog N  throughput: seed N old finished runs (scripts/retention-backlog.ts) before each drain, and
+                         run the retention in the worker process, deleting them while it drains (0)
   --tsx-worker           run the throughput worker through the tsx loader instead of as a bundle on plain
                          node (the production form, \`npm run bundle\`); the loader adds about 90 MB`
 
@@ -185,7 +190,8 @@ const parseFlags = (argv: ReadonlyArray<string>): Flags => {
     cpuProf: cpuProf === undefined ? undefined : resolve(cpuProf),
     pgStats: switches.has("pg-stats"),
     bundleWorker: !switches.has("tsx-worker"),
-    workerFlags
+    workerFlags,
+    retentionBacklog: int("retention-backlog", 0)
   }
   const compare = values.get("compare")
   values.delete("compare")
@@ -375,6 +381,12 @@ const throughputRep = (server: Server, flags: Flags, rep: number) =>
       yield* waitOutbox(Context.get(program, SqlClient.SqlClient))
       return elapsed
     }))
+    if (flags.retentionBacklog > 0) {
+      const seeding = nowMs()
+      for (const statement of backlogStatements({ runs: flags.retentionBacklog })) yield* admin(db.url, statement)
+      yield* admin(db.url, "VACUUM ANALYZE runstream_runs, runstream_events")
+      yield* progress(`  (seeded ${fmt(flags.retentionBacklog)} old runs in ${fmt((nowMs() - seeding) / 1000, 1)} s)`)
+    }
     const commits = admin(server.url, "SELECT xact_commit::float8 AS n FROM pg_stat_database WHERE datname = $1", [db.name]).pipe(
       Effect.map((rows) => Number(rows[0]?.["n"]))
     )
@@ -382,7 +394,11 @@ const throughputRep = (server: Server, flags: Flags, rep: number) =>
     const child = yield* spawnChild({
       script: flags.bundleWorker ? yield* bundleWorker : join(here, "bench", "throughput-worker.ts"),
       args: [String(flags.runs), String(flags.concurrency)],
-      env: { BENCH_DATABASE_URL: db.url, RUNSTREAM_SUBSCRIBER_BUFFER: "1000000" },
+      env: {
+        BENCH_DATABASE_URL: db.url,
+        RUNSTREAM_SUBSCRIBER_BUFFER: "1000000",
+        ...(flags.retentionBacklog > 0 ? { BENCH_RETENTION: "1" } : {})
+      },
       // Bundled, it runs as the production worker does (`npm run start:worker`).
       execArgv: [...(flags.bundleWorker ? nodeFlags : []), ...flags.workerFlags, ...childExecArgv(flags, "throughput-worker")],
       plainNode: flags.bundleWorker
@@ -416,7 +432,9 @@ const throughputRep = (server: Server, flags: Flags, rep: number) =>
         fmt(out.peakRssMB, 1)
       } MB, CPU: worker ${fmt(out.workerCpuCores, 2)} cores, postgres ${
         out.postgresCpuCores === undefined ? "?" : fmt(out.postgresCpuCores, 2)
-      } cores`
+      } cores${out.backlogDeleted === undefined ? "" : `, retention deleted ${fmt(out.backlogDeleted)} old runs meanwhile`}, load ${
+        loadavg().map((n) => n.toFixed(1)).join(" ")
+      }`
     )
     return out
   }))

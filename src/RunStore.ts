@@ -5,7 +5,7 @@
  * @since 0.1.0
  */
 import { SqlClient, type SqlError } from "@effect/sql"
-import { Context, DateTime, Effect, Layer, Option, Schema } from "effect"
+import { Context, DateTime, Effect, Layer, Option, Predicate, Schema } from "effect"
 import { IdempotencyConflict, InvalidCursor, RunAlreadyFinished, RunNotFound } from "./domain/Errors.ts"
 import { paddedId, RunId, timeDigits } from "./domain/Ids.ts"
 import { isFinished, Run, type RunError, type RunStatus } from "./domain/Run.ts"
@@ -33,6 +33,12 @@ export interface NewRun {
   readonly claimedBy?: Claiming.Claimant | undefined
   /** The run this one replays. */
   readonly replayOf?: RunId | undefined
+  /**
+   * Fold this start into the waiting run of its task and key, if there is
+   * one; `runAt` is then that run's new start, and `trailing` gives it this
+   * start's input. (`runAt` is set: a debounced run is never claimed at its creation.)
+   */
+  readonly debounce?: { readonly key: string; readonly mode: "trailing" | "leading" } | undefined
 }
 
 export interface ListOptions extends RunFilter {
@@ -42,8 +48,10 @@ export interface ListOptions extends RunFilter {
 
 export interface Created {
   readonly run: Run
-  /** false when an existing run was returned for a repeated idempotency key. */
+  /** false when an existing run was returned: a repeated idempotency key, or a debounced start folded into its key's run. */
   readonly created: boolean
+  /** true when a debounced start was folded into the waiting run of its key (returned, as it stands now). */
+  readonly folded?: boolean | undefined
 }
 
 export class RunStore extends Context.Tag("runstream/RunStore")<RunStore, {
@@ -163,6 +171,21 @@ const requestHash = (task: string, input: string) =>
   `CASE WHEN idempotency_key IS NULL THEN NULL
     ELSE sha256(convert_to(${task} || chr(10) || coalesce(${input}, 'null'::jsonb)::text, 'UTF8')) END`
 
+/** The unique index of waiting debounced runs (migration 0010). */
+const debounceIndex = "runstream_jobs_debounce"
+
+/** The insert lost the race for a debounce key to a start that committed first. */
+const isDebounceRace = (error: SqlError.SqlError) =>
+  Predicate.hasProperty(error.cause, "code") && error.cause.code === "23505" &&
+  Predicate.hasProperty(error.cause, "constraint") && error.cause.constraint === debounceIndex
+
+/**
+ * How many times a debounced start tries to fold or insert: it tries again
+ * only when another start of its key won the insert, and then folds into that
+ * run, unless it was claimed in between.
+ */
+const debounceTries = 8
+
 export const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const columns = sql.literal(runColumns)
@@ -181,7 +204,7 @@ export const make = Effect.gen(function*() {
   const noConflictCte = sql.literal("")
   const noConflictGuard = sql.literal("")
 
-  const create = (runs: ReadonlyArray<NewRun>) =>
+  const insert = (runs: ReadonlyArray<NewRun>) =>
     Effect.gen(function*() {
       if (runs.length === 0) return []
       const at = yield* now
@@ -199,6 +222,7 @@ export const make = Effect.gen(function*() {
         idempotency_key: run.idempotencyKey,
         run_at: run.runAt ?? at,
         replay_of: run.replayOf ?? null,
+        ...(run.debounce === undefined ? {} : { debounce_key: run.debounce.key }),
         ...(run.claimedBy === undefined ? Claiming.waitingAtCreate : Claiming.claimedAtCreate(run.claimedBy, at))
       })))
       const inserted = yield* sql<RunRow>`/* prepared */
@@ -207,7 +231,7 @@ export const make = Effect.gen(function*() {
           FROM jsonb_to_recordset(${input}::jsonb) AS t(i integer, id uuid, task text, queue text,
             input jsonb, max_attempts integer, priority integer, timeout_ms integer, idempotency_key text,
             run_at timestamptz, status text, attempt integer, last_seq integer, started_at timestamptz,
-            worker text, locked_until timestamptz, replay_of uuid)
+            worker text, locked_until timestamptz, replay_of uuid, debounce_key text)
         ), ${keyed ? conflictCte : noConflictCte} inserted AS (
           INSERT INTO runstream_runs (id, task, queue, status, input, max_attempts, priority, timeout_ms,
             idempotency_key, request_hash, created_at, run_at, last_seq, attempt, started_at, replay_of)
@@ -218,7 +242,7 @@ export const make = Effect.gen(function*() {
           ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
           RETURNING ${columns}
         ), placed AS (
-          SELECT r.id, r.task, r.queue, r.priority, r.run_at, r.attempt, i.worker, i.locked_until
+          SELECT r.id, r.task, r.queue, r.priority, r.run_at, r.attempt, i.worker, i.locked_until, i.debounce_key
           FROM inserted r JOIN input i ON i.id = r.id
         ), created AS (
           -- runAt as every other time of the API: ISO 8601 in UTC, milliseconds, a Z (not jsonb's +00:00).
@@ -233,8 +257,8 @@ export const make = Effect.gen(function*() {
         ), outbox AS (
           ${Outbox.row(sql, sql`SELECT * FROM created`)}
         ), enqueued AS (
-          INSERT INTO runstream_jobs (run_id, task, queue, priority, run_at, locked_by, locked_until, attempt)
-          SELECT id, task, queue, priority, run_at, worker, locked_until, attempt FROM placed
+          INSERT INTO runstream_jobs (run_id, task, queue, priority, run_at, locked_by, locked_until, attempt, debounce_key)
+          SELECT id, task, queue, priority, run_at, worker, locked_until, attempt, debounce_key FROM placed
         )
         SELECT * FROM inserted`
       const byId = new Map(inserted.map((row) => [row.id, row]))
@@ -270,7 +294,102 @@ export const make = Effect.gen(function*() {
           ? { run: toRun(row), created: true }
           : { run: toRun(byKey.get(run.idempotencyKey)!), created: false }
       })
-    }).pipe(Effect.withSpan("RunStore.create", { attributes: { count: runs.length } }))
+    })
+
+  /**
+   * A debounced start folded into the waiting run of its task and key: the
+   * run's start moved to this one's `runAt` and, trailing, its input
+   * replaced. None when the key has no waiting run (never started, or
+   * claimed: the claim clears the key, under the job's row lock, so a fold
+   * and a claim of one run are ordered).
+   */
+  const fold = (run: NewRun & { readonly debounce: NonNullable<NewRun["debounce"]> }) =>
+    sql<RunRow>`
+      WITH job AS (
+        UPDATE runstream_jobs SET run_at = ${run.runAt}
+        WHERE task = ${run.task} AND debounce_key = ${run.debounce.key}
+        RETURNING run_id
+      )
+      UPDATE runstream_runs r SET run_at = ${run.runAt},
+        input = CASE WHEN ${run.debounce.mode === "trailing"} THEN ${JSON.stringify(run.input ?? null)}::jsonb ELSE r.input END
+      WHERE r.id = ANY(ARRAY(SELECT run_id FROM job))
+      RETURNING ${columns}`.pipe(Effect.map((rows) => Option.fromNullable(rows[0])))
+
+  /** The run of an idempotency key, or `IdempotencyConflict` when it was started with another task or input. */
+  const ofIdempotencyKey = (run: NewRun) =>
+    Effect.gen(function*() {
+      const rows = yield* sql<RunRow & { readonly conflict: boolean }>`
+        SELECT ${columns}, (request_hash <> sha256(convert_to(${run.task} || chr(10) ||
+          ${JSON.stringify(run.input ?? null)}::jsonb::text, 'UTF8'))) IS TRUE AS conflict
+        FROM runstream_runs WHERE idempotency_key = ${run.idempotencyKey}`
+      const row = rows[0]
+      if (row === undefined) return Option.none()
+      if (row.conflict) return yield* new IdempotencyConflict({ idempotencyKey: row.idempotency_key!, runId: row.id })
+      return Option.some(toRun(row))
+    })
+
+  /** Joins the caller's transaction through a savepoint, so that a lost race can be tried again inside it. */
+  const savepoint = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+    Effect.flatMap(
+      Effect.serviceOption(SqlClient.TransactionConnection),
+      (transaction) => Option.isSome(transaction) ? sql.withTransaction(self) : self
+    )
+
+  /**
+   * One debounced start: its idempotency key first (a start repeated with
+   * one returns its run, folded or not), then a fold into its key's waiting
+   * run, else a new run holding the key. Two starts that both find no run
+   * both insert: the unique index lets one in, and the other folds into it.
+   */
+  const createDebounced = (run: NewRun & { readonly debounce: NonNullable<NewRun["debounce"]> }) =>
+    Effect.gen(function*() {
+      if (run.idempotencyKey !== null) {
+        const existing = yield* ofIdempotencyKey(run)
+        if (Option.isSome(existing)) return { run: existing.value, created: false } satisfies Created
+      }
+      for (let tries = 1;; tries++) {
+        const folded = yield* fold(run)
+        if (Option.isSome(folded)) return { run: toRun(folded.value), created: false, folded: true } satisfies Created
+        const inserted = yield* savepoint(insert([run])).pipe(
+          Effect.map(Option.some),
+          Effect.catchTag("SqlError", (error) =>
+            isDebounceRace(error) && tries < debounceTries ? Effect.succeedNone : Effect.fail(error))
+        )
+        if (Option.isSome(inserted)) return inserted.value[0]!
+      }
+    })
+
+  const isDebounced = (run: NewRun): run is NewRun & { readonly debounce: NonNullable<NewRun["debounce"]> } =>
+    run.debounce !== undefined
+
+  const create = (runs: ReadonlyArray<NewRun>) => {
+    // Starts without a debounce (most) take the one statement as they did.
+    if (!runs.some(isDebounced)) {
+      return insert(runs).pipe(Effect.withSpan("RunStore.create", { attributes: { count: runs.length } }))
+    }
+    if (runs.length === 1) {
+      return createDebounced(runs[0] as NewRun & { readonly debounce: NonNullable<NewRun["debounce"]> }).pipe(
+        Effect.map((created) => [created]),
+        Effect.withSpan("RunStore.create", { attributes: { count: 1, debounced: 1 } })
+      )
+    }
+    // A batch with debounced starts: one transaction (all or none), the plain
+    // runs by one statement, the debounced ones one by one in the order of
+    // their keys (two such batches take the keys' locks in one order).
+    return Effect.gen(function*() {
+      const results: Array<Created | undefined> = runs.map(() => undefined)
+      const plain = runs.flatMap((run, i) => isDebounced(run) ? [] : [i])
+      const created = yield* insert(plain.map((i) => runs[i]!))
+      plain.forEach((i, n) => results[i] = created[n])
+      const debounced = runs.flatMap((run, i) => isDebounced(run) ? [i] : [])
+      const key = (i: number) => `${runs[i]!.task}\n${runs[i]!.debounce!.key}`
+      debounced.sort((a, b) => key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : a - b)
+      for (const i of debounced) {
+        results[i] = yield* createDebounced(runs[i] as NewRun & { readonly debounce: NonNullable<NewRun["debounce"]> })
+      }
+      return results.map((result) => result!)
+    }).pipe(sql.withTransaction, Effect.withSpan("RunStore.create", { attributes: { count: runs.length } }))
+  }
 
   const get = (runId: RunId) =>
     sql<RunRow>`/* prepared */ SELECT ${columns} FROM runstream_runs WHERE id = ${runId}`.pipe(

@@ -9,6 +9,7 @@ import * as EventLog from "./EventLog.ts"
 import * as Outbox from "./Outbox.ts"
 import * as OutboxRelay from "./OutboxRelay.ts"
 import * as PgListener from "./PgListener.ts"
+import * as Retention from "./Retention.ts"
 import * as LeaseReclaim from "./queue/LeaseReclaim.ts"
 import * as RunQueue from "./queue/RunQueue.ts"
 import * as RunFollowers from "./RunFollowers.ts"
@@ -49,7 +50,18 @@ export const layerRuntime = <BusError = never, BusRequires = never>(options: Run
   )
 }
 
-/** The runtime plus a pool of workers on it. */
+/**
+ * The runtime plus a pool of workers on it, and the retention that deletes
+ * old finished runs (`Retention`: one process at a time deletes, whatever
+ * the number of worker programs; `retention: false` leaves it out).
+ */
 export const layerWithWorkers = <BusError = never, BusRequires = never>(
-  options: RuntimeOptions<BusError, BusRequires> & { readonly workers?: Workers.WorkersSettings } = {}
-) => Workers.layer(options.workers).pipe(Layer.provideMerge(layerRuntime(options)))
+  options: RuntimeOptions<BusError, BusRequires> & {
+    readonly workers?: Workers.WorkersSettings
+    readonly retention?: Retention.RetentionSettings | false | undefined
+  } = {}
+) =>
+  Layer.merge(
+    Workers.layer(options.workers),
+    options.retention === false ? Retention.layerNone : Retention.layer(options.retention)
+  ).pipe(Layer.provideMerge(layerRuntime(options)))

@@ -5,6 +5,7 @@
 import { Context, Duration, Effect, JSONSchema, Layer, Option, Schema } from "effect"
 import type { SqlError } from "@effect/sql"
 import type { InvalidInput, LeaseLost, PayloadTooLarge } from "./domain/Errors.ts"
+import { parseRetention, type RetentionInput, retentionMessage } from "./domain/RetentionPeriod.ts"
 import type { RunId } from "./domain/Ids.ts"
 import type { TaskInfo, TaskList } from "./domain/TaskInfo.ts"
 
@@ -66,6 +67,11 @@ export interface Task<Name extends string, I, IE, O, OE, E, R> {
   readonly output: Schema.Schema<O, OE>
   readonly retry: RetryPolicy
   readonly timeout: Option.Option<Duration.Duration>
+  /**
+   * How long its finished runs are kept, instead of `RUNSTREAM_RETENTION`;
+   * `"off"`: for good. Checked when the registry is built.
+   */
+  readonly retention?: RetentionInput | undefined
   readonly run: (input: I, ctx: TaskContext) => Effect.Effect<O, E, R>
 }
 
@@ -103,6 +109,8 @@ export const make = <const Name extends string, I, IE, O, OE, E, R>(
       readonly factor?: number | undefined
     } | undefined
     readonly timeout?: Duration.DurationInput | undefined
+    /** How long finished runs of this task are kept (default: `RUNSTREAM_RETENTION`); `"off"`: for good. */
+    readonly retention?: RetentionInput | undefined
   }
 ): Task<Name, I, IE, O, OE, E, R> => ({
   name,
@@ -115,6 +123,7 @@ export const make = <const Name extends string, I, IE, O, OE, E, R>(
     factor: options.retry?.factor ?? defaultRetry.factor
   },
   timeout: Option.map(Option.fromNullable(options.timeout), Duration.decode),
+  ...(options.retention === undefined ? {} : { retention: options.retention }),
   run: options.run
 })
 
@@ -145,6 +154,9 @@ export const layerRegistry = <const Tasks extends ReadonlyArray<Any>>(
       for (const task of tasks) {
         if (byName.has(task.name)) {
           return yield* Effect.dieMessage(`task '${task.name}' is registered twice`)
+        }
+        if (task.retention !== undefined && parseRetention(task.retention) === undefined) {
+          return yield* Effect.dieMessage(`task '${task.name}': retention ${retentionMessage}`)
         }
         byName.set(task.name, { task, context })
       }

@@ -7,11 +7,15 @@
  * measurement), then checks in the database that every run went through its
  * whole lifecycle and reports to the bench.
  *
- * argv: <runs> <concurrency>; env: BENCH_DATABASE_URL.
+ * argv: <runs> <concurrency>; env: BENCH_DATABASE_URL, and BENCH_RETENTION=1 to
+ * run the retention (7 days, a pass as soon as the previous one ends) from
+ * the moment the workers start, over the backlog the bench seeded
+ * (`--retention-backlog N`).
  */
 import { SqlClient } from "@effect/sql"
-import { Context, Deferred, Effect, Layer } from "effect"
+import { Context, Deferred, Duration, Effect, Layer, Option } from "effect"
 import { EventBus } from "../../src/bus/EventBus.ts"
+import * as Retention from "../../src/Retention.ts"
 import * as Workers from "../../src/Workers.ts"
 import { BenchError, Noop, nowMs, programLayer, runChild, toParent } from "./common.ts"
 
@@ -37,11 +41,16 @@ export interface ThroughputResult {
   /** The drain's window on the monotonic clock (ms), to cut a `--cpu-prof` profile to it. */
   readonly drainFromMono: number
   readonly drainToMono: number
+  /** With BENCH_RETENTION: old runs the retention deleted while the workers drained. */
+  readonly backlogDeleted?: number | undefined
 }
 
 const runs = Number(process.argv[2])
 const concurrency = Number(process.argv[3])
 const url = process.env["BENCH_DATABASE_URL"]!
+const withRetention = process.env["BENCH_RETENTION"] === "1"
+/** The task of the backlog's runs (scripts/retention-backlog.ts). */
+const backlogTask = "backlog.task"
 
 const program = Effect.gen(function*() {
   // The runtime first, so that the counter is subscribed before any run ends.
@@ -80,14 +89,20 @@ const program = Effect.gen(function*() {
   const baselineRss = process.memoryUsage.rss()
   const baselineHeap = process.memoryUsage().heapUsed
   yield* toParent({ type: "ready" })
+  const backlog = sql<{ n: number }>`SELECT count(*)::integer AS n FROM runstream_runs WHERE task = ${backlogTask}`
+  const backlogBefore = withRetention ? (yield* backlog)[0]!.n : 0
   const cpuBefore = process.cpuUsage()
   const wallBefore = nowMs()
+  if (withRetention) {
+    yield* Layer.build(Retention.layer({ retention: Option.some("7 days"), interval: Duration.millis(10) })).pipe(Effect.provide(runtime))
+  }
   yield* Layer.build(Workers.layer({ concurrency })).pipe(Effect.provide(runtime))
   const lastTerminalAt = yield* Deferred.await(allEnded).pipe(
     Effect.timeoutFail({ duration: "180 seconds", onTimeout: () => new BenchError({ message: `only ${ended} of ${runs} runs ended within 180 s` }) })
   )
   const drainToMono = nowMs()
   const cpu = process.cpuUsage(cpuBefore)
+  const backlogDeleted = withRetention ? backlogBefore - (yield* backlog)[0]!.n : undefined
   yield* toParent({ type: "drained", cpuSeconds: (cpu.user + cpu.system) / 1e6, wallSeconds: (nowMs() - wallBefore) / 1000 })
   clearInterval(sampler)
   const heapUsed = process.memoryUsage().heapUsed
@@ -99,12 +114,13 @@ const program = Effect.gen(function*() {
       (extract(epoch FROM min(started_at)) * 1000)::float8 AS first,
       (extract(epoch FROM max(finished_at)) * 1000)::float8 AS last,
       count(*) FILTER (WHERE status = 'succeeded' AND last_seq = 3)::integer AS succeeded,
-      (SELECT count(*) FROM runstream_events)::integer AS events,
+      (SELECT count(*) FROM runstream_events WHERE run_id IN (SELECT id FROM runstream_runs WHERE task <> ${backlogTask}))::integer AS events,
       (SELECT string_agg(DISTINCT types, ' | ') FROM (
-        SELECT string_agg(type, ',' ORDER BY seq) AS types FROM runstream_events GROUP BY run_id
+        SELECT string_agg(type, ',' ORDER BY seq) AS types FROM runstream_events
+        WHERE run_id IN (SELECT id FROM runstream_runs WHERE task <> ${backlogTask}) GROUP BY run_id
       ) t) AS per_run,
       (SELECT count(*) FROM runstream_outbox)::integer AS outbox
-    FROM runstream_runs`
+    FROM runstream_runs WHERE task <> ${backlogTask}`
   if (row === undefined || row.succeeded !== runs) {
     return yield* new BenchError({ message: `expected ${runs} succeeded runs with 3 events each, found ${row?.succeeded}` })
   }
@@ -123,7 +139,8 @@ const program = Effect.gen(function*() {
     eventsPerRun: row.per_run,
     outboxLeft: row.outbox,
     drainFromMono: wallBefore,
-    drainToMono
+    drainToMono,
+    backlogDeleted
   }
   yield* toParent({ type: "result", result })
 })

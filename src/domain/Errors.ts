@@ -49,9 +49,11 @@ export const boundedIssues = (
   issues: ReadonlyArray<{ readonly path: ReadonlyArray<PropertyKey>; readonly message: string }>
 ): Array<typeof InputIssue.Type> => {
   const at = (path: ReadonlyArray<PropertyKey>) => path.map(String).join("\u0000")
+  // At the same path, or inside it (an optional struct whose field is wrong).
+  const within = (other: string, path: string) => other === path || other.startsWith(`${path}\u0000`)
   const relevant = issues.filter((issue) =>
     !issue.message.startsWith("Expected undefined") ||
-    !issues.some((other) => other !== issue && at(other.path) === at(issue.path))
+    !issues.some((other) => other !== issue && within(at(other.path), at(issue.path)))
   )
   return relevant.slice(0, issueBounds.issues).map((issue) => ({
     path: issue.path.slice(0, issueBounds.depth).map((key) =>

@@ -51,6 +51,25 @@ export const QueueName = Schema.String.pipe(
 /** An idempotency key: 1-200 characters Postgres can store. */
 export const IdempotencyKey = StorableString.pipe(Schema.minLength(1), Schema.maxLength(200))
 
+/** The longest a debounced start may wait: a day, as `timeoutMs`. */
+export const maxDebounceDelayMs = 24 * 60 * 60 * 1000
+
+/**
+ * Folds starts of one task with one key into one run (see `RunStore.create`):
+ * while the key's run waits, a start with the key returns it and moves its
+ * start to `delayMs` after itself; `trailing` (the default) also gives it its
+ * input, `leading` keeps the first input. Once the run is claimed, the next
+ * start with the key begins a new run.
+ */
+export const Debounce = Schema.Struct({
+  key: StorableString.pipe(Schema.minLength(1), Schema.maxLength(200)),
+  delayMs: Schema.Int.pipe(Schema.between(1, maxDebounceDelayMs, {
+    message: () => `delayMs must be an integer from 1 to ${maxDebounceDelayMs} (a day)`
+  })),
+  mode: Schema.optional(Schema.Literal("trailing", "leading"))
+})
+export type Debounce = typeof Debounce.Type
+
 /** Options of a start; every field is checked and bounded. */
 export const StartOptions = Schema.Struct({
   idempotencyKey: Schema.optional(IdempotencyKey),
@@ -58,6 +77,10 @@ export const StartOptions = Schema.Struct({
   priority: Schema.optional(Schema.Int.pipe(Schema.between(-1_000_000, 1_000_000))),
   runAt: Schema.optional(RunAt),
   maxAttempts: Schema.optional(Schema.Int.pipe(Schema.between(1, 100))),
-  timeoutMs: Schema.optional(Schema.Int.pipe(Schema.between(1, 24 * 60 * 60 * 1000)))
-})
+  timeoutMs: Schema.optional(Schema.Int.pipe(Schema.between(1, 24 * 60 * 60 * 1000))),
+  debounce: Schema.optional(Debounce)
+}).pipe(Schema.filter((options) =>
+  options.debounce === undefined || options.runAt === undefined ||
+  { path: ["runAt"], message: "runAt and debounce cannot be combined: a debounced run starts delayMs after the last start" }
+))
 export type StartOptions = typeof StartOptions.Type

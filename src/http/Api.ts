@@ -18,6 +18,13 @@ import * as ApiError from "./ApiError.ts"
 /** @category schemas */
 export const RunResponse = Schema.Struct({ run: Run }).annotations({ identifier: "RunResponse" })
 
+const Folded = Schema.optional(Schema.Boolean).annotations({
+  description: "true when a start with `debounce` was folded into the waiting run of its key (answered with that run, 200)."
+})
+
+/** The answer of `POST /v1/runs`. @category schemas */
+export const StartRunResponse = Schema.Struct({ run: Run, folded: Folded }).annotations({ identifier: "StartRunResponse" })
+
 /** @category schemas */
 export const RunPage = Schema.Struct({
   runs: Schema.Array(Run),
@@ -34,7 +41,7 @@ export const EventPage = Schema.Struct({
 export const StartRunBody = Schema.Struct({
   task: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200)),
   input: Schema.optional(Schema.Unknown),
-  ...StartOptions.fields
+  ...StartOptions.from.fields
 }).annotations({ identifier: "StartRun" })
 
 /** The body of `POST /v1/runs/:id/replay` (optional): options overriding the original run's. @category schemas */
@@ -45,7 +52,10 @@ export const ReplayBody = Schema.Struct({
 /** A run started or found, and which. @category schemas */
 export const StartedResponse = Schema.Struct({
   run: Run,
-  created: Schema.Boolean.annotations({ description: "false when an existing run was returned for a repeated idempotency key." })
+  created: Schema.Boolean.annotations({
+    description: "false when an existing run was returned: a repeated idempotency key, or a debounced start folded into its key's run."
+  }),
+  folded: Folded
 }).annotations({ identifier: "Started" })
 
 /** @category schemas */
@@ -100,12 +110,22 @@ export class RunsGroup extends HttpApiGroup.make("runs")
   .add(
     HttpApiEndpoint.post("start", "/v1/runs")
       .setPayload(StartRunBody)
-      .addSuccess(RunResponse, { status: 201 })
-      .addSuccess(RunResponse.annotations({ description: "The existing run of a repeated idempotency key" }), { status: 200 })
+      .addSuccess(StartRunResponse, { status: 201 })
+      .addSuccess(
+        StartRunResponse.annotations({
+          description: "The existing run of a repeated idempotency key, or the waiting run a debounced start was folded into (`folded`)"
+        }),
+        { status: 200 }
+      )
       .addError(ApiError.IdempotencyKeyConflict)
       .addError(ApiError.ContentTooLarge)
       .addError(ApiError.UnsupportedMediaType)
       .annotate(OpenApi.Summary, "Start a run")
+      .annotate(OpenApi.Description,
+        "`debounce: {key, delayMs, mode?}` folds starts of the task with one key into one run while it waits: each start " +
+          "moves its start to `delayMs` after itself; `mode: \"trailing\"` (the default) gives it the latest input, " +
+          "`\"leading\"` keeps the first. Once a worker claimed it, the next start with the key begins a new run. " +
+          "An `idempotencyKey` is looked up first. `debounce` and `runAt` cannot be combined.")
   )
   .add(
     HttpApiEndpoint.get("list", "/v1/runs")

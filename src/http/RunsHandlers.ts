@@ -7,7 +7,7 @@ import { HttpApiBuilder, HttpServerRequest, HttpServerResponse } from "@effect/p
 import { Effect } from "effect"
 import { type FeedBatch, RunFollowers } from "../RunFollowers.ts"
 import { Runs } from "../Runs.ts"
-import { Api, ReplayBody, RunResponse, StartedResponse, StartRunBody } from "./Api.ts"
+import { Api, ReplayBody, StartedResponse, StartRunBody, StartRunResponse } from "./Api.ts"
 import { badRequest, internal, mapCore } from "./ApiError.ts"
 import type { HttpOptions } from "./HttpConfig.ts"
 import * as RequestBody from "./RequestBody.ts"
@@ -51,15 +51,18 @@ export const layer = (options: HttpOptions) =>
         }
         return bytes
       }
-      const respond = (status: number, body: typeof RunResponse.Type) =>
-        HttpServerResponse.schemaJson(RunResponse)(body, { status }).pipe(Effect.mapError(() => internal))
+      const respond = (status: number, body: typeof StartRunResponse.Type) =>
+        HttpServerResponse.schemaJson(StartRunResponse)(body, { status }).pipe(Effect.mapError(() => internal))
 
       return handlers
         .handleRaw("start", () =>
           Effect.gen(function*() {
             const { input, task, ...startOptions } = yield* RequestBody.json(StartRunBody, options.maxBodyBytes)
             const [started] = yield* mapCore(runs.startMany([{ task, input, options: startOptions }]))
-            return yield* respond(started!.created ? 201 : 200, { run: started!.run })
+            return yield* respond(
+              started!.created ? 201 : 200,
+              started!.folded === true ? { run: started!.run, folded: true } : { run: started!.run }
+            )
           }))
         .handleRaw("replay", ({ path }) =>
           Effect.gen(function*() {

@@ -11,7 +11,7 @@
  * ```
  *
  * - `makeServerLayer`: the HTTP API; with workers when `RUNSTREAM_SERVER_WORKERS=true`.
- * - `makeWorkerLayer`: workers and the outbox relay, no API; `/healthz` and
+ * - `makeWorkerLayer`: workers, the outbox relay and the retention, no API; `/healthz` and
  *   `/readyz` on `RUNSTREAM_HEALTH_PORT` when set.
  * - `makeDevLayer`: everything in one process, on an embedded Postgres unless
  *   `DATABASE_URL` is set.
@@ -32,6 +32,7 @@ import { HttpConfig, ListenConfig, portConfig } from "../http/HttpConfig.ts"
 import * as Server from "../http/Server.ts"
 import * as Runstream from "../Runstream.ts"
 import { LeaseReclaimConfig } from "../queue/LeaseReclaim.ts"
+import { RetentionConfig } from "../Retention.ts"
 import * as Task from "../Task.ts"
 import { Workers, WorkersConfig } from "../Workers.ts"
 
@@ -109,12 +110,13 @@ export const makeServerLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tas
       bus: BusConfig("postgres"),
       server: serverOptions,
       withWorkers: ServerWorkersConfig,
-      reclaim: LeaseReclaimConfig
+      reclaim: LeaseReclaimConfig,
+      retention: RetentionConfig
     })
     const bus = busLayer(config.bus)
     const runtime = config.withWorkers
       ? logWorkersReady.pipe(Layer.provideMerge(
-        Runstream.layerWithWorkers({ bus, reclaimInterval: config.reclaim.interval })
+        Runstream.layerWithWorkers({ bus, reclaimInterval: config.reclaim.interval, retention: config.retention })
       ))
       : Runstream.layerRuntime({ bus, reclaimInterval: config.reclaim.interval })
     return Layer.discard(Server.layer(config.server)).pipe(Layer.provide(runtime), foundation(tasks))
@@ -127,6 +129,7 @@ export const makeWorkerLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tas
       bus: BusConfig("postgres"),
       workers: WorkersConfig,
       reclaim: LeaseReclaimConfig,
+      retention: RetentionConfig,
       listen: ListenConfig,
       healthPort: HealthPortConfig
     })
@@ -135,7 +138,11 @@ export const makeWorkerLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tas
       onSome: (port) => Layer.discard(Server.layerHealth({ port, host: config.listen.host }))
     })
     return Layer.merge(health, logWorkersReady).pipe(
-      Layer.provide(Runstream.layerWithWorkers({ bus: busLayer(config.bus), reclaimInterval: config.reclaim.interval })),
+      Layer.provide(Runstream.layerWithWorkers({
+        bus: busLayer(config.bus),
+        reclaimInterval: config.reclaim.interval,
+        retention: config.retention
+      })),
       foundation(tasks)
     )
   }))
@@ -159,12 +166,13 @@ export const makeDevLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tasks:
       bus: BusConfig("memory"),
       server: serverOptions,
       workers: WorkersConfig,
-      reclaim: LeaseReclaimConfig
+      reclaim: LeaseReclaimConfig,
+      retention: RetentionConfig
     })
     return announce.pipe(
       Layer.provide(Server.layer(config.server)),
       Layer.provide(logWorkersReady.pipe(Layer.provideMerge(
-        Runstream.layerWithWorkers({ bus: busLayer(config.bus), reclaimInterval: config.reclaim.interval })
+        Runstream.layerWithWorkers({ bus: busLayer(config.bus), reclaimInterval: config.reclaim.interval, retention: config.retention })
       ))),
       foundation(tasks)
     )

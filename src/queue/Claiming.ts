@@ -17,6 +17,9 @@
  * handoff's `reserve` (a rule that needs the database's counts would also
  * make `claimedAtCreate` a condition of the creating statement).
  *
+ * A debounced run (`RunStore.create`) is due `delayMs` after its last start,
+ * so the handoff never takes it; the claim clears its key.
+ *
  * Fairness of the handoff: such a worker's last claim found no ready run of
  * its queues, so a run handed over skips only runs enqueued elsewhere since then.
  * @since 0.2.0
@@ -83,8 +86,9 @@ export const claim = (sql: SqlClient.SqlClient, options: ClaimOptions) =>
       ), leased AS (
         -- By key, here and below: joined, the planner hashes a scan of the
         -- whole table (it cannot tell how few rows a claim holds).
+        -- A debounced run's key is cleared: the next start with it begins a new run.
         UPDATE runstream_jobs j SET locked_by = ${options.workerId},
-          locked_until = ${plusMillis(at, options.leaseMs)}, attempt = j.attempt + 1
+          locked_until = ${plusMillis(at, options.leaseMs)}, attempt = j.attempt + 1, debounce_key = NULL
         WHERE j.run_id = ANY(ARRAY(SELECT run_id FROM picked))
         RETURNING j.run_id, j.attempt
       ), started AS (

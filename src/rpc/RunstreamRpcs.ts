@@ -65,8 +65,10 @@ export const StartOptionsEncoded = Schema.encodedSchema(StartOptions)
 /** @category schemas */
 export const Started = Schema.Struct({
   run: Run,
-  /** false when an existing run was returned for a repeated idempotency key. */
-  created: Schema.Boolean
+  /** false when an existing run was returned: a repeated idempotency key, or a debounced start folded into its key's run. */
+  created: Schema.Boolean,
+  /** true when a debounced start was folded into the waiting run of its key. */
+  folded: Schema.optional(Schema.Boolean)
 })
 
 /** @category schemas */

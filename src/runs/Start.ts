@@ -7,7 +7,7 @@
  * @since 0.2.0
  */
 import type { SqlError } from "@effect/sql"
-import { DateTime, Duration, Effect, Option, Schema } from "effect"
+import { Clock, DateTime, Duration, Effect, Option, Schema } from "effect"
 import { type IdempotencyConflict, InvalidInput, PayloadTooLarge, UnknownTask } from "../domain/Errors.ts"
 import { makeRunId, type RunId } from "../domain/Ids.ts"
 import type { Run } from "../domain/Run.ts"
@@ -71,6 +71,14 @@ export const make = (config: { readonly maxInputBytes: number }) =>
           Effect.mapError((error) => InvalidInput.fromParseError("options", error))
         )
         const input = yield* encodeInput(task, request.input, typed)
+        // A debounced run is due `delayMs` after its start (so never handed
+        // over at its creation); a start folded into it moves it the same way.
+        const debounce = options.debounce
+        const runAt = debounce !== undefined
+          ? new Date((yield* Clock.currentTimeMillis) + debounce.delayMs)
+          : options.runAt === undefined
+          ? null
+          : DateTime.toDate(options.runAt)
         return {
           id: yield* makeRunId,
           task: task.name,
@@ -80,8 +88,9 @@ export const make = (config: { readonly maxInputBytes: number }) =>
           priority: options.priority ?? 0,
           timeoutMs: options.timeoutMs ?? Option.getOrNull(Option.map(task.timeout, Duration.toMillis)),
           idempotencyKey: options.idempotencyKey ?? null,
-          runAt: options.runAt === undefined ? null : DateTime.toDate(options.runAt),
-          replayOf: request.replayOf
+          runAt,
+          replayOf: request.replayOf,
+          debounce: debounce === undefined ? undefined : { key: debounce.key, mode: debounce.mode ?? "trailing" }
         } satisfies NewRun
       })
 

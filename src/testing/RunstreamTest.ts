@@ -15,6 +15,7 @@ import type { SqlClient, SqlError } from "@effect/sql"
 import type { BusUnavailable, EventBus } from "../bus/EventBus.ts"
 import type { RunId } from "../domain/Ids.ts"
 import type { PgListener } from "../PgListener.ts"
+import type { RetentionSettings } from "../Retention.ts"
 import { Runs } from "../Runs.ts"
 import * as Runstream from "../Runstream.ts"
 import * as Task from "../Task.ts"
@@ -32,6 +33,8 @@ export interface Options<Tasks extends ReadonlyArray<Task.Any>> {
   readonly bus?: TestBus | undefined
   /** How often expired leases are reclaimed (default: `RUNSTREAM_RECLAIM_INTERVAL`, 1 second). */
   readonly reclaimInterval?: Duration.DurationInput | undefined
+  /** The retention of a program with workers (default: `RUNSTREAM_RETENTION`), or `false` for none. */
+  readonly retention?: RetentionSettings | false | undefined
   /** Pool size of this graph (default 4: many graphs run at once). */
   readonly maxConnections?: number | undefined
 }
@@ -64,7 +67,8 @@ export function layer<const Tasks extends ReadonlyArray<Task.Any>>(options: Opti
       Runstream.layerWithWorkers<Layer.Layer.Error<TestBus>, Layer.Layer.Context<TestBus>>({
         bus: options.bus,
         reclaimInterval: options.reclaimInterval,
-        workers: options.workers ?? {}
+        workers: options.workers ?? {},
+        retention: options.retention
       })
     )
 }

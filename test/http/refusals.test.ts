@@ -38,6 +38,13 @@ describe("HTTP API: refused requests", () => {
           ["an unknown field", post("/v1/runs", { task: "demo.echo", input: 1, prio: 1 }), 400, "invalid_input"],
           ["a bad option", post("/v1/runs", { task: "demo.echo", input: 1, maxAttempts: 0 }), 400, "invalid_input"],
           ["a bad runAt", post("/v1/runs", { task: "demo.echo", input: 1, runAt: "tomorrow" }), 400, "invalid_input"],
+          ["a debounce delay of 0", post("/v1/runs", { task: "demo.echo", input: 1, debounce: { key: "k", delayMs: 0 } }), 400, "invalid_input"],
+          ["a negative debounce delay", post("/v1/runs", { task: "demo.echo", input: 1, debounce: { key: "k", delayMs: -5 } }), 400, "invalid_input"],
+          ["a debounce delay over a day", post("/v1/runs", { task: "demo.echo", input: 1, debounce: { key: "k", delayMs: 86_400_001 } }), 400, "invalid_input"],
+          ["an empty debounce key", post("/v1/runs", { task: "demo.echo", input: 1, debounce: { key: "", delayMs: 10 } }), 400, "invalid_input"],
+          ["a debounce key over 200", post("/v1/runs", { task: "demo.echo", input: 1, debounce: { key: "k".repeat(201), delayMs: 10 } }), 400, "invalid_input"],
+          ["an unknown debounce mode", post("/v1/runs", { task: "demo.echo", input: 1, debounce: { key: "k", delayMs: 10, mode: "both" } }), 400, "invalid_input"],
+          ["debounce with runAt", post("/v1/runs", { task: "demo.echo", input: 1, runAt: "2030-01-01T00:00:00Z", debounce: { key: "k", delayMs: 10 } }), 400, "invalid_input"],
           ["an unknown task", post("/v1/runs", { task: "demo.nope", input: {} }), 400, "unknown_task"],
           ["an input the task refuses", post("/v1/runs", { task: "demo.count", input: { to: "three" } }), 400, "invalid_input"],
           ["a NUL in the input", post("/v1/runs", { task: "demo.echo", input: "a\u0000b" }), 400, "invalid_input"],
@@ -84,6 +91,13 @@ describe("HTTP API: refused requests", () => {
         expect(options.body.error.message).toContain("priority")
         expect(options.body.error.message).toContain("queue")
         expect(options.body.error.message).not.toContain("Expected undefined")
+        const delay = yield* post("/v1/runs", { task: "demo.echo", input: 1, debounce: { key: "k", delayMs: -1 } })
+        expect(delay.body.error.issues).toEqual([
+          { path: ["debounce", "delayMs"], message: "delayMs must be an integer from 1 to 86400000 (a day)" }
+        ])
+        const combined = yield* post("/v1/runs", { task: "demo.echo", input: 1, runAt: "2030-01-01T00:00:00Z", debounce: { key: "k", delayMs: 10 } })
+        expect(combined.body.error.message).toContain("runAt and debounce cannot be combined")
+        expect(combined.body.error.issues[0].path).toEqual(["runAt"])
         const limit = yield* call("/v1/runs?limit=0")
         expect(limit.body.error.message).toBe("limit: must be an integer from 1 to 1000")
         const after = yield* call(`/v1/runs/${unknownRun}/events?after=x`)

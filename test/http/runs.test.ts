@@ -1,7 +1,9 @@
 import { describe, expect, layer } from "@effect/vitest"
 import { Validator } from "@seriousme/openapi-schema-validator"
 import { Chunk, Effect, Option, Queue, Stream } from "effect"
-import type { RunId } from "../../src/domain/Ids.ts"
+import { SqlClient } from "@effect/sql"
+import { type RunId, uuidv7 } from "../../src/domain/Ids.ts"
+import * as Retention from "../../src/Retention.ts"
 import { Runs } from "../../src/Runs.ts"
 import { RunstreamTest } from "../../src/testing/index.ts"
 import * as Sse from "./sse.ts"
@@ -116,6 +118,40 @@ describe("HTTP API: runs", () => {
         }
         const keyed = (yield* call("/v1/runs?limit=1000")).body.runs.filter((run: { idempotencyKey: string }) => run.idempotencyKey === "order-43")
         expect(keyed.map((run: { id: string }) => run.id)).toEqual([first.body.run.id])
+      }))
+
+    it.effect("folds debounced starts: 201 with the run, then 200 with it and folded: true", () =>
+      Effect.gen(function*() {
+        const debounce = { key: "doc-7", delayMs: 3_600_000 }
+        const first = yield* post("/v1/runs", { task: "demo.echo", input: { v: 1 }, debounce })
+        const second = yield* post("/v1/runs", { task: "demo.echo", input: { v: 2 }, debounce })
+        expect(first.status).toBe(201)
+        expect(first.body.folded).toBeUndefined()
+        expect(second.status).toBe(200)
+        expect(second.body.folded).toBe(true)
+        expect(second.body.run).toMatchObject({ id: first.body.run.id, status: "queued", input: { v: 2 } })
+        expect(Date.parse(second.body.run.runAt)).toBeGreaterThanOrEqual(Date.parse(first.body.run.runAt))
+      }))
+
+    it.effect("a run deleted by the retention: its events and itself answer 404", () =>
+      Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const retention = yield* Retention.Retention
+        const started = yield* start("demo.echo", "old")
+        yield* RunstreamTest.waitForRunCompletion(started.id as RunId)
+        // As if it had been created and ended 8 days ago (its id too: ids begin with their creation time).
+        const run = { id: uuidv7(Date.now() - 8 * 24 * 60 * 60 * 1000) }
+        yield* sql`WITH moved AS (
+            UPDATE runstream_runs SET id = ${run.id}, finished_at = finished_at - interval '8 days' WHERE id = ${started.id}
+          )
+          UPDATE runstream_events SET run_id = ${run.id} WHERE run_id = ${started.id}`
+        expect((yield* retention.deleteNow).runs).toBe(1)
+        for (const path of [`/v1/runs/${run.id}`, `/v1/runs/${run.id}/events`, `/v1/runs/${run.id}/events?after=3`]) {
+          const answer = yield* call(path)
+          expect({ path, status: answer.status, code: answer.body?.error?.code }).toEqual({ path, status: 404, code: "run_not_found" })
+        }
+        const json = yield* call(`/v1/runs/${run.id}/events`, { headers: { accept: "application/json" } })
+        expect(json.status).toBe(404)
       }))
 
     it.effect("takes the start options of the body", () =>

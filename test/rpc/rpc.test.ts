@@ -181,6 +181,23 @@ describe("RPC over HTTP", () => {
         expect(all.at(-1)!.type).toBe("run.cancelled")
       }))
 
+    it.effect("folds debounced starts into one run, and says so", () =>
+      Effect.gen(function*() {
+        const client = yield* RunstreamClient.RunstreamClient
+        const debounce = { key: "rpc-debounce", delayMs: 3_600_000, mode: "leading" } as const
+        const first = yield* client.start("demo.echo", "first", { debounce })
+        const second = yield* client.start(Demo.Echo, "second", { debounce })
+        expect(first).toMatchObject({ created: true })
+        expect(first.folded).toBeUndefined()
+        expect(second).toMatchObject({ created: false, folded: true })
+        expect(second.run.id).toBe(first.run.id)
+        expect(second.run.input).toBe("first")
+        const refused = yield* Effect.flip(client.start("demo.echo", 1, { debounce: { key: "k", delayMs: 0 } }))
+        expect(refused).toBeInstanceOf(InvalidInput)
+        expect(refused.message).toContain("delayMs")
+        yield* client.cancel(first.run.id)
+      }))
+
     it.effect("answers with the domain's typed errors", () =>
       Effect.gen(function*() {
         const client = yield* RunstreamClient.RunstreamClient
