@@ -27,6 +27,7 @@ import * as RequestLog from "./RequestLog.ts"
 import { HttpConfig, type HttpOptions, ListenConfig, type ListenOptions } from "./HttpConfig.ts"
 import * as ReadTokens from "./ReadTokens.ts"
 import * as RunsHandlers from "./RunsHandlers.ts"
+import * as SchedulesHandlers from "./SchedulesHandlers.ts"
 import * as StatsHandlers from "./StatsHandlers.ts"
 import * as Streams from "./Streams.ts"
 import * as TokensHandlers from "./TokensHandlers.ts"
@@ -122,6 +123,7 @@ export const layerApi = (options: HttpOptions) =>
     Layer.provideMerge(HttpApiBuilder.api(Api).pipe(Layer.provide([
       RunsHandlers.layer(options),
       EventsHandlers.layer(options),
+      SchedulesHandlers.layer(options),
       StatsHandlers.layer,
       TokensHandlers.layer(options),
       HealthHandlers.layer,
