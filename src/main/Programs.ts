@@ -166,7 +166,8 @@ const announce = Layer.effectDiscard(Effect.gen(function*() {
     `  dashboard: ${url}/`,
     `  database: ${database.description}`,
     `  API: ${url}/openapi.json   events of all runs: ${url}/v1/events`,
-    `  try: curl -X POST ${url}/v1/runs -H 'content-type: application/json' -d '{"task":"demo.count","input":{"to":5,"delayMs":500}}'`
+    `  try: curl -X POST ${url}/v1/runs -H 'content-type: application/json' -d '{"task":"demo.count","input":{"to":5,"delayMs":500}}'`,
+    `  schedules: ${url}/v1/schedules`
   ].join("\n"))
 }))
 
