@@ -15,10 +15,30 @@ import { Runs } from "../../src/Runs.ts"
 import * as Runstream from "../../src/Runstream.ts"
 import * as Task from "../../src/Task.ts"
 import { TestDatabase } from "../../src/testing/index.ts"
+import { mkdirSync, rmSync } from "node:fs"
+import { join, relative } from "node:path"
+import { bundle } from "../../scripts/bundle.ts"
 import * as Child from "../e2e/Child.ts"
 
 const ticks = Number(process.env["SCHEDULE_TICKS"] ?? 20)
 const killAfter = Math.floor(ticks / 3)
+
+const root = new URL("../..", import.meta.url).pathname
+
+/**
+ * The child program bundled once (under `bundle/`, beside `node_modules`):
+ * three processes compiling it with tsx at once took a minute of a busy
+ * 2-core machine before the first tick.
+ */
+const bundled = Effect.acquireRelease(
+  Effect.promise(async () => {
+    const dir = join(root, "bundle", `beat-test-${process.pid}`)
+    mkdirSync(dir, { recursive: true })
+    await bundle(join(root, "test", "schedules", "beat-process.ts"), join(dir, "beat.mjs"))
+    return dir
+  }),
+  (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+).pipe(Effect.map((dir) => relative(root, join(dir, "beat.mjs"))))
 
 /** This test's own program on the database: no tasks (its ticker claims nothing), the postgres bus to watch the runs start. */
 const watcher = Runstream.layerRuntime({ bus: EventBus.layerPostgres }).pipe(
@@ -31,8 +51,9 @@ describe("schedules across processes", () => {
     Effect.gen(function*() {
       const url = Redacted.value((yield* DatabaseUrl).url)
       const runs = yield* Runs
+      const program = yield* bundled
       const children = yield* Effect.forEach([1, 2, 3], () =>
-        Child.start("test/schedules/beat-process.ts", {
+        Child.start(program, {
           DATABASE_URL: url,
           RUNSTREAM_WORKER_CONCURRENCY: "2",
           RUNSTREAM_LOG_LEVEL: "info"
