@@ -1,11 +1,13 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, DateTime, Duration, Effect, Exit, Option, Schema, TestClock } from "effect"
+import { Cause, DateTime, Duration, Effect, Exit, Layer, Option, Schema, TestClock } from "effect"
+import * as Database from "../../src/Database.ts"
 import { Echo } from "../../src/demo/tasks.ts"
 import * as RunSchedule from "../../src/schedules/RunSchedule.ts"
 import { Schedules } from "../../src/schedules/Schedules.ts"
 import * as Task from "../../src/Task.ts"
-import { RunstreamTest } from "../../src/testing/index.ts"
+import * as Runstream from "../../src/Runstream.ts"
+import { RunstreamTest, TestDatabase } from "../../src/testing/index.ts"
 
 /**
  * The schedule once no ticker holds it: a pass started by the program's own
@@ -212,4 +214,76 @@ describe.concurrent("declared schedules", () => {
         .toMatch(/^InvalidSchedule: schedule 'twice' is declared twice/)
       expect(refusalOf(yield* startWith([RunSchedule.every("fine", "1 minute", Typed, { to: 1 })]))).toBe("started")
     }))
+})
+
+describe.concurrent("declared schedules across restarts", () => {
+  /** A program without workers on the database in context (`TestDatabase.layerUrl`), started at `start` on the test clock. */
+  const startAt = <A, E, R>(start: string, schedules: ReadonlyArray<RunSchedule.RunSchedule>, body: Effect.Effect<A, E, R>) =>
+    Effect.zipRight(
+      TestClock.setTime(new Date(start).getTime()),
+      body.pipe(Effect.provide(
+        Runstream.layerRuntime({ schedules, reclaimInterval: Duration.days(400), schedulePoll: Duration.days(400) }).pipe(
+          Layer.provideMerge(Task.layerRegistry(Echo)),
+          Layer.provideMerge(Database.layerClient({ maxConnections: 4, connectTimeout: TestDatabase.connectTimeout }))
+        )
+      ))
+    )
+
+  it.effect("a restart with the same timing keeps the next tick (none lost, none repeated); a new timing ticks from now", () =>
+    Effect.gen(function*() {
+      const hourly = RunSchedule.cron("report", "0 * * * *", Echo, 1)
+      // First start at 00:30: next tick 01:00.
+      yield* startAt("2026-01-01T00:30:00Z", [hourly], settled("report"))
+      // Down from 00:40 to 03:10: the restart keeps 01:00 due, and the missed ticks are caught up (latest).
+      const restarted = yield* startAt(
+        "2026-01-01T03:10:00Z",
+        [RunSchedule.cron("report", "0 * * * *", Echo, 2)],
+        // (The program's own ticker may have run this pass already: either way, once.)
+        Effect.zipRight(Effect.flatMap(Schedules, (schedules) => schedules.tickNow), settled("report"))
+      )
+      // Had the restart reset the next tick to 04:00, nothing would have started.
+      expect(keysOf(restarted.runs)).toEqual(["schedule:report:2026-01-01T03:00:00.000Z"])
+      expect(restarted.runs[0]!.run.input).toBe(2)
+      expect(restarted.schedule.input).toBe(2)
+      expect(restarted.schedule.skippedTicks).toBe(2)
+      expect(iso(restarted.schedule.nextTickAt)).toBe("2026-01-01T04:00:00.000Z")
+      // A new timing: the next tick after now, not the old one.
+      const retimed = yield* startAt(
+        "2026-01-01T03:20:00Z",
+        [RunSchedule.cron("report", "*/15 * * * *", Echo, 2)],
+        settled("report")
+      )
+      expect(iso(retimed.schedule.nextTickAt)).toBe("2026-01-01T03:30:00.000Z")
+    }).pipe(Effect.provide(TestDatabase.layerUrl)))
+
+  it.effect("code declaring a name the API created takes it over; a pause survives the restart", () =>
+    Effect.gen(function*() {
+      yield* startAt("2026-01-01T00:00:00Z", [], Effect.gen(function*() {
+        const schedules = yield* Schedules
+        yield* schedules.create({ name: "shared", task: "demo.echo", input: "api", every: "1 minute" })
+        yield* schedules.pause("shared")
+      }))
+      const taken = yield* startAt("2026-01-01T00:05:00Z", [RunSchedule.every("shared", "1 minute", Echo, "code")], settled("shared"))
+      expect(taken.schedule).toMatchObject({ source: "code", input: "code", paused: true })
+    }).pipe(Effect.provide(TestDatabase.layerUrl)))
+
+  it.effect("a tick whose start is refused (its stored input no longer fits the task) is skipped, with the reason kept", () =>
+    programAt(
+      "2026-01-01T00:00:00Z",
+      [],
+      Effect.gen(function*() {
+        const schedules = yield* Schedules
+        yield* schedules.create({ name: "stale", task: "demo.echo", input: { ok: true }, every: "10 seconds" })
+        // As if the task's schema had changed: the input is more deeply nested than any input may be.
+        const sql = yield* SqlClient.SqlClient
+        const deep = "[".repeat(1001) + "]".repeat(1001)
+        yield* sql`UPDATE runstream_schedules SET input = ${deep}::jsonb WHERE name = 'stale'`
+        yield* tickAt("2026-01-01T00:00:10Z")
+        const after = yield* settled("stale")
+        expect(after.runs).toEqual([])
+        expect(after.schedule.skippedTicks).toBe(1)
+        expect(after.schedule.lastError).toMatch(/input/)
+        expect(iso(after.schedule.nextTickAt)).toBe("2026-01-01T00:00:20.000Z")
+      })
+    ))
 })
