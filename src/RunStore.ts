@@ -77,7 +77,7 @@ export class RunStore extends Context.Tag("runstream/RunStore")<RunStore, {
   readonly cancel: (runId: RunId) => Effect.Effect<Run, RunNotFound | RunAlreadyFinished | SqlError.SqlError>
 }>() {}
 
-interface RunRow {
+export interface RunRow {
   readonly id: RunId
   readonly task: string
   readonly queue: string
@@ -122,7 +122,7 @@ export const toRun = (row: RunRow): Run =>
     ...(row.replay_of === null ? {} : { replayOf: row.replay_of })
   }, true)
 
-const runColumns = `id, task, queue, status, input, output, error, attempt, max_attempts, priority, timeout_ms,
+export const runColumns = `id, task, queue, status, input, output, error, attempt, max_attempts, priority, timeout_ms,
   idempotency_key, created_at, run_at, started_at, finished_at, last_seq, replay_of`
 
 /**

@@ -15,6 +15,8 @@ import * as RunQueue from "./queue/RunQueue.ts"
 import * as RunFollowers from "./RunFollowers.ts"
 import * as Runs from "./Runs.ts"
 import * as RunStore from "./RunStore.ts"
+import type { RunSchedule } from "./schedules/RunSchedule.ts"
+import * as Schedules from "./schedules/Schedules.ts"
 import * as Workers from "./Workers.ts"
 
 export interface RuntimeOptions<BusError = never, BusRequires = never> {
@@ -28,12 +30,20 @@ export interface RuntimeOptions<BusError = never, BusRequires = never> {
   readonly bus?: Layer.Layer<EventBus, BusError, BusRequires> | undefined
   /** How often expired leases are reclaimed (default: `RUNSTREAM_RECLAIM_INTERVAL`, 1 second). */
   readonly reclaimInterval?: Duration.DurationInput | undefined
+  /**
+   * The schedules this program declares (`RunSchedule.cron` / `.every`):
+   * checked and written when it starts. Every program ticks every schedule
+   * of its tasks, declared here or created over the API.
+   */
+  readonly schedules?: ReadonlyArray<RunSchedule> | undefined
+  /** The longest the schedule ticker sleeps between passes (default: `RUNSTREAM_SCHEDULE_POLL`, 5 seconds). */
+  readonly schedulePoll?: Duration.DurationInput | undefined
 }
 
 /**
  * Everything but the workers: `Runs` (and the `RunFollowers` behind its
- * streams), the stores, the queue, the bus, an outbox relay and the lease
- * reclaim. Needs a database (`Database.layer` or `RunstreamTest`) and a
+ * streams), the stores, the queue, the bus, an outbox relay, the lease
+ * reclaim, and `Schedules` with its ticker. Needs a database (`Database.layer` or `RunstreamTest`) and a
  * `TaskRegistry`.
  */
 export const layerRuntime = <BusError = never, BusRequires = never>(options: RuntimeOptions<BusError, BusRequires> = {}) => {
@@ -43,7 +53,8 @@ export const layerRuntime = <BusError = never, BusRequires = never>(options: Run
   const infra = Layer.mergeAll(Outbox.layer, EventLog.layer, RunQueue.layer, bus).pipe(
     Layer.provideMerge(PgListener.layer)
   )
-  return Layer.mergeAll(Runs.layer, OutboxRelay.layer, LeaseReclaim.layer({ interval: options.reclaimInterval })).pipe(
+  return Schedules.layer(options.schedules, { poll: options.schedulePoll }).pipe(
+    Layer.provideMerge(Layer.mergeAll(Runs.layer, OutboxRelay.layer, LeaseReclaim.layer({ interval: options.reclaimInterval }))),
     Layer.provideMerge(RunFollowers.layer),
     Layer.provideMerge(RunStore.layer),
     Layer.provideMerge(infra)

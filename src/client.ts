@@ -11,6 +11,21 @@ export { isFinished, Run, RunError, RunStatus } from "./domain/Run.ts"
 export { isTerminalType, RunEvent, SystemEventType } from "./domain/RunEvent.ts"
 export { ReadToken, TokenRequest } from "./domain/ReadToken.ts"
 export { isRunIdPrefix, RunFilter, RunIdPrefix } from "./domain/RunFilter.ts"
+export {
+  CatchUp,
+  InvalidSchedule,
+  ScheduleDeclaredInCode,
+  ScheduleDefinition,
+  ScheduleDetail,
+  ScheduledRun,
+  ScheduleExists,
+  ScheduleInfo,
+  ScheduleName,
+  ScheduleNotFound,
+  ScheduleOptions,
+  SchedulePatch,
+  ScheduleSource
+} from "./domain/Schedule.ts"
 export { StartOptions } from "./domain/StartOptions.ts"
 export { Stats } from "./domain/Stats.ts"
 export { TaskInfo, TaskList } from "./domain/TaskInfo.ts"

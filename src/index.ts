@@ -13,6 +13,21 @@ export { isFinished, Run, RunError, RunStatus } from "./domain/Run.ts"
 export { isTerminalType, RunEvent, SystemEventType } from "./domain/RunEvent.ts"
 export { ReadToken, TokenRequest } from "./domain/ReadToken.ts"
 export { isRunIdPrefix, RunFilter, RunIdPrefix } from "./domain/RunFilter.ts"
+export {
+  CatchUp,
+  InvalidSchedule,
+  ScheduleDeclaredInCode,
+  ScheduleDefinition,
+  ScheduleDetail,
+  ScheduledRun,
+  ScheduleExists,
+  ScheduleInfo,
+  ScheduleName,
+  ScheduleNotFound,
+  ScheduleOptions,
+  SchedulePatch,
+  ScheduleSource
+} from "./domain/Schedule.ts"
 export { Debounce, StartOptions } from "./domain/StartOptions.ts"
 export { Stats } from "./domain/Stats.ts"
 export { TaskInfo, TaskList } from "./domain/TaskInfo.ts"
@@ -29,6 +44,8 @@ export * as Retention from "./Retention.ts"
 export * as Runs from "./Runs.ts"
 export * as Runstream from "./Runstream.ts"
 export * as RunStore from "./RunStore.ts"
+export * as RunSchedule from "./schedules/RunSchedule.ts"
+export * as Schedules from "./schedules/Schedules.ts"
 export * as Task from "./Task.ts"
 export * as Workers from "./Workers.ts"
 export * as RunstreamClient from "./rpc/RunstreamClient.ts"

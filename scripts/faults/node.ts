@@ -31,6 +31,7 @@ import * as PgListener from "../../src/PgListener.ts"
 import * as LeaseReclaim from "../../src/queue/LeaseReclaim.ts"
 import * as RunQueue from "../../src/queue/RunQueue.ts"
 import * as Runs from "../../src/Runs.ts"
+import * as Schedules from "../../src/schedules/Schedules.ts"
 import * as RunFollowers from "../../src/RunFollowers.ts"
 import * as Runstream from "../../src/Runstream.ts"
 import * as RunStore from "../../src/RunStore.ts"
@@ -101,7 +102,9 @@ const layerRuntimeWith = (options: { readonly leakyBusKillAfter?: number | undef
   const infra = Layer.mergeAll(Outbox.layer, EventLog.layer, RunQueue.layer, bus).pipe(
     Layer.provideMerge(PgListener.layer)
   )
-  return (options.relay ? Layer.mergeAll(Runs.layer, OutboxRelay.layer, LeaseReclaim.layer()) : Layer.merge(Runs.layer, LeaseReclaim.layer())).pipe(
+  const runs = options.relay ? Layer.mergeAll(Runs.layer, OutboxRelay.layer, LeaseReclaim.layer()) : Layer.merge(Runs.layer, LeaseReclaim.layer())
+  return Schedules.layer().pipe(
+    Layer.provideMerge(runs),
     Layer.provideMerge(RunFollowers.layer),
     Layer.provideMerge(RunStore.layer),
     Layer.provideMerge(infra)

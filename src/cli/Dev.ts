@@ -12,7 +12,7 @@ export const command = Command.make("dev", {}, () =>
   // none of the server's modules (pg, the embedded Postgres, the workers).
   Effect.flatMap(
     Effect.promise(() => import("../index.ts")),
-    ({ Demo, Main, Programs }) => Layer.launch(Layer.provide(Programs.makeDevLayer(Demo.all), Main.layerLogging))
+    ({ Demo, Main, Programs }) => Layer.launch(Layer.provide(Programs.makeDevLayer(Demo.all, { schedules: Demo.schedules }), Main.layerLogging))
   )).pipe(
     Command.withDescription(
       "Run a server with workers and the demo tasks on an embedded Postgres (or DATABASE_URL), as `npm start` does."

@@ -25,7 +25,7 @@ const apiKey = Options.redacted("api-key").pipe(
 )
 
 export const command = Command.make("runstream", { url, apiKey }).pipe(
-  Command.withDescription("Start, list, follow and cancel the runs of a Runstream server; `dev` runs one.")
+  Command.withDescription("Start, list, follow and cancel the runs of a Runstream server, manage its schedules; `dev` runs one.")
 )
 
 /** The base URL without a trailing slash; an error naming `--url` when it is not an http(s) URL. */

@@ -14,6 +14,7 @@ import * as Events from "./Events.ts"
 import * as Output from "./Output.ts"
 import * as Root from "./Root.ts"
 import * as Runs from "./Runs.ts"
+import * as Schedules from "./Schedules.ts"
 import * as Stats from "./Stats.ts"
 import * as Tasks from "./Tasks.ts"
 
@@ -21,7 +22,7 @@ import * as Tasks from "./Tasks.ts"
 const { version } = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }
 
 const command = Root.command.pipe(
-  Command.withSubcommands([Runs.command, Events.command, Stats.command, Tasks.command, Dev.command]),
+  Command.withSubcommands([Runs.command, Schedules.command, Events.command, Stats.command, Tasks.command, Dev.command]),
   Command.transformHandler((handler, { url }) => Effect.mapError(handler, CliError.withServer(url))),
   Command.provide(({ apiKey, url }) => Layer.merge(Root.clientLayer({ url, apiKey }), Output.layer))
 )

@@ -3,6 +3,7 @@
  * @since 0.1.0
  */
 import { Effect, Schema } from "effect"
+import * as RunSchedule from "../schedules/RunSchedule.ts"
 import * as Task from "../Task.ts"
 
 /** Output = input. */
@@ -56,3 +57,8 @@ export const Sleep = Task.make("demo.sleep", {
 })
 
 export const all = [Echo, Count, Flaky, Sleep] as const
+
+/** The demo schedule of `dev`: an echo every minute, its runs keyed `schedule:demo.heartbeat:<tick>`. */
+export const Heartbeat = RunSchedule.every("demo.heartbeat", "1 minute", Echo, { heartbeat: true })
+
+export const schedules = [Heartbeat] as const

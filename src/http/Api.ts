@@ -10,6 +10,7 @@ import { ReadToken, TokenRequest } from "../domain/ReadToken.ts"
 import { Run } from "../domain/Run.ts"
 import { maxSeq, RunEvent } from "../domain/RunEvent.ts"
 import { RunFilter } from "../domain/RunFilter.ts"
+import { ScheduleDefinition, ScheduleDetail, ScheduleInfo, ScheduleName, SchedulePatch } from "../domain/Schedule.ts"
 import { Stats } from "../domain/Stats.ts"
 import { TaskList } from "../domain/TaskInfo.ts"
 import { maxPageSize, StartOptions } from "../Runs.ts"
@@ -187,6 +188,95 @@ export class RunsGroup extends HttpApiGroup.make("runs")
   .addError(ApiError.Unavailable)
 {}
 
+/** @category schemas */
+export const ScheduleResponse = Schema.Struct({ schedule: ScheduleInfo }).annotations({ identifier: "ScheduleResponse" })
+
+/** @category schemas */
+export const SchedulePage = Schema.Struct({
+  schedules: Schema.Array(ScheduleInfo),
+  nextCursor: Schema.NullOr(Schema.String).annotations({ description: "Pass back as `cursor` for the next page; null on the last page." })
+}).annotations({ identifier: "SchedulePage" })
+
+const SchedulePath = Schema.Struct({ name: ScheduleName })
+const SchedulesLimit = intParam(
+  Schema.Int.pipe(Schema.between(1, 1000)),
+  "Page size, 1 to 1000 (default 100).",
+  "must be an integer from 1 to 1000"
+)
+
+/** @category groups */
+export class SchedulesGroup extends HttpApiGroup.make("schedules")
+  .add(
+    HttpApiEndpoint.post("create", "/v1/schedules")
+      .setPayload(ScheduleDefinition)
+      .addSuccess(ScheduleResponse, { status: 201 })
+      .addError(ApiError.ScheduleConflict)
+      .addError(ApiError.ContentTooLarge)
+      .addError(ApiError.UnsupportedMediaType)
+      .annotate(OpenApi.Summary, "Create a schedule")
+      .annotate(OpenApi.Description,
+        "`cron` (5 fields: minute hour day month weekday, or 6 with seconds first; in `timezone`, an IANA name, default UTC) " +
+          "or `every` (e.g. \"30 seconds\", at least 1 second; ticks are its multiples since the epoch). Each tick starts one run " +
+          "of `task` with `input` and the idempotency key `schedule:<name>:<tick>`. `catchUp` says what happens to ticks missed " +
+          "while nothing ran: `latest` (default) starts the latest once, `none` none, `all` each (up to 100). " +
+          "A bad definition is refused with 400 (`invalid_schedule`, `unknown_task`, `invalid_input`) and nothing is written.")
+  )
+  .add(
+    HttpApiEndpoint.get("list", "/v1/schedules")
+      .setUrlParams(Schema.Struct({ limit: optional(SchedulesLimit), cursor: optional(Schema.String.pipe(Schema.maxLength(200))) }))
+      .addSuccess(SchedulePage)
+      .annotate(OpenApi.Summary, "List schedules by name")
+  )
+  .add(
+    HttpApiEndpoint.get("get", "/v1/schedules/:name")
+      .setPath(SchedulePath)
+      .addSuccess(ScheduleDetail)
+      .addError(ApiError.ScheduleNotFound)
+      .annotate(OpenApi.Summary, "Get a schedule, with the latest runs it started (newest first, at most 20)")
+  )
+  .add(
+    HttpApiEndpoint.patch("update", "/v1/schedules/:name")
+      .setPath(SchedulePath)
+      .setPayload(SchedulePatch)
+      .addSuccess(ScheduleResponse)
+      .addError(ApiError.ScheduleNotFound)
+      .addError(ApiError.ScheduleConflict)
+      .addError(ApiError.ContentTooLarge)
+      .addError(ApiError.UnsupportedMediaType)
+      .annotate(OpenApi.Summary, "Change a schedule created over the API")
+      .annotate(OpenApi.Description,
+        "Only the fields given change; `cron` replaces `every` and the reverse. A new timing ticks from the first tick after now. " +
+          "A schedule declared in code answers 409 `schedule_declared_in_code`: its code owns it.")
+  )
+  .add(
+    HttpApiEndpoint.del("delete", "/v1/schedules/:name")
+      .setPath(SchedulePath)
+      .setUrlParams(Schema.Struct({ force: optional(Schema.Literal("true", "false")) }))
+      .addSuccess(Schema.Void, { status: 204 })
+      .addError(ApiError.ScheduleNotFound)
+      .addError(ApiError.ScheduleConflict)
+      .annotate(OpenApi.Summary, "Delete a schedule (its runs stay)")
+      .annotate(OpenApi.Description,
+        "A schedule declared in code answers 409 unless `force=true`; a program declaring it writes it again when it starts.")
+  )
+  .add(
+    HttpApiEndpoint.post("pause", "/v1/schedules/:name/pause")
+      .setPath(SchedulePath)
+      .addSuccess(ScheduleResponse)
+      .addError(ApiError.ScheduleNotFound)
+      .annotate(OpenApi.Summary, "Pause a schedule: no tick starts a run until it is resumed")
+  )
+  .add(
+    HttpApiEndpoint.post("resume", "/v1/schedules/:name/resume")
+      .setPath(SchedulePath)
+      .addSuccess(ScheduleResponse)
+      .addError(ApiError.ScheduleNotFound)
+      .annotate(OpenApi.Summary, "Resume a schedule from its first tick after now (ticks while paused are not started)")
+  )
+  .addError(ApiError.Unauthorized)
+  .addError(ApiError.Unavailable)
+{}
+
 /** @category groups */
 export class EventsGroup extends HttpApiGroup.make("events")
   .add(
@@ -306,6 +396,7 @@ const withBearerAuth = (spec: Record<string, any>): Record<string, any> => {
 export class Api extends HttpApi.make("runstream")
   .add(RunsGroup)
   .add(EventsGroup)
+  .add(SchedulesGroup)
   .add(StatsGroup)
   .add(TokensGroup)
   .add(HealthGroup)

@@ -21,6 +21,7 @@ import {
   type TokensDisabled,
   type UnknownTask
 } from "../domain/Errors.ts"
+import type { InvalidSchedule, ScheduleDeclaredInCode, ScheduleExists, ScheduleNotFound as NoSchedule } from "../domain/Schedule.ts"
 
 /** An error answered to a client. */
 export class ApiError extends Schema.TaggedError<ApiError>()("ApiError", {
@@ -73,6 +74,13 @@ export const Unauthorized = withStatus(401, "A valid `Authorization: Bearer <key
 export const NotFound = withStatus(404, "No such run.")
 /** @category declarations */
 export const Conflict = withStatus(409, "The run is already finished.")
+/** @category declarations */
+export const ScheduleNotFound = withStatus(404, "No such schedule.")
+/** @category declarations */
+export const ScheduleConflict = withStatus(
+  409,
+  "`schedule_exists`: the name is taken; `schedule_declared_in_code`: the schedule is declared in a program's code, which owns it."
+)
 /** @category declarations */
 export const IdempotencyKeyConflict = withStatus(409, "The idempotency key was used before with another task or input.")
 /** @category declarations */
@@ -130,6 +138,10 @@ export type CoreError =
   | InvalidCursor
   | IdempotencyConflict
   | TokensDisabled
+  | NoSchedule
+  | ScheduleExists
+  | ScheduleDeclaredInCode
+  | InvalidSchedule
   | SqlError.SqlError
 
 /** The API's answer to a failure of the core. */
@@ -151,6 +163,14 @@ export const fromCore = (error: CoreError): ApiError => {
       return new ApiError({ status: 409, code: "idempotency_conflict", message: error.message })
     case "TokensDisabled":
       return new ApiError({ status: 501, code: "tokens_disabled", message: error.message })
+    case "ScheduleNotFound":
+      return new ApiError({ status: 404, code: "schedule_not_found", message: error.message })
+    case "ScheduleExists":
+      return new ApiError({ status: 409, code: "schedule_exists", message: error.message })
+    case "ScheduleDeclaredInCode":
+      return new ApiError({ status: 409, code: "schedule_declared_in_code", message: error.message })
+    case "InvalidSchedule":
+      return new ApiError({ status: 400, code: "invalid_schedule", message: error.message, issues: error.issues })
     case "SqlError":
       return unavailable
   }

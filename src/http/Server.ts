@@ -27,6 +27,7 @@ import * as RequestLog from "./RequestLog.ts"
 import { HttpConfig, type HttpOptions, ListenConfig, type ListenOptions } from "./HttpConfig.ts"
 import * as ReadTokens from "./ReadTokens.ts"
 import * as RunsHandlers from "./RunsHandlers.ts"
+import * as SchedulesHandlers from "./SchedulesHandlers.ts"
 import * as StatsHandlers from "./StatsHandlers.ts"
 import { StreamAdmissionServer } from "./StreamAdmission.ts"
 import * as Streams from "./Streams.ts"
@@ -123,6 +124,7 @@ export const layerApi = (options: HttpOptions) =>
     Layer.provideMerge(HttpApiBuilder.api(Api).pipe(Layer.provide([
       RunsHandlers.layer(options),
       EventsHandlers.layer(options),
+      SchedulesHandlers.layer(options),
       StatsHandlers.layer,
       TokensHandlers.layer(options),
       HealthHandlers.layer,

@@ -16,6 +16,13 @@
  * - `makeDevLayer`: everything in one process, on an embedded Postgres unless
  *   `DATABASE_URL` is set.
  *
+ * Each takes the program's schedules too (`RunSchedule.cron` / `.every`),
+ * checked and written when it starts:
+ *
+ * ```ts
+ * Main.run(Programs.makeWorkerLayer([SendEmail, Report], { schedules: [NightlyReport] }))
+ * ```
+ *
  * Server and worker processes share a database and use the `postgres` bus by
  * default, so that events committed in one reach the streams of another;
  * `RUNSTREAM_BUS=nats` puts them on NATS instead (`RUNSTREAM_NATS_URL`).
@@ -33,6 +40,7 @@ import * as Server from "../http/Server.ts"
 import * as Runstream from "../Runstream.ts"
 import { LeaseReclaimConfig } from "../queue/LeaseReclaim.ts"
 import { RetentionConfig } from "../Retention.ts"
+import type { RunSchedule } from "../schedules/RunSchedule.ts"
 import * as Task from "../Task.ts"
 import { Workers, WorkersConfig } from "../Workers.ts"
 
@@ -83,6 +91,12 @@ export const ServerWorkersConfig = Config.boolean("RUNSTREAM_SERVER_WORKERS").pi
 /** @category config */
 export const HealthPortConfig = Config.option(portConfig("RUNSTREAM_HEALTH_PORT"))
 
+/** What a program declares beside its tasks. */
+export interface ProgramOptions {
+  /** The schedules it declares (it owns them: see `Schedules`). */
+  readonly schedules?: ReadonlyArray<RunSchedule> | undefined
+}
+
 /** The program's tasks and database, under everything else. */
 const foundation = <const Tasks extends ReadonlyArray<Task.Any>>(tasks: Tasks) =>
   <A, E, R>(self: Layer.Layer<A, E, R>) =>
@@ -104,7 +118,7 @@ const serverOptions = Config.map(Config.all([HttpConfig, ListenConfig]), ([http,
 // starts: every bad variable is reported at once, and nothing is left half-started.
 
 /** The HTTP API, with workers when `RUNSTREAM_SERVER_WORKERS=true`. @category programs */
-export const makeServerLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tasks: Tasks) =>
+export const makeServerLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tasks: Tasks, options: ProgramOptions = {}) =>
   Layer.unwrapEffect(Effect.gen(function*() {
     const config = yield* Config.all({
       bus: BusConfig("postgres"),
@@ -116,14 +130,14 @@ export const makeServerLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tas
     const bus = busLayer(config.bus)
     const runtime = config.withWorkers
       ? logWorkersReady.pipe(Layer.provideMerge(
-        Runstream.layerWithWorkers({ bus, reclaimInterval: config.reclaim.interval, retention: config.retention })
+        Runstream.layerWithWorkers({ bus, reclaimInterval: config.reclaim.interval, retention: config.retention, schedules: options.schedules })
       ))
-      : Runstream.layerRuntime({ bus, reclaimInterval: config.reclaim.interval })
+      : Runstream.layerRuntime({ bus, reclaimInterval: config.reclaim.interval, schedules: options.schedules })
     return Layer.discard(Server.layer(config.server)).pipe(Layer.provide(runtime), foundation(tasks))
   }))
 
 /** Workers and the outbox relay, no API; health checks on `RUNSTREAM_HEALTH_PORT`. @category programs */
-export const makeWorkerLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tasks: Tasks) =>
+export const makeWorkerLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tasks: Tasks, options: ProgramOptions = {}) =>
   Layer.unwrapEffect(Effect.gen(function*() {
     const config = yield* Config.all({
       bus: BusConfig("postgres"),
@@ -141,7 +155,8 @@ export const makeWorkerLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tas
       Layer.provide(Runstream.layerWithWorkers({
         bus: busLayer(config.bus),
         reclaimInterval: config.reclaim.interval,
-        retention: config.retention
+        retention: config.retention,
+        schedules: options.schedules
       })),
       foundation(tasks)
     )
@@ -155,12 +170,13 @@ const announce = Layer.effectDiscard(Effect.gen(function*() {
     `  dashboard: ${url}/`,
     `  database: ${database.description}`,
     `  API: ${url}/openapi.json   events of all runs: ${url}/v1/events`,
-    `  try: curl -X POST ${url}/v1/runs -H 'content-type: application/json' -d '{"task":"demo.count","input":{"to":5,"delayMs":500}}'`
+    `  try: curl -X POST ${url}/v1/runs -H 'content-type: application/json' -d '{"task":"demo.count","input":{"to":5,"delayMs":500}}'`,
+    `  schedules: ${url}/v1/schedules`
   ].join("\n"))
 }))
 
 /** API, workers and relay in one process; embedded Postgres unless `DATABASE_URL`. @category programs */
-export const makeDevLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tasks: Tasks) =>
+export const makeDevLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tasks: Tasks, options: ProgramOptions = {}) =>
   Layer.unwrapEffect(Effect.gen(function*() {
     const config = yield* Config.all({
       bus: BusConfig("memory"),
@@ -172,7 +188,7 @@ export const makeDevLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tasks:
     return announce.pipe(
       Layer.provide(Server.layer(config.server)),
       Layer.provide(logWorkersReady.pipe(Layer.provideMerge(
-        Runstream.layerWithWorkers({ bus: busLayer(config.bus), reclaimInterval: config.reclaim.interval, retention: config.retention })
+        Runstream.layerWithWorkers({ bus: busLayer(config.bus), reclaimInterval: config.reclaim.interval, retention: config.retention, schedules: options.schedules })
       ))),
       foundation(tasks)
     )

@@ -9,6 +9,7 @@ import idempotencyRequestHash from "./0004_idempotency_request_hash.ts"
 import heapOnlyRunUpdates from "./0005_heap_only_run_updates.ts"
 import outboxEntries from "./0006_outbox_entries.ts"
 import replayOf from "./0007_replay_of.ts"
+import schedules from "./0008_schedules.ts"
 import debounceAndRetention from "./0010_debounce_and_retention.ts"
 
 export const loader = Migrator.fromRecord({
@@ -19,6 +20,7 @@ export const loader = Migrator.fromRecord({
   "0005_heap_only_run_updates": heapOnlyRunUpdates,
   "0006_outbox_entries": outboxEntries,
   "0007_replay_of": replayOf,
+  "0008_schedules": schedules,
   "0010_debounce_and_retention": debounceAndRetention
 })
 

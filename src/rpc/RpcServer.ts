@@ -6,7 +6,7 @@
  *
  * ```ts
  * // httpApp: Effect<HttpApp.Default<never, Scope.Scope>, never,
- * //   Runs | Streams | Stats | ReadTokens | TaskRegistry | Scope.Scope>
+ * //   Runs | Schedules | Streams | Stats | ReadTokens | TaskRegistry | Scope.Scope>
  * const app = yield* RpcServer.httpApp   // in the scope of the HTTP server's layer
  * HttpRouter.empty.pipe(HttpRouter.post("/rpc", app))
  * ```
@@ -35,12 +35,14 @@ import { Cause, Duration, Effect, Exit, Schema, type Scope, Stream } from "effec
 import { InvalidInput, RunNotFound } from "../domain/Errors.ts"
 import { RunId } from "../domain/Ids.ts"
 import { TokenRequest } from "../domain/ReadToken.ts"
+import { ScheduleDefinition, SchedulePatch } from "../domain/Schedule.ts"
 import { CreatedAtBound } from "../domain/RunFilter.ts"
 import { httpDefaults } from "../http/HttpConfig.ts"
 import { ReadTokens } from "../http/ReadTokens.ts"
 import { type StreamRefused, Streams } from "../http/Streams.ts"
 import { mint } from "../http/TokensHandlers.ts"
 import { Runs, StartOptions } from "../Runs.ts"
+import { Schedules } from "../schedules/Schedules.ts"
 import { Stats } from "../Stats.ts"
 import * as Task from "../Task.ts"
 import * as HttpProtocol from "./HttpProtocol.ts"
@@ -89,6 +91,19 @@ const decodeTokenRequest = (request: unknown) =>
     Effect.mapError((error) => InvalidInput.fromParseError("the token request", error))
   )
 
+/** Drops the fields not given (`undefined`), which the strict schemas would refuse. */
+const given = (fields: Record<string, unknown>) => Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== undefined))
+
+const decodeDefinition = (fields: Record<string, unknown>) =>
+  Schema.decodeUnknown(ScheduleDefinition, { errors: "all", onExcessProperty: "error" })(given(fields)).pipe(
+    Effect.mapError((error) => InvalidInput.fromParseError("the schedule", error))
+  )
+
+const decodePatch = (fields: Record<string, unknown>) =>
+  Schema.decodeUnknown(SchedulePatch, { errors: "all", onExcessProperty: "error" })(given(fields)).pipe(
+    Effect.mapError((error) => InvalidInput.fromParseError("the schedule's change", error))
+  )
+
 const refusedStream = (refusal: StreamRefused) =>
   refusal.reason === "full" ? new TooManyStreams({ limit: refusal.limit }) : new ShuttingDown()
 
@@ -99,6 +114,7 @@ export const handlers = Effect.gen(function*() {
   const stats = yield* Stats
   const tokens = yield* ReadTokens
   const registry = yield* Task.TaskRegistry
+  const schedules = yield* Schedules
   const tasks = Task.describeAll(registry)
   const slot = Effect.mapError(streams.reserve, refusedStream)
   const untilShutdown = Effect.zipRight(streams.shutdown, Effect.fail(new ShuttingDown()))
@@ -146,6 +162,15 @@ export const handlers = Effect.gen(function*() {
       ),
 
     Cancel: ({ runId }) => Effect.flatMap(parseRunId(runId), runs.cancel).pipe(hideSqlError),
+
+    CreateSchedule: (fields) => Effect.flatMap(decodeDefinition(fields), schedules.create).pipe(hideSqlError),
+    GetSchedule: ({ name }) => schedules.get(name).pipe(hideSqlError),
+    ListSchedules: (options) => schedules.list(options).pipe(hideSqlError),
+    UpdateSchedule: ({ name, ...fields }) =>
+      Effect.flatMap(decodePatch(fields), (patch) => schedules.update(name, patch)).pipe(hideSqlError),
+    PauseSchedule: ({ name }) => schedules.pause(name).pipe(hideSqlError),
+    ResumeSchedule: ({ name }) => schedules.resume(name).pipe(hideSqlError),
+    DeleteSchedule: ({ force, name }) => schedules.remove(name, { force }).pipe(hideSqlError),
 
     ReadEvents: ({ after = 0, limit, runId }) =>
       Effect.flatMap(parseRunId(runId), (id) => runs.readEvents(id, { after, limit })).pipe(
@@ -203,13 +228,13 @@ export const defaultLimits: Limits = { maxMessageBytes: httpDefaults.maxBodyByte
  */
 export const makeHttpApp = (
   limits: Limits
-): Effect.Effect<HttpApp.Default<never, Scope.Scope>, never, Runs | Streams | Stats | ReadTokens | Task.TaskRegistry | Scope.Scope> =>
+): Effect.Effect<HttpApp.Default<never, Scope.Scope>, never, Runs | Schedules | Streams | Stats | ReadTokens | Task.TaskRegistry | Scope.Scope> =>
   Effect.gen(function*() {
     const context = yield* RunstreamRpcs.toHandlersContext(handlers)
     const { httpApp, protocol } = yield* HttpProtocol.make({
       ...limits,
       tags: new Set(RunstreamRpcs.requests.keys()),
-      answeredBeforeRefusal: new Set(["Start", "Cancel"])
+      answeredBeforeRefusal: new Set(["Start", "Cancel", "CreateSchedule", "UpdateSchedule", "DeleteSchedule", "PauseSchedule", "ResumeSchedule"])
     })
     yield* RpcServer.make(RunstreamRpcs, { disableFatalDefects: true }).pipe(
       Effect.provide(context),

@@ -28,6 +28,16 @@ import {
   type UnknownTask
 } from "../domain/Errors.ts"
 import type { ReadToken } from "../domain/ReadToken.ts"
+import {
+  type InvalidSchedule,
+  type ScheduleDeclaredInCode,
+  ScheduleDefinition,
+  type ScheduleDetail,
+  type ScheduleExists,
+  type ScheduleInfo,
+  type ScheduleNotFound,
+  SchedulePatch
+} from "../domain/Schedule.ts"
 import type { Stats } from "../domain/Stats.ts"
 import type { TaskList } from "../domain/TaskInfo.ts"
 import type { Run, RunStatus } from "../domain/Run.ts"
@@ -37,6 +47,7 @@ import type * as Task from "../Task.ts"
 import {
   type EventPage,
   type RunPage,
+  type SchedulePage,
   RunstreamRpcs,
   type ShuttingDown,
   type Started,
@@ -73,6 +84,12 @@ export type StartError =
   | Unavailable
   | Unauthorized
   | RpcClientError.RpcClientError
+
+/** Why a call failed on its way (no answer) or was refused (the API key). */
+export type CallError = Unavailable | Unauthorized | RpcClientError.RpcClientError
+
+/** Why a schedule's definition was refused. */
+export type ScheduleDefinitionError = InvalidSchedule | UnknownTask | InvalidInput | PayloadTooLarge
 
 /**
  * A client of one Runstream server. `Unauthorized` means the server refused
@@ -121,6 +138,32 @@ export class RunstreamClient extends Context.Tag("runstream/RunstreamClient")<Ru
   readonly createToken: (
     request: { readonly runId?: string | undefined; readonly task?: string | undefined; readonly ttlSeconds: number }
   ) => Effect.Effect<ReadToken, InvalidInput | RunNotFound | TokensDisabled | Unavailable | Unauthorized | RpcClientError.RpcClientError>
+  /**
+   * A new schedule (`POST /v1/schedules`): `cron` (in `timezone`) or `every`;
+   * each tick starts a run of `task` with `input`.
+   */
+  readonly createSchedule: (
+    definition: ScheduleDefinition
+  ) => Effect.Effect<ScheduleInfo, ScheduleDefinitionError | ScheduleExists | CallError>
+  /** A schedule and the latest runs it started, newest first. */
+  readonly getSchedule: (name: string) => Effect.Effect<typeof ScheduleDetail.Type, ScheduleNotFound | CallError>
+  /** Schedules by name; pass `nextCursor` back as `cursor`. */
+  readonly listSchedules: (
+    options?: { readonly limit?: number | undefined; readonly cursor?: string | undefined }
+  ) => Effect.Effect<typeof SchedulePage.Type, InvalidInput | CallError>
+  /** Changes the fields given of a schedule created over the API (one declared in code: `ScheduleDeclaredInCode`). */
+  readonly updateSchedule: (
+    name: string,
+    patch: SchedulePatch
+  ) => Effect.Effect<ScheduleInfo, ScheduleDefinitionError | ScheduleNotFound | ScheduleDeclaredInCode | CallError>
+  readonly pauseSchedule: (name: string) => Effect.Effect<ScheduleInfo, ScheduleNotFound | CallError>
+  /** Ticks again from the first tick after now. */
+  readonly resumeSchedule: (name: string) => Effect.Effect<ScheduleInfo, ScheduleNotFound | CallError>
+  /** Deletes a schedule (its runs stay); one declared in code only with `force`. */
+  readonly deleteSchedule: (
+    name: string,
+    options?: { readonly force?: boolean | undefined }
+  ) => Effect.Effect<void, ScheduleNotFound | ScheduleDeclaredInCode | CallError>
   /** A page of the run's log after `after` (default 0). */
   readonly readEvents: (
     runId: string,
@@ -195,6 +238,21 @@ export const make = Effect.gen(function*() {
         const encoded = options === undefined ? undefined : yield* Effect.mapError(Schema.encode(StartOptions)(options), invalid("options"))
         return yield* call(client.Replay({ runId, options: encoded }))
       }),
+    createSchedule: (definition) =>
+      Effect.flatMap(
+        Effect.mapError(Schema.encode(ScheduleDefinition)(definition), invalid("the schedule")),
+        (encoded) => call(client.CreateSchedule(encoded))
+      ),
+    getSchedule: (name) => call(client.GetSchedule({ name })),
+    listSchedules: (options = {}) => call(client.ListSchedules(options)),
+    updateSchedule: (name, patch) =>
+      Effect.flatMap(
+        Effect.mapError(Schema.encode(SchedulePatch)(patch), invalid("the schedule's change")),
+        (encoded) => call(client.UpdateSchedule({ name, ...encoded }))
+      ),
+    pauseSchedule: (name) => call(client.PauseSchedule({ name })),
+    resumeSchedule: (name) => call(client.ResumeSchedule({ name })),
+    deleteSchedule: (name, options = {}) => call(client.DeleteSchedule({ name, force: options.force })),
     stats: () => call(client.Stats()),
     tasks: () => call(client.Tasks()),
     createToken: (request) => call(client.CreateToken(request)),

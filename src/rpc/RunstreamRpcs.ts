@@ -22,6 +22,14 @@ import {
   UnknownTask
 } from "../domain/Errors.ts"
 import { ReadToken } from "../domain/ReadToken.ts"
+import {
+  InvalidSchedule,
+  ScheduleDeclaredInCode,
+  ScheduleDetail,
+  ScheduleExists,
+  ScheduleInfo,
+  ScheduleNotFound
+} from "../domain/Schedule.ts"
 import { Run, RunStatus } from "../domain/Run.ts"
 import { RunEventWire } from "../domain/RunEvent.ts"
 import { StartOptions } from "../domain/StartOptions.ts"
@@ -86,7 +94,27 @@ export const EventPage = Schema.Struct({
   nextAfter: Schema.Number
 })
 
-/** The operations of `Runs` as RPCs. @category groups */
+/** @category schemas */
+export const SchedulePage = Schema.Struct({
+  schedules: Schema.Array(ScheduleInfo),
+  /** Pass back as `cursor` for the next page; null on the last page. */
+  nextCursor: Schema.NullOr(Schema.String)
+})
+
+/** A schedule's definition as sent (`POST /v1/schedules`'s body): checked by the server. @category schemas */
+const ScheduleFields = {
+  task: Schema.optional(Schema.String),
+  input: Schema.optional(Schema.Unknown),
+  cron: Schema.optional(Schema.String),
+  every: Schema.optional(Schema.String),
+  timezone: Schema.optional(Schema.NullOr(Schema.String)),
+  catchUp: Schema.optional(Schema.String),
+  options: Schema.optional(Schema.Unknown)
+}
+
+const DefinitionError = [InvalidSchedule, UnknownTask, InvalidInput, PayloadTooLarge] as const
+
+/** The operations of `Runs` and `Schedules` as RPCs. @category groups */
 export class RunstreamRpcs extends RpcGroup.make(
   Rpc.make("Start", {
     payload: { task: Schema.String, input: Schema.Unknown, options: Schema.optional(StartOptionsEncoded) },
@@ -159,6 +187,44 @@ export class RunstreamRpcs extends RpcGroup.make(
   /** The tasks the server starts, as `GET /v1/tasks` answers them. */
   Rpc.make("Tasks", {
     success: TaskList
+  }),
+  /** A new schedule (see `POST /v1/schedules`). */
+  Rpc.make("CreateSchedule", {
+    payload: { name: Schema.String, ...ScheduleFields },
+    success: ScheduleInfo,
+    error: Schema.Union(...DefinitionError, ScheduleExists, Unavailable)
+  }),
+  /** A schedule and the latest runs it started. */
+  Rpc.make("GetSchedule", {
+    payload: { name: Schema.String },
+    success: ScheduleDetail,
+    error: Schema.Union(ScheduleNotFound, Unavailable)
+  }),
+  Rpc.make("ListSchedules", {
+    payload: { limit: Schema.optional(Schema.Number), cursor: Schema.optional(Schema.String) },
+    success: SchedulePage,
+    error: Schema.Union(InvalidInput, Unavailable)
+  }),
+  /** Changes the fields given of a schedule created over the API (see `PATCH /v1/schedules/:name`). */
+  Rpc.make("UpdateSchedule", {
+    payload: { name: Schema.String, ...ScheduleFields },
+    success: ScheduleInfo,
+    error: Schema.Union(...DefinitionError, ScheduleNotFound, ScheduleDeclaredInCode, Unavailable)
+  }),
+  Rpc.make("PauseSchedule", {
+    payload: { name: Schema.String },
+    success: ScheduleInfo,
+    error: Schema.Union(ScheduleNotFound, Unavailable)
+  }),
+  Rpc.make("ResumeSchedule", {
+    payload: { name: Schema.String },
+    success: ScheduleInfo,
+    error: Schema.Union(ScheduleNotFound, Unavailable)
+  }),
+  /** Deletes a schedule; one declared in code only with `force`. */
+  Rpc.make("DeleteSchedule", {
+    payload: { name: Schema.String, force: Schema.optional(Schema.Boolean) },
+    error: Schema.Union(ScheduleNotFound, ScheduleDeclaredInCode, Unavailable)
   }),
   /** A read token for one run or the runs of one task (see `POST /v1/tokens`); the call itself needs the API key. */
   Rpc.make("CreateToken", {

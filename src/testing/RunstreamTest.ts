@@ -18,6 +18,7 @@ import type { PgListener } from "../PgListener.ts"
 import type { RetentionSettings } from "../Retention.ts"
 import { Runs } from "../Runs.ts"
 import * as Runstream from "../Runstream.ts"
+import type { RunSchedule } from "../schedules/RunSchedule.ts"
 import * as Task from "../Task.ts"
 import type { WorkersSettings } from "../Workers.ts"
 import * as TestDatabase from "./TestDatabase.ts"
@@ -35,6 +36,10 @@ export interface Options<Tasks extends ReadonlyArray<Task.Any>> {
   readonly reclaimInterval?: Duration.DurationInput | undefined
   /** The retention of a program with workers (default: `RUNSTREAM_RETENTION`), or `false` for none. */
   readonly retention?: RetentionSettings | false | undefined
+  /** The schedules the program declares (`RunSchedule.cron` / `.every`). */
+  readonly schedules?: ReadonlyArray<RunSchedule> | undefined
+  /** The longest the schedule ticker sleeps between passes (default: `RUNSTREAM_SCHEDULE_POLL`, 5 seconds). */
+  readonly schedulePoll?: Duration.DurationInput | undefined
   /** Pool size of this graph (default 4: many graphs run at once). */
   readonly maxConnections?: number | undefined
 }
@@ -61,12 +66,20 @@ export function layer<const Tasks extends ReadonlyArray<Task.Any>>(
 ): Built<Tasks, ReturnType<typeof Runstream.layerWithWorkers<Layer.Layer.Error<TestBus>, Layer.Layer.Context<TestBus>>>>
 export function layer<const Tasks extends ReadonlyArray<Task.Any>>(options: Options<Tasks>) {
   return options.workers === false
-    ? build(options, Runstream.layerRuntime<Layer.Layer.Error<TestBus>, Layer.Layer.Context<TestBus>>({ bus: options.bus, reclaimInterval: options.reclaimInterval }))
+    ? build(options, Runstream.layerRuntime<Layer.Layer.Error<TestBus>, Layer.Layer.Context<TestBus>>({
+        bus: options.bus,
+        reclaimInterval: options.reclaimInterval,
+        schedules: options.schedules,
+        schedulePoll: options.schedulePoll
+      })
+    )
     : build(
       options,
       Runstream.layerWithWorkers<Layer.Layer.Error<TestBus>, Layer.Layer.Context<TestBus>>({
         bus: options.bus,
         reclaimInterval: options.reclaimInterval,
+        schedules: options.schedules,
+        schedulePoll: options.schedulePoll,
         workers: options.workers ?? {},
         retention: options.retention
       })

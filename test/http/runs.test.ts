@@ -258,6 +258,10 @@ describe("HTTP API: runs", () => {
             "/v1/runs/{id}/cancel",
             "/v1/runs/{id}/events",
             "/v1/runs/{id}/replay",
+            "/v1/schedules",
+            "/v1/schedules/{name}",
+            "/v1/schedules/{name}/pause",
+            "/v1/schedules/{name}/resume",
             "/v1/stats",
             "/v1/tasks",
             "/v1/tokens"

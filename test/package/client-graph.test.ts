@@ -35,6 +35,7 @@ describe("runstream/client", () => {
       "src/domain/Run.ts",
       "src/domain/RunEvent.ts",
       "src/domain/RunFilter.ts",
+      "src/domain/Schedule.ts",
       "src/domain/StartOptions.ts",
       "src/domain/Stats.ts",
       "src/domain/TaskInfo.ts",

@@ -23,6 +23,7 @@ import * as RpcServer from "../../src/rpc/RpcServer.ts"
 import * as RunstreamClient from "../../src/rpc/RunstreamClient.ts"
 import { RunstreamRpcs, Unavailable } from "../../src/rpc/RunstreamRpcs.ts"
 import { Runs } from "../../src/Runs.ts"
+import { Schedules } from "../../src/schedules/Schedules.ts"
 import * as Stats from "../../src/Stats.ts"
 import * as Task from "../../src/Task.ts"
 import { RunstreamTest } from "../../src/testing/index.ts"
@@ -295,10 +296,11 @@ describe("RPC without a database", () => {
   } as unknown as Runs["Type"])
 
   const StatsDown = Layer.succeed(Stats.Stats, { read: down })
+  const SchedulesDown = Layer.succeed(Schedules, { get: () => down } as unknown as Schedules["Type"])
   layer(
     clientLayer(apiKey).pipe(
       Layer.provideMerge(RpcHttpServer),
-      Layer.provide([RunsDown, StatsDown, ReadTokens.layer(undefined), Task.layerRegistry()])
+      Layer.provide([RunsDown, StatsDown, SchedulesDown, ReadTokens.layer(undefined), Task.layerRegistry()])
     ),
     {
     excludeTestServices: true
