@@ -7,6 +7,7 @@ import type { SqlError } from "@effect/sql"
 import type { InvalidInput, LeaseLost, PayloadTooLarge } from "./domain/Errors.ts"
 import type { RunId } from "./domain/Ids.ts"
 import type { TaskInfo, TaskList } from "./domain/TaskInfo.ts"
+import * as Limits from "./queue/Limits.ts"
 
 /** Why an `emit` can fail. */
 export type EmitError = LeaseLost | PayloadTooLarge | InvalidInput | SqlError.SqlError
@@ -66,6 +67,8 @@ export interface Task<Name extends string, I, IE, O, OE, E, R> {
   readonly output: Schema.Schema<O, OE>
   readonly retry: RetryPolicy
   readonly timeout: Option.Option<Duration.Duration>
+  /** Its concurrency and rate limits per key (see `queue/Limits.ts`); checked when a registry is built. */
+  readonly limits: Limits.Limits
   readonly run: (input: I, ctx: TaskContext) => Effect.Effect<O, E, R>
 }
 
@@ -103,6 +106,16 @@ export const make = <const Name extends string, I, IE, O, OE, E, R>(
       readonly factor?: number | undefined
     } | undefined
     readonly timeout?: Duration.DurationInput | undefined
+    /**
+     * At most `limit` runs with one `concurrencyKey` running at once, across
+     * every worker (runs started without a key share the key "").
+     */
+    readonly concurrency?: { readonly limit: number } | undefined
+    /**
+     * At most `limit` attempts with one `concurrencyKey` start per `period`,
+     * across every worker; the others wait (`run.throttled`).
+     */
+    readonly rateLimit?: { readonly limit: number; readonly period: Duration.DurationInput } | undefined
   }
 ): Task<Name, I, IE, O, OE, E, R> => ({
   name,
@@ -115,6 +128,7 @@ export const make = <const Name extends string, I, IE, O, OE, E, R>(
     factor: options.retry?.factor ?? defaultRetry.factor
   },
   timeout: Option.map(Option.fromNullable(options.timeout), Duration.decode),
+  limits: Limits.fromDefinition(options),
   run: options.run
 })
 
@@ -145,6 +159,11 @@ export const layerRegistry = <const Tasks extends ReadonlyArray<Any>>(
       for (const task of tasks) {
         if (byName.has(task.name)) {
           return yield* Effect.dieMessage(`task '${task.name}' is registered twice`)
+        }
+        // A bad limit stops the program at start-up, not the first run's claim.
+        const refused = Limits.check(task.limits)
+        if (refused !== undefined) {
+          return yield* Effect.dieMessage(`task '${task.name}': ${refused}`)
         }
         byName.set(task.name, { task, context })
       }

@@ -51,6 +51,12 @@ export const QueueName = Schema.String.pipe(
 /** An idempotency key: 1-200 characters Postgres can store. */
 export const IdempotencyKey = StorableString.pipe(Schema.minLength(1), Schema.maxLength(200))
 
+/**
+ * The key a task's concurrency and rate limits count by (a tenant, a user):
+ * 1-200 characters Postgres can store. Ignored by tasks without limits.
+ */
+export const ConcurrencyKey = StorableString.pipe(Schema.minLength(1), Schema.maxLength(200))
+
 /** Options of a start; every field is checked and bounded. */
 export const StartOptions = Schema.Struct({
   idempotencyKey: Schema.optional(IdempotencyKey),
@@ -58,6 +64,7 @@ export const StartOptions = Schema.Struct({
   priority: Schema.optional(Schema.Int.pipe(Schema.between(-1_000_000, 1_000_000))),
   runAt: Schema.optional(RunAt),
   maxAttempts: Schema.optional(Schema.Int.pipe(Schema.between(1, 100))),
-  timeoutMs: Schema.optional(Schema.Int.pipe(Schema.between(1, 24 * 60 * 60 * 1000)))
+  timeoutMs: Schema.optional(Schema.Int.pipe(Schema.between(1, 24 * 60 * 60 * 1000))),
+  concurrencyKey: Schema.optional(ConcurrencyKey)
 })
 export type StartOptions = typeof StartOptions.Type

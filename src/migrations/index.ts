@@ -9,6 +9,7 @@ import idempotencyRequestHash from "./0004_idempotency_request_hash.ts"
 import heapOnlyRunUpdates from "./0005_heap_only_run_updates.ts"
 import outboxEntries from "./0006_outbox_entries.ts"
 import replayOf from "./0007_replay_of.ts"
+import concurrencyAndRateLimits from "./0009_concurrency_and_rate_limits.ts"
 
 export const loader = Migrator.fromRecord({
   "0001_init": init,
@@ -17,10 +18,11 @@ export const loader = Migrator.fromRecord({
   "0004_idempotency_request_hash": idempotencyRequestHash,
   "0005_heap_only_run_updates": heapOnlyRunUpdates,
   "0006_outbox_entries": outboxEntries,
-  "0007_replay_of": replayOf
+  "0007_replay_of": replayOf,
+  "0009_concurrency_and_rate_limits": concurrencyAndRateLimits
 })
 
 /** Changes when a migration is added: test templates are keyed by it. */
-export const schemaVersion = "0007"
+export const schemaVersion = "0009"
 
 export const migrationsTable = "runstream_migrations"

@@ -14,6 +14,7 @@ import type { Run } from "../domain/Run.ts"
 import { StartOptions } from "../domain/StartOptions.ts"
 import { storableJson } from "../internal/jsonb.ts"
 import { Outbox } from "../Outbox.ts"
+import * as Limits from "../queue/Limits.ts"
 import { RunQueue } from "../queue/RunQueue.ts"
 import { type Created, type NewRun, RunStore } from "../RunStore.ts"
 import * as Task from "../Task.ts"
@@ -81,7 +82,8 @@ export const make = (config: { readonly maxInputBytes: number }) =>
           timeoutMs: options.timeoutMs ?? Option.getOrNull(Option.map(task.timeout, Duration.toMillis)),
           idempotencyKey: options.idempotencyKey ?? null,
           runAt: options.runAt === undefined ? null : DateTime.toDate(options.runAt),
-          replayOf: request.replayOf
+          replayOf: request.replayOf,
+          limits: Limits.ofRun(task.limits, options.concurrencyKey)
         } satisfies NewRun
       })
 
