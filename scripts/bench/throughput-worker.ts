@@ -7,13 +7,14 @@
  * measurement), then checks in the database that every run went through its
  * whole lifecycle and reports to the bench.
  *
- * argv: <runs> <concurrency>; env: BENCH_DATABASE_URL.
+ * argv: <runs> <concurrency> [limited]; env: BENCH_DATABASE_URL. With
+ * `limited`, the runs are LimitedNoop's (the concurrency phase).
  */
 import { SqlClient } from "@effect/sql"
 import { Context, Deferred, Effect, Layer } from "effect"
 import { EventBus } from "../../src/bus/EventBus.ts"
 import * as Workers from "../../src/Workers.ts"
-import { BenchError, Noop, nowMs, programLayer, runChild, toParent } from "./common.ts"
+import { BenchError, LimitedNoop, Noop, nowMs, programLayer, runChild, toParent } from "./common.ts"
 
 export interface ThroughputResult {
   readonly runs: number
@@ -41,11 +42,12 @@ export interface ThroughputResult {
 
 const runs = Number(process.argv[2])
 const concurrency = Number(process.argv[3])
+const limited = process.argv[4] === "limited"
 const url = process.env["BENCH_DATABASE_URL"]!
 
 const program = Effect.gen(function*() {
   // The runtime first, so that the counter is subscribed before any run ends.
-  const runtime = yield* Layer.build(programLayer({ url, tasks: [Noop], bus: "memory", workers: false }))
+  const runtime = yield* Layer.build(programLayer({ url, tasks: [limited ? LimitedNoop : Noop], bus: "memory", workers: false }))
   const bus = Context.get(runtime, EventBus)
   const sql = Context.get(runtime, SqlClient.SqlClient)
   const subscription = yield* bus.subscribe({})

@@ -183,16 +183,17 @@ const claimLimited = (sql: SqlClient.SqlClient, options: ClaimOptions, limitedTa
           CASE WHEN rate_limit IS NULL THEN 0 ELSE greatest(cardinality(recent) - rate_limit, 0) END AS over
         FROM windows
       ), candidates AS (
-        -- Each key's first runs, in its order: the first \`tokens\` may start now, the others wait.
+        -- Each key's first runs, in its order: the first \`tokens\` may start now, the others wait. A
+        -- key with none ready gives one row without a run (it goes to the back of the round).
         SELECT c.run_id, c.priority, c.run_at, c.throttled, k.task, k.key, k.served, k.tokens, k.over, k.recent,
           k.rate_period_ms, row_number() OVER (PARTITION BY k.task, k.key ORDER BY c.priority DESC, c.run_at, c.run_id) AS rank
-        FROM slots k CROSS JOIN LATERAL (
+        FROM slots k LEFT JOIN LATERAL (
           SELECT run_id, priority, run_at, throttled FROM runstream_jobs
           WHERE task = k.task AND concurrency_key = k.key AND locked_until IS NULL AND run_at <= ${at}
             AND queue = ANY(${options.queues}::text[])
           ORDER BY priority DESC, run_at, run_id
           LIMIT k.take FOR UPDATE SKIP LOCKED
-        ) c
+        ) c ON true
       ), plain AS (
         SELECT j.run_id, j.priority, j.run_at FROM unnest(${options.queues}::text[]) AS q(name)
         CROSS JOIN LATERAL (
@@ -208,7 +209,8 @@ const claimLimited = (sql: SqlClient.SqlClient, options: ClaimOptions, limitedTa
         SELECT run_id FROM (
           SELECT run_id, row_number() OVER (ORDER BY priority DESC, run_at, run_id) AS turn, 1 AS class FROM plain
           UNION ALL
-          SELECT run_id, row_number() OVER (ORDER BY rank, served, task, key), 0 FROM candidates WHERE rank <= tokens
+          SELECT run_id, row_number() OVER (ORDER BY rank, served, task, key), 0 FROM candidates
+          WHERE run_id IS NOT NULL AND rank <= tokens
         ) c
         ORDER BY turn, class
         LIMIT ${options.limit}
@@ -218,23 +220,28 @@ const claimLimited = (sql: SqlClient.SqlClient, options: ClaimOptions, limitedTa
         WHERE j.run_id = ANY(ARRAY(SELECT run_id FROM picked))
         RETURNING j.run_id, j.attempt, j.task, j.concurrency_key
       ), counted AS (
-        -- A key that offered runs and got none claimed keeps its turn.
+        -- By key, from the runs leased (the key rows are this statement's: locked above).
         UPDATE runstream_limits l SET running = l.running + n.claimed, waiting = l.waiting - n.claimed,
-          served = CASE WHEN n.claimed > 0 OR n.offered = 0 THEN ${at}::timestamptz ELSE l.served END,
-          starts = CASE WHEN k.rate_limit IS NULL THEN '{}' ELSE k.recent || array_fill(${at}::timestamptz, ARRAY[n.claimed]) END
-        FROM slots k CROSS JOIN LATERAL (
-          SELECT (SELECT count(*)::integer FROM leased WHERE leased.task = k.task AND leased.concurrency_key = k.key) AS claimed,
-            (SELECT count(*)::integer FROM candidates c WHERE c.task = k.task AND c.key = k.key AND c.rank <= k.tokens) AS offered
-        ) n
-        WHERE l.task = k.task AND l.key = k.key
+          served = ${at}::timestamptz,
+          starts = CASE WHEN l.rate_limit IS NULL THEN '{}' ELSE ARRAY(
+            SELECT s FROM unnest(l.starts) s WHERE s > ${at}::timestamptz - l.rate_period_ms * interval '1 millisecond' ORDER BY s
+          ) || array_fill(${at}::timestamptz, ARRAY[n.claimed]) END
+        FROM (SELECT task, concurrency_key, count(*)::integer AS claimed FROM leased GROUP BY task, concurrency_key) n
+        WHERE l.task = n.task AND l.key = n.concurrency_key
+      ), passed AS (
+        -- A key with nothing to start now goes to the back of the round. (One that offered runs
+        -- and got none claimed, the batch being full, keeps its turn.)
+        UPDATE runstream_limits l SET served = ${at}::timestamptz
+        FROM (SELECT DISTINCT task, key FROM candidates WHERE run_id IS NULL OR tokens = 0) i
+        WHERE l.task = i.task AND l.key = i.key
       ), pushed AS (
         UPDATE runstream_jobs j SET run_at = c.until, throttled = true
         FROM (
           SELECT run_id, throttled,
             coalesce(recent[over + rank - tokens], ${at}::timestamptz) + rate_period_ms * interval '1 millisecond' AS until
-          FROM candidates WHERE rank > tokens
+          FROM candidates WHERE run_id IS NOT NULL AND rank > tokens
         ) c
-        WHERE j.run_id = c.run_id AND j.run_id = ANY(ARRAY(SELECT run_id FROM candidates WHERE rank > tokens))
+        WHERE j.run_id = c.run_id AND j.run_id = ANY(ARRAY(SELECT run_id FROM candidates WHERE run_id IS NOT NULL AND rank > tokens))
         RETURNING j.run_id, j.run_at AS until, c.throttled AS was_throttled
       ), throttled AS (
         UPDATE runstream_runs r SET run_at = p.until,

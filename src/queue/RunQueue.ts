@@ -146,17 +146,15 @@ export const make = Effect.gen(function*() {
   const noLimits = sql.literal("")
   const heldKeys = sql.literal(", j.task AS job_task, j.queue AS job_queue, j.concurrency_key")
   const releaseSlots = sql.literal(`keys AS (
-          SELECT l.task, l.key FROM runstream_limits l
-          WHERE (l.task, l.key) IN (SELECT job_task, concurrency_key FROM held WHERE concurrency_key IS NOT NULL)
-          ORDER BY l.task, l.key FOR UPDATE
-        ), released AS (
-          UPDATE runstream_limits l SET running = l.running - c.ended, waiting = l.waiting + c.requeued
-          FROM keys k JOIN (
+          SELECT l.task, l.key, c.ended, c.requeued FROM (
             SELECT job_task, concurrency_key, count(*)::integer AS ended,
               (count(*) FILTER (WHERE kind IN ('retrying', 'released')))::integer AS requeued
             FROM held WHERE concurrency_key IS NOT NULL GROUP BY job_task, concurrency_key
-          ) c ON c.job_task = k.task AND c.concurrency_key = k.key
-          WHERE l.task = k.task AND l.key = k.key
+          ) c JOIN runstream_limits l ON l.task = c.job_task AND l.key = c.concurrency_key
+          ORDER BY l.task, l.key FOR UPDATE OF l
+        ), released AS (
+          UPDATE runstream_limits l SET running = l.running - k.ended, waiting = l.waiting + k.requeued
+          FROM keys k WHERE l.task = k.task AND l.key = k.key
         ),`)
   const wakeQueues = sql.literal(
     ", (SELECT array_agg(DISTINCT job_queue) FROM held WHERE concurrency_key IS NOT NULL) AS wake"
