@@ -195,7 +195,9 @@ export const describe = (task: Any): TaskInfo => ({
     maxDelayMs: Duration.toMillis(task.retry.maxDelay),
     factor: task.retry.factor
   },
-  timeoutMs: Option.getOrNull(Option.map(task.timeout, Duration.toMillis))
+  timeoutMs: Option.getOrNull(Option.map(task.timeout, Duration.toMillis)),
+  concurrency: task.limits.concurrency === null ? null : { limit: task.limits.concurrency },
+  rateLimit: task.limits.rateLimit
 })
 
 /** Every task of a registry as `GET /v1/tasks` (and RPC `Tasks`) lists them. */

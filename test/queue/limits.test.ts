@@ -292,6 +292,12 @@ describe.concurrent("limit definitions and options", () => {
         const exit = yield* Effect.exit(Effect.scoped(Layer.build(Task.layerRegistry(task))))
         expect(Exit.isFailure(exit) && String(exit.cause)).toContain(message)
       }
+      // GET /v1/tasks (and RPC Tasks) shows them.
+      expect(Task.describe(withLimits({ concurrency: { limit: 3 }, rateLimit: { limit: 5, period: "2 seconds" } }))).toMatchObject({
+        concurrency: { limit: 3 },
+        rateLimit: { limit: 5, periodMs: 2000 }
+      })
+      expect(Task.describe(withLimits({}))).toMatchObject({ concurrency: null, rateLimit: null })
       const ok = yield* Effect.exit(Effect.scoped(Layer.build(Task.layerRegistry(withLimits({ concurrency: { limit: 1 }, rateLimit: { limit: 1, period: "1 millis" } })))))
       expect(Exit.isSuccess(ok)).toBe(true)
     }))
