@@ -69,6 +69,12 @@ export class RunQueue extends Context.Tag("runstream/RunQueue")<RunQueue, {
     queues: ReadonlyArray<string>,
     limitedTasks?: ReadonlyArray<string>
   ) => Effect.Effect<Option.Option<Date>, SqlError.SqlError>
+  /**
+   * Those of `tasks` with runs waiting under a key (`queue/Limits.ts`): a pool
+   * serves their keys even when its own definition declares no limits (they
+   * were removed by a deploy), so that those runs are not left behind.
+   */
+  readonly tasksWithKeys: (tasks: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, SqlError.SqlError>
   /** After a commit that enqueued runs: wake workers here and, coalesced, in other processes. */
   readonly wake: (queue: string) => Effect.Effect<void>
   /** Wake-ups for claimers: queue names, or `*` after the listener reconnected. */
@@ -287,6 +293,12 @@ export const make = Effect.gen(function*() {
         Effect.map((rows) => Option.fromNullable(rows[0]?.next ?? null))
       )
 
+  const tasksWithKeys = (tasks: ReadonlyArray<string>) =>
+    Effect.map(
+      sql<{ task: string }>`SELECT DISTINCT task FROM runstream_limits WHERE waiting > 0 AND task = ANY(${tasks})`,
+      (rows) => rows.map((row) => row.task)
+    )
+
   const wake = (queue: string) =>
     Effect.zipRight(PubSub.publish(local, queue), Queue.offer(pendingNotify, queue)).pipe(Effect.asVoid)
 
@@ -297,6 +309,7 @@ export const make = Effect.gen(function*() {
     recordEnds,
     reclaimExpired,
     nextDue,
+    tasksWithKeys,
     wake,
     wakeups: PubSub.subscribe(local)
   })

@@ -297,12 +297,19 @@ export const make = (options: WorkersOptions) =>
     const limitedTasks = registry.names.filter((name) =>
       Option.exists(registry.get(name), ({ task }) => Limits.isLimited(task.limits))
     )
+    // And the keys of tasks whose limits this program's definitions dropped, still
+    // waiting: claimed under the limits they were started with, until they are done.
+    const keyedBefore = yield* queue.tasksWithKeys(registry.names.filter((name) => !limitedTasks.includes(name))).pipe(
+      Effect.catchAllCause((cause) =>
+        Effect.as(Effect.logWarning("could not look for waiting runs of tasks whose limits were dropped", cause), [])
+      )
+    )
     const claimLoop = yield* ClaimLoop.make({
       pool,
       workerId,
       queues: options.queues,
       tasks: registry.names,
-      limitedTasks,
+      limitedTasks: [...limitedTasks, ...keyedBefore],
       leaseMs,
       pollInterval: options.pollInterval,
       register

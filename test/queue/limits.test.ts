@@ -204,6 +204,35 @@ describe.concurrent("concurrency limits per key", () => {
       }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Single], workers: false })))
     }))
 
+  it.live("runs started under limits a later deploy dropped are still claimed, under the limits they were started with", () =>
+    Effect.gen(function*() {
+      const track = tracker()
+      const definition = (concurrency: { readonly limit: number } | undefined) =>
+        Task.make("test.redeployed", {
+          input: Input,
+          output: Schema.Int,
+          ...(concurrency === undefined ? {} : { concurrency }),
+          run: ({ n }) =>
+            Effect.sync(() => track.enter("k")).pipe(
+              Effect.zipRight(Effect.sleep("20 millis")),
+              Effect.ensuring(Effect.sync(() => track.leave("k"))),
+              Effect.as(n)
+            )
+        })
+      const before = definition({ limit: 1 })
+      const after = definition(undefined)
+      const started = yield* Effect.gen(function*() {
+        const runs = yield* Runs
+        return yield* runs.startMany([1, 2, 3].map((n) => ({ task: before.name, input: { n }, options: { concurrencyKey: "k" } })))
+      }).pipe(Effect.provide(programOn({ tasks: [before], workers: false })))
+      yield* Effect.gen(function*() {
+        const done = yield* Effect.forEach(started, ({ run }) => RunstreamTest.waitForRunCompletion(run.id, patience))
+        expect(done.map((run) => run.status)).toEqual(["succeeded", "succeeded", "succeeded"])
+        expect(track.most.get("k")).toBe(1)
+        expect(yield* limitRows).toEqual({ k: { running: 0, waiting: 0 } })
+      }).pipe(Effect.provide(programOn({ tasks: [after], workers: { ...fastWorkers, concurrency: 4 } })))
+    }).pipe(Effect.provide(TestDatabase.layerUrl)))
+
   it.live("runs of a limited task are never taken at their start; other tasks' runs still are", () =>
     Effect.gen(function*() {
       const Limited = Task.make("test.limited", { input: Input, output: Schema.Int, concurrency: { limit: 3 }, run: ({ n }) => Effect.succeed(n) })
