@@ -152,7 +152,10 @@ export const make = Effect.gen(function*() {
   const noLimits = sql.literal("")
   const heldKeys = sql.literal(", j.task AS job_task, j.queue AS job_queue, j.concurrency_key")
   const releaseSlots = sql.literal(`keys AS (
-          SELECT l.task, l.key, c.ended, c.requeued FROM (
+          SELECT l.task, l.key, c.ended, c.requeued,
+            -- Nothing left running or waiting, and no rate window to keep.
+            l.running = c.ended AND l.waiting + c.requeued = 0 AND l.rate_limit IS NULL AS idle
+          FROM (
             SELECT job_task, concurrency_key, count(*)::integer AS ended,
               (count(*) FILTER (WHERE kind IN ('retrying', 'released')))::integer AS requeued
             FROM held WHERE concurrency_key IS NOT NULL GROUP BY job_task, concurrency_key
@@ -160,7 +163,11 @@ export const make = Effect.gen(function*() {
           ORDER BY l.task, l.key FOR UPDATE OF l
         ), released AS (
           UPDATE runstream_limits l SET running = l.running - k.ended, waiting = l.waiting + k.requeued
-          FROM keys k WHERE l.task = k.task AND l.key = k.key
+          FROM keys k WHERE l.task = k.task AND l.key = k.key AND NOT k.idle
+        ), emptied AS (
+          -- An idle key's row goes (keys are as many as tenants or users, say): the
+          -- next start of the key makes it again. Claims take only keys with runs waiting.
+          DELETE FROM runstream_limits l USING keys k WHERE l.task = k.task AND l.key = k.key AND k.idle
         ),`)
   const wakeQueues = sql.literal(
     ", (SELECT array_agg(DISTINCT job_queue) FROM held WHERE concurrency_key IS NOT NULL) AS wake"
