@@ -265,7 +265,8 @@ describe.concurrent("rate limits per key", () => {
       const Rated = Task.make("test.rated", {
         input: Input,
         output: Schema.Int,
-        rateLimit: { limit: 2, period: "600 millis" },
+        // A period long enough that the claims after the first come within it, however busy the machine.
+        rateLimit: { limit: 2, period: "1500 millis" },
         run: ({ n }) => Effect.succeed(n)
       })
       yield* Effect.gen(function*() {
@@ -278,7 +279,7 @@ describe.concurrent("rate limits per key", () => {
         expect(done.every((run) => run.status === "succeeded")).toBe(true)
         const starts = done.map((run) => run.startedAt!.epochMillis).sort((a, b) => a - b)
         // Any two starts `limit` apart are a period apart.
-        for (let i = 0; i + 2 < starts.length; i++) expect(starts[i + 2]! - starts[i]!).toBeGreaterThanOrEqual(600)
+        for (let i = 0; i + 2 < starts.length; i++) expect(starts[i + 2]! - starts[i]!).toBeGreaterThanOrEqual(1500)
         let throttled = 0
         for (const run of done) {
           const log = yield* logOf(run.id)
