@@ -91,6 +91,7 @@ interface RunRow {
   readonly finished_at: Date | null
   readonly last_seq: number
   readonly replay_of: RunId | null
+  readonly concurrency_key: string | null
 }
 
 const utc = (date: Date) => DateTime.unsafeMake(date)
@@ -114,11 +115,12 @@ export const toRun = (row: RunRow): Run =>
     startedAt: row.started_at === null ? null : utc(row.started_at),
     finishedAt: row.finished_at === null ? null : utc(row.finished_at),
     lastSeq: row.last_seq,
-    ...(row.replay_of === null ? {} : { replayOf: row.replay_of })
+    ...(row.replay_of === null ? {} : { replayOf: row.replay_of }),
+    ...(row.concurrency_key === null ? {} : { concurrencyKey: row.concurrency_key })
   }, true)
 
 const runColumns = `id, task, queue, status, input, output, error, attempt, max_attempts, priority, timeout_ms,
-  idempotency_key, created_at, run_at, started_at, finished_at, last_seq, replay_of`
+  idempotency_key, created_at, run_at, started_at, finished_at, last_seq, replay_of, concurrency_key`
 
 /**
  * How long before its row's `created_at` a run's id may have been made (its
@@ -198,6 +200,8 @@ export const make = Effect.gen(function*() {
   const limitTypes = sql.literal(", concurrency_key text, max_running integer, rate_limit integer, rate_period_ms integer")
   const placedLimits = sql.literal(", i.concurrency_key, i.max_running, i.rate_limit, i.rate_period_ms")
   const jobKeyColumn = sql.literal(", concurrency_key")
+  // The run keeps the key it was started with ('' on the job: none given).
+  const runKey = sql.literal(", nullif(concurrency_key, '')")
   const countLimits = sql.literal(`counted AS (
           INSERT INTO runstream_limits AS l (task, key, waiting, max_running, rate_limit, rate_period_ms, served)
           SELECT task, concurrency_key, count(*), max(max_running), max(rate_limit), max(rate_period_ms), min(run_at)
@@ -240,9 +244,11 @@ export const make = Effect.gen(function*() {
             worker text, locked_until timestamptz, replay_of uuid${limited ? limitTypes : noLimits})
         ), ${keyed ? conflictCte : noConflictCte} inserted AS (
           INSERT INTO runstream_runs (id, task, queue, status, input, max_attempts, priority, timeout_ms,
-            idempotency_key, request_hash, created_at, run_at, last_seq, attempt, started_at, replay_of)
+            idempotency_key, request_hash, created_at, run_at, last_seq, attempt, started_at, replay_of${
+        limited ? jobKeyColumn : noLimits
+      })
           SELECT id, task, queue, status, input, max_attempts, priority, timeout_ms, idempotency_key, request_hash,
-            ${at}, run_at, last_seq, attempt, started_at, replay_of
+            ${at}, run_at, last_seq, attempt, started_at, replay_of${limited ? runKey : noLimits}
           FROM input ${keyed ? conflictGuard : noConflictGuard} ORDER BY i
           -- The key's unique index is partial (keyed runs only): the conflict names its predicate.
           ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING

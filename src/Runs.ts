@@ -94,7 +94,8 @@ const optionsOf = (run: Run): StartOptions => {
     queue: run.queue,
     priority: run.priority,
     ...(within(run.maxAttempts, 1, 100) ? { maxAttempts: run.maxAttempts } : {}),
-    ...(run.timeoutMs !== null && within(run.timeoutMs, 1, 24 * 60 * 60 * 1000) ? { timeoutMs: run.timeoutMs } : {})
+    ...(run.timeoutMs !== null && within(run.timeoutMs, 1, 24 * 60 * 60 * 1000) ? { timeoutMs: run.timeoutMs } : {}),
+    ...(run.concurrencyKey === undefined ? {} : { concurrencyKey: run.concurrencyKey })
   }
 }
 

@@ -21,6 +21,9 @@ import { Effect } from "effect"
 export default Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   yield* sql`ALTER TABLE runstream_jobs ADD COLUMN concurrency_key text, ADD COLUMN throttled boolean NOT NULL DEFAULT false`
+  // The key a run of a limited task was started with, shown with it and kept by a replay.
+  // Written once, at the run's creation, and not indexed: a run's updates stay heap-only.
+  yield* sql`ALTER TABLE runstream_runs ADD COLUMN concurrency_key text`
   yield* sql`DROP INDEX runstream_jobs_ready`
   yield* sql`
     CREATE INDEX runstream_jobs_ready ON runstream_jobs (queue, priority DESC, run_at, run_id)

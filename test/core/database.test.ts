@@ -60,6 +60,7 @@ describe("Database", () => {
       expect(tables.map((t) => t.name)).toEqual([
         "runstream_events",
         "runstream_jobs",
+        "runstream_limits",
         "runstream_migrations",
         "runstream_outbox",
         "runstream_runs"
