@@ -912,6 +912,7 @@ const main = Effect.gen(function*() {
         digits: 2,
         target: { op: ">=" as const, value: 0.5 }
       }]),
+      { metric: "  commits per 1,000 runs (worker process)", value: (t) => t.commitsPer1000Runs, digits: 0 },
       { metric: "  postgres CPU per run (ms)", value: (t) => t.postgresCpuMsPerRun, digits: 3 }
     ]),
     ...rowsOf(latency, [
