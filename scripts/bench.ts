@@ -43,6 +43,8 @@ import {
   makePaced,
   makeProbe,
   median,
+  LimitedNoop,
+  limitedKeys,
   Noop,
   nowMs,
   percentile,
@@ -99,7 +101,7 @@ const usage = `usage: npm run bench -- [flags]
   --json                 end with one line of JSON
   --quick                small sizes for a smoke run (2,000 runs, 100 starts, 20 subscribers, 10,000 events)
   --reps N               repetitions per phase (3)
-  --phases a,b           throughput,latency,delivery,backfill,fanout (all)
+  --phases a,b           throughput,latency,delivery,backfill,fanout,concurrency (all)
   --runs N               throughput: runs to drain (20000)
   --batch N              throughput: runs per startMany (1000)
   --concurrency N        worker concurrency (10)
@@ -160,7 +162,7 @@ const parseFlags = (argv: ReadonlyArray<string>): Flags => {
     if (n !== fallback) targetSizes = false
     return n
   }
-  const phases = values.get("phases") ?? "throughput,latency,delivery,backfill,fanout"
+  const phases = values.get("phases") ?? "throughput,latency,delivery,backfill,fanout,concurrency"
   values.delete("phases")
   const bus = values.get("bus") ?? "both"
   values.delete("bus")
@@ -198,7 +200,7 @@ const parseFlags = (argv: ReadonlyArray<string>): Flags => {
   if (compare !== undefined && !competitors.includes(compare as never)) throw new Error(`--compare takes ${competitors.join(", ")}`)
   if (values.size > 0) throw new Error(`unknown flag(s): ${[...values.keys()].map((k) => `--${k}`).join(", ")}\n${usage}`)
   for (const phase of flags.phases) {
-    if (!["throughput", "latency", "delivery", "backfill", "fanout"].includes(phase)) throw new Error(`unknown phase '${phase}'`)
+    if (!["throughput", "latency", "delivery", "backfill", "fanout", "concurrency"].includes(phase)) throw new Error(`unknown phase '${phase}'`)
   }
   return { ...flags, targetSizes, compare: compare as Flags["compare"] }
 }
@@ -365,16 +367,26 @@ interface ThroughputRep extends ThroughputResult {
   readonly postgresCpuMsPerRun: number | undefined
 }
 
-const throughputRep = (server: Server, flags: Flags, rep: number) =>
+/**
+ * One drain of `flags.runs` runs by a worker process. `limited` (the
+ * concurrency phase): runs of LimitedNoop (limit 1 per key), their keys
+ * spread round-robin over `limitedKeys` keys.
+ */
+const throughputRep = (server: Server, flags: Flags, rep: number, limited = false) =>
   Effect.scoped(Effect.gen(function*() {
     const db = yield* makeDatabase(server.url)
+    const task = limited ? LimitedNoop : Noop
     const insertMs = yield* Effect.scoped(Effect.gen(function*() {
-      const program = yield* Layer.build(programLayer({ url: db.url, tasks: [Noop], bus: "memory", workers: false }))
+      const program = yield* Layer.build(programLayer({ url: db.url, tasks: [task], bus: "memory", workers: false }))
       const runs = Context.get(program, Runs)
       const start = nowMs()
       for (let done = 0; done < flags.runs; done += flags.batch) {
         const size = Math.min(flags.batch, flags.runs - done)
-        yield* runs.startMany(Array.from({ length: size }, () => ({ task: Noop.name, input: {} })))
+        yield* runs.startMany(Array.from({ length: size }, (_, i) => ({
+          task: task.name,
+          input: {},
+          options: limited ? { concurrencyKey: `key-${(done + i) % limitedKeys}` } : undefined
+        })))
       }
       const elapsed = nowMs() - start
       // The starting program's relay publishes the run.queued events, as in production.
@@ -393,7 +405,7 @@ const throughputRep = (server: Server, flags: Flags, rep: number) =>
     const commitsBefore = yield* commits
     const child = yield* spawnChild({
       script: flags.bundleWorker ? yield* bundleWorker : join(here, "bench", "throughput-worker.ts"),
-      args: [String(flags.runs), String(flags.concurrency)],
+      args: [String(flags.runs), String(flags.concurrency), ...(limited ? ["limited"] : [])],
       env: {
         BENCH_DATABASE_URL: db.url,
         RUNSTREAM_SUBSCRIBER_BUFFER: "1000000",
@@ -428,7 +440,7 @@ const throughputRep = (server: Server, flags: Flags, rep: number) =>
       postgresCpuMsPerRun: pgBefore === undefined || pgAfter === undefined ? undefined : (pgAfter - pgBefore) * 1000 / flags.runs
     }
     yield* progress(
-      `  throughput ${rep}: ${fmt(out.runsPerSec)} runs/s (started at ${fmt(out.insertRunsPerSec)} runs/s), peak RSS ${
+      `  ${limited ? "concurrency" : "throughput"} ${rep}: ${fmt(out.runsPerSec)} runs/s (started at ${fmt(out.insertRunsPerSec)} runs/s), peak RSS ${
         fmt(out.peakRssMB, 1)
       } MB, CPU: worker ${fmt(out.workerCpuCores, 2)} cores, postgres ${
         out.postgresCpuCores === undefined ? "?" : fmt(out.postgresCpuCores, 2)
@@ -779,7 +791,7 @@ const table = (rows: ReadonlyArray<Row>, judged: boolean): string => {
       row.metric,
       row.values.length === 0 ? "-" : fmt(m, row.digits),
       row.values.map((v) => fmt(v, row.digits)).join(" / ") + (row.failed === true ? " (phase failed)" : ""),
-      row.target === undefined ? "" : `${row.target.op === ">=" ? "≥" : "≤"} ${fmt(row.target.value)}`,
+      row.target === undefined ? "" : `${row.target.op === ">=" ? "≥" : "≤"} ${fmt(row.target.value, Number.isInteger(row.target.value) ? 0 : 2)}`,
       row.target === undefined ? "" : !judged ? "n/a" : met && row.failed !== true ? "pass" : "FAIL"
     ]
   })
@@ -884,6 +896,9 @@ const main = Effect.gen(function*() {
     ))
   const fanout = yield* run("fanout", flags.phases.has("fanout"), () =>
     repeat("fanout", flags.reps, (i) => fanoutPhaseRep(server, flags, i)))
+  // The throughput phase's drain with a limit per key: 1,000 keys, limit 1 (its runs spread over them).
+  const concurrency = yield* run("concurrency", flags.phases.has("concurrency"), () =>
+    repeat("concurrency (1,000 keys × limit 1)", flags.reps, (i) => throughputRep(server, flags, i, true)))
   const calibrationAfter = yield* calibrate(server.url)
   const elapsed = (nowMs() - started) / 1000
 
@@ -906,6 +921,17 @@ const main = Effect.gen(function*() {
       { metric: "  worker RSS before claiming (MB)", value: (t) => t.baselineRssMB, digits: 1 },
       { metric: "  worker V8 heap used, peak (MB)", value: (t) => t.peakHeapUsedMB, digits: 1 },
       { metric: "  worker V8 heap used before claiming (MB)", value: (t) => t.baselineHeapUsedMB, digits: 1 }
+    ]),
+    ...rowsOf(concurrency, [
+      { metric: `concurrency-limited drain (runs/s, ${fmt(limitedKeys)} keys × limit 1)`, value: (t) => t.runsPerSec, digits: 0 },
+      ...(throughput.reps.length === 0 ? [] : [{
+        metric: "  its ratio to the unlimited drain (medians)",
+        value: () => median(concurrency.reps.map((t) => t.runsPerSec)) / median(throughput.reps.map((t) => t.runsPerSec)),
+        digits: 2,
+        target: { op: ">=" as const, value: 0.5 }
+      }]),
+      { metric: "  commits per 1,000 runs (worker process)", value: (t) => t.commitsPer1000Runs, digits: 0 },
+      { metric: "  postgres CPU per run (ms)", value: (t) => t.postgresCpuMsPerRun, digits: 3 }
     ]),
     ...rowsOf(latency, [
       { metric: "start latency p50 (ms, start call → body)", value: (l) => l.p50, digits: 2, target: { op: "<=", value: 2 } },
@@ -939,7 +965,7 @@ const main = Effect.gen(function*() {
       { metric: "  clients' process busy (cores)", value: (f) => f.clientsBusy, digits: 2 }
     ])
   ]
-  const failures = [throughput, latency, deliveryPg, deliveryMem, backfill, fanout].filter((p) => p.error !== undefined)
+  const failures = [throughput, latency, deliveryPg, deliveryMem, backfill, fanout, concurrency].filter((p) => p.error !== undefined)
 
   console.log("")
   console.log(`Runstream bench — ${server.kind === "embedded" ? "embedded" : describeUrl(server.url)} (PostgreSQL ${server.version}), ${flags.reps} repetition(s), ${fmt(elapsed, 0)} s, load average ${loadBefore} → ${loadAverage()}`)
@@ -962,6 +988,7 @@ const main = Effect.gen(function*() {
       phase.reps.length === 0 || phase.error !== undefined ? undefined : median(phase.reps.map(f))
     console.log(JSON.stringify({
       throughput: { runsPerSec: round(med(throughput, (t) => t.runsPerSec), 0) },
+      concurrency: { runsPerSec: round(med(concurrency, (t) => t.runsPerSec), 0) },
       latency: {
         startP50Ms: round(med(latency, (l) => l.p50), 3),
         startP95Ms: round(med(latency, (l) => l.p95), 3),

@@ -14,6 +14,7 @@ import { now } from "./internal/time.ts"
 import * as Outbox from "./Outbox.ts"
 import { NotifyChannel } from "./PgListener.ts"
 import * as Claiming from "./queue/Claiming.ts"
+import type * as Limits from "./queue/Limits.ts"
 
 /** A run to create; `id` is fresh, `runAt` resolved. */
 export interface NewRun {
@@ -39,6 +40,8 @@ export interface NewRun {
    * start's input. (`runAt` is set: a debounced run is never claimed at its creation.)
    */
   readonly debounce?: { readonly key: string; readonly mode: "trailing" | "leading" } | undefined
+  /** Its task's limits and its key, for a task with limits (see `queue/Limits.ts`); never with `claimedBy`. */
+  readonly limits?: Limits.RunLimits | undefined
 }
 
 export interface ListOptions extends RunFilter {
@@ -96,6 +99,7 @@ export interface RunRow {
   readonly finished_at: Date | null
   readonly last_seq: number
   readonly replay_of: RunId | null
+  readonly concurrency_key: string | null
 }
 
 const utc = (date: Date) => DateTime.unsafeMake(date)
@@ -119,11 +123,12 @@ export const toRun = (row: RunRow): Run =>
     startedAt: row.started_at === null ? null : utc(row.started_at),
     finishedAt: row.finished_at === null ? null : utc(row.finished_at),
     lastSeq: row.last_seq,
-    ...(row.replay_of === null ? {} : { replayOf: row.replay_of })
+    ...(row.replay_of === null ? {} : { replayOf: row.replay_of }),
+    ...(row.concurrency_key === null ? {} : { concurrencyKey: row.concurrency_key })
   }, true)
 
 export const runColumns = `id, task, queue, status, input, output, error, attempt, max_attempts, priority, timeout_ms,
-  idempotency_key, created_at, run_at, started_at, finished_at, last_seq, replay_of`
+  idempotency_key, created_at, run_at, started_at, finished_at, last_seq, replay_of, concurrency_key`
 
 /**
  * How long before its row's `created_at` a run's id may have been made (its
@@ -204,12 +209,40 @@ export const make = Effect.gen(function*() {
   const noConflictCte = sql.literal("")
   const noConflictGuard = sql.literal("")
 
+  // A batch with runs of limited tasks: each job carries its key, and each
+  // key's row counts its waiting runs (created here, with the limits of this
+  // program's definition, which then hold for the key). Key rows are taken in
+  // key order, so two such starts never deadlock.
+  const limitColumns = (limits: Limits.RunLimits | undefined) => ({
+    concurrency_key: limits?.key ?? null,
+    max_running: limits?.maxRunning ?? null,
+    rate_limit: limits?.rateLimit ?? null,
+    rate_period_ms: limits?.ratePeriodMs ?? null
+  })
+  const noLimits = sql.literal("")
+  const limitTypes = sql.literal(", concurrency_key text, max_running integer, rate_limit integer, rate_period_ms integer")
+  const placedLimits = sql.literal(", i.concurrency_key, i.max_running, i.rate_limit, i.rate_period_ms")
+  const jobKeyColumn = sql.literal(", concurrency_key")
+  // The run keeps the key it was started with ('' on the job: none given).
+  const runKey = sql.literal(", nullif(concurrency_key, '')")
+  const countLimits = sql.literal(`counted AS (
+          INSERT INTO runstream_limits AS l (task, key, waiting, max_running, rate_limit, rate_period_ms, served)
+          SELECT task, concurrency_key, count(*), max(max_running), max(rate_limit), max(rate_period_ms), min(run_at)
+          FROM placed WHERE concurrency_key IS NOT NULL
+          GROUP BY task, concurrency_key ORDER BY task, concurrency_key
+          ON CONFLICT (task, key) DO UPDATE SET waiting = l.waiting + EXCLUDED.waiting,
+            max_running = EXCLUDED.max_running, rate_limit = EXCLUDED.rate_limit,
+            rate_period_ms = EXCLUDED.rate_period_ms
+        ),`)
+
   const insert = (runs: ReadonlyArray<NewRun>) =>
     Effect.gen(function*() {
       if (runs.length === 0) return []
       const at = yield* now
       // Batches without keys (most) run the statement without the conflict check.
       const keyed = runs.some((run) => run.idempotencyKey !== null)
+      // And those without runs of limited tasks (most), without the limits' counts.
+      const limited = runs.some((run) => run.limits !== undefined)
       const input = JSON.stringify(runs.map((run, i) => ({
         i,
         id: run.id,
@@ -223,6 +256,7 @@ export const make = Effect.gen(function*() {
         run_at: run.runAt ?? at,
         replay_of: run.replayOf ?? null,
         ...(run.debounce === undefined ? {} : { debounce_key: run.debounce.key }),
+        ...(limited ? limitColumns(run.limits) : undefined),
         ...(run.claimedBy === undefined ? Claiming.waitingAtCreate : Claiming.claimedAtCreate(run.claimedBy, at))
       })))
       const inserted = yield* sql<RunRow>`/* prepared */
@@ -231,20 +265,22 @@ export const make = Effect.gen(function*() {
           FROM jsonb_to_recordset(${input}::jsonb) AS t(i integer, id uuid, task text, queue text,
             input jsonb, max_attempts integer, priority integer, timeout_ms integer, idempotency_key text,
             run_at timestamptz, status text, attempt integer, last_seq integer, started_at timestamptz,
-            worker text, locked_until timestamptz, replay_of uuid, debounce_key text)
+            worker text, locked_until timestamptz, replay_of uuid, debounce_key text${limited ? limitTypes : noLimits})
         ), ${keyed ? conflictCte : noConflictCte} inserted AS (
           INSERT INTO runstream_runs (id, task, queue, status, input, max_attempts, priority, timeout_ms,
-            idempotency_key, request_hash, created_at, run_at, last_seq, attempt, started_at, replay_of)
+            idempotency_key, request_hash, created_at, run_at, last_seq, attempt, started_at, replay_of${
+        limited ? jobKeyColumn : noLimits
+      })
           SELECT id, task, queue, status, input, max_attempts, priority, timeout_ms, idempotency_key, request_hash,
-            ${at}, run_at, last_seq, attempt, started_at, replay_of
+            ${at}, run_at, last_seq, attempt, started_at, replay_of${limited ? runKey : noLimits}
           FROM input ${keyed ? conflictGuard : noConflictGuard} ORDER BY i
           -- The key's unique index is partial (keyed runs only): the conflict names its predicate.
           ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
           RETURNING ${columns}
         ), placed AS (
-          SELECT r.id, r.task, r.queue, r.priority, r.run_at, r.attempt, i.worker, i.locked_until, i.debounce_key
+          SELECT r.id, r.task, r.queue, r.priority, r.run_at, r.attempt, i.worker, i.locked_until, i.debounce_key${limited ? placedLimits : noLimits}
           FROM inserted r JOIN input i ON i.id = r.id
-        ), created AS (
+        ), ${limited ? countLimits : noLimits} created AS (
           -- runAt as every other time of the API: ISO 8601 in UTC, milliseconds, a Z (not jsonb's +00:00).
           SELECT id, task, 1 AS seq, 'run.queued' AS type, jsonb_build_object('task', task, 'queue', queue,
             'runAt', to_char(run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')) AS data, ${at}::timestamptz AS at
@@ -257,8 +293,10 @@ export const make = Effect.gen(function*() {
         ), outbox AS (
           ${Outbox.row(sql, sql`SELECT * FROM created`)}
         ), enqueued AS (
-          INSERT INTO runstream_jobs (run_id, task, queue, priority, run_at, locked_by, locked_until, attempt, debounce_key)
-          SELECT id, task, queue, priority, run_at, worker, locked_until, attempt, debounce_key FROM placed
+          INSERT INTO runstream_jobs (run_id, task, queue, priority, run_at, locked_by, locked_until, attempt, debounce_key${
+        limited ? jobKeyColumn : noLimits
+      })
+          SELECT id, task, queue, priority, run_at, worker, locked_until, attempt, debounce_key${limited ? jobKeyColumn : noLimits} FROM placed
         )
         SELECT * FROM inserted`
       const byId = new Map(inserted.map((row) => [row.id, row]))
@@ -431,7 +469,11 @@ export const make = Effect.gen(function*() {
       // Jobs before runs, as everywhere: a waiting run's job row is taken first.
       const cancelledWaiting = yield* sql<RunRow>`
         WITH job AS (
-          DELETE FROM runstream_jobs WHERE run_id = ${runId} AND locked_until IS NULL RETURNING run_id
+          DELETE FROM runstream_jobs WHERE run_id = ${runId} AND locked_until IS NULL RETURNING run_id, task, concurrency_key
+        ), uncounted AS (
+          -- A waiting run of a limited task no longer waits for its key.
+          UPDATE runstream_limits l SET waiting = l.waiting - 1
+          FROM job WHERE l.task = job.task AND l.key = job.concurrency_key
         ), ended AS (
           UPDATE runstream_runs r SET status = 'cancelled', finished_at = ${at}, last_seq = r.last_seq + 1
           FROM job WHERE r.id = job.run_id AND r.status = 'queued'

@@ -51,7 +51,7 @@ export class Runs extends Context.Tag("runstream/Runs")<Runs, {
   readonly cancel: (runId: RunId) => Effect.Effect<Run, RunNotFound | RunAlreadyFinished | SqlError.SqlError>
   /**
    * Starts a new run of the run's task with its input, `replayOf` it: with
-   * its queue, priority, maxAttempts and timeoutMs unless `options` says
+   * its queue, priority, maxAttempts, timeoutMs and concurrencyKey unless `options` says
    * otherwise, and with no idempotency key or `runAt` unless `options` gives one.
    */
   readonly replay: (runId: RunId, options?: StartOptions) => Effect.Effect<Created, RunNotFound | StartError>
@@ -100,7 +100,8 @@ const optionsOf = (run: Run): StartOptions => {
     queue: run.queue,
     priority: run.priority,
     ...(within(run.maxAttempts, 1, 100) ? { maxAttempts: run.maxAttempts } : {}),
-    ...(run.timeoutMs !== null && within(run.timeoutMs, 1, 24 * 60 * 60 * 1000) ? { timeoutMs: run.timeoutMs } : {})
+    ...(run.timeoutMs !== null && within(run.timeoutMs, 1, 24 * 60 * 60 * 1000) ? { timeoutMs: run.timeoutMs } : {}),
+    ...(run.concurrencyKey === undefined ? {} : { concurrencyKey: run.concurrencyKey })
   }
 }
 

@@ -8,6 +8,7 @@ import type { InvalidInput, LeaseLost, PayloadTooLarge } from "./domain/Errors.t
 import { parseRetention, type RetentionInput, retentionMessage } from "./domain/RetentionPeriod.ts"
 import type { RunId } from "./domain/Ids.ts"
 import type { TaskInfo, TaskList } from "./domain/TaskInfo.ts"
+import * as Limits from "./queue/Limits.ts"
 
 /** Why an `emit` can fail. */
 export type EmitError = LeaseLost | PayloadTooLarge | InvalidInput | SqlError.SqlError
@@ -72,6 +73,8 @@ export interface Task<Name extends string, I, IE, O, OE, E, R> {
    * `"off"`: for good. Checked when the registry is built.
    */
   readonly retention?: RetentionInput | undefined
+  /** Its concurrency and rate limits per key (see `queue/Limits.ts`); checked when a registry is built. */
+  readonly limits: Limits.Limits
   readonly run: (input: I, ctx: TaskContext) => Effect.Effect<O, E, R>
 }
 
@@ -111,6 +114,16 @@ export const make = <const Name extends string, I, IE, O, OE, E, R>(
     readonly timeout?: Duration.DurationInput | undefined
     /** How long finished runs of this task are kept (default: `RUNSTREAM_RETENTION`); `"off"`: for good. */
     readonly retention?: RetentionInput | undefined
+    /**
+     * At most `limit` runs with one `concurrencyKey` running at once, across
+     * every worker (runs started without a key share the key "").
+     */
+    readonly concurrency?: { readonly limit: number } | undefined
+    /**
+     * At most `limit` attempts with one `concurrencyKey` start per `period`,
+     * across every worker; the others wait (`run.throttled`).
+     */
+    readonly rateLimit?: { readonly limit: number; readonly period: Duration.DurationInput } | undefined
   }
 ): Task<Name, I, IE, O, OE, E, R> => ({
   name,
@@ -124,6 +137,7 @@ export const make = <const Name extends string, I, IE, O, OE, E, R>(
   },
   timeout: Option.map(Option.fromNullable(options.timeout), Duration.decode),
   ...(options.retention === undefined ? {} : { retention: options.retention }),
+  limits: Limits.fromDefinition(options),
   run: options.run
 })
 
@@ -158,6 +172,11 @@ export const layerRegistry = <const Tasks extends ReadonlyArray<Any>>(
         if (task.retention !== undefined && parseRetention(task.retention) === undefined) {
           return yield* Effect.dieMessage(`task '${task.name}': retention ${retentionMessage}`)
         }
+        // A bad limit stops the program at start-up, not the first run's claim.
+        const refused = Limits.check(task.limits)
+        if (refused !== undefined) {
+          return yield* Effect.dieMessage(`task '${task.name}': ${refused}`)
+        }
         byName.set(task.name, { task, context })
       }
       return TaskRegistry.of({
@@ -188,7 +207,9 @@ export const describe = (task: Any): TaskInfo => ({
     maxDelayMs: Duration.toMillis(task.retry.maxDelay),
     factor: task.retry.factor
   },
-  timeoutMs: Option.getOrNull(Option.map(task.timeout, Duration.toMillis))
+  timeoutMs: Option.getOrNull(Option.map(task.timeout, Duration.toMillis)),
+  concurrency: task.limits.concurrency === null ? null : { limit: task.limits.concurrency },
+  rateLimit: task.limits.rateLimit
 })
 
 /** Every task of a registry as `GET /v1/tasks` (and RPC `Tasks`) lists them. */

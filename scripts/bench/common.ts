@@ -185,6 +185,17 @@ export const Noop = Task.make("bench.noop", {
   run: () => Effect.succeed(null)
 })
 
+/** The concurrency phase's task: Noop with at most one run per `concurrencyKey` at once. */
+export const LimitedNoop = Task.make("bench.limited-noop", {
+  input: Schema.Unknown,
+  output: Schema.Null,
+  concurrency: { limit: 1 },
+  run: () => Effect.succeed(null)
+})
+
+/** The keys of the concurrency phase's runs. */
+export const limitedKeys = 1_000
+
 /** Emits `events` task events as fast as the log takes them, `concurrency` at a time (backfill setup). */
 export const Burst = Task.make("bench.burst", {
   input: Schema.Struct({ events: Schema.Int, concurrency: Schema.Int }),

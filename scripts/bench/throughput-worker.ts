@@ -7,17 +7,18 @@
  * measurement), then checks in the database that every run went through its
  * whole lifecycle and reports to the bench.
  *
- * argv: <runs> <concurrency>; env: BENCH_DATABASE_URL, and BENCH_RETENTION=1 to
- * run the retention (7 days, a pass as soon as the previous one ends) from
- * the moment the workers start, over the backlog the bench seeded
- * (`--retention-backlog N`).
+ * argv: <runs> <concurrency> [limited]; env: BENCH_DATABASE_URL, and
+ * BENCH_RETENTION=1 to run the retention (7 days, a pass as soon as the
+ * previous one ends) from the moment the workers start, over the backlog the
+ * bench seeded (`--retention-backlog N`). With `limited`, the runs are
+ * LimitedNoop's (the concurrency phase).
  */
 import { SqlClient } from "@effect/sql"
 import { Context, Deferred, Duration, Effect, Layer, Option } from "effect"
 import { EventBus } from "../../src/bus/EventBus.ts"
 import * as Retention from "../../src/Retention.ts"
 import * as Workers from "../../src/Workers.ts"
-import { BenchError, Noop, nowMs, programLayer, runChild, toParent } from "./common.ts"
+import { BenchError, LimitedNoop, Noop, nowMs, programLayer, runChild, toParent } from "./common.ts"
 
 export interface ThroughputResult {
   readonly runs: number
@@ -47,6 +48,7 @@ export interface ThroughputResult {
 
 const runs = Number(process.argv[2])
 const concurrency = Number(process.argv[3])
+const limited = process.argv[4] === "limited"
 const url = process.env["BENCH_DATABASE_URL"]!
 const withRetention = process.env["BENCH_RETENTION"] === "1"
 /** The task of the backlog's runs (scripts/retention-backlog.ts). */
@@ -54,7 +56,7 @@ const backlogTask = "backlog.task"
 
 const program = Effect.gen(function*() {
   // The runtime first, so that the counter is subscribed before any run ends.
-  const runtime = yield* Layer.build(programLayer({ url, tasks: [Noop], bus: "memory", workers: false }))
+  const runtime = yield* Layer.build(programLayer({ url, tasks: [limited ? LimitedNoop : Noop], bus: "memory", workers: false }))
   const bus = Context.get(runtime, EventBus)
   const sql = Context.get(runtime, SqlClient.SqlClient)
   const subscription = yield* bus.subscribe({})

@@ -98,7 +98,11 @@ const overrides = {
   queue: Options.text("queue").pipe(Options.optional),
   priority: Options.integer("priority").pipe(Options.optional),
   maxAttempts: Options.integer("max-attempts").pipe(Options.optional),
-  timeoutMs: Options.integer("timeout-ms").pipe(Options.optional)
+  timeoutMs: Options.integer("timeout-ms").pipe(Options.optional),
+  concurrencyKey: Options.text("concurrency-key").pipe(
+    Options.withDescription("The key the task's concurrency and rate limits count by (a tenant, a user)."),
+    Options.optional
+  )
 }
 
 const follow = Options.boolean("follow").pipe(
@@ -118,7 +122,8 @@ const startOptions = (given: Given) =>
     priority: Option.getOrUndefined(given.priority),
     runAt: given.runAt === undefined ? undefined : Option.getOrUndefined(given.runAt),
     maxAttempts: Option.getOrUndefined(given.maxAttempts),
-    timeoutMs: Option.getOrUndefined(given.timeoutMs)
+    timeoutMs: Option.getOrUndefined(given.timeoutMs),
+    concurrencyKey: Option.getOrUndefined(given.concurrencyKey)
   }).pipe(Effect.mapError(optionError))
 
 /** Prints a start's answer (`what` says how it came), then follows the run when asked. */

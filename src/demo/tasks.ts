@@ -56,7 +56,19 @@ export const Sleep = Task.make("demo.sleep", {
   run: ({ ms }) => Effect.as(Effect.sleep(ms), { slept: ms })
 })
 
-export const all = [Echo, Count, Flaky, Sleep] as const
+/**
+ * Sleeps `ms`, at most 2 runs of one `concurrencyKey` at once and 10 starts of
+ * one key per second (see `queue/Limits.ts`); output `{slept}`.
+ */
+export const PerKey = Task.make("demo.per-key", {
+  input: Schema.Struct({ ms: NonNegativeInt.pipe(Schema.lessThanOrEqualTo(60 * 60 * 1000)) }),
+  output: Schema.Struct({ slept: Schema.Int }),
+  concurrency: { limit: 2 },
+  rateLimit: { limit: 10, period: "1 second" },
+  run: ({ ms }) => Effect.as(Effect.sleep(ms), { slept: ms })
+})
+
+export const all = [Echo, Count, Flaky, Sleep, PerKey] as const
 
 /** The demo schedule of `dev`: an echo every minute, its runs keyed `schedule:demo.heartbeat:<tick>`. */
 export const Heartbeat = RunSchedule.every("demo.heartbeat", "1 minute", Echo, { heartbeat: true })

@@ -41,5 +41,7 @@ export class Run extends Schema.Class<Run>("Run")({
   finishedAt: Schema.NullOr(Schema.DateTimeUtc),
   lastSeq: Schema.Int,
   /** The run this one replays (`POST /v1/runs/:id/replay`); absent for a run started otherwise. */
-  replayOf: Schema.optionalWith(RunId, { exact: true })
+  replayOf: Schema.optionalWith(RunId, { exact: true }),
+  /** The key its task's limits count by (a start's `concurrencyKey`); absent for a run without one, or of a task without limits. */
+  concurrencyKey: Schema.optionalWith(Schema.String, { exact: true })
 }) {}

@@ -46,6 +46,8 @@ export const SystemEventType = {
   started: "run.started",
   retrying: "run.retrying",
   released: "run.released",
+  /** Over its task's rate limit: waits until `until` (written once, the first time). */
+  throttled: "run.throttled",
   succeeded: "run.succeeded",
   failed: "run.failed",
   cancelled: "run.cancelled"

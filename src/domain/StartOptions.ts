@@ -70,6 +70,12 @@ export const Debounce = Schema.Struct({
 })
 export type Debounce = typeof Debounce.Type
 
+/**
+ * The key a task's concurrency and rate limits count by (a tenant, a user):
+ * 1-200 characters Postgres can store. Ignored by tasks without limits.
+ */
+export const ConcurrencyKey = StorableString.pipe(Schema.minLength(1), Schema.maxLength(200))
+
 /** Options of a start; every field is checked and bounded. */
 export const StartOptions = Schema.Struct({
   idempotencyKey: Schema.optional(IdempotencyKey),
@@ -78,7 +84,8 @@ export const StartOptions = Schema.Struct({
   runAt: Schema.optional(RunAt),
   maxAttempts: Schema.optional(Schema.Int.pipe(Schema.between(1, 100))),
   timeoutMs: Schema.optional(Schema.Int.pipe(Schema.between(1, 24 * 60 * 60 * 1000))),
-  debounce: Schema.optional(Debounce)
+  debounce: Schema.optional(Debounce),
+  concurrencyKey: Schema.optional(ConcurrencyKey)
 }).pipe(Schema.filter((options) =>
   options.debounce === undefined || options.runAt === undefined ||
   { path: ["runAt"], message: "runAt and debounce cannot be combined: a debounced run starts delayMs after the last start" }

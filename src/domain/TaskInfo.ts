@@ -20,7 +20,13 @@ export const TaskInfo = Schema.Struct({
     maxDelayMs: Schema.Number,
     factor: Schema.Number
   }).annotations({ description: "Exponential backoff with jitter: the delay before attempt n+1 is initialDelay * factor^(n-1), capped, times 0.5-1." }),
-  timeoutMs: Schema.NullOr(Schema.Number).annotations({ description: "An attempt's time limit; null: none." })
+  timeoutMs: Schema.NullOr(Schema.Number).annotations({ description: "An attempt's time limit; null: none." }),
+  concurrency: Schema.NullOr(Schema.Struct({ limit: Schema.Int })).annotations({
+    description: "At most `limit` runs of one concurrencyKey running at once; null: no limit."
+  }),
+  rateLimit: Schema.NullOr(Schema.Struct({ limit: Schema.Int, periodMs: Schema.Number })).annotations({
+    description: "At most `limit` attempts of one concurrencyKey start in any window of `periodMs`; null: no limit."
+  })
 }).annotations({ identifier: "TaskInfo" })
 export type TaskInfo = typeof TaskInfo.Type
 

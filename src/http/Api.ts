@@ -170,7 +170,7 @@ export class RunsGroup extends HttpApiGroup.make("runs")
       .addError(ApiError.UnsupportedMediaType)
       .annotate(OpenApi.Summary, "Start a new run of a run's task with its input")
       .annotate(OpenApi.Description,
-        "The new run has the original's task and input, its queue, priority, maxAttempts and timeoutMs unless `options` " +
+        "The new run has the original's task and input, its queue, priority, maxAttempts, timeoutMs and concurrencyKey unless `options` " +
           "overrides them, no idempotency key and no `runAt` unless given, and `replayOf` set to the original's id. The body may be left out.")
   )
   .add(

@@ -11,6 +11,7 @@ import outboxEntries from "./0006_outbox_entries.ts"
 import replayOf from "./0007_replay_of.ts"
 import schedules from "./0008_schedules.ts"
 import debounceAndRetention from "./0010_debounce_and_retention.ts"
+import concurrencyAndRateLimits from "./0011_concurrency_and_rate_limits.ts"
 
 export const loader = Migrator.fromRecord({
   "0001_init": init,
@@ -21,10 +22,11 @@ export const loader = Migrator.fromRecord({
   "0006_outbox_entries": outboxEntries,
   "0007_replay_of": replayOf,
   "0008_schedules": schedules,
-  "0010_debounce_and_retention": debounceAndRetention
+  "0010_debounce_and_retention": debounceAndRetention,
+  "0011_concurrency_and_rate_limits": concurrencyAndRateLimits
 })
 
 /** Changes when a migration is added: test templates are keyed by it. */
-export const schemaVersion = "0010"
+export const schemaVersion = "0011"
 
 export const migrationsTable = "runstream_migrations"

@@ -12,10 +12,14 @@
  *   wake-up and a claim.
  *
  * Both give the worker the same `Claim` and leave the same rows (tested in
- * test/queue/claiming.test.ts). A rule on which runs may be claimed (a limit
- * per key, say) goes here, into both: the claim's `picked`, and the
- * handoff's `reserve` (a rule that needs the database's counts would also
- * make `claimedAtCreate` a condition of the creating statement).
+ * test/queue/claiming.test.ts). A rule on which runs may be claimed goes
+ * here, into both: the claim's `picked`, and the handoff's `reserve`.
+ *
+ * Limits per key (`Limits.ts`) hold by taking their runs off the handoff:
+ * a run of a task with a limit is never created claimed (the taker of a
+ * pool does not list such tasks, so `reserve` finds none for it), and only
+ * the claim's limited part (`claimLimited`) takes it, under its key's row
+ * lock. So the limit needs no condition on the creating statement.
  *
  * A debounced run (`RunStore.create`) is due `delayMs` after its last start,
  * so the handoff never takes it; the claim clears its key.
@@ -42,6 +46,8 @@ export interface Claim {
   readonly timeoutMs: number | null
   readonly priority: number
   readonly runAt: Date
+  /** A run of a task with limits: its end gives its key's slot back (`RunQueue.recordEnds`). */
+  readonly limited: boolean
 }
 
 /** Who holds a claim, and for how long without a heartbeat. */
@@ -54,10 +60,15 @@ export interface ClaimOptions extends Claimant {
   readonly queues: ReadonlyArray<string>
   readonly tasks?: ReadonlyArray<string> | undefined
   readonly limit: number
+  /**
+   * The tasks with limits this worker runs (a subset of `tasks`): when there
+   * are any, the claim also serves their keys (`claimLimited`).
+   */
+  readonly limitedTasks?: ReadonlyArray<string> | undefined
 }
 
 /** A claimed run as the claim returns it: id, task, queue, input, attempt, max attempts, timeout, priority, runAt (epoch ms). */
-type ClaimEntry = readonly [RunId, string, string, unknown, number, number, number | null, number, number]
+type ClaimEntry = readonly [RunId, string, string, unknown, number, number, number | null, number, number, boolean?]
 
 /**
  * Claims up to `limit` due runs of `queues`, highest priority first, with a
@@ -65,6 +76,28 @@ type ClaimEntry = readonly [RunId, string, string, unknown, number, number, numb
  * so a rolling deploy does not fail runs of tasks that older workers lack).
  */
 export const claim = (sql: SqlClient.SqlClient, options: ClaimOptions) =>
+  options.limitedTasks !== undefined && options.limitedTasks.length > 0
+    ? claimLimited(sql, options, options.limitedTasks)
+    : claimPlain(sql, options)
+
+const toClaims = (claims: string) =>
+  (JSON.parse(claims) as ReadonlyArray<ClaimEntry>).map((
+    [runId, task, queue, input, attempt, maxAttempts, timeoutMs, priority, runAt, limited]
+  ): Claim => ({
+    runId,
+    task,
+    queue,
+    input,
+    attempt,
+    maxAttempts,
+    timeoutMs,
+    priority,
+    runAt: new Date(runAt),
+    limited: limited === true
+  }))
+
+/** The claim of a worker without limited tasks: runs without a key only (the ready index holds no others). */
+const claimPlain = (sql: SqlClient.SqlClient, options: ClaimOptions) =>
   Effect.gen(function*() {
     const at = yield* now
     // The claims come as one JSON text, parsed by one JSON.parse: cheaper than
@@ -76,7 +109,7 @@ export const claim = (sql: SqlClient.SqlClient, options: ClaimOptions) =>
         SELECT j.run_id FROM unnest(${options.queues}::text[]) AS q(name)
         CROSS JOIN LATERAL (
           SELECT run_id, priority, run_at FROM runstream_jobs
-          WHERE queue = q.name AND locked_until IS NULL AND run_at <= ${at}
+          WHERE queue = q.name AND locked_until IS NULL AND concurrency_key IS NULL AND run_at <= ${at}
             AND (${options.tasks === undefined}::boolean OR task = ANY(${options.tasks ?? []}::text[]))
           ORDER BY priority DESC, run_at, run_id
           LIMIT ${options.limit} FOR UPDATE SKIP LOCKED
@@ -106,19 +139,141 @@ export const claim = (sql: SqlClient.SqlClient, options: ClaimOptions) =>
       SELECT coalesce(json_agg(json_build_array(id, task, queue, input, attempt, max_attempts, timeout_ms, priority,
         floor(extract(epoch FROM run_at) * 1000)) ORDER BY priority DESC, run_at, id), '[]')::text AS claims
       FROM started`
-    const entries = JSON.parse(row!.claims) as ReadonlyArray<ClaimEntry>
-    return entries.map(([runId, task, queue, input, attempt, maxAttempts, timeoutMs, priority, runAt]): Claim => ({
-      runId,
-      task,
-      queue,
-      input,
-      attempt,
-      maxAttempts,
-      timeoutMs,
-      priority,
-      runAt: new Date(runAt)
-    }))
+    return toClaims(row!.claims)
   }).pipe(Effect.withSpan("RunQueue.claim"))
+
+/** A time as the API writes every time: ISO 8601 in UTC, milliseconds, a Z. */
+const isoTime = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`
+
+/**
+ * The claim of a worker that runs tasks with limits: the plain claim's runs,
+ * and runs of the limited tasks' keys, in one statement.
+ *
+ * Keys are served least recently served first (`served`): one key's long
+ * backlog does not hold back a key with one run. Each key served gives up to
+ * its free slots (and its rate's free starts) of runs, in its own order
+ * (priority, run_at, id); the batch takes each key's first run, then each
+ * key's second, and so on, interleaved one for one with runs without limits.
+ * The key's row is locked for the statement (`SKIP LOCKED`: a key another
+ * claim holds is that claim's), so its counts cannot be read twice.
+ *
+ * A key over its rate: the runs it would start wait, each until a start of
+ * the window leaves it (`run_at`, on the job and the run), logged
+ * `run.throttled` the first time.
+ */
+const claimLimited = (sql: SqlClient.SqlClient, options: ClaimOptions, limitedTasks: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const at = yield* now
+    const [row] = yield* sql<{ claims: string }>`/* prepared */
+      WITH keys AS (
+        -- Re-read under the lock: a row another claim updated meanwhile is checked again.
+        SELECT task, key, running, max_running, rate_limit, rate_period_ms, starts, served
+        FROM runstream_limits
+        WHERE waiting > 0 AND (max_running IS NULL OR running < max_running)
+          AND task = ANY(${limitedTasks}::text[])
+        ORDER BY served, task, key
+        LIMIT ${options.limit} FOR UPDATE SKIP LOCKED
+      ), windows AS (
+        -- The starts within the rate's period, oldest first.
+        SELECT *, CASE WHEN rate_limit IS NOT NULL THEN ARRAY(
+          SELECT s FROM unnest(starts) s WHERE s > ${at}::timestamptz - rate_period_ms * interval '1 millisecond' ORDER BY s
+        ) END AS recent
+        FROM keys
+      ), slots AS (
+        SELECT task, key, served, rate_limit, rate_period_ms, recent,
+          least(coalesce(max_running - running, ${options.limit}), ${options.limit}, coalesce(rate_limit, ${options.limit})) AS take,
+          CASE WHEN rate_limit IS NULL THEN ${options.limit} ELSE greatest(rate_limit - cardinality(recent), 0) END AS tokens,
+          -- Starts beyond the limit (it was lowered): they leave the window first.
+          CASE WHEN rate_limit IS NULL THEN 0 ELSE greatest(cardinality(recent) - rate_limit, 0) END AS over
+        FROM windows
+      ), candidates AS (
+        -- Each key's first runs, in its order: the first \`tokens\` may start now, the others wait. A
+        -- key with none ready gives one row without a run (it goes to the back of the round).
+        SELECT c.run_id, c.priority, c.run_at, c.throttled, k.task, k.key, k.served, k.tokens, k.over, k.recent,
+          k.rate_period_ms, row_number() OVER (PARTITION BY k.task, k.key ORDER BY c.priority DESC, c.run_at, c.run_id) AS rank
+        FROM slots k LEFT JOIN LATERAL (
+          SELECT run_id, priority, run_at, throttled FROM runstream_jobs
+          WHERE task = k.task AND concurrency_key = k.key AND locked_until IS NULL AND run_at <= ${at}
+            AND queue = ANY(${options.queues}::text[])
+          ORDER BY priority DESC, run_at, run_id
+          LIMIT k.take FOR UPDATE SKIP LOCKED
+        ) c ON true
+      ), plain AS (
+        SELECT j.run_id, j.priority, j.run_at FROM unnest(${options.queues}::text[]) AS q(name)
+        CROSS JOIN LATERAL (
+          SELECT run_id, priority, run_at FROM runstream_jobs
+          WHERE queue = q.name AND locked_until IS NULL AND concurrency_key IS NULL AND run_at <= ${at}
+            AND (${options.tasks === undefined}::boolean OR task = ANY(${options.tasks ?? []}::text[]))
+          ORDER BY priority DESC, run_at, run_id
+          LIMIT ${options.limit} FOR UPDATE SKIP LOCKED
+        ) j
+        ORDER BY j.priority DESC, j.run_at, j.run_id
+        LIMIT ${options.limit}
+      ), picked AS (
+        SELECT run_id FROM (
+          SELECT run_id, row_number() OVER (ORDER BY priority DESC, run_at, run_id) AS turn, 1 AS class FROM plain
+          UNION ALL
+          SELECT run_id, row_number() OVER (ORDER BY rank, served, task, key), 0 FROM candidates
+          WHERE run_id IS NOT NULL AND rank <= tokens
+        ) c
+        ORDER BY turn, class
+        LIMIT ${options.limit}
+      ), leased AS (
+        UPDATE runstream_jobs j SET locked_by = ${options.workerId},
+          locked_until = ${plusMillis(at, options.leaseMs)}, attempt = j.attempt + 1, debounce_key = NULL
+        WHERE j.run_id = ANY(ARRAY(SELECT run_id FROM picked))
+        RETURNING j.run_id, j.attempt, j.task, j.concurrency_key
+      ), counted AS (
+        -- By key, from the runs leased (the key rows are this statement's: locked above).
+        UPDATE runstream_limits l SET running = l.running + n.claimed, waiting = l.waiting - n.claimed,
+          served = ${at}::timestamptz,
+          starts = CASE WHEN l.rate_limit IS NULL THEN '{}' ELSE ARRAY(
+            SELECT s FROM unnest(l.starts) s WHERE s > ${at}::timestamptz - l.rate_period_ms * interval '1 millisecond' ORDER BY s
+          ) || array_fill(${at}::timestamptz, ARRAY[n.claimed]) END
+        FROM (SELECT task, concurrency_key, count(*)::integer AS claimed FROM leased GROUP BY task, concurrency_key) n
+        WHERE l.task = n.task AND l.key = n.concurrency_key
+      ), passed AS (
+        -- A key with nothing to start now goes to the back of the round. (One that offered runs
+        -- and got none claimed, the batch being full, keeps its turn.)
+        UPDATE runstream_limits l SET served = ${at}::timestamptz
+        FROM (SELECT DISTINCT task, key FROM candidates WHERE run_id IS NULL OR tokens = 0) i
+        WHERE l.task = i.task AND l.key = i.key
+      ), pushed AS (
+        UPDATE runstream_jobs j SET run_at = c.until, throttled = true
+        FROM (
+          SELECT run_id, throttled,
+            coalesce(recent[over + rank - tokens], ${at}::timestamptz) + rate_period_ms * interval '1 millisecond' AS until
+          FROM candidates WHERE run_id IS NOT NULL AND rank > tokens
+        ) c
+        WHERE j.run_id = c.run_id AND j.run_id = ANY(ARRAY(SELECT run_id FROM candidates WHERE run_id IS NOT NULL AND rank > tokens))
+        RETURNING j.run_id, j.run_at AS until, c.throttled AS was_throttled
+      ), throttled AS (
+        UPDATE runstream_runs r SET run_at = p.until,
+          last_seq = r.last_seq + CASE WHEN p.was_throttled THEN 0 ELSE 1 END
+        FROM pushed p WHERE r.id = p.run_id AND r.id = ANY(ARRAY(SELECT run_id FROM pushed))
+        RETURNING r.id, r.task, r.last_seq, p.until, p.was_throttled
+      ), started AS (
+        UPDATE runstream_runs r SET status = 'running', attempt = leased.attempt,
+          started_at = coalesce(r.started_at, ${at}), last_seq = r.last_seq + 1
+        FROM leased WHERE r.id = leased.run_id AND r.id = ANY(ARRAY(SELECT run_id FROM leased))
+        RETURNING r.id, r.task, r.queue, r.input, r.attempt, r.max_attempts, r.timeout_ms, r.last_seq,
+          r.priority, r.run_at, leased.concurrency_key IS NOT NULL AS limited
+      ), logged AS (
+        SELECT id, task, last_seq, 'run.started' AS type, jsonb_build_object('attempt', attempt) AS data FROM started
+        UNION ALL
+        SELECT id, task, last_seq, 'run.throttled', jsonb_build_object('until', ${sql.literal(isoTime("until"))})
+        FROM throttled WHERE NOT was_throttled
+      ), events AS (
+        INSERT INTO runstream_events (run_id, seq, type, data, at)
+        SELECT id, last_seq, type, data, ${at} FROM logged
+      ), outbox AS (
+        ${Outbox.row(sql, sql`SELECT id, task, last_seq, type, data, ${at}::timestamptz FROM logged`)}
+      )
+      SELECT coalesce(json_agg(json_build_array(id, task, queue, input, attempt, max_attempts, timeout_ms, priority,
+        floor(extract(epoch FROM run_at) * 1000), limited) ORDER BY priority DESC, run_at, id), '[]')::text AS claims
+      FROM started`
+    return toClaims(row!.claims)
+  }).pipe(Effect.withSpan("RunQueue.claimLimited"))
 
 /**
  * A new run's state columns as the creating statement writes them: waiting,
@@ -154,7 +309,9 @@ export const claimOf = (run: Run): Claim => ({
   maxAttempts: run.maxAttempts,
   timeoutMs: run.timeoutMs,
   priority: run.priority,
-  runAt: DateTime.toDate(run.runAt)
+  runAt: DateTime.toDate(run.runAt),
+  // Runs of limited tasks are never created claimed (see the header).
+  limited: false
 })
 
 /** A pool that takes runs at their start. */

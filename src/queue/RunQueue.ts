@@ -33,6 +33,8 @@ export interface AttemptEnd {
   readonly runId: RunId
   readonly attempt: number
   readonly outcome: Outcome
+  /** A run of a task with limits (`Claim.limited`): its end gives its key's slot back. */
+  readonly limited?: boolean | undefined
 }
 
 /** Who may end an attempt: the worker that holds its lease, or anyone once it expired. */
@@ -59,8 +61,20 @@ export class RunQueue extends Context.Tag("runstream/RunQueue")<RunQueue, {
    * cancel when asked. Returns the queues of the runs it ended.
    */
   readonly reclaimExpired: (limit: number) => Effect.Effect<ReadonlySet<string>, SqlError.SqlError>
-  /** When the next waiting run of `queues` becomes due, if any. */
-  readonly nextDue: (queues: ReadonlyArray<string>) => Effect.Effect<Option.Option<Date>, SqlError.SqlError>
+  /**
+   * When the next waiting run of `queues` becomes due, if any: runs without
+   * limits, and those of `limitedTasks` whose key has a slot free.
+   */
+  readonly nextDue: (
+    queues: ReadonlyArray<string>,
+    limitedTasks?: ReadonlyArray<string>
+  ) => Effect.Effect<Option.Option<Date>, SqlError.SqlError>
+  /**
+   * Those of `tasks` with runs waiting under a key (`queue/Limits.ts`): a pool
+   * serves their keys even when its own definition declares no limits (they
+   * were removed by a deploy), so that those runs are not left behind.
+   */
+  readonly tasksWithKeys: (tasks: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, SqlError.SqlError>
   /** After a commit that enqueued runs: wake workers here and, coalesced, in other processes. */
   readonly wake: (queue: string) => Effect.Effect<void>
   /** Wake-ups for claimers: queue names, or `*` after the listener reconnected. */
@@ -131,6 +145,34 @@ export const make = Effect.gen(function*() {
     }
   })
 
+  // The ends of attempts of limited runs give their keys' slots back (and a
+  // run handed back or retrying waits for its key again). Key rows are taken
+  // in key order after the jobs, as the cancel does; the claim never waits
+  // for either (SKIP LOCKED), so no two statements wait on each other.
+  const noLimits = sql.literal("")
+  const heldKeys = sql.literal(", j.task AS job_task, j.queue AS job_queue, j.concurrency_key")
+  const releaseSlots = sql.literal(`keys AS (
+          SELECT l.task, l.key, c.ended, c.requeued,
+            -- Nothing left running or waiting, and no rate window to keep.
+            l.running = c.ended AND l.waiting + c.requeued = 0 AND l.rate_limit IS NULL AS idle
+          FROM (
+            SELECT job_task, concurrency_key, count(*)::integer AS ended,
+              (count(*) FILTER (WHERE kind IN ('retrying', 'released')))::integer AS requeued
+            FROM held WHERE concurrency_key IS NOT NULL GROUP BY job_task, concurrency_key
+          ) c JOIN runstream_limits l ON l.task = c.job_task AND l.key = c.concurrency_key
+          ORDER BY l.task, l.key FOR UPDATE OF l
+        ), released AS (
+          UPDATE runstream_limits l SET running = l.running - k.ended, waiting = l.waiting + k.requeued
+          FROM keys k WHERE l.task = k.task AND l.key = k.key AND NOT k.idle
+        ), emptied AS (
+          -- An idle key's row goes (keys are as many as tenants or users, say): the
+          -- next start of the key makes it again. Claims take only keys with runs waiting.
+          DELETE FROM runstream_limits l USING keys k WHERE l.task = k.task AND l.key = k.key AND k.idle
+        ),`)
+  const wakeQueues = sql.literal(
+    ", (SELECT array_agg(DISTINCT job_queue) FROM held WHERE concurrency_key IS NOT NULL) AS wake"
+  )
+
   const recordEnds = (holder: Holder, items: ReadonlyArray<AttemptEnd>) =>
     Effect.gen(function*() {
       if (items.length === 0) return new Set<RunId>()
@@ -150,14 +192,16 @@ export const make = Effect.gen(function*() {
           data: eventData(item, retryAt)
         }
       }))
-      const rows = yield* sql<{ id: RunId }>`/* prepared */
+      // Batches without runs of limited tasks (most) run the statement without the slots' release.
+      const limited = items.some((item) => item.limited === true)
+      const rows = yield* sql<{ id: RunId; wake?: ReadonlyArray<string> | null }>`/* prepared */
         WITH input AS (
           SELECT * FROM jsonb_to_recordset(${input}::jsonb)
             AS t(run_id uuid, attempt integer, kind text, output jsonb, error jsonb, retry_at timestamptz, data jsonb)
         ), held AS (
           -- The attempts still held, with their input: later steps read this
           -- (a handful of rows, by key), never the JSON again.
-          SELECT i.* FROM runstream_jobs j JOIN input i ON i.run_id = j.run_id AND i.attempt = j.attempt
+          SELECT i.*${limited ? heldKeys : noLimits} FROM runstream_jobs j JOIN input i ON i.run_id = j.run_id AND i.attempt = j.attempt
           -- Look rows up by key: the planner has no estimate for the JSON input
           -- and, without fresh statistics, would scan the whole table instead.
           WHERE j.run_id = ANY(ARRAY(SELECT run_id FROM input))
@@ -165,7 +209,7 @@ export const make = Effect.gen(function*() {
             AND (${workerId}::text IS NULL OR j.locked_by = ${workerId}::text)
             AND (${expiredBefore}::timestamptz IS NULL OR j.locked_until < ${expiredBefore}::timestamptz)
           ORDER BY j.run_id FOR UPDATE OF j
-        ), deleted AS (
+        ), ${limited ? releaseSlots : noLimits} deleted AS (
           DELETE FROM runstream_jobs
           WHERE run_id = ANY(ARRAY(SELECT run_id FROM held WHERE kind IN ('succeeded', 'failed', 'cancelled')))
         ), requeued AS (
@@ -197,15 +241,20 @@ export const make = Effect.gen(function*() {
         ), outbox AS (
           ${Outbox.row(sql, sql`SELECT id, task, last_seq, 'run.' || kind, data, ${at}::timestamptz FROM ended`)}
         )
-        SELECT id FROM ended`
+        SELECT id${limited ? wakeQueues : noLimits} FROM ended`
+      // A slot freed: workers here and elsewhere may take the key's next run now.
+      const toWake = new Set(rows.flatMap((row) => row.wake ?? []))
+      for (const queue of toWake) yield* wake(queue)
       return new Set(rows.map((row) => row.id))
     }).pipe(Effect.withSpan("RunQueue.recordEnds", { attributes: { count: items.length } }))
 
   const reclaimExpired = (limit: number) =>
     Effect.gen(function*() {
       const at = yield* now
-      const expired = yield* sql<{ run_id: RunId; queue: string; attempt: number; max_attempts: number; cancel_requested: boolean }>`
-        SELECT j.run_id, j.queue, j.attempt, r.max_attempts, r.cancel_requested
+      const expired = yield* sql<
+        { run_id: RunId; queue: string; attempt: number; max_attempts: number; cancel_requested: boolean; limited: boolean }
+      >`
+        SELECT j.run_id, j.queue, j.attempt, r.max_attempts, r.cancel_requested, j.concurrency_key IS NOT NULL AS limited
         FROM runstream_jobs j JOIN runstream_runs r ON r.id = j.run_id
         WHERE j.locked_until < ${at}
         ORDER BY j.locked_until LIMIT ${limit}`
@@ -214,6 +263,8 @@ export const make = Effect.gen(function*() {
       const items = expired.map((row): AttemptEnd => ({
         runId: row.run_id,
         attempt: row.attempt,
+        // A dead worker's run holds its key's slot until this end gives it back.
+        limited: row.limited,
         outcome: row.cancel_requested
           ? { _tag: "cancelled" }
           : row.attempt >= row.max_attempts
@@ -229,11 +280,30 @@ export const make = Effect.gen(function*() {
       return new Set(expired.filter((row) => ended.has(row.run_id)).map((row) => row.queue))
     }).pipe(Effect.withSpan("RunQueue.reclaimExpired"))
 
-  const nextDue = (queues: ReadonlyArray<string>) =>
-    sql<{ next: Date | null }>`
+  const nextDue = (queues: ReadonlyArray<string>, limitedTasks: ReadonlyArray<string> = []) =>
+    (limitedTasks.length === 0
+      ? sql<{ next: Date | null }>`
       SELECT min(run_at) AS next FROM runstream_jobs
-      WHERE queue = ANY(${queues}) AND locked_until IS NULL`.pipe(
-      Effect.map((rows) => Option.fromNullable(rows[0]?.next ?? null))
+      WHERE queue = ANY(${queues}) AND locked_until IS NULL AND concurrency_key IS NULL`
+      // A key at its limit is left out: its runs wait for a slot (its release wakes the workers), not for a time.
+      : sql<{ next: Date | null }>`
+      SELECT least(
+        (SELECT min(run_at) FROM runstream_jobs
+         WHERE queue = ANY(${queues}) AND locked_until IS NULL AND concurrency_key IS NULL),
+        (SELECT min(j.run_at) FROM runstream_limits l CROSS JOIN LATERAL (
+           SELECT run_at FROM runstream_jobs
+           WHERE task = l.task AND concurrency_key = l.key AND locked_until IS NULL AND queue = ANY(${queues})
+           ORDER BY run_at LIMIT 1
+         ) j
+         WHERE l.waiting > 0 AND (l.max_running IS NULL OR l.running < l.max_running) AND l.task = ANY(${limitedTasks}))
+      ) AS next`).pipe(
+        Effect.map((rows) => Option.fromNullable(rows[0]?.next ?? null))
+      )
+
+  const tasksWithKeys = (tasks: ReadonlyArray<string>) =>
+    Effect.map(
+      sql<{ task: string }>`SELECT DISTINCT task FROM runstream_limits WHERE waiting > 0 AND task = ANY(${tasks})`,
+      (rows) => rows.map((row) => row.task)
     )
 
   const wake = (queue: string) =>
@@ -246,6 +316,7 @@ export const make = Effect.gen(function*() {
     recordEnds,
     reclaimExpired,
     nextDue,
+    tasksWithKeys,
     wake,
     wakeups: PubSub.subscribe(local)
   })

@@ -127,7 +127,7 @@ export class RunstreamClient extends Context.Tag("runstream/RunstreamClient")<Ru
   ) => Effect.Effect<Run, RunNotFound | RunAlreadyFinished | Unavailable | Unauthorized | RpcClientError.RpcClientError>
   /**
    * A new run of the run's task with its input, `replayOf` the original;
-   * `options` override the original's queue, priority, maxAttempts and timeoutMs.
+   * `options` override the original's queue, priority, maxAttempts, timeoutMs and concurrencyKey.
    */
   readonly replay: (runId: string, options?: StartOptions) => Effect.Effect<typeof Started.Type, StartError | RunNotFound>
   /** Counts, queue depths, runs ended per minute, wait and duration percentiles (`GET /v1/stats`). */

@@ -14,6 +14,7 @@ import type { Run } from "../domain/Run.ts"
 import { StartOptions } from "../domain/StartOptions.ts"
 import { storableJson } from "../internal/jsonb.ts"
 import { Outbox } from "../Outbox.ts"
+import * as Limits from "../queue/Limits.ts"
 import { RunQueue } from "../queue/RunQueue.ts"
 import { type Created, type NewRun, RunStore } from "../RunStore.ts"
 import * as Task from "../Task.ts"
@@ -90,7 +91,8 @@ export const make = (config: { readonly maxInputBytes: number }) =>
           idempotencyKey: options.idempotencyKey ?? null,
           runAt,
           replayOf: request.replayOf,
-          debounce: debounce === undefined ? undefined : { key: debounce.key, mode: debounce.mode ?? "trailing" }
+          debounce: debounce === undefined ? undefined : { key: debounce.key, mode: debounce.mode ?? "trailing" },
+          limits: Limits.ofRun(task.limits, options.concurrencyKey)
         } satisfies NewRun
       })
 

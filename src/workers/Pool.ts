@@ -39,6 +39,7 @@ import {
 } from "effect"
 import { makeInstanceId, type RunId } from "../domain/Ids.ts"
 import type { Claim, Taker } from "../queue/Claiming.ts"
+import * as Limits from "../queue/Limits.ts"
 import { type Outcome, RunQueue } from "../queue/RunQueue.ts"
 import * as Task from "../Task.ts"
 import * as Attempt from "./Attempt.ts"
@@ -154,7 +155,12 @@ export const make = (options: WorkersOptions) =>
         ? queue.wake(claim.queue)
         : undefined
 
-    const endOf = (claim: Claim, outcome: Outcome) => ({ runId: claim.runId, attempt: claim.attempt, outcome })
+    const endOf = (claim: Claim, outcome: Outcome) => ({
+      runId: claim.runId,
+      attempt: claim.attempt,
+      outcome,
+      limited: claim.limited
+    })
 
     /** Records the end of an attempt again while the database is away (the lease bounds it). */
     const recordRetrying = (claim: Claim, outcome: Outcome) =>
@@ -287,11 +293,23 @@ export const make = (options: WorkersOptions) =>
         if (!pool.accepting) for (const entry of entries) yield* stop(entry, "shutdown")
       })
 
+    // Tasks with limits per key: claimed by the claim's limited part only, never taken at their start.
+    const limitedTasks = registry.names.filter((name) =>
+      Option.exists(registry.get(name), ({ task }) => Limits.isLimited(task.limits))
+    )
+    // And the keys of tasks whose limits this program's definitions dropped, still
+    // waiting: claimed under the limits they were started with, until they are done.
+    const keyedBefore = yield* queue.tasksWithKeys(registry.names.filter((name) => !limitedTasks.includes(name))).pipe(
+      Effect.catchAllCause((cause) =>
+        Effect.as(Effect.logWarning("could not look for waiting runs of tasks whose limits were dropped", cause), [])
+      )
+    )
     const claimLoop = yield* ClaimLoop.make({
       pool,
       workerId,
       queues: options.queues,
       tasks: registry.names,
+      limitedTasks: [...limitedTasks, ...keyedBefore],
       leaseMs,
       pollInterval: options.pollInterval,
       register
@@ -306,7 +324,8 @@ export const make = (options: WorkersOptions) =>
       workerId,
       leaseMs,
       queues: new Set(options.queues),
-      tasks: new Set(registry.names),
+      // Not the limited tasks: their runs wait for their key's slot, which only the claim counts.
+      tasks: new Set(registry.names.filter((name) => !limitedTasks.includes(name))),
       tryReserve: () => {
         if (!pool.accepting || !pool.idle || pool.inFlight.size + pool.reserved >= options.concurrency) return false
         pool.reserved++

@@ -149,7 +149,8 @@ describe("runstream CLI", () => {
           [["runs", "cancel", echo.id], new RegExp(`^runstream: run ${echo.id} is already succeeded$`)],
           [["runs", "list", "--limit", "0"], /^runstream: .*limit/i],
           [["runs", "get"], /^Missing argument <id>$/],
-          [["runs", "start", "demo.count", "--priority", "high"], /^.*'high'.*$/]
+          [["runs", "start", "demo.count", "--priority", "high"], /^.*'high'.*$/],
+          [["runs", "start", "demo.per-key", "--input", "{\"ms\":1}", "--concurrency-key", ""], /^runstream: --concurrency-key: /]
         ]
         const results = yield* Effect.all(cases.map(([args, , env]) => cli(args, env === undefined ? {} : { env })), { concurrency: 4 })
         results.forEach((result, i) => {

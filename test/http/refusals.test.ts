@@ -50,6 +50,8 @@ describe("HTTP API: refused requests", () => {
           ["a NUL in the input", post("/v1/runs", { task: "demo.echo", input: "a\u0000b" }), 400, "invalid_input"],
           ["a NUL in the idempotency key", post("/v1/runs", { task: "demo.echo", input: 1, idempotencyKey: "a\u0000b" }), 400, "invalid_input"],
           ["a lone surrogate in the idempotency key", post("/v1/runs", { task: "demo.echo", input: 1, idempotencyKey: "a\ud800" }), 400, "invalid_input"],
+          ["an empty concurrency key", post("/v1/runs", { task: "demo.echo", input: 1, concurrencyKey: "" }), 400, "invalid_input"],
+          ["a concurrency key over 200 characters", post("/v1/runs", { task: "demo.echo", input: 1, concurrencyKey: "k".repeat(201) }), 400, "invalid_input"],
           ["an input over its limit", post("/v1/runs", { task: "demo.echo", input: "x".repeat(1024 * 1024 + 1) }), 413, "payload_too_large"],
           ["a body over its limit", post("/v1/runs", { task: "demo.echo", input: "x".repeat(4 * 1024 * 1024) }), 413, "payload_too_large"],
           [
@@ -104,6 +106,8 @@ describe("HTTP API: refused requests", () => {
         expect(after.body.error.message).toBe("after: must be an integer from 0 to 2147483647")
         const id = yield* call("/v1/runs/not-a-run")
         expect(id.body.error.message).toBe("id: a run id is a lowercase UUID")
+        const key = yield* post("/v1/runs", { task: "demo.echo", input: 1, concurrencyKey: "" })
+        expect(key.body.error.message).toContain("concurrencyKey")
       }))
 
     it.effect("lists what is wrong with an input field by field, bounded", () =>

@@ -1,12 +1,13 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { DateTime, Deferred, Duration, Effect, Fiber, Option, Schedule, TestClock } from "effect"
+import { DateTime, Deferred, Duration, Effect, Fiber, Option, Schedule, Schema, TestClock } from "effect"
 import { Echo } from "../../src/demo/tasks.ts"
 import { IdempotencyConflict } from "../../src/domain/Errors.ts"
 import type { RunId } from "../../src/domain/Ids.ts"
 import { Runs } from "../../src/Runs.ts"
 import { RunstreamTest, TestDatabase } from "../../src/testing/index.ts"
-import { jobOf, logOf, patience, programOn, typesOf } from "./support.ts"
+import * as Task from "../../src/Task.ts"
+import { jobOf, logOf, patience, programOn, typesOf, waitForEvent } from "./support.ts"
 
 /** Workers that move only when the test clock does (or a start wakes them). */
 const clockWorkers = { concurrency: 4, pollInterval: "1 minute", lease: "1 minute" } as const
@@ -38,7 +39,27 @@ const marker = Effect.gen(function*() {
   expect((yield* RunstreamTest.waitForRunCompletion(run.id, patience)).status).toBe("succeeded")
 })
 
+/** A task with a concurrency limit whose runs hold their place until the test ends. */
+const LimitedHold = Task.make("test.limited-hold", {
+  input: Schema.String,
+  output: Schema.String,
+  concurrency: { limit: 1 },
+  run: () => Effect.never
+})
+
 describe.concurrent("debounce", () => {
+  it.live("a run of a task with limits, once claimed, is not folded into: the next start with the key begins a new run", () =>
+    Effect.gen(function*() {
+      const runs = yield* Runs
+      const first = yield* runs.start(LimitedHold, "one", debounced("k", 1))
+      yield* waitForEvent(first.id, "run.started")
+      expect((yield* tables).keys).toEqual([])
+      const [next] = yield* runs.startMany([{ task: LimitedHold.name, input: "two", options: debounced("k", 1) }])
+      expect(next!.created).toBe(true)
+      expect(next!.run.id).not.toBe(first.id)
+      expect((yield* runs.get(first.id)).input).toBe("one")
+    }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [LimitedHold], workers: { concurrency: 2, shutdownGrace: "1 second" } }))))
+
   it.effect("trailing: starts within the delay fold into one run, started delayMs after the last, with the last input", () =>
     Effect.gen(function*() {
       const runs = yield* Runs
