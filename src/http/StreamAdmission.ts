@@ -90,7 +90,10 @@ export class StreamAdmissionServer extends Server {
       done = true
       clearTimeout(timer)
       this.inSetup--
-      this.next()
+      // The next ones are let in later, not from inside the caller: a response's
+      // `writeHead` runs in the middle of a fiber's step, and requests handed
+      // to the app from there were lost (23 of 1,000 SSE clients never answered).
+      setImmediate(() => this.next())
     }
     // A setup that takes longer waits on its client (a body sent slowly, say),
     // not on this server: it leaves the gate, so that slow clients cannot hold it.

@@ -4,11 +4,12 @@
  * objects. Against a real Node server and client, with a listener standing in
  * for the API (it answers a stream request's head when told to).
  */
-import { describe, expect, it } from "@effect/vitest"
+import { describe, expect, it, layer } from "@effect/vitest"
 import { Deferred, Effect, Queue, Schedule } from "effect"
 import { request as httpRequest, type ServerResponse } from "node:http"
-import type { AddressInfo } from "node:net"
+import { type AddressInfo, connect, type Socket } from "node:net"
 import { StreamAdmissionServer, type StreamAdmissionOptions } from "../../src/http/StreamAdmission.ts"
+import { BaseUrl, Gate, post, program } from "./support.ts"
 
 interface Arrival {
   readonly name: string
@@ -112,4 +113,33 @@ describe("StreamAdmissionServer", () => {
       held.response.writeHead(200).end()
       expect((yield* Queue.take(arrivals)).name).toBe("after")
     }))
+})
+
+describe("stream setups through the API's server", () => {
+  layer(program({ streamSetups: 2 }), { excludeTestServices: true })((it) => {
+    it.scoped("answers every one of 300 SSE clients of a run connecting at once, two set up at a time", () =>
+      Effect.gen(function*() {
+        const base = yield* BaseUrl
+        const { run } = (yield* post("/v1/runs", { task: "test.stepper", input: { steps: 1 } })).body
+        const port = Number(new URL(base).port)
+        // Each client: its first event (run.queued, seq 1) read off the raw socket.
+        const firstEvents = yield* Effect.forEach(Array.from({ length: 300 }, (_, i) => i), () =>
+          Effect.acquireRelease(
+            Effect.async<Socket>((resume) => {
+              const socket = connect(port, "127.0.0.1", () =>
+                socket.write(`GET /v1/runs/${run.id}/events HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\n\r\n`))
+              let text = ""
+              socket.on("data", (chunk: Buffer) => {
+                text += chunk.toString()
+                if (text.includes("id: 1\n")) resume(Effect.succeed(socket))
+              })
+            }),
+            (socket) => Effect.sync(() => socket.destroy())
+          ), { concurrency: "unbounded" }).pipe(
+            Effect.timeoutFail({ duration: "60 seconds", onTimeout: () => new Error("a client was never answered") })
+          )
+        expect(firstEvents.length).toBe(300)
+        yield* Queue.offer(yield* Gate, undefined)
+      }))
+  })
 })
