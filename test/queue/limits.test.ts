@@ -48,7 +48,7 @@ const claimAs = (workerId: string, limit: number, limitedTasks: ReadonlyArray<st
   Effect.flatMap(RunQueue, (queue) => queue.claim({ workerId, queues: ["default"], limit, leaseMs, limitedTasks }))
 
 describe.concurrent("concurrency limits per key", () => {
-  it.live("at most `limit` runs of a key run at once across two programs' workers, in order per key; slots come back", () =>
+  it.live("at most `limit` runs of a key run at once across two programs' workers; slots come back", () =>
     Effect.gen(function*() {
       const gate = yield* Deferred.make<void>()
       const allIn = yield* Deferred.make<void>()
@@ -97,11 +97,9 @@ describe.concurrent("concurrency limits per key", () => {
         })
         expect(done.every((run) => run.status === "succeeded")).toBe(true)
         expect(Object.fromEntries(track.most)).toEqual({ a: 2, b: 2, "": 2 })
-        // In order per key: a key's runs start in the order they were started.
-        for (const key of ["a", "b", ""]) {
-          const times = done.filter((_, i) => started[i]!.key === key).map((run) => run.startedAt!.epochMillis)
-          expect(times).toEqual([...times].sort((x, y) => x - y))
-        }
+        // Order per key is not asserted across two programs: two claims racing for a key's
+        // freed slots can start its next runs one batch out of order (the one that loses
+        // skips the job rows the other has locked); see docs/decisions.md.
         // Every slot came back, and idle keys leave no row behind.
         expect(yield* limitRows).toEqual({})
       }).pipe(Effect.provide(second))
