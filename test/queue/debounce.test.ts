@@ -47,7 +47,7 @@ const LimitedHold = Task.make("test.limited-hold", {
   run: () => Effect.never
 })
 
-describe.concurrent("debounce", () => {
+describe("debounce", () => {
   it.live("a run of a task with limits, once claimed, is not folded into: the next start with the key begins a new run", () =>
     Effect.gen(function*() {
       const runs = yield* Runs
