@@ -97,9 +97,9 @@ describe.concurrent("concurrency limits per key", () => {
         })
         expect(done.every((run) => run.status === "succeeded")).toBe(true)
         expect(Object.fromEntries(track.most)).toEqual({ a: 2, b: 2, "": 2 })
-        // Order per key is not asserted across two programs: two claims racing for a key's
-        // freed slots can start its next runs one batch out of order (the one that loses
-        // skips the job rows the other has locked); see docs/decisions.md.
+        // Order per key is not checked by startedAt across two programs: it is the claimant's
+        // clock read before its statement runs, and a claim that waited for a connection
+        // stamps an earlier time than the one before it (docs/decisions.md).
         // Every slot came back, and idle keys leave no row behind.
         expect(yield* limitRows).toEqual({})
       }).pipe(Effect.provide(second))
