@@ -6,9 +6,8 @@
 import { Migrator, SqlClient, SqlError } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { Config, Context, Duration, Effect, Layer, Option, Redacted } from "effect"
-import * as Pg from "pg"
 import * as Embedded from "./internal/embeddedPostgres.ts"
-import { PreparingClient } from "./internal/PreparingClient.ts"
+import { CancelSafePool, Client, PreparingClientWithoutCancel } from "./internal/CancelSafePool.ts"
 import { loader, migrationsTable } from "./migrations/index.ts"
 
 /** Where the program's database is: its URL and a description for logs. */
@@ -67,13 +66,13 @@ export const layerPool = (options: PoolOptions = {}) =>
     const acquire = Effect.gen(function*() {
       const pool = yield* Effect.acquireRelease(
         Effect.sync(() => {
-          const pool = new Pg.Pool({
+          const pool = new CancelSafePool({
             connectionString: Redacted.value(url),
             connectionTimeoutMillis: Duration.toMillis(connectTimeout),
             idleTimeoutMillis: 30_000,
             max: options.maxConnections ?? config.maxConnections,
             application_name: "runstream",
-            ...(config.prepare ? { Client: PreparingClient } : {})
+            Client: config.prepare ? PreparingClientWithoutCancel : Client
           })
           // A connection's error fails the statement using it; an idle one's is only logged by pg.
           pool.on("error", () => {})
