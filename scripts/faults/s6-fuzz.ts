@@ -445,7 +445,10 @@ export const scenario: Scenario = {
       expect(strayCount === 0, `no row written by a refused request (${strays.map((s) => `${s.n} ${s.what}`).join(", ")}; runs: ${
         strayRuns.map((r) => `${r.id} ${r.task} on ${r.queue}, ${r.status}, created ${r.created_at.toISOString()} (the scenario began ${new Date(hostileStart).toISOString()} with its hostile clients), input ${r.input}`).join(" | ")
       })`)
-      expect(serverErrors.size === 0, `bad input is refused with a 4xx, not a 5xx (${[...serverErrors].map(([k, e]) => `${e.n} × ${k}, e.g. ${e.example}`).join("; ")})`)
+      // What the server logged for them (a database error's SQLSTATE says which).
+      const serverLogged = serverErrors.size === 0 ? [] : server.tail(100_000).split("\n")
+        .filter((line) => line.includes("level=ERROR")).slice(0, 3).map((line) => line.slice(0, 400))
+      expect(serverErrors.size === 0, `bad input is refused with a 4xx, not a 5xx (${[...serverErrors].map(([k, e]) => `${e.n} × ${k}, e.g. ${e.example}`).join("; ")}; the server logged: ${serverLogged.join(" | ") || "no error"})`)
       expect(check.gaps === 0, `logs stay contiguous (${check.gaps})`)
       expect(rpc.alive, "the server survives the hostile RPC clients")
       expect(rpc.healthFailures === 0 && rpc.healthP99 < healthP99BoundMs, `/healthz answers every probe with a p99 under ${healthP99BoundMs} ms under hostile RPC clients (${rpc.healthP99.toFixed(0)} ms, ${rpc.healthFailures} failed)`)
