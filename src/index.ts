@@ -7,30 +7,8 @@
  */
 export * as Database from "./Database.ts"
 export * as Demo from "./demo/tasks.ts"
-export * from "./domain/Errors.ts"
-export { makeRunId, RunId } from "./domain/Ids.ts"
-export { isFinished, Run, RunError, RunStatus } from "./domain/Run.ts"
-export { isTerminalType, RunEvent, SystemEventType } from "./domain/RunEvent.ts"
-export { ReadToken, TokenRequest } from "./domain/ReadToken.ts"
-export { isRunIdPrefix, RunFilter, RunIdPrefix } from "./domain/RunFilter.ts"
-export {
-  CatchUp,
-  InvalidSchedule,
-  ScheduleDeclaredInCode,
-  ScheduleDefinition,
-  ScheduleDetail,
-  ScheduledRun,
-  ScheduleExists,
-  ScheduleInfo,
-  ScheduleName,
-  ScheduleNotFound,
-  ScheduleOptions,
-  SchedulePatch,
-  ScheduleSource
-} from "./domain/Schedule.ts"
-export { Debounce, StartOptions } from "./domain/StartOptions.ts"
-export { Stats } from "./domain/Stats.ts"
-export { TaskInfo, TaskList } from "./domain/TaskInfo.ts"
+export * from "./domain/index.ts"
+export { makeRunId } from "./domain/Ids.ts"
 export * as EventBus from "./bus/index.ts"
 export * as EventLog from "./EventLog.ts"
 export * as Main from "./main/Main.ts"

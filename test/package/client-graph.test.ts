@@ -39,6 +39,7 @@ describe("runstream/client", () => {
       "src/domain/StartOptions.ts",
       "src/domain/Stats.ts",
       "src/domain/TaskInfo.ts",
+      "src/domain/index.ts",
       "src/internal/jsonb.ts",
       "src/rpc/RunstreamClient.ts",
       "src/rpc/RunstreamRpcs.ts"

@@ -1,0 +1,30 @@
+/**
+ * The domain's schemas and errors, as both entry points (`runstream` and
+ * `runstream/client`) export them: one list, so that the two cannot differ.
+ * Nothing here loads a server module.
+ * @since 0.1.0
+ */
+export * from "./Errors.ts"
+export { RunId } from "./Ids.ts"
+export { isFinished, Run, RunError, RunStatus } from "./Run.ts"
+export { isTerminalType, RunEvent, SystemEventType } from "./RunEvent.ts"
+export { ReadToken, TokenRequest } from "./ReadToken.ts"
+export { isRunIdPrefix, RunFilter, RunIdPrefix } from "./RunFilter.ts"
+export {
+  CatchUp,
+  InvalidSchedule,
+  ScheduleDeclaredInCode,
+  ScheduleDefinition,
+  ScheduleDetail,
+  ScheduledRun,
+  ScheduleExists,
+  ScheduleInfo,
+  ScheduleName,
+  ScheduleNotFound,
+  ScheduleOptions,
+  SchedulePatch,
+  ScheduleSource
+} from "./Schedule.ts"
+export { Debounce, StartOptions } from "./StartOptions.ts"
+export { Stats } from "./Stats.ts"
+export { TaskInfo, TaskList } from "./TaskInfo.ts"
