@@ -96,17 +96,14 @@ const toClaims = (claims: string) =>
     limited: limited === true
   }))
 
-/** The claim of a worker without limited tasks: runs without a key only (the ready index holds no others). */
-const claimPlain = (sql: SqlClient.SqlClient, options: ClaimOptions) =>
-  Effect.gen(function*() {
-    const at = yield* now
-    // The claims come as one JSON text, parsed by one JSON.parse: cheaper than
-    // the driver's row decoding (its timestamptz parsing above all).
-    const [row] = yield* sql<{ claims: string }>`/* prepared */
-      WITH picked AS (
-        -- One index walk per queue, in the ready index's order: with
-        -- "queue = ANY(...)" Postgres would fetch and sort every ready job.
-        SELECT j.run_id FROM unnest(${options.queues}::text[]) AS q(name)
+/**
+ * Ready runs without a concurrency key, locked, in the claim's order (both
+ * claims pick them so). One index walk per queue, in the ready index's order:
+ * with "queue = ANY(...)" Postgres would fetch and sort every ready job.
+ */
+const readyWithoutKey = (sql: SqlClient.SqlClient, options: ClaimOptions, at: Date) =>
+  sql`
+        SELECT j.run_id, j.priority, j.run_at FROM unnest(${options.queues}::text[]) AS q(name)
         CROSS JOIN LATERAL (
           SELECT run_id, priority, run_at FROM runstream_jobs
           WHERE queue = q.name AND locked_until IS NULL AND concurrency_key IS NULL AND run_at <= ${at}
@@ -115,7 +112,16 @@ const claimPlain = (sql: SqlClient.SqlClient, options: ClaimOptions) =>
           LIMIT ${options.limit} FOR UPDATE SKIP LOCKED
         ) j
         ORDER BY j.priority DESC, j.run_at, j.run_id
-        LIMIT ${options.limit}
+        LIMIT ${options.limit}`
+
+/** The claim of a worker without limited tasks: runs without a key only (the ready index holds no others). */
+const claimPlain = (sql: SqlClient.SqlClient, options: ClaimOptions) =>
+  Effect.gen(function*() {
+    const at = yield* now
+    // The claims come as one JSON text, parsed by one JSON.parse: cheaper than
+    // the driver's row decoding (its timestamptz parsing above all).
+    const [row] = yield* sql<{ claims: string }>`/* prepared */
+      WITH picked AS (${readyWithoutKey(sql, options, at)}
       ), leased AS (
         -- By key, here and below: joined, the planner hashes a scan of the
         -- whole table (it cannot tell how few rows a claim holds).
@@ -198,17 +204,7 @@ const claimLimited = (sql: SqlClient.SqlClient, options: ClaimOptions, limitedTa
           ORDER BY priority DESC, run_at, run_id
           LIMIT k.take FOR UPDATE SKIP LOCKED
         ) c ON true
-      ), plain AS (
-        SELECT j.run_id, j.priority, j.run_at FROM unnest(${options.queues}::text[]) AS q(name)
-        CROSS JOIN LATERAL (
-          SELECT run_id, priority, run_at FROM runstream_jobs
-          WHERE queue = q.name AND locked_until IS NULL AND concurrency_key IS NULL AND run_at <= ${at}
-            AND (${options.tasks === undefined}::boolean OR task = ANY(${options.tasks ?? []}::text[]))
-          ORDER BY priority DESC, run_at, run_id
-          LIMIT ${options.limit} FOR UPDATE SKIP LOCKED
-        ) j
-        ORDER BY j.priority DESC, j.run_at, j.run_id
-        LIMIT ${options.limit}
+      ), plain AS (${readyWithoutKey(sql, options, at)}
       ), picked AS (
         SELECT run_id FROM (
           SELECT run_id, row_number() OVER (ORDER BY priority DESC, run_at, run_id) AS turn, 1 AS class FROM plain
