@@ -5,6 +5,7 @@
 import { Context, Duration, Effect, JSONSchema, Layer, Option, Schema } from "effect"
 import type { SqlError } from "@effect/sql"
 import type { InvalidInput, LeaseLost, PayloadTooLarge } from "./domain/Errors.ts"
+import * as LimitKey from "./domain/LimitKey.ts"
 import { parseRetention, type RetentionInput, retentionMessage } from "./domain/RetentionPeriod.ts"
 import type { RunId } from "./domain/Ids.ts"
 import type { TaskInfo, TaskList } from "./domain/TaskInfo.ts"
@@ -75,6 +76,12 @@ export interface Task<Name extends string, I, IE, O, OE, E, R> {
   readonly retention?: RetentionInput | undefined
   /** Its concurrency and rate limits per key (see `queue/Limits.ts`); checked when a registry is built. */
   readonly limits: Limits.Limits
+  /**
+   * The `key` its limits declare: the input field a start without a
+   * `concurrencyKey` takes its key from (`domain/LimitKey.ts`); checked when a
+   * registry is built. Absent: such starts share the key "".
+   */
+  readonly limitKey?: LimitKey.Declared | undefined
   readonly run: (input: I, ctx: TaskContext) => Effect.Effect<O, E, R>
 }
 
@@ -116,14 +123,21 @@ export const make = <const Name extends string, I, IE, O, OE, E, R>(
     readonly retention?: RetentionInput | undefined
     /**
      * At most `limit` runs with one `concurrencyKey` running at once, across
-     * every worker (runs started without a key share the key "").
+     * every worker (runs started without a key share the key ""). `key`: the
+     * input field a start without a `concurrencyKey` takes its key from (a
+     * string or an integer), for both limits.
      */
-    readonly concurrency?: { readonly limit: number } | undefined
+    readonly concurrency?: { readonly limit: number; readonly key?: string | undefined } | undefined
     /**
      * At most `limit` attempts with one `concurrencyKey` start per `period`,
-     * across every worker; the others wait (`run.throttled`).
+     * across every worker; the others wait (`run.throttled`). `key`: as
+     * `concurrency`'s (both limits count by one key: the same field, if both name one).
      */
-    readonly rateLimit?: { readonly limit: number; readonly period: Duration.DurationInput } | undefined
+    readonly rateLimit?: {
+      readonly limit: number
+      readonly period: Duration.DurationInput
+      readonly key?: string | undefined
+    } | undefined
   }
 ): Task<Name, I, IE, O, OE, E, R> => ({
   name,
@@ -138,6 +152,9 @@ export const make = <const Name extends string, I, IE, O, OE, E, R>(
   timeout: Option.map(Option.fromNullable(options.timeout), Duration.decode),
   ...(options.retention === undefined ? {} : { retention: options.retention }),
   limits: Limits.fromDefinition(options),
+  ...(options.concurrency?.key === undefined && options.rateLimit?.key === undefined
+    ? {}
+    : { limitKey: LimitKey.fromDefinition(options) }),
   run: options.run
 })
 
@@ -173,7 +190,8 @@ export const layerRegistry = <const Tasks extends ReadonlyArray<Any>>(
           return yield* Effect.dieMessage(`task '${task.name}': retention ${retentionMessage}`)
         }
         // A bad limit stops the program at start-up, not the first run's claim.
-        const refused = Limits.check(task.limits)
+        const refused = Limits.check(task.limits) ??
+          (task.limitKey === undefined ? undefined : LimitKey.check(task.limitKey, task.input))
         if (refused !== undefined) {
           return yield* Effect.dieMessage(`task '${task.name}': ${refused}`)
         }
@@ -209,8 +227,22 @@ export const describe = (task: Any): TaskInfo => ({
   },
   timeoutMs: Option.getOrNull(Option.map(task.timeout, Duration.toMillis)),
   concurrency: task.limits.concurrency === null ? null : { limit: task.limits.concurrency },
-  rateLimit: task.limits.rateLimit
+  rateLimit: task.limits.rateLimit,
+  concurrencyKeyField: limitKeyField(task) ?? null,
+  retention: retentionOf(task)
 })
+
+/** The input field a start of `task` without a `concurrencyKey` takes its key from, if its limits name one. */
+export const limitKeyField = (task: Any): string | undefined =>
+  task.limitKey === undefined ? undefined : LimitKey.fieldOf(task.limitKey)
+
+/** A task's own retention as `TaskInfo` shows it (a registered task's parses: the registry checked it). */
+const retentionOf = (task: Any): TaskInfo["retention"] => {
+  const parsed = task.retention === undefined ? undefined : parseRetention(task.retention)
+  return parsed === undefined
+    ? null
+    : Option.match(parsed, { onNone: () => "off" as const, onSome: (keep) => ({ keepMs: Duration.toMillis(keep) }) })
+}
 
 /** Every task of a registry as `GET /v1/tasks` (and RPC `Tasks`) lists them. */
 export const describeAll = (registry: TaskRegistry["Type"]): typeof TaskList.Type => ({

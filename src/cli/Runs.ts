@@ -6,9 +6,9 @@
  */
 import { Args, Command, Options } from "@effect/cli"
 import { FileSystem } from "@effect/platform"
-import { DateTime, Effect, Option, ParseResult, Schema } from "effect"
+import { DateTime, Duration, Effect, Option, ParseResult, Schema } from "effect"
 import { Run, RunStatus } from "../domain/Run.ts"
-import { StartOptions } from "../domain/StartOptions.ts"
+import { maxDebounceDelayMs, StartOptions } from "../domain/StartOptions.ts"
 import { RunstreamClient } from "../rpc/RunstreamClient.ts"
 import { Started } from "../rpc/RunstreamRpcs.ts"
 import { InvalidArgument } from "./CliError.ts"
@@ -86,12 +86,76 @@ const parseJson = (what: string, text: string) =>
     catch: (error) => new InvalidArgument({ message: `${what} is not JSON: ${(error as Error).message}` })
   })
 
+/** The option of a field of `debounce` (`debounce.delayMs` is `--debounce-delay`). */
+const debounceOptions: Record<string, string> = { key: "debounce-key", delayMs: "debounce-delay", mode: "debounce-mode" }
+
 /** The first issue of the start options, named as the option the user gave (`--run-at: must be ...`). */
 const optionError = (error: ParseResult.ParseError) => {
   const [issue] = ParseResult.ArrayFormatter.formatErrorSync(error)
-  const name = String(issue?.path[0] ?? "options").replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
+  const [field, inner] = issue?.path ?? []
+  const name = field === "debounce" && inner !== undefined && debounceOptions[String(inner)] !== undefined
+    ? debounceOptions[String(inner)]!
+    : String(field ?? "options").replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
   return new InvalidArgument({ message: `--${name}: ${issue?.message ?? "is invalid"}` })
 }
+
+/** `250ms`, `2s`, `1.5m`, `1h`: the short forms a person types for a delay. */
+const shortDuration = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/
+const shortUnits = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const
+
+/**
+ * `--debounce-delay` in milliseconds: a short form (`2s`) or Effect's
+ * (`"2 seconds"`), a whole number of milliseconds from 1 ms to a day.
+ */
+const debounceDelayMs = (text: string) =>
+  Effect.gen(function*() {
+    const short = shortDuration.exec(text.trim())
+    const ms = short !== null
+      ? Number(short[1]) * shortUnits[short[2] as keyof typeof shortUnits]
+      : Option.match(Duration.decodeUnknown(text), {
+        onNone: () => Number.NaN,
+        onSome: (d) => Duration.isFinite(d) ? Duration.toMillis(d) : Number.POSITIVE_INFINITY
+      })
+    if (Number.isNaN(ms)) {
+      return yield* new InvalidArgument({ message: `--debounce-delay: '${text}' is not a duration, e.g. 2s, 500ms, 5m or "2 seconds"` })
+    }
+    if (!Number.isInteger(ms) || ms < 1 || ms > maxDebounceDelayMs) {
+      return yield* new InvalidArgument({ message: `--debounce-delay: must be a whole number of milliseconds from 1ms to 1 day (got ${text})` })
+    }
+    return ms
+  })
+
+/**
+ * `debounce` of a start from `--debounce-key`, `--debounce-delay` and
+ * `--debounce-mode`: the key and the delay together or none, and not with `--run-at`.
+ */
+const debounceOf = (given: {
+  readonly debounceKey: Option.Option<string>
+  readonly debounceDelay: Option.Option<string>
+  readonly debounceMode: Option.Option<"trailing" | "leading">
+  readonly runAt: Option.Option<string>
+}) =>
+  Effect.gen(function*() {
+    const { debounceDelay, debounceKey, debounceMode } = given
+    if (Option.isNone(debounceKey)) {
+      if (Option.isSome(debounceDelay) || Option.isSome(debounceMode)) {
+        const named = Option.isSome(debounceDelay) ? "--debounce-delay" : "--debounce-mode"
+        return yield* new InvalidArgument({ message: `${named} needs --debounce-key` })
+      }
+      return undefined
+    }
+    if (Option.isNone(debounceDelay)) {
+      return yield* new InvalidArgument({ message: "--debounce-key needs --debounce-delay (how long after the last start the run starts, e.g. 2s)" })
+    }
+    if (Option.isSome(given.runAt)) {
+      return yield* new InvalidArgument({ message: "give --run-at or --debounce-key, not both: a debounced run starts its delay after the last start" })
+    }
+    return {
+      key: debounceKey.value,
+      delayMs: yield* debounceDelayMs(debounceDelay.value),
+      ...(Option.isSome(debounceMode) ? { mode: debounceMode.value } : {})
+    }
+  })
 
 /** The options of a start that `replay` may override too. */
 const overrides = {
@@ -112,6 +176,7 @@ const follow = Options.boolean("follow").pipe(
 type Given = { readonly [K in keyof typeof overrides]: Option.Option<number | string> } & {
   readonly idempotencyKey?: Option.Option<string>
   readonly runAt?: Option.Option<string>
+  readonly debounce?: typeof StartOptions.Encoded["debounce"]
 }
 
 /** The options given, checked here with the schema the server uses, so that a bad one names itself. */
@@ -123,19 +188,28 @@ const startOptions = (given: Given) =>
     runAt: given.runAt === undefined ? undefined : Option.getOrUndefined(given.runAt),
     maxAttempts: Option.getOrUndefined(given.maxAttempts),
     timeoutMs: Option.getOrUndefined(given.timeoutMs),
-    concurrencyKey: Option.getOrUndefined(given.concurrencyKey)
+    concurrencyKey: Option.getOrUndefined(given.concurrencyKey),
+    debounce: given.debounce
   }).pipe(Effect.mapError(optionError))
 
 /** Prints a start's answer (`what` says how it came), then follows the run when asked. */
-const started = (answer: typeof Started.Type, options: { readonly json: boolean; readonly follow: boolean }, what: string) =>
+const started = (
+  answer: typeof Started.Type,
+  options: { readonly json: boolean; readonly follow: boolean; readonly debounced?: boolean },
+  what: string
+) =>
   Effect.gen(function*() {
     const output = yield* Output
     const { run } = answer
     if (options.json && !options.follow) return yield* output.json(encodeStarted(answer))
     if (!options.json) {
       yield* output.line(
-        answer.created
-          ? `${what} ${run.id} (${run.task} on queue ${run.queue})`
+        answer.folded === true
+          ? `folded into waiting run ${run.id} (${run.task} on queue ${run.queue}), which now starts at ${Format.time(run.runAt)} UTC`
+          : answer.created
+          ? `${what} ${run.id} (${run.task} on queue ${run.queue})${
+            options.debounced ? `, starts at ${Format.time(run.runAt)} UTC unless a start with its debounce key comes first` : ""
+          }`
           : `run ${run.id} has idempotency key ${run.idempotencyKey}: not started again (${output.paint(run.status, statusAnsi(run.status))})`
       )
     }
@@ -148,6 +222,20 @@ const start = Command.make("start", {
   inputFile: Options.text("input-file").pipe(Options.withDescription("A file holding the input as JSON."), Options.optional),
   idempotencyKey: Options.text("idempotency-key").pipe(Options.optional),
   runAt: Options.text("run-at").pipe(Options.withDescription("When it may start (ISO 8601)."), Options.optional),
+  debounceKey: Options.text("debounce-key").pipe(
+    Options.withDescription(
+      "Fold this start into the waiting run of the task with this key, if there is one (needs --debounce-delay)."
+    ),
+    Options.optional
+  ),
+  debounceDelay: Options.text("debounce-delay").pipe(
+    Options.withDescription("With --debounce-key: the run starts this long after the last start of the key, e.g. 2s, 500ms, 5m."),
+    Options.optional
+  ),
+  debounceMode: Options.choice("debounce-mode", ["trailing", "leading"]).pipe(
+    Options.withDescription("With --debounce-key: trailing (default) runs with the last start's input, leading with the first's."),
+    Options.optional
+  ),
   ...overrides,
   follow,
   json
@@ -155,8 +243,9 @@ const start = Command.make("start", {
   Effect.gen(function*() {
     const client = yield* RunstreamClient
     const input = yield* readInput(options.input, options.inputFile)
-    const answer = yield* client.start(options.task, input, yield* startOptions(options))
-    yield* started(answer, options, "started run")
+    const debounce = yield* debounceOf(options)
+    const answer = yield* client.start(options.task, input, yield* startOptions({ ...options, debounce }))
+    yield* started(answer, { ...options, debounced: debounce !== undefined }, "started run")
   })).pipe(Command.withDescription("Start a run of a task."))
 
 const replay = Command.make("replay", { runId, ...overrides, follow, json }, (options) =>

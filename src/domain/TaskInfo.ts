@@ -26,6 +26,15 @@ export const TaskInfo = Schema.Struct({
   }),
   rateLimit: Schema.NullOr(Schema.Struct({ limit: Schema.Int, periodMs: Schema.Number })).annotations({
     description: "At most `limit` attempts of one concurrencyKey start in any window of `periodMs`; null: no limit."
+  }),
+  concurrencyKeyField: Schema.NullOr(Schema.String).annotations({
+    description: "The input field a start without `concurrencyKey` takes its key from (a string, or an integer as its " +
+      "decimal text; a start whose input lacks it is refused, 400), for both limits (the `key` of `concurrency` or " +
+      "`rateLimit` in the definition); null: such starts share the key \"\"."
+  }),
+  retention: Schema.NullOr(Schema.Union(Schema.Struct({ keepMs: Schema.Number }), Schema.Literal("off"))).annotations({
+    description: "How long its finished runs are kept, its own: `{keepMs}` after they finished, or \"off\" (for good); " +
+      "null: the program's default (`RUNSTREAM_RETENTION`)."
   })
 }).annotations({ identifier: "TaskInfo" })
 export type TaskInfo = typeof TaskInfo.Type

@@ -126,7 +126,11 @@ export class RunsGroup extends HttpApiGroup.make("runs")
         "`debounce: {key, delayMs, mode?}` folds starts of the task with one key into one run while it waits: each start " +
           "moves its start to `delayMs` after itself; `mode: \"trailing\"` (the default) gives it the latest input, " +
           "`\"leading\"` keeps the first. Once a worker claimed it, the next start with the key begins a new run. " +
-          "An `idempotencyKey` is looked up first. `debounce` and `runAt` cannot be combined.")
+          "An `idempotencyKey` is looked up first. `debounce` and `runAt` cannot be combined. " +
+          "`concurrencyKey` is the key the task's concurrency and rate limits count by; without it, a task whose limits " +
+          "name an input field (`concurrencyKeyField` in `GET /v1/tasks`) takes the key from that field of the input " +
+          "(a string, or an integer as its text): a start whose input lacks it is refused (400 invalid_input naming " +
+          "the field), nothing written.")
   )
   .add(
     HttpApiEndpoint.get("list", "/v1/runs")
@@ -304,6 +308,10 @@ export class StatsGroup extends HttpApiGroup.make("stats")
     HttpApiEndpoint.get("tasks", "/v1/tasks")
       .addSuccess(TaskList)
       .annotate(OpenApi.Summary, "The tasks this server starts, with their input and output as JSON Schema")
+      .annotate(OpenApi.Description,
+        "Each task's input and output (JSON Schema), retry policy, timeout, concurrency and rate limits, the input " +
+          "field its limits take a start's key from when the start names none (`concurrencyKeyField`), and its " +
+          "own retention (`{keepMs}` or \"off\"; null: the program's `RUNSTREAM_RETENTION`).")
   )
   .addError(ApiError.Unauthorized)
   .addError(ApiError.Unavailable)

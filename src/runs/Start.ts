@@ -10,6 +10,7 @@ import type { SqlError } from "@effect/sql"
 import { Clock, DateTime, Duration, Effect, Option, Schema } from "effect"
 import { type IdempotencyConflict, InvalidInput, PayloadTooLarge, UnknownTask } from "../domain/Errors.ts"
 import { makeRunId, type RunId } from "../domain/Ids.ts"
+import * as LimitKey from "../domain/LimitKey.ts"
 import type { Run } from "../domain/Run.ts"
 import { StartOptions } from "../domain/StartOptions.ts"
 import { storableJson } from "../internal/jsonb.ts"
@@ -72,6 +73,11 @@ export const make = (config: { readonly maxInputBytes: number }) =>
           Effect.mapError((error) => InvalidInput.fromParseError("options", error))
         )
         const input = yield* encodeInput(task, request.input, typed)
+        // A start's own key wins; else the field its task's limits name, read
+        // from the input as sent (encoded), so every surface reads the same value.
+        const keyField = Task.limitKeyField(task)
+        const concurrencyKey = options.concurrencyKey ??
+          (keyField === undefined ? undefined : yield* LimitKey.fromInput(task.name, keyField, input))
         // A debounced run is due `delayMs` after its start (so never handed
         // over at its creation); a start folded into it moves it the same way.
         const debounce = options.debounce
@@ -92,7 +98,7 @@ export const make = (config: { readonly maxInputBytes: number }) =>
           runAt,
           replayOf: request.replayOf,
           debounce: debounce === undefined ? undefined : { key: debounce.key, mode: debounce.mode ?? "trailing" },
-          limits: Limits.ofRun(task.limits, options.concurrencyKey)
+          limits: Limits.ofRun(task.limits, concurrencyKey)
         } satisfies NewRun
       })
 
