@@ -13,6 +13,7 @@
 import type { SqlError } from "@effect/sql"
 import { Context, Duration, Effect, Either, Layer, Option, Schema } from "effect"
 import { InvalidInput, PayloadTooLarge, UnknownTask } from "../domain/Errors.ts"
+import * as LimitKey from "../domain/LimitKey.ts"
 import {
   InvalidSchedule,
   type ScheduleDefinition,
@@ -133,6 +134,9 @@ export const make = (declared: ReadonlyArray<RunSchedule>, options: SchedulesOpt
           Effect.mapError((error) => InvalidInput.fromParseError("options", error))
         )
         const input = yield* encodeInput(registered.task, spec.input, typed)
+        // A tick's start has no concurrencyKey: a task whose limits take their key from the input needs it there.
+        const keyField = Task.limitKeyField(registered.task)
+        if (keyField !== undefined) yield* LimitKey.fromInput(registered.task.name, keyField, input)
         return {
           name: spec.name,
           task: spec.task,

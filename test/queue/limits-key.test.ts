@@ -7,10 +7,12 @@
  */
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, type Duration, Effect, Exit, Layer, Schema } from "effect"
+import { Cause, Deferred, type Duration, Effect, Exit, Layer, Schema } from "effect"
 import type { InvalidInput } from "../../src/domain/Errors.ts"
 import { RunQueue } from "../../src/queue/RunQueue.ts"
 import { Runs } from "../../src/Runs.ts"
+import * as RunSchedule from "../../src/schedules/RunSchedule.ts"
+import { Schedules } from "../../src/schedules/Schedules.ts"
 import * as Task from "../../src/Task.ts"
 import { RunstreamTest } from "../../src/testing/index.ts"
 import { fastWorkers, patience, rowCounts, withWorkers } from "./support.ts"
@@ -197,4 +199,24 @@ describe.concurrent("limit key definitions", () => {
     expect(kept("off")).toBe("off")
     expect(kept(undefined)).toBeNull()
   })
+})
+
+describe("the key of a scheduled task's limits", () => {
+  it.live("a schedule whose input lacks the key's field is refused when declared and when created; one with it is kept", () =>
+    Effect.gen(function*() {
+      const lacking = RunSchedule.every("no-tenant", "1 hour", PerTenant, { n: 1 })
+      const declared = yield* Effect.scoped(Layer.build(RunstreamTest.layer({ tasks: [PerTenant], workers: false, schedules: [lacking] }))).pipe(Effect.exit)
+      expect(Exit.isFailure(declared)).toBe(true)
+      expect(String(Exit.isFailure(declared) ? Cause.squash(declared.cause) : "")).toMatch(/no-tenant.*tenant: the key of the task's limits must be a string or an integer/)
+
+      yield* Effect.gen(function*() {
+        const schedules = yield* Schedules
+        const refused = yield* schedules.create({ name: "api-no-tenant", task: PerTenant.name, input: { n: 1 }, every: "1 hour" }).pipe(Effect.flip)
+        expect(refused._tag).toBe("InvalidInput")
+        expect(refused.message).toMatch(/tenant: the key of the task's limits/)
+        const kept = yield* schedules.create({ name: "api-tenant", task: PerTenant.name, input: { tenant: "acme", n: 1 }, every: "1 hour" })
+        expect(kept.name).toBe("api-tenant")
+        expect((yield* schedules.list({})).schedules.map((schedule) => schedule.name)).toEqual(["api-tenant"])
+      }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [PerTenant], workers: false })))
+    }))
 })
