@@ -43,7 +43,8 @@
  * to past the load, none skipped; every run held by a dead worker reclaimed
  * within lease + 2 s.
  */
-import { Context, Effect, Layer, Option } from "effect"
+import { Context, Effect, Fiber, Layer, Option } from "effect"
+import pg from "pg"
 import { Runs } from "../../src/Runs.ts"
 import * as Tasks from "./tasks.ts"
 import {
@@ -325,6 +326,30 @@ export const scenario: Scenario = {
         }
       })
 
+      // When each tick pass committed: the schedule's next_tick_at, watched every 50 ms (Postgres's clock).
+      const passes = new Map<number, number>()
+      const watchTicks = Effect.acquireUseRelease(
+        Effect.promise(async () => {
+          const client = new pg.Client({ connectionString: db.url, application_name: "faults-tick-watch" })
+          client.on("error", () => {})
+          await client.connect()
+          return client
+        }),
+        (client) =>
+          Effect.gen(function*() {
+            while (Date.now() < loadEnd + 3000) {
+              const rows = yield* Effect.promise(() =>
+                client.query<{ next: Date; now: Date }>("SELECT next_tick_at AS next, clock_timestamp() AS now FROM runstream_schedules WHERE name = $1", [scheduleName])
+              )
+              const row = rows.rows[0]
+              if (row !== undefined && !passes.has(row.next.getTime())) passes.set(row.next.getTime(), row.now.getTime())
+              yield* Effect.sleep("50 millis")
+            }
+          }),
+        (client) => Effect.promise(() => client.end().catch(() => undefined))
+      )
+      const watching = yield* Effect.forkScoped(watchTicks)
+
       yield* Effect.all([trickle, ratedLoad, debounceLoad, killLoop], { concurrency: "unbounded", discard: true })
       const loadEnded = Date.now()
 
@@ -336,6 +361,7 @@ export const scenario: Scenario = {
       const paused = yield* requestJson("POST", `${server.url}/v1/schedules/${scheduleName}/pause`)
       if (paused.status !== 200) return yield* new FaultError({ message: `pausing the schedule answered ${paused.status}: ${JSON.stringify(paused.body)}` })
       yield* waitAllFinished(db.url, ctx.quick ? "120 seconds" : "300 seconds")
+      yield* Fiber.interrupt(watching)
       const drainedMs = Date.now() - loadEnded
 
       const check = yield* checkRuns(db.url, accepted)
@@ -446,15 +472,19 @@ export const scenario: Scenario = {
       let ratePeak = 0
       let ratePeakWall = 0
       let starts = 0
+      // By Postgres's clock: the shortest span holding one start more than the limit (ms).
+      let shortestOver = Number.POSITIVE_INFINITY
       for (const { stamps, walls } of startsByKey.values()) {
         starts += stamps.length
         ratePeak = Math.max(ratePeak, peakInWindow(stamps, rate.periodMs))
         ratePeakWall = Math.max(ratePeakWall, peakInWindow(walls, rate.periodMs * 1000))
+        const sorted = [...walls].sort((a, b) => a - b)
+        for (let i = 0; i + rate.limit < sorted.length; i++) shortestOver = Math.min(shortestOver, (sorted[i + rate.limit]! - sorted[i]!) / 1000)
       }
       const throttledTwice = [...throttledPerRun.values()].filter((n) => n > 1).length
       figures.push([
         "rate (4 per second per key)",
-        `${starts} starts of ${ratedCount} runs on ${startsByKey.size} keys; at most ${ratePeak} starts of one key in any second of their own times (the limit's clock), ${ratePeakWall} by the database's clock; ${throttledPerRun.size} runs throttled, ${throttledTwice} of them logged run.throttled more than once, ${startedBeforeUntil} started before their until`
+        `${starts} starts of ${ratedCount} runs on ${startsByKey.size} keys; at most ${ratePeak} starts of one key in any second of their own times (the limit's clock), ${ratePeakWall} by the database's clock (${rate.limit + 1} starts within ${shortestOver.toFixed(0)} ms at the closest); ${throttledPerRun.size} runs throttled, ${throttledTwice} of them logged run.throttled more than once, ${startedBeforeUntil} started before their until`
       ])
       // How much earlier than its statement's own time each claim stamped its starts (its clock is read before it gets a connection).
       const staleness = [...limitedEvents, ...ratedEvents].filter((row) => row.type === "run.started" && row.wall_us !== null)
@@ -525,16 +555,30 @@ export const scenario: Scenario = {
       expect(early === 0, `no debounced run starts sooner than ${debounceDelayMs} ms after its last start (${early} did)`)
 
       // --- Schedule: one run per tick, from the first tick to the last.
-      const tickRuns = yield* query<{ key: string; created_ms: string; status: string }>(db.url, `
-        SELECT idempotency_key AS key, (extract(epoch FROM created_at) * 1000)::bigint::text AS created_ms, status
-        FROM runstream_runs WHERE task = $1 ORDER BY idempotency_key`, [Tasks.Tick.name])
+      // created_at: the ticking program's clock as its insert began; inserted: Postgres's, as the row was written.
+      const tickRuns = yield* query<{ key: string; created_ms: string; inserted_ms: string | null; status: string }>(db.url, `
+        SELECT r.idempotency_key AS key, (extract(epoch FROM r.created_at) * 1000)::bigint::text AS created_ms,
+          (SELECT (extract(epoch FROM c.at) * 1000)::bigint::text FROM faults_event_clock c WHERE c.run_id = r.id AND c.seq = 1) AS inserted_ms,
+          r.status
+        FROM runstream_runs r WHERE r.task = $1 ORDER BY r.idempotency_key`, [Tasks.Tick.name])
       const ticks = tickRuns.map((row) => tickOf(row.key))
       const missing: Array<string> = []
       let twice = 0
       for (let i = 1; i < ticks.length; i++) {
         const step = ticks[i]! - ticks[i - 1]!
         if (step === 0) twice++
-        else if (step !== 1000 && missing.length < 5) missing.push(`${new Date(ticks[i - 1]!).toISOString()} → ${new Date(ticks[i]!).toISOString()}`)
+        else if (step !== 1000 && missing.length < 5) {
+          // The runs on either side of the gap: when their ticking programs began and wrote them.
+          const side = (j: number) => {
+            const inserted = tickRuns[j]!.inserted_ms
+            const committed = passes.get(ticks[j]! + 1000)
+            return `${new Date(ticks[j]!).toISOString().slice(17, 19)}: begun +${Number(tickRuns[j]!.created_ms) - ticks[j]!} ms, written ${
+              inserted === null ? "?" : `+${Number(inserted) - ticks[j]!} ms`
+            }, its pass committed ${committed === undefined ? "?" : `+${committed - ticks[j]!} ms`}`
+          }
+          const kills = killed.filter((k) => k.at >= ticks[i - 1]! - 1000 && k.at <= ticks[i]! + 1000).length
+          missing.push(`${new Date(ticks[i - 1]!).toISOString()} → ${new Date(ticks[i]!).toISOString()} (${side(i - 1)}; ${side(i)}; ${kills} kills near)`)
+        }
       }
       const [schedule] = yield* query<{ skipped: string }>(db.url,
         "SELECT skipped_ticks::text AS skipped FROM runstream_schedules WHERE name = $1", [scheduleName])
@@ -543,11 +587,16 @@ export const scenario: Scenario = {
         WHERE t.schedule = $1`, [scheduleName])
       const misrecorded = recorded.filter((row) => row.key !== `schedule:${scheduleName}:${row.tick.toISOString()}`).length
       const lateness = tickRuns.map((row, i) => Number(row.created_ms) - ticks[i]!)
+      // From a tick's run written to its pass's commit (the schedule's row locked meanwhile), as watched.
+      const held = tickRuns.flatMap((row, i) => {
+        const committed = passes.get(ticks[i]! + 1000)
+        return committed === undefined || row.inserted_ms === null ? [] : [committed - Number(row.inserted_ms)]
+      })
       const firstTick = ticks[0] ?? Number.POSITIVE_INFINITY
       const lastTick = ticks.at(-1) ?? 0
       figures.push([
         "schedule (every 1 s)",
-        `${ticks.length} ticks from ${new Date(firstTick).toISOString().slice(11, 19)} to ${new Date(lastTick).toISOString().slice(11, 19)}; ${missing.length} gaps, ${twice} ticks with two runs, ${schedule?.skipped ?? "?"} skipped, ${misrecorded} of ${recorded.length} recorded ticks not matching their run; run created after its tick: p50 ${percentile(lateness, 50)} ms, p99 ${percentile(lateness, 99)} ms, max ${Math.max(0, ...lateness)} ms`
+        `${ticks.length} ticks from ${new Date(firstTick).toISOString().slice(11, 19)} to ${new Date(lastTick).toISOString().slice(11, 19)}; ${missing.length} gaps, ${twice} ticks with two runs, ${schedule?.skipped ?? "?"} skipped, ${misrecorded} of ${recorded.length} recorded ticks not matching their run; run created after its tick: p50 ${percentile(lateness, 50)} ms, p99 ${percentile(lateness, 99)} ms, max ${Math.max(0, ...lateness)} ms; the pass committed after writing it: p50 ${percentile(held, 50)} ms, max ${Math.max(0, ...held)} ms (watched every 50 ms)`
       ])
       expect(ticks.length > 0 && firstTick <= readyAt + 1000, `the schedule ticks from the processes' start (first tick ${new Date(firstTick).toISOString()}, processes ready ${new Date(readyAt).toISOString()})`)
       expect(lastTick >= loadEnded, "the schedule ticks until after the load")
