@@ -30,8 +30,9 @@ import { scenario as s4 } from "./faults/s4-network.ts"
 import { scenario as s5 } from "./faults/s5-many-clients.ts"
 import { scenario as s6 } from "./faults/s6-fuzz.ts"
 import { scenario as s7 } from "./faults/s7-poison.ts"
+import { scenario as s8 } from "./faults/s8-flow-control.ts"
 
-const scenarios: ReadonlyArray<Scenario> = [s1, s2, s3, s4, s5, s6, s7]
+const scenarios: ReadonlyArray<Scenario> = [s1, s2, s3, s4, s5, s6, s7, s8]
 
 interface Flags {
   readonly quick: boolean

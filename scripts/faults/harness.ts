@@ -31,10 +31,17 @@ export interface Scenario {
   readonly run: (context: ScenarioContext) => Effect.Effect<ScenarioResult, FaultError, Scope.Scope>
 }
 
-/** The runtime (no workers) on `url`, as the driver's own program. */
-export const driverProgram = (url: string, options: { readonly maxConnections?: number } = {}) =>
+/**
+ * The runtime (no workers) on `url`, as the driver's own program; it knows
+ * the suite's tasks (`Tasks.all`) unless given others. (It ticks the schedules
+ * of the tasks it knows, as any program does.)
+ */
+export const driverProgram = (
+  url: string,
+  options: { readonly maxConnections?: number; readonly tasks?: ReadonlyArray<Task.Task<string, any, any, any, any, any, never>> } = {}
+) =>
   Runstream.layerRuntime({ bus: EventBus.layerPostgres }).pipe(
-    Layer.provideMerge(Task.layerRegistry(...Tasks.all)),
+    Layer.provideMerge(Task.layerRegistry(...(options.tasks ?? Tasks.all))),
     Layer.provideMerge(
       Database.layerClient({ maxConnections: options.maxConnections ?? 10 }).pipe(
         Layer.provideMerge(Layer.succeed(Database.DatabaseUrl, { url: Redacted.make(url), description: "fault suite database" }))

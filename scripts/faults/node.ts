@@ -13,8 +13,9 @@
  * It tells the suite `{type: "ready", ...}` over IPC once built, answers
  * `{type: "ping"}` with its memory, and shuts down gracefully on SIGTERM.
  * `FAULTS_NO_RELAY=1` makes a worker without an outbox relay (its rows are
- * published by other processes' relays). Worker settings come from the usual
- * `RUNSTREAM_*` variables.
+ * published by other processes' relays). `FAULTS_FLOW_CONTROL=1` registers
+ * scenario 8's tasks too and declares its schedule (`worker` and `server`).
+ * Worker settings come from the usual `RUNSTREAM_*` variables.
  */
 import { HttpServer } from "@effect/platform"
 import { NodeRuntime } from "@effect/platform-node"
@@ -115,15 +116,18 @@ const program = Effect.gen(function*() {
   const role = yield* Config.literal("worker", "server", "relay")("FAULTS_ROLE")
   const withWorkers = yield* Config.boolean("FAULTS_WITH_WORKERS").pipe(Config.withDefault(false))
   const killAfter = yield* Config.option(Config.integer("FAULTS_KILL_AFTER"))
-  const base = Task.layerRegistry(...Tasks.all).pipe(Layer.provideMerge(Database.layer))
+  const flowControl = yield* Config.boolean("FAULTS_FLOW_CONTROL").pipe(Config.withDefault(false))
+  const tasks = flowControl ? [...Tasks.all, ...Tasks.flowControl] : Tasks.all
+  const schedules = flowControl ? Tasks.flowControlSchedules : []
+  const base = Task.layerRegistry(...tasks).pipe(Layer.provideMerge(Database.layer))
   const noRelay = yield* Config.boolean("FAULTS_NO_RELAY").pipe(Config.withDefault(false))
   const runtime = role === "relay"
     ? layerRuntimeWith({ leakyBusKillAfter: Option.getOrUndefined(killAfter), relay: true })
     : noRelay
     ? Workers.layer().pipe(Layer.provideMerge(layerRuntimeWith({ relay: false })))
     : role === "worker" || withWorkers
-    ? Runstream.layerWithWorkers({ bus: EventBus.layerPostgres })
-    : Runstream.layerRuntime({ bus: EventBus.layerPostgres })
+    ? Runstream.layerWithWorkers({ bus: EventBus.layerPostgres, schedules })
+    : Runstream.layerRuntime({ bus: EventBus.layerPostgres, schedules })
   const context = yield* Layer.build(runtime.pipe(Layer.provideMerge(base)))
   const workers = Context.getOption(context as Context.Context<unknown>, Workers.Workers)
   let url: string | undefined

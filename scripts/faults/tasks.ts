@@ -2,9 +2,15 @@
  * The tasks of the fault suite: the demo tasks (the steady load: `demo.count`
  * emits `to` ticks, `delayMs` apart) and the poison tasks of scenario 7, each
  * hostile in one way. Every process of the suite registers all of them.
+ *
+ * Scenario 8's tasks (`flowControl`: limits per key, debounce, a schedule) are
+ * registered only by the processes started with `FAULTS_FLOW_CONTROL=1`: a
+ * worker that registers a task with limits claims through the limited claim
+ * (`queue/Claiming.ts`), which would change what the other scenarios measure.
  */
-import { Effect, Schema } from "effect"
+import { Duration, Effect, Schema } from "effect"
 import * as Demo from "../../src/demo/tasks.ts"
+import * as RunSchedule from "../../src/schedules/RunSchedule.ts"
 import * as Task from "../../src/Task.ts"
 
 const poisonRetry = { maxAttempts: 2, initialDelay: "50 millis", maxDelay: "200 millis" } as const
@@ -95,3 +101,45 @@ export const Burst = Task.make("faults.burst", {
 })
 
 export const all = [...Demo.all, ...poison, Burst] as const
+
+/** Scenario 8: holds one of its key's 2 slots for `holdMs`. */
+export const Limited = Task.make("faults.limited", {
+  input: Schema.Struct({ holdMs: Schema.Int }),
+  output: Schema.Null,
+  concurrency: { limit: 2 },
+  run: ({ holdMs }) => Effect.as(Effect.sleep(Duration.millis(holdMs)), null)
+})
+
+/** Scenario 8: at most 4 attempts of one key start in any second. */
+export const Rated = Task.make("faults.rated", {
+  input: Schema.Struct({}),
+  output: Schema.Null,
+  rateLimit: { limit: 4, period: "1 second" },
+  run: () => Effect.succeed(null)
+})
+
+const DebouncedInput = Schema.Struct({ key: Schema.String, burst: Schema.Int, seq: Schema.Int })
+
+/** Scenario 8: started in debounced bursts; answers the input it ran with. */
+export const Debounced = Task.make("faults.debounced", {
+  input: DebouncedInput,
+  output: DebouncedInput,
+  run: (input) => Effect.succeed(input)
+})
+
+/** Scenario 8: the schedule's task. */
+export const Tick = Task.make("faults.tick", {
+  input: Schema.Struct({}),
+  output: Schema.Null,
+  run: () => Effect.succeed(null)
+})
+
+/**
+ * Scenario 8: declared by every process of the scenario (each restarted
+ * worker declares it again). The default catch-up (`latest`): a tick more than
+ * a second late would be skipped, and counted in `skipped_ticks`.
+ */
+export const EverySecond = RunSchedule.every("faults.every-second", "1 second", Tick, {}, { options: { maxAttempts: 20 } })
+
+export const flowControl = [Limited, Rated, Debounced, Tick] as const
+export const flowControlSchedules = [EverySecond] as const
