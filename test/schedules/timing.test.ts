@@ -140,20 +140,38 @@ describe("catch-up", () => {
       skipped: 4,
       next: "2026-01-01T10:00:00.000Z"
     })
+    // Ticks at most 5 s late are on time (a busy ticker, not an outage): each starts; older ones are missed.
     expect(due(everySecond, "2026-01-01T00:00:01Z", "2026-01-01T00:00:10.500Z", "latest")).toEqual({
-      start: ["2026-01-01T00:00:10.000Z"],
-      skipped: 9,
+      start: ["2026-01-01T00:00:06.000Z", "2026-01-01T00:00:07.000Z", "2026-01-01T00:00:08.000Z", "2026-01-01T00:00:09.000Z", "2026-01-01T00:00:10.000Z"],
+      skipped: 5,
       next: "2026-01-01T00:00:11.000Z"
     })
   })
 
-  it("none: a tick more than a minute late is skipped", () => {
+  it("a pass late by a second or two (a busy ticker) starts every tick it finds due, whatever the rule", () => {
+    for (const rule of ["latest", "none", "all"] as const) {
+      expect(due(everySecond, "2026-01-01T00:00:01Z", "2026-01-01T00:00:02.400Z", rule)).toEqual({
+        start: ["2026-01-01T00:00:01.000Z", "2026-01-01T00:00:02.000Z"],
+        skipped: 0,
+        next: "2026-01-01T00:00:03.000Z"
+      })
+    }
+    // The same by cron, walked tick by tick.
+    expect(due(timing({ cron: "* * * * * *" }), "2026-01-01T00:00:01Z", "2026-01-01T00:00:03.100Z", "latest").start).toEqual([
+      "2026-01-01T00:00:01.000Z",
+      "2026-01-01T00:00:02.000Z",
+      "2026-01-01T00:00:03.000Z"
+    ])
+  })
+
+  it("none: with no tick on time, the latest starts if it is at most a minute late; older ones are skipped", () => {
     expect(due(hourly, "2026-01-01T05:00:00Z", "2026-01-01T09:30:00Z", "none")).toEqual({
       start: [],
       skipped: 5,
       next: "2026-01-01T10:00:00.000Z"
     })
-    expect(due(everySecond, "2026-01-01T00:00:01Z", "2026-01-01T00:00:10.500Z", "none").start).toEqual(["2026-01-01T00:00:10.000Z"])
+    expect(due(hourly, "2026-01-01T05:00:00Z", "2026-01-01T05:00:50Z", "none").start).toEqual(["2026-01-01T05:00:00.000Z"])
+    expect(due(everySecond, "2026-01-01T00:00:01Z", "2026-01-01T00:00:10.500Z", "none").start).toHaveLength(5)
   })
 
   it("all: each missed tick starts, up to the latest 100", () => {
@@ -185,8 +203,16 @@ describe("catch-up", () => {
       passes++
     }
     expect(passes).toBe(3)
-    expect(skipped).toBe(21_600)
-    expect(started.map((tick) => tick.toISOString())).toEqual(["2026-01-01T06:00:00.000Z"])
+    // The ticks of the last 5 s are on time; all before them were missed.
+    expect(skipped).toBe(21_595)
+    expect(started.map((tick) => tick.toISOString())).toEqual([
+      "2026-01-01T05:59:55.000Z",
+      "2026-01-01T05:59:56.000Z",
+      "2026-01-01T05:59:57.000Z",
+      "2026-01-01T05:59:58.000Z",
+      "2026-01-01T05:59:59.000Z",
+      "2026-01-01T06:00:00.000Z"
+    ])
     expect(first.toISOString()).toBe("2026-01-01T06:00:01.000Z")
   })
 
