@@ -307,6 +307,27 @@ describe.concurrent("rate limits per key", () => {
         expect((yield* RunstreamTest.waitForRunCompletion(other.id, patience).pipe(withWorkers(fastWorkers))).status).toBe("succeeded")
       }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Rated], workers: false })))
     }))
+
+  it.live("a claim that waits for a connection stamps its starts with the time it got one, not the time it was asked", () =>
+    Effect.gen(function*() {
+      const Rated = Task.make("test.rated", { input: Input, output: Schema.Int, rateLimit: { limit: 2, period: "1 minute" }, run: ({ n }) => Effect.succeed(n) })
+      yield* Effect.gen(function*() {
+        const runs = yield* Runs
+        const sql = yield* SqlClient.SqlClient
+        yield* runs.start(Rated, { n: 1 }, { concurrencyKey: "k" })
+        // The pool's one connection, held while the claim is asked for.
+        const holder = yield* Scope.make()
+        yield* Scope.extend(sql.reserve, holder)
+        const claim = yield* Effect.fork(claimAs("w", 1, [Rated.name]))
+        yield* Effect.sleep("300 millis")
+        const released = Date.now()
+        yield* Scope.close(holder, Exit.void)
+        expect((yield* claim).length).toBe(1)
+        const [row] = yield* sql<{ stamp: Date }>`SELECT starts[cardinality(starts)] AS stamp FROM runstream_limits WHERE key = 'k'`
+        // Before, the stamp was read when the claim was asked for: 300 ms before the connection was free.
+        expect(row!.stamp.getTime()).toBeGreaterThanOrEqual(released - 5)
+      }).pipe(Effect.provide(RunstreamTest.layer({ tasks: [Rated], workers: false, maxConnections: 1 })))
+    }))
 })
 
 describe.concurrent("limit definitions and options", () => {
