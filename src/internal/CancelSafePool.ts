@@ -50,8 +50,15 @@ hidePid(PreparingClientWithoutCancel.prototype)
 
 type Release = (client: Pg.PoolClient, idleListener: unknown, error?: Error) => void
 
-// pg-pool's own release (the method every client's `release()` calls).
-const release = (Pg.Pool.prototype as unknown as { _release: Release })._release
+/** pg-pool's own release (the method every client's `release()` calls). */
+const poolRelease = (): Release => {
+  const release = (Pg.Pool.prototype as unknown as { _release?: Release })._release
+  if (typeof release !== "function") {
+    throw new Error("CancelSafePool: this pg-pool has no _release method (it was written for pg-pool 3); check it before upgrading pg")
+  }
+  return release
+}
+const release = poolRelease()
 
 export class CancelSafePool extends Pg.Pool {
   /** A connection released while its statement runs rejoins the pool when the statement is done. */
