@@ -500,3 +500,34 @@ export const requestJson = (method: string, url: string, body?: unknown, headers
     },
     catch: (cause) => new FaultError({ message: `${method} ${url}: ${String(cause)}`, cause })
   })
+
+/**
+ * For each kill of a worker, how long after it the last of the attempts it
+ * held ended by its lease's expiry (`LeaseExpired`); and the held attempts
+ * never so ended.
+ */
+export const reclaimsAfterKills = (
+  url: string,
+  killed: ReadonlyArray<{ readonly at: number; readonly held: ReadonlyArray<{ readonly run_id: string; readonly attempt: number }> }>
+) =>
+  Effect.gen(function*() {
+    const reclaims = new Map(
+      (yield* query<{ run_id: string; attempt: number; at: Date }>(url, `
+        SELECT run_id, (data->>'attempt')::int AS attempt, at FROM runstream_events
+        WHERE type IN ('run.retrying', 'run.failed') AND data->'error'->>'tag' = 'LeaseExpired'`)).map((row) => [`${row.run_id}/${row.attempt}`, row.at.getTime()])
+    )
+    const perKill: Array<number> = []
+    let heldTotal = 0
+    let notReclaimed = 0
+    for (const kill of killed) {
+      heldTotal += kill.held.length
+      let worst = -1
+      for (const held of kill.held) {
+        const at = reclaims.get(`${held.run_id}/${held.attempt}`)
+        if (at === undefined) notReclaimed++
+        else worst = Math.max(worst, at - kill.at)
+      }
+      if (worst >= 0) perKill.push(worst)
+    }
+    return { heldTotal, notReclaimed, perKill }
+  })

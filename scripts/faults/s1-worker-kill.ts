@@ -18,6 +18,7 @@ import {
   freshDatabase,
   percentile,
   query,
+  reclaimsAfterKills,
   requestJson,
   seconds,
   startEntry,
@@ -102,24 +103,7 @@ export const scenario: Scenario = {
 
       yield* waitAllFinished(db.url, ctx.quick ? "180 seconds" : "600 seconds")
       const check = yield* checkRuns(db.url, ids)
-      const reclaims = new Map(
-        (yield* query<{ run_id: string; attempt: number; at: Date }>(db.url, `
-          SELECT run_id, (data->>'attempt')::int AS attempt, at FROM runstream_events
-          WHERE type IN ('run.retrying', 'run.failed') AND data->'error'->>'tag' = 'LeaseExpired'`)).map((row) => [`${row.run_id}/${row.attempt}`, row.at.getTime()])
-      )
-      const perKill: Array<number> = []
-      let heldTotal = 0
-      let notReclaimed = 0
-      for (const kill of killed) {
-        heldTotal += kill.held.length
-        let worst = -1
-        for (const held of kill.held) {
-          const at = reclaims.get(`${held.run_id}/${held.attempt}`)
-          if (at === undefined) notReclaimed++
-          else worst = Math.max(worst, at - kill.at)
-        }
-        if (worst >= 0) perKill.push(worst)
-      }
+      const { heldTotal, notReclaimed, perKill } = yield* reclaimsAfterKills(db.url, killed)
       const attempts = yield* query<{ max: number; avg: number; over3: number }>(db.url, "SELECT max(attempt) AS max, avg(attempt)::float AS avg, count(*) FILTER (WHERE attempt > 3)::int AS over3 FROM runstream_runs")
 
       const { expect, failures } = makeChecks()

@@ -53,6 +53,7 @@ import {
   freshDatabase,
   percentile,
   query,
+  reclaimsAfterKills,
   randomInt,
   requestJson,
   seconds,
@@ -611,24 +612,7 @@ export const scenario: Scenario = {
       expect(misrecorded === 0, `every recorded tick's run is the run of its key (${misrecorded} are not)`)
 
       // --- Kills: every run a dead worker held is reclaimed, within lease + 2 s.
-      const reclaims = new Map(
-        (yield* query<{ run_id: string; attempt: number; at: Date }>(db.url, `
-          SELECT run_id, (data->>'attempt')::int AS attempt, at FROM runstream_events
-          WHERE type IN ('run.retrying', 'run.failed') AND data->'error'->>'tag' = 'LeaseExpired'`)).map((row) => [`${row.run_id}/${row.attempt}`, row.at.getTime()])
-      )
-      const perKill: Array<number> = []
-      let heldTotal = 0
-      let notReclaimed = 0
-      for (const kill of killed) {
-        heldTotal += kill.held.length
-        let worst = -1
-        for (const held of kill.held) {
-          const at = reclaims.get(`${held.run_id}/${held.attempt}`)
-          if (at === undefined) notReclaimed++
-          else worst = Math.max(worst, at - kill.at)
-        }
-        if (worst >= 0) perKill.push(worst)
-      }
+      const { heldTotal, notReclaimed, perKill } = yield* reclaimsAfterKills(db.url, killed)
       const bound = leaseMs + 2000
       const heldLimited = killed.map((kill) => kill.held.filter((h) => h.task === Tasks.Limited.name).length)
       figures.push(["kills", `${killed.length}; runs held by the dead worker: ${heldTotal} in all, of faults.limited ${heldLimited.join(", ")}`])
