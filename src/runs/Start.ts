@@ -10,15 +10,14 @@ import type { SqlError } from "@effect/sql"
 import { Clock, DateTime, Duration, Effect, Option, Schema } from "effect"
 import { type IdempotencyConflict, InvalidInput, PayloadTooLarge, UnknownTask } from "../domain/Errors.ts"
 import { makeRunId, type RunId } from "../domain/Ids.ts"
-import * as LimitKey from "../domain/LimitKey.ts"
 import type { Run } from "../domain/Run.ts"
 import { StartOptions } from "../domain/StartOptions.ts"
-import { storableJson } from "../internal/jsonb.ts"
 import { Outbox } from "../Outbox.ts"
 import * as Limits from "../queue/Limits.ts"
 import { RunQueue } from "../queue/RunQueue.ts"
 import { type Created, type NewRun, RunStore } from "../RunStore.ts"
 import * as Task from "../Task.ts"
+import * as TaskInput from "./TaskInput.ts"
 
 /** One run to start by task name, as the API receives it. */
 export interface StartRequest {
@@ -43,23 +42,6 @@ export const make = (config: { readonly maxInputBytes: number }) =>
     const queue = yield* RunQueue
     const registry = yield* Task.TaskRegistry
 
-    const encodeInput = (task: Task.Any, input: unknown, typed: boolean) =>
-      Effect.gen(function*() {
-        // Every fault of a refused input is reported (bounded), not only the first.
-        const encoded = typed
-          ? yield* Schema.encodeUnknown(task.input, allErrors)(input)
-          : yield* Schema.encodeUnknown(task.input, allErrors)(yield* Schema.decodeUnknown(task.input, allErrors)(input))
-        const json = yield* storableJson("input", encoded)
-        const bytes = Buffer.byteLength(json)
-        if (bytes > config.maxInputBytes) {
-          return yield* new PayloadTooLarge({ what: "input", bytes, limit: config.maxInputBytes })
-        }
-        return encoded
-      }).pipe(
-        Effect.catchTag("ParseError", (error) =>
-          Effect.fail(InvalidInput.fromParseError(`input of task '${task.name}'`, error)))
-      )
-
     /** The run a request describes, checked; refused with the request's first fault. */
     const prepare = (request: StartRequest, typed: boolean) =>
       Effect.gen(function*() {
@@ -72,12 +54,9 @@ export const make = (config: { readonly maxInputBytes: number }) =>
         const options = request.options === undefined ? {} : yield* validateOptions(request.options).pipe(
           Effect.mapError((error) => InvalidInput.fromParseError("options", error))
         )
-        const input = yield* encodeInput(task, request.input, typed)
-        // A start's own key wins; else the field its task's limits name, read
-        // from the input as sent (encoded), so every surface reads the same value.
-        const keyField = Task.limitKeyField(task)
-        const concurrencyKey = options.concurrencyKey ??
-          (keyField === undefined ? undefined : yield* LimitKey.fromInput(task.name, keyField, input))
+        const input = yield* TaskInput.encode(task, request.input, typed, config.maxInputBytes)
+        // A start's own key wins; else the field its task's limits name.
+        const concurrencyKey = options.concurrencyKey ?? (yield* TaskInput.limitKey(task, input))
         // A debounced run is due `delayMs` after its start (so never handed
         // over at its creation); a start folded into it moves it the same way.
         const debounce = options.debounce

@@ -13,7 +13,6 @@
 import type { SqlError } from "@effect/sql"
 import { Context, Duration, Effect, Either, Layer, Option, Schema } from "effect"
 import { InvalidInput, PayloadTooLarge, UnknownTask } from "../domain/Errors.ts"
-import * as LimitKey from "../domain/LimitKey.ts"
 import {
   InvalidSchedule,
   type ScheduleDefinition,
@@ -26,8 +25,8 @@ import {
   type SchedulePatch,
   type ScheduledRun
 } from "../domain/Schedule.ts"
-import { storableJson } from "../internal/jsonb.ts"
 import { now } from "../internal/time.ts"
+import * as TaskInput from "../runs/TaskInput.ts"
 import { Runs, RunsConfig } from "../Runs.ts"
 import * as Task from "../Task.ts"
 import type { RunSchedule } from "./RunSchedule.ts"
@@ -94,21 +93,6 @@ export const make = (declared: ReadonlyArray<RunSchedule>, options: SchedulesOpt
     const config = yield* RunsConfig
     const poll = options.poll === undefined ? (yield* Ticker.TickerConfig).poll : Duration.decode(options.poll)
 
-    /** A task's input, as a start would store it: decoded unless typed, encoded, storable, within the size limit. */
-    const encodeInput = (task: Task.Any, input: unknown, typed: boolean) =>
-      Effect.gen(function*() {
-        const all = { errors: "all" } as const
-        const encoded = typed
-          ? yield* Schema.encodeUnknown(task.input, all)(input)
-          : yield* Schema.encodeUnknown(task.input, all)(yield* Schema.decodeUnknown(task.input, all)(input))
-        const json = yield* storableJson("input", encoded)
-        const bytes = Buffer.byteLength(json)
-        if (bytes > config.maxInputBytes) {
-          return yield* new PayloadTooLarge({ what: "input", bytes, limit: config.maxInputBytes })
-        }
-        return encoded
-      }).pipe(Effect.catchTag("ParseError", (error) => Effect.fail(InvalidInput.fromParseError(`input of task '${task.name}'`, error))))
-
     /** A definition checked and ready to write; `typed` for one from code (its input is the task's type). */
     const check = (spec: {
       readonly name: string
@@ -133,10 +117,9 @@ export const make = (declared: ReadonlyArray<RunSchedule>, options: SchedulesOpt
         const options = yield* validateOptions(spec.options ?? {}).pipe(
           Effect.mapError((error) => InvalidInput.fromParseError("options", error))
         )
-        const input = yield* encodeInput(registered.task, spec.input, typed)
+        const input = yield* TaskInput.encode(registered.task, spec.input, typed, config.maxInputBytes)
         // A tick's start has no concurrencyKey: a task whose limits take their key from the input needs it there.
-        const keyField = Task.limitKeyField(registered.task)
-        if (keyField !== undefined) yield* LimitKey.fromInput(registered.task.name, keyField, input)
+        yield* TaskInput.limitKey(registered.task, input)
         return {
           name: spec.name,
           task: spec.task,
