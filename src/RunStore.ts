@@ -40,7 +40,7 @@ export interface NewRun {
    * start's input. (`runAt` is set: a debounced run is never claimed at its creation.)
    */
   readonly debounce?: { readonly key: string; readonly mode: "trailing" | "leading" } | undefined
-  /** Its task's limits and its key, for a task with limits (see `queue/Limits.ts`); never with `claimedBy`. */
+  /** Its limits (its task's or its queue's) and its key, if it has any (see `queue/Limits.ts`); never with `claimedBy`. */
   readonly limits?: Limits.RunLimits | undefined
 }
 
@@ -209,28 +209,32 @@ export const make = Effect.gen(function*() {
   const noConflictCte = sql.literal("")
   const noConflictGuard = sql.literal("")
 
-  // A batch with runs of limited tasks: each job carries its key, and each
+  // A batch with runs that have limits: each job carries its key, and each
   // key's row counts its waiting runs (created here, with the limits of this
   // program's definition, which then hold for the key). Key rows are taken in
   // key order, so two such starts never deadlock.
   const limitColumns = (limits: Limits.RunLimits | undefined) => ({
+    limit_scope: limits?.scope ?? null,
     concurrency_key: limits?.key ?? null,
     max_running: limits?.maxRunning ?? null,
     rate_limit: limits?.rateLimit ?? null,
     rate_period_ms: limits?.ratePeriodMs ?? null
   })
   const noLimits = sql.literal("")
-  const limitTypes = sql.literal(", concurrency_key text, max_running integer, rate_limit integer, rate_period_ms integer")
-  const placedLimits = sql.literal(", i.concurrency_key, i.max_running, i.rate_limit, i.rate_period_ms")
-  const jobKeyColumn = sql.literal(", concurrency_key")
+  const limitTypes = sql.literal(
+    ", limit_scope text, concurrency_key text, max_running integer, rate_limit integer, rate_period_ms integer"
+  )
+  const placedLimits = sql.literal(", i.limit_scope, i.concurrency_key, i.max_running, i.rate_limit, i.rate_period_ms")
+  const runKeyColumn = sql.literal(", concurrency_key")
+  const jobKeyColumns = sql.literal(", limit_scope, concurrency_key")
   // The run keeps the key it was started with ('' on the job: none given).
   const runKey = sql.literal(", nullif(concurrency_key, '')")
   const countLimits = sql.literal(`counted AS (
-          INSERT INTO runstream_limits AS l (task, key, waiting, max_running, rate_limit, rate_period_ms, served)
-          SELECT task, concurrency_key, count(*), max(max_running), max(rate_limit), max(rate_period_ms), min(run_at)
+          INSERT INTO runstream_limits AS l (scope, key, waiting, max_running, rate_limit, rate_period_ms, served)
+          SELECT limit_scope, concurrency_key, count(*), max(max_running), max(rate_limit), max(rate_period_ms), min(run_at)
           FROM placed WHERE concurrency_key IS NOT NULL
-          GROUP BY task, concurrency_key ORDER BY task, concurrency_key
-          ON CONFLICT (task, key) DO UPDATE SET waiting = l.waiting + EXCLUDED.waiting,
+          GROUP BY limit_scope, concurrency_key ORDER BY limit_scope, concurrency_key
+          ON CONFLICT (scope, key) DO UPDATE SET waiting = l.waiting + EXCLUDED.waiting,
             max_running = EXCLUDED.max_running, rate_limit = EXCLUDED.rate_limit,
             rate_period_ms = EXCLUDED.rate_period_ms
         ),`)
@@ -241,7 +245,7 @@ export const make = Effect.gen(function*() {
       const at = yield* now
       // Batches without keys (most) run the statement without the conflict check.
       const keyed = runs.some((run) => run.idempotencyKey !== null)
-      // And those without runs of limited tasks (most), without the limits' counts.
+      // And those without runs that have limits (most), without the limits' counts.
       const limited = runs.some((run) => run.limits !== undefined)
       const input = JSON.stringify(runs.map((run, i) => ({
         i,
@@ -269,7 +273,7 @@ export const make = Effect.gen(function*() {
         ), ${keyed ? conflictCte : noConflictCte} inserted AS (
           INSERT INTO runstream_runs (id, task, queue, status, input, max_attempts, priority, timeout_ms,
             idempotency_key, request_hash, created_at, run_at, last_seq, attempt, started_at, replay_of${
-        limited ? jobKeyColumn : noLimits
+        limited ? runKeyColumn : noLimits
       })
           SELECT id, task, queue, status, input, max_attempts, priority, timeout_ms, idempotency_key, request_hash,
             ${at}, run_at, last_seq, attempt, started_at, replay_of${limited ? runKey : noLimits}
@@ -294,9 +298,9 @@ export const make = Effect.gen(function*() {
           ${Outbox.row(sql, sql`SELECT * FROM created`)}
         ), enqueued AS (
           INSERT INTO runstream_jobs (run_id, task, queue, priority, run_at, locked_by, locked_until, attempt, debounce_key${
-        limited ? jobKeyColumn : noLimits
+        limited ? jobKeyColumns : noLimits
       })
-          SELECT id, task, queue, priority, run_at, worker, locked_until, attempt, debounce_key${limited ? jobKeyColumn : noLimits} FROM placed
+          SELECT id, task, queue, priority, run_at, worker, locked_until, attempt, debounce_key${limited ? jobKeyColumns : noLimits} FROM placed
         )
         SELECT * FROM inserted`
       const byId = new Map(inserted.map((row) => [row.id, row]))
@@ -342,7 +346,9 @@ export const make = Effect.gen(function*() {
    * and a claim of one run are ordered).
    */
   const fold = (run: NewRun & { readonly debounce: NonNullable<NewRun["debounce"]> }) =>
-    sql<RunRow>`
+    (run.debounce.mode === "trailing" && run.limits !== undefined
+      ? foldTrailingWithLimits(run, run.limits)
+      : sql<RunRow>`
       WITH job AS (
         UPDATE runstream_jobs SET run_at = ${run.runAt}
         WHERE task = ${run.task} AND debounce_key = ${run.debounce.key}
@@ -351,7 +357,40 @@ export const make = Effect.gen(function*() {
       UPDATE runstream_runs r SET run_at = ${run.runAt},
         input = CASE WHEN ${run.debounce.mode === "trailing"} THEN ${JSON.stringify(run.input ?? null)}::jsonb ELSE r.input END
       WHERE r.id = ANY(ARRAY(SELECT run_id FROM job))
-      RETURNING ${columns}`.pipe(Effect.map((rows) => Option.fromNullable(rows[0])))
+      RETURNING ${columns}`).pipe(Effect.map((rows) => Option.fromNullable(rows[0])))
+
+  /**
+   * A trailing fold of a run with limits: the run takes the last start's key
+   * with its input (a key taken from an input field follows the input), and
+   * the two keys' waiting counts move with it: both rows taken in key order,
+   * after the job's, as everywhere. (The old key's row may stay, idle, until
+   * its next run ends.) A run of another scope (started on another queue)
+   * keeps its key.
+   */
+  const foldTrailingWithLimits = (run: NewRun, limits: Limits.RunLimits) =>
+    sql<RunRow>`
+      WITH job AS (
+        SELECT run_id, concurrency_key AS old_key, limit_scope = ${limits.scope} AS same_scope FROM runstream_jobs
+        WHERE task = ${run.task} AND debounce_key = ${run.debounce!.key}
+        FOR UPDATE
+      ), moved AS (
+        UPDATE runstream_jobs j SET run_at = ${run.runAt},
+          concurrency_key = CASE WHEN job.same_scope THEN ${limits.key} ELSE j.concurrency_key END
+        FROM job WHERE j.run_id = job.run_id
+        RETURNING j.run_id, job.old_key, j.concurrency_key AS new_key, job.same_scope
+      ), recounted AS (
+        INSERT INTO runstream_limits AS l (scope, key, waiting, max_running, rate_limit, rate_period_ms, served)
+        SELECT ${limits.scope}, k.key, (k.key = moved.new_key)::integer, ${limits.maxRunning}::integer,
+          ${limits.rateLimit}::integer, ${limits.ratePeriodMs}::integer, ${run.runAt}::timestamptz
+        FROM moved CROSS JOIN LATERAL (VALUES (moved.old_key), (moved.new_key)) AS k(key)
+        WHERE moved.same_scope AND moved.old_key <> moved.new_key
+        ORDER BY k.key
+        ON CONFLICT (scope, key) DO UPDATE SET waiting = l.waiting + CASE WHEN EXCLUDED.waiting = 1 THEN 1 ELSE -1 END
+      )
+      UPDATE runstream_runs r SET run_at = ${run.runAt}, input = ${JSON.stringify(run.input ?? null)}::jsonb,
+        concurrency_key = nullif((SELECT new_key FROM moved), '')
+      WHERE r.id = ANY(ARRAY(SELECT run_id FROM moved))
+      RETURNING ${columns}`
 
   /** The run of an idempotency key, or `IdempotencyConflict` when it was started with another task or input. */
   const ofIdempotencyKey = (run: NewRun) =>
@@ -469,11 +508,12 @@ export const make = Effect.gen(function*() {
       // Jobs before runs, as everywhere: a waiting run's job row is taken first.
       const cancelledWaiting = yield* sql<RunRow>`
         WITH job AS (
-          DELETE FROM runstream_jobs WHERE run_id = ${runId} AND locked_until IS NULL RETURNING run_id, task, concurrency_key
+          DELETE FROM runstream_jobs WHERE run_id = ${runId} AND locked_until IS NULL
+          RETURNING run_id, limit_scope, concurrency_key
         ), uncounted AS (
-          -- A waiting run of a limited task no longer waits for its key.
+          -- A waiting run with limits no longer waits for its key.
           UPDATE runstream_limits l SET waiting = l.waiting - 1
-          FROM job WHERE l.task = job.task AND l.key = job.concurrency_key
+          FROM job WHERE l.scope = job.limit_scope AND l.key = job.concurrency_key
         ), ended AS (
           UPDATE runstream_runs r SET status = 'cancelled', finished_at = ${at}, last_seq = r.last_seq + 1
           FROM job WHERE r.id = job.run_id AND r.status = 'queued'

@@ -11,6 +11,8 @@ import * as OutboxRelay from "./OutboxRelay.ts"
 import * as PgListener from "./PgListener.ts"
 import * as Retention from "./Retention.ts"
 import * as LeaseReclaim from "./queue/LeaseReclaim.ts"
+import * as QueueLimits from "./queue/QueueLimits.ts"
+import type { QueueDefinition } from "./queue/QueueLimits.ts"
 import * as RunQueue from "./queue/RunQueue.ts"
 import * as RunFollowers from "./RunFollowers.ts"
 import * as Runs from "./Runs.ts"
@@ -38,6 +40,12 @@ export interface RuntimeOptions<BusError = never, BusRequires = never> {
   readonly schedules?: ReadonlyArray<RunSchedule> | undefined
   /** The longest the schedule ticker sleeps between passes (default: `RUNSTREAM_SCHEDULE_POLL`, 5 seconds). */
   readonly schedulePoll?: Duration.DurationInput | undefined
+  /**
+   * Limits declared on queues (`queue/QueueLimits.ts`): `{ mail: { concurrency:
+   * { limit: 5 }, rateLimit: { limit: 100, period: "1 minute" } } }`. Every
+   * program starting or running runs of these queues should declare them.
+   */
+  readonly queues?: Readonly<Record<string, QueueDefinition>> | undefined
 }
 
 /**
@@ -50,7 +58,7 @@ export const layerRuntime = <BusError = never, BusRequires = never>(options: Run
   // The memory bus fits any `BusError` and `BusRequires` (it fails on configuration only, as every layer here may).
   const bus: Layer.Layer<EventBus, BusError | Layer.Layer.Error<typeof MemoryBus.layer>, BusRequires> = options.bus ??
     MemoryBus.layer
-  const infra = Layer.mergeAll(Outbox.layer, EventLog.layer, RunQueue.layer, bus).pipe(
+  const infra = Layer.mergeAll(Outbox.layer, EventLog.layer, RunQueue.layer, QueueLimits.layer(options.queues), bus).pipe(
     Layer.provideMerge(PgListener.layer)
   )
   return Schedules.layer(options.schedules, { poll: options.schedulePoll }).pipe(

@@ -10,6 +10,7 @@ import { parseRetention, type RetentionInput, retentionMessage } from "./domain/
 import type { RunId } from "./domain/Ids.ts"
 import type { TaskInfo, TaskList } from "./domain/TaskInfo.ts"
 import * as Limits from "./queue/Limits.ts"
+import type { QueueLimits } from "./queue/QueueLimits.ts"
 
 /** Why an `emit` can fail. */
 export type EmitError = LeaseLost | PayloadTooLarge | InvalidInput | SqlError.SqlError
@@ -244,7 +245,15 @@ const retentionOf = (task: Any): TaskInfo["retention"] => {
     : Option.match(parsed, { onNone: () => "off" as const, onSome: (keep) => ({ keepMs: Duration.toMillis(keep) }) })
 }
 
-/** Every task of a registry as `GET /v1/tasks` (and RPC `Tasks`) lists them. */
-export const describeAll = (registry: TaskRegistry["Type"]): typeof TaskList.Type => ({
-  tasks: registry.names.flatMap((name) => Option.toArray(Option.map(registry.get(name), ({ task }) => describe(task))))
+/** Every task of a registry, and every queue with limits, as `GET /v1/tasks` (and RPC `Tasks`) lists them. */
+export const describeAll = (registry: TaskRegistry["Type"], queues: QueueLimits["Type"]): typeof TaskList.Type => ({
+  tasks: registry.names.flatMap((name) => Option.toArray(Option.map(registry.get(name), ({ task }) => describe(task)))),
+  queues: queues.limited.map((name) => {
+    const limits = queues.of(name)
+    return {
+      name,
+      concurrency: limits.concurrency === null ? null : { limit: limits.concurrency },
+      rateLimit: limits.rateLimit
+    }
+  })
 })

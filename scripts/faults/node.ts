@@ -30,6 +30,7 @@ import * as Outbox from "../../src/Outbox.ts"
 import * as OutboxRelay from "../../src/OutboxRelay.ts"
 import * as PgListener from "../../src/PgListener.ts"
 import * as LeaseReclaim from "../../src/queue/LeaseReclaim.ts"
+import * as QueueLimits from "../../src/queue/QueueLimits.ts"
 import * as RunQueue from "../../src/queue/RunQueue.ts"
 import * as Runs from "../../src/Runs.ts"
 import * as Schedules from "../../src/schedules/Schedules.ts"
@@ -100,7 +101,7 @@ const layerLeakyBus = (killAfter: number) =>
  */
 const layerRuntimeWith = (options: { readonly leakyBusKillAfter?: number | undefined; readonly relay: boolean }) => {
   const bus = options.leakyBusKillAfter === undefined ? EventBus.layerPostgres : layerLeakyBus(options.leakyBusKillAfter)
-  const infra = Layer.mergeAll(Outbox.layer, EventLog.layer, RunQueue.layer, bus).pipe(
+  const infra = Layer.mergeAll(Outbox.layer, EventLog.layer, RunQueue.layer, QueueLimits.layer(), bus).pipe(
     Layer.provideMerge(PgListener.layer)
   )
   const runs = options.relay ? Layer.mergeAll(Runs.layer, OutboxRelay.layer, LeaseReclaim.layer()) : Layer.merge(Runs.layer, LeaseReclaim.layer())

@@ -447,8 +447,8 @@ export const scenario: Scenario = {
       expect(peak <= concurrencyLimit, `at most ${concurrencyLimit} attempts of one key running at once, a dead worker's until its reclaim (peak ${peak}: ${over.join(", ")})`)
       expect(keysAtLimit > 0, "the load brings some key to its limit")
       expect(unstamped === 0 && unclosed === 0, `every attempt of a limited run is stamped and ended (${unstamped} events unstamped, ${unclosed} attempts not ended)`)
-      const counters = yield* query<{ task: string; key: string; running: number; waiting: number }>(db.url, "SELECT task, key, running, waiting FROM runstream_limits WHERE running <> 0 OR waiting <> 0")
-      expect(counters.length === 0, `the keys' counters are back to zero (${counters.slice(0, 5).map((c) => `${c.task}/${c.key}: running ${c.running}, waiting ${c.waiting}`).join("; ")})`)
+      const counters = yield* query<{ scope: string; key: string; running: number; waiting: number }>(db.url, "SELECT scope, key, running, waiting FROM runstream_limits WHERE running <> 0 OR waiting <> 0")
+      expect(counters.length === 0, `the keys' counters are back to zero (${counters.slice(0, 5).map((c) => `${c.scope}/${c.key}: running ${c.running}, waiting ${c.waiting}`).join("; ")})`)
 
       // --- Rate: starts per key in any window of the period, by the starts' own times (those the limit counts).
       const ratedEvents = yield* events(Tasks.Rated.name)

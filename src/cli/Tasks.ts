@@ -1,11 +1,11 @@
 /**
  * `runstream tasks`: the tasks the server starts, with their input schemas,
- * retry policies and timeouts.
+ * retry policies, timeouts and limits, and the queues that declare limits.
  * @since 0.1.0
  */
 import { Command, Options } from "@effect/cli"
 import { Effect, Schema } from "effect"
-import { TaskList } from "../domain/TaskInfo.ts"
+import { type TaskInfo, TaskList } from "../domain/TaskInfo.ts"
 import { RunstreamClient } from "../rpc/RunstreamClient.ts"
 import { duration } from "./Format.ts"
 import { Output } from "./Output.ts"
@@ -66,13 +66,41 @@ export const command = Command.make("tasks", {
     const list = yield* client.tasks()
     if (options.json) return yield* output.json(encodeTasks(list))
     yield* output.table(
-      [{ header: "TASK" }, { header: "ATTEMPTS", right: true }, { header: "BACKOFF" }, { header: "TIMEOUT" }, { header: "INPUT" }],
+      [
+        { header: "TASK" },
+        { header: "ATTEMPTS", right: true },
+        { header: "BACKOFF" },
+        { header: "TIMEOUT" },
+        { header: "LIMITS" },
+        { header: "INPUT" }
+      ],
       list.tasks.map((task) => [
         task.name,
         String(task.retry.maxAttempts),
         `${duration(task.retry.initialDelayMs)}..${duration(task.retry.maxDelayMs)} x${task.retry.factor}`,
         task.timeoutMs === null ? "-" : duration(task.timeoutMs),
+        limits(task, task.concurrencyKeyField),
         summary(task.input as JsonSchema | null)
       ])
     )
-  })).pipe(Command.withDescription("List the tasks the server starts, with their input schemas and retry policies."))
+    if (list.queues.length > 0) {
+      yield* output.line("")
+      yield* output.table(
+        [{ header: "QUEUE" }, { header: "LIMITS" }],
+        list.queues.map((queue) => [queue.name, limits(queue, null)])
+      )
+    }
+  })).pipe(Command.withDescription("List the tasks the server starts, with their input schemas, retry policies and limits."))
+
+/** A task's or a queue's limits in a few words: `2 running, 10 per 1.0s, per tenant`; `-` without any. */
+const limits = (
+  declared: Pick<TaskInfo, "concurrency" | "rateLimit">,
+  keyField: string | null
+): string => {
+  const parts = [
+    ...(declared.concurrency === null ? [] : [`${declared.concurrency.limit} running`]),
+    ...(declared.rateLimit === null ? [] : [`${declared.rateLimit.limit} per ${duration(declared.rateLimit.periodMs)}`])
+  ]
+  if (parts.length === 0) return "-"
+  return [...parts, keyField === null ? "per key" : `per ${keyField}`].join(", ")
+}

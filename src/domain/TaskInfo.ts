@@ -39,5 +39,24 @@ export const TaskInfo = Schema.Struct({
 }).annotations({ identifier: "TaskInfo" })
 export type TaskInfo = typeof TaskInfo.Type
 
+/** A queue with limits, as `GET /v1/tasks` lists it. */
+export const QueueInfo = Schema.Struct({
+  name: Schema.String,
+  concurrency: Schema.NullOr(Schema.Struct({ limit: Schema.Int })).annotations({
+    description: "At most `limit` runs of the queue (any task) with one concurrencyKey running at once; null: no limit."
+  }),
+  rateLimit: Schema.NullOr(Schema.Struct({ limit: Schema.Int, periodMs: Schema.Number })).annotations({
+    description: "At most `limit` attempts of the queue with one concurrencyKey start in any window of `periodMs`; null: no limit."
+  })
+}).annotations({
+  identifier: "QueueInfo",
+  description: "Limits declared on a queue: they count the runs of tasks without limits of their own."
+})
+export type QueueInfo = typeof QueueInfo.Type
+
 /** @category schemas */
-export const TaskList = Schema.Struct({ tasks: Schema.Array(TaskInfo) }).annotations({ identifier: "TaskList" })
+export const TaskList = Schema.Struct({
+  tasks: Schema.Array(TaskInfo),
+  // Optional on the wire: a server from before queue limits sends none.
+  queues: Schema.optionalWith(Schema.Array(QueueInfo), { default: () => [] })
+}).annotations({ identifier: "TaskList" })

@@ -311,7 +311,8 @@ export class StatsGroup extends HttpApiGroup.make("stats")
       .annotate(OpenApi.Description,
         "Each task's input and output (JSON Schema), retry policy, timeout, concurrency and rate limits, the input " +
           "field its limits take a start's key from when the start names none (`concurrencyKeyField`), and its " +
-          "own retention (`{keepMs}` or \"off\"; null: the program's `RUNSTREAM_RETENTION`).")
+          "own retention (`{keepMs}` or \"off\"; null: the program's `RUNSTREAM_RETENTION`); and the queues that " +
+          "declare limits (`queues`: they count the runs of tasks without limits of their own).")
   )
   .addError(ApiError.Unauthorized)
   .addError(ApiError.Unavailable)

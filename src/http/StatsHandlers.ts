@@ -5,6 +5,7 @@
 import { HttpApiBuilder } from "@effect/platform"
 import { Effect } from "effect"
 import { Stats } from "../Stats.ts"
+import { QueueLimits } from "../queue/QueueLimits.ts"
 import * as Task from "../Task.ts"
 import { Api } from "./Api.ts"
 import { mapCore } from "./ApiError.ts"
@@ -15,7 +16,7 @@ export const layer = HttpApiBuilder.group(Api, "stats", (handlers) =>
     const stats = yield* Stats
     const registry = yield* Task.TaskRegistry
     // The registry is fixed for the program's life: described once.
-    const tasks = Task.describeAll(registry)
+    const tasks = Task.describeAll(registry, yield* QueueLimits)
     return handlers
       .handle("stats", () => mapCore(stats.read))
       .handle("tasks", () => Effect.succeed(tasks))

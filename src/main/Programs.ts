@@ -16,8 +16,8 @@
  * - `makeDevLayer`: everything in one process, on an embedded Postgres unless
  *   `DATABASE_URL` is set.
  *
- * Each takes the program's schedules too (`RunSchedule.cron` / `.every`),
- * checked and written when it starts:
+ * Each takes the program's schedules too (`RunSchedule.cron` / `.every`,
+ * checked and written when it starts) and the limits declared on its queues:
  *
  * ```ts
  * Main.run(Programs.makeWorkerLayer([SendEmail, Report], { schedules: [NightlyReport] }))
@@ -95,6 +95,8 @@ export const HealthPortConfig = Config.option(portConfig("RUNSTREAM_HEALTH_PORT"
 export interface ProgramOptions {
   /** The schedules it declares (it owns them: see `Schedules`). */
   readonly schedules?: ReadonlyArray<RunSchedule> | undefined
+  /** Limits declared on queues (`{ mail: { concurrency: { limit: 5 } } }`); every program of a queue should declare the same. */
+  readonly queues?: Runstream.RuntimeOptions["queues"]
 }
 
 /** The program's tasks and database, under everything else. */
@@ -130,9 +132,9 @@ export const makeServerLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tas
     const bus = busLayer(config.bus)
     const runtime = config.withWorkers
       ? logWorkersReady.pipe(Layer.provideMerge(
-        Runstream.layerWithWorkers({ bus, reclaimInterval: config.reclaim.interval, retention: config.retention, schedules: options.schedules })
+        Runstream.layerWithWorkers({ bus, reclaimInterval: config.reclaim.interval, retention: config.retention, schedules: options.schedules, queues: options.queues })
       ))
-      : Runstream.layerRuntime({ bus, reclaimInterval: config.reclaim.interval, schedules: options.schedules })
+      : Runstream.layerRuntime({ bus, reclaimInterval: config.reclaim.interval, schedules: options.schedules, queues: options.queues })
     return Layer.discard(Server.layer(config.server)).pipe(Layer.provide(runtime), foundation(tasks))
   }))
 
@@ -156,7 +158,8 @@ export const makeWorkerLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tas
         bus: busLayer(config.bus),
         reclaimInterval: config.reclaim.interval,
         retention: config.retention,
-        schedules: options.schedules
+        schedules: options.schedules,
+        queues: options.queues
       })),
       foundation(tasks)
     )
@@ -188,7 +191,7 @@ export const makeDevLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tasks:
     return announce.pipe(
       Layer.provide(Server.layer(config.server)),
       Layer.provide(logWorkersReady.pipe(Layer.provideMerge(
-        Runstream.layerWithWorkers({ bus: busLayer(config.bus), reclaimInterval: config.reclaim.interval, retention: config.retention, schedules: options.schedules })
+        Runstream.layerWithWorkers({ bus: busLayer(config.bus), reclaimInterval: config.reclaim.interval, retention: config.retention, schedules: options.schedules, queues: options.queues })
       ))),
       foundation(tasks)
     )

@@ -12,8 +12,10 @@ import replayOf from "./0007_replay_of.ts"
 import schedules from "./0008_schedules.ts"
 import debounceAndRetention from "./0010_debounce_and_retention.ts"
 import concurrencyAndRateLimits from "./0011_concurrency_and_rate_limits.ts"
+import limitScopes from "./0012_limit_scopes.ts"
 
-export const loader = Migrator.fromRecord({
+/** Every migration by its id, in order. */
+export const migrations = {
   "0001_init": init,
   "0002_outbox_rows_per_statement": outboxRowsPerStatement,
   "0003_partial_idempotency_index": partialIdempotencyIndex,
@@ -23,10 +25,13 @@ export const loader = Migrator.fromRecord({
   "0007_replay_of": replayOf,
   "0008_schedules": schedules,
   "0010_debounce_and_retention": debounceAndRetention,
-  "0011_concurrency_and_rate_limits": concurrencyAndRateLimits
-})
+  "0011_concurrency_and_rate_limits": concurrencyAndRateLimits,
+  "0012_limit_scopes": limitScopes
+}
+
+export const loader = Migrator.fromRecord(migrations)
 
 /** Changes when a migration is added: test templates are keyed by it. */
-export const schemaVersion = "0011"
+export const schemaVersion = "0012"
 
 export const migrationsTable = "runstream_migrations"

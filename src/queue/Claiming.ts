@@ -16,10 +16,10 @@
  * here, into both: the claim's `picked`, and the handoff's `reserve`.
  *
  * Limits per key (`Limits.ts`) hold by taking their runs off the handoff:
- * a run of a task with a limit is never created claimed (the taker of a
- * pool does not list such tasks, so `reserve` finds none for it), and only
- * the claim's limited part (`claimLimited`) takes it, under its key's row
- * lock. So the limit needs no condition on the creating statement.
+ * a run with limits (its task's or its queue's) is never created claimed
+ * (`reserve` skips it), and only the claim's limited part (`claimLimited`)
+ * takes it, under its key's row lock. So the limit needs no condition on
+ * the creating statement.
  *
  * A debounced run (`RunStore.create`) is due `delayMs` after its last start,
  * so the handoff never takes it; the claim clears its key.
@@ -61,10 +61,11 @@ export interface ClaimOptions extends Claimant {
   readonly tasks?: ReadonlyArray<string> | undefined
   readonly limit: number
   /**
-   * The tasks with limits this worker runs (a subset of `tasks`): when there
-   * are any, the claim also serves their keys (`claimLimited`).
+   * The limits' scopes this worker serves (`Limits.taskScope` of its limited
+   * tasks, `Limits.queueScope` of its limited queues): when there are any,
+   * the claim also serves their keys (`claimLimited`), runs of `tasks` only.
    */
-  readonly limitedTasks?: ReadonlyArray<string> | undefined
+  readonly limitScopes?: ReadonlyArray<string> | undefined
 }
 
 /** A claimed run as the claim returns it: id, task, queue, input, attempt, max attempts, timeout, priority, runAt (epoch ms). */
@@ -76,8 +77,8 @@ type ClaimEntry = readonly [RunId, string, string, unknown, number, number, numb
  * so a rolling deploy does not fail runs of tasks that older workers lack).
  */
 export const claim = (sql: SqlClient.SqlClient, options: ClaimOptions) =>
-  options.limitedTasks !== undefined && options.limitedTasks.length > 0
-    ? claimLimited(sql, options, options.limitedTasks)
+  options.limitScopes !== undefined && options.limitScopes.length > 0
+    ? claimLimited(sql, options, options.limitScopes)
     : claimPlain(sql, options)
 
 const toClaims = (claims: string) =>
@@ -114,7 +115,7 @@ const readyWithoutKey = (sql: SqlClient.SqlClient, options: ClaimOptions, at: Da
         ORDER BY j.priority DESC, j.run_at, j.run_id
         LIMIT ${options.limit}`
 
-/** The claim of a worker without limited tasks: runs without a key only (the ready index holds no others). */
+/** The claim of a worker that serves no limits: runs without a key only (the ready index holds no others). */
 const claimPlain = (sql: SqlClient.SqlClient, options: ClaimOptions) =>
   Effect.gen(function*() {
     const at = yield* now
@@ -166,7 +167,7 @@ const onHeldConnection = <A, E, R>(sql: SqlClient.SqlClient, statement: Effect.E
 
 /**
  * The claim of a worker that runs tasks with limits: the plain claim's runs,
- * and runs of the limited tasks' keys, in one statement.
+ * and runs of the keys of the limits it serves (`limitScopes`), in one statement.
  *
  * Keys are served least recently served first (`served`): one key's long
  * backlog does not hold back a key with one run. Each key served gives up to
@@ -180,17 +181,17 @@ const onHeldConnection = <A, E, R>(sql: SqlClient.SqlClient, statement: Effect.E
  * the window leaves it (`run_at`, on the job and the run), logged
  * `run.throttled` the first time.
  */
-const claimLimited = (sql: SqlClient.SqlClient, options: ClaimOptions, limitedTasks: ReadonlyArray<string>) =>
+const claimLimited = (sql: SqlClient.SqlClient, options: ClaimOptions, limitScopes: ReadonlyArray<string>) =>
   onHeldConnection(sql, Effect.gen(function*() {
     const at = yield* now
     const [row] = yield* sql<{ claims: string }>`/* prepared */
       WITH keys AS (
         -- Re-read under the lock: a row another claim updated meanwhile is checked again.
-        SELECT task, key, running, max_running, rate_limit, rate_period_ms, starts, served
+        SELECT scope, key, running, max_running, rate_limit, rate_period_ms, starts, served
         FROM runstream_limits
         WHERE waiting > 0 AND (max_running IS NULL OR running < max_running)
-          AND task = ANY(${limitedTasks}::text[])
-        ORDER BY served, task, key
+          AND scope = ANY(${limitScopes}::text[])
+        ORDER BY served, scope, key
         LIMIT ${options.limit} FOR UPDATE SKIP LOCKED
       ), windows AS (
         -- The starts within the rate's period, oldest first.
@@ -199,7 +200,7 @@ const claimLimited = (sql: SqlClient.SqlClient, options: ClaimOptions, limitedTa
         ) END AS recent
         FROM keys
       ), slots AS (
-        SELECT task, key, served, rate_limit, rate_period_ms, recent,
+        SELECT scope, key, served, rate_limit, rate_period_ms, recent,
           least(coalesce(max_running - running, ${options.limit}), ${options.limit}, coalesce(rate_limit, ${options.limit})) AS take,
           CASE WHEN rate_limit IS NULL THEN ${options.limit} ELSE greatest(rate_limit - cardinality(recent), 0) END AS tokens,
           -- Starts beyond the limit (it was lowered): they leave the window first.
@@ -208,12 +209,13 @@ const claimLimited = (sql: SqlClient.SqlClient, options: ClaimOptions, limitedTa
       ), candidates AS (
         -- Each key's first runs, in its order: the first \`tokens\` may start now, the others wait. A
         -- key with none ready gives one row without a run (it goes to the back of the round).
-        SELECT c.run_id, c.priority, c.run_at, c.throttled, k.task, k.key, k.served, k.tokens, k.over, k.recent,
-          k.rate_period_ms, row_number() OVER (PARTITION BY k.task, k.key ORDER BY c.priority DESC, c.run_at, c.run_id) AS rank
+        SELECT c.run_id, c.priority, c.run_at, c.throttled, k.scope, k.key, k.served, k.tokens, k.over, k.recent,
+          k.rate_period_ms, row_number() OVER (PARTITION BY k.scope, k.key ORDER BY c.priority DESC, c.run_at, c.run_id) AS rank
         FROM slots k LEFT JOIN LATERAL (
           SELECT run_id, priority, run_at, throttled FROM runstream_jobs
-          WHERE task = k.task AND concurrency_key = k.key AND locked_until IS NULL AND run_at <= ${at}
+          WHERE limit_scope = k.scope AND concurrency_key = k.key AND locked_until IS NULL AND run_at <= ${at}
             AND queue = ANY(${options.queues}::text[])
+            AND (${options.tasks === undefined}::boolean OR task = ANY(${options.tasks ?? []}::text[]))
           ORDER BY priority DESC, run_at, run_id
           LIMIT k.take FOR UPDATE SKIP LOCKED
         ) c ON true
@@ -222,7 +224,7 @@ const claimLimited = (sql: SqlClient.SqlClient, options: ClaimOptions, limitedTa
         SELECT run_id FROM (
           SELECT run_id, row_number() OVER (ORDER BY priority DESC, run_at, run_id) AS turn, 1 AS class FROM plain
           UNION ALL
-          SELECT run_id, row_number() OVER (ORDER BY rank, served, task, key), 0 FROM candidates
+          SELECT run_id, row_number() OVER (ORDER BY rank, served, scope, key), 0 FROM candidates
           WHERE run_id IS NOT NULL AND rank <= tokens
         ) c
         ORDER BY turn, class
@@ -231,7 +233,7 @@ const claimLimited = (sql: SqlClient.SqlClient, options: ClaimOptions, limitedTa
         UPDATE runstream_jobs j SET locked_by = ${options.workerId},
           locked_until = ${plusMillis(at, options.leaseMs)}, attempt = j.attempt + 1, debounce_key = NULL
         WHERE j.run_id = ANY(ARRAY(SELECT run_id FROM picked))
-        RETURNING j.run_id, j.attempt, j.task, j.concurrency_key
+        RETURNING j.run_id, j.attempt, j.limit_scope, j.concurrency_key
       ), counted AS (
         -- By key, from the runs leased (the key rows are this statement's: locked above).
         UPDATE runstream_limits l SET running = l.running + n.claimed, waiting = l.waiting - n.claimed,
@@ -239,14 +241,14 @@ const claimLimited = (sql: SqlClient.SqlClient, options: ClaimOptions, limitedTa
           starts = CASE WHEN l.rate_limit IS NULL THEN '{}' ELSE ARRAY(
             SELECT s FROM unnest(l.starts) s WHERE s > ${at}::timestamptz - l.rate_period_ms * interval '1 millisecond' ORDER BY s
           ) || array_fill(${at}::timestamptz, ARRAY[n.claimed]) END
-        FROM (SELECT task, concurrency_key, count(*)::integer AS claimed FROM leased GROUP BY task, concurrency_key) n
-        WHERE l.task = n.task AND l.key = n.concurrency_key
+        FROM (SELECT limit_scope, concurrency_key, count(*)::integer AS claimed FROM leased GROUP BY limit_scope, concurrency_key) n
+        WHERE l.scope = n.limit_scope AND l.key = n.concurrency_key
       ), passed AS (
         -- A key with nothing to start now goes to the back of the round. (One that offered runs
         -- and got none claimed, the batch being full, keeps its turn.)
         UPDATE runstream_limits l SET served = ${at}::timestamptz
-        FROM (SELECT DISTINCT task, key FROM candidates WHERE run_id IS NULL OR tokens = 0) i
-        WHERE l.task = i.task AND l.key = i.key
+        FROM (SELECT DISTINCT scope, key FROM candidates WHERE run_id IS NULL OR tokens = 0) i
+        WHERE l.scope = i.scope AND l.key = i.key
       ), pushed AS (
         UPDATE runstream_jobs j SET run_at = c.until, throttled = true
         FROM (
@@ -319,7 +321,7 @@ export const claimOf = (run: Run): Claim => ({
   timeoutMs: run.timeoutMs,
   priority: run.priority,
   runAt: DateTime.toDate(run.runAt),
-  // Runs of limited tasks are never created claimed (see the header).
+  // Runs with limits are never created claimed (see the header).
   limited: false
 })
 
@@ -341,6 +343,8 @@ export interface Placing {
   readonly queue: string
   /** null: due at once. */
   readonly runAt: Date | null
+  /** Its limits (`Limits.RunLimits`), if it has any: then only the claim takes it. */
+  readonly limits?: unknown
 }
 
 /** The runs to create, each marked `claimedBy` the taker that reserved a runner for it, if any. */
@@ -376,7 +380,9 @@ export const makeHandoff = (wake: (queue: string) => Effect.Effect<void>): Effec
       return undefined
     }
     const reserve = <R extends Placing>(placing: ReadonlyArray<R>): Reservation<R> => {
-      const reserved = placing.map((run) => run.runAt === null && takers.size > 0 ? takerOf(run.queue, run.task) : undefined)
+      const reserved = placing.map((run) =>
+        run.runAt === null && run.limits === undefined && takers.size > 0 ? takerOf(run.queue, run.task) : undefined
+      )
       const runs = placing.map((run, i) => {
         const taker = reserved[i]
         return taker === undefined ? run : { ...run, claimedBy: { workerId: taker.workerId, leaseMs: taker.leaseMs } }

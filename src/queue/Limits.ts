@@ -1,8 +1,8 @@
 /**
  * Concurrency and rate limits per key, as a task declares them
  * (`Task.make(..., { concurrency: { limit }, rateLimit: { limit, period } })`)
- * and as a run carries them (its start's `concurrencyKey`; runs started
- * without one share the key "").
+ * or a queue does (`QueueLimits.ts`), and as a run carries them (its start's
+ * `concurrencyKey`; runs started without one share the key "").
  *
  * Where they hold (see `Claiming.ts`): a run of a task with a limit is never
  * created claimed (the start's handoff skips it) and is claimed only by the
@@ -77,18 +77,28 @@ export const check = (limits: Limits): string | undefined => {
   return undefined
 }
 
-/** What a run of a limited task writes at its creation. */
+/**
+ * Whose limits a row of `runstream_limits` counts: a task's (`task:<name>`)
+ * or a queue's (`queue:<name>`). A run counts under one scope: its task's
+ * when the task declares limits, else its queue's when the queue does.
+ */
+export const taskScope = (task: string): string => `task:${task}`
+export const queueScope = (queue: string): string => `queue:${queue}`
+
+/** What a run of a limited task or queue writes at its creation. */
 export interface RunLimits {
+  readonly scope: string
   readonly key: string
   readonly maxRunning: number | null
   readonly rateLimit: number | null
   readonly ratePeriodMs: number | null
 }
 
-/** A run's limits, or undefined for a task without any (the run is claimed as any other). */
-export const ofRun = (limits: Limits, concurrencyKey: string | undefined): RunLimits | undefined =>
+/** A run's limits in `scope`, or undefined when there are none (the run is claimed as any other). */
+export const ofRun = (scope: string, limits: Limits, concurrencyKey: string | undefined): RunLimits | undefined =>
   isLimited(limits)
     ? {
+      scope,
       key: concurrencyKey ?? "",
       maxRunning: limits.concurrency,
       rateLimit: limits.rateLimit?.limit ?? null,

@@ -63,18 +63,19 @@ export class RunQueue extends Context.Tag("runstream/RunQueue")<RunQueue, {
   readonly reclaimExpired: (limit: number) => Effect.Effect<ReadonlySet<string>, SqlError.SqlError>
   /**
    * When the next waiting run of `queues` becomes due, if any: runs without
-   * limits, and those of `limitedTasks` whose key has a slot free.
+   * limits, and those of `limitScopes` whose key has a slot free.
    */
   readonly nextDue: (
     queues: ReadonlyArray<string>,
-    limitedTasks?: ReadonlyArray<string>
+    limitScopes?: ReadonlyArray<string>
   ) => Effect.Effect<Option.Option<Date>, SqlError.SqlError>
   /**
-   * Those of `tasks` with runs waiting under a key (`queue/Limits.ts`): a pool
-   * serves their keys even when its own definition declares no limits (they
-   * were removed by a deploy), so that those runs are not left behind.
+   * Those of `scopes` (`queue/Limits.ts`) with runs waiting under a key: a
+   * pool serves their keys even when its own definitions declare no limits
+   * there (they were removed by a deploy, or another program declares
+   * them), so that those runs are not left behind.
    */
-  readonly tasksWithKeys: (tasks: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, SqlError.SqlError>
+  readonly scopesWaiting: (scopes: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, SqlError.SqlError>
   /** After a commit that enqueued runs: wake workers here and, coalesced, in other processes. */
   readonly wake: (queue: string) => Effect.Effect<void>
   /** Wake-ups for claimers: queue names, or `*` after the listener reconnected. */
@@ -150,24 +151,24 @@ export const make = Effect.gen(function*() {
   // in key order after the jobs, as the cancel does; the claim never waits
   // for either (SKIP LOCKED), so no two statements wait on each other.
   const noLimits = sql.literal("")
-  const heldKeys = sql.literal(", j.task AS job_task, j.queue AS job_queue, j.concurrency_key")
+  const heldKeys = sql.literal(", j.limit_scope, j.queue AS job_queue, j.concurrency_key")
   const releaseSlots = sql.literal(`keys AS (
-          SELECT l.task, l.key, c.ended, c.requeued,
+          SELECT l.scope, l.key, c.ended, c.requeued,
             -- Nothing left running or waiting, and no rate window to keep.
             l.running = c.ended AND l.waiting + c.requeued = 0 AND l.rate_limit IS NULL AS idle
           FROM (
-            SELECT job_task, concurrency_key, count(*)::integer AS ended,
+            SELECT limit_scope, concurrency_key, count(*)::integer AS ended,
               (count(*) FILTER (WHERE kind IN ('retrying', 'released')))::integer AS requeued
-            FROM held WHERE concurrency_key IS NOT NULL GROUP BY job_task, concurrency_key
-          ) c JOIN runstream_limits l ON l.task = c.job_task AND l.key = c.concurrency_key
-          ORDER BY l.task, l.key FOR UPDATE OF l
+            FROM held WHERE concurrency_key IS NOT NULL GROUP BY limit_scope, concurrency_key
+          ) c JOIN runstream_limits l ON l.scope = c.limit_scope AND l.key = c.concurrency_key
+          ORDER BY l.scope, l.key FOR UPDATE OF l
         ), released AS (
           UPDATE runstream_limits l SET running = l.running - k.ended, waiting = l.waiting + k.requeued
-          FROM keys k WHERE l.task = k.task AND l.key = k.key AND NOT k.idle
+          FROM keys k WHERE l.scope = k.scope AND l.key = k.key AND NOT k.idle
         ), emptied AS (
           -- An idle key's row goes (keys are as many as tenants or users, say): the
           -- next start of the key makes it again. Claims take only keys with runs waiting.
-          DELETE FROM runstream_limits l USING keys k WHERE l.task = k.task AND l.key = k.key AND k.idle
+          DELETE FROM runstream_limits l USING keys k WHERE l.scope = k.scope AND l.key = k.key AND k.idle
         ),`)
   const wakeQueues = sql.literal(
     ", (SELECT array_agg(DISTINCT job_queue) FROM held WHERE concurrency_key IS NOT NULL) AS wake"
@@ -192,7 +193,7 @@ export const make = Effect.gen(function*() {
           data: eventData(item, retryAt)
         }
       }))
-      // Batches without runs of limited tasks (most) run the statement without the slots' release.
+      // Batches without runs that have limits (most) run the statement without the slots' release.
       const limited = items.some((item) => item.limited === true)
       const rows = yield* sql<{ id: RunId; wake?: ReadonlyArray<string> | null }>`/* prepared */
         WITH input AS (
@@ -280,8 +281,8 @@ export const make = Effect.gen(function*() {
       return new Set(expired.filter((row) => ended.has(row.run_id)).map((row) => row.queue))
     }).pipe(Effect.withSpan("RunQueue.reclaimExpired"))
 
-  const nextDue = (queues: ReadonlyArray<string>, limitedTasks: ReadonlyArray<string> = []) =>
-    (limitedTasks.length === 0
+  const nextDue = (queues: ReadonlyArray<string>, limitScopes: ReadonlyArray<string> = []) =>
+    (limitScopes.length === 0
       ? sql<{ next: Date | null }>`
       SELECT min(run_at) AS next FROM runstream_jobs
       WHERE queue = ANY(${queues}) AND locked_until IS NULL AND concurrency_key IS NULL`
@@ -292,18 +293,18 @@ export const make = Effect.gen(function*() {
          WHERE queue = ANY(${queues}) AND locked_until IS NULL AND concurrency_key IS NULL),
         (SELECT min(j.run_at) FROM runstream_limits l CROSS JOIN LATERAL (
            SELECT run_at FROM runstream_jobs
-           WHERE task = l.task AND concurrency_key = l.key AND locked_until IS NULL AND queue = ANY(${queues})
+           WHERE limit_scope = l.scope AND concurrency_key = l.key AND locked_until IS NULL AND queue = ANY(${queues})
            ORDER BY run_at LIMIT 1
          ) j
-         WHERE l.waiting > 0 AND (l.max_running IS NULL OR l.running < l.max_running) AND l.task = ANY(${limitedTasks}))
+         WHERE l.waiting > 0 AND (l.max_running IS NULL OR l.running < l.max_running) AND l.scope = ANY(${limitScopes}))
       ) AS next`).pipe(
         Effect.map((rows) => Option.fromNullable(rows[0]?.next ?? null))
       )
 
-  const tasksWithKeys = (tasks: ReadonlyArray<string>) =>
+  const scopesWaiting = (scopes: ReadonlyArray<string>) =>
     Effect.map(
-      sql<{ task: string }>`SELECT DISTINCT task FROM runstream_limits WHERE waiting > 0 AND task = ANY(${tasks})`,
-      (rows) => rows.map((row) => row.task)
+      sql<{ scope: string }>`SELECT DISTINCT scope FROM runstream_limits WHERE waiting > 0 AND scope = ANY(${scopes})`,
+      (rows) => rows.map((row) => row.scope)
     )
 
   const wake = (queue: string) =>
@@ -316,7 +317,7 @@ export const make = Effect.gen(function*() {
     recordEnds,
     reclaimExpired,
     nextDue,
-    tasksWithKeys,
+    scopesWaiting,
     wake,
     wakeups: PubSub.subscribe(local)
   })

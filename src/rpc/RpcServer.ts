@@ -44,6 +44,7 @@ import { mint } from "../http/TokensHandlers.ts"
 import { Runs, StartOptions } from "../Runs.ts"
 import { Schedules } from "../schedules/Schedules.ts"
 import { Stats } from "../Stats.ts"
+import { QueueLimits } from "../queue/QueueLimits.ts"
 import * as Task from "../Task.ts"
 import * as HttpProtocol from "./HttpProtocol.ts"
 import { RunstreamRpcs, ShuttingDown, TooManyStreams, Unavailable } from "./RunstreamRpcs.ts"
@@ -115,7 +116,7 @@ export const handlers = Effect.gen(function*() {
   const tokens = yield* ReadTokens
   const registry = yield* Task.TaskRegistry
   const schedules = yield* Schedules
-  const tasks = Task.describeAll(registry)
+  const tasks = Task.describeAll(registry, yield* QueueLimits)
   const slot = Effect.mapError(streams.reserve, refusedStream)
   const untilShutdown = Effect.zipRight(streams.shutdown, Effect.fail(new ShuttingDown()))
 
@@ -228,7 +229,7 @@ export const defaultLimits: Limits = { maxMessageBytes: httpDefaults.maxBodyByte
  */
 export const makeHttpApp = (
   limits: Limits
-): Effect.Effect<HttpApp.Default<never, Scope.Scope>, never, Runs | Schedules | Streams | Stats | ReadTokens | Task.TaskRegistry | Scope.Scope> =>
+): Effect.Effect<HttpApp.Default<never, Scope.Scope>, never, Runs | Schedules | Streams | Stats | ReadTokens | Task.TaskRegistry | QueueLimits | Scope.Scope> =>
   Effect.gen(function*() {
     const context = yield* RunstreamRpcs.toHandlersContext(handlers)
     const { httpApp, protocol } = yield* HttpProtocol.make({

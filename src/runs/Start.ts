@@ -14,6 +14,7 @@ import type { Run } from "../domain/Run.ts"
 import { StartOptions } from "../domain/StartOptions.ts"
 import { Outbox } from "../Outbox.ts"
 import * as Limits from "../queue/Limits.ts"
+import { QueueLimits } from "../queue/QueueLimits.ts"
 import { RunQueue } from "../queue/RunQueue.ts"
 import { type Created, type NewRun, RunStore } from "../RunStore.ts"
 import * as Task from "../Task.ts"
@@ -41,6 +42,7 @@ export const make = (config: { readonly maxInputBytes: number }) =>
     const outbox = yield* Outbox
     const queue = yield* RunQueue
     const registry = yield* Task.TaskRegistry
+    const queueLimits = yield* QueueLimits
 
     /** The run a request describes, checked; refused with the request's first fault. */
     const prepare = (request: StartRequest, typed: boolean) =>
@@ -55,8 +57,16 @@ export const make = (config: { readonly maxInputBytes: number }) =>
           Effect.mapError((error) => InvalidInput.fromParseError("options", error))
         )
         const input = yield* TaskInput.encode(task, request.input, typed, config.maxInputBytes)
-        // A start's own key wins; else the field its task's limits name.
-        const concurrencyKey = options.concurrencyKey ?? (yield* TaskInput.limitKey(task, input))
+        const queue = options.queue ?? "default"
+        // A task's own limits, else its queue's (`queue/QueueLimits.ts`). For a task's, a
+        // start's own key wins, else the field they name; a queue's count by the start's key.
+        const limits = Limits.isLimited(task.limits)
+          ? Limits.ofRun(
+            Limits.taskScope(task.name),
+            task.limits,
+            options.concurrencyKey ?? (yield* TaskInput.limitKey(task, input))
+          )
+          : Limits.ofRun(Limits.queueScope(queue), queueLimits.of(queue), options.concurrencyKey)
         // A debounced run is due `delayMs` after its start (so never handed
         // over at its creation); a start folded into it moves it the same way.
         const debounce = options.debounce
@@ -68,7 +78,7 @@ export const make = (config: { readonly maxInputBytes: number }) =>
         return {
           id: yield* makeRunId,
           task: task.name,
-          queue: options.queue ?? "default",
+          queue,
           input,
           maxAttempts: options.maxAttempts ?? task.retry.maxAttempts,
           priority: options.priority ?? 0,
@@ -77,7 +87,7 @@ export const make = (config: { readonly maxInputBytes: number }) =>
           runAt,
           replayOf: request.replayOf,
           debounce: debounce === undefined ? undefined : { key: debounce.key, mode: debounce.mode ?? "trailing" },
-          limits: Limits.ofRun(task.limits, concurrencyKey)
+          limits
         } satisfies NewRun
       })
 

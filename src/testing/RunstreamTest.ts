@@ -40,6 +40,8 @@ export interface Options<Tasks extends ReadonlyArray<Task.Any>> {
   readonly schedules?: ReadonlyArray<RunSchedule> | undefined
   /** The longest the schedule ticker sleeps between passes (default: `RUNSTREAM_SCHEDULE_POLL`, 5 seconds). */
   readonly schedulePoll?: Duration.DurationInput | undefined
+  /** Limits declared on queues (`{ mail: { concurrency: { limit: 2 } } }`). */
+  readonly queues?: Runstream.RuntimeOptions["queues"]
   /** Pool size of this graph (default 4: many graphs run at once). */
   readonly maxConnections?: number | undefined
 }
@@ -70,7 +72,8 @@ export function layer<const Tasks extends ReadonlyArray<Task.Any>>(options: Opti
         bus: options.bus,
         reclaimInterval: options.reclaimInterval,
         schedules: options.schedules,
-        schedulePoll: options.schedulePoll
+        schedulePoll: options.schedulePoll,
+        queues: options.queues
       })
     )
     : build(
@@ -80,6 +83,7 @@ export function layer<const Tasks extends ReadonlyArray<Task.Any>>(options: Opti
         reclaimInterval: options.reclaimInterval,
         schedules: options.schedules,
         schedulePoll: options.schedulePoll,
+        queues: options.queues,
         workers: options.workers ?? {},
         retention: options.retention
       })

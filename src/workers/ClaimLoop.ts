@@ -29,8 +29,8 @@ export const make = (options: {
   readonly workerId: string
   readonly queues: ReadonlyArray<string>
   readonly tasks: ReadonlyArray<string>
-  /** Those of `tasks` with limits per key (see `queue/Limits.ts`). */
-  readonly limitedTasks: ReadonlyArray<string>
+  /** The scopes of limits per key whose runs it claims too (see `queue/Limits.ts`). */
+  readonly limitScopes: ReadonlyArray<string>
   readonly leaseMs: number
   readonly pollInterval: Duration.Duration
   /** Makes claimed runs the pool's (see `Pool.ts`). */
@@ -62,7 +62,7 @@ export const make = (options: {
 
     /** Until a wake-up, the next due run or the poll interval, whichever comes first. */
     const waitForWork = Effect.gen(function*() {
-      const due = yield* queue.nextDue(options.queues, options.limitedTasks)
+      const due = yield* queue.nextDue(options.queues, options.limitScopes)
       const pollMs = Duration.toMillis(options.pollInterval)
       const start = (yield* now).getTime()
       const deadline = start + Option.match(due, { onNone: () => pollMs, onSome: (date) => Math.min(pollMs, date.getTime() - start) })
@@ -84,7 +84,7 @@ export const make = (options: {
           workerId: options.workerId,
           queues: options.queues,
           tasks: options.tasks,
-          limitedTasks: options.limitedTasks,
+          limitScopes: options.limitScopes,
           limit,
           leaseMs: options.leaseMs
         })

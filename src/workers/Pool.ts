@@ -40,6 +40,7 @@ import {
 import { makeInstanceId, type RunId } from "../domain/Ids.ts"
 import type { Claim, Taker } from "../queue/Claiming.ts"
 import * as Limits from "../queue/Limits.ts"
+import { QueueLimits } from "../queue/QueueLimits.ts"
 import { type Outcome, RunQueue } from "../queue/RunQueue.ts"
 import * as Task from "../Task.ts"
 import * as Attempt from "./Attempt.ts"
@@ -69,6 +70,7 @@ export const make = (options: WorkersOptions) =>
   Effect.gen(function*() {
     const queue = yield* RunQueue
     const registry = yield* Task.TaskRegistry
+    const queueLimits = yield* QueueLimits
     const workerId = yield* makeInstanceId("worker")
     const scope = yield* Effect.scope
     const leaseMs = Duration.toMillis(options.lease)
@@ -297,11 +299,18 @@ export const make = (options: WorkersOptions) =>
     const limitedTasks = registry.names.filter((name) =>
       Option.exists(registry.get(name), ({ task }) => Limits.isLimited(task.limits))
     )
-    // And the keys of tasks whose limits this program's definitions dropped, still
-    // waiting: claimed under the limits they were started with, until they are done.
-    const keyedBefore = yield* queue.tasksWithKeys(registry.names.filter((name) => !limitedTasks.includes(name))).pipe(
+    // The scopes of limits it serves: its limited tasks' and its limited queues'...
+    const declaredScopes = [
+      ...limitedTasks.map(Limits.taskScope),
+      ...options.queues.filter((name) => queueLimits.limited.includes(name)).map(Limits.queueScope)
+    ]
+    // ...and those of its other tasks and queues with runs still waiting under a key: limits this
+    // program's definitions dropped (or another program's declare), claimed until they are done.
+    const otherScopes = [...registry.names.map(Limits.taskScope), ...options.queues.map(Limits.queueScope)]
+      .filter((scope) => !declaredScopes.includes(scope))
+    const waitingScopes = yield* queue.scopesWaiting(otherScopes).pipe(
       Effect.catchAllCause((cause) =>
-        Effect.as(Effect.logWarning("could not look for waiting runs of tasks whose limits were dropped", cause), [])
+        Effect.as(Effect.logWarning("could not look for waiting runs of limits this program does not declare", cause), [])
       )
     )
     const claimLoop = yield* ClaimLoop.make({
@@ -309,7 +318,7 @@ export const make = (options: WorkersOptions) =>
       workerId,
       queues: options.queues,
       tasks: registry.names,
-      limitedTasks: [...limitedTasks, ...keyedBefore],
+      limitScopes: [...declaredScopes, ...waitingScopes],
       leaseMs,
       pollInterval: options.pollInterval,
       register

@@ -11,7 +11,8 @@ import * as Database from "../../src/Database.ts"
 import * as EventBus from "../../src/bus/index.ts"
 import * as Embedded from "../../src/internal/embeddedPostgres.ts"
 import init from "../../src/migrations/0001_init.ts"
-import { migrationsTable } from "../../src/migrations/index.ts"
+import { migrations, migrationsTable } from "../../src/migrations/index.ts"
+import * as Claiming from "../../src/queue/Claiming.ts"
 import { drainOnce } from "../../src/OutboxRelay.ts"
 import { serverUrlVariable } from "../../src/testing/TestServer.ts"
 import { TestDatabase } from "../../src/testing/index.ts"
@@ -54,7 +55,7 @@ describe("Database", () => {
       const ctx = yield* Layer.build(Database.layerClient({ maxConnections: 1, connectTimeout: TestDatabase.connectTimeout }).pipe(Layer.provide(urlLayer)))
       const sql = Context.get(ctx, SqlClient.SqlClient)
       const applied = yield* sql<{ migration_id: number }>`SELECT migration_id FROM runstream_migrations`
-      expect(applied.map((m) => m.migration_id)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 10, 11])
+      expect(applied.map((m) => m.migration_id)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12])
       const tables = yield* sql<{ name: string }>`
         SELECT tablename AS name FROM pg_tables WHERE tablename LIKE 'runstream_%' ORDER BY 1`
       expect(tables.map((t) => t.name)).toEqual([
@@ -119,6 +120,43 @@ describe("Database", () => {
         "old.task 1 run.queued",
         "old.task 2 run.started"
       ])
+    }))
+
+  it.scopedLive("runs waiting under a task's limits when 0012 is applied keep their key's counts and are claimed", () =>
+    Effect.gen(function*() {
+      const db = yield* emptyDatabase
+      const urlLayer = Layer.succeed(Database.DatabaseUrl, { url: Redacted.make(db.url), description: "test" })
+      const ctx = yield* Layer.build(
+        Database.layerPool({ maxConnections: 1, connectTimeout: TestDatabase.connectTimeout }).pipe(Layer.provide(urlLayer))
+      )
+      const sql = Context.get(ctx, SqlClient.SqlClient)
+      // The schema as 0011 left it, with two runs of a limited task waiting under the key "k".
+      const before = Object.fromEntries(Object.entries(migrations).filter(([id]) => id < "0012"))
+      yield* Migrator.make({})({ loader: Migrator.fromRecord(before), table: migrationsTable }).pipe(Effect.provide(ctx))
+      const runIds = ["0190a000-0000-7000-8000-000000000001", "0190a000-0000-7000-8000-000000000002"]
+      for (const id of runIds) {
+        yield* sql`INSERT INTO runstream_runs (id, task, queue, status, input, max_attempts, priority, created_at, run_at, last_seq, attempt, concurrency_key)
+          VALUES (${id}, 'old.task', 'default', 'queued', '{}', 3, 0, now(), now(), 1, 0, 'k')`
+        yield* sql`INSERT INTO runstream_jobs (run_id, task, queue, priority, run_at, attempt, concurrency_key)
+          VALUES (${id}, 'old.task', 'default', 0, now(), 0, 'k')`
+      }
+      yield* sql`INSERT INTO runstream_limits (task, key, waiting, max_running, served) VALUES ('old.task', 'k', 2, 1, now())`
+
+      yield* Database.migrate.pipe(Effect.provide(ctx))
+      expect(yield* sql`SELECT scope, key, running, waiting FROM runstream_limits`).toEqual([
+        { scope: "task:old.task", key: "k", running: 0, waiting: 2 }
+      ])
+      expect(yield* sql`SELECT DISTINCT limit_scope FROM runstream_jobs`).toEqual([{ limit_scope: "task:old.task" }])
+      // The claim serves the key under its new scope, one run at a time.
+      const claims = yield* Claiming.claim(sql, {
+        workerId: "w",
+        leaseMs: 60_000,
+        queues: ["default"],
+        limit: 10,
+        limitScopes: ["task:old.task"]
+      })
+      expect(claims.map((claim) => claim.runId)).toEqual([runIds[0]])
+      expect(yield* sql`SELECT running, waiting FROM runstream_limits`).toEqual([{ running: 1, waiting: 1 }])
     }))
 
   it.scopedLive("without DATABASE_URL, starts an embedded Postgres in RUNSTREAM_DATA_DIR and stops it with the scope", () =>

@@ -37,6 +37,9 @@ export const Numbers = Task.make("test.numbers", {
 
 export const tasks = [...Demo.all, Stepper, Numbers] as const
 
+/** A queue with limits, as `GET /v1/tasks` lists it (no worker of the program serves it). */
+export const queues = { mail: { concurrency: { limit: 1 }, rateLimit: { limit: 100, period: "1 minute" } } } as const
+
 /** Logs of the server under test above `Info` only. */
 export const quiet = Logger.minimumLogLevel(LogLevel.Warning)
 
@@ -47,7 +50,7 @@ export class BaseUrl extends Context.Tag("test/http/BaseUrl")<BaseUrl, string>()
 export const program = (overrides: Partial<Server.ServerOptions> = {}) =>
   Layer.effect(BaseUrl, HttpServer.addressFormattedWith(Effect.succeed)).pipe(
     Layer.provideMerge(Server.layer({ port: 0, host: "127.0.0.1", ...overrides })),
-    Layer.provideMerge(RunstreamTest.layer({ tasks, workers: { lease: "30 seconds", shutdownGrace: "1 second" } })),
+    Layer.provideMerge(RunstreamTest.layer({ tasks, workers: { lease: "30 seconds", shutdownGrace: "1 second" }, queues })),
     Layer.provideMerge(Layer.effect(Gate, Queue.unbounded<void>())),
     Layer.provide(quiet)
   )

@@ -34,7 +34,11 @@ const Plain = Task.make("test.plain", { input: Schema.Unknown, output: Schema.Vo
 /** The API on a fresh program with these tasks and no workers (runs wait), on a free port. */
 const program = Layer.effect(BaseUrl, HttpServer.addressFormattedWith(Effect.succeed)).pipe(
   Layer.provideMerge(Server.layer({ port: 0, host: "127.0.0.1" })),
-  Layer.provideMerge(RunstreamTest.layer({ tasks: [PerTenant, KeptForGood, Plain], workers: false })),
+  Layer.provideMerge(RunstreamTest.layer({
+    tasks: [PerTenant, KeptForGood, Plain],
+    workers: false,
+    queues: { mail: { concurrency: { limit: 3 } }, bulk: { rateLimit: { limit: 50, period: "1 second" } } }
+  })),
   Layer.provide(quiet)
 )
 
@@ -63,6 +67,13 @@ describe("tasks' retention and limit keys over HTTP and RPC", () => {
         expect(Object.fromEntries(body.tasks.map(pick))).toEqual(expected)
         const rpc = yield* Effect.flatMap(RunstreamClient.RunstreamClient, (c) => c.tasks())
         expect(Object.fromEntries(rpc.tasks.map(pick))).toEqual(expected)
+        // And the queues that declare limits.
+        const queues = [
+          { name: "mail", concurrency: { limit: 3 }, rateLimit: null },
+          { name: "bulk", concurrency: null, rateLimit: { limit: 50, periodMs: 1000 } }
+        ]
+        expect(body.queues).toEqual(queues)
+        expect(rpc.queues).toEqual(queues)
       }))
 
     it.effect("the OpenAPI document describes both fields", () =>
@@ -73,6 +84,7 @@ describe("tasks' retention and limit keys over HTTP and RPC", () => {
         expect(info.properties.concurrencyKeyField.description).toContain("The input field a start without `concurrencyKey` takes its key from")
         expect(info.properties.retention.description).toContain("null: the program's default (`RUNSTREAM_RETENTION`)")
         expect(body.paths["/v1/tasks"].get.description).toContain("concurrencyKeyField")
+        expect(body.components.schemas.QueueInfo.description).toContain("Limits declared on a queue")
         expect(body.paths["/v1/runs"].post.description).toContain("takes the key from that field of the input")
       }))
 

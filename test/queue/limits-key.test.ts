@@ -9,6 +9,7 @@ import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Deferred, type Duration, Effect, Exit, Layer, Schema } from "effect"
 import type { InvalidInput } from "../../src/domain/Errors.ts"
+import * as Limits from "../../src/queue/Limits.ts"
 import { RunQueue } from "../../src/queue/RunQueue.ts"
 import { Runs } from "../../src/Runs.ts"
 import * as RunSchedule from "../../src/schedules/RunSchedule.ts"
@@ -27,7 +28,7 @@ const limitRows = Effect.gen(function*() {
 
 /** A claim by a worker that takes runs and never runs them. */
 const claimAs = (workerId: string, limit: number, limitedTasks: ReadonlyArray<string>) =>
-  Effect.flatMap(RunQueue, (queue) => queue.claim({ workerId, queues: ["default"], limit, leaseMs: 60_000, limitedTasks }))
+  Effect.flatMap(RunQueue, (queue) => queue.claim({ workerId, queues: ["default"], limit, leaseMs: 60_000, limitScopes: limitedTasks.map(Limits.taskScope) }))
 
 /** A tenant as a name or a number; optional, so that the input's schema lets a start without it reach the key's check. */
 const Tenant = Schema.optional(Schema.Union(Schema.String, Schema.Number, Schema.Boolean, Schema.Null))

@@ -9,6 +9,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Deferred, type Duration, Effect, Exit, Layer, Schema, Scope } from "effect"
 import { Echo } from "../../src/demo/tasks.ts"
 import type { RunId } from "../../src/domain/Ids.ts"
+import * as Limits from "../../src/queue/Limits.ts"
 import { RunQueue } from "../../src/queue/RunQueue.ts"
 import { Runs } from "../../src/Runs.ts"
 import * as Task from "../../src/Task.ts"
@@ -45,7 +46,7 @@ const limitRows = Effect.gen(function*() {
 
 /** A claim by a worker that takes runs and never runs them. */
 const claimAs = (workerId: string, limit: number, limitedTasks: ReadonlyArray<string>, leaseMs = 60_000) =>
-  Effect.flatMap(RunQueue, (queue) => queue.claim({ workerId, queues: ["default"], limit, leaseMs, limitedTasks }))
+  Effect.flatMap(RunQueue, (queue) => queue.claim({ workerId, queues: ["default"], limit, leaseMs, limitScopes: limitedTasks.map(Limits.taskScope) }))
 
 describe.concurrent("concurrency limits per key", () => {
   it.live("at most `limit` runs of a key run at once across two programs' workers; slots come back", () =>

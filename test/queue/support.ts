@@ -40,12 +40,14 @@ export const fixedBuffer = { prefetch: 10, prefetchWindow: Duration.infinity } a
 export const programOn = <const Tasks extends ReadonlyArray<Task.Any>>(options: {
   readonly tasks: Tasks
   readonly workers: Workers.WorkersSettings | false
+  readonly queues?: Runstream.RuntimeOptions["queues"]
 }) => {
   // A lease set up to expire is reclaimed within a fraction of a second.
   const reclaimInterval = "200 millis"
+  const queues = options.queues
   const runtime = options.workers === false
-    ? Runstream.layerRuntime({ bus: EventBus.layerPostgres, reclaimInterval })
-    : Runstream.layerWithWorkers({ bus: EventBus.layerPostgres, reclaimInterval, workers: options.workers })
+    ? Runstream.layerRuntime({ bus: EventBus.layerPostgres, reclaimInterval, queues })
+    : Runstream.layerWithWorkers({ bus: EventBus.layerPostgres, reclaimInterval, queues, workers: options.workers })
   return runtime.pipe(
     Layer.provideMerge(Task.layerRegistry(...options.tasks)),
     Layer.provideMerge(Database.layerClient({ maxConnections: 4, connectTimeout: TestDatabase.connectTimeout }))

@@ -25,6 +25,7 @@ import { RunstreamRpcs, Unavailable } from "../../src/rpc/RunstreamRpcs.ts"
 import { Runs } from "../../src/Runs.ts"
 import { Schedules } from "../../src/schedules/Schedules.ts"
 import * as Stats from "../../src/Stats.ts"
+import * as QueueLimits from "../../src/queue/QueueLimits.ts"
 import * as Task from "../../src/Task.ts"
 import { RunstreamTest } from "../../src/testing/index.ts"
 
@@ -300,7 +301,7 @@ describe("RPC without a database", () => {
   layer(
     clientLayer(apiKey).pipe(
       Layer.provideMerge(RpcHttpServer),
-      Layer.provide([RunsDown, StatsDown, SchedulesDown, ReadTokens.layer(undefined), Task.layerRegistry()])
+      Layer.provide([RunsDown, StatsDown, SchedulesDown, ReadTokens.layer(undefined), Task.layerRegistry(), QueueLimits.layer()])
     ),
     {
     excludeTestServices: true
