@@ -5,7 +5,7 @@
  * Side effects are counted in memory, outside the database.
  */
 import { describe, expect, layer } from "@effect/vitest"
-import { Context, Effect, Layer, Schema } from "effect"
+import { Context, Effect, Layer, Schedule, Schema } from "effect"
 import { InvalidInput } from "../../src/domain/Errors.ts"
 import type { RunId } from "../../src/domain/Ids.ts"
 import { type RunEvent, stepCompletedType } from "../../src/domain/RunEvent.ts"
@@ -96,10 +96,13 @@ const Twice = Task.make("test.steps.twice", {
     })
 })
 
-/** A step whose effect fails on its first two tries, retried in place twice; the same step run again by `Effect.repeat`. */
+/**
+ * A step whose effect fails on its first two tries, retried in place twice (a
+ * count), then run again; a step failing once, retried by a schedule.
+ */
 const RetriedInPlace = Task.make("test.steps.retried", {
   input: Schema.Null,
-  output: Schema.Struct({ tries: Schema.Int, again: Schema.Int }),
+  output: Schema.Struct({ tries: Schema.Int, again: Schema.Int, scheduled: Schema.Int }),
   retry: fastRetry,
   run: (_, ctx) =>
     Effect.gen(function*() {
@@ -111,7 +114,12 @@ const RetriedInPlace = Task.make("test.steps.retried", {
       const tries = yield* flaky
       // The same step effect run again: its result is the recorded one, the effect does not run.
       const again = yield* flaky
-      return { tries, again }
+      const scheduled = yield* ctx.step(
+        "scheduled",
+        Effect.flatMap(sideEffect(ctx.runId, "scheduled"), (n) => n < 2 ? Effect.fail(new Boom({ attempt: n })) : Effect.succeed(n)),
+        { output: Schema.Int, retry: Schedule.recurs(1) }
+      )
+      return { tries, again, scheduled }
     })
 })
 
@@ -239,10 +247,10 @@ describe("ctx.step", () => {
         const { log, ran, run } = yield* runToEnd(RetriedInPlace)
         expect(run.status).toBe("succeeded")
         expect(run.attempt).toBe(1)
-        expect(run.output).toEqual({ tries: 3, again: 3 })
-        expect(ran("flaky")).toBe(3)
+        expect(run.output).toEqual({ tries: 3, again: 3, scheduled: 2 })
+        expect([ran("flaky"), ran("scheduled")]).toEqual([3, 2])
         expectContiguous(log)
-        expect(stepsOf(log)).toEqual([{ name: "flaky", position: 0, output: 3 }])
+        expect(stepsOf(log)).toEqual([{ name: "flaky", position: 0, output: 3 }, { name: "scheduled", position: 1, output: 2 }])
       }))
 
     it.effect("steps run together keep the places the body called them in; only the failed one runs again", () =>
