@@ -31,6 +31,11 @@ export class EventLog extends Context.Tag("runstream/EventLog")<EventLog, {
   /** Events with `after < seq`, in order, at most `limit`. */
   readonly read: (runId: RunId, options: { readonly after: number; readonly limit: number }) => Effect.Effect<ReadonlyArray<RunEvent>, SqlError.SqlError>
   /**
+   * The run's events of one type, in order, all of them. For the few events a
+   * worker reads back (a run's journal: its `step.completed` events).
+   */
+  readonly readOfType: (runId: RunId, type: string) => Effect.Effect<ReadonlyArray<RunEvent>, SqlError.SqlError>
+  /**
    * Refuses event data (as JSON text) larger than the configured limit. An
    * `Either` (yieldable as an effect): it runs for every emit and output.
    */
@@ -113,6 +118,17 @@ export const make = Effect.gen(function*() {
       })
     )
 
+  // The run's events by its key (run_id, seq), the type filtered as they are read.
+  const readOfType = (runId: RunId, type: string) =>
+    sql<{ page: string }>`/* prepared */
+      SELECT coalesce(json_agg(json_build_array(seq, type, data, floor(extract(epoch FROM at) * 1000)) ORDER BY seq), '[]')::text AS page
+      FROM runstream_events WHERE run_id = ${runId} AND type = ${type}`.pipe(
+      Effect.map(([row]) => {
+        const entries = JSON.parse(row!.page) as ReadonlyArray<PageEntry>
+        return entries.map(([seq, type, data, at]) => makeRunEvent(runId, seq, type, data, at))
+      })
+    )
+
   const checkSize = (json: string) => {
     const bytes = Buffer.byteLength(json)
     return bytes > maxEventBytes
@@ -120,7 +136,7 @@ export const make = Effect.gen(function*() {
       : Either.void
   }
 
-  return EventLog.of({ append, read, checkSize })
+  return EventLog.of({ append, read, readOfType, checkSize })
 })
 
 export const layer = Layer.effect(EventLog, make)

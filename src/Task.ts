@@ -2,9 +2,9 @@
  * Tasks: named, typed units of work, and the registry a program's workers run.
  * @since 0.1.0
  */
-import { Context, Duration, Effect, JSONSchema, Layer, Option, Schema } from "effect"
+import { Context, Duration, Effect, JSONSchema, Layer, Option, type Schedule, Schema } from "effect"
 import type { SqlError } from "@effect/sql"
-import type { InvalidInput, LeaseLost, PayloadTooLarge } from "./domain/Errors.ts"
+import type { DuplicateStep, InvalidInput, LeaseLost, NonDeterministic, PayloadTooLarge } from "./domain/Errors.ts"
 import * as LimitKey from "./domain/LimitKey.ts"
 import { parseRetention, type RetentionInput, retentionMessage } from "./domain/RetentionPeriod.ts"
 import type { RunId } from "./domain/Ids.ts"
@@ -14,6 +14,25 @@ import type { QueueLimits } from "./queue/QueueLimits.ts"
 
 /** Why an `emit` can fail. */
 export type EmitError = LeaseLost | PayloadTooLarge | InvalidInput | SqlError.SqlError
+
+/**
+ * Why a `step` can fail, beside its effect's own failures: its journal entry
+ * could not be written (as `emit`), its output does not encode
+ * (`InvalidInput`), its name was used before in the run (`DuplicateStep`), or
+ * the run's replay does not match its journal (`NonDeterministic`).
+ */
+export type StepError = EmitError | NonDeterministic | DuplicateStep
+
+/** How a step's result is recorded, and how often it is tried in place. */
+export interface StepOptions<A, I, E> {
+  /** Encodes the result into the journal and decodes it back on a replay: it must round-trip. */
+  readonly output: Schema.Schema<A, I>
+  /**
+   * Retries the step's effect in place before its failure reaches the body
+   * (and the task's retry policy): a count of retries, or a schedule.
+   */
+  readonly retry?: number | Schedule.Schedule<unknown, NoInfer<E>> | undefined
+}
 
 /** What a task body can do while it runs. */
 export interface TaskContext {
@@ -26,6 +45,23 @@ export interface TaskContext {
    * `SqlError` when the database cannot be reached.
    */
   readonly emit: (type: string, data?: unknown) => Effect.Effect<number, EmitError>
+  /**
+   * A journaled step: runs `effect` once per run and records its result in the
+   * run's log (a `step.completed` event). When a later attempt replays the
+   * body (after a failure, a crash, a hand-back), a step already completed
+   * returns its recorded result, decoded with `output`, without running again.
+   * Steps are matched by the order the body calls `step` and by name: names
+   * are unique per run (`DuplicateStep`), and a replay that calls a step
+   * where the journal records another fails the run for good
+   * (`NonDeterministic`). What the body does outside steps runs again on
+   * every attempt. An effect whose journal entry is not committed (the worker
+   * died just after it) runs again: make it idempotent.
+   */
+  readonly step: <A, I, E, R>(
+    name: string,
+    effect: Effect.Effect<NoInfer<A>, E, R>,
+    options: StepOptions<A, I, E>
+  ) => Effect.Effect<A, E | StepError, R>
 }
 
 /**

@@ -160,3 +160,33 @@ export class TokensDisabled extends Schema.TaggedError<TokensDisabled>()("Tokens
     return "read tokens are disabled on this server: set RUNSTREAM_TOKEN_SECRET (the same on every server process) to enable them"
   }
 }
+
+/**
+ * A run's replay does not match its journal (its `step.completed` events):
+ * the code of its task changed between attempts (a step renamed, added before
+ * others, removed or reordered, or its output schema no longer decodes what
+ * was recorded). The run fails for good rather than mix two versions' results.
+ */
+export class NonDeterministic extends Schema.TaggedError<NonDeterministic>()("NonDeterministic", {
+  runId: Schema.String,
+  /** The step's place among the attempt's steps, from 0, in the order the body called them. */
+  position: Schema.Number,
+  /** The step the body called there. */
+  step: Schema.String,
+  /** What the journal holds there (or the recorded output's decoding error). */
+  message: Schema.String
+}) {}
+
+/**
+ * A body called a step by a name it already used in this run: step names are
+ * unique per run (the journal finds a step's result by its name; in a loop,
+ * put the index in the name).
+ */
+export class DuplicateStep extends Schema.TaggedError<DuplicateStep>()("DuplicateStep", {
+  runId: Schema.String,
+  step: Schema.String
+}) {
+  override get message() {
+    return `step '${this.step}' is called twice in run ${this.runId}: step names are unique per run`
+  }
+}

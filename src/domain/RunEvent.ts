@@ -53,6 +53,13 @@ export const SystemEventType = {
   cancelled: "run.cancelled"
 } as const
 
+/**
+ * The journal's event: a step of the run's body finished (`ctx.step`), with
+ * `{ name, position, output }`. Written by the worker alone: a task's own
+ * event of this type would be read back as a step's result.
+ */
+export const stepCompletedType = "step.completed"
+
 /** After one of these, a run's log never grows again. */
 export const isTerminalType = (type: string): boolean =>
   type === SystemEventType.succeeded || type === SystemEventType.failed || type === SystemEventType.cancelled
@@ -63,7 +70,8 @@ export const TaskEventType = Schema.String.pipe(
   Schema.maxLength(100),
   // It becomes an SSE `event:` line: no line breaks or other control characters.
   Schema.pattern(/^[^\x00-\x1f\x7f]+$/, { message: () => "event types have no control characters" }),
-  Schema.filter((t) => !t.startsWith("run.") || "event types starting with 'run.' are reserved")
+  Schema.filter((t) => !t.startsWith("run.") || "event types starting with 'run.' are reserved"),
+  Schema.filter((t) => t !== stepCompletedType || `'${stepCompletedType}' is written by ctx.step alone`)
 )
 
 /** A `RunEvent` as JSON: `RunEvent`'s own encoding (`at` an ISO 8601 date-time in UTC). */

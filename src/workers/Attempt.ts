@@ -26,7 +26,7 @@ import {
 } from "effect"
 import { InvalidInput, LeaseLost } from "../domain/Errors.ts"
 import type { RunError } from "../domain/Run.ts"
-import { TaskEventType } from "../domain/RunEvent.ts"
+import { stepCompletedType, TaskEventType } from "../domain/RunEvent.ts"
 import { EventLog } from "../EventLog.ts"
 import { interruptWithin } from "../internal/interruptWithin.ts"
 import { storableJson, storableText } from "../internal/jsonb.ts"
@@ -34,6 +34,7 @@ import type { Claim } from "../queue/Claiming.ts"
 import type { Outcome } from "../queue/RunQueue.ts"
 import * as Task from "../Task.ts"
 import type { StopReason } from "./InFlight.ts"
+import * as Journal from "./Journal.ts"
 import type { Writer } from "./Writer.ts"
 
 /** A body's attempt ran out of time. */
@@ -72,10 +73,13 @@ const maxMessage = 2000
 
 /**
  * Errors that no retry can cure. An output that fails its schema or cannot be
- * stored is one: the same input gives the same output again.
+ * stored is one: the same input gives the same output again. So is a replay
+ * that does not match its journal, or a step name used twice: the same code
+ * does the same again.
  */
 export const isPermanent = (tag: string) =>
-  tag === "PermanentError" || tag === "InputInvalid" || tag === "OutputInvalid" || tag === "UnknownTask"
+  tag === "PermanentError" || tag === "InputInvalid" || tag === "OutputInvalid" || tag === "UnknownTask" ||
+  tag === "NonDeterministic" || tag === "DuplicateStep"
 
 /**
  * What is recorded of a failed attempt: the error's tag and message, bounded,
@@ -189,22 +193,33 @@ export const make = (options: {
     const withAttempt = (attempt: number) =>
       attempt < 16 ? (byAttempt[attempt] ??= HashMap.set(baseAnnotations, "attempt", attempt)) : HashMap.set(baseAnnotations, "attempt", attempt)
 
-    const contextOf = (claim: Claim): Task.TaskContext => ({
-      runId: claim.runId,
-      attempt: claim.attempt,
-      emit: (type, data) =>
-        Effect.gen(function*() {
-          if (!Schema.is(TaskEventType)(type)) {
-            return yield* new InvalidInput({ message: `event type '${String(type).slice(0, 100)}' is empty, too long or reserved (run.*)` })
-          }
-          yield* log.checkSize(yield* storableJson("event data", data))
-          const seq = yield* writer.emit({ runId: claim.runId, attempt: claim.attempt, type, data: data ?? null })
-          if (typeof seq !== "number") {
-            return yield* new LeaseLost({ runId: claim.runId, attempt: claim.attempt })
-          }
-          return seq
-        })
-    })
+    /** Appends an event of `claim`'s attempt: stored only while the attempt holds its run. */
+    const append = (claim: Claim, type: string, data: unknown) =>
+      Effect.gen(function*() {
+        yield* log.checkSize(yield* storableJson("event data", data))
+        const seq = yield* writer.emit({ runId: claim.runId, attempt: claim.attempt, type, data: data ?? null })
+        if (typeof seq !== "number") {
+          return yield* new LeaseLost({ runId: claim.runId, attempt: claim.attempt })
+        }
+        return seq
+      })
+
+    const emit = (claim: Claim, type: string, data: unknown) =>
+      Schema.is(TaskEventType)(type)
+        ? append(claim, type, data)
+        : Effect.fail(
+          new InvalidInput({
+            message: `event type '${String(type).slice(0, 100)}' is empty, too long or reserved (run.*, ${stepCompletedType})`
+          })
+        )
+
+    /** The attempt's journal, made at its body's first `ctx.step`. */
+    const journalOf = (claim: Claim) =>
+      Journal.make({
+        runId: claim.runId,
+        load: log.readOfType(claim.runId, stepCompletedType),
+        record: (entry) => append(claim, stepCompletedType, entry)
+      })
 
     /**
      * The output is written in the run and its run.succeeded event: refused
@@ -224,14 +239,33 @@ export const make = (options: {
       const { decode, encode, task } = entry
       return afterDecoding(decode(claim.input), inputInvalid, (input) => {
         const timeoutMs = claim.timeoutMs ?? entry.timeoutMs
-        const body = task.run(input, contextOf(claim))
-        return Effect.flatMap(
+        let journal: Journal.Journal | undefined
+        const context: Task.TaskContext = {
+          runId: claim.runId,
+          attempt: claim.attempt,
+          emit: (type, data) => emit(claim, type, data),
+          step: (name, effect, options) => (journal ??= journalOf(claim)).step(name, effect, options)
+        }
+        const body = task.run(input, context)
+        // A replay that broke its journal fails the attempt (and, permanent,
+        // the run) whatever the body did with the error: one continuation
+        // either way, as the `flatMap` it replaces, for runs without steps.
+        return Effect.matchCauseEffect(
           timeoutMs === undefined ? body : body.pipe(
             // The attempt ends at its timeout even if the body's finalizers hang.
             interruptWithin(shutdownGrace, logAbandoned(claim, "timeout", shutdownGrace)),
             Effect.timeoutFail({ duration: Duration.millis(timeoutMs), onTimeout: () => new TaskTimeout({ timeoutMs }) })
           ),
-          (output) => afterDecoding(encode(output), outputInvalid, storableOutput)
+          {
+            onFailure: (cause) => {
+              const broken = journal?.broken()
+              return broken === undefined || Cause.isInterruptedOnly(cause) ? Effect.failCause(cause) : Effect.fail(broken)
+            },
+            onSuccess: (output) => {
+              const broken = journal?.broken()
+              return broken === undefined ? afterDecoding(encode(output), outputInvalid, storableOutput) : Effect.fail(broken)
+            }
+          }
         )
       }) as Effect.Effect<unknown, unknown>
     }
