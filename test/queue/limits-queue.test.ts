@@ -9,10 +9,11 @@ import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Layer, Schema, Scope } from "effect"
 import type { RunId } from "../../src/domain/Ids.ts"
+import { RunQueue } from "../../src/queue/RunQueue.ts"
 import { Runs } from "../../src/Runs.ts"
 import * as Task from "../../src/Task.ts"
 import { RunstreamTest, TestDatabase } from "../../src/testing/index.ts"
-import { fastWorkers, logOf, patience, programOn, typesOf } from "./support.ts"
+import { fastWorkers, logOf, patience, programOn, typesOf, withWorkers } from "./support.ts"
 
 const Input = Schema.Struct({ n: Schema.Int })
 
@@ -142,6 +143,36 @@ describe.concurrent("limits declared on a queue", () => {
       expect(done.map((run) => run.status)).toEqual(["succeeded", "succeeded", "succeeded"])
       yield* Scope.close(scope, Exit.void)
     }).pipe(Effect.provide(TestDatabase.layerUrl)))
+
+  it.live("a dead worker's run holds its queue's slot until its lease is reclaimed, and gives it back once", () =>
+    Effect.gen(function*() {
+      yield* Effect.gen(function*() {
+        const runs = yield* Runs
+        const queue = yield* RunQueue
+        const first = yield* runs.start(Quick, { n: 1 }, { queue: "mail" })
+        const second = yield* runs.start(Quick, { n: 2 }, { queue: "mail" })
+        const claimAs = (workerId: string, leaseMs: number) =>
+          queue.claim({ workerId, queues: ["mail"], limit: 10, leaseMs, limitScopes: ["queue:mail"] })
+        // A worker claims the first and dies (its lease: 2 seconds); the second waits for the slot.
+        expect((yield* claimAs("ghost", 2_000)).map((claim) => claim.runId)).toEqual([first.id])
+        expect(yield* claimAs("other", 60_000)).toEqual([])
+        expect(yield* limitRows).toEqual([{ scope: "queue:mail", key: "", running: 1, waiting: 1 }])
+        // Workers (and the program's reclaim) take over: the first is retried, then the second runs.
+        const done = yield* awaitAll([first.id, second.id]).pipe(withWorkers({ ...fastWorkers, queues: ["mail"] }))
+        expect(done.map((run) => [run.status, run.attempt])).toEqual([["succeeded", 2], ["succeeded", 1]])
+        // The ghost's late end is refused and frees nothing twice.
+        const late = yield* queue.recordEnds({ workerId: "ghost" }, [
+          { runId: first.id, attempt: 1, outcome: { _tag: "succeeded", output: 1 }, limited: true }
+        ])
+        expect(late.size).toBe(0)
+        expect(yield* limitRows).toEqual([])
+      }).pipe(Effect.provide(RunstreamTest.layer({
+        tasks: [Quick],
+        workers: false,
+        reclaimInterval: "200 millis",
+        queues: { mail: { concurrency: { limit: 1 } } }
+      })))
+    }))
 
   it.live("a bad queue definition stops the program at start-up", () =>
     Effect.gen(function*() {
