@@ -2,8 +2,10 @@
  * Server-sent events: the wire format and the response that carries them.
  * @since 0.1.0
  */
-import { HttpServerResponse } from "@effect/platform"
+import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { NodeHttpServerRequest } from "@effect/platform-node"
 import { Cause, Chunk, Clock, DateTime, Duration, Effect, Mailbox, Option, type Scope, Stream } from "effect"
+import { ServerResponse } from "node:http"
 import { Readable } from "node:stream"
 import type { RunEvent } from "../domain/RunEvent.ts"
 
@@ -183,23 +185,45 @@ export const responseFrom = <E>(
   options: BodyOptions & { readonly bufferBytes: number }
 ): Effect.Effect<HttpServerResponse.HttpServerResponse, never, Scope.Scope> =>
   Effect.gen(function*() {
-    // Set by the server's reads: there is room again.
+    // The Node response the server pipes the body into, written to directly
+    // once that pipe has begun and the body holds nothing unsent: a delivery
+    // is then one `res.write` (Node frames the chunk), without the body's
+    // push, its `data` event and the pipe's write, and the read scheduled
+    // after each push. Bytes go through the body until the pipe starts (the
+    // head is not written before), and whenever it holds bytes (the pipe is
+    // paused for a slow client), so that they stay in order.
+    const request = yield* Effect.serviceOption(HttpServerRequest.HttpServerRequest)
+    const response = Option.getOrUndefined(Option.filter(
+      Option.map(request, (request): unknown => NodeHttpServerRequest.toServerResponse(request)),
+      (res): res is ServerResponse => res instanceof ServerResponse
+    ))
+    let piped = false
+    // Set by the server's reads or the response's drain: there is room again.
     let room: (() => void) | undefined
+    const wakeRoom = () => {
+      const wake = room
+      room = undefined
+      wake?.()
+    }
     const readable = new Readable({
       highWaterMark: options.bufferBytes,
       read() {
-        const wake = room
-        room = undefined
-        wake?.()
+        piped = true
+        wakeRoom()
       }
     })
     let ended = false
     // Wall-clock milliseconds (set by synchronous pushes, not through `Clock`).
     let lastSent = Date.now()
-    const push = (message: string | Uint8Array): boolean => {
-      if (ended) return true
+    const direct = () => piped && response !== undefined && readable.readableLength === 0 && response.writable
+    /** Bytes not yet taken by the socket: in the body, then in the response and its socket. */
+    const unsent = () => readable.readableLength + (piped && response !== undefined ? response.writableLength : 0)
+    const push = (message: string | Uint8Array): void => {
+      if (ended) return
       lastSent = Date.now()
-      return readable.push(typeof message === "string" ? Buffer.from(message, "utf8") : message)
+      const bytes = typeof message === "string" ? Buffer.from(message, "utf8") : message
+      if (direct()) response!.write(bytes)
+      else readable.push(bytes)
     }
     const end = Effect.sync(() => {
       if (ended) return
@@ -208,18 +232,24 @@ export const responseFrom = <E>(
     })
     const waitForRoom = Effect.async<void>((resume) => {
       room = () => resume(Effect.void)
+      response?.once("drain", wakeRoom)
       return Effect.sync(() => {
         room = undefined
+        response?.off("drain", wakeRoom)
       })
     })
     // A client that left: nothing more will be sent, so nothing is refused either.
     readable.once("close", () => {
       ended = true
+      wakeRoom()
     })
     const sink: BodySink = {
-      offer: (message) => ended || (readable.readableLength < options.bufferBytes && (push(message) || true)),
+      offer: (message) => ended || (unsent() < options.bufferBytes && (push(message), true)),
       write: (message) =>
-        Effect.suspend(() => ended || push(message) ? Effect.void : waitForRoom)
+        Effect.suspend(() => {
+          push(message)
+          return ended || unsent() < options.bufferBytes ? Effect.void : waitForRoom
+        })
     }
     push(retry(options.retry))
     yield* Effect.suspend(() => produce(sink)).pipe(
