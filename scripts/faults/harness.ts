@@ -38,9 +38,13 @@ export interface Scenario {
  */
 export const driverProgram = (
   url: string,
-  options: { readonly maxConnections?: number; readonly tasks?: ReadonlyArray<Task.Task<string, any, any, any, any, any, never>> } = {}
+  options: {
+    readonly maxConnections?: number
+    readonly tasks?: ReadonlyArray<Task.Task<string, any, any, any, any, any, never>>
+    readonly queues?: Runstream.RuntimeOptions["queues"]
+  } = {}
 ) =>
-  Runstream.layerRuntime({ bus: EventBus.layerPostgres }).pipe(
+  Runstream.layerRuntime({ bus: EventBus.layerPostgres, queues: options.queues }).pipe(
     Layer.provideMerge(Task.layerRegistry(...(options.tasks ?? Tasks.all))),
     Layer.provideMerge(
       Database.layerClient({ maxConnections: options.maxConnections ?? 10 }).pipe(

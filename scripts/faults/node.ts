@@ -120,6 +120,7 @@ const program = Effect.gen(function*() {
   const flowControl = yield* Config.boolean("FAULTS_FLOW_CONTROL").pipe(Config.withDefault(false))
   const tasks = flowControl ? [...Tasks.all, ...Tasks.flowControl] : Tasks.all
   const schedules = flowControl ? Tasks.flowControlSchedules : []
+  const queues = flowControl ? Tasks.flowControlQueues : {}
   const base = Task.layerRegistry(...tasks).pipe(Layer.provideMerge(Database.layer))
   const noRelay = yield* Config.boolean("FAULTS_NO_RELAY").pipe(Config.withDefault(false))
   const runtime = role === "relay"
@@ -127,8 +128,8 @@ const program = Effect.gen(function*() {
     : noRelay
     ? Workers.layer().pipe(Layer.provideMerge(layerRuntimeWith({ relay: false })))
     : role === "worker" || withWorkers
-    ? Runstream.layerWithWorkers({ bus: EventBus.layerPostgres, schedules })
-    : Runstream.layerRuntime({ bus: EventBus.layerPostgres, schedules })
+    ? Runstream.layerWithWorkers({ bus: EventBus.layerPostgres, schedules, queues })
+    : Runstream.layerRuntime({ bus: EventBus.layerPostgres, schedules, queues })
   const context = yield* Layer.build(runtime.pipe(Layer.provideMerge(base)))
   const workers = Context.getOption(context as Context.Context<unknown>, Workers.Workers)
   let url: string | undefined

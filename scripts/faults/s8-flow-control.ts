@@ -3,8 +3,10 @@
  * (`scripts/faults/node.ts` with scenario 8's tasks, lease 2 s). For 30 [150] s:
  *
  * - runs of `faults.limited` (`concurrency: { limit: 2 }`, each holds 30-150
- *   ms) on 20 keys: every 1 [0.5] s, 3-5 runs for each of 2 keys (the first
- *   keys more often);
+ *   ms) on 10 keys, and of `faults.queue-limited` (the same body, no limits
+ *   of its own) on the queue `faults.limited` (the same limit, declared on
+ *   the queue) on 10 other keys: every 1 [0.5] s, 3-5 runs for each of 2 keys
+ *   (the first keys more often);
  * - every 4 [3] s, while two workers are up, 8 more runs for each of 6 keys,
  *   then `kill -9` of the worker holding the most of them (it is started
  *   again): its runs hold their keys' slots until their leases are reclaimed;
@@ -66,6 +68,8 @@ import { makeChecks } from "./report.ts"
 
 const leaseMs = 2000
 const concurrencyLimit = Tasks.Limited.limits.concurrency!
+/** The runs counted by a limit of 2 per key: the task's own, and the queue's. */
+const limitedTasks: ReadonlyArray<string> = [Tasks.Limited.name, Tasks.QueueLimited.name]
 const rate = Tasks.Rated.limits.rateLimit!
 const debounceDelayMs = 1500
 const scheduleName = Tasks.EverySecond.name
@@ -174,6 +178,7 @@ export const scenario: Scenario = {
       const flowEnv = { FAULTS_FLOW_CONTROL: "1", RUNSTREAM_RECLAIM_INTERVAL: "500 millis" }
       const workerEnv = {
         ...flowEnv,
+        RUNSTREAM_WORKER_QUEUES: `default,${Tasks.limitedQueue}`,
         RUNSTREAM_LEASE: `${leaseMs} millis`,
         RUNSTREAM_WORKER_CONCURRENCY: "8",
         RUNSTREAM_WORKER_POLL: "500 millis",
@@ -191,21 +196,31 @@ export const scenario: Scenario = {
       yield* installEventClock(db.url)
       // The driver starts the limited and rated runs, a batch a statement. It does not
       // know the schedule's task: the schedule is the server's and the workers' alone.
-      const program = yield* Layer.build(driverProgram(db.url, { tasks: [Tasks.Limited, Tasks.Rated] }))
+      const program = yield* Layer.build(driverProgram(db.url, {
+        tasks: [Tasks.Limited, Tasks.QueueLimited, Tasks.Rated],
+        queues: Tasks.flowControlQueues
+      }))
       const runs = Context.get(program, Runs)
       const workers: Array<typeof first[number] | undefined> = [...first]
       const loadEnd = Date.now() + loadMs
 
       const accepted: Array<string> = []
       let limitedCount = 0
-      /** Starts `count` runs of `faults.limited` on each key given. */
+      /**
+       * Starts `count` runs on each key given: of `faults.limited` on even keys (its own
+       * limit), of `faults.queue-limited` on its queue on odd keys (the queue's limit).
+       */
       const startLimited = (perKey: ReadonlyArray<readonly [key: number, count: number]>) =>
         Effect.map(
           runs.startMany(perKey.flatMap(([key, count]) =>
             Array.from({ length: count }, () => ({
-              task: Tasks.Limited.name,
+              task: key % 2 === 0 ? Tasks.Limited.name : Tasks.QueueLimited.name,
               input: { holdMs: randomInt(30, 150) },
-              options: { concurrencyKey: `k${key}`, maxAttempts: 20 }
+              options: {
+                concurrencyKey: `k${key}`,
+                maxAttempts: 20,
+                ...(key % 2 === 0 ? {} : { queue: Tasks.limitedQueue })
+              }
             }))
           )),
           (created) => {
@@ -300,7 +315,7 @@ export const scenario: Scenario = {
             Effect.map(
               query<{ worker: string; n: number }>(db.url, `
                 SELECT locked_by AS worker, count(*)::int AS n FROM runstream_jobs
-                WHERE task = $1 AND locked_by IS NOT NULL GROUP BY locked_by ORDER BY n DESC`, [Tasks.Limited.name]),
+                WHERE task = ANY($1) AND locked_by IS NOT NULL GROUP BY locked_by ORDER BY n DESC`, [limitedTasks]),
               (rows) => {
                 const index = rows.map((row) => upIndexes().find((i) => workers[i]!.workerId === row.worker)).find((i) => i !== undefined)
                 return index === undefined ? Option.none() : Option.some(index)
@@ -383,7 +398,7 @@ export const scenario: Scenario = {
       figures.push(["logs", `${check.gaps} runs with a gap or duplicate seq, ${check.multiTerminal} with more than one terminal event, ${check.statusMismatch} whose status disagrees with it`])
 
       // --- Concurrency: the attempts' slots, by the database's clock.
-      const events = (task: string) =>
+      const events = (tasks: ReadonlyArray<string>) =>
         query<{ run_id: string; key: string | null; seq: number; type: string; attempt: number | null; tag: string | null; until: string | null; wall_us: string | null; stamp_ms: string }>(db.url, `
           SELECT e.run_id, r.concurrency_key AS key, e.seq, e.type, (e.data->>'attempt')::int AS attempt,
             e.data->'error'->>'tag' AS tag, e.data->>'until' AS until,
@@ -391,8 +406,8 @@ export const scenario: Scenario = {
             (extract(epoch FROM e.at) * 1000)::bigint::text AS stamp_ms
           FROM runstream_events e JOIN runstream_runs r ON r.id = e.run_id
           LEFT JOIN faults_event_clock c ON c.run_id = e.run_id AND c.seq = e.seq
-          WHERE r.task = $1 ORDER BY e.run_id, e.seq`, [task])
-      const limitedEvents = yield* events(Tasks.Limited.name)
+          WHERE r.task = ANY($1) ORDER BY e.run_id, e.seq`, [tasks])
+      const limitedEvents = yield* events(limitedTasks)
       const intervals: Array<Interval> = []
       let unstamped = 0
       let unclosed = 0
@@ -417,6 +432,7 @@ export const scenario: Scenario = {
       let peak = 0
       let peakStamp = 0
       let keysAtLimit = 0
+      let queueKeysAtLimit = 0
       const over: Array<string> = []
       for (const [key, mine] of byKey) {
         const byDatabase = peakOverlap(mine, "db")
@@ -424,6 +440,8 @@ export const scenario: Scenario = {
         peak = Math.max(peak, byDatabase.peak)
         peakStamp = Math.max(peakStamp, byStamps.peak)
         if (byDatabase.peak === concurrencyLimit) keysAtLimit++
+        // Odd keys are counted by the queue's limit (see `startLimited`).
+        if (byDatabase.peak === concurrencyLimit && Number(key.slice(1)) % 2 === 1) queueKeysAtLimit++
         if (byDatabase.peak > concurrencyLimit && over.length < 5) {
           over.push(`${key}: ${byDatabase.peak} at ${new Date(byDatabase.at / 1000).toISOString()}`)
         }
@@ -436,7 +454,7 @@ export const scenario: Scenario = {
       const heldDeadMs = reclaimedIntervals.map((i) => (i.to - i.from) / 1000)
       figures.push([
         "concurrency (limit 2 per key)",
-        `${intervals.length} attempts of ${limitedCount} runs on ${byKey.size} keys; at most ${peak} attempts of one key open at once by the database's clock (${keysAtLimit} keys reached 2); by the writers' own stamps the peak would read ${peakStamp}${
+        `${intervals.length} attempts of ${limitedCount} runs on ${byKey.size} keys; at most ${peak} attempts of one key open at once by the database's clock (${keysAtLimit} keys reached 2, ${queueKeysAtLimit} of them by the queue's limit); by the writers' own stamps the peak would read ${peakStamp}${
           over.length > 0 ? `; over the limit: ${over.join(", ")}` : ""
         }`
       ])
@@ -446,12 +464,13 @@ export const scenario: Scenario = {
       ])
       expect(peak <= concurrencyLimit, `at most ${concurrencyLimit} attempts of one key running at once, a dead worker's until its reclaim (peak ${peak}: ${over.join(", ")})`)
       expect(keysAtLimit > 0, "the load brings some key to its limit")
+      expect(queueKeysAtLimit > 0, "the load brings some key of the queue's limit to it")
       expect(unstamped === 0 && unclosed === 0, `every attempt of a limited run is stamped and ended (${unstamped} events unstamped, ${unclosed} attempts not ended)`)
       const counters = yield* query<{ scope: string; key: string; running: number; waiting: number }>(db.url, "SELECT scope, key, running, waiting FROM runstream_limits WHERE running <> 0 OR waiting <> 0")
       expect(counters.length === 0, `the keys' counters are back to zero (${counters.slice(0, 5).map((c) => `${c.scope}/${c.key}: running ${c.running}, waiting ${c.waiting}`).join("; ")})`)
 
       // --- Rate: starts per key in any window of the period, by the starts' own times (those the limit counts).
-      const ratedEvents = yield* events(Tasks.Rated.name)
+      const ratedEvents = yield* events([Tasks.Rated.name])
       const startsByKey = new Map<string, { stamps: Array<number>; walls: Array<number> }>()
       const throttledPerRun = new Map<string, number>()
       let startedBeforeUntil = 0
@@ -614,8 +633,9 @@ export const scenario: Scenario = {
       // --- Kills: every run a dead worker held is reclaimed, within lease + 2 s.
       const { heldTotal, notReclaimed, perKill } = yield* reclaimsAfterKills(db.url, killed)
       const bound = leaseMs + 2000
-      const heldLimited = killed.map((kill) => kill.held.filter((h) => h.task === Tasks.Limited.name).length)
-      figures.push(["kills", `${killed.length}; runs held by the dead worker: ${heldTotal} in all, of faults.limited ${heldLimited.join(", ")}`])
+      const heldLimited = killed.map((kill) => kill.held.filter((h) => limitedTasks.includes(h.task)).length)
+      const heldByQueue = killed.map((kill) => kill.held.filter((h) => h.task === Tasks.QueueLimited.name).length)
+      figures.push(["kills", `${killed.length}; runs held by the dead worker: ${heldTotal} in all, of limited keys ${heldLimited.join(", ")} (by the queue's limit ${heldByQueue.join(", ")})`])
       figures.push(["kill → reclaim", perKill.length === 0 ? "n/a" : `p50 ${seconds(percentile(perKill, 50))}, max ${seconds(Math.max(...perKill))} (bound: lease + 2 s = ${seconds(bound)}); ${notReclaimed} held runs not reclaimed`])
       figures.push(["worker restart (kill to ready)", restarts.length === 0 ? "n/a" : `${restarts.length} of ${killed.length} before the checks: p50 ${seconds(percentile(restarts, 50))}, max ${seconds(Math.max(...restarts))}`])
       figures.push(["drain after the load", seconds(drainedMs)])
@@ -627,7 +647,7 @@ export const scenario: Scenario = {
       return {
         id: 8,
         name: "Flow control under faults",
-        load: `${limitedCount} runs on 20 keys (limit 2), ${ratedCount} on ${ratedKeys} keys (4/s), ${bursts.length} debounce bursts (${startsSent} starts), a 1 s schedule (${ticks.length} ticks); 1 server, 3 workers`,
+        load: `${limitedCount} runs on 20 keys (limit 2: 10 keys by the task's, 10 by the queue's), ${ratedCount} on ${ratedKeys} keys (4/s), ${bursts.length} debounce bursts (${startsSent} starts), a 1 s schedule (${ticks.length} ticks); 1 server, 3 workers`,
         faults: `${killed.length} × kill -9 of the worker holding most limited runs, every ≥ ${killEveryMs / 1000} s, restarted`,
         lost: String(check.lost),
         duplicated: `${check.gaps} gaps/dup seqs, ${check.multiTerminal} multi-terminal, ${twice} ticks run twice`,

@@ -110,6 +110,17 @@ export const Limited = Task.make("faults.limited", {
   run: ({ holdMs }) => Effect.as(Effect.sleep(Duration.millis(holdMs)), null)
 })
 
+/** Scenario 8: as `Limited`, without limits of its own: started on the queue `faults.limited`, whose limits count it. */
+export const QueueLimited = Task.make("faults.queue-limited", {
+  input: Schema.Struct({ holdMs: Schema.Int }),
+  output: Schema.Null,
+  run: ({ holdMs }) => Effect.as(Effect.sleep(Duration.millis(holdMs)), null)
+})
+
+/** Scenario 8's limited queue: the same limit as `Limited`'s, declared on the queue. */
+export const limitedQueue = "faults.limited"
+export const flowControlQueues = { [limitedQueue]: { concurrency: { limit: 2 } } } as const
+
 /** Scenario 8: at most 4 attempts of one key start in any second. */
 export const Rated = Task.make("faults.rated", {
   input: Schema.Struct({}),
@@ -141,5 +152,5 @@ export const Tick = Task.make("faults.tick", {
  */
 export const EverySecond = RunSchedule.every("faults.every-second", "1 second", Tick, {}, { options: { maxAttempts: 20 } })
 
-export const flowControl = [Limited, Rated, Debounced, Tick] as const
+export const flowControl = [Limited, QueueLimited, Rated, Debounced, Tick] as const
 export const flowControlSchedules = [EverySecond] as const
