@@ -84,7 +84,8 @@ describe("processes", () => {
         const first = yield* startWorker(env)
         const live = yield* follow("/v1/events?task=demo.sleep")
         const runIds = new Set<string>()
-        for (let i = 0; i < 4; i++) runIds.add(yield* start({ task: "demo.sleep", input: { ms: 2000 }, queue: "shutdown" }))
+        // Long enough to be running still at the SIGTERM on a loaded machine (2 s was not, at load 17).
+        for (let i = 0; i < 4; i++) runIds.add(yield* start({ task: "demo.sleep", input: { ms: 8000 }, queue: "shutdown" }))
 
         const started = new Set<string>()
         while (started.size < runIds.size) {
