@@ -13,6 +13,7 @@ import { Config, Duration, Effect, Layer, Queue } from "effect"
 import type { RunId } from "./domain/Ids.ts"
 import { makeRunEvent } from "./domain/RunEvent.ts"
 import { type BusEvent, EventBus, type OutboxDrain } from "./bus/EventBus.ts"
+import * as Metrics from "./metrics/Metrics.ts"
 import { Outbox } from "./Outbox.ts"
 
 /** @category config */
@@ -111,6 +112,7 @@ export const drainOnce = (batchSize: number) =>
 export const layer = Layer.scopedDiscard(Effect.gen(function*() {
   const outbox = yield* Outbox
   const config = yield* RelayConfig
+  const metrics = yield* Metrics.option
   const hints = yield* outbox.hints
   // Built once: the driver's step is an effect run for each batch.
   const drain = (yield* EventBus).publishDrained(makeDrain(yield* SqlClient.SqlClient, config.batchSize))
@@ -119,6 +121,7 @@ export const layer = Layer.scopedDiscard(Effect.gen(function*() {
   yield* Effect.forkScoped(Effect.forever(Effect.delay(outbox.written, config.pollInterval)))
   const loop = Effect.gen(function*() {
     const taken = yield* drain
+    metrics?.eventsRelayed(taken)
     if (taken < config.batchSize) yield* Queue.take(hints)
   }).pipe(
     Effect.catchAllCause((cause) =>

@@ -12,6 +12,7 @@ import { type IdempotencyConflict, InvalidInput, PayloadTooLarge, UnknownTask } 
 import { makeRunId, type RunId } from "../domain/Ids.ts"
 import type { Run } from "../domain/Run.ts"
 import { StartOptions } from "../domain/StartOptions.ts"
+import * as Metrics from "../metrics/Metrics.ts"
 import { Outbox } from "../Outbox.ts"
 import * as Limits from "../queue/Limits.ts"
 import { QueueLimits } from "../queue/QueueLimits.ts"
@@ -43,6 +44,11 @@ export const make = (config: { readonly maxInputBytes: number }) =>
     const queue = yield* RunQueue
     const registry = yield* Task.TaskRegistry
     const queueLimits = yield* QueueLimits
+    const metrics = yield* Metrics.option
+    const count = (created: ReadonlyArray<Created>) => {
+      if (metrics === undefined) return
+      for (const { created: isNew, run } of created) if (isNew) metrics.runsStarted(run.task, 1)
+    }
 
     /** The run a request describes, checked; refused with the request's first fault. */
     const prepare = (request: StartRequest, typed: boolean) =>
@@ -107,7 +113,10 @@ export const make = (config: { readonly maxInputBytes: number }) =>
           const reservation = queue.handoff.reserve(prepared)
           return restore(store.create(reservation.runs)).pipe(
             Effect.onError(() => reservation.cancel),
-            Effect.tap((created) => Effect.zipRight(reservation.handOver(created), outbox.written))
+            Effect.tap((created) => {
+              count(created)
+              return Effect.zipRight(reservation.handOver(created), outbox.written)
+            })
           )
         })
       })

@@ -39,6 +39,7 @@ import {
 } from "effect"
 import { makeInstanceId, type RunId } from "../domain/Ids.ts"
 import type { Claim, Taker } from "../queue/Claiming.ts"
+import * as Metrics from "../metrics/Metrics.ts"
 import * as Limits from "../queue/Limits.ts"
 import { QueueLimits } from "../queue/QueueLimits.ts"
 import { type Outcome, RunQueue } from "../queue/RunQueue.ts"
@@ -90,6 +91,7 @@ export const make = (options: WorkersOptions) =>
     const recordingAgain = yield* FiberSet.make()
     // Set while `dispatch` starts runs (see there).
     let dispatching = false
+    const metrics = yield* Metrics.option
 
     const annotate = Effect.annotateLogs({ component: "Workers", workerId })
     const annotateRun = (claim: Claim) => Effect.annotateLogs({ runId: claim.runId, attempt: claim.attempt })
@@ -220,6 +222,9 @@ export const make = (options: WorkersOptions) =>
       // lives on until its end is recorded).
       entry.fiber = undefined
       const outcome = attempts.outcomeOf(entry.claim, exit, entry.stop)
+      if (metrics !== undefined && entry.startedAt > 0) {
+        metrics.attemptEnded(entry.claim.task, outcome?._tag ?? "lost", (Date.now() - entry.startedAt) / 1000)
+      }
       if (outcome !== undefined) record(entry, outcome)
       else free(entry)
       if (entry.running) {
@@ -261,6 +266,10 @@ export const make = (options: WorkersOptions) =>
           entry.taken = true
           entry.running = true
           pool.running++
+          if (metrics !== undefined) {
+            entry.startedAt = Date.now()
+            metrics.attemptStarted(entry.claim.task, (entry.startedAt - entry.claim.runAt.getTime()) / 1000)
+          }
           const annotations = attempts.annotationsOf(entry.claim)
           const fiber = Runtime.runFork(attempts.runtimeOf(entry.claim.task), attempts.run(entry.claim), {
             // The refs are the new fiber's already (`runFork` forked them).
@@ -351,6 +360,14 @@ export const make = (options: WorkersOptions) =>
         })
     }
     yield* queue.handoff.register(taker)
+
+    if (metrics !== undefined) {
+      yield* metrics.gauge(
+        Metrics.names.inFlight,
+        "Runs a worker pool holds: buffered, running, or whose end is being recorded.",
+        Effect.sync(() => [{ labels: { worker: workerId }, value: pool.inFlight.size }])
+      )
+    }
 
     yield* Heartbeat.make({ pool, workerId, leaseMs, stop, annotate })
 
