@@ -112,58 +112,66 @@ interface Gauge {
   readonly read: Effect.Effect<ReadonlyArray<Reading>>
 }
 
-/** A registry of its own, and the hooks of each label set found once (the hot paths then do a `Map` lookup). */
+type Hook = MetricHook.MetricHook<number, unknown>
+
+/** The hooks of one task, found when its first figure comes (the hot paths then do one `Map` lookup). */
+interface TaskHooks {
+  readonly started: Hook
+  readonly wait: Hook
+  readonly duration: Hook
+  /** By outcome, found on first use. */
+  readonly attempts: Map<AttemptOutcome, Hook>
+  readonly finished: Map<AttemptOutcome, Hook>
+}
+
+/** A registry of its own, and the hooks of each task found once. */
 export const make = Effect.sync((): Metrics => {
   const registry = MetricRegistry.make()
-  const hooks = new Map<string, MetricHook.MetricHook<number, unknown>>()
-  const hook = (id: string, key: () => MetricKey.MetricKey.Untyped) => {
-    let found = hooks.get(id)
+  const hook = (key: MetricKey.MetricKey.Untyped) => registry.get(key) as unknown as Hook
+  const counter = (name: string, description: string) => MetricKey.counter(name, { description })
+  const histogram = (name: string, description: string) => MetricKey.histogram(name, secondsBoundaries, description)
+  const byTask = new Map<string, TaskHooks>()
+  const hooksOf = (task: string): TaskHooks => {
+    let hooks = byTask.get(task)
+    if (hooks === undefined) {
+      hooks = {
+        started: hook(MetricKey.tagged(counter(names.runsStarted, "Runs created, by task."), "task", task)),
+        wait: hook(MetricKey.tagged(histogram(names.queueWait, "From a run's due time to its attempt's start, by task."), "task", task)),
+        duration: hook(
+          MetricKey.tagged(histogram(names.runDuration, "How long each attempt ran, from its start to its end, by task."), "task", task)
+        ),
+        attempts: new Map(),
+        finished: new Map()
+      }
+      byTask.set(task, hooks)
+    }
+    return hooks
+  }
+  const byOutcome = (hooks: Map<AttemptOutcome, Hook>, task: string, outcome: AttemptOutcome, name: string, description: string) => {
+    let found = hooks.get(outcome)
     if (found === undefined) {
-      found = registry.get(key()) as unknown as MetricHook.MetricHook<number, unknown>
-      hooks.set(id, found)
+      found = hook(MetricKey.taggedWithLabels(counter(name, description), [MetricLabel.make("task", task), MetricLabel.make("outcome", outcome)]))
+      hooks.set(outcome, found)
     }
     return found
   }
-  const counter = (name: string, description: string) => MetricKey.counter(name, { description })
-  const histogram = (name: string, description: string) => MetricKey.histogram(name, secondsBoundaries, description)
+  const relayed = hook(counter(names.eventsRelayed, "Events published by this program's outbox relay."))
   const gauges = new Set<Gauge>()
 
   return {
-    runsStarted: (task, n) =>
-      hook(`s\u0000${task}`, () =>
-        MetricKey.tagged(counter(names.runsStarted, "Runs created, by task."), "task", task)).update(n),
-    attemptStarted: (task, waitSeconds) => {
-      hook(`w\u0000${task}`, () =>
-        MetricKey.tagged(
-          histogram(names.queueWait, "From a run's due time to its attempt's start, by task."),
-          "task",
-          task
-        )).update(Math.max(0, waitSeconds))
-    },
+    runsStarted: (task, n) => hooksOf(task).started.update(n),
+    attemptStarted: (task, waitSeconds) => hooksOf(task).wait.update(Math.max(0, waitSeconds)),
     attemptEnded: (task, outcome, seconds) => {
-      hook(`a\u0000${task}\u0000${outcome}`, () =>
-        MetricKey.taggedWithLabels(counter(names.attempts, "Attempts ended, by task and outcome."), [
-          MetricLabel.make("task", task),
-          MetricLabel.make("outcome", outcome)
-        ])).update(1)
-      hook(`d\u0000${task}`, () =>
-        MetricKey.tagged(
-          histogram(names.runDuration, "How long each attempt ran, from its start to its end, by task."),
-          "task",
-          task
-        )).update(Math.max(0, seconds))
+      const hooks = hooksOf(task)
+      byOutcome(hooks.attempts, task, outcome, names.attempts, "Attempts ended, by task and outcome.").update(1)
+      hooks.duration.update(Math.max(0, seconds))
       if (finishes(outcome)) {
-        hook(`f\u0000${task}\u0000${outcome}`, () =>
-          MetricKey.taggedWithLabels(
-            counter(names.runsFinished, "Runs finished by a worker of this program, by task and outcome."),
-            [MetricLabel.make("task", task), MetricLabel.make("outcome", outcome)]
-          )).update(1)
+        byOutcome(hooks.finished, task, outcome, names.runsFinished, "Runs finished by a worker of this program, by task and outcome.")
+          .update(1)
       }
     },
     eventsRelayed: (n) => {
-      if (n > 0) {
-        hook("e", () => counter(names.eventsRelayed, "Events published by this program's outbox relay.")).update(n)
-      }
+      if (n > 0) relayed.update(n)
     },
     gauge: (name, description, read) =>
       Effect.acquireRelease(
