@@ -15,6 +15,7 @@ import { makeRunEvent } from "./domain/RunEvent.ts"
 import { type BusEvent, EventBus, type OutboxDrain } from "./bus/EventBus.ts"
 import * as Metrics from "./metrics/Metrics.ts"
 import { Outbox } from "./Outbox.ts"
+import * as Tracing from "./tracing/Tracing.ts"
 
 /** @category config */
 export const RelayConfig = Config.all({
@@ -115,7 +116,9 @@ export const layer = Layer.scopedDiscard(Effect.gen(function*() {
   const metrics = yield* Metrics.option
   const hints = yield* outbox.hints
   // Built once: the driver's step is an effect run for each batch.
-  const drain = (yield* EventBus).publishDrained(makeDrain(yield* SqlClient.SqlClient, config.batchSize))
+  const published = (yield* EventBus).publishDrained(makeDrain(yield* SqlClient.SqlClient, config.batchSize))
+  // A span per batch only when spans are exported (a batch per commit when the relay keeps up).
+  const drain = (yield* Tracing.option) === undefined ? published : Effect.withSpan(published, "OutboxRelay.drain")
   // The poll is a hint too, sent on a timer: the loop then waits on one queue
   // (a timeout on each wait races two fibers, which delays every wake-up).
   yield* Effect.forkScoped(Effect.forever(Effect.delay(outbox.written, config.pollInterval)))

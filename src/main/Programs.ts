@@ -42,6 +42,7 @@ import { LeaseReclaimConfig } from "../queue/LeaseReclaim.ts"
 import { RetentionConfig } from "../Retention.ts"
 import type { RunSchedule } from "../schedules/RunSchedule.ts"
 import * as Task from "../Task.ts"
+import * as Tracing from "../tracing/Tracing.ts"
 import { Workers, WorkersConfig } from "../Workers.ts"
 
 const busKinds = ["memory", "postgres", "nats"] as const
@@ -99,12 +100,16 @@ export interface ProgramOptions {
   readonly queues?: Runstream.RuntimeOptions["queues"]
 }
 
-/** The program's tasks and database, under everything else. */
-const foundation = <const Tasks extends ReadonlyArray<Task.Any>>(tasks: Tasks) =>
+/**
+ * The program's tasks and database, under everything else; and its tracer
+ * when OTLP is configured (`OTEL_EXPORTER_OTLP_ENDPOINT`), under all of it.
+ */
+const foundation = <const Tasks extends ReadonlyArray<Task.Any>>(tasks: Tasks, serviceName: string) =>
   <A, E, R>(self: Layer.Layer<A, E, R>) =>
     self.pipe(
       Layer.provide(Task.layerRegistry(...tasks)),
-      Layer.provide(Database.layer)
+      Layer.provide(Database.layer),
+      Layer.provide(Tracing.layerFromEnv(serviceName))
     )
 
 const logWorkersReady = Layer.effectDiscard(Effect.gen(function*() {
@@ -135,7 +140,7 @@ export const makeServerLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tas
         Runstream.layerWithWorkers({ bus, reclaimInterval: config.reclaim.interval, retention: config.retention, schedules: options.schedules, queues: options.queues })
       ))
       : Runstream.layerRuntime({ bus, reclaimInterval: config.reclaim.interval, schedules: options.schedules, queues: options.queues })
-    return Layer.discard(Server.layer(config.server)).pipe(Layer.provide(runtime), foundation(tasks))
+    return Layer.discard(Server.layer(config.server)).pipe(Layer.provide(runtime), foundation(tasks, "runstream-server"))
   }))
 
 /** Workers and the outbox relay, no API; health checks on `RUNSTREAM_HEALTH_PORT`. @category programs */
@@ -161,7 +166,7 @@ export const makeWorkerLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tas
         schedules: options.schedules,
         queues: options.queues
       })),
-      foundation(tasks)
+      foundation(tasks, "runstream-worker")
     )
   }))
 
@@ -193,6 +198,6 @@ export const makeDevLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tasks:
       Layer.provide(logWorkersReady.pipe(Layer.provideMerge(
         Runstream.layerWithWorkers({ bus: busLayer(config.bus), reclaimInterval: config.reclaim.interval, retention: config.retention, schedules: options.schedules, queues: options.queues })
       ))),
-      foundation(tasks)
+      foundation(tasks, "runstream-dev")
     )
   }))

@@ -19,6 +19,7 @@ import { QueueLimits } from "../queue/QueueLimits.ts"
 import { RunQueue } from "../queue/RunQueue.ts"
 import { type Created, type NewRun, RunStore } from "../RunStore.ts"
 import * as Task from "../Task.ts"
+import * as Tracing from "../tracing/Tracing.ts"
 import * as TaskInput from "./TaskInput.ts"
 
 /** One run to start by task name, as the API receives it. */
@@ -45,6 +46,8 @@ export const make = (config: { readonly maxInputBytes: number }) =>
     const registry = yield* Task.TaskRegistry
     const queueLimits = yield* QueueLimits
     const metrics = yield* Metrics.option
+    // With tracing on, each run keeps the span that started it (see `tracing/Tracing.ts`).
+    const tracing = (yield* Tracing.option) !== undefined
     const count = (created: ReadonlyArray<Created>) => {
       if (metrics === undefined) return
       for (const { created: isNew, run } of created) if (isNew) metrics.runsStarted(run.task, 1)
@@ -93,7 +96,8 @@ export const make = (config: { readonly maxInputBytes: number }) =>
           runAt,
           replayOf: request.replayOf,
           debounce: debounce === undefined ? undefined : { key: debounce.key, mode: debounce.mode ?? "trailing" },
-          limits
+          limits,
+          traceparent: tracing ? yield* Tracing.currentTraceparent : undefined
         } satisfies NewRun
       })
 

@@ -29,6 +29,8 @@ export interface InFlight {
   recording: boolean
   /** When its body began (epoch ms), for the metrics; 0 before. */
   startedAt: number
+  /** The traceparent stored with its run, read at its claim when tracing is on. */
+  traceparent: string | undefined
 }
 
 export const inFlight = (claim: Claim): InFlight => ({
@@ -39,7 +41,8 @@ export const inFlight = (claim: Claim): InFlight => ({
   stop: undefined,
   ended: false,
   recording: false,
-  startedAt: 0
+  startedAt: 0,
+  traceparent: undefined
 })
 
 /**

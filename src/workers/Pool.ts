@@ -22,6 +22,7 @@
  * to the queue without using up its attempt, as a shutdown does.
  * @since 0.2.0
  */
+import { SqlClient } from "@effect/sql"
 import {
   Duration,
   Effect,
@@ -44,6 +45,7 @@ import * as Limits from "../queue/Limits.ts"
 import { QueueLimits } from "../queue/QueueLimits.ts"
 import { type Outcome, RunQueue } from "../queue/RunQueue.ts"
 import * as Task from "../Task.ts"
+import * as Tracing from "../tracing/Tracing.ts"
 import * as Attempt from "./Attempt.ts"
 import * as ClaimLoop from "./ClaimLoop.ts"
 import * as Heartbeat from "./Heartbeat.ts"
@@ -92,6 +94,8 @@ export const make = (options: WorkersOptions) =>
     // Set while `dispatch` starts runs (see there).
     let dispatching = false
     const metrics = yield* Metrics.option
+    const tracing = yield* Tracing.option
+    const sql = yield* SqlClient.SqlClient
 
     const annotate = Effect.annotateLogs({ component: "Workers", workerId })
     const annotateRun = (claim: Claim) => Effect.annotateLogs({ runId: claim.runId, attempt: claim.attempt })
@@ -271,7 +275,10 @@ export const make = (options: WorkersOptions) =>
             metrics.attemptStarted(entry.claim.task, (entry.startedAt - entry.claim.runAt.getTime()) / 1000)
           }
           const annotations = attempts.annotationsOf(entry.claim)
-          const fiber = Runtime.runFork(attempts.runtimeOf(entry.claim.task), attempts.run(entry.claim), {
+          const attempt = tracing === undefined
+            ? attempts.run(entry.claim)
+            : Tracing.attemptSpan(entry.claim, entry.traceparent)(attempts.run(entry.claim))
+          const fiber = Runtime.runFork(attempts.runtimeOf(entry.claim.task), attempt, {
             // The refs are the new fiber's already (`runFork` forked them).
             updateRefs: (refs, fiberId) => FiberRefs.updateAs(refs, { fiberId, fiberRef: FiberRef.currentLogAnnotations, value: annotations })
           })
@@ -292,6 +299,14 @@ export const make = (options: WorkersOptions) =>
     const register = (claims: ReadonlyArray<Claim>) =>
       Effect.gen(function*() {
         const entries = claims.map(inFlight)
+        if (tracing !== undefined) {
+          const parents = yield* Effect.provideService(
+            Tracing.traceparentsOf(claims.map((claim) => claim.runId)),
+            SqlClient.SqlClient,
+            sql
+          )
+          for (const entry of entries) entry.traceparent = parents.get(entry.claim.runId)
+        }
         for (const entry of entries) {
           // This pool lost the run's previous attempt (its lease lapsed) and got it back.
           const previous = pool.inFlight.get(entry.claim.runId)
