@@ -9,6 +9,7 @@ import {
   HttpApiBuilder,
   HttpApiError,
   type HttpApp,
+  HttpRouter,
   HttpServer,
   HttpServerRequest
 } from "@effect/platform"
@@ -23,6 +24,7 @@ import * as Auth from "./Auth.ts"
 import * as Dashboard from "./Dashboard.ts"
 import * as EventsHandlers from "./EventsHandlers.ts"
 import * as HealthHandlers from "./HealthHandlers.ts"
+import * as Metrics from "../metrics/Metrics.ts"
 import * as MetricsRoute from "./MetricsRoute.ts"
 import * as RequestLog from "./RequestLog.ts"
 import { HttpConfig, type HttpOptions, ListenConfig, type ListenOptions } from "./HttpConfig.ts"
@@ -211,3 +213,14 @@ export const layerHealth = (listen: ListenOptions) =>
     Layer.provide([HttpApiBuilder.Router.Live, HttpApiBuilder.Middleware.layer]),
     Layer.provide(nodeServer(listen))
   )
+
+/**
+ * `GET /metrics` alone on `port` (`RUNSTREAM_METRICS_PORT`), open: an
+ * operator's port, for worker processes (no API) or to keep scrapes off the
+ * API's. Needs the program's `Metrics`.
+ */
+export const layerMetrics = (listen: ListenOptions) =>
+  serve(
+    Effect.map(Metrics.Metrics, (metrics) => HttpRouter.empty.pipe(HttpRouter.get("/metrics", MetricsRoute.scrape(metrics)))),
+    "metrics"
+  ).pipe(Layer.provide(nodeServer(listen)))

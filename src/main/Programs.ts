@@ -92,6 +92,16 @@ export const ServerWorkersConfig = Config.boolean("RUNSTREAM_SERVER_WORKERS").pi
 /** @category config */
 export const HealthPortConfig = Config.option(portConfig("RUNSTREAM_HEALTH_PORT"))
 
+/** `GET /metrics` on a port of its own (`Server.layerMetrics`). @category config */
+export const MetricsPortConfig = Config.option(portConfig("RUNSTREAM_METRICS_PORT"))
+
+/** The metrics' own server when `RUNSTREAM_METRICS_PORT` is set, on `host`. */
+const metricsServer = (port: Option.Option<number>, host: string) =>
+  Option.match(port, {
+    onNone: () => Layer.empty,
+    onSome: (port) => Layer.discard(Server.layerMetrics({ port, host }))
+  })
+
 /** What a program declares beside its tasks. */
 export interface ProgramOptions {
   /** The schedules it declares (it owns them: see `Schedules`). */
@@ -132,7 +142,8 @@ export const makeServerLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tas
       server: serverOptions,
       withWorkers: ServerWorkersConfig,
       reclaim: LeaseReclaimConfig,
-      retention: RetentionConfig
+      retention: RetentionConfig,
+      metricsPort: MetricsPortConfig
     })
     const bus = busLayer(config.bus)
     const runtime = config.withWorkers
@@ -140,7 +151,10 @@ export const makeServerLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tas
         Runstream.layerWithWorkers({ bus, reclaimInterval: config.reclaim.interval, retention: config.retention, schedules: options.schedules, queues: options.queues })
       ))
       : Runstream.layerRuntime({ bus, reclaimInterval: config.reclaim.interval, schedules: options.schedules, queues: options.queues })
-    return Layer.discard(Server.layer(config.server)).pipe(Layer.provide(runtime), foundation(tasks, "runstream-server"))
+    return Layer.merge(Layer.discard(Server.layer(config.server)), metricsServer(config.metricsPort, config.server.host)).pipe(
+      Layer.provide(runtime),
+      foundation(tasks, "runstream-server")
+    )
   }))
 
 /** Workers and the outbox relay, no API; health checks on `RUNSTREAM_HEALTH_PORT`. @category programs */
@@ -152,13 +166,14 @@ export const makeWorkerLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tas
       reclaim: LeaseReclaimConfig,
       retention: RetentionConfig,
       listen: ListenConfig,
-      healthPort: HealthPortConfig
+      healthPort: HealthPortConfig,
+      metricsPort: MetricsPortConfig
     })
     const health = Option.match(config.healthPort, {
       onNone: () => Layer.empty,
       onSome: (port) => Layer.discard(Server.layerHealth({ port, host: config.listen.host }))
     })
-    return Layer.merge(health, logWorkersReady).pipe(
+    return Layer.mergeAll(health, logWorkersReady, metricsServer(config.metricsPort, config.listen.host)).pipe(
       Layer.provide(Runstream.layerWithWorkers({
         bus: busLayer(config.bus),
         reclaimInterval: config.reclaim.interval,

@@ -32,6 +32,10 @@ export const TracingConfig = Config.all({
   serviceName: Config.option(Config.nonEmptyString("OTEL_SERVICE_NAME"))
 })
 
+/** Whether the variables ask for spans to be exported. */
+export const isEnabled = (config: Config.Config.Success<typeof TracingConfig>) =>
+  !config.disabled && (Option.isSome(config.endpoint) || Option.isSome(config.tracesEndpoint))
+
 /** Spans handed to `processor` (an exporter's, or an in-memory one in tests), as the service `serviceName`. */
 export const layer = (processor: SpanProcessor, serviceName = "runstream") =>
   NodeSdk.layer(() => ({ resource: { serviceName }, spanProcessor: processor })).pipe(
@@ -47,7 +51,7 @@ export const layer = (processor: SpanProcessor, serviceName = "runstream") =>
 export const layerFromEnv = (defaultServiceName: string) =>
   Layer.unwrapEffect(Effect.gen(function*() {
     const config = yield* TracingConfig
-    if (config.disabled || (Option.isNone(config.endpoint) && Option.isNone(config.tracesEndpoint))) return Layer.empty
+    if (!isEnabled(config)) return Layer.empty
     const [{ OTLPTraceExporter }, { BatchSpanProcessor }] = yield* Effect.promise(() =>
       Promise.all([import("@opentelemetry/exporter-trace-otlp-http"), import("@opentelemetry/sdk-trace-base")])
     )

@@ -149,4 +149,27 @@ describe("GET /metrics", () => {
       // Open for /metrics alone.
       expect((yield* Effect.provide(fetchText("/v1/runs"), open)).status).toBe(401)
     }), 60_000)
+
+  it.scopedLive("answers on a port of its own, open, for a worker program without the API", () =>
+    Effect.gen(function*() {
+      const worker = yield* Layer.build(
+        Layer.effect(Base, HttpServer.addressFormattedWith(Effect.succeed)).pipe(
+          Layer.provide(Server.layerMetrics({ port: 0, host: "127.0.0.1" })),
+          Layer.provideMerge(RunstreamTest.layer({ tasks: Demo.all, workers: { lease: "30 seconds", shutdownGrace: "1 second" }, retention: false })),
+          Layer.provide(quiet)
+        )
+      )
+      yield* Effect.gen(function*() {
+        const runs = yield* Runs
+        const run = yield* runs.start(Demo.Echo, 1)
+        yield* runs.awaitCompletion(run.id, { timeout: "15 seconds" })
+      }).pipe(Effect.provide(worker))
+      const answer = yield* Effect.provide(fetchText("/metrics"), worker)
+      expect(answer.status).toBe(200)
+      const families = parse(answer.text)
+      expect(value(families, "runstream_runs_started_total", { task: "demo.echo" })).toBe(1)
+      expect(value(families, "runstream_runs_finished_total", { task: "demo.echo", outcome: "succeeded" })).toBe(1)
+      expect(value(families, "runstream_in_flight_runs")).toBe(0)
+      expect((yield* Effect.provide(fetchText("/v1/runs"), worker)).status).toBe(404)
+    }), 60_000)
 })

@@ -7,11 +7,12 @@ import { HttpServer } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
-import { Effect, Layer, Schema } from "effect"
+import { Effect, HashMap, Layer, Logger, Schema } from "effect"
 import * as Server from "../../src/http/Server.ts"
 import { Runs } from "../../src/Runs.ts"
 import { RunstreamTest } from "../../src/testing/index.ts"
 import * as Task from "../../src/Task.ts"
+import { withTraceIds } from "../../src/tracing/TraceLogs.ts"
 import * as Tracing from "../../src/tracing/Tracing.ts"
 import type { RunId } from "../../src/domain/Ids.ts"
 import { quiet } from "../http/support.ts"
@@ -92,4 +93,22 @@ describe("traces", () => {
       const id = yield* startOverHttp({ traceparent: `00-${callerTrace}-${callerSpan}-01` }).pipe(Effect.provide(context))
       expect(yield* Effect.provide(storedTraceparent(id), context)).toBeNull()
     }), 60_000)
+
+  it.effect("log lines written in a span carry its trace and span ids", () => {
+    const lines: Array<Record<string, unknown>> = []
+    const capture = Logger.make(({ annotations, message }) => {
+      lines.push({ message, ...Object.fromEntries(HashMap.toEntries(annotations)) })
+    })
+    return Effect.gen(function*() {
+      const span = yield* Effect.gen(function*() {
+        yield* Effect.log("inside")
+        return yield* Effect.currentSpan
+      }).pipe(Effect.withSpan("logged"))
+      yield* Effect.log("outside")
+      expect(lines).toEqual([
+        { message: ["inside"], traceId: span.traceId, spanId: span.spanId },
+        { message: ["outside"] }
+      ])
+    }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, withTraceIds(capture))))
+  })
 })
