@@ -12,7 +12,6 @@
  * @since 0.4.0
  */
 import { SqlClient } from "@effect/sql"
-import { NodeSdk } from "@effect/opentelemetry"
 import type { SpanProcessor } from "@opentelemetry/sdk-trace-base"
 import { Config, Context, Effect, Layer, Option, Tracer } from "effect"
 import type { RunId } from "../domain/Ids.ts"
@@ -36,11 +35,19 @@ export const TracingConfig = Config.all({
 export const isEnabled = (config: Config.Config.Success<typeof TracingConfig>) =>
   !config.disabled && (Option.isSome(config.endpoint) || Option.isSome(config.tracesEndpoint))
 
-/** Spans handed to `processor` (an exporter's, or an in-memory one in tests), as the service `serviceName`. */
+/**
+ * Spans handed to `processor` (an exporter's, or an in-memory one in tests),
+ * as the service `serviceName`. The SDK is imported when the layer is built:
+ * a program without tracing never loads it.
+ */
 export const layer = (processor: SpanProcessor, serviceName = "runstream") =>
-  NodeSdk.layer(() => ({ resource: { serviceName }, spanProcessor: processor })).pipe(
-    Layer.provideMerge(Layer.succeed(Tracing, { serviceName }))
-  )
+  Layer.unwrapEffect(Effect.map(
+    Effect.promise(() => import("@effect/opentelemetry/NodeSdk")),
+    (NodeSdk) =>
+      NodeSdk.layer(() => ({ resource: { serviceName }, spanProcessor: processor })).pipe(
+        Layer.provideMerge(Layer.succeed(Tracing, { serviceName }))
+      )
+  ))
 
 /**
  * Tracing as the standard OpenTelemetry variables say: none unless an OTLP
