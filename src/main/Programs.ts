@@ -41,6 +41,7 @@ import * as Runstream from "../Runstream.ts"
 import { LeaseReclaimConfig } from "../queue/LeaseReclaim.ts"
 import { RetentionConfig } from "../Retention.ts"
 import type { RunSchedule } from "../schedules/RunSchedule.ts"
+import * as OtlpMetrics from "../metrics/OtlpMetrics.ts"
 import * as Task from "../Task.ts"
 import * as Tracing from "../tracing/Tracing.ts"
 import { Workers, WorkersConfig } from "../Workers.ts"
@@ -151,7 +152,11 @@ export const makeServerLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tas
         Runstream.layerWithWorkers({ bus, reclaimInterval: config.reclaim.interval, retention: config.retention, schedules: options.schedules, queues: options.queues })
       ))
       : Runstream.layerRuntime({ bus, reclaimInterval: config.reclaim.interval, schedules: options.schedules, queues: options.queues })
-    return Layer.merge(Layer.discard(Server.layer(config.server)), metricsServer(config.metricsPort, config.server.host)).pipe(
+    return Layer.mergeAll(
+      Layer.discard(Server.layer(config.server)),
+      metricsServer(config.metricsPort, config.server.host),
+      OtlpMetrics.layerFromEnv("runstream-server")
+    ).pipe(
       Layer.provide(runtime),
       foundation(tasks, "runstream-server")
     )
@@ -173,7 +178,12 @@ export const makeWorkerLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tas
       onNone: () => Layer.empty,
       onSome: (port) => Layer.discard(Server.layerHealth({ port, host: config.listen.host }))
     })
-    return Layer.mergeAll(health, logWorkersReady, metricsServer(config.metricsPort, config.listen.host)).pipe(
+    return Layer.mergeAll(
+      health,
+      logWorkersReady,
+      metricsServer(config.metricsPort, config.listen.host),
+      OtlpMetrics.layerFromEnv("runstream-worker")
+    ).pipe(
       Layer.provide(Runstream.layerWithWorkers({
         bus: busLayer(config.bus),
         reclaimInterval: config.reclaim.interval,
@@ -208,7 +218,7 @@ export const makeDevLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tasks:
       reclaim: LeaseReclaimConfig,
       retention: RetentionConfig
     })
-    return announce.pipe(
+    return Layer.merge(announce, OtlpMetrics.layerFromEnv("runstream-dev")).pipe(
       Layer.provide(Server.layer(config.server)),
       Layer.provide(logWorkersReady.pipe(Layer.provideMerge(
         Runstream.layerWithWorkers({ bus: busLayer(config.bus), reclaimInterval: config.reclaim.interval, retention: config.retention, schedules: options.schedules, queues: options.queues })
