@@ -21,6 +21,7 @@
  */
 import { SqlClient } from "@effect/sql"
 import { DatabasePool } from "../Database.ts"
+import { now } from "../internal/time.ts"
 import {
   Context,
   Effect,
@@ -212,10 +213,12 @@ export const layer = Layer.scoped(
     yield* metrics.gauge(
       names.waiting,
       "Runs due and waiting for a worker, by queue (read when scraped).",
+      // Times from the program's clock, as the queue's own (docs/decisions.md).
       quiet(Effect.map(
-        sql<{ queue: string; count: number }>`
+        Effect.flatMap(now, (at) =>
+          sql<{ queue: string; count: number }>`
           SELECT queue, count(*)::integer AS count FROM runstream_jobs
-          WHERE locked_until IS NULL AND run_at <= now() GROUP BY queue`,
+          WHERE locked_until IS NULL AND run_at <= ${at} GROUP BY queue`),
         (rows) => rows.map((row) => ({ labels: { queue: row.queue }, value: row.count }))
       ))
     )
@@ -225,13 +228,14 @@ export const layer = Layer.scoped(
       quiet(Effect.map(
         // The oldest row by key; its first entry's time (`Outbox.row`: the 6th
         // element, epoch ms), or the run's log for rows written before 0006.
-        sql<{ lag: number | null }>`
-          SELECT greatest(0, extract(epoch FROM now()) - coalesce(
+        Effect.flatMap(now, (at) =>
+          sql<{ lag: number | null }>`
+          SELECT greatest(0, extract(epoch FROM ${at}::timestamptz) - coalesce(
             ((('[' || o.entries || ']')::json -> 0 ->> 5)::float8 / 1000),
             (SELECT extract(epoch FROM min(e.at)) FROM runstream_events e
               WHERE e.run_id = o.run_ids[1] AND e.seq = o.seq_froms[1])
           ))::float8 AS lag
-          FROM (SELECT * FROM runstream_outbox ORDER BY id LIMIT 1) o`,
+          FROM (SELECT * FROM runstream_outbox ORDER BY id LIMIT 1) o`),
         (rows) => [{ value: rows[0]?.lag ?? 0 }]
       ))
     )
