@@ -16,6 +16,17 @@ export class DatabaseUrl extends Context.Tag("runstream/DatabaseUrl")<DatabaseUr
   readonly description: string
 }>() {}
 
+/**
+ * The program's connection pool, as the metrics read it
+ * (`runstream_db_pool_connections`): connections open, idle, and requests
+ * waiting for one.
+ */
+export class DatabasePool extends Context.Tag("runstream/DatabasePool")<DatabasePool, {
+  readonly totalCount: number
+  readonly idleCount: number
+  readonly waitingCount: number
+}>() {}
+
 /** @category config */
 export const PoolConfig = Config.all({
   maxConnections: Config.integer("RUNSTREAM_DB_POOL_MAX").pipe(
@@ -56,7 +67,7 @@ export interface PoolOptions {
 
 /** A pool on the given URL, with the configured bounds (`options` take precedence). */
 export const layerPool = (options: PoolOptions = {}) =>
-  Layer.unwrapEffect(Effect.gen(function*() {
+  Layer.unwrapScoped(Effect.gen(function*() {
     const { url } = yield* DatabaseUrl
     const config = yield* PoolConfig
     const connectTimeout = options.connectTimeout === undefined
@@ -89,7 +100,13 @@ export const layerPool = (options: PoolOptions = {}) =>
       }))
       return pool
     })
-    return PgClient.layerFromPool({ acquire, applicationName: "runstream" })
+    // The pool lives in the layer's scope, so that the metrics can read it
+    // too; the client borrows it (`layerFromPool` leaves its lifetime to `acquire`).
+    const pool = yield* acquire
+    return Layer.merge(
+      PgClient.layerFromPool({ acquire: Effect.succeed(pool), applicationName: "runstream" }),
+      Layer.succeed(DatabasePool, pool)
+    )
   }))
 
 /** A migrated pool on the program's `DatabaseUrl`. */

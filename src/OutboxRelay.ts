@@ -13,7 +13,9 @@ import { Config, Duration, Effect, Layer, Queue } from "effect"
 import type { RunId } from "./domain/Ids.ts"
 import { makeRunEvent } from "./domain/RunEvent.ts"
 import { type BusEvent, EventBus, type OutboxDrain } from "./bus/EventBus.ts"
+import * as Metrics from "./metrics/Metrics.ts"
 import { Outbox } from "./Outbox.ts"
+import * as Tracing from "./tracing/Tracing.ts"
 
 /** @category config */
 export const RelayConfig = Config.all({
@@ -111,14 +113,18 @@ export const drainOnce = (batchSize: number) =>
 export const layer = Layer.scopedDiscard(Effect.gen(function*() {
   const outbox = yield* Outbox
   const config = yield* RelayConfig
+  const metrics = yield* Metrics.option
   const hints = yield* outbox.hints
   // Built once: the driver's step is an effect run for each batch.
-  const drain = (yield* EventBus).publishDrained(makeDrain(yield* SqlClient.SqlClient, config.batchSize))
+  const published = (yield* EventBus).publishDrained(makeDrain(yield* SqlClient.SqlClient, config.batchSize))
+  // A span per batch only when spans are exported (a batch per commit when the relay keeps up).
+  const drain = (yield* Tracing.option) === undefined ? published : Effect.withSpan(published, "OutboxRelay.drain")
   // The poll is a hint too, sent on a timer: the loop then waits on one queue
   // (a timeout on each wait races two fibers, which delays every wake-up).
   yield* Effect.forkScoped(Effect.forever(Effect.delay(outbox.written, config.pollInterval)))
   const loop = Effect.gen(function*() {
     const taken = yield* drain
+    metrics?.eventsRelayed(taken)
     if (taken < config.batchSize) yield* Queue.take(hints)
   }).pipe(
     Effect.catchAllCause((cause) =>

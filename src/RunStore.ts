@@ -42,6 +42,8 @@ export interface NewRun {
   readonly debounce?: { readonly key: string; readonly mode: "trailing" | "leading" } | undefined
   /** Its limits (its task's or its queue's) and its key, if it has any (see `queue/Limits.ts`); never with `claimedBy`. */
   readonly limits?: Limits.RunLimits | undefined
+  /** The W3C traceparent of the span that started it, when tracing is on (`tracing/Tracing.ts`). */
+  readonly traceparent?: string | undefined
 }
 
 export interface ListOptions extends RunFilter {
@@ -227,6 +229,8 @@ export const make = Effect.gen(function*() {
   const placedLimits = sql.literal(", i.limit_scope, i.concurrency_key, i.max_running, i.rate_limit, i.rate_period_ms")
   const runKeyColumn = sql.literal(", concurrency_key")
   const jobKeyColumns = sql.literal(", limit_scope, concurrency_key")
+  const traceparentType = sql.literal(", traceparent text")
+  const traceparentColumn = sql.literal(", traceparent")
   // The run keeps the key it was started with ('' on the job: none given).
   const runKey = sql.literal(", nullif(concurrency_key, '')")
   const countLimits = sql.literal(`counted AS (
@@ -247,6 +251,8 @@ export const make = Effect.gen(function*() {
       const keyed = runs.some((run) => run.idempotencyKey !== null)
       // And those without runs that have limits (most), without the limits' counts.
       const limited = runs.some((run) => run.limits !== undefined)
+      // And those started outside a traced span (all, with tracing off), without the traceparent.
+      const traced = runs.some((run) => run.traceparent !== undefined)
       const input = JSON.stringify(runs.map((run, i) => ({
         i,
         id: run.id,
@@ -261,6 +267,7 @@ export const make = Effect.gen(function*() {
         replay_of: run.replayOf ?? null,
         ...(run.debounce === undefined ? {} : { debounce_key: run.debounce.key }),
         ...(limited ? limitColumns(run.limits) : undefined),
+        ...(traced ? { traceparent: run.traceparent ?? null } : undefined),
         ...(run.claimedBy === undefined ? Claiming.waitingAtCreate : Claiming.claimedAtCreate(run.claimedBy, at))
       })))
       const inserted = yield* sql<RunRow>`/* prepared */
@@ -269,14 +276,18 @@ export const make = Effect.gen(function*() {
           FROM jsonb_to_recordset(${input}::jsonb) AS t(i integer, id uuid, task text, queue text,
             input jsonb, max_attempts integer, priority integer, timeout_ms integer, idempotency_key text,
             run_at timestamptz, status text, attempt integer, last_seq integer, started_at timestamptz,
-            worker text, locked_until timestamptz, replay_of uuid, debounce_key text${limited ? limitTypes : noLimits})
+            worker text, locked_until timestamptz, replay_of uuid, debounce_key text${limited ? limitTypes : noLimits}${
+        traced ? traceparentType : noLimits
+      })
         ), ${keyed ? conflictCte : noConflictCte} inserted AS (
           INSERT INTO runstream_runs (id, task, queue, status, input, max_attempts, priority, timeout_ms,
             idempotency_key, request_hash, created_at, run_at, last_seq, attempt, started_at, replay_of${
         limited ? runKeyColumn : noLimits
-      })
+      }${traced ? traceparentColumn : noLimits})
           SELECT id, task, queue, status, input, max_attempts, priority, timeout_ms, idempotency_key, request_hash,
-            ${at}, run_at, last_seq, attempt, started_at, replay_of${limited ? runKey : noLimits}
+            ${at}, run_at, last_seq, attempt, started_at, replay_of${limited ? runKey : noLimits}${
+        traced ? traceparentColumn : noLimits
+      }
           FROM input ${keyed ? conflictGuard : noConflictGuard} ORDER BY i
           -- The key's unique index is partial (keyed runs only): the conflict names its predicate.
           ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING

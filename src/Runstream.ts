@@ -10,6 +10,7 @@ import * as Outbox from "./Outbox.ts"
 import * as OutboxRelay from "./OutboxRelay.ts"
 import * as PgListener from "./PgListener.ts"
 import * as Retention from "./Retention.ts"
+import * as Metrics from "./metrics/Metrics.ts"
 import * as LeaseReclaim from "./queue/LeaseReclaim.ts"
 import * as QueueLimits from "./queue/QueueLimits.ts"
 import type { QueueDefinition } from "./queue/QueueLimits.ts"
@@ -65,7 +66,8 @@ export const layerRuntime = <BusError = never, BusRequires = never>(options: Run
     Layer.provideMerge(Layer.mergeAll(Runs.layer, OutboxRelay.layer, LeaseReclaim.layer({ interval: options.reclaimInterval }))),
     Layer.provideMerge(RunFollowers.layer),
     Layer.provideMerge(RunStore.layer),
-    Layer.provideMerge(infra)
+    Layer.provideMerge(infra),
+    Layer.provideMerge(Metrics.layer)
   )
 }
 

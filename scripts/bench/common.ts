@@ -15,6 +15,7 @@ import * as Database from "../../src/Database.ts"
 import * as Main from "../../src/main/Main.ts"
 import type { PgListener } from "../../src/PgListener.ts"
 import * as Runstream from "../../src/Runstream.ts"
+import * as Tracing from "../../src/tracing/Tracing.ts"
 import * as Task from "../../src/Task.ts"
 
 export class BenchError extends Data.TaggedError("BenchError")<{
@@ -106,7 +107,9 @@ export const programLayer = <const Tasks extends ReadonlyArray<Task.Any>>(option
     : Runstream.layerWithWorkers({ bus, workers: options.workers })
   return runtime.pipe(
     Layer.provideMerge(Task.layerRegistry(...options.tasks)),
-    Layer.provideMerge(databaseLayer(options.url))
+    Layer.provideMerge(databaseLayer(options.url)),
+    // As the programs have it: spans exported when OTEL_EXPORTER_OTLP_ENDPOINT is set (the cost of tracing).
+    Layer.provide(Tracing.layerFromEnv("runstream-bench"))
   )
 }
 

@@ -74,7 +74,11 @@ export const allows = (
  * within its scope, else 401 (with or without keys). Without keys and
  * without a token: the identity.
  */
-export const middleware = (keys: ReadonlyArray<Redacted.Redacted<string>>) =>
+export const middleware = (
+  keys: ReadonlyArray<Redacted.Redacted<string>>,
+  /** Paths open without a key besides the health checks (`/metrics` when configured open). */
+  isOpen: (path: string) => boolean = () => false
+) =>
   Effect.gen(function*() {
     const verify = makeVerifier(keys)
     const tokens = yield* ReadTokens
@@ -88,7 +92,7 @@ export const middleware = (keys: ReadonlyArray<Redacted.Redacted<string>>) =>
     return <E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<E, R> =>
       Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
         const [path, query = ""] = request.url.split("?", 2) as [string, string?]
-        if (isPublicPath(path)) return app
+        if (isPublicPath(path) || isOpen(path)) return app
         const params = request.method === "GET" ? new URLSearchParams(query) : undefined
         const token = params?.getAll("token")
         if (token === undefined || token.length === 0) {

@@ -28,6 +28,8 @@ export interface HttpOptions {
    * every server process; none: tokens are disabled (minting answers 501).
    */
   readonly tokenSecret?: Redacted.Redacted<string> | undefined
+  /** `GET /metrics` answers without a key even when keys are set (`RUNSTREAM_METRICS_OPEN`). */
+  readonly metricsOpen?: boolean | undefined
 }
 
 const apiKeys = Config.option(Config.redacted("RUNSTREAM_API_KEYS")).pipe(
@@ -92,7 +94,8 @@ export const HttpConfig: Config.Config<HttpOptions> = Config.all({
     validation: (d) => Duration.toMillis(d) >= 10
   }, Duration.seconds(15)),
   retry: Config.duration("RUNSTREAM_SSE_RETRY").pipe(Config.withDefault(Duration.seconds(3))),
-  tokenSecret
+  tokenSecret,
+  metricsOpen: Config.boolean("RUNSTREAM_METRICS_OPEN").pipe(Config.withDefault(false))
 })
 
 /** A TCP port; 0 picks a free one. */

@@ -9,6 +9,7 @@ import {
   HttpApiBuilder,
   HttpApiError,
   type HttpApp,
+  HttpRouter,
   HttpServer,
   HttpServerRequest
 } from "@effect/platform"
@@ -23,6 +24,8 @@ import * as Auth from "./Auth.ts"
 import * as Dashboard from "./Dashboard.ts"
 import * as EventsHandlers from "./EventsHandlers.ts"
 import * as HealthHandlers from "./HealthHandlers.ts"
+import * as Metrics from "../metrics/Metrics.ts"
+import * as MetricsRoute from "./MetricsRoute.ts"
 import * as RequestLog from "./RequestLog.ts"
 import { HttpConfig, type HttpOptions, ListenConfig, type ListenOptions } from "./HttpConfig.ts"
 import * as ReadTokens from "./ReadTokens.ts"
@@ -129,7 +132,8 @@ export const layerApi = (options: HttpOptions) =>
       TokensHandlers.layer(options),
       HealthHandlers.layer,
       layerDecodeErrors,
-      layerRpcRoute(options)
+      layerRpcRoute(options),
+      MetricsRoute.layerRoute
     ]))),
     Layer.provideMerge(Layer.merge(ReadTokens.layer(options.tokenSecret), Stats.layer()))
   )
@@ -139,9 +143,14 @@ export const layerApi = (options: HttpOptions) =>
  * the routes, failures answered as JSON.
  */
 export const makeApp = (options: HttpOptions, dashboard: Option.Option<Dashboard.Assets> = Option.none()) =>
-  Effect.zipWith(HttpApiBuilder.httpApp, Auth.middleware(options.apiKeys), (app, authenticated) =>
+  Effect.zipWith(HttpApiBuilder.httpApp, Auth.middleware(options.apiKeys, (path) => options.metricsOpen === true && path === "/metrics"), (app, authenticated) =>
     app.pipe(
-      answerFailures([...routesOf(Api), { method: "GET", path: "/openapi.json" }, { method: "POST", path: "/rpc" }]),
+      answerFailures([
+        ...routesOf(Api),
+        { method: "GET", path: "/openapi.json" },
+        { method: "POST", path: "/rpc" },
+        { method: "GET", path: "/metrics" }
+      ]),
       authenticated,
       Dashboard.middleware(dashboard)
     ))
@@ -188,6 +197,7 @@ export const layer = (overrides: Partial<ServerOptions> = {}) =>
     return serve(makeApp(options, dashboard), "HTTP API").pipe(
       Layer.provide(layerApi(options)),
       Layer.provide([HttpApiBuilder.Router.Live, HttpApiBuilder.Middleware.layer]),
+      Layer.provide(MetricsRoute.layerLiveStreams),
       // Built after the server, so released before it: streams end, then the server closes.
       Layer.provide(Streams.layer(options).pipe(Layer.provideMerge(apiServer(options))))
     )
@@ -203,3 +213,14 @@ export const layerHealth = (listen: ListenOptions) =>
     Layer.provide([HttpApiBuilder.Router.Live, HttpApiBuilder.Middleware.layer]),
     Layer.provide(nodeServer(listen))
   )
+
+/**
+ * `GET /metrics` alone on `port` (`RUNSTREAM_METRICS_PORT`), open: an
+ * operator's port, for worker processes (no API) or to keep scrapes off the
+ * API's. Needs the program's `Metrics`.
+ */
+export const layerMetrics = (listen: ListenOptions) =>
+  serve(
+    Effect.map(Metrics.Metrics, (metrics) => HttpRouter.empty.pipe(HttpRouter.get("/metrics", MetricsRoute.scrape(metrics)))),
+    "metrics"
+  ).pipe(Layer.provide(nodeServer(listen)))

@@ -8,6 +8,8 @@
 import { NodeRuntime } from "@effect/platform-node"
 import { Cause, Config, ConfigError, Console, Effect, Layer, Logger, LogLevel, Option } from "effect"
 import * as TimeSlicedScheduler from "../internal/TimeSlicedScheduler.ts"
+import { withTraceIds } from "../tracing/TraceLogs.ts"
+import * as Tracing from "../tracing/Tracing.ts"
 
 interface Problem {
   readonly missing: boolean
@@ -96,11 +98,21 @@ export const LogConfig = Config.all({
 
 /** The logger and least level of `LogConfig`. @category layers */
 export const layerLogging: Layer.Layer<never, ConfigError.ConfigError> = Layer.unwrapEffect(
-  Effect.map(LogConfig, ({ format, level }) =>
-    Layer.merge(
-      Logger.minimumLogLevel(level),
-      format === "json" ? Logger.json : format === "pretty" ? Logger.pretty : Logger.logFmt
-    ))
+  Effect.map(Config.all([LogConfig, Tracing.TracingConfig]), ([{ format, level }, tracing]) => {
+    if (!Tracing.isEnabled(tracing)) {
+      return Layer.merge(
+        Logger.minimumLogLevel(level),
+        format === "json" ? Logger.json : format === "pretty" ? Logger.pretty : Logger.logFmt
+      )
+    }
+    // With spans exported, each line written in a span carries its ids (the same loggers, wrapped).
+    const logger = format === "json"
+      ? Logger.withConsoleLog(Logger.jsonLogger)
+      : format === "pretty"
+      ? Logger.prettyLoggerDefault
+      : Logger.withConsoleLog(Logger.logfmtLogger)
+    return Layer.merge(Logger.minimumLogLevel(level), Logger.replace(Logger.defaultLogger, withTraceIds(logger)))
+  })
 )
 
 /**

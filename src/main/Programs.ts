@@ -41,7 +41,9 @@ import * as Runstream from "../Runstream.ts"
 import { LeaseReclaimConfig } from "../queue/LeaseReclaim.ts"
 import { RetentionConfig } from "../Retention.ts"
 import type { RunSchedule } from "../schedules/RunSchedule.ts"
+import * as OtlpMetrics from "../metrics/OtlpMetrics.ts"
 import * as Task from "../Task.ts"
+import * as Tracing from "../tracing/Tracing.ts"
 import { Workers, WorkersConfig } from "../Workers.ts"
 
 const busKinds = ["memory", "postgres", "nats"] as const
@@ -91,6 +93,16 @@ export const ServerWorkersConfig = Config.boolean("RUNSTREAM_SERVER_WORKERS").pi
 /** @category config */
 export const HealthPortConfig = Config.option(portConfig("RUNSTREAM_HEALTH_PORT"))
 
+/** `GET /metrics` on a port of its own (`Server.layerMetrics`). @category config */
+export const MetricsPortConfig = Config.option(portConfig("RUNSTREAM_METRICS_PORT"))
+
+/** The metrics' own server when `RUNSTREAM_METRICS_PORT` is set, on `host`. */
+const metricsServer = (port: Option.Option<number>, host: string) =>
+  Option.match(port, {
+    onNone: () => Layer.empty,
+    onSome: (port) => Layer.discard(Server.layerMetrics({ port, host }))
+  })
+
 /** What a program declares beside its tasks. */
 export interface ProgramOptions {
   /** The schedules it declares (it owns them: see `Schedules`). */
@@ -99,12 +111,16 @@ export interface ProgramOptions {
   readonly queues?: Runstream.RuntimeOptions["queues"]
 }
 
-/** The program's tasks and database, under everything else. */
-const foundation = <const Tasks extends ReadonlyArray<Task.Any>>(tasks: Tasks) =>
+/**
+ * The program's tasks and database, under everything else; and its tracer
+ * when OTLP is configured (`OTEL_EXPORTER_OTLP_ENDPOINT`), under all of it.
+ */
+const foundation = <const Tasks extends ReadonlyArray<Task.Any>>(tasks: Tasks, serviceName: string) =>
   <A, E, R>(self: Layer.Layer<A, E, R>) =>
     self.pipe(
       Layer.provide(Task.layerRegistry(...tasks)),
-      Layer.provide(Database.layer)
+      Layer.provide(Database.layer),
+      Layer.provide(Tracing.layerFromEnv(serviceName))
     )
 
 const logWorkersReady = Layer.effectDiscard(Effect.gen(function*() {
@@ -127,7 +143,8 @@ export const makeServerLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tas
       server: serverOptions,
       withWorkers: ServerWorkersConfig,
       reclaim: LeaseReclaimConfig,
-      retention: RetentionConfig
+      retention: RetentionConfig,
+      metricsPort: MetricsPortConfig
     })
     const bus = busLayer(config.bus)
     const runtime = config.withWorkers
@@ -135,7 +152,14 @@ export const makeServerLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tas
         Runstream.layerWithWorkers({ bus, reclaimInterval: config.reclaim.interval, retention: config.retention, schedules: options.schedules, queues: options.queues })
       ))
       : Runstream.layerRuntime({ bus, reclaimInterval: config.reclaim.interval, schedules: options.schedules, queues: options.queues })
-    return Layer.discard(Server.layer(config.server)).pipe(Layer.provide(runtime), foundation(tasks))
+    return Layer.mergeAll(
+      Layer.discard(Server.layer(config.server)),
+      metricsServer(config.metricsPort, config.server.host),
+      OtlpMetrics.layerFromEnv("runstream-server")
+    ).pipe(
+      Layer.provide(runtime),
+      foundation(tasks, "runstream-server")
+    )
   }))
 
 /** Workers and the outbox relay, no API; health checks on `RUNSTREAM_HEALTH_PORT`. @category programs */
@@ -147,13 +171,19 @@ export const makeWorkerLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tas
       reclaim: LeaseReclaimConfig,
       retention: RetentionConfig,
       listen: ListenConfig,
-      healthPort: HealthPortConfig
+      healthPort: HealthPortConfig,
+      metricsPort: MetricsPortConfig
     })
     const health = Option.match(config.healthPort, {
       onNone: () => Layer.empty,
       onSome: (port) => Layer.discard(Server.layerHealth({ port, host: config.listen.host }))
     })
-    return Layer.merge(health, logWorkersReady).pipe(
+    return Layer.mergeAll(
+      health,
+      logWorkersReady,
+      metricsServer(config.metricsPort, config.listen.host),
+      OtlpMetrics.layerFromEnv("runstream-worker")
+    ).pipe(
       Layer.provide(Runstream.layerWithWorkers({
         bus: busLayer(config.bus),
         reclaimInterval: config.reclaim.interval,
@@ -161,7 +191,7 @@ export const makeWorkerLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tas
         schedules: options.schedules,
         queues: options.queues
       })),
-      foundation(tasks)
+      foundation(tasks, "runstream-worker")
     )
   }))
 
@@ -188,11 +218,11 @@ export const makeDevLayer = <const Tasks extends ReadonlyArray<Task.Any>>(tasks:
       reclaim: LeaseReclaimConfig,
       retention: RetentionConfig
     })
-    return announce.pipe(
+    return Layer.merge(announce, OtlpMetrics.layerFromEnv("runstream-dev")).pipe(
       Layer.provide(Server.layer(config.server)),
       Layer.provide(logWorkersReady.pipe(Layer.provideMerge(
         Runstream.layerWithWorkers({ bus: busLayer(config.bus), reclaimInterval: config.reclaim.interval, retention: config.retention, schedules: options.schedules, queues: options.queues })
       ))),
-      foundation(tasks)
+      foundation(tasks, "runstream-dev")
     )
   }))

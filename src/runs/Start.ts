@@ -12,12 +12,14 @@ import { type IdempotencyConflict, InvalidInput, PayloadTooLarge, UnknownTask } 
 import { makeRunId, type RunId } from "../domain/Ids.ts"
 import type { Run } from "../domain/Run.ts"
 import { StartOptions } from "../domain/StartOptions.ts"
+import * as Metrics from "../metrics/Metrics.ts"
 import { Outbox } from "../Outbox.ts"
 import * as Limits from "../queue/Limits.ts"
 import { QueueLimits } from "../queue/QueueLimits.ts"
 import { RunQueue } from "../queue/RunQueue.ts"
 import { type Created, type NewRun, RunStore } from "../RunStore.ts"
 import * as Task from "../Task.ts"
+import * as Tracing from "../tracing/Tracing.ts"
 import * as TaskInput from "./TaskInput.ts"
 
 /** One run to start by task name, as the API receives it. */
@@ -43,6 +45,13 @@ export const make = (config: { readonly maxInputBytes: number }) =>
     const queue = yield* RunQueue
     const registry = yield* Task.TaskRegistry
     const queueLimits = yield* QueueLimits
+    const metrics = yield* Metrics.option
+    // With tracing on, each run keeps the span that started it (see `tracing/Tracing.ts`).
+    const tracing = (yield* Tracing.option) !== undefined
+    const count = (created: ReadonlyArray<Created>) => {
+      if (metrics === undefined) return
+      for (const { created: isNew, run } of created) if (isNew) metrics.runsStarted(run.task, 1)
+    }
 
     /** The run a request describes, checked; refused with the request's first fault. */
     const prepare = (request: StartRequest, typed: boolean) =>
@@ -87,7 +96,8 @@ export const make = (config: { readonly maxInputBytes: number }) =>
           runAt,
           replayOf: request.replayOf,
           debounce: debounce === undefined ? undefined : { key: debounce.key, mode: debounce.mode ?? "trailing" },
-          limits
+          limits,
+          traceparent: tracing ? yield* Tracing.currentTraceparent : undefined
         } satisfies NewRun
       })
 
@@ -107,7 +117,10 @@ export const make = (config: { readonly maxInputBytes: number }) =>
           const reservation = queue.handoff.reserve(prepared)
           return restore(store.create(reservation.runs)).pipe(
             Effect.onError(() => reservation.cancel),
-            Effect.tap((created) => Effect.zipRight(reservation.handOver(created), outbox.written))
+            Effect.tap((created) => {
+              count(created)
+              return Effect.zipRight(reservation.handOver(created), outbox.written)
+            })
           )
         })
       })

@@ -27,6 +27,10 @@ export interface InFlight {
   ended: boolean
   /** Set once its end is handed to the writer: it no longer takes a place in the pool. */
   recording: boolean
+  /** When its body began (epoch ms), for the metrics; 0 before. */
+  startedAt: number
+  /** The traceparent stored with its run, read at its claim when tracing is on. */
+  traceparent: string | undefined
 }
 
 export const inFlight = (claim: Claim): InFlight => ({
@@ -36,7 +40,9 @@ export const inFlight = (claim: Claim): InFlight => ({
   fiber: undefined,
   stop: undefined,
   ended: false,
-  recording: false
+  recording: false,
+  startedAt: 0,
+  traceparent: undefined
 })
 
 /**

@@ -22,6 +22,7 @@
  * to the queue without using up its attempt, as a shutdown does.
  * @since 0.2.0
  */
+import { SqlClient } from "@effect/sql"
 import {
   Duration,
   Effect,
@@ -39,10 +40,12 @@ import {
 } from "effect"
 import { makeInstanceId, type RunId } from "../domain/Ids.ts"
 import type { Claim, Taker } from "../queue/Claiming.ts"
+import * as Metrics from "../metrics/Metrics.ts"
 import * as Limits from "../queue/Limits.ts"
 import { QueueLimits } from "../queue/QueueLimits.ts"
 import { type Outcome, RunQueue } from "../queue/RunQueue.ts"
 import * as Task from "../Task.ts"
+import * as Tracing from "../tracing/Tracing.ts"
 import * as Attempt from "./Attempt.ts"
 import * as ClaimLoop from "./ClaimLoop.ts"
 import * as Heartbeat from "./Heartbeat.ts"
@@ -90,6 +93,9 @@ export const make = (options: WorkersOptions) =>
     const recordingAgain = yield* FiberSet.make()
     // Set while `dispatch` starts runs (see there).
     let dispatching = false
+    const metrics = yield* Metrics.option
+    const tracing = yield* Tracing.option
+    const sql = yield* SqlClient.SqlClient
 
     const annotate = Effect.annotateLogs({ component: "Workers", workerId })
     const annotateRun = (claim: Claim) => Effect.annotateLogs({ runId: claim.runId, attempt: claim.attempt })
@@ -220,6 +226,9 @@ export const make = (options: WorkersOptions) =>
       // lives on until its end is recorded).
       entry.fiber = undefined
       const outcome = attempts.outcomeOf(entry.claim, exit, entry.stop)
+      if (metrics !== undefined && entry.startedAt > 0) {
+        metrics.attemptEnded(entry.claim.task, outcome?._tag ?? "lost", (Date.now() - entry.startedAt) / 1000)
+      }
       if (outcome !== undefined) record(entry, outcome)
       else free(entry)
       if (entry.running) {
@@ -261,8 +270,15 @@ export const make = (options: WorkersOptions) =>
           entry.taken = true
           entry.running = true
           pool.running++
+          if (metrics !== undefined) {
+            entry.startedAt = Date.now()
+            metrics.attemptStarted(entry.claim.task, (entry.startedAt - entry.claim.runAt.getTime()) / 1000)
+          }
           const annotations = attempts.annotationsOf(entry.claim)
-          const fiber = Runtime.runFork(attempts.runtimeOf(entry.claim.task), attempts.run(entry.claim), {
+          const attempt = tracing === undefined
+            ? attempts.run(entry.claim)
+            : Tracing.attemptSpan(entry.claim, entry.traceparent)(attempts.run(entry.claim))
+          const fiber = Runtime.runFork(attempts.runtimeOf(entry.claim.task), attempt, {
             // The refs are the new fiber's already (`runFork` forked them).
             updateRefs: (refs, fiberId) => FiberRefs.updateAs(refs, { fiberId, fiberRef: FiberRef.currentLogAnnotations, value: annotations })
           })
@@ -283,6 +299,14 @@ export const make = (options: WorkersOptions) =>
     const register = (claims: ReadonlyArray<Claim>) =>
       Effect.gen(function*() {
         const entries = claims.map(inFlight)
+        if (tracing !== undefined) {
+          const parents = yield* Effect.provideService(
+            Tracing.traceparentsOf(claims.map((claim) => claim.runId)),
+            SqlClient.SqlClient,
+            sql
+          )
+          for (const entry of entries) entry.traceparent = parents.get(entry.claim.runId)
+        }
         for (const entry of entries) {
           // This pool lost the run's previous attempt (its lease lapsed) and got it back.
           const previous = pool.inFlight.get(entry.claim.runId)
@@ -351,6 +375,14 @@ export const make = (options: WorkersOptions) =>
         })
     }
     yield* queue.handoff.register(taker)
+
+    if (metrics !== undefined) {
+      yield* metrics.gauge(
+        Metrics.names.inFlight,
+        "Runs a worker pool holds: buffered, running, or whose end is being recorded.",
+        Effect.sync(() => [{ labels: { worker: workerId }, value: pool.inFlight.size }])
+      )
+    }
 
     yield* Heartbeat.make({ pool, workerId, leaseMs, stop, annotate })
 

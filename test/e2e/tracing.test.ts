@@ -1,0 +1,100 @@
+/**
+ * One trace across processes (issue 21): a server process (no workers) and a
+ * worker process on one database, both exporting spans over OTLP/HTTP to a
+ * collector stand-in here; a run started over HTTP with a caller's
+ * `traceparent` is run by the worker in an attempt span of the caller's trace.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Queue, Redacted } from "effect"
+import { createServer } from "node:http"
+import { DatabaseUrl } from "../../src/Database.ts"
+import { TestDatabase } from "../../src/testing/index.ts"
+import * as Sse from "../http/sse.ts"
+import * as Child from "./Child.ts"
+
+interface ExportedSpan {
+  readonly service: string
+  readonly name: string
+  readonly traceId: string
+  readonly spanId: string
+  readonly parentSpanId: string
+  readonly attributes: Record<string, unknown>
+}
+
+/** An OTLP/HTTP (JSON) collector on a free port: every span it receives, in a queue. */
+const collector = Effect.gen(function*() {
+  const spans = yield* Queue.unbounded<ExportedSpan>()
+  const server = yield* Effect.acquireRelease(
+    Effect.async<ReturnType<typeof createServer>>((resume) => {
+      const server = createServer((request, response) => {
+        let body = ""
+        request.on("data", (chunk) => body += chunk)
+        request.on("end", () => {
+          const parsed = JSON.parse(body)
+          for (const resource of parsed.resourceSpans ?? []) {
+            const service = resource.resource?.attributes?.find((a: any) => a.key === "service.name")?.value?.stringValue
+            for (const scope of resource.scopeSpans ?? []) {
+              for (const span of scope.spans ?? []) {
+                const attributes = Object.fromEntries((span.attributes ?? []).map((a: any) => [a.key, Object.values(a.value)[0]]))
+                Queue.unsafeOffer(spans, { service, name: span.name, traceId: span.traceId, spanId: span.spanId, parentSpanId: span.parentSpanId ?? "", attributes })
+              }
+            }
+          }
+          response.writeHead(200, { "content-type": "application/json" }).end("{}")
+        })
+      })
+      server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+    }),
+    (server) =>
+      Effect.async<void>((resume) => {
+        server.close(() => resume(Effect.void))
+      })
+  )
+  const address = server.address() as { port: number }
+  return { endpoint: `http://127.0.0.1:${address.port}`, spans }
+})
+
+const callerTrace = "0af7651916cd43dd8448eb211c80319c"
+const callerSpan = "b7ad6b7169203331"
+
+describe("traces across processes", () => {
+  it.scoped("the worker process's attempt joins the trace of the request the server process took", () =>
+    Effect.gen(function*() {
+      const { endpoint, spans } = yield* collector
+      const { url } = yield* DatabaseUrl
+      const env = {
+        DATABASE_URL: Redacted.value(url),
+        OTEL_EXPORTER_OTLP_ENDPOINT: endpoint,
+        // Batches sent at once rather than every 5 seconds.
+        OTEL_BSP_SCHEDULE_DELAY: "50"
+      }
+      const server = yield* Child.start("src/main/server.ts", { ...env, PORT: "0", HOST: "127.0.0.1" })
+      const [, base] = yield* server.waitFor(/listening on (http:\/\/[\d.]+:\d+)/)
+      const worker = yield* Child.start("src/main/worker.ts", env)
+      yield* worker.waitFor(/workers ready/)
+
+      const started = yield* Effect.promise(() =>
+        fetch(`${base}/v1/runs`, {
+          method: "POST",
+          headers: { "content-type": "application/json", traceparent: `00-${callerTrace}-${callerSpan}-01` },
+          body: JSON.stringify({ task: "demo.count", input: { to: 2 } })
+        }).then((r) => r.json() as Promise<{ run: { id: string } }>)
+      )
+      const response = yield* Effect.promise(() => fetch(`${base}/v1/runs/${started.run.id}/events`, { headers: { accept: "text/event-stream" } }))
+      const events = yield* Sse.collect(Sse.events(response.body!))
+      expect(events.at(-1)?.event).toBe("run.succeeded")
+
+      // Spans arrive as the processes export them: wait for the attempt's.
+      const seen: Array<ExportedSpan> = []
+      while (!seen.some((span) => span.name === "runstream.attempt" && span.traceId === callerTrace)) {
+        seen.push(yield* Queue.take(spans).pipe(Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => new Error(JSON.stringify(seen)) })))
+      }
+      const request = seen.find((span) => span.traceId === callerTrace && span.parentSpanId === callerSpan)
+      expect(request?.service).toBe("runstream-server")
+      expect(request?.name).toMatch(/^http\.server/)
+      const attempt = seen.find((span) => span.name === "runstream.attempt" && span.traceId === callerTrace)!
+      expect(attempt.service).toBe("runstream-worker")
+      expect(attempt.parentSpanId).toBe(request!.spanId)
+      expect(attempt.attributes).toMatchObject({ "runstream.run_id": started.run.id, "runstream.task": "demo.count" })
+    }).pipe(Effect.provide(TestDatabase.layerUrl)), { timeout: 300_000 })
+})
