@@ -13,6 +13,7 @@ import type { StartOptions } from "./domain/StartOptions.ts"
 import { EventBus } from "./bus/EventBus.ts"
 import { FanoutConfig } from "./bus/Fanout.ts"
 import { EventLog } from "./EventLog.ts"
+import * as Metrics from "./metrics/Metrics.ts"
 import { Outbox } from "./Outbox.ts"
 import { afterMessage, type FollowSink, isSeq, RunFollowers } from "./RunFollowers.ts"
 import * as Start from "./runs/Start.ts"
@@ -107,6 +108,7 @@ const optionsOf = (run: Run): StartOptions => {
 
 export const make = Effect.gen(function*() {
   const store = yield* RunStore
+  const metrics = yield* Metrics.option
   const log = yield* EventLog
   const bus = yield* EventBus
   const outbox = yield* Outbox
@@ -133,7 +135,15 @@ export const make = Effect.gen(function*() {
         (created) => created[0]!
       ))
 
-  const cancel = (runId: RunId) => Effect.tap(store.cancel(runId), () => outbox.written)
+  // A waiting run cancelled here finishes here: no worker counts it.
+  const cancel = (runId: RunId) =>
+    Effect.tap(store.cancel(runId), (run) =>
+      Effect.zipRight(
+        Effect.sync(() => {
+          if (run.status === "cancelled") metrics?.waitingCancelled(run.task)
+        }),
+        outbox.written
+      ))
 
   const readEvents: Runs["Type"]["readEvents"] = (runId, options) => {
     const limit = options.limit ?? maxPageSize

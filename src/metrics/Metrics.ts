@@ -71,6 +71,8 @@ export interface Metrics {
   readonly attemptStarted: (task: string, waitSeconds: number) => void
   /** An attempt ended with its recorded outcome, after `seconds`; a finishing outcome finishes its run. */
   readonly attemptEnded: (task: string, outcome: AttemptOutcome, seconds: number) => void
+  /** A waiting run of `task` was cancelled over the API: it finishes without an attempt. */
+  readonly waitingCancelled: (task: string) => void
   /** The relay published `n` events. */
   readonly eventsRelayed: (n: number) => void
   /** A gauge read at each `snapshot` while the scope lasts (its readings as they are then). */
@@ -156,6 +158,14 @@ export const make = Effect.sync((): Metrics => {
     }
     return found
   }
+  const finished = (task: string, outcome: AttemptOutcome) =>
+    byOutcome(
+      hooksOf(task).finished,
+      task,
+      outcome,
+      names.runsFinished,
+      "Runs finished in this program (by its workers, or cancelled while waiting), by task and outcome."
+    ).update(1)
   const relayed = hook(counter(names.eventsRelayed, "Events published by this program's outbox relay."))
   const gauges = new Set<Gauge>()
 
@@ -166,11 +176,9 @@ export const make = Effect.sync((): Metrics => {
       const hooks = hooksOf(task)
       byOutcome(hooks.attempts, task, outcome, names.attempts, "Attempts ended, by task and outcome.").update(1)
       hooks.duration.update(Math.max(0, seconds))
-      if (finishes(outcome)) {
-        byOutcome(hooks.finished, task, outcome, names.runsFinished, "Runs finished by a worker of this program, by task and outcome.")
-          .update(1)
-      }
+      if (finishes(outcome)) finished(task, outcome)
     },
+    waitingCancelled: (task) => finished(task, "cancelled"),
     eventsRelayed: (n) => {
       if (n > 0) relayed.update(n)
     },

@@ -122,11 +122,15 @@ describe("GET /metrics", () => {
         yield* runs.start(Demo.Echo, 3, { queue: "q2" })
         // Due in an hour: scheduled, not waiting.
         yield* runs.start(Demo.Echo, 4, { queue: "q2", runAt: DateTime.unsafeMake(Date.now() + 3_600_000) })
+        // A waiting run cancelled over the API finishes without an attempt: counted as finished, cancelled.
+        const cancelled = yield* runs.start(Demo.Echo, 5, { queue: "q3" })
+        yield* runs.cancel(cancelled.id)
       }).pipe(Effect.provide(idle))
       const families = yield* Effect.provide(scrape, idle)
+      expect(value(families, "runstream_runs_finished_total", { task: "demo.echo", outcome: "cancelled" })).toBe(1)
       expect(value(families, "runstream_waiting_runs", { queue: "q1" })).toBe(2)
       expect(value(families, "runstream_waiting_runs", { queue: "q2" })).toBe(1)
-      expect(value(families, "runstream_runs_started_total", { task: "demo.echo" })).toBe(4)
+      expect(value(families, "runstream_runs_started_total", { task: "demo.echo" })).toBe(5)
       // The scrape's own statement holds a connection while the pool is read, or has just given it back.
       expect(value(families, "runstream_db_pool_connections", { state: "in_use" })).toBeGreaterThanOrEqual(0)
       expect(value(families, "runstream_db_pool_connections", { state: "idle" })).toBeGreaterThanOrEqual(0)
