@@ -89,7 +89,15 @@ const Sleeper = Task.make("test.sleep.sleeper", {
   run: (_, ctx) => Effect.as(ctx.sleep("long", "1 hour"), null)
 })
 
-const tasks = [Naps, TwoNaps, PastDue, Changes, Sleeper, Echo] as const
+/** One run at a time per key: a short real sleep, or none. */
+const OnePerKey = Task.make("test.sleep.one-per-key", {
+  input: Schema.Struct({ sleepMs: Schema.Int }),
+  output: Schema.Int,
+  concurrency: { limit: 1 },
+  run: ({ sleepMs }, ctx) => Effect.as(sleepMs > 0 ? ctx.sleep("nap", Duration.millis(sleepMs)) : Effect.void, ctx.attempt)
+})
+
+const tasks = [Naps, TwoNaps, PastDue, Changes, Sleeper, OnePerKey, Echo] as const
 
 const program = (workers: Parameters<typeof RunstreamTest.layer>[0]["workers"] = fastWorkers) =>
   RunstreamTest.layer({ tasks, workers, reclaimInterval: "1 minute" }).pipe(
@@ -221,6 +229,23 @@ describe("ctx.sleep", () => {
       const log = yield* logOf(run.id)
       expectContiguous(log)
       expect(typesOf(log)).toEqual(["run.queued", "run.started", sleepStartedType, "run.waiting", "run.cancelled"])
+    }).pipe(Effect.provide(program())))
+
+  it.live("a run under a concurrency limit gives its key's slot back while it sleeps, and takes it again to wake", () =>
+    Effect.gen(function*() {
+      const runs = yield* Runs
+      const sleeper = yield* runs.start(OnePerKey, { sleepMs: 2_000 }, { concurrencyKey: "k" })
+      yield* waitForEvent(sleeper.id, "run.waiting")
+      // The key's only slot is free: another run of the key runs while the first one sleeps.
+      const other = yield* runs.start(OnePerKey, { sleepMs: 0 }, { concurrencyKey: "k" })
+      expect((yield* RunstreamTest.waitForRunCompletion(other.id, patience)).status).toBe("succeeded")
+      expect((yield* runs.get(sleeper.id)).status).toBe("waiting")
+      const done = yield* RunstreamTest.waitForRunCompletion(sleeper.id, patience)
+      expect(done.status).toBe("succeeded")
+      expect(done.output).toBe(1)
+      const log = yield* logOf(sleeper.id)
+      expectContiguous(log)
+      expect(typesOf(log)).toEqual(["run.queued", "run.started", sleepStartedType, "run.waiting", "run.started", "run.succeeded"])
     }).pipe(Effect.provide(program())))
 
   it.live("200 sleeping runs hold no place: a pool of 4 runs other runs at once", () =>
