@@ -25,7 +25,7 @@ export type StepError = EmitError | NonDeterministic | DuplicateStep
 
 /**
  * Why a `sleep` can fail: its journal entry could not be written (as
- * `emit`), its name was used before in the run (`DuplicateStep`: steps and
+ * `emit`), its wake-up time is no date (`InvalidInput`), its name was used before in the run (`DuplicateStep`: steps and
  * sleeps share one set of names), or the replay does not match the journal
  * (`NonDeterministic`).
  */

@@ -51,6 +51,9 @@ export interface SleepEntry {
 
 export type Entry = StepEntry | SleepEntry
 
+/** The largest epoch milliseconds a `Date` holds. */
+const maxDate = 8.64e15
+
 /** Why an attempt stops: a sleep whose time has not come. */
 export interface Suspension {
   /** The earliest wake-up the attempt's sleeps asked for, epoch milliseconds. */
@@ -194,7 +197,11 @@ export const make = (options: {
       return Effect.flatMap(Clock.currentTimeMillis, (now): Effect.Effect<void, Task.SleepError> => {
         if (here !== undefined) return now >= here.until ? Effect.void : suspend(here.until, name)
         // The wake-up time is taken at the first call and recorded: a replay sleeps until the same time.
-        const entry: SleepEntry = { _tag: "sleep", name, position, until: wake(now) }
+        const until = wake(now)
+        if (!Number.isFinite(until) || Math.abs(until) > maxDate) {
+          return Effect.fail(new InvalidInput({ message: `sleep '${clip(name, 100)}' has no wake-up time a date can hold` }))
+        }
+        const entry: SleepEntry = { _tag: "sleep", name, position, until }
         return Effect.flatMap(options.record(entry), () => {
           remember(entry)
           return now >= entry.until ? Effect.void : suspend(entry.until, name)

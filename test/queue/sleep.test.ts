@@ -58,7 +58,13 @@ const TwoNaps = Task.make("test.sleep.two-naps", {
 const PastDue = Task.make("test.sleep.past-due", {
   input: Schema.Null,
   output: Schema.String,
-  run: (_, ctx) => Effect.as(ctx.sleepUntil("then", new Date(0)), "awake")
+  run: (_, ctx) =>
+    Effect.gen(function*() {
+      yield* ctx.sleepUntil("then", new Date(0))
+      // No date: refused, nothing recorded.
+      const never = yield* Effect.flip(ctx.sleep("forever", Duration.infinity))
+      return `awake; ${never._tag}`
+    })
 })
 
 /**
@@ -203,7 +209,7 @@ describe("ctx.sleep", () => {
       const runs = yield* Runs
       const run = yield* runs.start(PastDue, null)
       const done = yield* RunstreamTest.waitForRunCompletion(run.id, patience)
-      expect(done.output).toBe("awake")
+      expect(done.output).toBe("awake; InvalidInput")
       expect(typesOf(yield* logOf(run.id))).toEqual(["run.queued", "run.started", sleepStartedType, "run.succeeded"])
     }).pipe(Effect.provide(program())))
 
