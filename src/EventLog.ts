@@ -31,10 +31,10 @@ export class EventLog extends Context.Tag("runstream/EventLog")<EventLog, {
   /** Events with `after < seq`, in order, at most `limit`. */
   readonly read: (runId: RunId, options: { readonly after: number; readonly limit: number }) => Effect.Effect<ReadonlyArray<RunEvent>, SqlError.SqlError>
   /**
-   * The run's events of one type, in order, all of them. For the few events a
-   * worker reads back (a run's journal: its `step.completed` events).
+   * The run's events of some types, in order, all of them. For the few events a
+   * worker reads back (a run's journal: its `step.completed` and `sleep.started` events).
    */
-  readonly readOfType: (runId: RunId, type: string) => Effect.Effect<ReadonlyArray<RunEvent>, SqlError.SqlError>
+  readonly readOfTypes: (runId: RunId, types: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<RunEvent>, SqlError.SqlError>
   /**
    * Refuses event data (as JSON text) larger than the configured limit. An
    * `Either` (yieldable as an effect): it runs for every emit and output.
@@ -119,10 +119,10 @@ export const make = Effect.gen(function*() {
     )
 
   // The run's events by its key (run_id, seq), the type filtered as they are read.
-  const readOfType = (runId: RunId, type: string) =>
+  const readOfTypes = (runId: RunId, types: ReadonlyArray<string>) =>
     sql<{ page: string }>`/* prepared */
       SELECT coalesce(json_agg(json_build_array(seq, type, data, floor(extract(epoch FROM at) * 1000)) ORDER BY seq), '[]')::text AS page
-      FROM runstream_events WHERE run_id = ${runId} AND type = ${type}`.pipe(
+      FROM runstream_events WHERE run_id = ${runId} AND type = ANY(${types})`.pipe(
       Effect.map(([row]) => {
         const entries = JSON.parse(row!.page) as ReadonlyArray<PageEntry>
         return entries.map(([seq, type, data, at]) => makeRunEvent(runId, seq, type, data, at))
@@ -136,7 +136,7 @@ export const make = Effect.gen(function*() {
       : Either.void
   }
 
-  return EventLog.of({ append, read, readOfType, checkSize })
+  return EventLog.of({ append, read, readOfTypes, checkSize })
 })
 
 export const layer = Layer.effect(EventLog, make)

@@ -527,7 +527,8 @@ export const make = Effect.gen(function*() {
           FROM job WHERE l.scope = job.limit_scope AND l.key = job.concurrency_key
         ), ended AS (
           UPDATE runstream_runs r SET status = 'cancelled', finished_at = ${at}, last_seq = r.last_seq + 1
-          FROM job WHERE r.id = job.run_id AND r.status = 'queued'
+          -- A waiting run (a durable sleep) holds no worker: cancelled at once, as a queued one.
+          FROM job WHERE r.id = job.run_id AND r.status IN ('queued', 'waiting')
           RETURNING ${sql.literal(runColumns.split(",").map((c) => `r.${c.trim()}`).join(", "))}
         ), events AS (
           INSERT INTO runstream_events (run_id, seq, type, data, at)

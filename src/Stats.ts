@@ -45,6 +45,8 @@ interface LiveRow {
   readonly task: string
   readonly queue: string
   readonly running: boolean
+  /** Unclaimed, and its run suspended by a durable sleep (status `waiting`). */
+  readonly sleeping: boolean
   readonly due: boolean
   readonly count: number
   readonly oldest: Date | null
@@ -73,9 +75,11 @@ export const make = (options: StatsOptions = defaults) =>
       const createdSince = nowMs - lookbackMs
 
       const live = yield* sql<LiveRow>`
-        SELECT task, queue, locked_until IS NOT NULL AS running, run_at <= ${at} AS due, count(*)::integer AS count,
-          min(run_at) AS oldest
-        FROM runstream_jobs GROUP BY 1, 2, 3, 4`
+        SELECT task, queue, locked_until IS NOT NULL AS running,
+          -- A claimed job keeps the wait it woke from: running wins.
+          locked_until IS NULL AND waiting_for IS NOT NULL AS sleeping,
+          run_at <= ${at} AS due, count(*)::integer AS count, min(run_at) AS oldest
+        FROM runstream_jobs GROUP BY 1, 2, 3, 4, 5`
 
       // One pass down the primary key from its right end over the newest runs
       // of the lookback, keeping only those that ended in the window: the
@@ -108,7 +112,7 @@ export const make = (options: StatsOptions = defaults) =>
       const runs = new Map<string, { task: string; status: RunStatus; count: number }>()
       const queues = new Map<string, { queue: string; waiting: number; scheduled: number; running: number; oldest: number | null }>()
       for (const row of live) {
-        const status: RunStatus = row.running ? "running" : "queued"
+        const status: RunStatus = row.running ? "running" : row.sleeping ? "waiting" : "queued"
         const key = `${row.task}\u0000${status}`
         const entry = runs.get(key) ?? { task: row.task, status, count: 0 }
         entry.count += row.count

@@ -2,7 +2,7 @@
  * Tasks: named, typed units of work, and the registry a program's workers run.
  * @since 0.1.0
  */
-import { Context, Duration, Effect, JSONSchema, Layer, Option, type Schedule, Schema } from "effect"
+import { Context, DateTime, Duration, Effect, JSONSchema, Layer, Option, type Schedule, Schema } from "effect"
 import type { SqlError } from "@effect/sql"
 import type { DuplicateStep, InvalidInput, LeaseLost, NonDeterministic, PayloadTooLarge } from "./domain/Errors.ts"
 import * as LimitKey from "./domain/LimitKey.ts"
@@ -22,6 +22,14 @@ export type EmitError = LeaseLost | PayloadTooLarge | InvalidInput | SqlError.Sq
  * the run's replay does not match its journal (`NonDeterministic`).
  */
 export type StepError = EmitError | NonDeterministic | DuplicateStep
+
+/**
+ * Why a `sleep` can fail: its journal entry could not be written (as
+ * `emit`), its wake-up time is no date (`InvalidInput`), its name was used before in the run (`DuplicateStep`: steps and
+ * sleeps share one set of names), or the replay does not match the journal
+ * (`NonDeterministic`).
+ */
+export type SleepError = EmitError | NonDeterministic | DuplicateStep
 
 /** How a step's result is recorded, and how often it is tried in place. */
 export interface StepOptions<A, I, E> {
@@ -62,6 +70,19 @@ export interface TaskContext {
     effect: Effect.Effect<NoInfer<A>, E, R>,
     options: StepOptions<A, I, E>
   ) => Effect.Effect<A, E | StepError, R>
+  /**
+   * A durable sleep: the wake-up time (now, by the program's `Clock`, plus
+   * `duration`) is recorded in the run's log (`sleep.started`) at the first
+   * call; until it comes, the attempt ends, the run is `waiting` and holds
+   * no worker, and any worker claims it again at that time and replays the
+   * body, where the sleep returns at once (steps before it return their
+   * recorded results). Journaled like a step: named, in the body's order,
+   * names unique among the run's steps and sleeps. A wait uses up no
+   * attempt. Steps running beside a sleep that suspends are interrupted.
+   */
+  readonly sleep: (name: string, duration: Duration.DurationInput) => Effect.Effect<void, SleepError>
+  /** `sleep` until a time rather than for a duration; returns at once when the time has passed. */
+  readonly sleepUntil: (name: string, until: Date | DateTime.DateTime) => Effect.Effect<void, SleepError>
 }
 
 /**

@@ -5,7 +5,7 @@
 import { authHeaders, keyNeeded } from "./session.ts"
 
 export type RunStatus = "queued" | "running" | "waiting" | "succeeded" | "failed" | "cancelled"
-export const statuses: ReadonlyArray<RunStatus> = ["queued", "running", "succeeded", "failed", "cancelled"]
+export const statuses: ReadonlyArray<RunStatus> = ["queued", "running", "waiting", "succeeded", "failed", "cancelled"]
 export const isFinished = (status: RunStatus) => status === "succeeded" || status === "failed" || status === "cancelled"
 
 export interface RunError {

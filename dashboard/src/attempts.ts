@@ -5,7 +5,7 @@ export interface Attempt {
   readonly number: number
   readonly startedAt: string
   readonly endedAt: string | null
-  /** The event that ended it, without `run.`: succeeded, failed, retrying, cancelled, released. */
+  /** The event that ended it, without `run.`: succeeded, failed, retrying, cancelled, released, waiting (a durable sleep). */
   readonly outcome: string | null
   readonly error: RunError | null
 }

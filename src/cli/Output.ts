@@ -51,6 +51,9 @@ export const statusAnsi = (status: string): Ansi.Ansi | undefined => {
       return Ansi.cyan
     case "run.retrying":
       return Ansi.magenta
+    case "waiting":
+    case "run.waiting":
+      return Ansi.blue
     default:
       return undefined
   }

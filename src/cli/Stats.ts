@@ -12,7 +12,7 @@ import { dim, Output, statusAnsi } from "./Output.ts"
 
 const encodeStats = Schema.encodeSync(Stats)
 
-const statuses = ["queued", "running", "succeeded", "failed", "cancelled"] as const
+const statuses = ["queued", "running", "waiting", "succeeded", "failed", "cancelled"] as const
 
 const bars = "▁▂▃▄▅▆▇█"
 

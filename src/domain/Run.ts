@@ -6,7 +6,11 @@ import { Schema } from "effect"
 import { RunId } from "./Ids.ts"
 
 /** @category schemas */
-export const RunStatus = Schema.Literal("queued", "running", "succeeded", "failed", "cancelled")
+/**
+ * `waiting`: the run's body suspended (a durable sleep, `ctx.sleep`); it holds
+ * no worker and is claimed again, `running`, when its time comes.
+ */
+export const RunStatus = Schema.Literal("queued", "running", "waiting", "succeeded", "failed", "cancelled")
 export type RunStatus = typeof RunStatus.Type
 
 /** Statuses after which nothing happens to a run any more. */

@@ -46,6 +46,11 @@ export const SystemEventType = {
   started: "run.started",
   retrying: "run.retrying",
   released: "run.released",
+  /**
+   * The body suspended (`ctx.sleep`): the run gives its worker back and is
+   * claimed again at `until` (`{ attempt, until, waitingFor }`).
+   */
+  waiting: "run.waiting",
   /** Over its task's rate limit: waits until `until` (written once, the first time). */
   throttled: "run.throttled",
   succeeded: "run.succeeded",
@@ -60,6 +65,16 @@ export const SystemEventType = {
  */
 export const stepCompletedType = "step.completed"
 
+/**
+ * The journal's event for a durable sleep (`ctx.sleep`), with
+ * `{ name, position, until }`: written when the body first calls it, read
+ * back by every replay, which returns once `until` has passed.
+ */
+export const sleepStartedType = "sleep.started"
+
+/** The event types the journal reads back, written by the worker alone. */
+export const journalTypes: ReadonlyArray<string> = [stepCompletedType, sleepStartedType] as const
+
 /** After one of these, a run's log never grows again. */
 export const isTerminalType = (type: string): boolean =>
   type === SystemEventType.succeeded || type === SystemEventType.failed || type === SystemEventType.cancelled
@@ -71,7 +86,7 @@ export const TaskEventType = Schema.String.pipe(
   // It becomes an SSE `event:` line: no line breaks or other control characters.
   Schema.pattern(/^[^\x00-\x1f\x7f]+$/, { message: () => "event types have no control characters" }),
   Schema.filter((t) => !t.startsWith("run.") || "event types starting with 'run.' are reserved"),
-  Schema.filter((t) => t !== stepCompletedType || `'${stepCompletedType}' is written by ctx.step alone`)
+  Schema.filter((t) => !journalTypes.includes(t) || `'${t}' is written by the run's journal alone (ctx.step, ctx.sleep)`)
 )
 
 /** A `RunEvent` as JSON: `RunEvent`'s own encoding (`at` an ISO 8601 date-time in UTC). */

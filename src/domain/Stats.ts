@@ -18,13 +18,15 @@ const Percentiles = Schema.Struct({
 export const Stats = Schema.Struct({
   at: Schema.DateTimeUtc.annotations({ description: "When the figures were read." }),
   runs: Schema.Array(Schema.Struct({ task: Schema.String, status: RunStatus, count: Schema.Int })).annotations({
-    description: "Runs by task and status: every queued and running run, and the runs that ended " +
+    description: "Runs by task and status: every queued, running and waiting run, and the runs that ended " +
       "(succeeded, failed, cancelled) in the window. Pairs with no run are left out."
   }),
   queues: Schema.Array(Schema.Struct({
     queue: Schema.String,
-    waiting: Schema.Int.annotations({ description: "Runs due now and not claimed." }),
-    scheduled: Schema.Int.annotations({ description: "Runs not due yet (a later `runAt`, or a retry's backoff)." }),
+    waiting: Schema.Int.annotations({ description: "Runs due now and not claimed (queued, or waiting and due to wake)." }),
+    scheduled: Schema.Int.annotations({
+      description: "Runs not due yet (a later `runAt`, a retry's backoff, or a durable sleep: status `waiting`)."
+    }),
     running: Schema.Int.annotations({ description: "Runs claimed by a worker." }),
     oldestWaitingSince: Schema.NullOr(Schema.DateTimeUtc).annotations({
       description: "The earliest `runAt` of the waiting runs: how long the queue's head has waited."

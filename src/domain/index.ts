@@ -7,7 +7,7 @@
 export * from "./Errors.ts"
 export { RunId } from "./Ids.ts"
 export { isFinished, Run, RunError, RunStatus } from "./Run.ts"
-export { isTerminalType, RunEvent, stepCompletedType, SystemEventType } from "./RunEvent.ts"
+export { isTerminalType, journalTypes, RunEvent, sleepStartedType, stepCompletedType, SystemEventType } from "./RunEvent.ts"
 export { ReadToken, TokenRequest } from "./ReadToken.ts"
 export { isRunIdPrefix, RunFilter, RunIdPrefix } from "./RunFilter.ts"
 export {

@@ -10,7 +10,7 @@
  *   `attemptStarted`, `attemptEnded`, `eventsRelayed`): an in-memory update of
  *   a hook found once per task, no effect step, no statement;
  * - read when the metrics are read (`snapshot`): gauges whose truth is in the
- *   database (waiting runs per queue, the relay's lag: one cheap statement
+ *   database (queued runs per queue, the relay's lag: one cheap statement
  *   each per read) or in another part of the program (runs in flight per
  *   worker, live streams, pool connections), which registers its `gauge` for
  *   as long as its scope lasts.
@@ -45,7 +45,7 @@ export const names = {
   queueWait: "runstream_queue_wait_seconds",
   runDuration: "runstream_run_duration_seconds",
   eventsRelayed: "runstream_events_relayed_total",
-  waiting: "runstream_waiting_runs",
+  queued: "runstream_queued_runs",
   relayLag: "runstream_relay_lag_seconds",
   inFlight: "runstream_in_flight_runs",
   liveStreams: "runstream_live_streams",
@@ -53,7 +53,7 @@ export const names = {
 } as const
 
 /** Outcomes of an attempt, as recorded (`Attempt.outcomeOf`), or `lost` (its lease was, nothing recorded). */
-export type AttemptOutcome = "succeeded" | "failed" | "retrying" | "cancelled" | "released" | "lost"
+export type AttemptOutcome = "succeeded" | "failed" | "retrying" | "cancelled" | "released" | "waiting" | "lost"
 
 /** Outcomes that finish a run. */
 const finishes = (outcome: AttemptOutcome) => outcome === "succeeded" || outcome === "failed" || outcome === "cancelled"
@@ -71,7 +71,7 @@ export interface Metrics {
   readonly attemptStarted: (task: string, waitSeconds: number) => void
   /** An attempt ended with its recorded outcome, after `seconds`; a finishing outcome finishes its run. */
   readonly attemptEnded: (task: string, outcome: AttemptOutcome, seconds: number) => void
-  /** A waiting run of `task` was cancelled over the API: it finishes without an attempt. */
+  /** A run of `task` not yet taken (queued, or sleeping) was cancelled over the API: it finishes without an attempt. */
   readonly waitingCancelled: (task: string) => void
   /** The relay published `n` events. */
   readonly eventsRelayed: (n: number) => void
@@ -206,7 +206,7 @@ export const make = Effect.sync((): Metrics => {
 })
 
 /**
- * The metrics service, with the gauges the database answers: waiting runs
+ * The metrics service, with the gauges the database answers: queued runs
  * per queue (due and not taken: the ready index's rows) and the relay's lag
  * (the age of the oldest event in the outbox). A failed read reports nothing
  * rather than failing the scrape.
@@ -219,8 +219,8 @@ export const layer = Layer.scoped(
     const quiet = <A>(read: Effect.Effect<ReadonlyArray<A>, unknown>) =>
       Effect.catchAllCause(read, (cause) => Effect.as(Effect.logDebug("a metric's read failed", cause), []))
     yield* metrics.gauge(
-      names.waiting,
-      "Runs due and waiting for a worker, by queue (read when scraped).",
+      names.queued,
+      "Runs due and not yet taken by a worker (queued), by queue (read when scraped).",
       // Times from the program's clock, as the queue's own (docs/decisions.md).
       quiet(Effect.map(
         Effect.flatMap(now, (at) =>

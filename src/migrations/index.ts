@@ -14,6 +14,7 @@ import debounceAndRetention from "./0010_debounce_and_retention.ts"
 import concurrencyAndRateLimits from "./0011_concurrency_and_rate_limits.ts"
 import limitScopes from "./0012_limit_scopes.ts"
 import traceparent from "./0013_traceparent.ts"
+import waitingRuns from "./0014_waiting_runs.ts"
 
 /** Every migration by its id, in order. */
 export const migrations = {
@@ -28,12 +29,13 @@ export const migrations = {
   "0010_debounce_and_retention": debounceAndRetention,
   "0011_concurrency_and_rate_limits": concurrencyAndRateLimits,
   "0012_limit_scopes": limitScopes,
-  "0013_traceparent": traceparent
+  "0013_traceparent": traceparent,
+  "0014_waiting_runs": waitingRuns
 }
 
 export const loader = Migrator.fromRecord(migrations)
 
 /** Changes when a migration is added: test templates are keyed by it. */
-export const schemaVersion = "0013"
+export const schemaVersion = "0014"
 
 export const migrationsTable = "runstream_migrations"

@@ -20,13 +20,18 @@ import * as Claiming from "./Claiming.ts"
 
 export type { Claim, ClaimOptions } from "./Claiming.ts"
 
-/** How an attempt ended. `released` hands the run back without using up the attempt. */
+/**
+ * How an attempt ended. `released` hands the run back without using up the
+ * attempt; so does `waiting` (the body suspended: a durable sleep), which
+ * leaves the run `waiting` until `until`, when the claim takes it again.
+ */
 export type Outcome =
   | { readonly _tag: "succeeded"; readonly output: unknown }
   | { readonly _tag: "failed"; readonly error: RunError }
   | { readonly _tag: "retrying"; readonly error: RunError; readonly delayMs: number }
   | { readonly _tag: "cancelled" }
   | { readonly _tag: "released"; readonly reason: string }
+  | { readonly _tag: "waiting"; readonly until: Date; readonly waitingFor: string }
 
 /** The end of one attempt, to record. */
 export interface AttemptEnd {
@@ -95,6 +100,8 @@ const eventData = (finish: AttemptEnd, retryAt: Date | null): unknown => {
       return { attempt: finish.attempt }
     case "released":
       return { attempt: finish.attempt, reason: outcome.reason }
+    case "waiting":
+      return { attempt: finish.attempt, until: outcome.until.toISOString(), waitingFor: outcome.waitingFor }
   }
 }
 
@@ -158,7 +165,7 @@ export const make = Effect.gen(function*() {
             l.running = c.ended AND l.waiting + c.requeued = 0 AND l.rate_limit IS NULL AS idle
           FROM (
             SELECT limit_scope, concurrency_key, count(*)::integer AS ended,
-              (count(*) FILTER (WHERE kind IN ('retrying', 'released')))::integer AS requeued
+              (count(*) FILTER (WHERE kind IN ('retrying', 'released', 'waiting')))::integer AS requeued
             FROM held WHERE concurrency_key IS NOT NULL GROUP BY limit_scope, concurrency_key
           ) c JOIN runstream_limits l ON l.scope = c.limit_scope AND l.key = c.concurrency_key
           ORDER BY l.scope, l.key FOR UPDATE OF l
@@ -182,8 +189,13 @@ export const make = Effect.gen(function*() {
       const expiredBefore = "expiredBefore" in holder ? holder.expiredBefore : null
       const input = JSON.stringify(items.map((item) => {
         // The backoff counts from the moment the failure is recorded.
-        const retryAt = item.outcome._tag === "retrying" ? plusMillis(at, item.outcome.delayMs) : null
-        return {
+        // A waiting run is due at its wake-up time (`retry_at` holds it too).
+        const retryAt = item.outcome._tag === "retrying"
+          ? plusMillis(at, item.outcome.delayMs)
+          : item.outcome._tag === "waiting"
+          ? item.outcome.until
+          : null
+        const row = {
           run_id: item.runId,
           attempt: item.attempt,
           kind: item.outcome._tag,
@@ -192,13 +204,16 @@ export const make = Effect.gen(function*() {
           retry_at: retryAt,
           data: eventData(item, retryAt)
         }
+        // Only waiting ends carry the key (absent reads as null): the other ends' JSON stays as it was.
+        return item.outcome._tag === "waiting" ? { ...row, waiting_for: item.outcome.waitingFor } : row
       }))
       // Batches without runs that have limits (most) run the statement without the slots' release.
       const limited = items.some((item) => item.limited === true)
       const rows = yield* sql<{ id: RunId; wake?: ReadonlyArray<string> | null }>`/* prepared */
         WITH input AS (
           SELECT * FROM jsonb_to_recordset(${input}::jsonb)
-            AS t(run_id uuid, attempt integer, kind text, output jsonb, error jsonb, retry_at timestamptz, data jsonb)
+            AS t(run_id uuid, attempt integer, kind text, output jsonb, error jsonb, retry_at timestamptz, data jsonb,
+              waiting_for text)
         ), held AS (
           -- The attempts still held, with their input: later steps read this
           -- (a handful of rows, by key), never the JSON again.
@@ -216,10 +231,12 @@ export const make = Effect.gen(function*() {
         ), requeued AS (
           UPDATE runstream_jobs j SET locked_by = NULL, locked_until = NULL,
             run_at = coalesce(h.retry_at, ${at}),
-            attempt = CASE WHEN h.kind = 'released' THEN j.attempt - 1 ELSE j.attempt END
+            -- A wait is no failure: like a hand-back, it gives the attempt back.
+            attempt = CASE WHEN h.kind IN ('released', 'waiting') THEN j.attempt - 1 ELSE j.attempt END,
+            waiting_for = h.waiting_for
           FROM held h
           -- The held runs drive key lookups (as in ended, below).
-          WHERE j.run_id = h.run_id AND h.kind IN ('retrying', 'released')
+          WHERE j.run_id = h.run_id AND h.kind IN ('retrying', 'released', 'waiting')
         ), ended AS (
           UPDATE runstream_runs r SET
             status = CASE WHEN i.kind IN ('retrying', 'released') THEN 'queued' ELSE i.kind END,
@@ -227,8 +244,8 @@ export const make = Effect.gen(function*() {
             error = CASE WHEN i.kind IN ('failed', 'retrying') THEN i.error
                          WHEN i.kind = 'succeeded' THEN NULL ELSE r.error END,
             finished_at = CASE WHEN i.kind IN ('succeeded', 'failed', 'cancelled') THEN ${at}::timestamptz END,
-            run_at = CASE WHEN i.kind IN ('retrying', 'released') THEN coalesce(i.retry_at, ${at}) ELSE r.run_at END,
-            attempt = CASE WHEN i.kind = 'released' THEN r.attempt - 1 ELSE r.attempt END,
+            run_at = CASE WHEN i.kind IN ('retrying', 'released', 'waiting') THEN coalesce(i.retry_at, ${at}) ELSE r.run_at END,
+            attempt = CASE WHEN i.kind IN ('released', 'waiting') THEN r.attempt - 1 ELSE r.attempt END,
             last_seq = r.last_seq + 1
           FROM held i
           -- Each held run looked up by key. (The status test was written so

@@ -10,6 +10,7 @@
 import {
   Cause,
   Context,
+  DateTime,
   Duration,
   Effect,
   Either,
@@ -26,7 +27,7 @@ import {
 } from "effect"
 import { InvalidInput, LeaseLost } from "../domain/Errors.ts"
 import type { RunError } from "../domain/Run.ts"
-import { stepCompletedType, TaskEventType } from "../domain/RunEvent.ts"
+import { journalTypes, sleepStartedType, stepCompletedType, TaskEventType } from "../domain/RunEvent.ts"
 import { EventLog } from "../EventLog.ts"
 import { interruptWithin } from "../internal/interruptWithin.ts"
 import { storableJson, storableText } from "../internal/jsonb.ts"
@@ -45,6 +46,15 @@ export class TaskTimeout extends Schema.TaggedError<TaskTimeout>()("TaskTimeout"
     return `the attempt took longer than ${this.timeoutMs} ms`
   }
 }
+
+/**
+ * The attempt ended by a durable sleep whose time has not come (see
+ * `Journal`): recorded as a `waiting` end, never seen by a task's code.
+ */
+export class Suspended extends Schema.TaggedError<Suspended>()("Suspended", {
+  until: Schema.Number,
+  waitingFor: Schema.String
+}) {}
 
 /** The claimed run's input does not decode with its task's schema (the task changed since the start). */
 export class InputInvalid extends Schema.TaggedError<InputInvalid>()("InputInvalid", {
@@ -209,16 +219,25 @@ export const make = (options: {
         ? append(claim, type, data)
         : Effect.fail(
           new InvalidInput({
-            message: `event type '${String(type).slice(0, 100)}' is empty, too long or reserved (run.*, ${stepCompletedType})`
+            message: `event type '${String(type).slice(0, 100)}' is empty, too long or reserved (run.*, ${
+              journalTypes.join(", ")
+            })`
           })
         )
 
-    /** The attempt's journal, made at its body's first `ctx.step`. */
+    /** The attempt's journal, made at its body's first `ctx.step` or `ctx.sleep`. */
     const journalOf = (claim: Claim) =>
       Journal.make({
         runId: claim.runId,
-        load: log.readOfType(claim.runId, stepCompletedType),
-        record: (entry) => append(claim, stepCompletedType, entry)
+        load: log.readOfTypes(claim.runId, journalTypes),
+        record: (entry) =>
+          entry._tag === "step"
+            ? append(claim, stepCompletedType, { name: entry.name, position: entry.position, output: entry.output })
+            : append(claim, sleepStartedType, {
+              name: entry.name,
+              position: entry.position,
+              until: new Date(entry.until).toISOString()
+            })
       })
 
     /**
@@ -244,12 +263,18 @@ export const make = (options: {
           runId: claim.runId,
           attempt: claim.attempt,
           emit: (type, data) => emit(claim, type, data),
-          step: (name, effect, options) => (journal ??= journalOf(claim)).step(name, effect, options)
+          step: (name, effect, options) => (journal ??= journalOf(claim)).step(name, effect, options),
+          sleep: (name, duration) =>
+            (journal ??= journalOf(claim)).sleep(name, (now) => now + Duration.toMillis(Duration.decode(duration))),
+          sleepUntil: (name, until) =>
+            (journal ??= journalOf(claim)).sleep(name, () => until instanceof Date ? until.getTime() : DateTime.toEpochMillis(until))
         }
         const body = task.run(input, context)
         // A replay that broke its journal fails the attempt (and, permanent,
         // the run) whatever the body did with the error: one continuation
         // either way, as the `flatMap` it replaces, for runs without steps.
+        // Else a sleep that suspended the attempt ends it `waiting`, whatever
+        // the body made of its interruption.
         return Effect.matchCauseEffect(
           timeoutMs === undefined ? body : body.pipe(
             // The attempt ends at its timeout even if the body's finalizers hang.
@@ -258,12 +283,20 @@ export const make = (options: {
           ),
           {
             onFailure: (cause) => {
-              const broken = journal?.broken()
-              return broken === undefined || Cause.isInterruptedOnly(cause) ? Effect.failCause(cause) : Effect.fail(broken)
+              if (journal === undefined) return Effect.failCause(cause)
+              const broken = journal.broken()
+              if (broken !== undefined) return Cause.isInterruptedOnly(cause) ? Effect.failCause(cause) : Effect.fail(broken)
+              const suspended = journal.suspended()
+              return suspended === undefined ? Effect.failCause(cause) : Effect.fail(new Suspended(suspended))
             },
             onSuccess: (output) => {
-              const broken = journal?.broken()
-              return broken === undefined ? afterDecoding(encode(output), outputInvalid, storableOutput) : Effect.fail(broken)
+              if (journal === undefined) return afterDecoding(encode(output), outputInvalid, storableOutput)
+              const broken = journal.broken()
+              if (broken !== undefined) return Effect.fail(broken)
+              const suspended = journal.suspended()
+              return suspended === undefined
+                ? afterDecoding(encode(output), outputInvalid, storableOutput)
+                : Effect.fail(new Suspended(suspended))
             }
           }
         )
@@ -278,7 +311,12 @@ export const make = (options: {
       if (stop === "leaseLost") return undefined
       if (Exit.isSuccess(exit)) return { _tag: "succeeded", output: exit.value ?? null }
       const failure = Cause.failureOption(exit.cause)
-      if (Option.isSome(failure) && failure.value instanceof LeaseLost) return undefined
+      if (Option.isSome(failure)) {
+        if (failure.value instanceof LeaseLost) return undefined
+        if (failure.value instanceof Suspended) {
+          return { _tag: "waiting", until: new Date(failure.value.until), waitingFor: failure.value.waitingFor }
+        }
+      }
       if (Cause.isInterruptedOnly(exit.cause)) return { _tag: "released", reason: "interrupted" }
       const error = runErrorOf(exit.cause)
       if (!error.retryable || claim.attempt >= claim.maxAttempts) return { _tag: "failed", error }

@@ -14,40 +14,82 @@
  * decodes, breaks the journal: that step and every later one fail with
  * `NonDeterministic`, and so does the attempt, whatever the body makes of it
  * (`broken`), since `NonDeterministic` is permanent the run fails.
+ *
+ * Durable sleeps (`ctx.sleep`) are journaled the same way, in the same
+ * sequence of positions and names (`sleep.started` with the wake-up time,
+ * written at the first call). A sleep whose time has not come suspends the
+ * attempt (`suspended`): the body is interrupted, and the attempt ends
+ * `waiting` until the earliest wake-up its sleeps asked for, whatever the body
+ * makes of the interruption. A replay after that time returns at once.
  * @since 0.3.0
  */
 import type { SqlError } from "@effect/sql"
-import { Deferred, Effect, Exit, FiberId, ParseResult, Predicate, Schema } from "effect"
+import { Clock, Deferred, Effect, Exit, FiberId, ParseResult, Predicate, Schema } from "effect"
 import { clip, DuplicateStep, InvalidInput, NonDeterministic } from "../domain/Errors.ts"
 import type { RunId } from "../domain/Ids.ts"
-import type { RunEvent } from "../domain/RunEvent.ts"
+import { type RunEvent, sleepStartedType } from "../domain/RunEvent.ts"
 import type * as Task from "../Task.ts"
 
 /** What a `step.completed` event holds. */
-export interface Entry {
+export interface StepEntry {
+  readonly _tag: "step"
   readonly name: string
-  /** The step's place among the body's calls of `ctx.step`, from 0. */
+  /** The step's place among the body's calls of `ctx.step` and `ctx.sleep`, from 0. */
   readonly position: number
   /** The step's result, encoded with its `output` schema. */
   readonly output: unknown
 }
 
-export interface Journal {
-  readonly step: Task.TaskContext["step"]
-  /** The mismatch this attempt found between its replay and the journal, if any. */
-  readonly broken: () => NonDeterministic | undefined
+/** What a `sleep.started` event holds (`until` as an ISO 8601 time in the event). */
+export interface SleepEntry {
+  readonly _tag: "sleep"
+  readonly name: string
+  readonly position: number
+  /** When the sleep ends, epoch milliseconds (the program's `Clock`). */
+  readonly until: number
 }
 
-/** An event's data as an entry; none for data `ctx.step` did not write. */
-const entryOf = (data: unknown): Entry | undefined =>
-  Predicate.isRecord(data) && typeof data["name"] === "string" && Number.isSafeInteger(data["position"]) &&
-    "output" in data
-    ? { name: data["name"], position: data["position"] as number, output: data["output"] }
-    : undefined
+export type Entry = StepEntry | SleepEntry
+
+/** The largest epoch milliseconds a `Date` holds. */
+const maxDate = 8.64e15
+
+/** Why an attempt stops: a sleep whose time has not come. */
+export interface Suspension {
+  /** The earliest wake-up the attempt's sleeps asked for, epoch milliseconds. */
+  readonly until: number
+  /** `sleep:<name>` of the sleep that asked for it. */
+  readonly waitingFor: string
+}
+
+export interface Journal {
+  readonly step: Task.TaskContext["step"]
+  /** A durable sleep until the time `wake` gives from the time of its first call. */
+  readonly sleep: (name: string, wake: (now: number) => number) => Effect.Effect<void, Task.SleepError>
+  /** The mismatch this attempt found between its replay and the journal, if any. */
+  readonly broken: () => NonDeterministic | undefined
+  /** The sleep that suspended this attempt, if any. */
+  readonly suspended: () => Suspension | undefined
+}
+
+/** An event's data as an entry; none for data the journal did not write. */
+const entryOf = (event: RunEvent): Entry | undefined => {
+  const data = event.data
+  if (!Predicate.isRecord(data) || typeof data["name"] !== "string" || !Number.isSafeInteger(data["position"])) {
+    return undefined
+  }
+  const name = data["name"]
+  const position = data["position"] as number
+  if (event.type === sleepStartedType) {
+    const until = typeof data["until"] === "string" ? Date.parse(data["until"]) : NaN
+    return Number.isNaN(until) ? undefined : { _tag: "sleep", name, position, until }
+  }
+  return "output" in data ? { _tag: "step", name, position, output: data["output"] } : undefined
+}
 
 export const make = (options: {
   readonly runId: RunId
-  /** The run's `step.completed` events so far. */
+  /** The run's journal events (`step.completed`, `sleep.started`) so far. */
   readonly load: Effect.Effect<ReadonlyArray<RunEvent>, SqlError.SqlError>
   /** Appends an entry to the run's log, fenced by the attempt's lease (as `ctx.emit`). */
   readonly record: (entry: Entry) => Effect.Effect<number, Task.EmitError>
@@ -59,6 +101,7 @@ export const make = (options: {
   const called = new Set<string>()
   let next = 0
   let broken: NonDeterministic | undefined
+  let suspension: Suspension | undefined
   let loaded = false
   let loading: Deferred.Deferred<void, SqlError.SqlError> | undefined
 
@@ -81,7 +124,7 @@ export const make = (options: {
     return options.load.pipe(
       Effect.map((events) => {
         for (const event of events) {
-          const entry = entryOf(event.data)
+          const entry = entryOf(event)
           if (entry !== undefined) remember(entry)
         }
         loaded = true
@@ -95,9 +138,76 @@ export const make = (options: {
     )
   })
 
-  const breaks = (position: number, step: string, message: string): Effect.Effect<never, NonDeterministic> => {
+  const breakWith = (position: number, step: string, message: string): NonDeterministic =>
     broken ??= new NonDeterministic({ runId, position, step, message: clip(message, 500) })
-    return Effect.fail(broken)
+  const breaks = (position: number, step: string, message: string): Effect.Effect<never, NonDeterministic> =>
+    Effect.fail(breakWith(position, step, message))
+
+  /**
+   * Ends the attempt: it waits until `until` (or earlier, for another sleep of
+   * the attempt). An interruption: the body's finalizers run, and concurrent
+   * steps and sleeps are interrupted (a step's effect interrupted so runs
+   * again after the wake-up).
+   */
+  const suspend = (until: number, name: string): Effect.Effect<never> => {
+    if (suspension === undefined || until < suspension.until) suspension = { until, waitingFor: `sleep:${name}` }
+    return Effect.interrupt
+  }
+
+  /**
+   * The entry the journal holds at `position`, if any, checked against the
+   * call the replay makes there (its name and kind); a mismatch breaks the journal.
+   */
+  const recorded = <T extends Entry["_tag"]>(
+    position: number,
+    name: string,
+    tag: T
+  ): { readonly here: Extract<Entry, { _tag: T }> | undefined } | NonDeterministic => {
+    if (broken !== undefined) return broken
+    const here = byPosition.get(position)
+    const named = byName.get(name)
+    if (here !== undefined && here.name !== name) {
+      return breakWith(position, name, `step ${position} is '${here.name}' in the journal, '${name}' in this replay`)
+    }
+    if (named !== undefined && named.position !== position) {
+      return breakWith(position, name, `step '${name}' is step ${named.position} in the journal, step ${position} in this replay`)
+    }
+    if (here !== undefined && here._tag !== tag) {
+      return breakWith(position, name, `'${name}' is a ${here._tag} in the journal, a ${tag} in this replay`)
+    }
+    return { here: here as Extract<Entry, { _tag: T }> | undefined }
+  }
+
+  /** Takes the next position for a call named `name`; fails if the name was called before. */
+  const take = (name: string): number | DuplicateStep => {
+    if (called.has(name)) return new DuplicateStep({ runId, step: name })
+    called.add(name)
+    return next++
+  }
+
+  const sleep = (name: string, wake: (now: number) => number): Effect.Effect<void, Task.SleepError> => {
+    // A body that carries on after its suspension runs no more journaled calls.
+    if (suspension !== undefined) return Effect.interrupt
+    const position = take(name)
+    if (typeof position !== "number") return Effect.fail(position)
+    return Effect.flatMap(load, () => {
+      const checked = recorded(position, name, "sleep")
+      if (checked instanceof NonDeterministic) return Effect.fail(checked)
+      const here = checked.here
+      return Effect.flatMap(Clock.currentTimeMillis, (now): Effect.Effect<void, Task.SleepError> => {
+        if (here !== undefined) return now >= here.until ? Effect.void : suspend(here.until, name)
+        // The wake-up time is taken at the first call and recorded: a replay sleeps until the same time.
+        const until = wake(now)
+        if (!Number.isFinite(until) || Math.abs(until) > maxDate) {
+          return Effect.fail(new InvalidInput({ message: `sleep '${clip(name, 100)}' has no wake-up time a date can hold` }))
+        }
+        const entry: SleepEntry = { _tag: "sleep", name, position, until }
+        return Effect.flatMap(options.record(entry), () => {
+          remember(entry)
+          return now >= entry.until ? Effect.void : suspend(entry.until, name)
+        })
+      })
+    })
   }
 
   const step = <A, I, E, R>(
@@ -105,11 +215,11 @@ export const make = (options: {
     effect: Effect.Effect<A, E, R>,
     stepOptions: Task.StepOptions<A, I, E>
   ): Effect.Effect<A, E | Task.StepError, R> => {
+    if (suspension !== undefined) return Effect.interrupt
     // Names and places are taken when the body calls `step`, not when the
     // effect runs: a step run again (`Effect.retry` around it) keeps both.
-    if (called.has(name)) return Effect.fail(new DuplicateStep({ runId, step: name }))
-    called.add(name)
-    const position = next++
+    const position = take(name)
+    if (typeof position !== "number") return Effect.fail(position)
     const schema = stepOptions.output
     const retry = stepOptions.retry
     const tried = retry === undefined
@@ -121,20 +231,14 @@ export const make = (options: {
       Effect.flatMap(
         Effect.mapError(Schema.encode(schema)(value), (error) => InvalidInput.fromParseError(`output of step '${name}'`, error)),
         (output) => {
-          const entry: Entry = { name, position, output }
+          const entry: StepEntry = { _tag: "step", name, position, output }
           return Effect.as(Effect.tap(options.record(entry), () => remember(entry)), value)
         }
       ))
     return Effect.flatMap(load, (): Effect.Effect<A, E | Task.StepError, R> => {
-      if (broken !== undefined) return Effect.fail(broken)
-      const here = byPosition.get(position)
-      const named = byName.get(name)
-      if (here !== undefined && here.name !== name) {
-        return breaks(position, name, `step ${position} is '${here.name}' in the journal, '${name}' in this replay`)
-      }
-      if (named !== undefined && named.position !== position) {
-        return breaks(position, name, `step '${name}' is step ${named.position} in the journal, step ${position} in this replay`)
-      }
+      const checked = recorded(position, name, "step")
+      if (checked instanceof NonDeterministic) return Effect.fail(checked)
+      const here = checked.here
       if (here === undefined) return fresh
       return Effect.catchAll(
         Schema.decodeUnknown(schema)(here.output),
@@ -148,5 +252,5 @@ export const make = (options: {
     })
   }
 
-  return { step, broken: () => broken }
+  return { step, sleep, broken: () => broken, suspended: () => suspension }
 }

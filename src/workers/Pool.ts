@@ -156,10 +156,10 @@ export const make = (options: WorkersOptions) =>
     const afterRecorded = (claim: Claim, outcome: Outcome, stillHeld: boolean): Effect.Effect<void> | undefined =>
       !stillHeld
         ? Effect.logInfo(`attempt ${claim.attempt} of ${claim.runId} lost its lease; its ${outcome._tag} was refused`)
-        : outcome._tag === "released" || outcome._tag === "retrying"
+        : outcome._tag === "released" || outcome._tag === "retrying" || outcome._tag === "waiting"
         // Handed back: any worker (here or in another process) may take it now.
-        // Retrying: idle workers learn when it is due (they sleep until the
-        // next due run, or their poll), instead of finding it at their poll.
+        // Retrying or waiting: idle workers learn when it is due (they sleep until
+        // the next due run, or their poll), instead of finding it at their poll.
         ? queue.wake(claim.queue)
         : undefined
 

@@ -22,8 +22,8 @@ describe("runstream CLI: operating a server", () => {
 
         expect(stats.code).toBe(0)
         expect(stats.stdout).not.toMatch(ansi)
-        expect(stats.stdout).toMatch(/^TASK +QUEUED +RUNNING +SUCCEEDED +FAILED +CANCELLED$/m)
-        expect(stats.stdout).toMatch(/^demo\.count +0 +0 +1 +0 +0$/m)
+        expect(stats.stdout).toMatch(/^TASK +QUEUED +RUNNING +WAITING +SUCCEEDED +FAILED +CANCELLED$/m)
+        expect(stats.stdout).toMatch(/^demo\.count +0 +0 +0 +1 +0 +0$/m)
         expect(stats.stdout).toMatch(/^Last hour: 1 succeeded, 0 failed, 0 cancelled$/m)
         expect(stats.stdout).toMatch(/^ {2}duration +p50 \d/m)
         expect(statsJson.runs).toContainEqual({ task: "demo.count", status: "succeeded", count: 1 })

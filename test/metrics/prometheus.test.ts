@@ -101,7 +101,7 @@ describe("GET /metrics", () => {
       expect(histogramCount(fromA.text, "runstream_queue_wait_seconds", `task="demo.echo"`)).toBe(3)
       expect(histogramCount(fromA.text, "runstream_run_duration_seconds", `task="demo.echo"`)).toBe(3)
       expect(histogramCount(fromA.text, "runstream_run_duration_seconds", `task="demo.count"`)).toBe(1)
-      expect(value(fromA, "runstream_waiting_runs")).toBeUndefined() // nothing waits: no series
+      expect(value(fromA, "runstream_queued_runs")).toBeUndefined() // nothing waits: no series
       expect(value(fromA, "runstream_relay_lag_seconds")).toBeGreaterThanOrEqual(0)
       expect(value(fromA, "runstream_in_flight_runs")).toBe(0)
       expect(value(fromA, "runstream_live_streams")).toBe(0)
@@ -128,8 +128,8 @@ describe("GET /metrics", () => {
       }).pipe(Effect.provide(idle))
       const families = yield* Effect.provide(scrape, idle)
       expect(value(families, "runstream_runs_finished_total", { task: "demo.echo", outcome: "cancelled" })).toBe(1)
-      expect(value(families, "runstream_waiting_runs", { queue: "q1" })).toBe(2)
-      expect(value(families, "runstream_waiting_runs", { queue: "q2" })).toBe(1)
+      expect(value(families, "runstream_queued_runs", { queue: "q1" })).toBe(2)
+      expect(value(families, "runstream_queued_runs", { queue: "q2" })).toBe(1)
       expect(value(families, "runstream_runs_started_total", { task: "demo.echo" })).toBe(5)
       // The scrape's own statement holds a connection while the pool is read, or has just given it back.
       expect(value(families, "runstream_db_pool_connections", { state: "in_use" })).toBeGreaterThanOrEqual(0)

@@ -46,7 +46,7 @@ export const Timeline = ({ run, attempts, events, now }: {
         <span>{new Date(start).toLocaleTimeString()}</span>
         <span class="legend">
           <i class="attempt-succeeded" /> succeeded <i class="attempt-retrying" /> failed, retried <i class="attempt-failed" /> failed
-          <i class="attempt-running" /> running <i class="attempt-cancelled" /> cancelled
+          <i class="attempt-running" /> running <i class="attempt-waiting" /> waiting <i class="attempt-cancelled" /> cancelled
         </span>
         <span>{duration(end - start)}</span>
       </figcaption>

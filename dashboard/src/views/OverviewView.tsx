@@ -124,7 +124,7 @@ export const OverviewView = () => {
     }
     return [...byTask.entries()].sort(([a], [b]) => a.localeCompare(b))
   }, [stats])
-  const shownStatuses = ["queued", "running", "succeeded", "failed", "cancelled"] as const
+  const shownStatuses = ["queued", "running", "waiting", "succeeded", "failed", "cancelled"] as const
 
   return (
     <section aria-labelledby="overview-title">
@@ -158,7 +158,7 @@ export const OverviewView = () => {
           </div>
           <div class="values">
             <div>
-              <h2>Runs by task <span class="muted">(queued and running now; ended in the last hour)</span></h2>
+              <h2>Runs by task <span class="muted">(queued, running and waiting now; ended in the last hour)</span></h2>
               <table>
                 <thead><tr><th scope="col">Task</th>{shownStatuses.map((s) => <th scope="col" class="num" key={s}>{s}</th>)}</tr></thead>
                 <tbody>
