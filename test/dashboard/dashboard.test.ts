@@ -75,7 +75,10 @@ describe.skipIf(!hasChromium)("dashboard", () => {
     const tab = await openTab(harness, `#/runs/${body.run.id}`)
     const { page } = tab
     await page.locator(`h1 + .status[data-status="succeeded"]`).waitFor()
+    // The status comes from the run, the attempts from its log's stream: a run that had
+    // ended before the page opened shows its status before the log's events are drawn.
     const rows = page.locator("table.attempts tbody tr")
+    await rows.nth(2).waitFor()
     expect(await rows.count()).toBe(3)
     expect(await rows.nth(0).textContent()).toContain("FlakyFailure: attempt 1 failed on purpose")
     expect(await rows.nth(1).textContent()).toContain("retrying")
