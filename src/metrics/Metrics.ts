@@ -44,6 +44,7 @@ export const names = {
   attempts: "runstream_attempts_total",
   queueWait: "runstream_queue_wait_seconds",
   runDuration: "runstream_run_duration_seconds",
+  eventsAppended: "runstream_events_appended_total",
   eventsRelayed: "runstream_events_relayed_total",
   queued: "runstream_queued_runs",
   relayLag: "runstream_relay_lag_seconds",
@@ -73,6 +74,8 @@ export interface Metrics {
   readonly attemptEnded: (task: string, outcome: AttemptOutcome, seconds: number) => void
   /** A run of `task` not yet taken (queued, or sleeping) was cancelled over the API: it finishes without an attempt. */
   readonly waitingCancelled: (task: string) => void
+  /** A pool's writer appended `n` events its task bodies emitted (`ctx.emit`, journal entries). */
+  readonly eventsAppended: (n: number) => void
   /** The relay published `n` events. */
   readonly eventsRelayed: (n: number) => void
   /** A gauge read at each `snapshot` while the scope lasts (its readings as they are then). */
@@ -166,6 +169,7 @@ export const make = Effect.sync((): Metrics => {
       names.runsFinished,
       "Runs finished in this program (by its workers, or cancelled while waiting), by task and outcome."
     ).update(1)
+  const appended = hook(counter(names.eventsAppended, "Events task bodies emitted, appended by this program's workers."))
   const relayed = hook(counter(names.eventsRelayed, "Events published by this program's outbox relay."))
   const gauges = new Set<Gauge>()
 
@@ -179,6 +183,9 @@ export const make = Effect.sync((): Metrics => {
       if (finishes(outcome)) finished(task, outcome)
     },
     waitingCancelled: (task) => finished(task, "cancelled"),
+    eventsAppended: (n) => {
+      if (n > 0) appended.update(n)
+    },
     eventsRelayed: (n) => {
       if (n > 0) relayed.update(n)
     },

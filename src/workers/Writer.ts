@@ -8,6 +8,7 @@
 import { SqlClient, type SqlError } from "@effect/sql"
 import { Effect, type Exit } from "effect"
 import { type AppendItem, EventLog } from "../EventLog.ts"
+import * as Metrics from "../metrics/Metrics.ts"
 import { Outbox } from "../Outbox.ts"
 import { type AttemptEnd, RunQueue } from "../queue/RunQueue.ts"
 import * as GroupCommit from "./GroupCommit.ts"
@@ -50,6 +51,7 @@ export const make = (workerId: string) =>
     const queue = yield* RunQueue
     const log = yield* EventLog
     const outbox = yield* Outbox
+    const metrics = yield* Metrics.option
     const write = yield* GroupCommit.make<Write, Written, SqlError.SqlError>({
       maxBatch: writerBatch,
       write: (batch) => {
@@ -61,6 +63,10 @@ export const make = (workerId: string) =>
         }
         const written = Effect.gen(function*() {
           const seqs = yield* log.append(emits)
+          if (metrics !== undefined && emits.length > 0) {
+            // Those of a run whose attempt lost it get no seq: not appended.
+            metrics.eventsAppended(seqs.reduce((n: number, seq) => seq === undefined ? n : n + 1, 0))
+          }
           const held = yield* queue.recordEnds({ workerId }, ends)
           let e = 0
           return batch.map((w) => w._tag === "emit" ? seqs[e++] : held.has(w.item.runId))

@@ -101,6 +101,8 @@ describe("GET /metrics", () => {
       expect(histogramCount(fromA.text, "runstream_queue_wait_seconds", `task="demo.echo"`)).toBe(3)
       expect(histogramCount(fromA.text, "runstream_run_duration_seconds", `task="demo.echo"`)).toBe(3)
       expect(histogramCount(fromA.text, "runstream_run_duration_seconds", `task="demo.count"`)).toBe(1)
+      // demo.count to 2 emits two ticks; echo none.
+      expect(value(fromA, "runstream_events_appended_total")).toBe(2)
       expect(value(fromA, "runstream_queued_runs")).toBeUndefined() // nothing waits: no series
       expect(value(fromA, "runstream_relay_lag_seconds")).toBeGreaterThanOrEqual(0)
       expect(value(fromA, "runstream_in_flight_runs")).toBe(0)
@@ -110,6 +112,7 @@ describe("GET /metrics", () => {
       expect(value(fromB, "runstream_runs_started_total", { task: "demo.echo" })).toBe(2)
       expect(value(fromB, "runstream_runs_started_total", { task: "demo.count" })).toBeUndefined()
       expect(value(fromB, "runstream_runs_finished_total", { task: "demo.echo", outcome: "succeeded" })).toBe(2)
+      expect(value(fromB, "runstream_events_appended_total") ?? 0).toBe(0)
     }), 60_000)
 
   it.scopedLive("reads the waiting runs per queue and the pool's connections when scraped", () =>
