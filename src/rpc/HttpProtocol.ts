@@ -11,7 +11,7 @@
  * - a line longer than `maxMessageBytes` is refused as soon as it passes the
  *   limit, never held whole;
  * - at most `maxCalls` calls are in flight per request; one more is refused;
- * - the answer is bounded (`answerBytes` on Node): a client that does not read its answer
+ * - the answer is a bounded mailbox: a client that does not read its answer
  *   holds its calls (and the reading of its body) back, not the server's memory.
  *
  * A refusal before anything was answered is an HTTP error with the API's JSON
@@ -42,19 +42,12 @@ export interface Limits {
 const writesGrace = Duration.seconds(5)
 
 /**
- * Messages waiting to be written per request off Node (a mailbox); past it,
- * the calls producing them wait. Small: one message can be a page of a run's
- * log (up to `RUNSTREAM_EVENT_PAGE_SIZE` events), and a client that does not
- * read must cost the server little.
+ * Messages waiting to be written per request; past it, the calls producing
+ * them wait. Small: one message can be a page of a run's log (up to
+ * `RUNSTREAM_EVENT_PAGE_SIZE` events), and a client that does not read must
+ * cost the server little.
  */
 const answerBuffer = 4
-
-/**
- * Bytes of a Node answer held unsent beyond the socket's own buffers; past
- * it, each call producing messages waits after its next one (so at most this
- * and one message per call).
- */
-const answerBytes = 64 * 1024
 
 /** A client whose answer has begun: what the protocol needs to route responses to it. */
 interface Client {
@@ -87,8 +80,8 @@ const readableAnswer = (response: ServerResponse) => {
   let started = false
   let ended = false
   const readable = new Readable({
-    // A client that does not read holds its calls back, not memory.
-    highWaterMark: answerBytes,
+    // A few messages' worth: a client that does not read holds its calls back, not memory.
+    highWaterMark: answerBuffer * 16 * 1024,
     read() {
       if (!started) {
         started = true
