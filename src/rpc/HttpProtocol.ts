@@ -24,11 +24,10 @@
  * @since 0.1.0
  */
 import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { NodeHttpServerRequest } from "@effect/platform-node"
+import { NodeHttpServerRequest, NodeStream } from "@effect/platform-node"
 import { type RpcMessage, RpcServer } from "@effect/rpc"
 import { Deferred, Duration, Effect, Either, Mailbox, Option, Scope, Stream } from "effect"
 import { IncomingMessage, ServerResponse } from "node:http"
-import { Readable } from "node:stream"
 import * as RpcFrame from "./RpcFrame.ts"
 
 export interface Limits {
@@ -51,7 +50,7 @@ const answerBuffer = 4
 
 /** A client whose answer has begun: what the protocol needs to route responses to it. */
 interface Client {
-  readonly answer: Answer
+  readonly answer: Mailbox.Mailbox<Uint8Array>
   /** Ids of the calls that have not ended yet. */
   readonly inFlight: Set<string>
   /** Among them, the calls that write (see `answeredBeforeRefusal`). */
@@ -59,69 +58,6 @@ interface Client {
   /** Called when the last writing call in flight ends. */
   onWritesDone: (() => void) | undefined
 }
-
-/** Where a client's response messages go, in order; `offer` waits while the client reads slowly. */
-interface Answer {
-  readonly offer: (bytes: Uint8Array) => Effect.Effect<void>
-  readonly end: Effect.Effect<void>
-}
-
-/**
- * The answer as a Node `Readable` that the server pipes into the response:
- * a message is a push (and the socket write the pipe makes of it), with no
- * fiber and no stream stages between the RPC server and the socket. Opening a
- * stream call is most of what a burst of stream clients costs the server, and
- * an Effect stream body cost each one a pulling fiber and a chain of channel
- * executors. The status line goes out at the first read (the pipe's start), so
- * a stream with nothing to say yet (`AllEvents`) still answers at once.
- */
-const readableAnswer = (response: ServerResponse) => {
-  let room: (() => void) | undefined
-  let started = false
-  let ended = false
-  const readable = new Readable({
-    // A few messages' worth: a client that does not read holds its calls back, not memory.
-    highWaterMark: answerBuffer * 16 * 1024,
-    read() {
-      if (!started) {
-        started = true
-        // The server's `writeHead` came just before its pipe, and only buffers the head: send it now.
-        response.flushHeaders()
-      }
-      const wake = room
-      room = undefined
-      wake?.()
-    }
-  })
-  // The client left (or the server destroyed the body): nothing more will be read.
-  readable.once("close", () => {
-    ended = true
-    const wake = room
-    room = undefined
-    wake?.()
-  })
-  const waitForRoom = Effect.async<void>((resume) => {
-    if (ended) return resume(Effect.void)
-    room = () => resume(Effect.void)
-    return Effect.sync(() => {
-      room = undefined
-    })
-  })
-  const answer: Answer = {
-    offer: (bytes) => Effect.suspend(() => ended || readable.push(bytes) ? Effect.void : waitForRoom),
-    end: Effect.sync(() => {
-      if (ended) return
-      ended = true
-      readable.push(null)
-    })
-  }
-  return { answer, readable }
-}
-
-const mailboxAnswer = (mailbox: Mailbox.Mailbox<Uint8Array>): Answer => ({
-  offer: (bytes) => Effect.asVoid(mailbox.offer(bytes)),
-  end: Effect.asVoid(mailbox.end)
-})
 
 /** Resumes once no writing call of the client is in flight. */
 const writesDone = (client: Client) =>
@@ -154,9 +90,6 @@ const errorResponse = (refusal: RpcFrame.FrameRefused) =>
 
 const nodeSource = (request: HttpServerRequest.HttpServerRequest) =>
   Option.liftPredicate(NodeHttpServerRequest.toIncomingMessage(request) as unknown, (source) => source instanceof IncomingMessage)
-
-const nodeResponse = (request: HttpServerRequest.HttpServerRequest) =>
-  Option.liftPredicate(NodeHttpServerRequest.toServerResponse(request) as unknown, (response) => response instanceof ServerResponse)
 
 /**
  * A refused body: how many more bytes are read and dropped (so that a client
@@ -196,75 +129,11 @@ const dropRest = (source: IncomingMessage, response: unknown, answered: boolean)
  */
 const bodyOf = (request: HttpServerRequest.HttpServerRequest) =>
   Option.match(nodeSource(request), {
-    onNone: () => ({
-      forEach: <E>(f: (chunk: Uint8Array) => Effect.Effect<void, E>) =>
-        Stream.runForEach(request.stream as Stream.Stream<Uint8Array, unknown>, f),
-      drop: (_answered: boolean) => Effect.void
-    }),
+    onNone: () => ({ chunks: request.stream as Stream.Stream<Uint8Array, unknown>, drop: (_answered: boolean) => Effect.void }),
     onSome: (source) => ({
-      forEach: <E>(f: (chunk: Uint8Array) => Effect.Effect<void, E>) => {
-        const loop: Effect.Effect<void, E | unknown> = Effect.flatMap(
-          nextChunk(source),
-          (chunk) => chunk === null ? Effect.void : Effect.zipRight(f(chunk), loop)
-        )
-        return loop
-      },
+      chunks: NodeStream.fromReadable<unknown, Uint8Array>(() => source, (error) => error, { closeOnDone: false }),
       drop: (answered: boolean) => Effect.sync(() => dropRest(source, NodeHttpServerRequest.toServerResponse(request), answered))
     })
-  })
-
-/**
- * The body's next chunk, `null` at its end; fails if the request breaks
- * first. Read by hand rather than as an Effect stream (a channel executor per
- * request): the body of a stream call is one line. Reading stops between
- * calls, and the request stays open for `dropRest`.
- */
-const nextChunk = (source: IncomingMessage) =>
-  Effect.async<Uint8Array | null, unknown>((resume) => {
-    const read = (): boolean => {
-      const chunk = source.read() as Uint8Array | null
-      if (chunk !== null) {
-        resume(Effect.succeed(chunk))
-        return true
-      }
-      if (source.readableEnded) {
-        resume(Effect.succeed(null))
-        return true
-      }
-      if (source.errored !== null || source.destroyed) {
-        resume(Effect.fail(source.errored ?? new Error("the request was closed before its end")))
-        return true
-      }
-      return false
-    }
-    if (read()) return
-    const onReadable = () => {
-      if (read()) cleanup()
-    }
-    const onEnd = () => {
-      cleanup()
-      resume(Effect.succeed(null))
-    }
-    const onError = (error: unknown) => {
-      cleanup()
-      resume(Effect.fail(error))
-    }
-    const onClose = () => {
-      if (read()) return cleanup()
-      cleanup()
-      resume(Effect.fail(new Error("the request was closed before its end")))
-    }
-    const cleanup = () => {
-      source.off("readable", onReadable)
-      source.off("end", onEnd)
-      source.off("error", onError)
-      source.off("close", onClose)
-    }
-    source.on("readable", onReadable)
-    source.once("end", onEnd)
-    source.once("error", onError)
-    source.once("close", onClose)
-    return Effect.sync(cleanup)
   })
 
 /**
@@ -383,13 +252,8 @@ export const make = (options: Limits & {
       const request = yield* HttpServerRequest.HttpServerRequest
       const scope = yield* Effect.scope
       const clientId = nextClientId++
-      const response = nodeResponse(request)
-      const nodeAnswer = Option.map(response, readableAnswer)
-      const mailbox = Option.isNone(nodeAnswer)
-        ? yield* Mailbox.make<Uint8Array>({ capacity: answerBuffer, strategy: "suspend" })
-        : undefined
       const client: Client = {
-        answer: Option.match(nodeAnswer, { onNone: () => mailboxAnswer(mailbox!), onSome: ({ answer }) => answer }),
+        answer: yield* Mailbox.make<Uint8Array>({ capacity: answerBuffer, strategy: "suspend" }),
         inFlight: new Set(),
         writing: new Set(),
         onWritesDone: undefined
@@ -432,7 +296,7 @@ export const make = (options: Limits & {
 
       const body = bodyOf(request)
       const lines = makeLineReader(options.maxMessageBytes, onLine)
-      const read = body.forEach(lines.onChunk).pipe(
+      const read = Stream.runForEach(body.chunks, lines.onChunk).pipe(
         Effect.mapError((error) => error instanceof RpcFrame.FrameRefused ? error : unreadable),
         Effect.zipRight(lines.flush),
         Effect.zipRight(Effect.flatMap(Deferred.isDone(started), (isStarted) => isStarted ? Effect.void : Effect.fail(noMessage))),
@@ -453,12 +317,8 @@ export const make = (options: Limits & {
         Effect.match({
           onFailure: errorResponse,
           onSuccess: () =>
-            Option.match(nodeAnswer, {
-              onNone: () =>
-                HttpServerResponse.stream(Stream.concat(flushHeaders(request), Mailbox.toStream(mailbox!)), {
-                  contentType: "application/ndjson"
-                }),
-              onSome: ({ readable }) => HttpServerResponse.raw(readable, { contentType: "application/ndjson" })
+            HttpServerResponse.stream(Stream.concat(flushHeaders(request), Mailbox.toStream(client.answer)), {
+              contentType: "application/ndjson"
             })
         })
       )
