@@ -27,6 +27,9 @@ const hrTime = (millis: number): HrTime => [Math.floor(millis / 1000), (millis %
  * Registers a producer of the program's metrics with `readers`, shut down
  * with the scope. Counters are cumulative sums from the producer's start.
  */
+/** What a metric entry says of its points: their type and temporality. */
+type Kind = Omit<MetricData, "descriptor" | "dataPoints">
+
 export const register = (readers: ReadonlyArray<MetricReader>, serviceName: string) =>
   Effect.gen(function*() {
     const metrics = yield* Metrics
@@ -48,30 +51,24 @@ export const register = (readers: ReadonlyArray<MetricReader>, serviceName: stri
           unit: metricKey.name.endsWith("_seconds") ? "s" : "1",
           valueType: ValueType.DOUBLE
         }
-        const existing = byName.get(metricKey.name)
+        // A name's first series makes its entry; the others join its points.
+        const add = (point: unknown, kind: Kind) => {
+          const existing = byName.get(metricKey.name)
+          if (existing !== undefined) (existing.dataPoints as Array<unknown>).push(point)
+          else byName.set(metricKey.name, { descriptor, ...kind, dataPoints: [point] } as MetricData)
+        }
+        const cumulative = sdk.AggregationTemporality.CUMULATIVE
         if (MetricState.isCounterState(metricState)) {
-          const point = { startTime, endTime, attributes, value: Number(metricState.count) }
-          if (existing !== undefined) (existing.dataPoints as Array<unknown>).push(point)
-          else {
-            byName.set(metricKey.name, {
-              descriptor,
-              aggregationTemporality: sdk.AggregationTemporality.CUMULATIVE,
-              dataPointType: sdk.DataPointType.SUM,
-              isMonotonic: true,
-              dataPoints: [point]
-            })
-          }
+          add({ startTime, endTime, attributes, value: Number(metricState.count) }, {
+            aggregationTemporality: cumulative,
+            dataPointType: sdk.DataPointType.SUM,
+            isMonotonic: true
+          } as Kind)
         } else if (MetricState.isGaugeState(metricState)) {
-          const point = { startTime: endTime, endTime, attributes, value: Number(metricState.value) }
-          if (existing !== undefined) (existing.dataPoints as Array<unknown>).push(point)
-          else {
-            byName.set(metricKey.name, {
-              descriptor,
-              aggregationTemporality: sdk.AggregationTemporality.CUMULATIVE,
-              dataPointType: sdk.DataPointType.GAUGE,
-              dataPoints: [point]
-            })
-          }
+          add({ startTime: endTime, endTime, attributes, value: Number(metricState.value) }, {
+            aggregationTemporality: cumulative,
+            dataPointType: sdk.DataPointType.GAUGE
+          } as Kind)
         } else if (MetricState.isHistogramState(metricState)) {
           // Effect's buckets are cumulative, their last bound +Infinity; OTLP's counts are per bucket.
           const boundaries: Array<number> = []
@@ -83,7 +80,7 @@ export const register = (readers: ReadonlyArray<MetricReader>, serviceName: stri
             previous = cumulative
           }
           if (counts.length === boundaries.length) counts.push(metricState.count - previous)
-          const point = {
+          add({
             startTime,
             endTime,
             attributes,
@@ -93,16 +90,10 @@ export const register = (readers: ReadonlyArray<MetricReader>, serviceName: stri
               sum: metricState.sum,
               ...(metricState.count > 0 ? { min: metricState.min, max: metricState.max } : {})
             }
-          }
-          if (existing !== undefined) (existing.dataPoints as Array<unknown>).push(point)
-          else {
-            byName.set(metricKey.name, {
-              descriptor,
-              aggregationTemporality: sdk.AggregationTemporality.CUMULATIVE,
-              dataPointType: sdk.DataPointType.HISTOGRAM,
-              dataPoints: [point]
-            })
-          }
+          }, {
+            aggregationTemporality: cumulative,
+            dataPointType: sdk.DataPointType.HISTOGRAM
+          } as Kind)
         }
       }
       return [...byName.values()]

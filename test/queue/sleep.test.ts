@@ -6,26 +6,15 @@
  * counted in memory, outside the database.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, ConfigProvider, Context, DateTime, Duration, Effect, Layer, Option, Schema, Stream, TestClock } from "effect"
+import { Chunk, ConfigProvider, DateTime, Duration, Effect, Layer, Option, Schema, Stream, TestClock } from "effect"
 import { Echo } from "../../src/demo/tasks.ts"
-import type { RunId } from "../../src/domain/Ids.ts"
 import { type RunEvent, sleepStartedType, stepCompletedType } from "../../src/domain/RunEvent.ts"
 import { Runs } from "../../src/Runs.ts"
 import * as Stats from "../../src/Stats.ts"
 import * as Task from "../../src/Task.ts"
 import { RunstreamTest } from "../../src/testing/index.ts"
-import { fastWorkers, jobOf, logOf, patience, typesOf, waitForEvent } from "./support.ts"
+import { Effects, fastWorkers, jobOf, logOf, patience, typesOf, sideEffect, waitForEvent } from "./support.ts"
 
-/** How many times each step's effect ran, by `runId/step`. */
-class Effects extends Context.Tag("test/sleep/Effects")<Effects, Map<string, number>>() {}
-
-const sideEffect = (runId: RunId, step: string) =>
-  Effect.flatMap(Effects, (effects) =>
-    Effect.sync(() => {
-      const n = (effects.get(`${runId}/${step}`) ?? 0) + 1
-      effects.set(`${runId}/${step}`, n)
-      return n
-    }))
 
 /** Step a, a sleep of an hour, step b; one attempt allowed: the wait must not use it up. */
 const Naps = Task.make("test.sleep.naps", {

@@ -5,26 +5,14 @@
  * Side effects are counted in memory, outside the database.
  */
 import { describe, expect, layer } from "@effect/vitest"
-import { Context, Effect, Layer, Schedule, Schema } from "effect"
+import { Effect, Layer, Schedule, Schema } from "effect"
 import { InvalidInput } from "../../src/domain/Errors.ts"
-import type { RunId } from "../../src/domain/Ids.ts"
 import { type RunEvent, stepCompletedType } from "../../src/domain/RunEvent.ts"
 import { Runs } from "../../src/Runs.ts"
 import * as Task from "../../src/Task.ts"
 import { RunstreamTest } from "../../src/testing/index.ts"
-import { fastWorkers, logOf, patience, typesOf } from "./support.ts"
+import { Effects, fastWorkers, logOf, patience, sideEffect, typesOf } from "./support.ts"
 
-/** How many times each step's effect ran, by `runId/step`: the side effects, outside the database. */
-class Effects extends Context.Tag("test/steps/Effects")<Effects, Map<string, number>>() {}
-
-/** The step's side effect: counts one more run of `runId/step`, and returns the count. */
-const sideEffect = (runId: RunId, step: string) =>
-  Effect.flatMap(Effects, (effects) =>
-    Effect.sync(() => {
-      const n = (effects.get(`${runId}/${step}`) ?? 0) + 1
-      effects.set(`${runId}/${step}`, n)
-      return n
-    }))
 
 class Boom extends Schema.TaggedError<Boom>()("Boom", { attempt: Schema.Number }) {}
 

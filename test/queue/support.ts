@@ -3,7 +3,7 @@
  * that share one database, and readers of a run's log and queue row.
  */
 import { SqlClient } from "@effect/sql"
-import { Duration, Effect, Layer, Option, Stream } from "effect"
+import { Context, Duration, Effect, Layer, Option, Stream } from "effect"
 import * as EventBus from "../../src/bus/index.ts"
 import * as Database from "../../src/Database.ts"
 import type { RunId } from "../../src/domain/Ids.ts"
@@ -103,3 +103,15 @@ export const rowCounts = Effect.gen(function*() {
 
 /** The data of a system event (they are all objects). */
 export const dataOf = (event: RunEvent) => event.data as Record<string, unknown>
+
+/** How many times each step's effect ran, by `runId/step`: side effects counted outside the database. */
+export class Effects extends Context.Tag("test/queue/Effects")<Effects, Map<string, number>>() {}
+
+/** A step's side effect: counts one more run of `runId/step`, and returns the count. */
+export const sideEffect = (runId: RunId, step: string) =>
+  Effect.flatMap(Effects, (effects) =>
+    Effect.sync(() => {
+      const n = (effects.get(`${runId}/${step}`) ?? 0) + 1
+      effects.set(`${runId}/${step}`, n)
+      return n
+    }))
