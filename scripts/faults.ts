@@ -31,8 +31,9 @@ import { scenario as s5 } from "./faults/s5-many-clients.ts"
 import { scenario as s6 } from "./faults/s6-fuzz.ts"
 import { scenario as s7 } from "./faults/s7-poison.ts"
 import { scenario as s8 } from "./faults/s8-flow-control.ts"
+import { scenario as s9 } from "./faults/s9-workflows.ts"
 
-const scenarios: ReadonlyArray<Scenario> = [s1, s2, s3, s4, s5, s6, s7, s8]
+const scenarios: ReadonlyArray<Scenario> = [s1, s2, s3, s4, s5, s6, s7, s8, s9]
 
 interface Flags {
   readonly quick: boolean

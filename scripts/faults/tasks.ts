@@ -8,7 +8,8 @@
  * worker that registers a task with limits claims through the limited claim
  * (`queue/Claiming.ts`), which would change what the other scenarios measure.
  */
-import { Duration, Effect, Schema } from "effect"
+import { Config, Duration, Effect, Schema } from "effect"
+import { appendFileSync } from "node:fs"
 import * as Demo from "../../src/demo/tasks.ts"
 import * as RunSchedule from "../../src/schedules/RunSchedule.ts"
 import * as Task from "../../src/Task.ts"
@@ -100,7 +101,39 @@ export const Burst = Task.make("faults.burst", {
     )
 })
 
-export const all = [...Demo.all, ...poison, Burst] as const
+/** What a step of `Workflow` records: a nonce drawn by its effect, and the step's number. */
+const StepOutput = Schema.Struct({ nonce: Schema.String, n: Schema.Int })
+
+/**
+ * Scenario 9: `steps` journaled steps with a durable sleep after the second.
+ * Each step's effect appends `<runId> <step> <nonce>` to `FAULTS_SIDE_EFFECTS`
+ * (outside the database; one `appendFileSync` of a short line, atomic and in
+ * order across processes), then holds for `stepMs` so that kills land between
+ * an effect and its journal entry too. The nonce it returns is journaled: the
+ * line whose nonce the log holds is the execution that counted, and a line of
+ * the same step after it would be a step run again after it was recorded.
+ */
+export const Workflow = Task.make("faults.workflow", {
+  input: Schema.Struct({ steps: Schema.Int, napMs: Schema.Int, stepMs: Schema.Int }),
+  output: Schema.Struct({ total: Schema.Int }),
+  run: ({ napMs, stepMs, steps }, ctx) =>
+    Effect.gen(function*() {
+      const file = yield* Effect.orDie(Config.string("FAULTS_SIDE_EFFECTS"))
+      let total = 0
+      for (let n = 1; n <= steps; n++) {
+        const effect = Effect.sync(() => {
+          const nonce = Math.random().toString(36).slice(2, 12)
+          appendFileSync(file, `${ctx.runId} s${n} ${nonce}\n`)
+          return { nonce, n }
+        }).pipe(Effect.tap(() => Effect.sleep(Duration.millis(stepMs))))
+        total += (yield* ctx.step(`s${n}`, effect, { output: StepOutput })).n
+        if (n === 2) yield* ctx.sleep("nap", Duration.millis(napMs))
+      }
+      return { total }
+    })
+})
+
+export const all = [...Demo.all, ...poison, Burst, Workflow] as const
 
 /** Scenario 8: holds one of its key's 2 slots for `holdMs`. */
 export const Limited = Task.make("faults.limited", {
