@@ -5,11 +5,13 @@
  */
 import { describe, expect, layer } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
-import { Effect, Option, Stream } from "effect"
+import { Context, Effect, Layer, Option, Stream } from "effect"
 import type { RunId } from "../../src/domain/Ids.ts"
+import { RunstreamClient } from "../../src/rpc/RunstreamClient.ts"
+import * as Client from "../../src/rpc/RunstreamClient.ts"
 import { Runs } from "../../src/Runs.ts"
 import { RunstreamTest } from "../../src/testing/index.ts"
-import { call, post, program } from "./support.ts"
+import { BaseUrl, call, post, program } from "./support.ts"
 
 /** Waits, in-process, for the run's first event of `type`. */
 const waitFor = (runId: string, type: string) =>
@@ -38,15 +40,27 @@ const startApproval = Effect.map(post("/v1/runs", { task: "demo.approval", input
 
 describe("HTTP API: signals", () => {
   layer(program({ maxBodyBytes: 4096 }), { excludeTestServices: true })((it) => {
-    it.effect("a signal wakes a waiting run (202); a second of the name is ignored (200); the run finishes with its data", () =>
+    it.effect("a signal to a run not waiting yet is kept (202); a second of the name is ignored (200)", () =>
+      Effect.gen(function*() {
+        // No worker serves this queue: the run stays queued.
+        const queued = yield* post("/v1/runs", { task: "demo.approval", input: { document: "later" }, queue: "elsewhere" })
+        const id = queued.body.run.id as string
+        const sent = yield* post(`/v1/runs/${id}/signals/approve`, { data: { approved: true, by: "ada" } })
+        expect(sent).toMatchObject({ status: 202, body: { runId: id, name: "approve", created: true } })
+        const again = yield* post(`/v1/runs/${id}/signals/approve`, { data: { approved: false, by: "bob" } })
+        expect(again).toMatchObject({ status: 200, body: { runId: id, name: "approve", created: false } })
+        // Absent data is null, which this schema refuses.
+        expect((yield* post(`/v1/runs/${id}/signals/approve`, {})).status).toBe(400)
+        expect((yield* post(`/v1/runs/${id}/cancel`, {})).body.run.status).toBe("cancelled")
+      }))
+
+    it.effect("a signal wakes a waiting run (202); the run finishes with its data; a finished run answers 409", () =>
       Effect.gen(function*() {
         const id = yield* startApproval
         yield* waitFor(id, "run.waiting")
         expect((yield* call(`/v1/runs/${id}`)).body.run.status).toBe("waiting")
         const sent = yield* post(`/v1/runs/${id}/signals/approve`, { data: { approved: true, by: "ada" } })
         expect(sent).toMatchObject({ status: 202, body: { runId: id, name: "approve", created: true } })
-        const again = yield* post(`/v1/runs/${id}/signals/approve`, { data: { approved: false, by: "bob" } })
-        expect(again).toMatchObject({ status: 200, body: { runId: id, name: "approve", created: false } })
         const done = yield* RunstreamTest.waitForRunCompletion(id as RunId, "40 seconds")
         expect(done.status).toBe("succeeded")
         expect(done.output).toEqual({ document: "memo", approved: true, by: "ada" })
@@ -89,6 +103,28 @@ describe("HTTP API: signals", () => {
         const done = yield* RunstreamTest.waitForRunCompletion(id as RunId, "40 seconds")
         expect(done.output).toEqual({ document: "memo", approved: false, by: "eve" })
       }))
+
+    it.effect("over RPC: RunstreamClient.signal wakes the run; typed errors for bad data and a finished run", () =>
+      Effect.gen(function*() {
+        const base = yield* BaseUrl
+        const client = Context.get(yield* Layer.build(Client.layer({ url: `${base}/rpc` })), RunstreamClient)
+        const { run } = yield* client.start("demo.approval", { document: "rpc" })
+        yield* waitFor(run.id, "run.waiting")
+        const bad = yield* Effect.flip(client.signal(run.id, "approve", { approved: 1, by: "x" }))
+        expect(bad._tag).toBe("InvalidInput")
+        expect(yield* client.signal(run.id, "approve", { approved: true, by: "rpc" })).toEqual({
+          runId: run.id,
+          name: "approve",
+          created: true
+        })
+        const done = yield* RunstreamTest.waitForRunCompletion(run.id, "40 seconds")
+        expect(done.output).toEqual({ document: "rpc", approved: true, by: "rpc" })
+        expect(yield* Effect.flip(client.signal(run.id, "approve", { approved: true, by: "rpc" }))).toMatchObject({
+          _tag: "RunAlreadyFinished",
+          status: "succeeded"
+        })
+        expect((yield* Effect.flip(client.signal("nope", "approve", null)))._tag).toBe("RunNotFound")
+      }).pipe(Effect.scoped))
 
     it.effect("the OpenAPI document describes the route", () =>
       Effect.gen(function*() {
