@@ -7,13 +7,24 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
-import { ConfigProvider, Context, Deferred, Effect, Layer, Option, Schedule, Schema, TestClock } from "effect"
+import { ConfigProvider, Context, Deferred, Effect, Exit, Layer, Option, Schedule, Schema, Scope, TestClock } from "effect"
 import type { RunId } from "../../src/domain/Ids.ts"
 import { type RunEvent, signalReceivedType, signalTimedOutType, signalWaitingType } from "../../src/domain/RunEvent.ts"
 import { Runs } from "../../src/Runs.ts"
 import * as Task from "../../src/Task.ts"
-import { RunstreamTest } from "../../src/testing/index.ts"
-import { Effects, fastWorkers, logOf, patience, rowCounts, sideEffect, typesOf, waitForEvent, withWorkers } from "./support.ts"
+import { RunstreamTest, TestDatabase } from "../../src/testing/index.ts"
+import {
+  Effects,
+  fastWorkers,
+  logOf,
+  patience,
+  programOn,
+  rowCounts,
+  sideEffect,
+  typesOf,
+  waitForEvent,
+  withWorkers
+} from "./support.ts"
 
 const Approval = Schema.Struct({ by: Schema.String, ok: Schema.Boolean })
 
@@ -294,6 +305,27 @@ describe("ctx.waitForSignal", () => {
         "run.succeeded"
       ])
     }).pipe(Effect.provide(program())))
+
+  it.live("a program that does not have the run's task refuses its signals (UnknownTask): it cannot check them", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const owner = yield* Layer.buildWithScope(
+        programOn({ tasks: [Approve], workers: false }).pipe(Layer.provide(Layer.sync(Effects, () => new Map()))),
+        scope
+      )
+      // Another program on the same database, without the task (a server of other tasks).
+      const other = yield* Layer.buildWithScope(programOn({ tasks: [Undeclared], workers: false }), scope)
+      const run = yield* Effect.provide(Effect.flatMap(Runs, (runs) => runs.start(Approve, null)), owner)
+      const refused = yield* Effect.provide(
+        Effect.flip(Effect.flatMap(Runs, (runs) => runs.signal(run.id, "approve", { by: "ada", ok: true }))),
+        other
+      )
+      expect(refused).toMatchObject({ _tag: "UnknownTask", task: Approve.name })
+      expect(yield* Effect.provide(signalsOf(run.id), owner)).toEqual([])
+      const sent = yield* Effect.provide(Effect.flatMap(Runs, (runs) => runs.signal(run.id, "approve", { by: "ada", ok: true })), owner)
+      expect(sent.created).toBe(true)
+      yield* Scope.close(scope, Exit.void)
+    }).pipe(Effect.provide(TestDatabase.layerUrl)))
 
   it.live("a body that waits for a signal its task does not declare fails for good with SignalNotDeclared", () =>
     Effect.gen(function*() {
