@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
-import { ConfigProvider, Context, Deferred, Effect, Exit, Layer, Option, Schedule, Schema, Scope, TestClock } from "effect"
+import { ConfigProvider, Context, Deferred, Effect, Exit, Layer, Option, Schedule, Schema, Scope, Stream, TestClock } from "effect"
 import type { RunId } from "../../src/domain/Ids.ts"
 import { type RunEvent, signalReceivedType, signalTimedOutType, signalWaitingType } from "../../src/domain/RunEvent.ts"
 import { Runs } from "../../src/Runs.ts"
@@ -89,7 +89,19 @@ const Undeclared = Task.make("test.signal.undeclared", {
   run: (_, ctx) => Effect.as(ctx.waitForSignal("surprise", Schema.Null), null)
 })
 
-const tasks = [Approve, Deadline, Held, Undeclared] as const
+/** Waits for `a` and `b` together: either wakes the run, the replay waits for the other. */
+const Both = Task.make("test.signal.both", {
+  input: Schema.Null,
+  output: Schema.Int,
+  signals: { a: Schema.Int, b: Schema.Int },
+  run: (_, ctx) =>
+    Effect.map(
+      Effect.all([ctx.waitForSignal("a", Schema.Int), ctx.waitForSignal("b", Schema.Int)], { concurrency: "unbounded" }),
+      ([a, b]) => a * 10 + b
+    )
+})
+
+const tasks = [Approve, Deadline, Held, Undeclared, Both] as const
 
 const program = (workers: Parameters<typeof RunstreamTest.layer>[0]["workers"] = fastWorkers) =>
   RunstreamTest.layer({ tasks, workers, reclaimInterval: "1 minute" }).pipe(
@@ -224,6 +236,8 @@ describe("ctx.waitForSignal", () => {
       expect((yield* refused("reject", null)).message).toBe("task 'test.signal.approve' declares no signal 'reject'")
       expect((yield* refused("no/slash", null))._tag).toBe("InvalidInput")
       expect((yield* refused("", null))._tag).toBe("InvalidInput")
+      // Data the run's log could not take as its signal.received event (RUNSTREAM_MAX_EVENT_BYTES, 64 KiB).
+      expect(yield* refused("approve", { by: "x".repeat(70_000), ok: true })).toMatchObject({ _tag: "PayloadTooLarge" })
       expect((yield* Effect.flip(runs.signal("00000000-0000-7000-8000-000000000000" as RunId, "approve", null)))._tag).toBe("RunNotFound")
       expect(yield* signalsOf(run.id)).toEqual([])
       expect(yield* rowCounts).toEqual(before)
@@ -264,6 +278,30 @@ describe("ctx.waitForSignal", () => {
       expectContiguous(log)
       expect(typesOf(log).filter((type) => type === "run.started")).toHaveLength(2)
       expect(typesOf(log).filter((type) => type === signalReceivedType)).toHaveLength(1)
+    }).pipe(Effect.provide(program())))
+
+  it.live("waits run together: a signal of either wakes the run (its log says it waits for it), the replay waits for the other", () =>
+    Effect.gen(function*() {
+      const runs = yield* Runs
+      const run = yield* runs.start(Both, null)
+      const first = yield* waitForEvent(run.id, "run.waiting")
+      // The first wait to suspend names the run's wait; the other signal wakes it all the same.
+      const other = (first.data as { waitingFor: string }).waitingFor === "signal:a" ? "b" : "a"
+      yield* runs.signal(run.id, other, 2)
+      // Woken: the replay receives it, and waits again for the first.
+      yield* runs.events(run.id).pipe(
+        Stream.filter((event) => event.type === "run.waiting"),
+        Stream.take(2),
+        Stream.runDrain,
+        Effect.timeoutFail({ duration: patience, onTimeout: () => new Error("not woken by the other signal") })
+      )
+      yield* runs.signal(run.id, other === "a" ? "b" : "a", 3)
+      const done = yield* RunstreamTest.waitForRunCompletion(run.id, patience)
+      expect(done.output).toBe(other === "a" ? 23 : 32)
+      const log = yield* logOf(run.id)
+      expectContiguous(log)
+      expect(typesOf(log).filter((type) => type === "run.waiting")).toHaveLength(2)
+      expect(typesOf(log).filter((type) => type === signalReceivedType)).toHaveLength(2)
     }).pipe(Effect.provide(program())))
 
   it.live("a signal committed while the attempt's waiting end waits for the job's lock wakes the run at once", () =>
