@@ -342,7 +342,8 @@ export const describe = (task: Any): TaskInfo => ({
   concurrency: task.limits.concurrency === null ? null : { limit: task.limits.concurrency },
   rateLimit: task.limits.rateLimit,
   concurrencyKeyField: limitKeyField(task) ?? null,
-  retention: retentionOf(task)
+  retention: retentionOf(task),
+  signals: Object.fromEntries(Object.entries(task.signals ?? {}).map(([name, schema]) => [name, jsonSchemaOf(schema)]))
 })
 
 /** The input field a start of `task` without a `concurrencyKey` takes its key from, if its limits name one. */

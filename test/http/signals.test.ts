@@ -126,8 +126,13 @@ describe("HTTP API: signals", () => {
         expect((yield* Effect.flip(client.signal("nope", "approve", null)))._tag).toBe("RunNotFound")
       }).pipe(Effect.scoped))
 
-    it.effect("the OpenAPI document describes the route", () =>
+    it.effect("the OpenAPI document describes the route; GET /v1/tasks lists a task's signals with their schemas", () =>
       Effect.gen(function*() {
+        const tasks = (yield* call("/v1/tasks")).body.tasks as Array<{ name: string; signals: Record<string, any> }>
+        const approval = tasks.find((task) => task.name === "demo.approval")!
+        expect(Object.keys(approval.signals)).toEqual(["approve"])
+        expect(approval.signals["approve"].required).toEqual(["approved", "by"])
+        expect(tasks.find((task) => task.name === "demo.echo")!.signals).toEqual({})
         const { body } = yield* call("/openapi.json")
         const route = body.paths["/v1/runs/{id}/signals/{name}"].post
         expect(Object.keys(route.responses).sort()).toEqual(expect.arrayContaining(["200", "202", "400", "404", "409", "413", "415"]))
