@@ -157,7 +157,7 @@ export const make = (options: { readonly retention: Option.Option<Duration.Durat
     /**
      * One statement of a walk: looks at the next `batchSize` runs after
      * `after` created before the cut-off, deletes those finished before it
-     * (and their events). Returns where to go on, and the first run it kept
+     * (and their events and signals). Returns where to go on, and the first run it kept
      * that a later pass must look at again (not finished yet, or lately).
      */
     const batch = (walk: Walk, after: string, at: Date) =>
@@ -187,6 +187,8 @@ export const make = (options: { readonly retention: Option.Option<Duration.Durat
             SELECT id FROM finished WHERE events <= ${eventBudget} OR n = 1
           ), gone_events AS (
             DELETE FROM runstream_events WHERE run_id = ANY(ARRAY(SELECT id FROM doomed)) RETURNING 1
+          ), gone_signals AS (
+            DELETE FROM runstream_signals WHERE run_id = ANY(ARRAY(SELECT id FROM doomed))
           ), gone AS (
             DELETE FROM runstream_runs WHERE id = ANY(ARRAY(SELECT id FROM doomed)) RETURNING id
           ), kept AS (

@@ -1,5 +1,5 @@
 /**
- * The public service: start, get, list, cancel, follow and await runs.
+ * The public service: start, get, list, cancel, signal, follow and await runs.
  * @since 0.1.0
  */
 import type { SqlError } from "@effect/sql"
@@ -8,6 +8,7 @@ import { AwaitTimeout, InvalidInput, type RunAlreadyFinished, type InvalidCursor
 import type { RunId } from "./domain/Ids.ts"
 import { isFinished, type Run } from "./domain/Run.ts"
 import type { RunEvent } from "./domain/RunEvent.ts"
+import type { SignalSent } from "./domain/Signal.ts"
 import { RunFilter } from "./domain/RunFilter.ts"
 import type { StartOptions } from "./domain/StartOptions.ts"
 import { EventBus } from "./bus/EventBus.ts"
@@ -16,6 +17,7 @@ import { EventLog } from "./EventLog.ts"
 import * as Metrics from "./metrics/Metrics.ts"
 import { Outbox } from "./Outbox.ts"
 import { afterMessage, type FollowSink, isSeq, RunFollowers } from "./RunFollowers.ts"
+import * as Signal from "./runs/Signal.ts"
 import * as Start from "./runs/Start.ts"
 import type { StartError, StartRequest } from "./runs/Start.ts"
 import { type Created, RunStore } from "./RunStore.ts"
@@ -23,6 +25,7 @@ import type * as Task from "./Task.ts"
 
 export { StartOptions } from "./domain/StartOptions.ts"
 
+export type { SignalError } from "./runs/Signal.ts"
 export type { StartError, StartRequest } from "./runs/Start.ts"
 
 export interface AllEventsFilter {
@@ -50,6 +53,17 @@ export class Runs extends Context.Tag("runstream/Runs")<Runs, {
     readonly cursor?: string | undefined
   }) => Effect.Effect<{ readonly runs: ReadonlyArray<Run>; readonly nextCursor: string | null }, InvalidCursor | InvalidInput | SqlError.SqlError>
   readonly cancel: (runId: RunId) => Effect.Effect<Run, RunNotFound | RunAlreadyFinished | SqlError.SqlError>
+  /**
+   * Sends the signal `name` to a run, with `data` as JSON carries it (the
+   * encoded side of the schema the run's task declares for the name, in
+   * `signals`: refused with `InvalidInput` when it fails it or the task
+   * declares no such signal, `UnknownTask` when this program does not have
+   * the task). The first signal of a name is kept, until the run's body
+   * waits for it (`ctx.waitForSignal`) or at once when it waits already;
+   * `created` is false for a later one, which changes nothing. A finished
+   * run refuses it (`RunAlreadyFinished`).
+   */
+  readonly signal: (runId: RunId, name: string, data: unknown) => Effect.Effect<SignalSent, Signal.SignalError>
   /**
    * Starts a new run of the run's task with its input, `replayOf` it: with
    * its queue, priority, maxAttempts, timeoutMs and concurrencyKey unless `options` says
@@ -114,6 +128,7 @@ export const make = Effect.gen(function*() {
   const outbox = yield* Outbox
   const config = yield* RunsConfig
   const { start, startMany } = yield* Start.make(config)
+  const { signal } = yield* Signal.make
   const followers = yield* RunFollowers
   const { subscriberBuffer } = yield* FanoutConfig
 
@@ -203,6 +218,7 @@ export const make = Effect.gen(function*() {
     get: store.get,
     list,
     cancel,
+    signal,
     replay,
     readEvents,
     events,

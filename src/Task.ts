@@ -8,6 +8,7 @@ import type { DuplicateStep, InvalidInput, LeaseLost, NonDeterministic, PayloadT
 import * as LimitKey from "./domain/LimitKey.ts"
 import { parseRetention, type RetentionInput, retentionMessage } from "./domain/RetentionPeriod.ts"
 import type { RunId } from "./domain/Ids.ts"
+import { SignalName, type SignalNotDeclared, type SignalTimeout } from "./domain/Signal.ts"
 import type { TaskInfo, TaskList } from "./domain/TaskInfo.ts"
 import * as Limits from "./queue/Limits.ts"
 import type { QueueLimits } from "./queue/QueueLimits.ts"
@@ -30,6 +31,22 @@ export type StepError = EmitError | NonDeterministic | DuplicateStep
  * (`NonDeterministic`).
  */
 export type SleepError = EmitError | NonDeterministic | DuplicateStep
+
+/**
+ * Why a `waitForSignal` can fail, beside its timeout (`SignalTimeout`): as a
+ * sleep, and `SignalNotDeclared` when the task does not declare the signal,
+ * `InvalidInput` when its data does not decode with the schema.
+ */
+export type SignalError = SleepError | SignalNotDeclared
+
+/** The signals a task waits for, by name: the schema of each one's data (the encoded side is what is sent). */
+export type Signals = { readonly [name: string]: Schema.Schema<any, any, never> }
+
+/** How long `waitForSignal` waits. */
+export interface WaitForSignalOptions {
+  /** After it, the wait fails with `SignalTimeout` (counted from the first call, as a sleep); none: for ever. */
+  readonly timeout?: Duration.DurationInput | undefined
+}
 
 /** How a step's result is recorded, and how often it is tried in place. */
 export interface StepOptions<A, I, E> {
@@ -83,6 +100,24 @@ export interface TaskContext {
   readonly sleep: (name: string, duration: Duration.DurationInput) => Effect.Effect<void, SleepError>
   /** `sleep` until a time rather than for a duration; returns at once when the time has passed. */
   readonly sleepUntil: (name: string, until: Date | DateTime.DateTime) => Effect.Effect<void, SleepError>
+  /**
+   * Waits durably for the signal `name` (sent with `Runs.signal` or `POST
+   * /v1/runs/:id/signals/:name`) and returns its data, decoded with `schema`
+   * (the schema the task declares for it in `signals`, which the server
+   * validates what it is sent with). A signal sent before the wait is kept
+   * and returned at once. Until it comes, the run is `waiting` and holds no
+   * worker, as in a sleep; it is woken when it comes. Past `timeout` (from
+   * the first call) the wait fails with `SignalTimeout`, which the body may
+   * handle; a signal that comes after that is ignored, by every replay.
+   * Journaled like a step (`signal.waiting`, `signal.received`,
+   * `signal.timedOut`): named, in the body's order, names unique among the
+   * run's steps, sleeps and waits.
+   */
+  readonly waitForSignal: <A, I>(
+    name: string,
+    schema: Schema.Schema<A, I, never>,
+    options?: WaitForSignalOptions
+  ) => Effect.Effect<A, SignalTimeout | SignalError>
 }
 
 /**
@@ -140,6 +175,8 @@ export interface Task<Name extends string, I, IE, O, OE, E, R> {
    * registry is built. Absent: such starts share the key "".
    */
   readonly limitKey?: LimitKey.Declared | undefined
+  /** The signals its body waits for (`ctx.waitForSignal`), by name; checked when a registry is built. */
+  readonly signals?: Signals | undefined
   readonly run: (input: I, ctx: TaskContext) => Effect.Effect<O, E, R>
 }
 
@@ -196,6 +233,12 @@ export const make = <const Name extends string, I, IE, O, OE, E, R>(
       readonly period: Duration.DurationInput
       readonly key?: string | undefined
     } | undefined
+    /**
+     * The signals its body waits for (`ctx.waitForSignal`), by name: the
+     * schema of each one's data. A server validates what it is sent with it
+     * (400 for data that fails it, or for a name not declared here).
+     */
+    readonly signals?: Signals | undefined
   }
 ): Task<Name, I, IE, O, OE, E, R> => ({
   name,
@@ -213,6 +256,7 @@ export const make = <const Name extends string, I, IE, O, OE, E, R>(
   ...(options.concurrency?.key === undefined && options.rateLimit?.key === undefined
     ? {}
     : { limitKey: LimitKey.fromDefinition(options) }),
+  ...(options.signals === undefined ? {} : { signals: options.signals }),
   run: options.run
 })
 
@@ -249,7 +293,8 @@ export const layerRegistry = <const Tasks extends ReadonlyArray<Any>>(
         }
         // A bad limit stops the program at start-up, not the first run's claim.
         const refused = Limits.check(task.limits) ??
-          (task.limitKey === undefined ? undefined : LimitKey.check(task.limitKey, task.input))
+          (task.limitKey === undefined ? undefined : LimitKey.check(task.limitKey, task.input)) ??
+          badSignalName(task)
         if (refused !== undefined) {
           return yield* Effect.dieMessage(`task '${task.name}': ${refused}`)
         }
@@ -261,6 +306,16 @@ export const layerRegistry = <const Tasks extends ReadonlyArray<Any>>(
       })
     })
   )
+
+const isSignalName = Schema.is(SignalName)
+
+/** Why a task's declared signals cannot be sent to: a name the API cannot carry. */
+const badSignalName = (task: Any): string | undefined => {
+  const bad = Object.keys(task.signals ?? {}).find((name): boolean => !isSignalName(name))
+  return bad === undefined
+    ? undefined
+    : `signal name '${bad.slice(0, 100)}' is not 1 to 100 letters, digits and _ . : -, starting with a letter or a digit`
+}
 
 /** A schema as JSON Schema; null when it has none (a declared type without a JSON Schema annotation). */
 const jsonSchemaOf = (schema: Schema.Schema.Any): unknown => {
@@ -287,7 +342,8 @@ export const describe = (task: Any): TaskInfo => ({
   concurrency: task.limits.concurrency === null ? null : { limit: task.limits.concurrency },
   rateLimit: task.limits.rateLimit,
   concurrencyKeyField: limitKeyField(task) ?? null,
-  retention: retentionOf(task)
+  retention: retentionOf(task),
+  signals: Object.fromEntries(Object.entries(task.signals ?? {}).map(([name, schema]) => [name, jsonSchemaOf(schema)]))
 })
 
 /** The input field a start of `task` without a `concurrencyKey` takes its key from, if its limits name one. */

@@ -1,5 +1,5 @@
 /**
- * `runstream runs ...`: list, get, start, tail, cancel and replay runs,
+ * `runstream runs ...`: list, get, start, tail, cancel, signal and replay runs,
  * through the typed RPC client (`RunstreamClient`): its errors are the
  * domain's, with their messages, and its event stream resumes from a seq.
  * @since 0.1.0
@@ -273,7 +273,34 @@ const cancel = Command.make("cancel", { runId, json }, (options) =>
     yield* output.line(`cancelled run ${run.id} (${output.paint(run.status, statusAnsi(run.status))})`)
   })).pipe(Command.withDescription("Cancel a run: a queued run at once, a running one when its worker stops it."))
 
+const signal = Command.make("signal", {
+  runId,
+  name: Args.text({ name: "name" }).pipe(Args.withDescription("The signal's name, as the run's task declares it.")),
+  data: Options.text("data").pipe(
+    Options.withDescription("The signal's data as JSON, valid for the schema the task declares for the signal (default: null)."),
+    Options.optional
+  ),
+  json
+}, (options) =>
+  Effect.gen(function*() {
+    const client = yield* RunstreamClient
+    const output = yield* Output
+    const data = Option.isSome(options.data) ? yield* parseJson("--data", options.data.value) : null
+    const sent = yield* client.signal(options.runId, options.name, data)
+    if (options.json) return yield* output.json(sent)
+    yield* output.line(
+      sent.created
+        ? `sent signal '${sent.name}' to run ${sent.runId}`
+        : `run ${sent.runId} already had a signal '${sent.name}': this one was ignored`
+    )
+  })).pipe(
+    Command.withDescription(
+      "Send a signal to a run, which its body waits for (ctx.waitForSignal): kept if it does not wait yet, " +
+        "the first of a name only. Refused for a finished run."
+    )
+  )
+
 export const command = Command.make("runs").pipe(
-  Command.withDescription("Start, list, follow and cancel runs."),
-  Command.withSubcommands([list, get, start, tailCommand, cancel, replay])
+  Command.withDescription("Start, list, follow, signal and cancel runs."),
+  Command.withSubcommands([list, get, start, tailCommand, cancel, signal, replay])
 )

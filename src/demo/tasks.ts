@@ -68,7 +68,33 @@ export const PerKey = Task.make("demo.per-key", {
   run: ({ ms }) => Effect.as(Effect.sleep(ms), { slept: ms })
 })
 
-export const all = [Echo, Count, Flaky, Sleep, PerKey] as const
+/** The data of `demo.approval`'s signal `approve`. */
+export const Approval = Schema.Struct({
+  approved: Schema.Boolean,
+  by: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(200))
+})
+
+/**
+ * A journaled workflow: a step drafts, the run waits (holding no worker) for
+ * the signal `approve` `{approved, by}` for up to a day, a step publishes if
+ * approved; output `{document, approved, by}` (`by` null when the wait timed out).
+ */
+export const ApprovalFlow = Task.make("demo.approval", {
+  input: Schema.Struct({ document: Schema.String.pipe(Schema.maxLength(1000)) }),
+  output: Schema.Struct({ document: Schema.String, approved: Schema.Boolean, by: Schema.NullOr(Schema.String) }),
+  signals: { approve: Approval },
+  run: ({ document }, ctx) =>
+    Effect.gen(function*() {
+      const draft = yield* ctx.step("draft", Effect.succeed(`draft of ${document}`), { output: Schema.String })
+      const decision = yield* ctx.waitForSignal("approve", Approval, { timeout: "1 day" }).pipe(
+        Effect.catchTag("SignalTimeout", () => Effect.succeed({ approved: false, by: null }))
+      )
+      if (decision.approved) yield* ctx.step("publish", Effect.succeed(draft), { output: Schema.String })
+      return { document, ...decision }
+    })
+})
+
+export const all = [Echo, Count, Flaky, Sleep, PerKey, ApprovalFlow] as const
 
 /** The demo schedule of `dev`: an echo every minute, its runs keyed `schedule:demo.heartbeat:<tick>`. */
 export const Heartbeat = RunSchedule.every("demo.heartbeat", "1 minute", Echo, { heartbeat: true })

@@ -72,8 +72,26 @@ export const stepCompletedType = "step.completed"
  */
 export const sleepStartedType = "sleep.started"
 
+/**
+ * The journal's events for a wait for a signal (`ctx.waitForSignal`), all
+ * with `{ name, position }`: `signal.waiting` (and `until`, the deadline or
+ * null) when the body first waits and the signal is not there,
+ * `signal.received` (and `data`, as sent) when the body gets it,
+ * `signal.timedOut` when the deadline passed first. A replay decides as the
+ * journal says.
+ */
+export const signalWaitingType = "signal.waiting"
+export const signalReceivedType = "signal.received"
+export const signalTimedOutType = "signal.timedOut"
+
 /** The event types the journal reads back, written by the worker alone. */
-export const journalTypes: ReadonlyArray<string> = [stepCompletedType, sleepStartedType] as const
+export const journalTypes: ReadonlyArray<string> = [
+  stepCompletedType,
+  sleepStartedType,
+  signalWaitingType,
+  signalReceivedType,
+  signalTimedOutType
+] as const
 
 /** After one of these, a run's log never grows again. */
 export const isTerminalType = (type: string): boolean =>
@@ -86,7 +104,7 @@ export const TaskEventType = Schema.String.pipe(
   // It becomes an SSE `event:` line: no line breaks or other control characters.
   Schema.pattern(/^[^\x00-\x1f\x7f]+$/, { message: () => "event types have no control characters" }),
   Schema.filter((t) => !t.startsWith("run.") || "event types starting with 'run.' are reserved"),
-  Schema.filter((t) => !journalTypes.includes(t) || `'${t}' is written by the run's journal alone (ctx.step, ctx.sleep)`)
+  Schema.filter((t) => !journalTypes.includes(t) || `'${t}' is written by the run's journal alone (ctx.step, ctx.sleep, ctx.waitForSignal)`)
 )
 
 /** A `RunEvent` as JSON: `RunEvent`'s own encoding (`at` an ISO 8601 date-time in UTC). */

@@ -35,6 +35,10 @@ export const TaskInfo = Schema.Struct({
   retention: Schema.NullOr(Schema.Union(Schema.Struct({ keepMs: Schema.Number }), Schema.Literal("off"))).annotations({
     description: "How long its finished runs are kept, its own: `{keepMs}` after they finished, or \"off\" (for good); " +
       "null: the program's default (`RUNSTREAM_RETENTION`)."
+  }),
+  signals: Schema.Record({ key: Schema.String, value: Schema.Unknown }).annotations({
+    description: "The signals its runs wait for (`POST /v1/runs/:id/signals/:name`), by name: each one's `data` as " +
+      "JSON Schema, as `input` (null when it has none); {} for none."
   })
 }).annotations({ identifier: "TaskInfo" })
 export type TaskInfo = typeof TaskInfo.Type

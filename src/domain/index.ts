@@ -7,7 +7,17 @@
 export * from "./Errors.ts"
 export { RunId } from "./Ids.ts"
 export { isFinished, Run, RunError, RunStatus } from "./Run.ts"
-export { isTerminalType, journalTypes, RunEvent, sleepStartedType, stepCompletedType, SystemEventType } from "./RunEvent.ts"
+export {
+  isTerminalType,
+  journalTypes,
+  RunEvent,
+  signalReceivedType,
+  signalTimedOutType,
+  signalWaitingType,
+  sleepStartedType,
+  stepCompletedType,
+  SystemEventType
+} from "./RunEvent.ts"
 export { ReadToken, TokenRequest } from "./ReadToken.ts"
 export { isRunIdPrefix, RunFilter, RunIdPrefix } from "./RunFilter.ts"
 export {
@@ -25,6 +35,7 @@ export {
   SchedulePatch,
   ScheduleSource
 } from "./Schedule.ts"
+export { SignalName, SignalNotDeclared, SignalSent, SignalTimeout } from "./Signal.ts"
 export { Debounce, StartOptions } from "./StartOptions.ts"
 export { Stats } from "./Stats.ts"
 export { TaskInfo, TaskList } from "./TaskInfo.ts"

@@ -10,6 +10,7 @@ import { ReadToken, TokenRequest } from "../domain/ReadToken.ts"
 import { Run } from "../domain/Run.ts"
 import { maxSeq, RunEvent } from "../domain/RunEvent.ts"
 import { RunFilter } from "../domain/RunFilter.ts"
+import { SignalSent } from "../domain/Signal.ts"
 import { ScheduleDefinition, ScheduleDetail, ScheduleInfo, ScheduleName, SchedulePatch } from "../domain/Schedule.ts"
 import { Stats } from "../domain/Stats.ts"
 import { TaskList } from "../domain/TaskInfo.ts"
@@ -49,6 +50,13 @@ export const StartRunBody = Schema.Struct({
 export const ReplayBody = Schema.Struct({
   options: Schema.optional(StartOptions)
 }).annotations({ identifier: "Replay" })
+
+/** The body of `POST /v1/runs/:id/signals/:name`. @category schemas */
+export const SignalBody = Schema.Struct({
+  data: Schema.optional(Schema.Unknown).annotations({
+    description: "The signal's data: JSON of the schema the run's task declares for the signal (absent: null)."
+  })
+}).annotations({ identifier: "Signal" })
 
 /** A run started or found, and which. @category schemas */
 export const StartedResponse = Schema.Struct({
@@ -161,6 +169,30 @@ export class RunsGroup extends HttpApiGroup.make("runs")
       .addError(ApiError.NotFound)
       .addError(ApiError.Conflict)
       .annotate(OpenApi.Summary, "Cancel a run")
+  )
+  .add(
+    HttpApiEndpoint.post("signal", "/v1/runs/:id/signals/:name")
+      // The name is checked by the core (400 invalid_input naming it), not by the route.
+      .setPath(Schema.Struct({ id: RunId, name: Schema.String }))
+      .setPayload(SignalBody)
+      .addSuccess(SignalSent, { status: 202 })
+      .addSuccess(
+        SignalSent.annotations({ description: "A signal of this name was kept before: this one changes nothing (`created: false`)" }),
+        { status: 200 }
+      )
+      .addError(ApiError.NotFound)
+      .addError(ApiError.Conflict)
+      .addError(ApiError.ContentTooLarge)
+      .addError(ApiError.UnsupportedMediaType)
+      .annotate(OpenApi.Summary, "Send a signal to a run")
+      .annotate(OpenApi.Description,
+        "The run's body waits for it with `ctx.waitForSignal(name, ...)`. `data` must be valid for the schema the " +
+          "run's task declares for `name` (its `signals`), else 400 `invalid_input` and nothing is kept; so must the " +
+          "name (1 to 100 letters, digits and `_ . : -`, declared by the task). A server whose program does not have " +
+          "the task cannot check it and answers 400 `unknown_task`. The first signal of a name is kept (202), even " +
+          "before the run waits for it; a later one is ignored (200, `created: false`). A waiting run is woken at " +
+          "once. A finished run answers 409. The body is bounded by `RUNSTREAM_MAX_BODY_BYTES` (413), the data by " +
+          "`RUNSTREAM_MAX_EVENT_BYTES` (it goes into the run's log as `signal.received`; 413).")
   )
   .add(
     HttpApiEndpoint.post("replay", "/v1/runs/:id/replay")

@@ -1,5 +1,5 @@
 /**
- * The `runs` group: start, list, get, cancel, and a run's events as SSE or as
+ * The `runs` group: start, list, get, cancel, signal, and a run's events as SSE or as
  * JSON pages.
  * @since 0.1.0
  */
@@ -7,7 +7,8 @@ import { HttpApiBuilder, HttpServerRequest, HttpServerResponse } from "@effect/p
 import { Effect } from "effect"
 import { type FeedBatch, RunFollowers } from "../RunFollowers.ts"
 import { Runs } from "../Runs.ts"
-import { Api, ReplayBody, StartedResponse, StartRunBody, StartRunResponse } from "./Api.ts"
+import { SignalSent } from "../domain/Signal.ts"
+import { Api, ReplayBody, SignalBody, StartedResponse, StartRunBody, StartRunResponse } from "./Api.ts"
 import { badRequest, internal, mapCore } from "./ApiError.ts"
 import type { HttpOptions } from "./HttpConfig.ts"
 import * as RequestBody from "./RequestBody.ts"
@@ -69,6 +70,14 @@ export const layer = (options: HttpOptions) =>
             const { options: overrides } = yield* replayBody(options.maxBodyBytes)
             const started = yield* mapCore(runs.replay(path.id, overrides))
             return yield* HttpServerResponse.schemaJson(StartedResponse)(started, { status: started.created ? 201 : 200 }).pipe(
+              Effect.mapError(() => internal)
+            )
+          }))
+        .handleRaw("signal", ({ path }) =>
+          Effect.gen(function*() {
+            const { data } = yield* RequestBody.json(SignalBody, options.maxBodyBytes)
+            const sent = yield* mapCore(runs.signal(path.id, path.name, data ?? null))
+            return yield* HttpServerResponse.schemaJson(SignalSent)(sent, { status: sent.created ? 202 : 200 }).pipe(
               Effect.mapError(() => internal)
             )
           }))

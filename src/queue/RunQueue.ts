@@ -22,8 +22,9 @@ export type { Claim, ClaimOptions } from "./Claiming.ts"
 
 /**
  * How an attempt ended. `released` hands the run back without using up the
- * attempt; so does `waiting` (the body suspended: a durable sleep), which
- * leaves the run `waiting` until `until`, when the claim takes it again.
+ * attempt; so does `waiting` (the body suspended: a durable sleep, a wait
+ * for a signal), which leaves the run `waiting` until `until`, when the claim
+ * takes it again (`null`: no time, a signal wakes it; see `runs/Signal.ts`).
  */
 export type Outcome =
   | { readonly _tag: "succeeded"; readonly output: unknown }
@@ -31,7 +32,7 @@ export type Outcome =
   | { readonly _tag: "retrying"; readonly error: RunError; readonly delayMs: number }
   | { readonly _tag: "cancelled" }
   | { readonly _tag: "released"; readonly reason: string }
-  | { readonly _tag: "waiting"; readonly until: Date; readonly waitingFor: string }
+  | { readonly _tag: "waiting"; readonly until: Date | null; readonly waitingFor: string }
 
 /** The end of one attempt, to record. */
 export interface AttemptEnd {
@@ -101,7 +102,7 @@ const eventData = (finish: AttemptEnd, retryAt: Date | null): unknown => {
     case "released":
       return { attempt: finish.attempt, reason: outcome.reason }
     case "waiting":
-      return { attempt: finish.attempt, until: outcome.until.toISOString(), waitingFor: outcome.waitingFor }
+      return { attempt: finish.attempt, until: outcome.until?.toISOString() ?? null, waitingFor: outcome.waitingFor }
   }
 }
 
@@ -230,7 +231,12 @@ export const make = Effect.gen(function*() {
           WHERE run_id = ANY(ARRAY(SELECT run_id FROM held WHERE kind IN ('succeeded', 'failed', 'cancelled')))
         ), requeued AS (
           UPDATE runstream_jobs j SET locked_by = NULL, locked_until = NULL,
-            run_at = coalesce(h.retry_at, ${at}),
+            -- A signal came while the attempt held the run (signalled, read here in the row
+            -- as it is after any lock this waited for): a wait wakes at once. A wait without a
+            -- time waits for a signal alone.
+            run_at = CASE WHEN h.kind <> 'waiting' THEN coalesce(h.retry_at, ${at})
+                          WHEN j.signalled THEN ${at} ELSE coalesce(h.retry_at, 'infinity') END,
+            signalled = false,
             -- A wait is no failure: like a hand-back, it gives the attempt back.
             attempt = CASE WHEN h.kind IN ('released', 'waiting') THEN j.attempt - 1 ELSE j.attempt END,
             waiting_for = h.waiting_for
@@ -315,7 +321,8 @@ export const make = Effect.gen(function*() {
          ) j
          WHERE l.waiting > 0 AND (l.max_running IS NULL OR l.running < l.max_running) AND l.scope = ANY(${limitScopes}))
       ) AS next`).pipe(
-        Effect.map((rows) => Option.fromNullable(rows[0]?.next ?? null))
+        // A wait for a signal alone is due at 'infinity' (which pg reads as the number Infinity): never.
+        Effect.map((rows) => Option.filter(Option.fromNullable(rows[0]?.next ?? null), (next) => next instanceof Date))
       )
 
   const scopesWaiting = (scopes: ReadonlyArray<string>) =>

@@ -164,6 +164,8 @@ export const handlers = Effect.gen(function*() {
 
     Cancel: ({ runId }) => Effect.flatMap(parseRunId(runId), runs.cancel).pipe(hideSqlError),
 
+    Signal: ({ data, name, runId }) => Effect.flatMap(parseRunId(runId), (id) => runs.signal(id, name, data)).pipe(hideSqlError),
+
     CreateSchedule: (fields) => Effect.flatMap(decodeDefinition(fields), schedules.create).pipe(hideSqlError),
     GetSchedule: ({ name }) => schedules.get(name).pipe(hideSqlError),
     ListSchedules: (options) => schedules.list(options).pipe(hideSqlError),
@@ -235,7 +237,7 @@ export const makeHttpApp = (
     const { httpApp, protocol } = yield* HttpProtocol.make({
       ...limits,
       tags: new Set(RunstreamRpcs.requests.keys()),
-      answeredBeforeRefusal: new Set(["Start", "Cancel", "CreateSchedule", "UpdateSchedule", "DeleteSchedule", "PauseSchedule", "ResumeSchedule"])
+      answeredBeforeRefusal: new Set(["Start", "Cancel", "Signal", "CreateSchedule", "UpdateSchedule", "DeleteSchedule", "PauseSchedule", "ResumeSchedule"])
     })
     yield* RpcServer.make(RunstreamRpcs, { disableFatalDefects: true }).pipe(
       Effect.provide(context),

@@ -42,6 +42,7 @@ import type { Stats } from "../domain/Stats.ts"
 import type { TaskList } from "../domain/TaskInfo.ts"
 import type { Run, RunStatus } from "../domain/Run.ts"
 import type { RunEvent } from "../domain/RunEvent.ts"
+import type { SignalSent } from "../domain/Signal.ts"
 import { StartOptions } from "../domain/StartOptions.ts"
 import type * as Task from "../Task.ts"
 import {
@@ -125,6 +126,26 @@ export class RunstreamClient extends Context.Tag("runstream/RunstreamClient")<Ru
   readonly cancel: (
     runId: string
   ) => Effect.Effect<Run, RunNotFound | RunAlreadyFinished | Unavailable | Unauthorized | RpcClientError.RpcClientError>
+  /**
+   * Sends the signal `name` to a run, `data` as JSON carries it (the encoded
+   * side of the schema its task declares for the name); see `Runs.signal`.
+   * `created` is false when a signal of the name was kept before.
+   */
+  readonly signal: (
+    runId: string,
+    name: string,
+    data: unknown
+  ) => Effect.Effect<
+    SignalSent,
+    | RunNotFound
+    | RunAlreadyFinished
+    | UnknownTask
+    | InvalidInput
+    | PayloadTooLarge
+    | Unavailable
+    | Unauthorized
+    | RpcClientError.RpcClientError
+  >
   /**
    * A new run of the run's task with its input, `replayOf` the original;
    * `options` override the original's queue, priority, maxAttempts, timeoutMs and concurrencyKey.
@@ -233,6 +254,7 @@ export const make = Effect.gen(function*() {
     get: (runId) => call(client.Get({ runId })),
     list: (options = {}) => call(client.List(options)),
     cancel: (runId) => call(client.Cancel({ runId })),
+    signal: (runId, name, data) => call(client.Signal({ runId, name, data })),
     replay: (runId, options) =>
       Effect.gen(function*() {
         const encoded = options === undefined ? undefined : yield* Effect.mapError(Schema.encode(StartOptions)(options), invalid("options"))

@@ -31,6 +31,7 @@ import {
   ScheduleNotFound
 } from "../domain/Schedule.ts"
 import { Run, RunStatus } from "../domain/Run.ts"
+import { SignalSent } from "../domain/Signal.ts"
 import { RunEventWire } from "../domain/RunEvent.ts"
 import { StartOptions } from "../domain/StartOptions.ts"
 import { Stats } from "../domain/Stats.ts"
@@ -148,6 +149,12 @@ export class RunstreamRpcs extends RpcGroup.make(
     payload: { runId: Schema.String },
     success: Run,
     error: Schema.Union(RunNotFound, RunAlreadyFinished, Unavailable)
+  }),
+  /** Sends a signal to a run (see `POST /v1/runs/:id/signals/:name`); `data` as JSON carries it. */
+  Rpc.make("Signal", {
+    payload: { runId: Schema.String, name: Schema.String, data: Schema.Unknown },
+    success: SignalSent,
+    error: Schema.Union(RunNotFound, RunAlreadyFinished, UnknownTask, InvalidInput, PayloadTooLarge, Unavailable)
   }),
   /** A new run of the run's task with its input; `options` override the original's (see `POST /v1/runs/:id/replay`). */
   Rpc.make("Replay", {

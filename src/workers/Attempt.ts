@@ -7,6 +7,7 @@
  * decided here.
  * @since 0.2.0
  */
+import { SqlClient } from "@effect/sql"
 import {
   Cause,
   Context,
@@ -27,12 +28,22 @@ import {
 } from "effect"
 import { InvalidInput, LeaseLost } from "../domain/Errors.ts"
 import type { RunError } from "../domain/Run.ts"
-import { journalTypes, sleepStartedType, stepCompletedType, TaskEventType } from "../domain/RunEvent.ts"
+import {
+  journalTypes,
+  signalReceivedType,
+  signalTimedOutType,
+  signalWaitingType,
+  sleepStartedType,
+  stepCompletedType,
+  TaskEventType
+} from "../domain/RunEvent.ts"
+import { SignalNotDeclared } from "../domain/Signal.ts"
 import { EventLog } from "../EventLog.ts"
 import { interruptWithin } from "../internal/interruptWithin.ts"
 import { storableJson, storableText } from "../internal/jsonb.ts"
 import type { Claim } from "../queue/Claiming.ts"
 import type { Outcome } from "../queue/RunQueue.ts"
+import * as Signal from "../runs/Signal.ts"
 import * as Task from "../Task.ts"
 import type { StopReason } from "./InFlight.ts"
 import * as Journal from "./Journal.ts"
@@ -89,7 +100,7 @@ const maxMessage = 2000
  */
 export const isPermanent = (tag: string) =>
   tag === "PermanentError" || tag === "InputInvalid" || tag === "OutputInvalid" || tag === "UnknownTask" ||
-  tag === "NonDeterministic" || tag === "DuplicateStep"
+  tag === "NonDeterministic" || tag === "DuplicateStep" || tag === "SignalNotDeclared"
 
 /**
  * What is recorded of a failed attempt: the error's tag and message, bounded,
@@ -175,6 +186,7 @@ export const make = (options: {
 }) =>
   Effect.gen(function*() {
     const log = yield* EventLog
+    const sql = yield* SqlClient.SqlClient
     const registry = yield* Task.TaskRegistry
     const { poolRuntime, shutdownGrace, writer } = options
     // Bodies must be interruptible (stops interrupt them), whatever the flags of the fiber that built the pool.
@@ -225,14 +237,32 @@ export const make = (options: {
           })
         )
 
-    /** The attempt's journal, made at its body's first `ctx.step` or `ctx.sleep`. */
+    /** A wait's entry as the event it is written as: its deadline, or how it ended. */
+    const appendSignal = (claim: Claim, entry: Journal.SignalEntry) => {
+      const { name, position } = entry
+      const outcome = entry.outcome
+      return outcome === undefined
+        ? append(claim, signalWaitingType, {
+          name,
+          position,
+          until: entry.until === undefined || entry.until === null ? null : new Date(entry.until).toISOString()
+        })
+        : outcome._tag === "received"
+        ? append(claim, signalReceivedType, { name, position, data: outcome.data })
+        : append(claim, signalTimedOutType, { name, position })
+    }
+
+    /** The attempt's journal, made at its body's first `ctx.step`, `ctx.sleep` or `ctx.waitForSignal`. */
     const journalOf = (claim: Claim) =>
       Journal.make({
         runId: claim.runId,
         load: log.readOfTypes(claim.runId, journalTypes),
+        readSignal: (name) => Signal.read(sql, claim.runId, name),
         record: (entry) =>
           entry._tag === "step"
             ? append(claim, stepCompletedType, { name: entry.name, position: entry.position, output: entry.output })
+            : entry._tag === "signal"
+            ? appendSignal(claim, entry)
             : append(claim, sleepStartedType, {
               name: entry.name,
               position: entry.position,
@@ -267,7 +297,16 @@ export const make = (options: {
           sleep: (name, duration) =>
             (journal ??= journalOf(claim)).sleep(name, (now) => now + Duration.toMillis(Duration.decode(duration))),
           sleepUntil: (name, until) =>
-            (journal ??= journalOf(claim)).sleep(name, () => until instanceof Date ? until.getTime() : DateTime.toEpochMillis(until))
+            (journal ??= journalOf(claim)).sleep(name, () => until instanceof Date ? until.getTime() : DateTime.toEpochMillis(until)),
+          waitForSignal: (name, schema, options) => {
+            // A signal the task does not declare could never be sent (the server validates by the declaration).
+            if (task.signals === undefined || !Object.hasOwn(task.signals, name)) {
+              return Effect.fail(new SignalNotDeclared({ task: task.name, name }))
+            }
+            const timeout = options?.timeout === undefined ? undefined : Duration.decode(options.timeout)
+            const timeoutMs = timeout === undefined || !Duration.isFinite(timeout) ? undefined : Duration.toMillis(timeout)
+            return (journal ??= journalOf(claim)).waitForSignal(name, schema, timeoutMs)
+          }
         }
         const body = task.run(input, context)
         // A replay that broke its journal fails the attempt (and, permanent,
@@ -314,7 +353,9 @@ export const make = (options: {
       if (Option.isSome(failure)) {
         if (failure.value instanceof LeaseLost) return undefined
         if (failure.value instanceof Suspended) {
-          return { _tag: "waiting", until: new Date(failure.value.until), waitingFor: failure.value.waitingFor }
+          // A wait for a signal without a timeout has no time: only the signal wakes it.
+          const until = failure.value.until
+          return { _tag: "waiting", until: Number.isFinite(until) ? new Date(until) : null, waitingFor: failure.value.waitingFor }
         }
       }
       if (Cause.isInterruptedOnly(exit.cause)) return { _tag: "released", reason: "interrupted" }

@@ -21,13 +21,29 @@
  * attempt (`suspended`): the body is interrupted, and the attempt ends
  * `waiting` until the earliest wake-up its sleeps asked for, whatever the body
  * makes of the interruption. A replay after that time returns at once.
+ *
+ * A wait for a signal (`ctx.waitForSignal`) is journaled in the same
+ * sequence too. It reads the run's signal of that name (one query by key,
+ * when the journal has not decided the wait already): there, and sent before
+ * the wait's deadline, it is journaled as received (`signal.received`, with
+ * its data) and returned; else, past the deadline, the wait is journaled as
+ * timed out (`signal.timedOut`) and fails with `SignalTimeout`; else the
+ * first call journals the deadline (`signal.waiting`) and the attempt
+ * suspends until it (for ever without one), to be woken by the signal.
  * @since 0.3.0
  */
 import type { SqlError } from "@effect/sql"
-import { Clock, Deferred, Effect, Exit, FiberId, ParseResult, Predicate, Schema } from "effect"
+import { Clock, Deferred, Effect, Exit, FiberId, Option, ParseResult, Predicate, Schema } from "effect"
 import { clip, DuplicateStep, InvalidInput, NonDeterministic } from "../domain/Errors.ts"
 import type { RunId } from "../domain/Ids.ts"
-import { type RunEvent, sleepStartedType } from "../domain/RunEvent.ts"
+import {
+  type RunEvent,
+  signalReceivedType,
+  signalTimedOutType,
+  signalWaitingType,
+  sleepStartedType
+} from "../domain/RunEvent.ts"
+import { SignalTimeout } from "../domain/Signal.ts"
 import type * as Task from "../Task.ts"
 
 /** What a `step.completed` event holds. */
@@ -49,16 +65,36 @@ export interface SleepEntry {
   readonly until: number
 }
 
-export type Entry = StepEntry | SleepEntry
+/**
+ * What the `signal.*` events of one wait hold, merged: `until` from its
+ * `signal.waiting`, `outcome` from its `signal.received` or `signal.timedOut`.
+ */
+export interface SignalEntry {
+  readonly _tag: "signal"
+  readonly name: string
+  readonly position: number
+  /** The wait's deadline, epoch milliseconds; null: none; absent when the signal was there at the first call. */
+  readonly until?: number | null
+  /** How the wait ended, if it did: the signal's data as sent, or its timeout. */
+  readonly outcome?: { readonly _tag: "received"; readonly data: unknown } | { readonly _tag: "timedOut" }
+}
+
+export type Entry = StepEntry | SleepEntry | SignalEntry
+
+/** A signal of the run as the journal reads it: its data as sent, and when it came (epoch milliseconds). */
+export interface SentSignal {
+  readonly data: unknown
+  readonly at: number
+}
 
 /** The largest epoch milliseconds a `Date` holds. */
 const maxDate = 8.64e15
 
-/** Why an attempt stops: a sleep whose time has not come. */
+/** Why an attempt stops: a sleep whose time has not come, or a wait for a signal that has not. */
 export interface Suspension {
-  /** The earliest wake-up the attempt's sleeps asked for, epoch milliseconds. */
+  /** The earliest wake-up the attempt's sleeps and waits asked for, epoch milliseconds (`Infinity`: none). */
   readonly until: number
-  /** `sleep:<name>` of the sleep that asked for it. */
+  /** `sleep:<name>` or `signal:<name>` of the call that asked for it. */
   readonly waitingFor: string
 }
 
@@ -66,6 +102,12 @@ export interface Journal {
   readonly step: Task.TaskContext["step"]
   /** A durable sleep until the time `wake` gives from the time of its first call. */
   readonly sleep: (name: string, wake: (now: number) => number) => Effect.Effect<void, Task.SleepError>
+  /** A durable wait for the signal `name`, failing with `SignalTimeout` `timeoutMs` after its first call (none: no timeout). */
+  readonly waitForSignal: <A, I>(
+    name: string,
+    schema: Schema.Schema<A, I, never>,
+    timeoutMs: number | undefined
+  ) => Effect.Effect<A, SignalTimeout | Task.SleepError>
   /** The mismatch this attempt found between its replay and the journal, if any. */
   readonly broken: () => NonDeterministic | undefined
   /** The sleep that suspended this attempt, if any. */
@@ -80,6 +122,16 @@ const entryOf = (event: RunEvent): Entry | undefined => {
   }
   const name = data["name"]
   const position = data["position"] as number
+  switch (event.type) {
+    case signalWaitingType: {
+      const until = data["until"] === null ? null : typeof data["until"] === "string" ? Date.parse(data["until"]) : NaN
+      return until !== null && Number.isNaN(until) ? undefined : { _tag: "signal", name, position, until }
+    }
+    case signalReceivedType:
+      return "data" in data ? { _tag: "signal", name, position, outcome: { _tag: "received", data: data["data"] } } : undefined
+    case signalTimedOutType:
+      return { _tag: "signal", name, position, outcome: { _tag: "timedOut" } }
+  }
   if (event.type === sleepStartedType) {
     const until = typeof data["until"] === "string" ? Date.parse(data["until"]) : NaN
     return Number.isNaN(until) ? undefined : { _tag: "sleep", name, position, until }
@@ -89,8 +141,10 @@ const entryOf = (event: RunEvent): Entry | undefined => {
 
 export const make = (options: {
   readonly runId: RunId
-  /** The run's journal events (`step.completed`, `sleep.started`) so far. */
+  /** The run's journal events (`step.completed`, `sleep.started`, `signal.*`) so far. */
   readonly load: Effect.Effect<ReadonlyArray<RunEvent>, SqlError.SqlError>
+  /** The run's signal of a name, if one was sent. */
+  readonly readSignal: (name: string) => Effect.Effect<Option.Option<SentSignal>, SqlError.SqlError>
   /** Appends an entry to the run's log, fenced by the attempt's lease (as `ctx.emit`). */
   readonly record: (entry: Entry) => Effect.Effect<number, Task.EmitError>
 }): Journal => {
@@ -106,8 +160,13 @@ export const make = (options: {
   let loading: Deferred.Deferred<void, SqlError.SqlError> | undefined
 
   const remember = (entry: Entry) => {
-    byPosition.set(entry.position, entry)
-    byName.set(entry.name, entry)
+    // A wait's outcome joins its `signal.waiting` entry (its deadline).
+    const before = byPosition.get(entry.position)
+    const merged = entry._tag === "signal" && before?._tag === "signal" && before.name === entry.name
+      ? { ...before, ...entry }
+      : entry
+    byPosition.set(entry.position, merged)
+    byName.set(entry.name, merged)
   }
 
   /**
@@ -149,8 +208,8 @@ export const make = (options: {
    * steps and sleeps are interrupted (a step's effect interrupted so runs
    * again after the wake-up).
    */
-  const suspend = (until: number, name: string): Effect.Effect<never> => {
-    if (suspension === undefined || until < suspension.until) suspension = { until, waitingFor: `sleep:${name}` }
+  const suspend = (until: number, waitingFor: string): Effect.Effect<never> => {
+    if (suspension === undefined || until < suspension.until) suspension = { until, waitingFor }
     return Effect.interrupt
   }
 
@@ -195,7 +254,7 @@ export const make = (options: {
       if (checked instanceof NonDeterministic) return Effect.fail(checked)
       const here = checked.here
       return Effect.flatMap(Clock.currentTimeMillis, (now): Effect.Effect<void, Task.SleepError> => {
-        if (here !== undefined) return now >= here.until ? Effect.void : suspend(here.until, name)
+        if (here !== undefined) return now >= here.until ? Effect.void : suspend(here.until, `sleep:${name}`)
         // The wake-up time is taken at the first call and recorded: a replay sleeps until the same time.
         const until = wake(now)
         if (!Number.isFinite(until) || Math.abs(until) > maxDate) {
@@ -204,7 +263,7 @@ export const make = (options: {
         const entry: SleepEntry = { _tag: "sleep", name, position, until }
         return Effect.flatMap(options.record(entry), () => {
           remember(entry)
-          return now >= entry.until ? Effect.void : suspend(entry.until, name)
+          return now >= entry.until ? Effect.void : suspend(entry.until, `sleep:${name}`)
         })
       })
     })
@@ -252,5 +311,62 @@ export const make = (options: {
     })
   }
 
-  return { step, sleep, broken: () => broken, suspended: () => suspension }
+  /** Records a signal entry and remembers it. */
+  const recordSignal = (entry: SignalEntry) => Effect.tap(options.record(entry), () => remember(entry))
+
+  const waitForSignal = <A, I>(
+    name: string,
+    schema: Schema.Schema<A, I, never>,
+    timeoutMs: number | undefined
+  ): Effect.Effect<A, SignalTimeout | Task.SleepError> => {
+    if (suspension !== undefined) return Effect.interrupt
+    const position = take(name)
+    if (typeof position !== "number") return Effect.fail(position)
+    const timedOut = new SignalTimeout({ runId, name })
+    return Effect.flatMap(load, (): Effect.Effect<A, SignalTimeout | Task.SleepError> => {
+      const checked = recorded(position, name, "signal")
+      if (checked instanceof NonDeterministic) return Effect.fail(checked)
+      const here = checked.here
+      // Decided by an earlier attempt: decided the same, whatever was sent since.
+      if (here?.outcome?._tag === "received") {
+        return Effect.catchAll(
+          Schema.decodeUnknown(schema)(here.outcome.data),
+          (error) =>
+            breaks(
+              position,
+              name,
+              `the recorded data of signal '${name}' does not decode with its schema: ${ParseResult.TreeFormatter.formatErrorSync(error)}`
+            )
+        )
+      }
+      if (here?.outcome?._tag === "timedOut") return Effect.fail(timedOut)
+      return Effect.flatMap(
+        Effect.zip(Clock.currentTimeMillis, options.readSignal(name)),
+        ([now, sent]): Effect.Effect<A, SignalTimeout | Task.SleepError> => {
+          // The deadline is taken at the first call and recorded: every replay waits until the same time.
+          const until = here?.until !== undefined ? here.until : timeoutMs === undefined ? null : now + timeoutMs
+          if (until !== null && (!Number.isFinite(until) || Math.abs(until) > maxDate)) {
+            return Effect.fail(new InvalidInput({ message: `the timeout of signal '${clip(name, 100)}' gives no date` }))
+          }
+          // A signal sent before the deadline counts even if this replay comes later; one sent after never does.
+          if (Option.isSome(sent) && (until === null || sent.value.at <= until)) {
+            const data = sent.value.data
+            // Data that does not decode is not journaled: a fix of the schema may still read it.
+            return Effect.flatMap(
+              Effect.mapError(Schema.decodeUnknown(schema)(data), (error) =>
+                InvalidInput.fromParseError(`the data of signal '${clip(name, 100)}'`, error)),
+              (value) => Effect.as(recordSignal({ _tag: "signal", name, position, outcome: { _tag: "received", data } }), value)
+            )
+          }
+          if (until !== null && now >= until) {
+            return Effect.zipRight(recordSignal({ _tag: "signal", name, position, outcome: { _tag: "timedOut" } }), Effect.fail(timedOut))
+          }
+          const waiting = here === undefined ? recordSignal({ _tag: "signal", name, position, until }) : Effect.void
+          return Effect.zipRight(waiting, suspend(until ?? Infinity, `signal:${name}`))
+        }
+      )
+    })
+  }
+
+  return { step, sleep, waitForSignal, broken: () => broken, suspended: () => suspension }
 }

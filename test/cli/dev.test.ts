@@ -31,7 +31,7 @@ describe("runstream dev", () => {
         expect(help.stdout).not.toMatch(ansi)
         for (const command of ["runs", "events", "stats", "tasks", "dev"]) expect(help.stdout).toContain(`- ${command}`)
         expect(runs.stdout).not.toMatch(ansi)
-        for (const command of ["list", "get", "start", "tail", "cancel", "replay"]) expect(runs.stdout).toContain(`- ${command}`)
+        for (const command of ["list", "get", "start", "tail", "cancel", "signal", "replay"]) expect(runs.stdout).toContain(`- ${command}`)
       }), { timeout: 180_000 })
   })
 })

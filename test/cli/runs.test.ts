@@ -108,6 +108,36 @@ describe("runstream CLI", () => {
         expect((yield* cli(["runs", "tail", id])).code).toBe(2)
       }), { timeout: 180_000 })
 
+    it.scoped("runs signal sends a signal that wakes a waiting run; bad data and a finished run are errors (exit 3)", () =>
+      Effect.gen(function*() {
+        const { id } = (yield* cliJson(["runs", "start", "demo.approval", "--input", "{\"document\":\"memo\"}"])).run
+        const tail = yield* spawnCli(["runs", "tail", id, "--json"])
+        yield* tail.waitFor(/"run\.waiting"/)
+        const bad = yield* cli(["runs", "signal", id, "approve", "--data", "{\"approved\":\"yes\"}"])
+        expect({ ...expectError(bad, /^runstream: the data of signal 'approve' is invalid: approved: /) }).toMatchObject({ ok: true })
+        const notJson = yield* cli(["runs", "signal", id, "approve", "--data", "{approved"])
+        expect({ ...expectError(notJson, /^runstream: --data is not JSON/) }).toMatchObject({ ok: true })
+        const sent = yield* cli(["runs", "signal", id, "approve", "--data", "{\"approved\":true,\"by\":\"cli\"}"])
+        expect(sent).toMatchObject({ code: 0, stdout: `sent signal 'approve' to run ${id}\n`, stderr: "" })
+        const result = yield* tail.result
+        expect(result.code).toBe(0)
+        const events = jsonLines(result.stdout)
+        expect(events.map((event) => event.type)).toEqual([
+          "run.queued",
+          "run.started",
+          "step.completed",
+          "signal.waiting",
+          "run.waiting",
+          "run.started",
+          "signal.received",
+          "step.completed",
+          "run.succeeded"
+        ])
+        expect(events.at(-1).data.output).toEqual({ document: "memo", approved: true, by: "cli" })
+        const late = yield* cli(["runs", "signal", id, "approve", "--data", "{\"approved\":true,\"by\":\"cli\"}"])
+        expect({ ...expectError(late, /^runstream: run [0-9a-f-]{36} is already succeeded$/) }).toMatchObject({ ok: true })
+      }), { timeout: 180_000 })
+
     it.scoped("tail resumes after the connection is cut, printing each event once", () =>
       Effect.gen(function*() {
         const gate = yield* Gate

@@ -258,6 +258,7 @@ describe("HTTP API: runs", () => {
             "/v1/runs/{id}/cancel",
             "/v1/runs/{id}/events",
             "/v1/runs/{id}/replay",
+            "/v1/runs/{id}/signals/{name}",
             "/v1/schedules",
             "/v1/schedules/{name}",
             "/v1/schedules/{name}/pause",

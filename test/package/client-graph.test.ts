@@ -36,6 +36,7 @@ describe("runstream/client", () => {
       "src/domain/RunEvent.ts",
       "src/domain/RunFilter.ts",
       "src/domain/Schedule.ts",
+      "src/domain/Signal.ts",
       "src/domain/StartOptions.ts",
       "src/domain/Stats.ts",
       "src/domain/TaskInfo.ts",
