@@ -7,8 +7,9 @@ import { HttpServer } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
-import { ConfigProvider, Effect, Exit, HashMap, Layer, Logger, Schema } from "effect"
+import { ConfigProvider, Effect, Exit, HashMap, Layer, Logger, Schema, Stream } from "effect"
 import * as Server from "../../src/http/Server.ts"
+import * as RunstreamClient from "../../src/rpc/RunstreamClient.ts"
 import { Runs } from "../../src/Runs.ts"
 import { RunstreamTest } from "../../src/testing/index.ts"
 import * as Task from "../../src/Task.ts"
@@ -233,6 +234,31 @@ describe("traces", () => {
       expect(about("GET", `/v1/runs/${id}`)).toEqual([{ run: id, task: "test.traced" }])
       expect(about("GET", `/v1/runs/${id}/events`)).toEqual([{ run: id, task: undefined }, { run: id, task: undefined }])
       expect(about("POST", `/v1/runs/${id}/cancel`)).toEqual([{ run: id, task: undefined }])
+    }), 60_000)
+
+  it.scopedLive("RPC calls about a run carry its id on their spans, and its task when known", () =>
+    Effect.gen(function*() {
+      const exporter = new InMemorySpanExporter()
+      const context = yield* Layer.build(program(exporter))
+      const client = Layer.unwrapEffect(Effect.map(Base, (base) => RunstreamClient.layer({ url: `${base}/rpc` })))
+      const id = yield* Effect.gen(function*() {
+        const rpc = yield* RunstreamClient.RunstreamClient
+        const { run } = yield* rpc.start("test.traced", { n: 1 })
+        yield* rpc.awaitCompletion(run.id)
+        yield* rpc.get(run.id)
+        yield* Stream.runDrain(rpc.events(run.id))
+        // Finished: refused, still a call about the run.
+        yield* Effect.either(rpc.cancel(run.id))
+        return run.id
+      }).pipe(Effect.provide(client), Effect.provide(context))
+      const about = (tag: string) =>
+        exporter.getFinishedSpans().filter((span) => span.name === `RpcServer.${tag}`)
+          .map((span) => ({ run: span.attributes["runstream.run_id"], task: span.attributes["runstream.task"] }))
+      expect(about("Start")).toEqual([{ run: id, task: "test.traced" }])
+      expect(about("AwaitCompletion")).toEqual([{ run: id, task: undefined }])
+      expect(about("Get")).toEqual([{ run: id, task: "test.traced" }])
+      expect(about("Events")).toEqual([{ run: id, task: undefined }])
+      expect(about("Cancel")).toEqual([{ run: id, task: undefined }])
     }), 60_000)
 
   it.scopedLive("a claim's span names its batch; each attempt it began links to it and joins its run's trace", () =>
