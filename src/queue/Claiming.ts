@@ -105,22 +105,23 @@ export const claim = (sql: SqlClient.SqlClient, options: ClaimOptions) =>
     ? claimLimited(sql, options, options.limitScopes)
     : claimPlain(sql, options)
 
-const toClaims = (claims: string) =>
-  (JSON.parse(claims) as ReadonlyArray<ClaimEntry>).map((
-    [runId, task, queue, input, attempt, maxAttempts, timeoutMs, priority, runAt, firstStartedAt, limited]
-  ): Claim => ({
-    runId,
-    task,
-    queue,
-    input,
-    attempt,
-    maxAttempts,
-    timeoutMs,
-    priority,
-    runAt: new Date(runAt),
-    firstStartedAt,
-    limited: limited === true
-  }))
+const fromEntry = (
+  [runId, task, queue, input, attempt, maxAttempts, timeoutMs, priority, runAt, firstStartedAt, limited]: ClaimEntry
+): Claim => ({
+  runId,
+  task,
+  queue,
+  input,
+  attempt,
+  maxAttempts,
+  timeoutMs,
+  priority,
+  runAt: new Date(runAt),
+  firstStartedAt,
+  limited: limited === true
+})
+
+const toClaims = (claims: string) => (JSON.parse(claims) as ReadonlyArray<ClaimEntry>).map(fromEntry)
 
 /**
  * A traced claim's runs, each with its traceparent and the claim's span; the
@@ -138,23 +139,7 @@ const toTracedClaims = (claims: string, options: ClaimOptions) =>
       span.attribute("runstream.batch_size", entries.length)
       span.attribute("runstream.run_ids", entries.map((entry) => entry[0]).join(","))
     }
-    return entries.map((
-      [runId, task, queue, input, attempt, maxAttempts, timeoutMs, priority, runAt, firstStartedAt, limited, traceparent]
-    ): Claim => ({
-      runId,
-      task,
-      queue,
-      input,
-      attempt,
-      maxAttempts,
-      timeoutMs,
-      priority,
-      runAt: new Date(runAt),
-      firstStartedAt,
-      limited: limited === true,
-      traceparent: traceparent ?? undefined,
-      claimSpan: span
-    }))
+    return entries.map((entry): Claim => ({ ...fromEntry(entry), traceparent: entry[11] ?? undefined, claimSpan: span }))
   })
 
 /**

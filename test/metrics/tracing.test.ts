@@ -131,7 +131,7 @@ describe("traces", () => {
       expect(yield* Effect.provide(storedTraceparent(id), context)).toBeNull()
     }), 60_000)
 
-  it.scopedLive("OTEL_TRACES_SAMPLER=traceidratio: ratio 0 exports nothing of a run, ratio 1 all of it", () =>
+  it.scopedLive("OTEL_TRACES_SAMPLER=traceidratio, ratio 0: nothing of a run is exported", () =>
     Effect.gen(function*() {
       const none = new InMemorySpanExporter()
       const noneContext = yield* Layer.build(
@@ -143,7 +143,10 @@ describe("traces", () => {
       expect(yield* Effect.provide(storedTraceparent(handed), noneContext)).toMatch(/-00$/)
       expect(none.getFinishedSpans().map((span) => span.name)).toEqual([])
       expect(spansOfRun(none, claimed).named).toEqual([])
+    }), 60_000)
 
+  it.scopedLive("OTEL_TRACES_SAMPLER=traceidratio, ratio 1: all of a run is exported", () =>
+    Effect.gen(function*() {
       const all = new InMemorySpanExporter()
       const allContext = yield* Layer.build(program(all, { OTEL_TRACES_SAMPLER: "traceidratio", OTEL_TRACES_SAMPLER_ARG: "1" }))
       for (const options of [{}, { runAt: new Date().toISOString() }]) {
@@ -183,8 +186,11 @@ describe("traces", () => {
       expect(spansOfRun(exporter, unsampled).named).toEqual([])
       expect(spansOfRun(exporter, claimedUnsampled).named).toEqual([])
       expect(spansOfRun(exporter, root).named).toEqual([])
+    }), 60_000)
 
-      // The default (parentbased_always_on): a root is sampled, an unsampled caller's run is not.
+  it.scopedLive("the default sampler (parentbased_always_on) samples a root, not an unsampled caller's run", () =>
+    Effect.gen(function*() {
+      const unsampledTrace = "22222222222222222222222222222222"
       const always = new InMemorySpanExporter()
       const alwaysContext = yield* Layer.build(program(always))
       const traced = yield* startOverHttp({}).pipe(Effect.provide(alwaysContext))
