@@ -4,11 +4,13 @@
  * one trace from the request that starts a run to its attempts, wherever and
  * whenever they run: the start stores the W3C `traceparent` of its span with
  * the run (migration 0013), and each attempt's span takes it as its parent
- * (`Tracer.externalSpan`); a task body's own `Effect.withSpan` nests under the
- * attempt's span.
+ * (`Tracer.externalSpan`, brought by the claim); a task body's own
+ * `Effect.withSpan` nests under the attempt's span. Sampled as the standard
+ * variables say (`SamplerConfig`), a remote parent's decision kept.
  *
  * Unset, no tracer layer is built and the `Tracing` service is absent: a start
- * stores nothing, a worker looks nothing up and opens no attempt span.
+ * stores nothing, a worker's claim is the plain statement and it opens no
+ * attempt span.
  * @since 0.4.0
  */
 import type { Sampler, SpanProcessor } from "@opentelemetry/sdk-trace-base"
