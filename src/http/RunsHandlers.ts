@@ -14,6 +14,7 @@ import type { HttpOptions } from "./HttpConfig.ts"
 import * as RequestBody from "./RequestBody.ts"
 import * as Sse from "./Sse.ts"
 import { Streams } from "./Streams.ts"
+import * as Tracing from "../tracing/Tracing.ts"
 
 /** JSON when the client asks for it and not for an event stream. */
 const wantsJson = (accept: string | undefined) =>
@@ -41,6 +42,11 @@ export const layer = (options: HttpOptions) =>
       const runs = yield* Runs
       const followers = yield* RunFollowers
       const streams = yield* Streams
+      // The request's span names the run it concerns (tracing on only).
+      const onRun = Tracing.annotateRun((yield* Tracing.option) !== undefined)
+      const withRun = <A extends { readonly run: { readonly id: string; readonly task: string } }, E, R>(
+        effect: Effect.Effect<A, E, R>
+      ) => Effect.tap(effect, ({ run }) => onRun(run.id, run.task))
       // Each batch of a run's shared feed is encoded once, and the same bytes
       // are written to every client following the run.
       const encoded = new WeakMap<FeedBatch, Uint8Array>()
@@ -60,6 +66,7 @@ export const layer = (options: HttpOptions) =>
           Effect.gen(function*() {
             const { input, task, ...startOptions } = yield* RequestBody.json(StartRunBody, options.maxBodyBytes)
             const [started] = yield* mapCore(runs.startMany([{ task, input, options: startOptions }]))
+            yield* onRun(started!.run.id, started!.run.task)
             return yield* respond(
               started!.created ? 201 : 200,
               started!.folded === true ? { run: started!.run, folded: true } : { run: started!.run }
@@ -68,7 +75,10 @@ export const layer = (options: HttpOptions) =>
         .handleRaw("replay", ({ path }) =>
           Effect.gen(function*() {
             const { options: overrides } = yield* replayBody(options.maxBodyBytes)
+            yield* onRun(path.id)
             const started = yield* mapCore(runs.replay(path.id, overrides))
+            // The replay's new run; the replayed one is its `replayOf`.
+            yield* onRun(started.run.id, started.run.task)
             return yield* HttpServerResponse.schemaJson(StartedResponse)(started, { status: started.created ? 201 : 200 }).pipe(
               Effect.mapError(() => internal)
             )
@@ -82,12 +92,14 @@ export const layer = (options: HttpOptions) =>
             )
           }))
         .handle("list", ({ urlParams: { token: _, ...filter } }) => mapCore(runs.list(filter)))
-        .handle("get", ({ path }) => mapCore(Effect.map(runs.get(path.id), (run) => ({ run }))))
-        .handle("cancel", ({ path }) => mapCore(Effect.map(runs.cancel(path.id), (run) => ({ run }))))
+        .handle("get", ({ path }) => withRun(mapCore(Effect.map(runs.get(path.id), (run) => ({ run })))))
+        .handle("cancel", ({ path }) =>
+          Effect.zipRight(onRun(path.id), withRun(mapCore(Effect.map(runs.cancel(path.id), (run) => ({ run }))))))
         .handle("events", ({ headers, path, request, urlParams }) =>
           Effect.gen(function*() {
             // A reconnecting browser sends Last-Event-ID with its original URL: the header wins.
             const after = headers["last-event-id"] ?? urlParams.after ?? 0
+            yield* onRun(path.id)
             if (wantsJson(request.headers["accept"])) {
               yield* mapCore(runs.get(path.id))
               const events = yield* mapCore(runs.readEvents(path.id, { after, limit: urlParams.limit }))

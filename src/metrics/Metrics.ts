@@ -44,6 +44,7 @@ export const names = {
   attempts: "runstream_attempts_total",
   queueWait: "runstream_queue_wait_seconds",
   runDuration: "runstream_run_duration_seconds",
+  attemptDuration: "runstream_attempt_duration_seconds",
   eventsAppended: "runstream_events_appended_total",
   eventsRelayed: "runstream_events_relayed_total",
   queued: "runstream_queued_runs",
@@ -70,8 +71,11 @@ export interface Metrics {
   readonly runsStarted: (task: string, n: number) => void
   /** An attempt began, `waitSeconds` after its run was due. */
   readonly attemptStarted: (task: string, waitSeconds: number) => void
-  /** An attempt ended with its recorded outcome, after `seconds`; a finishing outcome finishes its run. */
-  readonly attemptEnded: (task: string, outcome: AttemptOutcome, seconds: number) => void
+  /**
+   * An attempt ended with its recorded outcome, after `seconds`; a finishing
+   * outcome finishes its run, `runSeconds` after its first attempt began.
+   */
+  readonly attemptEnded: (task: string, outcome: AttemptOutcome, seconds: number, runSeconds: number) => void
   /** A run of `task` not yet taken (queued, or sleeping) was cancelled over the API: it finishes without an attempt. */
   readonly waitingCancelled: (task: string) => void
   /** A pool's writer appended `n` events its task bodies emitted (`ctx.emit`, journal entries). */
@@ -124,7 +128,8 @@ type Hook = MetricHook.MetricHook<number, unknown>
 interface TaskHooks {
   readonly started: Hook
   readonly wait: Hook
-  readonly duration: Hook
+  readonly attemptDuration: Hook
+  readonly runDuration: Hook
   /** By outcome, found on first use. */
   readonly attempts: Map<AttemptOutcome, Hook>
   readonly finished: Map<AttemptOutcome, Hook>
@@ -143,8 +148,15 @@ export const make = Effect.sync((): Metrics => {
       hooks = {
         started: hook(MetricKey.tagged(counter(names.runsStarted, "Runs created, by task."), "task", task)),
         wait: hook(MetricKey.tagged(histogram(names.queueWait, "From a run's due time to its attempt's start, by task."), "task", task)),
-        duration: hook(
-          MetricKey.tagged(histogram(names.runDuration, "How long each attempt ran, from its start to its end, by task."), "task", task)
+        attemptDuration: hook(
+          MetricKey.tagged(histogram(names.attemptDuration, "How long each attempt ran, from its start to its end, by task."), "task", task)
+        ),
+        runDuration: hook(
+          MetricKey.tagged(
+            histogram(names.runDuration, "How long each finished run took, from its first attempt's start to its end, by task."),
+            "task",
+            task
+          )
         ),
         attempts: new Map(),
         finished: new Map()
@@ -176,11 +188,14 @@ export const make = Effect.sync((): Metrics => {
   return {
     runsStarted: (task, n) => hooksOf(task).started.update(n),
     attemptStarted: (task, waitSeconds) => hooksOf(task).wait.update(Math.max(0, waitSeconds)),
-    attemptEnded: (task, outcome, seconds) => {
+    attemptEnded: (task, outcome, seconds, runSeconds) => {
       const hooks = hooksOf(task)
       byOutcome(hooks.attempts, task, outcome, names.attempts, "Attempts ended, by task and outcome.").update(1)
-      hooks.duration.update(Math.max(0, seconds))
-      if (finishes(outcome)) finished(task, outcome)
+      hooks.attemptDuration.update(Math.max(0, seconds))
+      if (finishes(outcome)) {
+        finished(task, outcome)
+        hooks.runDuration.update(Math.max(0, runSeconds))
+      }
     },
     waitingCancelled: (task) => finished(task, "cancelled"),
     eventsAppended: (n) => {

@@ -29,7 +29,7 @@
  * @since 0.2.0
  */
 import { SqlClient } from "@effect/sql"
-import { DateTime, Effect, type Scope } from "effect"
+import { DateTime, Effect, type Scope, type Tracer } from "effect"
 import type { RunId } from "../domain/Ids.ts"
 import type { Run } from "../domain/Run.ts"
 import { now, plusMillis } from "../internal/time.ts"
@@ -46,8 +46,21 @@ export interface Claim {
   readonly timeoutMs: number | null
   readonly priority: number
   readonly runAt: Date
+  /**
+   * When the run's first attempt began (epoch ms, the row's `started_at` as
+   * the claim leaves it): its own duration, first start to finish, is
+   * measured from it (`Metrics.attemptEnded`).
+   */
+  readonly firstStartedAt: number
   /** A run of a task with limits: its end gives its key's slot back (`RunQueue.recordEnds`). */
   readonly limited: boolean
+  /**
+   * Only when the claim was `traced`: the W3C traceparent stored with the run
+   * (the span that started it), and the claim's own span, which the
+   * attempt's span links to (`tracing/Tracing.ts`).
+   */
+  readonly traceparent?: string | undefined
+  readonly claimSpan?: Tracer.AnySpan | undefined
 }
 
 /** Who holds a claim, and for how long without a heartbeat. */
@@ -66,10 +79,21 @@ export interface ClaimOptions extends Claimant {
    * the claim also serves their keys (`claimLimited`), runs of `tasks` only.
    */
   readonly limitScopes?: ReadonlyArray<string> | undefined
+  /**
+   * Tracing is on: the statement also returns each run's stored traceparent
+   * (one statement, no lookup after it), and the claim's span is annotated
+   * with the batch (its queues, size and run ids). Off, the statement is the
+   * plain one.
+   */
+  readonly traced?: boolean | undefined
 }
 
-/** A claimed run as the claim returns it: id, task, queue, input, attempt, max attempts, timeout, priority, runAt (epoch ms). */
-type ClaimEntry = readonly [RunId, string, string, unknown, number, number, number | null, number, number, boolean?]
+/**
+ * A claimed run as the claim returns it: id, task, queue, input, attempt, max
+ * attempts, timeout, priority, runAt and first start (epoch ms), limited; and
+ * its traceparent when traced.
+ */
+type ClaimEntry = readonly [RunId, string, string, unknown, number, number, number | null, number, number, number, boolean?, (string | null)?]
 
 /**
  * Claims up to `limit` due runs of `queues`, highest priority first, with a
@@ -81,21 +105,57 @@ export const claim = (sql: SqlClient.SqlClient, options: ClaimOptions) =>
     ? claimLimited(sql, options, options.limitScopes)
     : claimPlain(sql, options)
 
-const toClaims = (claims: string) =>
-  (JSON.parse(claims) as ReadonlyArray<ClaimEntry>).map((
-    [runId, task, queue, input, attempt, maxAttempts, timeoutMs, priority, runAt, limited]
-  ): Claim => ({
-    runId,
-    task,
-    queue,
-    input,
-    attempt,
-    maxAttempts,
-    timeoutMs,
-    priority,
-    runAt: new Date(runAt),
-    limited: limited === true
-  }))
+const fromEntry = (
+  [runId, task, queue, input, attempt, maxAttempts, timeoutMs, priority, runAt, firstStartedAt, limited]: ClaimEntry
+): Claim => ({
+  runId,
+  task,
+  queue,
+  input,
+  attempt,
+  maxAttempts,
+  timeoutMs,
+  priority,
+  runAt: new Date(runAt),
+  firstStartedAt,
+  limited: limited === true
+})
+
+const toClaims = (claims: string) => (JSON.parse(claims) as ReadonlyArray<ClaimEntry>).map(fromEntry)
+
+/**
+ * A traced claim's runs, each with its traceparent and the claim's span; the
+ * span says what the batch was, so that its runs' attempts can be found from
+ * it (by run id: each attempt's span carries its run's).
+ */
+const toTracedClaims = (claims: string, options: ClaimOptions) =>
+  Effect.map(Effect.currentSpan.pipe(Effect.orElseSucceed(() => undefined)), (span) => {
+    const entries = JSON.parse(claims) as ReadonlyArray<ClaimEntry>
+    if (span !== undefined) {
+      // Lists as comma-separated strings: `@effect/opentelemetry` writes other
+      // values as JSON text, and a text search (`=~`) finds an id in either.
+      span.attribute("runstream.queues", options.queues.join(","))
+      span.attribute("runstream.batch_limit", options.limit)
+      span.attribute("runstream.batch_size", entries.length)
+      span.attribute("runstream.run_ids", entries.map((entry) => entry[0]).join(","))
+    }
+    return entries.map((entry): Claim => ({ ...fromEntry(entry), traceparent: entry[11] ?? undefined, claimSpan: span }))
+  })
+
+/**
+ * What a claim's statement returns of each run (`ClaimEntry`): whether it is
+ * limited from the limited claim, its traceparent too when traced.
+ */
+const claimedColumns = (sql: SqlClient.SqlClient, traced: boolean, limited: "limited" | undefined) =>
+  sql.literal(
+    `coalesce(json_agg(json_build_array(id, task, queue, input, attempt, max_attempts, timeout_ms, priority,
+        floor(extract(epoch FROM run_at) * 1000), floor(extract(epoch FROM started_at) * 1000)${
+      limited !== undefined ? `, ${limited}` : traced ? ", false" : ""
+    }${traced ? ", traceparent" : ""}) ORDER BY priority DESC, run_at, id), '[]')::text AS claims`
+  )
+
+/** The columns the claim's `started` returns beyond the plain ones when traced. */
+const tracedReturning = (sql: SqlClient.SqlClient, traced: boolean) => sql.literal(traced ? ", r.traceparent" : "")
 
 /**
  * Ready runs without a concurrency key, locked, in the claim's order (both
@@ -118,6 +178,7 @@ const readyWithoutKey = (sql: SqlClient.SqlClient, options: ClaimOptions, at: Da
 /** The claim of a worker that serves no limits: runs without a key only (the ready index holds no others). */
 const claimPlain = (sql: SqlClient.SqlClient, options: ClaimOptions) =>
   Effect.gen(function*() {
+    const traced = options.traced === true
     const at = yield* now
     // The claims come as one JSON text, parsed by one JSON.parse: cheaper than
     // the driver's row decoding (its timestamptz parsing above all).
@@ -136,17 +197,16 @@ const claimPlain = (sql: SqlClient.SqlClient, options: ClaimOptions) =>
           started_at = coalesce(r.started_at, ${at}), last_seq = r.last_seq + 1
         FROM leased WHERE r.id = leased.run_id AND r.id = ANY(ARRAY(SELECT run_id FROM leased))
         RETURNING r.id, r.task, r.queue, r.input, r.attempt, r.max_attempts, r.timeout_ms, r.last_seq,
-          r.priority, r.run_at
+          r.priority, r.run_at, r.started_at${tracedReturning(sql, traced)}
       ), events AS (
         INSERT INTO runstream_events (run_id, seq, type, data, at)
         SELECT id, last_seq, 'run.started', jsonb_build_object('attempt', attempt), ${at} FROM started
       ), outbox AS (
         ${Outbox.row(sql, sql`SELECT id, task, last_seq, 'run.started', jsonb_build_object('attempt', attempt), ${at}::timestamptz FROM started`)}
       )
-      SELECT coalesce(json_agg(json_build_array(id, task, queue, input, attempt, max_attempts, timeout_ms, priority,
-        floor(extract(epoch FROM run_at) * 1000)) ORDER BY priority DESC, run_at, id), '[]')::text AS claims
+      SELECT ${claimedColumns(sql, traced, undefined)}
       FROM started`
-    return toClaims(row!.claims)
+    return traced ? yield* toTracedClaims(row!.claims, options) : toClaims(row!.claims)
   }).pipe(Effect.withSpan("RunQueue.claim"))
 
 /** A time as the API writes every time: ISO 8601 in UTC, milliseconds, a Z. */
@@ -183,6 +243,7 @@ const onHeldConnection = <A, E, R>(sql: SqlClient.SqlClient, statement: Effect.E
  */
 const claimLimited = (sql: SqlClient.SqlClient, options: ClaimOptions, limitScopes: ReadonlyArray<string>) =>
   onHeldConnection(sql, Effect.gen(function*() {
+    const traced = options.traced === true
     const at = yield* now
     const [row] = yield* sql<{ claims: string }>`/* prepared */
       WITH keys AS (
@@ -268,7 +329,7 @@ const claimLimited = (sql: SqlClient.SqlClient, options: ClaimOptions, limitScop
           started_at = coalesce(r.started_at, ${at}), last_seq = r.last_seq + 1
         FROM leased WHERE r.id = leased.run_id AND r.id = ANY(ARRAY(SELECT run_id FROM leased))
         RETURNING r.id, r.task, r.queue, r.input, r.attempt, r.max_attempts, r.timeout_ms, r.last_seq,
-          r.priority, r.run_at, leased.concurrency_key IS NOT NULL AS limited
+          r.priority, r.run_at, r.started_at, leased.concurrency_key IS NOT NULL AS limited${tracedReturning(sql, traced)}
       ), logged AS (
         SELECT id, task, last_seq, 'run.started' AS type, jsonb_build_object('attempt', attempt) AS data FROM started
         UNION ALL
@@ -280,10 +341,9 @@ const claimLimited = (sql: SqlClient.SqlClient, options: ClaimOptions, limitScop
       ), outbox AS (
         ${Outbox.row(sql, sql`SELECT id, task, last_seq, type, data, ${at}::timestamptz FROM logged`)}
       )
-      SELECT coalesce(json_agg(json_build_array(id, task, queue, input, attempt, max_attempts, timeout_ms, priority,
-        floor(extract(epoch FROM run_at) * 1000), limited) ORDER BY priority DESC, run_at, id), '[]')::text AS claims
+      SELECT ${claimedColumns(sql, traced, "limited")}
       FROM started`
-    return toClaims(row!.claims)
+    return traced ? yield* toTracedClaims(row!.claims, options) : toClaims(row!.claims)
   })).pipe(Effect.withSpan("RunQueue.claimLimited"))
 
 /**
@@ -310,8 +370,11 @@ export const claimedAtCreate = (claimant: Claimant, at: Date) => ({
   locked_until: plusMillis(at, claimant.leaseMs)
 })
 
-/** The claim of a run as its row stands once claimed (by the claim or at its creation). */
-export const claimOf = (run: Run): Claim => ({
+/**
+ * The claim of a run as its row stands once claimed (by the claim or at its
+ * creation); with the traceparent it was created with, when traced.
+ */
+export const claimOf = (run: Run, traceparent?: string | undefined): Claim => ({
   runId: run.id,
   task: run.task,
   queue: run.queue,
@@ -321,8 +384,10 @@ export const claimOf = (run: Run): Claim => ({
   timeoutMs: run.timeoutMs,
   priority: run.priority,
   runAt: DateTime.toDate(run.runAt),
+  firstStartedAt: run.startedAt === null ? Date.now() : DateTime.toEpochMillis(run.startedAt),
   // Runs with limits are never created claimed (see the header).
-  limited: false
+  limited: false,
+  ...(traceparent === undefined ? undefined : { traceparent })
 })
 
 /** A pool that takes runs at their start. */
@@ -345,6 +410,8 @@ export interface Placing {
   readonly runAt: Date | null
   /** Its limits (`Limits.RunLimits`), if it has any: then only the claim takes it. */
   readonly limits?: unknown
+  /** The traceparent it is created with (tracing on), for the attempt's span of a run handed over. */
+  readonly traceparent?: string | undefined
 }
 
 /** The runs to create, each marked `claimedBy` the taker that reserved a runner for it, if any. */
@@ -402,7 +469,7 @@ export const makeHandoff = (wake: (queue: string) => Effect.Effect<void>): Effec
                 // A repeated idempotency key: the existing run was returned, nothing to hand over.
                 taker.cancel()
               } else {
-                yield* taker.take(claimOf(run))
+                yield* taker.take(claimOf(run, runs[i]!.traceparent))
               }
             }
             for (const queue of toWake) yield* wake(queue)

@@ -46,6 +46,7 @@ import { Schedules } from "../schedules/Schedules.ts"
 import { Stats } from "../Stats.ts"
 import { QueueLimits } from "../queue/QueueLimits.ts"
 import * as Task from "../Task.ts"
+import * as Tracing from "../tracing/Tracing.ts"
 import * as HttpProtocol from "./HttpProtocol.ts"
 import { RunstreamRpcs, ShuttingDown, TooManyStreams, Unavailable } from "./RunstreamRpcs.ts"
 
@@ -119,6 +120,11 @@ export const handlers = Effect.gen(function*() {
   const tasks = Task.describeAll(registry, yield* QueueLimits)
   const slot = Effect.mapError(streams.reserve, refusedStream)
   const untilShutdown = Effect.zipRight(streams.shutdown, Effect.fail(new ShuttingDown()))
+  // A call about one run names it on its span (`RpcServer.<tag>`), tracing on only.
+  const onRun = Tracing.annotateRun((yield* Tracing.option) !== undefined)
+  const runIdOf = (runId: string) => Effect.tap(parseRunId(runId), (id) => onRun(id))
+  const namingRun = <A extends { readonly id: string; readonly task: string }, E, R>(effect: Effect.Effect<A, E, R>) =>
+    Effect.tap(effect, (run) => onRun(run.id, run.task))
 
   /** A live stream: holds a slot of the budget while it runs, fails with `ShuttingDown` when the server stops. */
   const live = <A, E, R>(stream: Stream.Stream<A, E, R>) =>
@@ -129,10 +135,11 @@ export const handlers = Effect.gen(function*() {
       decodeOptions(options).pipe(
         Effect.flatMap((options) => runs.startMany([{ task, input, options }])),
         Effect.map((created) => created[0]!),
+        Effect.tap(({ run }) => onRun(run.id, run.task)),
         hideSqlError
       ),
 
-    Get: ({ runId }) => Effect.flatMap(parseRunId(runId), runs.get).pipe(hideSqlError),
+    Get: ({ runId }) => namingRun(Effect.flatMap(runIdOf(runId), runs.get)).pipe(hideSqlError),
 
     List: ({ createdAfter, createdBefore, ...options }) =>
       Effect.zip(decodeTime("createdAfter", createdAfter), decodeTime("createdBefore", createdBefore)).pipe(
@@ -147,8 +154,10 @@ export const handlers = Effect.gen(function*() {
       ),
 
     Replay: ({ options, runId }) =>
-      Effect.zip(parseRunId(runId), decodeOptions(options)).pipe(
+      Effect.zip(runIdOf(runId), decodeOptions(options)).pipe(
         Effect.flatMap(([id, options]) => runs.replay(id, options)),
+        // The replay's new run; the replayed one is its `replayOf`.
+        Effect.tap(({ run }) => onRun(run.id, run.task)),
         hideSqlError
       ),
 
@@ -162,7 +171,7 @@ export const handlers = Effect.gen(function*() {
         hideSqlError
       ),
 
-    Cancel: ({ runId }) => Effect.flatMap(parseRunId(runId), runs.cancel).pipe(hideSqlError),
+    Cancel: ({ runId }) => namingRun(Effect.flatMap(runIdOf(runId), runs.cancel)).pipe(hideSqlError),
 
     Signal: ({ data, name, runId }) => Effect.flatMap(parseRunId(runId), (id) => runs.signal(id, name, data)).pipe(hideSqlError),
 
@@ -176,13 +185,13 @@ export const handlers = Effect.gen(function*() {
     DeleteSchedule: ({ force, name }) => schedules.remove(name, { force }).pipe(hideSqlError),
 
     ReadEvents: ({ after = 0, limit, runId }) =>
-      Effect.flatMap(parseRunId(runId), (id) => runs.readEvents(id, { after, limit })).pipe(
+      Effect.flatMap(runIdOf(runId), (id) => runs.readEvents(id, { after, limit })).pipe(
         Effect.map((events) => ({ events, nextAfter: events.at(-1)?.seq ?? after })),
         hideSqlError
       ),
 
     Events: ({ after, runId }) =>
-      parseRunId(runId).pipe(
+      runIdOf(runId).pipe(
         Effect.map((id) => live(runs.events(id, { after }))),
         Stream.unwrap,
         Stream.catchTag("SqlError", (error) => Stream.fromEffect(unavailable(error)))
@@ -200,7 +209,7 @@ export const handlers = Effect.gen(function*() {
       }),
 
     AwaitCompletion: ({ runId, timeoutMs }) =>
-      Effect.zip(parseRunId(runId), nonNegativeInteger("timeoutMs", timeoutMs)).pipe(
+      Effect.zip(runIdOf(runId), nonNegativeInteger("timeoutMs", timeoutMs)).pipe(
         Effect.flatMap(([id, timeoutMs]) =>
           Effect.zipRight(
             slot,

@@ -33,6 +33,8 @@ export const make = (options: {
   readonly limitScopes: ReadonlyArray<string>
   readonly leaseMs: number
   readonly pollInterval: Duration.Duration
+  /** Tracing is on: claims return each run's traceparent (see `Claiming.ClaimOptions`). */
+  readonly traced: boolean
   /** Makes claimed runs the pool's (see `Pool.ts`). */
   readonly register: (claims: ReadonlyArray<Claim>) => Effect.Effect<void>
 }) =>
@@ -86,7 +88,8 @@ export const make = (options: {
           tasks: options.tasks,
           limitScopes: options.limitScopes,
           limit,
-          leaseMs: options.leaseMs
+          leaseMs: options.leaseMs,
+          traced: options.traced
         })
         if (claims.length > 0) yield* outbox.written
         yield* options.register(claims)

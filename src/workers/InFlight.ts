@@ -29,8 +29,6 @@ export interface InFlight {
   recording: boolean
   /** When its body began (epoch ms), for the metrics; 0 before. */
   startedAt: number
-  /** The traceparent stored with its run, read at its claim when tracing is on. */
-  traceparent: string | undefined
 }
 
 export const inFlight = (claim: Claim): InFlight => ({
@@ -41,8 +39,7 @@ export const inFlight = (claim: Claim): InFlight => ({
   stop: undefined,
   ended: false,
   recording: false,
-  startedAt: 0,
-  traceparent: undefined
+  startedAt: 0
 })
 
 /**

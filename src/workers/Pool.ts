@@ -22,7 +22,6 @@
  * to the queue without using up its attempt, as a shutdown does.
  * @since 0.2.0
  */
-import { SqlClient } from "@effect/sql"
 import {
   Duration,
   Effect,
@@ -95,7 +94,6 @@ export const make = (options: WorkersOptions) =>
     let dispatching = false
     const metrics = yield* Metrics.option
     const tracing = yield* Tracing.option
-    const sql = yield* SqlClient.SqlClient
 
     const annotate = Effect.annotateLogs({ component: "Workers", workerId })
     const annotateRun = (claim: Claim) => Effect.annotateLogs({ runId: claim.runId, attempt: claim.attempt })
@@ -227,7 +225,8 @@ export const make = (options: WorkersOptions) =>
       entry.fiber = undefined
       const outcome = attempts.outcomeOf(entry.claim, exit, entry.stop)
       if (metrics !== undefined && entry.startedAt > 0) {
-        metrics.attemptEnded(entry.claim.task, outcome?._tag ?? "lost", (Date.now() - entry.startedAt) / 1000)
+        const at = Date.now()
+        metrics.attemptEnded(entry.claim.task, outcome?._tag ?? "lost", (at - entry.startedAt) / 1000, (at - entry.claim.firstStartedAt) / 1000)
       }
       if (outcome !== undefined) record(entry, outcome)
       else free(entry)
@@ -277,7 +276,7 @@ export const make = (options: WorkersOptions) =>
           const annotations = attempts.annotationsOf(entry.claim)
           const attempt = tracing === undefined
             ? attempts.run(entry.claim)
-            : Tracing.attemptSpan(entry.claim, entry.traceparent)(attempts.run(entry.claim))
+            : Tracing.attemptSpan(entry.claim)(attempts.run(entry.claim))
           const fiber = Runtime.runFork(attempts.runtimeOf(entry.claim.task), attempt, {
             // The refs are the new fiber's already (`runFork` forked them).
             updateRefs: (refs, fiberId) => FiberRefs.updateAs(refs, { fiberId, fiberRef: FiberRef.currentLogAnnotations, value: annotations })
@@ -299,14 +298,6 @@ export const make = (options: WorkersOptions) =>
     const register = (claims: ReadonlyArray<Claim>) =>
       Effect.gen(function*() {
         const entries = claims.map(inFlight)
-        if (tracing !== undefined) {
-          const parents = yield* Effect.provideService(
-            Tracing.traceparentsOf(claims.map((claim) => claim.runId)),
-            SqlClient.SqlClient,
-            sql
-          )
-          for (const entry of entries) entry.traceparent = parents.get(entry.claim.runId)
-        }
         for (const entry of entries) {
           // This pool lost the run's previous attempt (its lease lapsed) and got it back.
           const previous = pool.inFlight.get(entry.claim.runId)
@@ -345,6 +336,8 @@ export const make = (options: WorkersOptions) =>
       limitScopes: [...declaredScopes, ...waitingScopes],
       leaseMs,
       pollInterval: options.pollInterval,
+      // Its claims bring each run's traceparent (`Claiming.ClaimOptions.traced`).
+      traced: tracing !== undefined,
       register
     })
 

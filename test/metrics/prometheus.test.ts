@@ -74,6 +74,10 @@ const scrape = Effect.gen(function*() {
 const histogramCount = (text: string, name: string, labels: string) =>
   Number(new RegExp(`^${name}_count\\{${labels}\\} (\\S+)$`, "m").exec(text)?.[1])
 
+/** A histogram's `_sum` of one label set, read from the text (as `histogramCount`). */
+const histogramSum = (text: string, name: string, labels: string) =>
+  Number(new RegExp(`^${name}_sum\\{${labels}\\} (\\S+)$`, "m").exec(text)?.[1])
+
 const value = (families: ReturnType<typeof parse>, name: string, labels: Record<string, string> = {}) => {
   const family = families.find((f) => f.name === name)
   const sample = family?.metrics.find((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v))
@@ -89,6 +93,8 @@ describe("GET /metrics", () => {
       yield* startRuns("demo.echo", [1, 2, 3]).pipe(Effect.provide(a))
       yield* startRuns("demo.count", [{ to: 2 }]).pipe(Effect.provide(a))
       yield* startRuns("demo.echo", [4, 5]).pipe(Effect.provide(b))
+      // Two attempts (the first fails, retried after a backoff): one run.
+      yield* startRuns("demo.flaky", [{ failures: 1 }]).pipe(Effect.provide(a))
 
       const fromA = yield* Effect.provide(scrape, a)
       expect(fromA.find((f) => f.name === "runstream_runs_started_total")?.type).toBe("COUNTER")
@@ -99,8 +105,16 @@ describe("GET /metrics", () => {
       const wait = fromA.find((f) => f.name === "runstream_queue_wait_seconds")
       expect(wait?.type).toBe("HISTOGRAM")
       expect(histogramCount(fromA.text, "runstream_queue_wait_seconds", `task="demo.echo"`)).toBe(3)
+      expect(histogramCount(fromA.text, "runstream_attempt_duration_seconds", `task="demo.echo"`)).toBe(3)
+      expect(histogramCount(fromA.text, "runstream_attempt_duration_seconds", `task="demo.count"`)).toBe(1)
       expect(histogramCount(fromA.text, "runstream_run_duration_seconds", `task="demo.echo"`)).toBe(3)
       expect(histogramCount(fromA.text, "runstream_run_duration_seconds", `task="demo.count"`)).toBe(1)
+      // A run's duration is its own, from its first attempt's start: both attempts and the backoff between them.
+      expect(histogramCount(fromA.text, "runstream_attempt_duration_seconds", `task="demo.flaky"`)).toBe(2)
+      expect(histogramCount(fromA.text, "runstream_run_duration_seconds", `task="demo.flaky"`)).toBe(1)
+      expect(histogramSum(fromA.text, "runstream_run_duration_seconds", `task="demo.flaky"`)).toBeGreaterThan(
+        histogramSum(fromA.text, "runstream_attempt_duration_seconds", `task="demo.flaky"`)
+      )
       // demo.count to 2 emits two ticks; echo none.
       expect(value(fromA, "runstream_events_appended_total")).toBe(2)
       expect(value(fromA, "runstream_queued_runs")).toBeUndefined() // nothing waits: no series

@@ -45,7 +45,7 @@ const claimedState = (runId: RunId) =>
     }
   })
 
-const comparable = (claim: Claim) => ({ ...claim, runId: undefined, runAt: undefined })
+const comparable = (claim: Claim) => ({ ...claim, runId: undefined, runAt: undefined, firstStartedAt: undefined })
 
 describe("claiming", () => {
   it.scopedLive("a run claimed by the claim and one claimed at its start leave the same rows and give the same Claim", () =>
@@ -68,6 +68,9 @@ describe("claiming", () => {
 
       expect(comparable(taken[0]!)).toEqual(comparable(claimed!))
       expect(taken[0]!.runAt.getTime()).toBe(handed.runAt.epochMillis)
+      // Both bring the run's first start, as its row has it (a run's duration is measured from it).
+      expect(taken[0]!.firstStartedAt).toBe(handed.startedAt!.epochMillis)
+      expect(claimed!.firstStartedAt).toBe((yield* runs.get(waiting.id)).startedAt!.epochMillis)
       const viaClaim = yield* claimedState(waiting.id)
       expect(viaClaim).toEqual({
         run: { status: "running", attempt: 1, lastSeq: 2, started: true },
