@@ -85,6 +85,7 @@ export const layer = (options: HttpOptions) =>
           }))
         .handleRaw("signal", ({ path }) =>
           Effect.gen(function*() {
+            yield* onRun(path.id)
             const { data } = yield* RequestBody.json(SignalBody, options.maxBodyBytes)
             const sent = yield* mapCore(runs.signal(path.id, path.name, data ?? null))
             return yield* HttpServerResponse.schemaJson(SignalSent)(sent, { status: sent.created ? 202 : 200 }).pipe(

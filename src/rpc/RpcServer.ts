@@ -173,7 +173,7 @@ export const handlers = Effect.gen(function*() {
 
     Cancel: ({ runId }) => namingRun(Effect.flatMap(runIdOf(runId), runs.cancel)).pipe(hideSqlError),
 
-    Signal: ({ data, name, runId }) => Effect.flatMap(parseRunId(runId), (id) => runs.signal(id, name, data)).pipe(hideSqlError),
+    Signal: ({ data, name, runId }) => Effect.flatMap(runIdOf(runId), (id) => runs.signal(id, name, data)).pipe(hideSqlError),
 
     CreateSchedule: (fields) => Effect.flatMap(decodeDefinition(fields), schedules.create).pipe(hideSqlError),
     GetSchedule: ({ name }) => schedules.get(name).pipe(hideSqlError),

@@ -89,10 +89,13 @@ const get = (path: string, headers: Record<string, string> = {}) =>
       return response.status
     }))
 
-const post = (path: string) =>
+const post = (path: string, json?: unknown) =>
   Effect.flatMap(Base, (base) =>
     Effect.promise(async () => {
-      const response = await fetch(`${base}${path}`, { method: "POST" })
+      const response = await fetch(
+        `${base}${path}`,
+        json === undefined ? { method: "POST" } : { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(json) }
+      )
       await response.arrayBuffer()
       return response.status
     }))
@@ -231,6 +234,7 @@ describe("traces", () => {
         expect(yield* get(`/v1/runs/${id}/events`, { accept: "text/event-stream" })).toBe(200)
         // Finished: refused (409), still a request about the run.
         expect(yield* post(`/v1/runs/${id}/cancel`)).toBe(409)
+        expect(yield* post(`/v1/runs/${id}/signals/approve`, { data: {} })).toBe(409)
       }).pipe(Effect.provide(context))
       const server = exporter.getFinishedSpans().filter((span) => span.name.startsWith("http.server"))
       const about = (method: string, path: string) =>
@@ -240,6 +244,7 @@ describe("traces", () => {
       expect(about("GET", `/v1/runs/${id}`)).toEqual([{ run: id, task: "test.traced" }])
       expect(about("GET", `/v1/runs/${id}/events`)).toEqual([{ run: id, task: undefined }, { run: id, task: undefined }])
       expect(about("POST", `/v1/runs/${id}/cancel`)).toEqual([{ run: id, task: undefined }])
+      expect(about("POST", `/v1/runs/${id}/signals/approve`)).toEqual([{ run: id, task: undefined }])
     }), 60_000)
 
   it.scopedLive("RPC calls about a run carry its id on their spans, and its task when known", () =>
@@ -255,6 +260,7 @@ describe("traces", () => {
         yield* Stream.runDrain(rpc.events(run.id))
         // Finished: refused, still a call about the run.
         yield* Effect.either(rpc.cancel(run.id))
+        yield* Effect.either(rpc.signal(run.id, "approve", {}))
         return run.id
       }).pipe(Effect.provide(client), Effect.provide(context))
       const about = (tag: string) =>
@@ -265,6 +271,7 @@ describe("traces", () => {
       expect(about("Get")).toEqual([{ run: id, task: "test.traced" }])
       expect(about("Events")).toEqual([{ run: id, task: undefined }])
       expect(about("Cancel")).toEqual([{ run: id, task: undefined }])
+      expect(about("Signal")).toEqual([{ run: id, task: undefined }])
     }), 60_000)
 
   it.scopedLive("a claim's span names its batch; each attempt it began links to it and joins its run's trace", () =>
