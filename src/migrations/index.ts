@@ -15,6 +15,7 @@ import concurrencyAndRateLimits from "./0011_concurrency_and_rate_limits.ts"
 import limitScopes from "./0012_limit_scopes.ts"
 import traceparent from "./0013_traceparent.ts"
 import waitingRuns from "./0014_waiting_runs.ts"
+import childRuns from "./0016_child_runs.ts"
 
 /** Every migration by its id, in order. */
 export const migrations = {
@@ -30,12 +31,13 @@ export const migrations = {
   "0011_concurrency_and_rate_limits": concurrencyAndRateLimits,
   "0012_limit_scopes": limitScopes,
   "0013_traceparent": traceparent,
-  "0014_waiting_runs": waitingRuns
+  "0014_waiting_runs": waitingRuns,
+  "0016_child_runs": childRuns
 }
 
 export const loader = Migrator.fromRecord(migrations)
 
 /** Changes when a migration is added: test templates are keyed by it. */
-export const schemaVersion = "0014"
+export const schemaVersion = "0016"
 
 export const migrationsTable = "runstream_migrations"

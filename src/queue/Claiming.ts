@@ -48,6 +48,8 @@ export interface Claim {
   readonly runAt: Date
   /** A run of a task with limits: its end gives its key's slot back (`RunQueue.recordEnds`). */
   readonly limited: boolean
+  /** A child run's parent (`ctx.start`): its end may wake the parent (`RunQueue.recordEnds`). */
+  readonly parentId?: RunId | undefined
 }
 
 /** Who holds a claim, and for how long without a heartbeat. */
@@ -69,7 +71,7 @@ export interface ClaimOptions extends Claimant {
 }
 
 /** A claimed run as the claim returns it: id, task, queue, input, attempt, max attempts, timeout, priority, runAt (epoch ms). */
-type ClaimEntry = readonly [RunId, string, string, unknown, number, number, number | null, number, number, boolean?]
+type ClaimEntry = readonly [RunId, string, string, unknown, number, number, number | null, number, number, boolean?, RunId?]
 
 /**
  * Claims up to `limit` due runs of `queues`, highest priority first, with a
@@ -83,7 +85,7 @@ export const claim = (sql: SqlClient.SqlClient, options: ClaimOptions) =>
 
 const toClaims = (claims: string) =>
   (JSON.parse(claims) as ReadonlyArray<ClaimEntry>).map((
-    [runId, task, queue, input, attempt, maxAttempts, timeoutMs, priority, runAt, limited]
+    [runId, task, queue, input, attempt, maxAttempts, timeoutMs, priority, runAt, limited, parentId]
   ): Claim => ({
     runId,
     task,
@@ -94,7 +96,8 @@ const toClaims = (claims: string) =>
     timeoutMs,
     priority,
     runAt: new Date(runAt),
-    limited: limited === true
+    limited: limited === true,
+    ...(parentId === undefined || parentId === null ? {} : { parentId })
   }))
 
 /**
@@ -136,15 +139,19 @@ const claimPlain = (sql: SqlClient.SqlClient, options: ClaimOptions) =>
           started_at = coalesce(r.started_at, ${at}), last_seq = r.last_seq + 1
         FROM leased WHERE r.id = leased.run_id AND r.id = ANY(ARRAY(SELECT run_id FROM leased))
         RETURNING r.id, r.task, r.queue, r.input, r.attempt, r.max_attempts, r.timeout_ms, r.last_seq,
-          r.priority, r.run_at
+          r.priority, r.run_at, r.parent_id
       ), events AS (
         INSERT INTO runstream_events (run_id, seq, type, data, at)
         SELECT id, last_seq, 'run.started', jsonb_build_object('attempt', attempt), ${at} FROM started
       ), outbox AS (
         ${Outbox.row(sql, sql`SELECT id, task, last_seq, 'run.started', jsonb_build_object('attempt', attempt), ${at}::timestamptz FROM started`)}
       )
-      SELECT coalesce(json_agg(json_build_array(id, task, queue, input, attempt, max_attempts, timeout_ms, priority,
-        floor(extract(epoch FROM run_at) * 1000)) ORDER BY priority DESC, run_at, id), '[]')::text AS claims
+      SELECT coalesce(json_agg(CASE WHEN parent_id IS NULL
+        THEN json_build_array(id, task, queue, input, attempt, max_attempts, timeout_ms, priority,
+          floor(extract(epoch FROM run_at) * 1000))
+        -- A child run's entry names its parent (the others' stay as they were).
+        ELSE json_build_array(id, task, queue, input, attempt, max_attempts, timeout_ms, priority,
+          floor(extract(epoch FROM run_at) * 1000), false, parent_id) END ORDER BY priority DESC, run_at, id), '[]')::text AS claims
       FROM started`
     return toClaims(row!.claims)
   }).pipe(Effect.withSpan("RunQueue.claim"))
@@ -268,7 +275,7 @@ const claimLimited = (sql: SqlClient.SqlClient, options: ClaimOptions, limitScop
           started_at = coalesce(r.started_at, ${at}), last_seq = r.last_seq + 1
         FROM leased WHERE r.id = leased.run_id AND r.id = ANY(ARRAY(SELECT run_id FROM leased))
         RETURNING r.id, r.task, r.queue, r.input, r.attempt, r.max_attempts, r.timeout_ms, r.last_seq,
-          r.priority, r.run_at, leased.concurrency_key IS NOT NULL AS limited
+          r.priority, r.run_at, leased.concurrency_key IS NOT NULL AS limited, r.parent_id
       ), logged AS (
         SELECT id, task, last_seq, 'run.started' AS type, jsonb_build_object('attempt', attempt) AS data FROM started
         UNION ALL
@@ -281,7 +288,7 @@ const claimLimited = (sql: SqlClient.SqlClient, options: ClaimOptions, limitScop
         ${Outbox.row(sql, sql`SELECT id, task, last_seq, type, data, ${at}::timestamptz FROM logged`)}
       )
       SELECT coalesce(json_agg(json_build_array(id, task, queue, input, attempt, max_attempts, timeout_ms, priority,
-        floor(extract(epoch FROM run_at) * 1000), limited) ORDER BY priority DESC, run_at, id), '[]')::text AS claims
+        floor(extract(epoch FROM run_at) * 1000), limited, parent_id) ORDER BY priority DESC, run_at, id), '[]')::text AS claims
       FROM started`
     return toClaims(row!.claims)
   })).pipe(Effect.withSpan("RunQueue.claimLimited"))
@@ -322,7 +329,8 @@ export const claimOf = (run: Run): Claim => ({
   priority: run.priority,
   runAt: DateTime.toDate(run.runAt),
   // Runs with limits are never created claimed (see the header).
-  limited: false
+  limited: false,
+  ...(run.parentId === undefined ? {} : { parentId: run.parentId })
 })
 
 /** A pool that takes runs at their start. */

@@ -26,14 +26,23 @@ import {
   Schema
 } from "effect"
 import { InvalidInput, LeaseLost } from "../domain/Errors.ts"
+import type { RunId } from "../domain/Ids.ts"
 import type { RunError } from "../domain/Run.ts"
-import { journalTypes, sleepStartedType, stepCompletedType, TaskEventType } from "../domain/RunEvent.ts"
+import {
+  childCompletedType,
+  childStartedType,
+  journalTypes,
+  sleepStartedType,
+  stepCompletedType,
+  TaskEventType
+} from "../domain/RunEvent.ts"
 import { EventLog } from "../EventLog.ts"
 import { interruptWithin } from "../internal/interruptWithin.ts"
 import { storableJson, storableText } from "../internal/jsonb.ts"
 import type { Claim } from "../queue/Claiming.ts"
-import type { Outcome } from "../queue/RunQueue.ts"
+import { noWakeUp, type Outcome } from "../queue/RunQueue.ts"
 import * as Task from "../Task.ts"
+import * as Children from "./Children.ts"
 import type { StopReason } from "./InFlight.ts"
 import * as Journal from "./Journal.ts"
 import type { Writer } from "./Writer.ts"
@@ -53,7 +62,8 @@ export class TaskTimeout extends Schema.TaggedError<TaskTimeout>()("TaskTimeout"
  */
 export class Suspended extends Schema.TaggedError<Suspended>()("Suspended", {
   until: Schema.Number,
-  waitingFor: Schema.String
+  waitingFor: Schema.String,
+  children: Schema.optional(Schema.Array(Schema.String))
 }) {}
 
 /** The claimed run's input does not decode with its task's schema (the task changed since the start). */
@@ -89,7 +99,7 @@ const maxMessage = 2000
  */
 export const isPermanent = (tag: string) =>
   tag === "PermanentError" || tag === "InputInvalid" || tag === "OutputInvalid" || tag === "UnknownTask" ||
-  tag === "NonDeterministic" || tag === "DuplicateStep"
+  tag === "NonDeterministic" || tag === "DuplicateStep" || tag === "ChildFailed"
 
 /**
  * What is recorded of a failed attempt: the error's tag and message, bounded,
@@ -176,6 +186,7 @@ export const make = (options: {
   Effect.gen(function*() {
     const log = yield* EventLog
     const registry = yield* Task.TaskRegistry
+    const children = yield* Children.make
     const { poolRuntime, shutdownGrace, writer } = options
     // Bodies must be interruptible (stops interrupt them), whatever the flags of the fiber that built the pool.
     const runtimeWith = (context: Context.Context<never>) =>
@@ -233,11 +244,28 @@ export const make = (options: {
         record: (entry) =>
           entry._tag === "step"
             ? append(claim, stepCompletedType, { name: entry.name, position: entry.position, output: entry.output })
+            : entry._tag === "child"
+            ? append(claim, childStartedType, {
+              name: entry.name,
+              position: entry.position,
+              childId: entry.childId,
+              task: entry.task
+            })
             : append(claim, sleepStartedType, {
               name: entry.name,
               position: entry.position,
               until: new Date(entry.until).toISOString()
-            })
+            }),
+        recordResult: (result) =>
+          append(claim, childCompletedType, {
+            name: result.name,
+            childId: result.childId,
+            ...(result.result._tag === "output"
+              ? { output: result.result.output }
+              : { error: { ...result.result.error, status: result.result.status } })
+          }),
+        startChild: (start) => children.start(claim.runId, start),
+        childStates: children.states
       })
 
     /**
@@ -267,7 +295,10 @@ export const make = (options: {
           sleep: (name, duration) =>
             (journal ??= journalOf(claim)).sleep(name, (now) => now + Duration.toMillis(Duration.decode(duration))),
           sleepUntil: (name, until) =>
-            (journal ??= journalOf(claim)).sleep(name, () => until instanceof Date ? until.getTime() : DateTime.toEpochMillis(until))
+            (journal ??= journalOf(claim)).sleep(name, () => until instanceof Date ? until.getTime() : DateTime.toEpochMillis(until)),
+          start: (task, input, options) => (journal ??= journalOf(claim)).start(task, input, options),
+          await: (child) => Effect.map((journal ??= journalOf(claim)).awaitAll([child]), ([output]) => output),
+          all: (handles) => (journal ??= journalOf(claim)).awaitAll(handles)
         }
         const body = task.run(input, context)
         // A replay that broke its journal fails the attempt (and, permanent,
@@ -314,7 +345,14 @@ export const make = (options: {
       if (Option.isSome(failure)) {
         if (failure.value instanceof LeaseLost) return undefined
         if (failure.value instanceof Suspended) {
-          return { _tag: "waiting", until: new Date(failure.value.until), waitingFor: failure.value.waitingFor }
+          const { children, until, waitingFor } = failure.value
+          // A wait on children alone has no time: the last child's end wakes the run.
+          return {
+            _tag: "waiting",
+            until: Number.isFinite(until) ? new Date(until) : noWakeUp,
+            waitingFor,
+            ...(children === undefined ? {} : { children: children as ReadonlyArray<RunId> })
+          }
         }
       }
       if (Cause.isInterruptedOnly(exit.cause)) return { _tag: "released", reason: "interrupted" }
