@@ -4,10 +4,20 @@
  * Nothing here loads a server module.
  * @since 0.1.0
  */
+export { ChildFailed } from "./ChildFailed.ts"
 export * from "./Errors.ts"
 export { RunId } from "./Ids.ts"
-export { isFinished, Run, RunError, RunStatus } from "./Run.ts"
-export { isTerminalType, journalTypes, RunEvent, sleepStartedType, stepCompletedType, SystemEventType } from "./RunEvent.ts"
+export { isFinished, maxListedChildren, Run, RunChild, RunError, RunStatus } from "./Run.ts"
+export {
+  childCompletedType,
+  childStartedType,
+  isTerminalType,
+  journalTypes,
+  RunEvent,
+  sleepStartedType,
+  stepCompletedType,
+  SystemEventType
+} from "./RunEvent.ts"
 export { ReadToken, TokenRequest } from "./ReadToken.ts"
 export { isRunIdPrefix, RunFilter, RunIdPrefix } from "./RunFilter.ts"
 export {
