@@ -254,9 +254,13 @@ export const make = Effect.gen(function*() {
           WHERE c.id = ANY(ARRAY(SELECT unnest(children) FROM held WHERE kind = 'waiting' AND children IS NOT NULL))
           FOR SHARE OF c
         ), pending AS (
+          -- Unfinished: all but those read finished, and those this batch ends. (A row
+          -- this statement updates, a child's end in this batch, is not returned by the
+          -- share lock: absent, it counts as unfinished unless its end finishes it.)
           SELECT h.run_id, ARRAY(
-            SELECT a.id FROM awaited a WHERE a.id = ANY(h.children) AND a.status NOT IN ${finished}
-              AND a.id <> ALL(ARRAY(SELECT run_id FROM held WHERE kind IN ${finished}))
+            SELECT c FROM unnest(h.children) AS c
+            WHERE c <> ALL(ARRAY(SELECT a.id FROM awaited a WHERE a.status IN ${finished}))
+              AND c <> ALL(ARRAY(SELECT run_id FROM held WHERE kind IN ${finished}))
           ) AS ids
           FROM held h WHERE h.kind = 'waiting' AND h.children IS NOT NULL
         )`)

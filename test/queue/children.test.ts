@@ -113,6 +113,18 @@ const Tree = Task.make("test.children.tree", {
     })
 })
 
+/** Awaits a sleeping child; its cancel is a `ChildFailed` the body turns into its output. */
+const AwaitsSleeper = Task.make("test.children.awaits-sleeper", {
+  input: Schema.Null,
+  output: Schema.String,
+  run: (_, ctx) =>
+    Effect.flatMap(ctx.start(Sleeper, null, { name: "nap" }), (child) =>
+      ctx.await(child).pipe(
+        Effect.as("slept"),
+        Effect.catchTag("ChildFailed", (failed) => Effect.succeed(`${failed.status}: ${failed.error.tag}`))
+      ))
+})
+
 /** Starts three children, then fails its first attempt: the retry replays the starts. */
 const Flaky = Task.make("test.children.flaky", {
   input: Schema.Null,
@@ -129,7 +141,7 @@ const Flaky = Task.make("test.children.flaky", {
 
 class Flake extends Schema.TaggedError<Flake>()("Flake", {}) {}
 
-const tasks = [Double, FanOut, Fails, Handles, Sleeper, Blocked, Middle, Tree, Flaky] as const
+const tasks = [Double, FanOut, Fails, Handles, Sleeper, Blocked, Middle, Tree, Flaky, AwaitsSleeper] as const
 
 const program = (workers: Parameters<typeof RunstreamTest.layer>[0]["workers"] = fastWorkers) =>
   RunstreamTest.layer({ tasks, workers, reclaimInterval: "1 minute" }).pipe(
@@ -253,6 +265,19 @@ describe("child runs", () => {
         "run.cancelled"
       ])
     }).pipe(Effect.provide(program({ ...fastWorkers, concurrency: 8 }))))
+
+  it.live("cancelling a child its parent waits for wakes the parent, which sees it cancelled", () =>
+    Effect.gen(function*() {
+      const runs = yield* Runs
+      const parent = yield* runs.start(AwaitsSleeper, null)
+      yield* waitForEvent(parent.id, "run.waiting")
+      const [child] = yield* childrenOf(parent.id)
+      yield* waitForEvent(child!.id, "run.waiting")
+      expect((yield* runs.cancel(child!.id)).status).toBe("cancelled")
+      const done = yield* RunstreamTest.waitForRunCompletion(parent.id, patience)
+      expect(done.output).toBe("cancelled: Cancelled")
+      expect(ofType(yield* logOf(parent.id), "run.started")).toHaveLength(2)
+    }).pipe(Effect.provide(program())))
 
   it.live("a parent retried after starting children starts none again: the replay gets the same children", () =>
     Effect.gen(function*() {
