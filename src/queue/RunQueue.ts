@@ -33,7 +33,7 @@ export type Outcome =
   | { readonly _tag: "released"; readonly reason: string }
   | {
     readonly _tag: "waiting"
-    /** When the claim takes it again; `noWakeUp` for a wait on children alone. */
+    /** When the claim takes it again; `noWakeUpMs` for a wait on children alone. */
     readonly until: Date
     readonly waitingFor: string
     /**
@@ -45,13 +45,13 @@ export type Outcome =
   }
 
 /**
- * The `until` of a wait with no time of its own (a wait on children): the
+ * The `until` (epoch ms) of a wait with no time of its own (a wait on children): the
  * job is due at a date no clock reaches (finite: `nextDue` reads it as a
  * date), and `run.waiting` says `until: null`.
  */
-export const noWakeUp = new Date("9999-12-31T00:00:00.000Z")
+export const noWakeUpMs = Date.parse("9999-12-31T00:00:00.000Z")
 
-const hasNoWakeUp = (until: Date) => until.getTime() >= noWakeUp.getTime()
+const hasNoWakeUp = (until: Date) => until.getTime() >= noWakeUpMs
 
 const isFinishing = (outcome: Outcome) =>
   outcome._tag === "succeeded" || outcome._tag === "failed" || outcome._tag === "cancelled"
@@ -332,7 +332,7 @@ export const make = Effect.gen(function*() {
         awaiting
           ? sql`CASE WHEN pd.ids IS NULL THEN coalesce(h.retry_at, ${at})
               WHEN cardinality(pd.ids) = 0 THEN ${at}::timestamptz
-              ELSE coalesce(h.retry_at, ${noWakeUp}::timestamptz) END`
+              ELSE coalesce(h.retry_at, ${new Date(noWakeUpMs)}::timestamptz) END`
           : sql`coalesce(h.retry_at, ${at})`
       },
             -- A wait is no failure: like a hand-back, it gives the attempt back.

@@ -40,7 +40,7 @@ import { EventLog } from "../EventLog.ts"
 import { interruptWithin } from "../internal/interruptWithin.ts"
 import { storableJson, storableText } from "../internal/jsonb.ts"
 import type { Claim } from "../queue/Claiming.ts"
-import { noWakeUp, type Outcome } from "../queue/RunQueue.ts"
+import { noWakeUpMs, type Outcome } from "../queue/RunQueue.ts"
 import * as Task from "../Task.ts"
 import * as Children from "./Children.ts"
 import type { StopReason } from "./InFlight.ts"
@@ -349,7 +349,7 @@ export const make = (options: {
           // A wait on children alone has no time: the last child's end wakes the run.
           return {
             _tag: "waiting",
-            until: Number.isFinite(until) ? new Date(until) : noWakeUp,
+            until: new Date(Number.isFinite(until) ? until : noWakeUpMs),
             waitingFor,
             ...(children === undefined ? {} : { children: children as ReadonlyArray<RunId> })
           }
