@@ -125,6 +125,26 @@ const AwaitsSleeper = Task.make("test.children.awaits-sleeper", {
       ))
 })
 
+/** A task no program registers. */
+const Unregistered = Task.make("test.children.unregistered", {
+  input: Schema.Null,
+  output: Schema.Null,
+  run: () => Effect.succeed(null)
+})
+
+/** Bad starts: each refused with a typed error, and nothing started or journaled. */
+const BadStarts = Task.make("test.children.bad-starts", {
+  input: Schema.Null,
+  output: Schema.Array(Schema.String),
+  run: (_, ctx) =>
+    Effect.all([
+      Effect.flip(ctx.start(Double, { n: 1, gated: false }, { name: "x".repeat(101) })),
+      Effect.flip(ctx.start(Double, { n: 1, gated: false }, { name: "bad-priority", priority: 1.5 })),
+      Effect.flip(ctx.start(Double, { n: 1.5, gated: false }, { name: "bad-input" })),
+      Effect.flip(ctx.start(Unregistered, null, { name: "unknown" }))
+    ]).pipe(Effect.map((errors) => errors.map((error) => error._tag)))
+})
+
 /** Starts three children, then fails its first attempt: the retry replays the starts. */
 const Flaky = Task.make("test.children.flaky", {
   input: Schema.Null,
@@ -141,7 +161,7 @@ const Flaky = Task.make("test.children.flaky", {
 
 class Flake extends Schema.TaggedError<Flake>()("Flake", {}) {}
 
-const tasks = [Double, FanOut, Fails, Handles, Sleeper, Blocked, Middle, Tree, Flaky, AwaitsSleeper] as const
+const tasks = [Double, FanOut, Fails, Handles, Sleeper, Blocked, Middle, Tree, Flaky, AwaitsSleeper, BadStarts] as const
 
 const program = (workers: Parameters<typeof RunstreamTest.layer>[0]["workers"] = fastWorkers) =>
   RunstreamTest.layer({ tasks, workers, reclaimInterval: "1 minute" }).pipe(
@@ -315,6 +335,16 @@ describe("child runs", () => {
       ])
       expect((yield* childrenOf(parent.id)).map((row) => row.id)).toEqual([orphan!.run.id])
       expect(effects.get(`${orphan!.run.id}/body`)).toBe(1)
+    }).pipe(Effect.provide(program())))
+
+  it.live("bad starts fail with typed errors the body can handle; nothing is started or journaled", () =>
+    Effect.gen(function*() {
+      const runs = yield* Runs
+      const parent = yield* runs.start(BadStarts, null)
+      const done = yield* RunstreamTest.waitForRunCompletion(parent.id, patience)
+      expect(done.output).toEqual(["InvalidInput", "InvalidInput", "InvalidInput", "UnknownTask"])
+      expect(yield* childrenOf(parent.id)).toHaveLength(0)
+      expect(typesOf(yield* logOf(parent.id))).toEqual(["run.queued", "run.started", "run.succeeded"])
     }).pipe(Effect.provide(program())))
 
   it.live("GET lists at most 100 children and says there are more", () =>
