@@ -231,7 +231,7 @@ export const make = Effect.gen(function*() {
   const heldFromOrdered = sql.literal("ordered")
   const parentsWoken = (at: Date) => sql`, woken AS (
           UPDATE runstream_jobs p SET
-            waiting_on = nullif(ARRAY(SELECT w FROM unnest(o.waiting_on) w WHERE w <> ALL(f.ids)), '{}'),
+            waiting_on = nullif(ARRAY(SELECT unnest(o.waiting_on) EXCEPT SELECT unnest(f.ids)), '{}'),
             run_at = CASE WHEN o.locked_until IS NULL AND o.waiting_on <@ f.ids THEN ${at}::timestamptz ELSE p.run_at END
           FROM (
             SELECT h.parent_id, array_agg(h.run_id) AS ids FROM held h
@@ -257,10 +257,11 @@ export const make = Effect.gen(function*() {
           -- Unfinished: all but those read finished, and those this batch ends. (A row
           -- this statement updates, a child's end in this batch, is not returned by the
           -- share lock: absent, it counts as unfinished unless its end finishes it.)
+          -- Set differences (hashed), not a test per pair: a wait is on up to 1,000 children.
           SELECT h.run_id, ARRAY(
-            SELECT c FROM unnest(h.children) AS c
-            WHERE c <> ALL(ARRAY(SELECT a.id FROM awaited a WHERE a.status IN ${finished}))
-              AND c <> ALL(ARRAY(SELECT run_id FROM held WHERE kind IN ${finished}))
+            SELECT unnest(h.children)
+            EXCEPT SELECT a.id FROM awaited a WHERE a.status IN ${finished}
+            EXCEPT SELECT run_id FROM held WHERE kind IN ${finished}
           ) AS ids
           FROM held h WHERE h.kind = 'waiting' AND h.children IS NOT NULL
         )`)

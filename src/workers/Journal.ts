@@ -106,6 +106,13 @@ export interface ChildStart {
 /** The longest name of a child (its idempotency key holds it, after the parent's id). */
 export const maxChildName = 100
 
+/**
+ * The most children one wait is on (`ctx.all`): the parent's job holds the
+ * unfinished ones, and each child's end rewrites that list. Await more in
+ * chunks (each chunk one wait).
+ */
+export const maxAwaited = 1000
+
 /** The largest epoch milliseconds a `Date` holds. */
 const maxDate = 8.64e15
 
@@ -456,6 +463,11 @@ export const make = (options: {
     children: C
   ): Effect.Effect<Task.OutputsOf<C>, ChildFailed | Task.ChildAwaitError> => {
     if (suspension !== undefined) return Effect.interrupt
+    if (children.length > maxAwaited) {
+      return Effect.fail(
+        new InvalidInput({ message: `one wait is on at most ${maxAwaited} children (${children.length} given): await them in chunks` })
+      )
+    }
     return Effect.gen(function*() {
       yield* load
       if (broken !== undefined) return yield* Effect.fail(broken)
