@@ -141,7 +141,14 @@ const BadStarts = Task.make("test.children.bad-starts", {
       Effect.flip(ctx.start(Double, { n: 1, gated: false }, { name: "x".repeat(101) })),
       Effect.flip(ctx.start(Double, { n: 1, gated: false }, { name: "bad-priority", priority: 1.5 })),
       Effect.flip(ctx.start(Double, { n: 1.5, gated: false }, { name: "bad-input" })),
-      Effect.flip(ctx.start(Unregistered, null, { name: "unknown" }))
+      Effect.flip(ctx.start(Unregistered, null, { name: "unknown" })),
+      // Over the bound of one wait: refused before anything is read.
+      Effect.flip(ctx.all(Array.from({ length: 1001 }, (_, i) => ({
+        id: `00000000-0000-7000-8000-${String(i).padStart(12, "0")}` as RunId,
+        name: `c${i}`,
+        task: Double.name,
+        output: Schema.Null
+      }))))
     ]).pipe(Effect.map((errors) => errors.map((error) => error._tag)))
 })
 
@@ -342,7 +349,7 @@ describe("child runs", () => {
       const runs = yield* Runs
       const parent = yield* runs.start(BadStarts, null)
       const done = yield* RunstreamTest.waitForRunCompletion(parent.id, patience)
-      expect(done.output).toEqual(["InvalidInput", "InvalidInput", "InvalidInput", "UnknownTask"])
+      expect(done.output).toEqual(["InvalidInput", "InvalidInput", "InvalidInput", "UnknownTask", "InvalidInput"])
       expect(yield* childrenOf(parent.id)).toHaveLength(0)
       expect(typesOf(yield* logOf(parent.id))).toEqual(["run.queued", "run.started", "run.succeeded"])
     }).pipe(Effect.provide(program())))
