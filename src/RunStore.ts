@@ -8,7 +8,7 @@ import { SqlClient, type SqlError } from "@effect/sql"
 import { Context, DateTime, Effect, Layer, Option, Predicate, Schema } from "effect"
 import { IdempotencyConflict, InvalidCursor, RunAlreadyFinished, RunNotFound } from "./domain/Errors.ts"
 import { paddedId, RunId, timeDigits } from "./domain/Ids.ts"
-import { isFinished, Run, type RunError, type RunStatus } from "./domain/Run.ts"
+import { isFinished, maxListedChildren, Run, type RunChild, type RunError, type RunStatus } from "./domain/Run.ts"
 import type { RunFilter } from "./domain/RunFilter.ts"
 import { now } from "./internal/time.ts"
 import * as Outbox from "./Outbox.ts"
@@ -44,6 +44,8 @@ export interface NewRun {
   readonly limits?: Limits.RunLimits | undefined
   /** The W3C traceparent of the span that started it, when tracing is on (`tracing/Tracing.ts`). */
   readonly traceparent?: string | undefined
+  /** The run whose body started it (`ctx.start`): it is that run's child. */
+  readonly parentId?: RunId | undefined
 }
 
 export interface ListOptions extends RunFilter {
@@ -70,6 +72,11 @@ export class RunStore extends Context.Tag("runstream/RunStore")<RunStore, {
     runs: ReadonlyArray<NewRun>
   ) => Effect.Effect<ReadonlyArray<Created>, IdempotencyConflict | SqlError.SqlError>
   readonly get: (runId: RunId) => Effect.Effect<Run, RunNotFound | SqlError.SqlError>
+  /**
+   * `get`, with the run's children (`ctx.start`): its oldest
+   * `maxListedChildren`, and whether it has more (`GET /v1/runs/:id`).
+   */
+  readonly getWithChildren: (runId: RunId) => Effect.Effect<Run, RunNotFound | SqlError.SqlError>
   /** Newest first. `nextCursor` is set when there may be more. */
   readonly list: (options: ListOptions) => Effect.Effect<
     { readonly runs: ReadonlyArray<Run>; readonly nextCursor: string | null },
@@ -102,6 +109,7 @@ export interface RunRow {
   readonly last_seq: number
   readonly replay_of: RunId | null
   readonly concurrency_key: string | null
+  readonly parent_id: RunId | null
 }
 
 const utc = (date: Date) => DateTime.unsafeMake(date)
@@ -126,11 +134,12 @@ export const toRun = (row: RunRow): Run =>
     finishedAt: row.finished_at === null ? null : utc(row.finished_at),
     lastSeq: row.last_seq,
     ...(row.replay_of === null ? {} : { replayOf: row.replay_of }),
-    ...(row.concurrency_key === null ? {} : { concurrencyKey: row.concurrency_key })
+    ...(row.concurrency_key === null ? {} : { concurrencyKey: row.concurrency_key }),
+    ...(row.parent_id === null || row.parent_id === undefined ? {} : { parentId: row.parent_id })
   }, true)
 
 export const runColumns = `id, task, queue, status, input, output, error, attempt, max_attempts, priority, timeout_ms,
-  idempotency_key, created_at, run_at, started_at, finished_at, last_seq, replay_of, concurrency_key`
+  idempotency_key, created_at, run_at, started_at, finished_at, last_seq, replay_of, concurrency_key, parent_id`
 
 /**
  * How long before its row's `created_at` a run's id may have been made (its
@@ -231,6 +240,8 @@ export const make = Effect.gen(function*() {
   const jobKeyColumns = sql.literal(", limit_scope, concurrency_key")
   const traceparentType = sql.literal(", traceparent text")
   const traceparentColumn = sql.literal(", traceparent")
+  const parentType = sql.literal(", parent_id uuid")
+  const parentColumn = sql.literal(", parent_id")
   // The run keeps the key it was started with ('' on the job: none given).
   const runKey = sql.literal(", nullif(concurrency_key, '')")
   const countLimits = sql.literal(`counted AS (
@@ -253,6 +264,8 @@ export const make = Effect.gen(function*() {
       const limited = runs.some((run) => run.limits !== undefined)
       // And those started outside a traced span (all, with tracing off), without the traceparent.
       const traced = runs.some((run) => run.traceparent !== undefined)
+      // And those not started by a run's body (all but child runs), without the parent.
+      const children = runs.some((run) => run.parentId !== undefined)
       const input = JSON.stringify(runs.map((run, i) => ({
         i,
         id: run.id,
@@ -268,6 +281,7 @@ export const make = Effect.gen(function*() {
         ...(run.debounce === undefined ? {} : { debounce_key: run.debounce.key }),
         ...(limited ? limitColumns(run.limits) : undefined),
         ...(traced ? { traceparent: run.traceparent ?? null } : undefined),
+        ...(children ? { parent_id: run.parentId ?? null } : undefined),
         ...(run.claimedBy === undefined ? Claiming.waitingAtCreate : Claiming.claimedAtCreate(run.claimedBy, at))
       })))
       const inserted = yield* sql<RunRow>`/* prepared */
@@ -278,16 +292,16 @@ export const make = Effect.gen(function*() {
             run_at timestamptz, status text, attempt integer, last_seq integer, started_at timestamptz,
             worker text, locked_until timestamptz, replay_of uuid, debounce_key text${limited ? limitTypes : noLimits}${
         traced ? traceparentType : noLimits
-      })
+      }${children ? parentType : noLimits})
         ), ${keyed ? conflictCte : noConflictCte} inserted AS (
           INSERT INTO runstream_runs (id, task, queue, status, input, max_attempts, priority, timeout_ms,
             idempotency_key, request_hash, created_at, run_at, last_seq, attempt, started_at, replay_of${
         limited ? runKeyColumn : noLimits
-      }${traced ? traceparentColumn : noLimits})
+      }${traced ? traceparentColumn : noLimits}${children ? parentColumn : noLimits})
           SELECT id, task, queue, status, input, max_attempts, priority, timeout_ms, idempotency_key, request_hash,
             ${at}, run_at, last_seq, attempt, started_at, replay_of${limited ? runKey : noLimits}${
         traced ? traceparentColumn : noLimits
-      }
+      }${children ? parentColumn : noLimits}
           FROM input ${keyed ? conflictGuard : noConflictGuard} ORDER BY i
           -- The key's unique index is partial (keyed runs only): the conflict names its predicate.
           ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
@@ -486,6 +500,32 @@ export const make = Effect.gen(function*() {
       )
     )
 
+  // One statement: the run and, by the parent index, one more child than listed (to tell there are more).
+  const getWithChildren = (runId: RunId) =>
+    sql<RunRow & { readonly children: string }>`
+      SELECT ${columns}, (
+        SELECT coalesce(json_agg(json_build_array(c.id, c.task, c.status) ORDER BY c.id), '[]')::text FROM (
+          SELECT id, task, status FROM runstream_runs WHERE parent_id = ${runId} ORDER BY id LIMIT ${maxListedChildren + 1}
+        ) c
+      ) AS children
+      FROM runstream_runs WHERE id = ${runId}`.pipe(
+      Effect.flatMap((rows) => {
+        const row = rows[0]
+        if (row === undefined) return Effect.fail(new RunNotFound({ runId }))
+        const run = toRun(row)
+        const children = (JSON.parse(row.children) as ReadonlyArray<readonly [RunId, string, RunStatus]>)
+          .map(([id, task, status]): RunChild => ({ id, task, status }))
+        if (children.length === 0) return Effect.succeed(run)
+        return Effect.succeed(
+          new Run({
+            ...run,
+            children: children.slice(0, maxListedChildren),
+            moreChildren: children.length > maxListedChildren
+          }, true)
+        )
+      })
+    )
+
   const list = (options: ListOptions) =>
     Effect.gen(function*() {
       const before = options.cursor === undefined ? null : yield* decodeCursor(options.cursor)
@@ -513,9 +553,94 @@ export const make = Effect.gen(function*() {
       }
     })
 
+  /**
+   * The jobs a cancel may write, taken first, in one pass in id order, as
+   * `RunQueue.recordEnds` takes its own and its children's parents': the
+   * run's, its descendants' (the cancel reaches them all) and its parent's
+   * (the cancel may wake it). Returns the run's parent, if any.
+   */
+  const lockTree = (runId: RunId) =>
+    Effect.map(
+      sql<{ parent_id: RunId | null }>`
+        WITH RECURSIVE tree AS (
+          SELECT id FROM runstream_runs WHERE parent_id = ${runId}
+          UNION ALL
+          SELECT r.id FROM runstream_runs r JOIN tree t ON r.parent_id = t.id
+        ), root AS (
+          SELECT parent_id FROM runstream_runs WHERE id = ${runId}
+        ), locked AS (
+          SELECT run_id FROM runstream_jobs
+          WHERE run_id = ANY(ARRAY(
+            SELECT id FROM tree UNION SELECT ${runId}::uuid UNION SELECT parent_id FROM root WHERE parent_id IS NOT NULL))
+          ORDER BY run_id FOR UPDATE
+        )
+        SELECT parent_id, (SELECT count(*) FROM locked) AS locked FROM root`,
+      (rows) => rows[0]?.parent_id ?? null
+    )
+
+  /**
+   * Cancels the unfinished descendants of a run (its children, theirs, ...),
+   * found by `parent_id`: those waiting (queued, or a workflow's wait) at
+   * once, as `cancel` does one; those running are asked to stop (their
+   * workers write `run.cancelled`). Their jobs were taken by `lockTree`.
+   */
+  const cancelDescendants = (runId: RunId, at: Date) =>
+    sql`
+      WITH RECURSIVE tree AS (
+        SELECT id FROM runstream_runs WHERE parent_id = ${runId}
+        UNION ALL
+        SELECT r.id FROM runstream_runs r JOIN tree t ON r.parent_id = t.id
+      ), job AS (
+        DELETE FROM runstream_jobs WHERE run_id = ANY(ARRAY(SELECT id FROM tree)) AND locked_until IS NULL
+        RETURNING run_id, limit_scope, concurrency_key
+      ), keys AS (
+        -- Key rows in key order, as everywhere.
+        SELECT l.scope, l.key, c.n FROM (
+          SELECT limit_scope, concurrency_key, count(*)::integer AS n FROM job
+          WHERE concurrency_key IS NOT NULL GROUP BY limit_scope, concurrency_key
+        ) c JOIN runstream_limits l ON l.scope = c.limit_scope AND l.key = c.concurrency_key
+        ORDER BY l.scope, l.key FOR UPDATE OF l
+      ), uncounted AS (
+        UPDATE runstream_limits l SET waiting = l.waiting - k.n FROM keys k WHERE l.scope = k.scope AND l.key = k.key
+      ), ended AS (
+        UPDATE runstream_runs r SET status = 'cancelled', finished_at = ${at}, last_seq = r.last_seq + 1
+        FROM job WHERE r.id = job.run_id AND r.status IN ('queued', 'waiting')
+        RETURNING r.id, r.task, r.attempt, r.last_seq
+      ), events AS (
+        INSERT INTO runstream_events (run_id, seq, type, data, at)
+        SELECT id, last_seq, 'run.cancelled', jsonb_build_object('attempt', attempt), ${at} FROM ended
+      ), outbox AS (
+        ${Outbox.row(sql, sql`SELECT id, task, last_seq, 'run.cancelled', jsonb_build_object('attempt', attempt), ${at}::timestamptz FROM ended`)}
+      ), requested AS (
+        UPDATE runstream_runs SET cancel_requested = true
+        WHERE id = ANY(ARRAY(SELECT id FROM tree)) AND status = 'running' AND NOT cancel_requested
+        RETURNING id
+      )
+      -- Delivered at commit; the workers holding them interrupt their bodies.
+      SELECT pg_notify(${NotifyChannel.cancel}, id::text) FROM requested`
+
+  /**
+   * A child cancelled while it waited: its parent, if waiting for it, no
+   * longer does, and is woken if it was the last (as a child's end does in
+   * `RunQueue.recordEnds`; the parent's job was taken by `lockTree`).
+   */
+  const wakeParent = (runId: RunId, parentId: RunId, at: Date) =>
+    sql`
+      WITH woken AS (
+        UPDATE runstream_jobs p SET
+          waiting_on = nullif(array_remove(p.waiting_on, ${runId}::uuid), '{}'),
+          run_at = CASE WHEN p.locked_until IS NULL AND p.waiting_on <@ ARRAY[${runId}::uuid] THEN ${at} ELSE p.run_at END
+        WHERE p.run_id = ${parentId} AND ${runId}::uuid = ANY(p.waiting_on)
+        RETURNING p.queue, p.waiting_on IS NULL AND p.locked_until IS NULL AS woke
+      )
+      SELECT pg_notify(${NotifyChannel.queue}, queue) FROM woken WHERE woke`
+
   const cancel = (runId: RunId) =>
     Effect.gen(function*() {
       const at = yield* now
+      const parentId = yield* lockTree(runId)
+      // Its children first: a cancel refused below (a finished run) is rolled back with them.
+      yield* cancelDescendants(runId, at)
       // Jobs before runs, as everywhere: a waiting run's job row is taken first.
       const cancelledWaiting = yield* sql<RunRow>`
         WITH job AS (
@@ -537,7 +662,10 @@ export const make = Effect.gen(function*() {
           ${Outbox.row(sql, sql`SELECT id, task, last_seq, 'run.cancelled', jsonb_build_object('attempt', attempt), ${at}::timestamptz FROM ended`)}
         )
         SELECT * FROM ended`
-      if (cancelledWaiting.length > 0) return toRun(cancelledWaiting[0]!)
+      if (cancelledWaiting.length > 0) {
+        if (parentId !== null) yield* wakeParent(runId, parentId, at)
+        return toRun(cancelledWaiting[0]!)
+      }
       const requested = yield* sql<RunRow>`
         UPDATE runstream_runs SET cancel_requested = true
         WHERE id = ${runId} AND status = 'running'
@@ -555,7 +683,7 @@ export const make = Effect.gen(function*() {
       )
     }).pipe(sql.withTransaction, Effect.withSpan("RunStore.cancel"))
 
-  return RunStore.of({ create, get, list, cancel })
+  return RunStore.of({ create, get, getWithChildren, list, cancel })
 })
 
 export const layer = Layer.effect(RunStore, make)

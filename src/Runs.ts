@@ -215,7 +215,8 @@ export const make = Effect.gen(function*() {
   return Runs.of({
     start,
     startMany,
-    get: store.get,
+    // With its children (bounded): what `GET /v1/runs/:id` and RPC `Get` answer.
+    get: store.getWithChildren,
     list,
     cancel,
     signal,

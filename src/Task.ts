@@ -4,11 +4,20 @@
  */
 import { Context, DateTime, Duration, Effect, JSONSchema, Layer, Option, type Schedule, Schema } from "effect"
 import type { SqlError } from "@effect/sql"
-import type { DuplicateStep, InvalidInput, LeaseLost, NonDeterministic, PayloadTooLarge } from "./domain/Errors.ts"
+import type { ChildFailed } from "./domain/ChildFailed.ts"
+import type {
+  DuplicateStep,
+  InvalidInput,
+  LeaseLost,
+  NonDeterministic,
+  PayloadTooLarge,
+  UnknownTask
+} from "./domain/Errors.ts"
 import * as LimitKey from "./domain/LimitKey.ts"
 import { parseRetention, type RetentionInput, retentionMessage } from "./domain/RetentionPeriod.ts"
 import type { RunId } from "./domain/Ids.ts"
 import { SignalName, type SignalNotDeclared, type SignalTimeout } from "./domain/Signal.ts"
+import type { StartOptions } from "./domain/StartOptions.ts"
 import type { TaskInfo, TaskList } from "./domain/TaskInfo.ts"
 import * as Limits from "./queue/Limits.ts"
 import type { QueueLimits } from "./queue/QueueLimits.ts"
@@ -47,6 +56,48 @@ export interface WaitForSignalOptions {
   /** After it, the wait fails with `SignalTimeout` (counted from the first call, as a sleep); none: for ever. */
   readonly timeout?: Duration.DurationInput | undefined
 }
+
+/**
+ * Why a `start` can fail: as a step (its journal entry, its name, the
+ * replay's match), its input does not encode or its options are bad
+ * (`InvalidInput`, `PayloadTooLarge`), its task is not registered with the
+ * program (`UnknownTask`).
+ */
+export type ChildStartError = StepError | UnknownTask
+
+/**
+ * Why an `await` or `all` can fail, beside the child's own failure
+ * (`ChildFailed`): its journal entry could not be written, or the replay
+ * does not match the journal (the recorded output no longer decodes).
+ */
+export type ChildAwaitError = EmitError | NonDeterministic
+
+/**
+ * A child run as its parent's body holds it (`ctx.start`): its id, its name
+ * in the parent's journal, its task, and how its output decodes (`ctx.await`
+ * returns an `O`).
+ */
+export interface Child<O> {
+  readonly id: RunId
+  readonly name: string
+  readonly task: string
+  readonly output: Schema.Schema<O, any>
+}
+
+/**
+ * Options of a child's start: its name in the parent's journal (default
+ * `#<position>`; unique among the run's steps, sleeps and children), and the
+ * start options a child may take (its idempotency key is its parent's:
+ * `<parent id>/child/<name>`).
+ */
+export interface ChildOptions
+  extends Pick<StartOptions, "queue" | "priority" | "maxAttempts" | "timeoutMs" | "concurrencyKey">
+{
+  readonly name?: string | undefined
+}
+
+/** The outputs of children, in their order. */
+export type OutputsOf<C extends ReadonlyArray<Child<any>>> = { -readonly [K in keyof C]: C[K] extends Child<infer O> ? O : never }
 
 /** How a step's result is recorded, and how often it is tried in place. */
 export interface StepOptions<A, I, E> {
@@ -118,6 +169,34 @@ export interface TaskContext {
     schema: Schema.Schema<A, I, never>,
     options?: WaitForSignalOptions
   ) => Effect.Effect<A, SignalTimeout | SignalError>
+  /**
+   * Starts a child run of `task` (`parentId`: this run), journaled like a
+   * step (`child.started`): a replay gets the same child back without
+   * starting another, and a parent that died before its entry was written
+   * gets the same child again (the start's idempotency key is
+   * `<parent id>/child/<name>`). Cancelling the parent cancels its unfinished
+   * children. The child runs on its own, as any run; await it with `await`.
+   */
+  readonly start: <T extends Any>(
+    task: T,
+    input: InputOf<T>,
+    options?: ChildOptions
+  ) => Effect.Effect<Child<OutputOf<T>>, ChildStartError>
+  /**
+   * The child's output, decoded with its task's output schema; `ChildFailed`
+   * when it failed or was cancelled. Until it ends, the attempt ends and the
+   * run is `waiting` (`children:<name>`), holding no worker; the child's end
+   * wakes it. The result is journaled (`child.completed`) when first seen.
+   */
+  readonly await: <O>(child: Child<O>) => Effect.Effect<O, ChildFailed | ChildAwaitError>
+  /**
+   * `await` of many children with one wait: the run is woken once, when the
+   * last of them ends. Their outputs in their order; `ChildFailed` of the
+   * first (in that order) that failed, once all have ended.
+   */
+  readonly all: <const C extends ReadonlyArray<Child<any>>>(
+    children: C
+  ) => Effect.Effect<OutputsOf<C>, ChildFailed | ChildAwaitError>
 }
 
 /**

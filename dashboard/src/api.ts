@@ -33,6 +33,11 @@ export interface Run {
   readonly finishedAt: string | null
   readonly lastSeq: number
   readonly replayOf?: string | null
+  /** The run whose body started this one (`ctx.start`). */
+  readonly parentId?: string
+  /** Its children, oldest first, at most 100 (`GET /v1/runs/:id` alone); `moreChildren` when it has more. */
+  readonly children?: ReadonlyArray<{ readonly id: string; readonly task: string; readonly status: RunStatus }>
+  readonly moreChildren?: boolean
 }
 
 export interface RunEvent {

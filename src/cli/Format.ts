@@ -48,6 +48,16 @@ export const listRow = (run: Run, now: DateTime.Utc): ReadonlyArray<Cell> => [
 
 const json = (value: unknown) => value === undefined ? "" : JSON.stringify(value)
 
+/** A run's children as `runs get` shows them: how many (of those listed), by status. */
+const childrenSummary = (run: Run): string => {
+  const children = run.children ?? []
+  if (children.length === 0) return ""
+  const byStatus = new Map<string, number>()
+  for (const child of children) byStatus.set(child.status, (byStatus.get(child.status) ?? 0) + 1)
+  const counts = [...byStatus].map(([status, n]) => `${status} ${n}`).join(", ")
+  return `${children.length}${run.moreChildren === true ? " (the first listed)" : ""}: ${counts}`
+}
+
 /** A run's fields, one per row, for `runs get`. */
 export const fields = (run: Run, now: DateTime.Utc): ReadonlyArray<ReadonlyArray<Cell>> => {
   const rows: Array<[string, string, Cell["ansi"]?]> = [
@@ -59,6 +69,8 @@ export const fields = (run: Run, now: DateTime.Utc): ReadonlyArray<ReadonlyArray
     ["priority", String(run.priority)],
     ["idempotency key", run.idempotencyKey ?? ""],
     ["replay of", run.replayOf ?? ""],
+    ["parent", run.parentId ?? ""],
+    ["children", childrenSummary(run)],
     ["timeout", run.timeoutMs === null ? "" : duration(run.timeoutMs)],
     ["created", time(run.createdAt)],
     ["run at", time(run.runAt)],

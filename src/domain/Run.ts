@@ -25,6 +25,17 @@ export const RunError = Schema.Struct({
 })
 export type RunError = typeof RunError.Type
 
+/** A child run as its parent's `GET /v1/runs/:id` lists it. */
+export const RunChild = Schema.Struct({
+  id: RunId,
+  task: Schema.String,
+  status: RunStatus
+}).annotations({ identifier: "RunChild" })
+export type RunChild = typeof RunChild.Type
+
+/** How many children a run's `GET /v1/runs/:id` lists (its oldest; `moreChildren` says there are more). */
+export const maxListedChildren = 100
+
 /** @category schemas */
 export class Run extends Schema.Class<Run>("Run")({
   id: RunId,
@@ -47,5 +58,15 @@ export class Run extends Schema.Class<Run>("Run")({
   /** The run this one replays (`POST /v1/runs/:id/replay`); absent for a run started otherwise. */
   replayOf: Schema.optionalWith(RunId, { exact: true }),
   /** The key its task's limits count by (a start's `concurrencyKey`); absent for a run without one, or of a task without limits. */
-  concurrencyKey: Schema.optionalWith(Schema.String, { exact: true })
+  concurrencyKey: Schema.optionalWith(Schema.String, { exact: true }),
+  /** The run whose body started this one (`ctx.start`); absent for a run started otherwise. */
+  parentId: Schema.optionalWith(RunId, { exact: true }),
+  /**
+   * The runs this one's body started (`ctx.start`), oldest first, at most
+   * `maxListedChildren`: given by `GET /v1/runs/:id` (and RPC `Get`) alone,
+   * absent from lists and from runs without children.
+   */
+  children: Schema.optionalWith(Schema.Array(RunChild), { exact: true }),
+  /** True when the run has more children than `children` lists. */
+  moreChildren: Schema.optionalWith(Schema.Boolean, { exact: true })
 }) {}

@@ -84,13 +84,28 @@ export const signalWaitingType = "signal.waiting"
 export const signalReceivedType = "signal.received"
 export const signalTimedOutType = "signal.timedOut"
 
+/**
+ * The journal's event for a child run started by the body (`ctx.start`), with
+ * `{ name, position, childId, task }`: a replay gets the same child back.
+ */
+export const childStartedType = "child.started"
+
+/**
+ * The journal's event for a child run's result, as the body awaited it
+ * (`ctx.await`, `ctx.all`), with `{ name, childId, output }` or, for a child
+ * that failed or was cancelled, `{ name, childId, error: { tag, message, status } }`.
+ */
+export const childCompletedType = "child.completed"
+
 /** The event types the journal reads back, written by the worker alone. */
 export const journalTypes: ReadonlyArray<string> = [
   stepCompletedType,
   sleepStartedType,
   signalWaitingType,
   signalReceivedType,
-  signalTimedOutType
+  signalTimedOutType,
+  childStartedType,
+  childCompletedType
 ] as const
 
 /** After one of these, a run's log never grows again. */
@@ -104,7 +119,7 @@ export const TaskEventType = Schema.String.pipe(
   // It becomes an SSE `event:` line: no line breaks or other control characters.
   Schema.pattern(/^[^\x00-\x1f\x7f]+$/, { message: () => "event types have no control characters" }),
   Schema.filter((t) => !t.startsWith("run.") || "event types starting with 'run.' are reserved"),
-  Schema.filter((t) => !journalTypes.includes(t) || `'${t}' is written by the run's journal alone (ctx.step, ctx.sleep, ctx.waitForSignal)`)
+  Schema.filter((t) => !journalTypes.includes(t) || `'${t}' is written by the run's journal alone (ctx.step, ctx.sleep, ctx.waitForSignal, ctx.start, ctx.await)`)
 )
 
 /** A `RunEvent` as JSON: `RunEvent`'s own encoding (`at` an ISO 8601 date-time in UTC). */

@@ -4,10 +4,13 @@
  * Nothing here loads a server module.
  * @since 0.1.0
  */
+export { ChildFailed } from "./ChildFailed.ts"
 export * from "./Errors.ts"
 export { RunId } from "./Ids.ts"
-export { isFinished, Run, RunError, RunStatus } from "./Run.ts"
+export { isFinished, maxListedChildren, Run, RunChild, RunError, RunStatus } from "./Run.ts"
 export {
+  childCompletedType,
+  childStartedType,
   isTerminalType,
   journalTypes,
   RunEvent,

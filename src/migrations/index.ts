@@ -16,6 +16,7 @@ import limitScopes from "./0012_limit_scopes.ts"
 import traceparent from "./0013_traceparent.ts"
 import waitingRuns from "./0014_waiting_runs.ts"
 import signals from "./0015_signals.ts"
+import childRuns from "./0016_child_runs.ts"
 
 /** Every migration by its id, in order. */
 export const migrations = {
@@ -32,12 +33,13 @@ export const migrations = {
   "0012_limit_scopes": limitScopes,
   "0013_traceparent": traceparent,
   "0014_waiting_runs": waitingRuns,
-  "0015_signals": signals
+  "0015_signals": signals,
+  "0016_child_runs": childRuns
 }
 
 export const loader = Migrator.fromRecord(migrations)
 
 /** Changes when a migration is added: test templates are keyed by it. */
-export const schemaVersion = "0015"
+export const schemaVersion = "0016"
 
 export const migrationsTable = "runstream_migrations"

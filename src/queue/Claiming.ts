@@ -61,6 +61,8 @@ export interface Claim {
    */
   readonly traceparent?: string | undefined
   readonly claimSpan?: Tracer.AnySpan | undefined
+  /** A child run's parent (`ctx.start`): its end may wake the parent (`RunQueue.recordEnds`). */
+  readonly parentId?: RunId | undefined
 }
 
 /** Who holds a claim, and for how long without a heartbeat. */
@@ -90,10 +92,10 @@ export interface ClaimOptions extends Claimant {
 
 /**
  * A claimed run as the claim returns it: id, task, queue, input, attempt, max
- * attempts, timeout, priority, runAt and first start (epoch ms), limited; and
- * its traceparent when traced.
+ * attempts, timeout, priority, runAt and first start (epoch ms), limited; its
+ * traceparent when traced; its parent, for a child run.
  */
-type ClaimEntry = readonly [RunId, string, string, unknown, number, number, number | null, number, number, number, boolean?, (string | null)?]
+type ClaimEntry = readonly [RunId, string, string, unknown, number, number, number | null, number, number, number, boolean?, (string | null)?, RunId?]
 
 /**
  * Claims up to `limit` due runs of `queues`, highest priority first, with a
@@ -106,7 +108,7 @@ export const claim = (sql: SqlClient.SqlClient, options: ClaimOptions) =>
     : claimPlain(sql, options)
 
 const fromEntry = (
-  [runId, task, queue, input, attempt, maxAttempts, timeoutMs, priority, runAt, firstStartedAt, limited]: ClaimEntry
+  [runId, task, queue, input, attempt, maxAttempts, timeoutMs, priority, runAt, firstStartedAt, limited, , parentId]: ClaimEntry
 ): Claim => ({
   runId,
   task,
@@ -118,7 +120,8 @@ const fromEntry = (
   priority,
   runAt: new Date(runAt),
   firstStartedAt,
-  limited: limited === true
+  limited: limited === true,
+  ...(parentId === undefined || parentId === null ? {} : { parentId })
 })
 
 const toClaims = (claims: string) => (JSON.parse(claims) as ReadonlyArray<ClaimEntry>).map(fromEntry)
@@ -144,15 +147,20 @@ const toTracedClaims = (claims: string, options: ClaimOptions) =>
 
 /**
  * What a claim's statement returns of each run (`ClaimEntry`): whether it is
- * limited from the limited claim, its traceparent too when traced.
+ * limited from the limited claim, its traceparent too when traced, and a
+ * child run's parent.
  */
-const claimedColumns = (sql: SqlClient.SqlClient, traced: boolean, limited: "limited" | undefined) =>
-  sql.literal(
-    `coalesce(json_agg(json_build_array(id, task, queue, input, attempt, max_attempts, timeout_ms, priority,
-        floor(extract(epoch FROM run_at) * 1000), floor(extract(epoch FROM started_at) * 1000)${
-      limited !== undefined ? `, ${limited}` : traced ? ", false" : ""
-    }${traced ? ", traceparent" : ""}) ORDER BY priority DESC, run_at, id), '[]')::text AS claims`
+const claimedColumns = (sql: SqlClient.SqlClient, traced: boolean, limited: "limited" | undefined) => {
+  const base = `id, task, queue, input, attempt, max_attempts, timeout_ms, priority,
+        floor(extract(epoch FROM run_at) * 1000), floor(extract(epoch FROM started_at) * 1000)`
+  const plain = `${base}${limited !== undefined ? `, ${limited}` : traced ? ", false" : ""}${traced ? ", traceparent" : ""}`
+  // A child run's entry names its parent too; the others' stay as short as they were.
+  const child = `${base}, ${limited ?? "false"}, ${traced ? "traceparent" : "NULL"}, parent_id`
+  return sql.literal(
+    `coalesce(json_agg(CASE WHEN parent_id IS NULL THEN json_build_array(${plain}) ELSE json_build_array(${child}) END
+        ORDER BY priority DESC, run_at, id), '[]')::text AS claims`
   )
+}
 
 /** The columns the claim's `started` returns beyond the plain ones when traced. */
 const tracedReturning = (sql: SqlClient.SqlClient, traced: boolean) => sql.literal(traced ? ", r.traceparent" : "")
@@ -197,7 +205,7 @@ const claimPlain = (sql: SqlClient.SqlClient, options: ClaimOptions) =>
           started_at = coalesce(r.started_at, ${at}), last_seq = r.last_seq + 1
         FROM leased WHERE r.id = leased.run_id AND r.id = ANY(ARRAY(SELECT run_id FROM leased))
         RETURNING r.id, r.task, r.queue, r.input, r.attempt, r.max_attempts, r.timeout_ms, r.last_seq,
-          r.priority, r.run_at, r.started_at${tracedReturning(sql, traced)}
+          r.priority, r.run_at, r.started_at, r.parent_id${tracedReturning(sql, traced)}
       ), events AS (
         INSERT INTO runstream_events (run_id, seq, type, data, at)
         SELECT id, last_seq, 'run.started', jsonb_build_object('attempt', attempt), ${at} FROM started
@@ -329,7 +337,7 @@ const claimLimited = (sql: SqlClient.SqlClient, options: ClaimOptions, limitScop
           started_at = coalesce(r.started_at, ${at}), last_seq = r.last_seq + 1
         FROM leased WHERE r.id = leased.run_id AND r.id = ANY(ARRAY(SELECT run_id FROM leased))
         RETURNING r.id, r.task, r.queue, r.input, r.attempt, r.max_attempts, r.timeout_ms, r.last_seq,
-          r.priority, r.run_at, r.started_at, leased.concurrency_key IS NOT NULL AS limited${tracedReturning(sql, traced)}
+          r.priority, r.run_at, r.started_at, leased.concurrency_key IS NOT NULL AS limited, r.parent_id${tracedReturning(sql, traced)}
       ), logged AS (
         SELECT id, task, last_seq, 'run.started' AS type, jsonb_build_object('attempt', attempt) AS data FROM started
         UNION ALL
@@ -387,7 +395,8 @@ export const claimOf = (run: Run, traceparent?: string | undefined): Claim => ({
   firstStartedAt: run.startedAt === null ? Date.now() : DateTime.toEpochMillis(run.startedAt),
   // Runs with limits are never created claimed (see the header).
   limited: false,
-  ...(traceparent === undefined ? undefined : { traceparent })
+  ...(traceparent === undefined ? undefined : { traceparent }),
+  ...(run.parentId === undefined ? {} : { parentId: run.parentId })
 })
 
 /** A pool that takes runs at their start. */

@@ -32,7 +32,21 @@ export type Outcome =
   | { readonly _tag: "retrying"; readonly error: RunError; readonly delayMs: number }
   | { readonly _tag: "cancelled" }
   | { readonly _tag: "released"; readonly reason: string }
-  | { readonly _tag: "waiting"; readonly until: Date | null; readonly waitingFor: string }
+  | {
+    readonly _tag: "waiting"
+    /** When the claim takes it again; null for a wait without a time (a signal without a timeout, children): what it waits for wakes it. */
+    readonly until: Date | null
+    readonly waitingFor: string
+    /**
+     * The child runs it waits for (`ctx.await`, `ctx.all`): the last of them
+     * to end wakes it (see `recordEnds`), or its own end does when none is
+     * left unfinished by then.
+     */
+    readonly children?: ReadonlyArray<RunId> | undefined
+  }
+
+const isFinishing = (outcome: Outcome) =>
+  outcome._tag === "succeeded" || outcome._tag === "failed" || outcome._tag === "cancelled"
 
 /** The end of one attempt, to record. */
 export interface AttemptEnd {
@@ -41,6 +55,8 @@ export interface AttemptEnd {
   readonly outcome: Outcome
   /** A run of a task with limits (`Claim.limited`): its end gives its key's slot back. */
   readonly limited?: boolean | undefined
+  /** A child run's parent (`Claim.parentId`): the child's end may wake it. */
+  readonly parentId?: RunId | undefined
 }
 
 /** Who may end an attempt: the worker that holds its lease, or anyone once it expired. */
@@ -182,6 +198,67 @@ export const make = Effect.gen(function*() {
     ", (SELECT array_agg(DISTINCT job_queue) FROM held WHERE concurrency_key IS NOT NULL) AS wake"
   )
 
+  // Child runs (issue 20). A batch that ends child runs takes their parents'
+  // jobs too, with its own, in one pass in id order (`ordered`), before any
+  // run row: two such batches never wait on each other, and a parent's
+  // waiting end (which takes its job first, then reads its children: below)
+  // never waits for a child's end that waits for it. Each child's end then
+  // takes itself off its parent's `waiting_on`, read under that lock (the
+  // newest row, whatever the statement's snapshot), and the last one wakes
+  // the parent: one wake-up for a fan-out of 100. A parent whose own end is
+  // in the batch is left to that end.
+  const finished = "('succeeded', 'failed', 'cancelled')"
+  const orderedLocks = sql.literal(`ordered AS (
+          SELECT run_id, locked_until, waiting_on FROM runstream_jobs
+          WHERE run_id = ANY(ARRAY(
+            SELECT run_id FROM input
+            UNION SELECT parent_id FROM input WHERE parent_id IS NOT NULL AND kind IN ${finished}))
+          ORDER BY run_id FOR UPDATE
+        ), `)
+  const heldFromInput = sql.literal("input")
+  const heldFromOrdered = sql.literal("ordered")
+  const parentsWoken = (at: Date) => sql`, woken AS (
+          UPDATE runstream_jobs p SET
+            waiting_on = nullif(ARRAY(SELECT unnest(o.waiting_on) EXCEPT SELECT unnest(f.ids)), '{}'),
+            run_at = CASE WHEN o.locked_until IS NULL AND o.waiting_on <@ f.ids THEN ${at}::timestamptz ELSE p.run_at END
+          FROM (
+            SELECT h.parent_id, array_agg(h.run_id) AS ids FROM held h
+            WHERE h.parent_id IS NOT NULL AND h.kind IN ${sql.literal(finished)} AND h.run_id = ANY(ARRAY(SELECT id FROM ended))
+            GROUP BY h.parent_id
+          ) f JOIN ordered o ON o.run_id = f.parent_id
+          WHERE p.run_id = f.parent_id AND o.waiting_on && f.ids
+            AND p.run_id <> ALL(ARRAY(SELECT run_id FROM held))
+          RETURNING p.queue, o.locked_until IS NULL AND o.waiting_on <@ f.ids AS woke
+        )`
+  const parentQueues = sql.literal(", (SELECT array_agg(DISTINCT queue) FROM woken WHERE woke) AS woke")
+  // A parent's waiting end on children: which of them are unfinished, read
+  // with a share lock (the newest rows: a child whose end committed after
+  // this statement began counts as finished; one whose end is under way is
+  // waited for, and that end waits for nothing this statement holds, since
+  // it took this parent's job first). None left: the parent is due at once,
+  // instead of at its wait's time.
+  const awaitedChildren = sql.literal(`, awaited AS (
+          SELECT c.id, c.status FROM runstream_runs c
+          WHERE c.id = ANY(ARRAY(SELECT unnest(children) FROM held WHERE kind = 'waiting' AND children IS NOT NULL))
+          FOR SHARE OF c
+        ), pending AS (
+          -- Unfinished: all but those read finished, and those this batch ends. (A row
+          -- this statement updates, a child's end in this batch, is not returned by the
+          -- share lock: absent, it counts as unfinished unless its end finishes it.)
+          -- Set differences (hashed), not a test per pair: a wait is on up to 1,000 children.
+          SELECT h.run_id, ARRAY(
+            SELECT unnest(h.children)
+            EXCEPT SELECT a.id FROM awaited a WHERE a.status IN ${finished}
+            EXCEPT SELECT run_id FROM held WHERE kind IN ${finished}
+          ) AS ids
+          FROM held h WHERE h.kind = 'waiting' AND h.children IS NOT NULL
+        )`)
+  const awaitedDone = (at: Date) => sql`
+                          WHEN cardinality(pd.ids) = 0 THEN ${at}::timestamptz`
+  const requeuedPlain = sql.literal("FROM held h")
+  const requeuedAwaiting = sql.literal("FROM held h LEFT JOIN pending pd ON pd.run_id = h.run_id")
+  const noChildren = sql.literal("")
+
   const recordEnds = (holder: Holder, items: ReadonlyArray<AttemptEnd>) =>
     Effect.gen(function*() {
       if (items.length === 0) return new Set<RunId>()
@@ -190,7 +267,8 @@ export const make = Effect.gen(function*() {
       const expiredBefore = "expiredBefore" in holder ? holder.expiredBefore : null
       const input = JSON.stringify(items.map((item) => {
         // The backoff counts from the moment the failure is recorded.
-        // A waiting run is due at its wake-up time (`retry_at` holds it too).
+        // A waiting run is due at its wake-up time (`retry_at` holds it too;
+        // none for a wait on children alone: see `requeued`).
         const retryAt = item.outcome._tag === "retrying"
           ? plusMillis(at, item.outcome.delayMs)
           : item.outcome._tag === "waiting"
@@ -206,41 +284,55 @@ export const make = Effect.gen(function*() {
           data: eventData(item, retryAt)
         }
         // Only waiting ends carry the key (absent reads as null): the other ends' JSON stays as it was.
-        return item.outcome._tag === "waiting" ? { ...row, waiting_for: item.outcome.waitingFor } : row
+        // So do the children a wait is on, and the parent of a child run.
+        const children = item.outcome._tag === "waiting" ? item.outcome.children : undefined
+        const waiting = item.outcome._tag === "waiting"
+          ? { ...row, waiting_for: item.outcome.waitingFor, ...(children === undefined ? {} : { children }) }
+          : row
+        return item.parentId === undefined ? waiting : { ...waiting, parent_id: item.parentId }
       }))
       // Batches without runs that have limits (most) run the statement without the slots' release.
       const limited = items.some((item) => item.limited === true)
-      const rows = yield* sql<{ id: RunId; wake?: ReadonlyArray<string> | null }>`/* prepared */
+      // And those that end no child run and wait for none (all but workflows'), without their parts.
+      const childEnds = items.some((item) => item.parentId !== undefined && isFinishing(item.outcome))
+      const awaiting = items.some((item) => item.outcome._tag === "waiting" && item.outcome.children !== undefined)
+      const rows = yield* sql<
+        { id: RunId; wake?: ReadonlyArray<string> | null; woke?: ReadonlyArray<string> | null }
+      >`/* prepared */
         WITH input AS (
           SELECT * FROM jsonb_to_recordset(${input}::jsonb)
             AS t(run_id uuid, attempt integer, kind text, output jsonb, error jsonb, retry_at timestamptz, data jsonb,
-              waiting_for text)
-        ), held AS (
+              waiting_for text, children uuid[], parent_id uuid)
+        ), ${childEnds ? orderedLocks : noChildren}held AS (
           -- The attempts still held, with their input: later steps read this
           -- (a handful of rows, by key), never the JSON again.
           SELECT i.*${limited ? heldKeys : noLimits} FROM runstream_jobs j JOIN input i ON i.run_id = j.run_id AND i.attempt = j.attempt
           -- Look rows up by key: the planner has no estimate for the JSON input
           -- and, without fresh statistics, would scan the whole table instead.
-          WHERE j.run_id = ANY(ARRAY(SELECT run_id FROM input))
+          WHERE j.run_id = ANY(ARRAY(SELECT run_id FROM ${childEnds ? heldFromOrdered : heldFromInput}))
             AND j.locked_until IS NOT NULL
             AND (${workerId}::text IS NULL OR j.locked_by = ${workerId}::text)
             AND (${expiredBefore}::timestamptz IS NULL OR j.locked_until < ${expiredBefore}::timestamptz)
           ORDER BY j.run_id FOR UPDATE OF j
-        ), ${limited ? releaseSlots : noLimits} deleted AS (
+        )${awaiting ? awaitedChildren : noChildren}, ${limited ? releaseSlots : noLimits} deleted AS (
           DELETE FROM runstream_jobs
           WHERE run_id = ANY(ARRAY(SELECT run_id FROM held WHERE kind IN ('succeeded', 'failed', 'cancelled')))
         ), requeued AS (
           UPDATE runstream_jobs j SET locked_by = NULL, locked_until = NULL,
             -- A signal came while the attempt held the run (signalled, read here in the row
-            -- as it is after any lock this waited for): a wait wakes at once. A wait without a
-            -- time waits for a signal alone.
+            -- as it is after any lock this waited for): a wait wakes at once; so does a wait on
+            -- children none of which is unfinished by now. A wait without a time waits for what
+            -- it waits for alone.
             run_at = CASE WHEN h.kind <> 'waiting' THEN coalesce(h.retry_at, ${at})
-                          WHEN j.signalled THEN ${at} ELSE coalesce(h.retry_at, 'infinity') END,
+                          WHEN j.signalled THEN ${at}${awaiting ? awaitedDone(at) : noChildren}
+                          ELSE coalesce(h.retry_at, 'infinity') END,
             signalled = false,
             -- A wait is no failure: like a hand-back, it gives the attempt back.
             attempt = CASE WHEN h.kind IN ('released', 'waiting') THEN j.attempt - 1 ELSE j.attempt END,
-            waiting_for = h.waiting_for
-          FROM held h
+            waiting_for = h.waiting_for,
+            -- The children a parent still waits for; none after any other end.
+            waiting_on = ${awaiting ? sql`nullif(pd.ids, '{}')` : sql`NULL`}
+          ${awaiting ? requeuedAwaiting : requeuedPlain}
           -- The held runs drive key lookups (as in ended, below).
           WHERE j.run_id = h.run_id AND h.kind IN ('retrying', 'released', 'waiting')
         ), ended AS (
@@ -264,10 +356,11 @@ export const make = Effect.gen(function*() {
           SELECT id, last_seq, 'run.' || kind, data, ${at} FROM ended
         ), outbox AS (
           ${Outbox.row(sql, sql`SELECT id, task, last_seq, 'run.' || kind, data, ${at}::timestamptz FROM ended`)}
-        )
-        SELECT id${limited ? wakeQueues : noLimits} FROM ended`
+        )${childEnds ? parentsWoken(at) : noChildren}
+        SELECT id${limited ? wakeQueues : noLimits}${childEnds ? parentQueues : noChildren} FROM ended`
       // A slot freed: workers here and elsewhere may take the key's next run now.
-      const toWake = new Set(rows.flatMap((row) => row.wake ?? []))
+      // A parent woken by its last child: the same.
+      const toWake = new Set(rows.flatMap((row) => [...(row.wake ?? []), ...(row.woke ?? [])]))
       for (const queue of toWake) yield* wake(queue)
       return new Set(rows.map((row) => row.id))
     }).pipe(Effect.withSpan("RunQueue.recordEnds", { attributes: { count: items.length } }))
@@ -276,9 +369,18 @@ export const make = Effect.gen(function*() {
     Effect.gen(function*() {
       const at = yield* now
       const expired = yield* sql<
-        { run_id: RunId; queue: string; attempt: number; max_attempts: number; cancel_requested: boolean; limited: boolean }
+        {
+          run_id: RunId
+          queue: string
+          attempt: number
+          max_attempts: number
+          cancel_requested: boolean
+          limited: boolean
+          parent_id: RunId | null
+        }
       >`
-        SELECT j.run_id, j.queue, j.attempt, r.max_attempts, r.cancel_requested, j.concurrency_key IS NOT NULL AS limited
+        SELECT j.run_id, j.queue, j.attempt, r.max_attempts, r.cancel_requested, j.concurrency_key IS NOT NULL AS limited,
+          r.parent_id
         FROM runstream_jobs j JOIN runstream_runs r ON r.id = j.run_id
         WHERE j.locked_until < ${at}
         ORDER BY j.locked_until LIMIT ${limit}`
@@ -289,6 +391,8 @@ export const make = Effect.gen(function*() {
         attempt: row.attempt,
         // A dead worker's run holds its key's slot until this end gives it back.
         limited: row.limited,
+        // A child's end may wake its parent.
+        ...(row.parent_id === null ? {} : { parentId: row.parent_id }),
         outcome: row.cancel_requested
           ? { _tag: "cancelled" }
           : row.attempt >= row.max_attempts

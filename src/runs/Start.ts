@@ -29,6 +29,8 @@ export interface StartRequest {
   readonly options?: StartOptions | undefined
   /** The run this one replays (`Runs.replay`). */
   readonly replayOf?: RunId | undefined
+  /** The run whose body starts this one (`ctx.start`): it is that run's child. */
+  readonly parentId?: RunId | undefined
 }
 
 export type StartError = UnknownTask | InvalidInput | PayloadTooLarge | IdempotencyConflict | SqlError.SqlError
@@ -95,6 +97,7 @@ export const make = (config: { readonly maxInputBytes: number }) =>
           idempotencyKey: options.idempotencyKey ?? null,
           runAt,
           replayOf: request.replayOf,
+          parentId: request.parentId,
           debounce: debounce === undefined ? undefined : { key: debounce.key, mode: debounce.mode ?? "trailing" },
           limits,
           traceparent: tracing ? yield* Tracing.currentTraceparent : undefined

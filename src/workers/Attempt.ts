@@ -27,8 +27,11 @@ import {
   Schema
 } from "effect"
 import { InvalidInput, LeaseLost } from "../domain/Errors.ts"
+import type { RunId } from "../domain/Ids.ts"
 import type { RunError } from "../domain/Run.ts"
 import {
+  childCompletedType,
+  childStartedType,
   journalTypes,
   signalReceivedType,
   signalTimedOutType,
@@ -45,6 +48,7 @@ import type { Claim } from "../queue/Claiming.ts"
 import type { Outcome } from "../queue/RunQueue.ts"
 import * as Signal from "../runs/Signal.ts"
 import * as Task from "../Task.ts"
+import * as Children from "./Children.ts"
 import type { StopReason } from "./InFlight.ts"
 import * as Journal from "./Journal.ts"
 import type { Writer } from "./Writer.ts"
@@ -64,7 +68,8 @@ export class TaskTimeout extends Schema.TaggedError<TaskTimeout>()("TaskTimeout"
  */
 export class Suspended extends Schema.TaggedError<Suspended>()("Suspended", {
   until: Schema.Number,
-  waitingFor: Schema.String
+  waitingFor: Schema.String,
+  children: Schema.optional(Schema.Array(Schema.String))
 }) {}
 
 /** The claimed run's input does not decode with its task's schema (the task changed since the start). */
@@ -100,7 +105,7 @@ const maxMessage = 2000
  */
 export const isPermanent = (tag: string) =>
   tag === "PermanentError" || tag === "InputInvalid" || tag === "OutputInvalid" || tag === "UnknownTask" ||
-  tag === "NonDeterministic" || tag === "DuplicateStep" || tag === "SignalNotDeclared"
+  tag === "NonDeterministic" || tag === "DuplicateStep" || tag === "SignalNotDeclared" || tag === "ChildFailed"
 
 /**
  * What is recorded of a failed attempt: the error's tag and message, bounded,
@@ -188,6 +193,7 @@ export const make = (options: {
     const log = yield* EventLog
     const sql = yield* SqlClient.SqlClient
     const registry = yield* Task.TaskRegistry
+    const children = yield* Children.make
     const { poolRuntime, shutdownGrace, writer } = options
     // Bodies must be interruptible (stops interrupt them), whatever the flags of the fiber that built the pool.
     const runtimeWith = (context: Context.Context<never>) =>
@@ -263,11 +269,28 @@ export const make = (options: {
             ? append(claim, stepCompletedType, { name: entry.name, position: entry.position, output: entry.output })
             : entry._tag === "signal"
             ? appendSignal(claim, entry)
+            : entry._tag === "child"
+            ? append(claim, childStartedType, {
+              name: entry.name,
+              position: entry.position,
+              childId: entry.childId,
+              task: entry.task
+            })
             : append(claim, sleepStartedType, {
               name: entry.name,
               position: entry.position,
               until: new Date(entry.until).toISOString()
-            })
+            }),
+        recordResult: (result) =>
+          append(claim, childCompletedType, {
+            name: result.name,
+            childId: result.childId,
+            ...(result.result._tag === "output"
+              ? { output: result.result.output }
+              : { error: { ...result.result.error, status: result.result.status } })
+          }),
+        startChild: (start) => children.start(claim.runId, start),
+        childStates: children.states
       })
 
     /**
@@ -306,7 +329,10 @@ export const make = (options: {
             const timeout = options?.timeout === undefined ? undefined : Duration.decode(options.timeout)
             const timeoutMs = timeout === undefined || !Duration.isFinite(timeout) ? undefined : Duration.toMillis(timeout)
             return (journal ??= journalOf(claim)).waitForSignal(name, schema, timeoutMs)
-          }
+          },
+          start: (task, input, options) => (journal ??= journalOf(claim)).start(task, input, options),
+          await: (child) => Effect.map((journal ??= journalOf(claim)).awaitAll([child]), ([output]) => output),
+          all: (handles) => (journal ??= journalOf(claim)).awaitAll(handles)
         }
         const body = task.run(input, context)
         // A replay that broke its journal fails the attempt (and, permanent,
@@ -353,9 +379,14 @@ export const make = (options: {
       if (Option.isSome(failure)) {
         if (failure.value instanceof LeaseLost) return undefined
         if (failure.value instanceof Suspended) {
-          // A wait for a signal without a timeout has no time: only the signal wakes it.
-          const until = failure.value.until
-          return { _tag: "waiting", until: Number.isFinite(until) ? new Date(until) : null, waitingFor: failure.value.waitingFor }
+          const { children, until, waitingFor } = failure.value
+          // A wait without a time (a signal without a timeout, children) is woken by what it waits for.
+          return {
+            _tag: "waiting",
+            until: Number.isFinite(until) ? new Date(until) : null,
+            waitingFor,
+            ...(children === undefined ? {} : { children: children as ReadonlyArray<RunId> })
+          }
         }
       }
       if (Cause.isInterruptedOnly(exit.cause)) return { _tag: "released", reason: "interrupted" }

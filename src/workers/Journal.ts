@@ -30,13 +30,25 @@
  * timed out (`signal.timedOut`) and fails with `SignalTimeout`; else the
  * first call journals the deadline (`signal.waiting`) and the attempt
  * suspends until it (for ever without one), to be woken by the signal.
+ *
+ * Child runs (`ctx.start`) take places and names in the same sequence
+ * (`child.started` with the child's id, written once the child is created);
+ * the replay gets the same child back. Awaiting children (`ctx.await`,
+ * `ctx.all`) reads their results from the journal (`child.completed`, by
+ * the child's name) and, for those not there, their runs (one query): a
+ * result found is journaled; children still unfinished suspend the attempt
+ * (`children:<name>`), and the last of them to end wakes the run.
  * @since 0.3.0
  */
 import type { SqlError } from "@effect/sql"
 import { Clock, Deferred, Effect, Exit, FiberId, Option, ParseResult, Predicate, Schema } from "effect"
+import { ChildFailed } from "../domain/ChildFailed.ts"
 import { clip, DuplicateStep, InvalidInput, NonDeterministic } from "../domain/Errors.ts"
 import type { RunId } from "../domain/Ids.ts"
+import type { RunError, RunStatus } from "../domain/Run.ts"
 import {
+  childCompletedType,
+  childStartedType,
   type RunEvent,
   signalReceivedType,
   signalTimedOutType,
@@ -79,13 +91,66 @@ export interface SignalEntry {
   readonly outcome?: { readonly _tag: "received"; readonly data: unknown } | { readonly _tag: "timedOut" }
 }
 
-export type Entry = StepEntry | SleepEntry | SignalEntry
 
 /** A signal of the run as the journal reads it: its data as sent, and when it came (epoch milliseconds). */
 export interface SentSignal {
   readonly data: unknown
   readonly at: number
 }
+
+/** What a `child.started` event holds. */
+export interface ChildEntry {
+  readonly _tag: "child"
+  readonly name: string
+  readonly position: number
+  readonly childId: RunId
+  readonly task: string
+}
+
+/** What a `child.completed` event holds: the child's encoded output, or why it has none. */
+export interface ChildResult {
+  readonly name: string
+  readonly childId: RunId
+  readonly result:
+    | { readonly _tag: "output"; readonly output: unknown }
+    | {
+      readonly _tag: "error"
+      readonly status: "failed" | "cancelled"
+      readonly error: { readonly tag: string; readonly message: string }
+    }
+}
+
+export type Entry = StepEntry | SleepEntry | SignalEntry | ChildEntry
+
+/** A child run as the journal reads it while awaiting it. */
+export interface ChildState {
+  readonly id: RunId
+  readonly status: RunStatus
+  readonly output: unknown
+  readonly error: RunError | null
+}
+
+/** A child to start, as the journal asks for it. */
+export interface ChildStart {
+  readonly name: string
+  readonly position: number
+  readonly task: string
+  /** The input, encoded with the task's input schema. */
+  readonly input: unknown
+  /** `<parent id>/child/<name>`. */
+  readonly idempotencyKey: string
+  readonly options: Omit<Task.ChildOptions, "name">
+}
+
+/** The longest name of a child (its idempotency key holds it, after the parent's id). */
+export const maxChildName = 100
+
+/**
+ * The most children one wait is on (`ctx.all`): the parent's job holds the
+ * unfinished ones, and each child's end rewrites that list. Await more in
+ * chunks (each chunk one wait).
+ */
+export const maxAwaited = 1000
 
 /** The largest epoch milliseconds a `Date` holds. */
 const maxDate = 8.64e15
@@ -94,8 +159,10 @@ const maxDate = 8.64e15
 export interface Suspension {
   /** The earliest wake-up the attempt's sleeps and waits asked for, epoch milliseconds (`Infinity`: none). */
   readonly until: number
-  /** `sleep:<name>` or `signal:<name>` of the call that asked for it. */
+  /** `sleep:<name>` or `signal:<name>` of the call that asked for it; `children:<name>` of an await. */
   readonly waitingFor: string
+  /** The children an await waits for, if any (`until` is then `Infinity` unless a sleep asked for a time too). */
+  readonly children?: ReadonlyArray<RunId> | undefined
 }
 
 export interface Journal {
@@ -112,6 +179,16 @@ export interface Journal {
   readonly broken: () => NonDeterministic | undefined
   /** The sleep that suspended this attempt, if any. */
   readonly suspended: () => Suspension | undefined
+  /** A child run started (`ctx.start`), journaled. */
+  readonly start: <T extends Task.Any>(
+    task: T,
+    input: Task.InputOf<T>,
+    options?: Task.ChildOptions
+  ) => Effect.Effect<Task.Child<Task.OutputOf<T>>, Task.ChildStartError>
+  /** The results of children (`ctx.await`, `ctx.all`), in their order. */
+  readonly awaitAll: <C extends ReadonlyArray<Task.Child<any>>>(
+    children: C
+  ) => Effect.Effect<Task.OutputsOf<C>, ChildFailed | Task.ChildAwaitError>
 }
 
 /** An event's data as an entry; none for data the journal did not write. */
@@ -131,12 +208,35 @@ const entryOf = (event: RunEvent): Entry | undefined => {
       return "data" in data ? { _tag: "signal", name, position, outcome: { _tag: "received", data: data["data"] } } : undefined
     case signalTimedOutType:
       return { _tag: "signal", name, position, outcome: { _tag: "timedOut" } }
+    case childStartedType:
+      return typeof data["childId"] === "string" && typeof data["task"] === "string"
+        ? { _tag: "child", name, position, childId: data["childId"] as RunId, task: data["task"] }
+        : undefined
   }
   if (event.type === sleepStartedType) {
     const until = typeof data["until"] === "string" ? Date.parse(data["until"]) : NaN
     return Number.isNaN(until) ? undefined : { _tag: "sleep", name, position, until }
   }
   return "output" in data ? { _tag: "step", name, position, output: data["output"] } : undefined
+}
+
+/** A `child.completed` event's data as a result; none for data the journal did not write. */
+const childResultOf = (event: RunEvent): ChildResult | undefined => {
+  const data = event.data
+  if (!Predicate.isRecord(data) || typeof data["name"] !== "string" || typeof data["childId"] !== "string") return undefined
+  const base = { name: data["name"], childId: data["childId"] as RunId }
+  if ("output" in data) return { ...base, result: { _tag: "output", output: data["output"] } }
+  const error = data["error"]
+  if (
+    Predicate.isRecord(error) && typeof error["tag"] === "string" && typeof error["message"] === "string" &&
+    (error["status"] === "failed" || error["status"] === "cancelled")
+  ) {
+    return {
+      ...base,
+      result: { _tag: "error", status: error["status"], error: { tag: error["tag"], message: error["message"] } }
+    }
+  }
+  return undefined
 }
 
 export const make = (options: {
@@ -147,10 +247,18 @@ export const make = (options: {
   readonly readSignal: (name: string) => Effect.Effect<Option.Option<SentSignal>, SqlError.SqlError>
   /** Appends an entry to the run's log, fenced by the attempt's lease (as `ctx.emit`). */
   readonly record: (entry: Entry) => Effect.Effect<number, Task.EmitError>
+  /** Appends a child's result to the run's log (as `record`). */
+  readonly recordResult: (result: ChildResult) => Effect.Effect<number, Task.EmitError>
+  /** Starts a child of this run (or returns the child its key already started): its id. */
+  readonly startChild: (start: ChildStart) => Effect.Effect<RunId, Task.ChildStartError>
+  /** The runs of these children, as they stand (one query). */
+  readonly childStates: (ids: ReadonlyArray<RunId>) => Effect.Effect<ReadonlyArray<ChildState>, SqlError.SqlError>
 }): Journal => {
   const { runId } = options
   const byPosition = new Map<number, Entry>()
   const byName = new Map<string, Entry>()
+  // The children's results journaled so far, by the child's name.
+  const results = new Map<string, ChildResult>()
   // The names this attempt's body called, and the next position.
   const called = new Set<string>()
   let next = 0
@@ -183,6 +291,11 @@ export const make = (options: {
     return options.load.pipe(
       Effect.map((events) => {
         for (const event of events) {
+          if (event.type === childCompletedType) {
+            const result = childResultOf(event)
+            if (result !== undefined) results.set(result.name, result)
+            continue
+          }
           const entry = entryOf(event)
           if (entry !== undefined) remember(entry)
         }
@@ -209,7 +322,19 @@ export const make = (options: {
    * again after the wake-up).
    */
   const suspend = (until: number, waitingFor: string): Effect.Effect<never> => {
-    if (suspension === undefined || until < suspension.until) suspension = { until, waitingFor }
+    if (suspension === undefined || until < suspension.until) {
+      // A wait on children suspended beside it is kept: whichever comes first wakes the run.
+      suspension = { until, waitingFor, children: suspension?.children }
+    }
+    return Effect.interrupt
+  }
+
+  /** Ends the attempt until the last of `children` ends (see `suspend`). */
+  const suspendFor = (children: ReadonlyArray<Task.Child<unknown>>): Effect.Effect<never> => {
+    const ids = children.map((child) => child.id)
+    suspension = suspension === undefined
+      ? { until: Infinity, waitingFor: `children:${children[0]!.name}`, children: ids }
+      : { ...suspension, children: [...(suspension.children ?? []), ...ids] }
     return Effect.interrupt
   }
 
@@ -368,5 +493,126 @@ export const make = (options: {
     })
   }
 
-  return { step, sleep, waitForSignal, broken: () => broken, suspended: () => suspension }
+
+  const start = <T extends Task.Any>(
+    task: T,
+    input: Task.InputOf<T>,
+    startOptions?: Task.ChildOptions
+  ): Effect.Effect<Task.Child<Task.OutputOf<T>>, Task.ChildStartError> => {
+    if (suspension !== undefined) return Effect.interrupt
+    const { name: given, ...childOptions } = startOptions ?? {}
+    if (given !== undefined && (given.length === 0 || given.length > maxChildName)) {
+      return Effect.fail(new InvalidInput({ message: `a child's name is 1-${maxChildName} characters: '${clip(given, 100)}'` }))
+    }
+    // Unnamed children are named by their place (a name the body is unlikely
+    // to take: a step named so collides, as any two calls of one name do).
+    const name = given ?? `#${next}`
+    const position = take(name)
+    if (typeof position !== "number") return Effect.fail(position)
+    const handle = (childId: RunId): Task.Child<Task.OutputOf<T>> => ({ id: childId, name, task: task.name, output: task.output })
+    const fresh = Effect.flatMap(
+      Effect.mapError(
+        Schema.encode(task.input as Schema.Schema<Task.InputOf<T>, unknown>)(input),
+        (error) => InvalidInput.fromParseError(`input of child '${name}'`, error)
+      ),
+      (encoded) =>
+        options.startChild({
+          name,
+          position,
+          task: task.name,
+          input: encoded,
+          idempotencyKey: `${runId}/child/${name}`,
+          options: childOptions
+        })
+    ).pipe(
+      Effect.flatMap((childId) => {
+        const entry: ChildEntry = { _tag: "child", name, position, childId, task: task.name }
+        return Effect.as(Effect.tap(options.record(entry), () => remember(entry)), handle(childId))
+      })
+    )
+    return Effect.flatMap(load, (): Effect.Effect<Task.Child<Task.OutputOf<T>>, Task.ChildStartError> => {
+      const checked = recorded(position, name, "child")
+      if (checked instanceof NonDeterministic) return Effect.fail(checked)
+      const here = checked.here
+      if (here === undefined) return fresh
+      if (here.task !== task.name) {
+        return breaks(position, name, `child '${name}' is a run of '${here.task}' in the journal, of '${task.name}' in this replay`)
+      }
+      return Effect.succeed(handle(here.childId))
+    })
+  }
+
+  /** A child's journaled result as the body sees it: its decoded output, or `ChildFailed`. */
+  const outcomeOf = <O>(child: Task.Child<O>, result: ChildResult): Effect.Effect<O, ChildFailed | NonDeterministic> => {
+    const outcome = result.result
+    if (outcome._tag === "error") {
+      return Effect.fail(
+        new ChildFailed({ childId: child.id, name: child.name, task: child.task, status: outcome.status, error: outcome.error })
+      )
+    }
+    return Effect.catchAll(Schema.decodeUnknown(child.output)(outcome.output), (error) =>
+      breaks(
+        byName.get(child.name)?.position ?? -1,
+        child.name,
+        `the output of child '${child.name}' does not decode with its task's schema: ${
+          ParseResult.TreeFormatter.formatErrorSync(error)
+        }`
+      ))
+  }
+
+  /** A finished child's run as a journal result. */
+  const resultOf = (child: Task.Child<unknown>, state: ChildState): ChildResult => ({
+    name: child.name,
+    childId: child.id,
+    result: state.status === "succeeded"
+      ? { _tag: "output", output: state.output ?? null }
+      : {
+        _tag: "error",
+        status: state.status === "cancelled" ? "cancelled" : "failed",
+        error: state.status === "cancelled"
+          ? { tag: "Cancelled", message: "the child run was cancelled" }
+          : { tag: state.error?.tag ?? "Error", message: state.error?.message ?? "the child run failed" }
+      }
+  })
+
+  const isDone = (state: ChildState | undefined) =>
+    state !== undefined && (state.status === "succeeded" || state.status === "failed" || state.status === "cancelled")
+
+  const awaitAll = <C extends ReadonlyArray<Task.Child<any>>>(
+    children: C
+  ): Effect.Effect<Task.OutputsOf<C>, ChildFailed | Task.ChildAwaitError> => {
+    if (suspension !== undefined) return Effect.interrupt
+    if (children.length > maxAwaited) {
+      return Effect.fail(
+        new InvalidInput({ message: `one wait is on at most ${maxAwaited} children (${children.length} given): await them in chunks` })
+      )
+    }
+    return Effect.gen(function*() {
+      yield* load
+      if (broken !== undefined) return yield* Effect.fail(broken)
+      const missing = children.filter((child) => !results.has(child.name))
+      if (missing.length > 0) {
+        const states = new Map(
+          (yield* options.childStates(missing.map((child) => child.id))).map((state) => [state.id, state])
+        )
+        // Journaled together: the log's writer takes them as one batch.
+        yield* Effect.forEach(missing.filter((child) => isDone(states.get(child.id))), (child) => {
+          const result = resultOf(child, states.get(child.id)!)
+          return Effect.tap(options.recordResult(result), () => results.set(child.name, result))
+        }, { concurrency: "unbounded", discard: true })
+        const gone = missing.find((child) => !states.has(child.id))
+        if (gone !== undefined) {
+          // Deleted (by retention) before its result was journaled: no wait would end.
+          return yield* breaks(-1, gone.name, `child '${gone.name}' (run ${gone.id}) no longer exists and its result was never journaled`)
+        }
+        const pending = missing.filter((child) => !results.has(child.name))
+        if (pending.length > 0) return yield* suspendFor(pending)
+      }
+      const outputs: Array<unknown> = []
+      for (const child of children) outputs.push(yield* outcomeOf(child, results.get(child.name)!))
+      return outputs as unknown as Task.OutputsOf<C>
+    })
+  }
+
+  return { step, sleep, waitForSignal, start, awaitAll, broken: () => broken, suspended: () => suspension }
 }

@@ -165,7 +165,8 @@ export const make = (options: WorkersOptions) =>
       runId: claim.runId,
       attempt: claim.attempt,
       outcome,
-      limited: claim.limited
+      limited: claim.limited,
+      parentId: claim.parentId
     })
 
     /** Records the end of an attempt again while the database is away (the lease bounds it). */

@@ -152,7 +152,27 @@ export const RunView = ({ id }: { readonly id: string }) => {
         <div><dt>Waited</dt><dd>{duration(firstWait)}</dd></div>
         {run.idempotencyKey !== null && <div><dt>Idempotency key</dt><dd class="mono">{run.idempotencyKey}</dd></div>}
         {run.replayOf != null && <div><dt>Replay of</dt><dd><a class="mono" href={runHref(run.replayOf)}>{run.replayOf}</a></dd></div>}
+        {run.parentId !== undefined && <div><dt>Parent</dt><dd><a class="mono" href={runHref(run.parentId)}>{run.parentId}</a></dd></div>}
       </dl>
+
+      {run.children !== undefined && run.children.length > 0 && (
+        <>
+          <h2>Children</h2>
+          <table class="children">
+            <thead><tr><th scope="col">Run</th><th scope="col">Task</th><th scope="col">Status</th></tr></thead>
+            <tbody>
+              {run.children.map((child) => (
+                <tr key={child.id}>
+                  <td><a class="mono" href={runHref(child.id)}>{child.id}</a></td>
+                  <td>{child.task}</td>
+                  <td><Status status={child.status} /></td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+          {run.moreChildren === true && <p class="muted">The first {run.children.length} children are listed.</p>}
+        </>
+      )}
 
       <h2>Timeline</h2>
       <Timeline run={run} attempts={attempts} events={events} now={now} />
