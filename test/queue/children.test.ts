@@ -9,13 +9,13 @@
  */
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Context, DateTime, Deferred, Effect, Layer, Option, Schema } from "effect"
+import { Context, DateTime, Deferred, Effect, Exit, Layer, Option, Schema, Scope } from "effect"
 import type { RunId } from "../../src/domain/Ids.ts"
 import { childCompletedType, childStartedType, type RunEvent } from "../../src/domain/RunEvent.ts"
 import { Runs } from "../../src/Runs.ts"
 import * as Task from "../../src/Task.ts"
-import { RunstreamTest } from "../../src/testing/index.ts"
-import { Effects, fastWorkers, jobOf, logOf, patience, sideEffect, typesOf, waitForEvent } from "./support.ts"
+import { RunstreamTest, TestDatabase } from "../../src/testing/index.ts"
+import { Effects, fastWorkers, jobOf, logOf, patience, programOn, sideEffect, typesOf, waitForEvent } from "./support.ts"
 
 /** Opened by the test: children that wait on it end only then. */
 class Gate extends Context.Tag("test/queue/children/Gate")<Gate, Deferred.Deferred<void>>() {}
@@ -241,6 +241,29 @@ describe("child runs", () => {
         expect(ofType(yield* logOf(run.id), "run.started").length).toBeLessThanOrEqual(2)
       }
     }).pipe(Effect.provide(program({ ...fastWorkers, concurrency: 8 }))), 120_000)
+
+  it.live("three programs on one database: parents and children ending in different transactions at once, every parent woken", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const services = Layer.mergeAll(Layer.sync(Effects, () => new Map()), Layer.effect(Gate, Deferred.make<void>()))
+      const programs = yield* Effect.forEach([1, 2, 3], () =>
+        Layer.buildWithScope(
+          programOn({ tasks, workers: { ...fastWorkers, concurrency: 6 } }).pipe(Layer.provideMerge(services)),
+          scope
+        ))
+      // Started from all three: parents and children land on every program's workers (and its group commit).
+      const parents = yield* Effect.forEach(Array.from({ length: 30 }, (_, i) => i), (i) =>
+        Effect.flatMap(Runs, (runs) => runs.start(FanOut, { count: 4, gated: false })).pipe(
+          Effect.provide(programs[i % 3]!)
+        ), { concurrency: 6 })
+      const done = yield* Effect.forEach(parents, (run) =>
+        RunstreamTest.waitForRunCompletion(run.id, patience).pipe(Effect.provide(programs[0]!)), { concurrency: 30 })
+      expect(done.map((run) => run.output)).toEqual(parents.map(() => [0, 2, 4, 6]))
+      for (const run of parents) {
+        expect(ofType(yield* logOf(run.id).pipe(Effect.provide(programs[0]!)), "run.started").length).toBeLessThanOrEqual(2)
+      }
+      yield* Scope.close(scope, Exit.void)
+    }).pipe(Effect.provide(TestDatabase.layerUrl)), 120_000)
 
   it.live("a child's failure is a typed ChildFailed in the parent, which handles it", () =>
     Effect.gen(function*() {
