@@ -1,16 +1,19 @@
 /**
  * Scenario 9, workflows under faults. One server and two worker processes of
  * the suite (`node.ts`, lease 3 s) on the suite's own Postgres; runs of
- * `faults.workflow` (5 journaled steps, a durable sleep after the second) are
- * started over HTTP, in waves whenever fewer than a wave are unfinished. Every 2 s a random worker is killed with SIGKILL and
- * started again, and half-way through the kills Postgres is restarted
- * (`fast`) while runs sleep, run steps and wait to be reclaimed.
+ * `faults.workflow` (5 journaled steps, a durable sleep after the second),
+ * and of `faults.parent` (three such workflows as child runs, awaited with
+ * one wait), are started over HTTP in waves whenever fewer than a wave are
+ * unfinished. A random worker is killed with SIGKILL once it holds attempts
+ * (and started again), and half-way through the kills Postgres is restarted
+ * (`fast`) while runs sleep, run steps and wait for their children.
  *
  * Each step's effect writes a line with a nonce outside the database (see
  * `Workflow` in tasks.ts), and the step's journal entry records the nonce.
  * Checks: no run lost, logs contiguous with one terminal event, every run
  * succeeded with the right total, exactly one `step.completed` per step and
- * one `sleep.started`; and no step's effect ran again after its entry was
+ * one `sleep.started`, each parent with its three children started and
+ * awaited once; and no step's effect ran again after its entry was
  * recorded (a line of the step after the recorded one). An effect that ran
  * and whose attempt died before its entry committed runs again: that is the
  * documented at-least-once of a step's effect, counted, not failed.
@@ -38,6 +41,8 @@ import { makeChecks } from "./report.ts"
 
 const leaseMs = 3000
 const steps = 5
+/** The children of each `faults.parent`. */
+const children = 3
 
 /** Per run, per step: the nonces its effect wrote, in the order written. */
 const readEffects = (path: string): Map<string, Array<string>> => {
@@ -89,9 +94,12 @@ export const scenario: Scenario = {
           Array.from({ length: count }, (_, i) => from + i),
           (i) =>
             requestJson("POST", `${server.url!}/v1/runs`, {
-              task: "faults.workflow",
+              // Every fourth a parent of three workflows, started by its body and awaited with one wait.
+              task: i % 4 === 3 ? "faults.parent" : "faults.workflow",
               // Sleeps of 0.5-4 s: some wake during the kills, some across the restart.
-              input: { steps, napMs: 500 + Math.floor(Math.random() * 3500), stepMs },
+              input: i % 4 === 3
+                ? { children, napMs: 500 + Math.floor(Math.random() * 3500), stepMs }
+                : { steps, napMs: 500 + Math.floor(Math.random() * 3500), stepMs },
               maxAttempts: 30,
               idempotencyKey: `s9-${i}`
             }).pipe(Effect.flatMap((answer) =>
@@ -147,7 +155,16 @@ export const scenario: Scenario = {
       const entries = yield* query<{ run_id: string; type: string; name: string; nonce: string | null }>(db.url, `
         SELECT run_id, type, data->>'name' AS name, data->'output'->>'nonce' AS nonce FROM runstream_events
         WHERE type IN ('step.completed', 'sleep.started')`)
-      const outputs = yield* query<{ id: string; total: number | null }>(db.url, "SELECT id, (output->>'total')::int AS total FROM runstream_runs")
+      const outputs = yield* query<{ id: string; task: string; total: number | null }>(db.url, "SELECT id, task, (output->>'total')::int AS total FROM runstream_runs")
+      const workflowIds = outputs.filter((row) => row.task === "faults.workflow").map((row) => row.id)
+      const parentIds = outputs.filter((row) => row.task === "faults.parent").map((row) => row.id)
+      const childRows = yield* query<{ parent_id: string; n: number; started: number; completed: number }>(db.url, `
+        SELECT p.id AS parent_id,
+          (SELECT count(*)::int FROM runstream_runs c WHERE c.parent_id = p.id) AS n,
+          (SELECT count(*)::int FROM runstream_events e WHERE e.run_id = p.id AND e.type = 'child.started') AS started,
+          (SELECT count(*)::int FROM runstream_events e WHERE e.run_id = p.id AND e.type = 'child.completed') AS completed
+        FROM runstream_runs p WHERE p.task = 'faults.parent'`)
+      const badFamilies = childRows.filter((row) => row.n !== children || row.started !== children || row.completed !== children).length
       const effects = readEffects(effectsFile)
       const recorded = new Map<string, Array<string>>()
       let sleeps = 0
@@ -165,7 +182,7 @@ export const scenario: Scenario = {
       let ranAgainBeforeRecorded = 0
       let recordedWithoutEffect = 0
       const examples: Array<string> = []
-      for (const runId of ids) {
+      for (const runId of workflowIds) {
         for (let n = 1; n <= steps; n++) {
           const key = `${runId} s${n}`
           const nonces = recorded.get(key) ?? []
@@ -183,15 +200,17 @@ export const scenario: Scenario = {
           if (lines.length - 1 - at > 0 && examples.length < 5) examples.push(key)
         }
       }
-      const wrongTotals = outputs.filter((row) => row.total !== (steps * (steps + 1)) / 2).length
+      const stepsTotal = (steps * (steps + 1)) / 2
+      const wrongTotals = outputs.filter((row) => row.total !== (row.task === "faults.parent" ? children * stepsTotal : stepsTotal)).length
 
       const { expect, failures } = makeChecks()
       expect(check.lost === 0, `no run lost (${check.lost}: ${check.examples.join(", ")})`)
       expect(check.gaps === 0, `no run with a gap or duplicate seq (${check.gaps})`)
       expect(check.badTerminal === 0 && check.statusMismatch === 0, `one terminal event per run, matching its status (${check.badTerminal}, ${check.statusMismatch})`)
-      expect(check.succeeded === ids.length && wrongTotals === 0, `every run succeeded with the total of its ${steps} steps (${check.succeeded} of ${ids.length} succeeded, ${wrongTotals} wrong totals)`)
+      expect(check.failed === 0 && wrongTotals === 0, `every run succeeded with the total of its steps (${check.succeeded} of ${check.runs} succeeded, ${wrongTotals} wrong totals)`)
       expect(stepsRecordedTwice === 0 && stepsMissing === 0, `exactly one step.completed per step (${stepsRecordedTwice} recorded twice, ${stepsMissing} missing)`)
-      expect(sleeps === ids.length, `exactly one sleep.started per run (${sleeps} for ${ids.length} runs)`)
+      expect(sleeps === workflowIds.length, `exactly one sleep.started per workflow (${sleeps} for ${workflowIds.length})`)
+      expect(parentIds.length > 0 && badFamilies === 0, `each parent has ${children} children, each started and awaited once (${badFamilies} of ${parentIds.length} parents do not)`)
       expect(ranAfterRecorded === 0, `no step ran again after its entry was recorded (${ranAfterRecorded}: ${examples.join(", ")})`)
       expect(recordedWithoutEffect === 0, `every recorded step's effect is in the side-effect file (${recordedWithoutEffect} are not)`)
       expect(notReclaimed === 0, `every attempt held by a killed worker is reclaimed (${notReclaimed} were not)`)
@@ -199,16 +218,17 @@ export const scenario: Scenario = {
       return {
         id: 9,
         name: "Workflows under faults",
-        load: `${ids.length} workflows × ${steps} steps (${stepMs} ms each) and a 0.5-4 s durable sleep, in waves of ${wave}, 1 server, 2 workers`,
+        load: `${check.runs} workflows × ${steps} steps (${stepMs} ms each) and a 0.5-4 s durable sleep (${parentIds.length} of them parents of ${children}), in waves of ${wave}, 1 server, 2 workers`,
         faults: `${killed.length} × kill -9 of a random worker, every ≥ 2 s, restarted; 1 Postgres restart (fast) half-way`,
         lost: String(check.lost),
-        duplicated: `${ranAfterRecorded} steps re-run after recorded, ${stepsRecordedTwice} recorded twice, ${check.gaps} gaps`,
+        duplicated: `${ranAfterRecorded} steps re-run after recorded, ${stepsRecordedTwice} recorded twice, ${badFamilies} bad families, ${check.gaps} gaps`,
         recovery: perKill.length === 0 ? "n/a" : `max ${seconds(Math.max(...perKill))} kill→reclaim (lease 3 s)`,
         passed: failures.length === 0,
         durationMs: Date.now() - began,
         figures: [
-          ["runs", `${ids.length} accepted: ${check.succeeded} succeeded, ${check.failed} failed, ${check.lost} lost; ${check.retried} needed more than one attempt`],
-          ["journal", `${ids.length * steps} steps: ${stepsRecordedTwice} recorded twice, ${stepsMissing} missing; ${sleeps} sleeps journaled`],
+          ["runs", `${ids.length} accepted (${parentIds.length} parents), ${check.runs} in all with the children: ${check.succeeded} succeeded, ${check.failed} failed, ${check.lost} lost; ${check.retried} needed more than one attempt`],
+          ["journal", `${workflowIds.length * steps} steps: ${stepsRecordedTwice} recorded twice, ${stepsMissing} missing; ${sleeps} sleeps journaled`],
+          ["child runs", `${parentIds.length} parents × ${children}: ${badFamilies} with a child missing, started twice or awaited twice`],
           [
             "step effects",
             `${ranAfterRecorded} ran again after their entry was recorded; ${ranAgainBeforeRecorded} ran again because their attempt died between the effect and its entry (at least once, as documented)`

@@ -133,7 +133,25 @@ export const Workflow = Task.make("faults.workflow", {
     })
 })
 
-export const all = [...Demo.all, ...poison, Burst, Workflow] as const
+/**
+ * Scenario 9: starts `children` runs of `Workflow` (journaled starts) and
+ * waits for all of them with one durable wait; output the sum of their totals.
+ */
+export const Parent = Task.make("faults.parent", {
+  input: Schema.Struct({ children: Schema.Int, napMs: Schema.Int, stepMs: Schema.Int }),
+  output: Schema.Struct({ total: Schema.Int }),
+  run: ({ children, napMs, stepMs }, ctx) =>
+    Effect.gen(function*() {
+      const started = yield* Effect.forEach(
+        Array.from({ length: children }, (_, i) => i + 1),
+        (i) => ctx.start(Workflow, { steps: 5, napMs, stepMs }, { name: `child-${i}`, maxAttempts: 30 })
+      )
+      const outputs = yield* ctx.all(started)
+      return { total: outputs.reduce((sum, output) => sum + output.total, 0) }
+    })
+})
+
+export const all = [...Demo.all, ...poison, Burst, Workflow, Parent] as const
 
 /** Scenario 8: holds one of its key's 2 slots for `holdMs`. */
 export const Limited = Task.make("faults.limited", {

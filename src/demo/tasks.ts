@@ -94,7 +94,39 @@ export const ApprovalFlow = Task.make("demo.approval", {
     })
 })
 
-export const all = [Echo, Count, Flaky, Sleep, PerKey, ApprovalFlow] as const
+/**
+ * Child runs: starts `children` runs of `demo.count` (each `to` ticks, 100 ms
+ * apart; the i-th fails instead when `failAt` is i), waits for all of them
+ * holding no worker, and sums their counts; a failed child is a `ChildFailed`
+ * the body turns into its output. Output `{total, failed}` (`failed`: the
+ * failed child's name, or null).
+ */
+export const FanOut = Task.make("demo.fanout", {
+  input: Schema.Struct({
+    children: Schema.Int.pipe(Schema.between(1, 100)),
+    to: Schema.Int.pipe(Schema.between(0, 100)),
+    failAt: Schema.optional(Schema.Int)
+  }),
+  output: Schema.Struct({ total: Schema.Int, failed: Schema.NullOr(Schema.String) }),
+  run: ({ children, failAt, to }, ctx) =>
+    Effect.gen(function*() {
+      // Children of two tasks in one wait (a handle is typed by its task's output schema, which is invariant).
+      const started: Array<Task.Child<any>> = []
+      for (let i = 1; i <= children; i++) {
+        started.push(
+          i === failAt
+            ? yield* ctx.start(Flaky, { failures: 100 }, { name: `child-${i}`, maxAttempts: 1 })
+            : yield* ctx.start(Count, { to, delayMs: 100 }, { name: `child-${i}` })
+        )
+      }
+      return yield* ctx.all(started).pipe(
+        Effect.map((outputs) => ({ total: outputs.reduce((sum: number, output: { readonly count: number }) => sum + output.count, 0), failed: null })),
+        Effect.catchTag("ChildFailed", (failure) => Effect.succeed({ total: 0, failed: failure.name }))
+      )
+    })
+})
+
+export const all = [Echo, Count, Flaky, Sleep, PerKey, ApprovalFlow, FanOut] as const
 
 /** The demo schedule of `dev`: an echo every minute, its runs keyed `schedule:demo.heartbeat:<tick>`. */
 export const Heartbeat = RunSchedule.every("demo.heartbeat", "1 minute", Echo, { heartbeat: true })
