@@ -237,7 +237,7 @@ export const make = (options: Limits & {
   readonly streamTags: ReadonlySet<string>
 }) =>
   Effect.gen(function*() {
-    const setups = yield* FairSemaphore.make(options.streamSetups ?? 8)
+    const setups = yield* FairSemaphore.make(Math.max(1, Math.floor(options.streamSetups ?? 8)))
     const disconnects = yield* Mailbox.make<number>()
     const clients = new Map<number, Client>()
     let nextClientId = 0

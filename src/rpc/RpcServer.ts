@@ -21,6 +21,8 @@
  * Streams (`Events`, `AllEvents`, `AwaitCompletion`) take a slot of the
  * process's `Streams` budget, shared with SSE: past it they fail with
  * `TooManyStreams`, and they end with `ShuttingDown` when the server stops.
+ * Over HTTP they are admitted a few at a time (`Limits.streamSetups`), and
+ * their handlers say when they are set up (`CallSetup.done`).
  *
  * Why NDJSON: with the JSON serialization the HTTP protocol holds the whole
  * response until every RPC of the request has exited, so `Events` would arrive
