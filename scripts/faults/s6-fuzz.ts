@@ -529,6 +529,7 @@ export const rpcPhase = async (server: { readonly baseUrl: string; readonly rssM
     rssSamples.push({ at: Date.now(), mb })
   }, 100)
   const probe = healthProbe(`${server.baseUrl}/healthz`, 100)
+  await probe.ready
   const windows: Array<{ readonly step: string; readonly from: number; readonly to: number }> = []
   const step = async <A>(name: string, run: () => Promise<A>) => {
     const from = Date.now()

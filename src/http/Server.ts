@@ -113,7 +113,7 @@ const layerHealthDecodeErrors = HttpApiBuilder.middleware(HealthApi, decodeError
 const layerRpcRoute = (options: HttpOptions) =>
   HttpApiBuilder.Router.use((router) =>
     Effect.flatMap(
-      RpcServer.makeHttpApp({ maxMessageBytes: options.maxBodyBytes, maxCalls: options.maxRpcCalls }),
+      RpcServer.makeHttpApp({ maxMessageBytes: options.maxBodyBytes, maxCalls: options.maxRpcCalls, streamSetups: options.streamSetups }),
       (app) => router.post("/rpc", app)
     )
   )

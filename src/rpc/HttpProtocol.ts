@@ -11,6 +11,8 @@
  * - a line longer than `maxMessageBytes` is refused as soon as it passes the
  *   limit, never held whole;
  * - at most `maxCalls` calls are in flight per request; one more is refused;
+ * - stream calls are admitted a few at a time across all requests, each in a
+ *   turn of its own (see `Limits.streamSetups`);
  * - the answer is a bounded mailbox: a client that does not read its answer
  *   holds its calls (and the reading of its body) back, not the server's memory.
  *
@@ -28,6 +30,8 @@ import { NodeHttpServerRequest, NodeStream } from "@effect/platform-node"
 import { type RpcMessage, RpcServer } from "@effect/rpc"
 import { Deferred, Duration, Effect, Either, Mailbox, Option, Scope, Stream } from "effect"
 import { IncomingMessage, ServerResponse } from "node:http"
+import * as FairSemaphore from "../internal/FairSemaphore.ts"
+import { CallSetup } from "./CallSetup.ts"
 import * as RpcFrame from "./RpcFrame.ts"
 
 export interface Limits {
@@ -35,7 +39,26 @@ export interface Limits {
   readonly maxMessageBytes: number
   /** Calls in flight at once per request. */
   readonly maxCalls: number
+  /**
+   * Stream calls being set up at once, across all requests (default
+   * `RUNSTREAM_STREAM_SETUPS`'s, 8).
+   *
+   * A call's setup (the RPC server's fiber, span and context, the handler's
+   * subscription: a few ms of CPU) runs inside the step of the fiber that
+   * reads the body, so a chunk of 16 `AllEvents` lines was one step of 16
+   * setups, and ten such bodies held the event loop and every queued fiber
+   * (`/healthz`'s too) behind 160 setups. Here a stream call first waits for
+   * one of these places, in arrival order, then for a turn of the scheduler
+   * of its own, and the body is read on once the call is set up (its handler
+   * says so: `CallSetup`) or has answered: a fiber queued meanwhile waits
+   * behind at most this many setups, and a body is read only as fast as its
+   * calls are set up.
+   */
+  readonly streamSetups?: number | undefined
 }
+
+/** A stream call holds its place in the admission this long at most (it then waits on the database, not on this server). */
+const setupTimeoutMs = 100
 
 /** A refusal waits this long at most for the answers of the writing calls in flight. */
 const writesGrace = Duration.seconds(5)
@@ -57,6 +80,8 @@ interface Client {
   readonly writing: Set<string>
   /** Called when the last writing call in flight ends. */
   onWritesDone: (() => void) | undefined
+  /** The stream call being set up (one at a time per client: the body is not read meanwhile), and how to say it is. */
+  settingUp: { readonly id: string; readonly done: () => void } | undefined
 }
 
 /** Resumes once no writing call of the client is in flight. */
@@ -208,8 +233,11 @@ export const make = (options: Limits & {
   readonly tags: ReadonlySet<string>
   /** Tags of the calls whose answers a refusal of a later line waits for (the calls that write). */
   readonly answeredBeforeRefusal: ReadonlySet<string>
+  /** Tags of the stream calls, admitted a few at a time (`streamSetups`). */
+  readonly streamTags: ReadonlySet<string>
 }) =>
   Effect.gen(function*() {
+    const setups = yield* FairSemaphore.make(Math.max(1, Math.floor(options.streamSetups ?? 8)))
     const disconnects = yield* Mailbox.make<number>()
     const clients = new Map<number, Client>()
     let nextClientId = 0
@@ -226,6 +254,10 @@ export const make = (options: Limits & {
             if (client === undefined) return Effect.void
             // A refusal waiting for the writes is let go once this exit is in the answer, before its `Defect`.
             let lastWrite = false
+            // A call that answers (a first chunk, a failure) is set up.
+            if (client.settingUp !== undefined && "requestId" in response && response.requestId === client.settingUp.id) {
+              client.settingUp.done()
+            }
             if (response._tag === "Exit") {
               client.inFlight.delete(response.requestId)
               lastWrite = client.writing.delete(response.requestId) && client.writing.size === 0
@@ -256,7 +288,8 @@ export const make = (options: Limits & {
         answer: yield* Mailbox.make<Uint8Array>({ capacity: answerBuffer, strategy: "suspend" }),
         inFlight: new Set(),
         writing: new Set(),
-        onWritesDone: undefined
+        onWritesDone: undefined,
+        settingUp: undefined
       }
       clients.set(clientId, client)
       yield* Scope.addFinalizer(
@@ -283,11 +316,49 @@ export const make = (options: Limits & {
             if (client.inFlight.size >= options.maxCalls) return Effect.fail(tooManyCalls(options.maxCalls))
             client.inFlight.add(message.id)
             if (options.answeredBeforeRefusal.has(message.tag)) client.writing.add(message.id)
-            return writeRequest(clientId, { ...message, headers: requestHeaders.concat(message.headers) })
+            return options.streamTags.has(message.tag)
+              ? setUpStream(message.id, { ...message, headers: requestHeaders.concat(message.headers) })
+              : writeRequest(clientId, { ...message, headers: requestHeaders.concat(message.headers) })
           default:
             return writeRequest(clientId, message)
         }
       }
+      /**
+       * Hands a stream call over in a turn of its own, holding a place of the
+       * admission until the call is set up (see `Limits.streamSetups`).
+       */
+      const setUpStream = (id: string, message: RpcMessage.FromClientEncoded) =>
+        setups.withPermit(Effect.suspend(() => {
+          let isDone = false
+          let wake: (() => void) | undefined
+          const done = () => {
+            if (isDone) return
+            isDone = true
+            client.settingUp = undefined
+            const resume = wake
+            wake = undefined
+            resume?.()
+          }
+          client.settingUp = { id, done }
+          return Effect.yieldNow().pipe(
+            Effect.zipRight(Effect.provideService(writeRequest(clientId, message), CallSetup, { done: Effect.sync(done) })),
+            // Set up within the hand-over (it runs the call's first steps), or later.
+            Effect.zipRight(Effect.async<void>((resume) => {
+              if (isDone) return resume(Effect.void)
+              const timer = setTimeout(done, setupTimeoutMs)
+              wake = () => {
+                clearTimeout(timer)
+                resume(Effect.void)
+              }
+              return Effect.sync(() => {
+                wake = undefined
+                clearTimeout(timer)
+              })
+            })),
+            Effect.ensuring(Effect.sync(done))
+          )
+        }))
+
       const onLine = (line: Uint8Array) =>
         Either.match(RpcFrame.decode(line, options.tags), {
           onLeft: Effect.fail,

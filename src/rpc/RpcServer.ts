@@ -21,6 +21,8 @@
  * Streams (`Events`, `AllEvents`, `AwaitCompletion`) take a slot of the
  * process's `Streams` budget, shared with SSE: past it they fail with
  * `TooManyStreams`, and they end with `ShuttingDown` when the server stops.
+ * Over HTTP they are admitted a few at a time (`Limits.streamSetups`), and
+ * their handlers say when they are set up (`CallSetup.done`).
  *
  * Why NDJSON: with the JSON serialization the HTTP protocol holds the whole
  * response until every RPC of the request has exited, so `Events` would arrive
@@ -47,6 +49,7 @@ import { Stats } from "../Stats.ts"
 import { QueueLimits } from "../queue/QueueLimits.ts"
 import * as Task from "../Task.ts"
 import * as Tracing from "../tracing/Tracing.ts"
+import * as CallSetup from "./CallSetup.ts"
 import * as HttpProtocol from "./HttpProtocol.ts"
 import { RunstreamRpcs, ShuttingDown, TooManyStreams, Unavailable } from "./RunstreamRpcs.ts"
 
@@ -126,9 +129,13 @@ export const handlers = Effect.gen(function*() {
   const namingRun = <A extends { readonly id: string; readonly task: string }, E, R>(effect: Effect.Effect<A, E, R>) =>
     Effect.tap(effect, (run) => onRun(run.id, run.task))
 
-  /** A live stream: holds a slot of the budget while it runs, fails with `ShuttingDown` when the server stops. */
+  /**
+   * A live stream: holds a slot of the budget while it runs, fails with
+   * `ShuttingDown` when the server stops. Set up once it has its slot (what
+   * follows is reading the run's log).
+   */
   const live = <A, E, R>(stream: Stream.Stream<A, E, R>) =>
-    Stream.unwrapScoped(Effect.as(slot, stream)).pipe(Stream.interruptWhen(untilShutdown))
+    Stream.unwrapScoped(Effect.as(Effect.zipRight(slot, CallSetup.done), stream)).pipe(Stream.interruptWhen(untilShutdown))
 
   return RunstreamRpcs.of({
     Start: ({ input, options, task }) =>
@@ -205,6 +212,7 @@ export const handlers = Effect.gen(function*() {
         yield* slot
         const events = yield* runs.subscribeAll<ShuttingDown>({ task, runId: id })
         yield* streams.onShutdown(() => events.unsafeDone(Exit.fail(new ShuttingDown())))
+        yield* CallSetup.done
         return events
       }),
 
@@ -212,7 +220,7 @@ export const handlers = Effect.gen(function*() {
       Effect.zip(runIdOf(runId), nonNegativeInteger("timeoutMs", timeoutMs)).pipe(
         Effect.flatMap(([id, timeoutMs]) =>
           Effect.zipRight(
-            slot,
+            Effect.zipRight(slot, CallSetup.done),
             runs.awaitCompletion(id, { timeout: timeoutMs === undefined ? undefined : Duration.millis(timeoutMs) })
           ).pipe(Effect.raceFirst(untilShutdown), Effect.scoped)
         ),
@@ -228,7 +236,11 @@ export const layerHandlers = RunstreamRpcs.toLayer(handlers)
 export type Limits = HttpProtocol.Limits
 
 /** `RUNSTREAM_MAX_BODY_BYTES` and `RUNSTREAM_RPC_MAX_CALLS` at their defaults. */
-export const defaultLimits: Limits = { maxMessageBytes: httpDefaults.maxBodyBytes, maxCalls: httpDefaults.maxRpcCalls }
+export const defaultLimits: Limits = {
+  maxMessageBytes: httpDefaults.maxBodyBytes,
+  maxCalls: httpDefaults.maxRpcCalls,
+  streamSetups: httpDefaults.streamSetups
+}
 
 /**
  * The group as an HTTP app (NDJSON), for `POST /rpc`. Needs `Runs`, the
@@ -245,7 +257,9 @@ export const makeHttpApp = (
     const context = yield* RunstreamRpcs.toHandlersContext(handlers)
     const { httpApp, protocol } = yield* HttpProtocol.make({
       ...limits,
+      streamSetups: limits.streamSetups ?? httpDefaults.streamSetups,
       tags: new Set(RunstreamRpcs.requests.keys()),
+      streamTags: new Set(["Events", "AllEvents", "AwaitCompletion"]),
       answeredBeforeRefusal: new Set(["Start", "Cancel", "Signal", "CreateSchedule", "UpdateSchedule", "DeleteSchedule", "PauseSchedule", "ResumeSchedule"])
     })
     yield* RpcServer.make(RunstreamRpcs, { disableFatalDefects: true }).pipe(

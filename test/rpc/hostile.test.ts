@@ -2,10 +2,19 @@
  * `POST /rpc` (and the REST side's last gaps) against a hostile client with a
  * valid key: the refusals of issue 16, each against a real server.
  */
+import { HttpRouter, HttpServer, HttpServerResponse } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
 import { describe, expect, layer } from "@effect/vitest"
 import { Context, Deferred, Effect, Fiber, Layer, Logger, LogLevel, Queue, Stream } from "effect"
-import { request as httpRequest } from "node:http"
+import { type ClientRequest, createServer, request as httpRequest } from "node:http"
+import * as Demo from "../../src/demo/tasks.ts"
+import * as ReadTokens from "../../src/http/ReadTokens.ts"
+import * as Streams from "../../src/http/Streams.ts"
+import * as TimeSlicedScheduler from "../../src/internal/TimeSlicedScheduler.ts"
 import { RunstreamClient } from "../../src/rpc/index.ts"
+import * as RpcServer from "../../src/rpc/RpcServer.ts"
+import * as Stats from "../../src/Stats.ts"
+import { RunstreamTest } from "../../src/testing/index.ts"
 import { BaseUrl, call, Gate, post, program } from "../http/support.ts"
 
 /** What the server logged at level Error or above (a bad input must log none). */
@@ -283,6 +292,144 @@ describe("one budget of live streams for SSE and RPC", () => {
         ]).pipe(Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error("an RPC stream was not refused") }), Effect.orDie)
         expect(held.map((error) => error._tag)).toEqual(["TooManyStreams", "TooManyStreams", "TooManyStreams"])
         yield* Queue.offer(yield* Gate, undefined)
+      }))
+  })
+})
+
+/**
+ * Bodies shaped like the two fuzz cases of scenario 6 that went unanswered with
+ * the reverted hand-read body and Node `Readable` answer (26a176d, d481a9f):
+ * 10 KB in 5 lines, 1.9 MB in 4. Those exact bodies were not kept, and this
+ * test passes against the reverted protocol too: it guards the per-call
+ * admission (which pauses the reading of a body), not that hang.
+ */
+describe("bodies of several lines, some of them large (scenario 6's fuzz cases)", () => {
+  // The default limit of a message, 1 MiB, as in the fault suite.
+  layer(program(), { excludeTestServices: true })((it) => {
+    it.effect("answers each: every call of a body of five lines (10 KB), and the calls before a line over the limit", () =>
+      Effect.gen(function*() {
+        const unknownRun = "00000000-0000-4000-8000-000000000000"
+        // Stream calls that end at once (a bad filter, no such run) among the others, with and without a last newline.
+        const tenKB = [
+          request("1", "Get", { runId: "x".repeat(10_000) }),
+          request("2", "AllEvents", { runId: "not a run id" }),
+          request("3", "Events", { runId: unknownRun }),
+          request("4", "AwaitCompletion", { runId: unknownRun, timeoutMs: 0 }),
+          request("5", "List", {})
+        ].join("")
+        for (const body of [tenKB, tenKB.slice(0, -1)]) {
+          const answer = yield* rawPost(body)
+          expect(answer.status).toBe(200)
+          expect(messagesOf(answer).filter((m) => m._tag === "Exit").map((m) => m.requestId).sort()).toEqual(["1", "2", "3", "4", "5"])
+        }
+
+        // A line of 1.9 MB (an id of as many digits) after two calls, then one more: the two are answered, then the refusal.
+        const huge = request("9".repeat(1_900_000), "List", {})
+        for (const body of [request("1", "List", {}) + request("2", "AllEvents", { runId: "x" }) + huge + request("3", "List", {})]) {
+          const answer = yield* rawPost(body)
+          expect(answer.status).toBe(200)
+          const messages = messagesOf(answer)
+          // The calls before it may be answered (those that write are: see the test of a start before a bad line).
+          for (const m of messages.slice(0, -1)) expect(m).toMatchObject({ _tag: "Exit", requestId: expect.stringMatching(/^[12]$/) })
+          expect(messages.at(-1)).toMatchObject({ _tag: "Defect" })
+          expect(messages.at(-1).defect.message).toContain("payload_too_large")
+        }
+        // The same line first: nothing was answered yet, so it is a 413.
+        const first = yield* rawPost(huge + request("1", "List", {}) + request("2", "AllEvents", {}) + request("3", "List", {}))
+        expect(errorCode(first)).toEqual({ status: 413, code: "payload_too_large" })
+        // Last, without its newline (the body's end hands it over).
+        const last = yield* rawPost(request("1", "List", {}) + request("2", "AllEvents", { runId: "x" }) + request("3", "List", {}) + huge.slice(0, -1))
+        expect(last.status).toBe(200)
+        expect(messagesOf(last).at(-1).defect.message).toContain("payload_too_large")
+        // A large line of its own last, without its newline.
+        const tail = yield* rawPost(tenKB.split("\n").slice(0, 4).join("\n") + "\n" + request("6", "Get", { runId: "y".repeat(10_000) }).slice(0, -1))
+        expect(tail.status).toBe(200)
+        expect(messagesOf(tail).filter((m) => m._tag === "Exit").map((m) => m.requestId).sort()).toEqual(["1", "2", "3", "4", "6"])
+      }))
+  })
+})
+
+/**
+ * Stream calls are admitted a few at a time, each set up in a scheduler turn
+ * of its own. Counted, not timed: a probe request reads how many stream slots
+ * are taken (one per `AllEvents` call set up), yields `turns` times (each
+ * time behind what is queued), and reads again; meanwhile ten bodies of 16
+ * `AllEvents` calls are being set up. Before, one step of the fiber reading a
+ * body set up its 16 calls, and the probe's turn came after 16 setups or more
+ * per body read ahead of it.
+ */
+describe("stream calls admitted a few at a time", () => {
+  const streamSetups = 2
+  const turns = 3
+  const bodies = 10
+  const callsPerBody = 16
+
+  const ProbeServer = Layer.unwrapScoped(Effect.gen(function*() {
+    const rpc = yield* RpcServer.makeHttpApp({ maxMessageBytes: 64 * 1024, maxCalls: callsPerBody + 1, streamSetups })
+    const streams = yield* Streams.Streams
+    const probe = Effect.gen(function*() {
+      const before = yield* streams.active
+      for (let i = 0; i < turns; i++) yield* Effect.yieldNow()
+      return HttpServerResponse.unsafeJson({ before, after: yield* streams.active })
+    })
+    return HttpRouter.empty.pipe(HttpRouter.post("/rpc", rpc), HttpRouter.get("/probe", probe), HttpServer.serve())
+  })).pipe(
+    Layer.provideMerge(Streams.layer({ maxStreams: 1000 })),
+    Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" })),
+    // The production processes' scheduler (`Main.layerScheduler`).
+    Layer.provide(Layer.setScheduler(TimeSlicedScheduler.make(10)))
+  )
+
+  layer(
+    Layer.effect(BaseUrl, HttpServer.addressFormattedWith(Effect.succeed)).pipe(
+      Layer.provideMerge(ProbeServer),
+      Layer.provideMerge(Layer.merge(Stats.layer(), ReadTokens.layer(undefined))),
+      Layer.provideMerge(RunstreamTest.layer({ tasks: Demo.all }))
+    ),
+    { excludeTestServices: true }
+  )((it) => {
+    it.scoped("a request made meanwhile waits behind at most `streamSetups` setups a turn", () =>
+      Effect.gen(function*() {
+        const base = yield* BaseUrl
+        // Each body ends with a `Tasks` call: its answer comes once the 16 before it are set up.
+        const body = Array.from({ length: callsPerBody }, (_, i) => request(String(i + 1), "AllEvents", {})).join("") +
+          request("0", "Tasks", {})
+        const allSetUp = yield* Effect.all(Array.from({ length: bodies }, () => Deferred.make<void>()))
+        const probed = yield* Deferred.make<{ readonly before: number; readonly after: number }>()
+        // The bodies and the probe leave in one go, so that the probe arrives while the calls are set up.
+        yield* Effect.acquireRelease(
+          Effect.sync(() => {
+            const sent: Array<ClientRequest> = allSetUp.map((done) => {
+              const req = httpRequest(`${base}/rpc`, { method: "POST", agent: false, headers: { "content-type": "application/ndjson" } })
+              req.on("error", () => {})
+              req.on("response", (response) => {
+                let text = ""
+                response.on("data", (chunk: Buffer) => {
+                  text += chunk.toString()
+                  if (text.includes(`"requestId":"0"`)) Deferred.unsafeDone(done, Effect.void)
+                })
+              })
+              req.end(body)
+              return req
+            })
+            const probe = httpRequest(`${base}/probe`, { agent: false })
+            probe.on("response", (response) => {
+              let text = ""
+              response.on("data", (chunk: Buffer) => (text += chunk.toString()))
+              response.on("end", () => Deferred.unsafeDone(probed, Effect.succeed(JSON.parse(text))))
+            })
+            probe.end()
+            return [...sent, probe]
+          }),
+          (sent) => Effect.sync(() => sent.forEach((req) => req.destroy()))
+        )
+        const { after, before } = yield* Deferred.await(probed)
+        yield* Effect.forEach(allSetUp, Deferred.await, { discard: true })
+        const total = bodies * callsPerBody
+        expect(yield* (yield* Streams.Streams).active).toBe(total)
+        // The probe came while the calls were being set up.
+        expect(before).toBeLessThan(total)
+        expect(after - before).toBeLessThanOrEqual(turns * streamSetups)
       }))
   })
 })
