@@ -29,6 +29,7 @@ describe("runstream/client", () => {
     const ours = modules.filter((path) => path.startsWith("src/")).sort()
     expect(ours).toEqual([
       "src/client.ts",
+      "src/domain/ChildFailed.ts",
       "src/domain/Errors.ts",
       "src/domain/Ids.ts",
       "src/domain/ReadToken.ts",

@@ -280,24 +280,27 @@ describe("ctx.waitForSignal", () => {
       expect(typesOf(log).filter((type) => type === signalReceivedType)).toHaveLength(1)
     }).pipe(Effect.provide(program())))
 
-  it.live("waits run together: a signal of either wakes the run (its log says it waits for it), the replay waits for the other", () =>
+  it.live("waits run together: the signal the run waits for wakes it, and the replay waits for the other", () =>
     Effect.gen(function*() {
       const runs = yield* Runs
       const run = yield* runs.start(Both, null)
       const first = yield* waitForEvent(run.id, "run.waiting")
-      // The first wait to suspend names the run's wait; the other signal wakes it all the same.
-      const other = (first.data as { waitingFor: string }).waitingFor === "signal:a" ? "b" : "a"
-      yield* runs.signal(run.id, other, 2)
-      // Woken: the replay receives it, and waits again for the first.
+      // The first wait to suspend names the run's wait and journaled it. (The other may
+      // have been cut short by the suspension before journaling its own: then its signal
+      // would be kept, not wake the run, and the replay would return it.)
+      const named = (first.data as { waitingFor: string }).waitingFor === "signal:a" ? "a" : "b"
+      const other = named === "a" ? "b" : "a"
+      yield* runs.signal(run.id, named, 2)
+      // Woken: the replay receives it, and waits again for the other.
       yield* runs.events(run.id).pipe(
         Stream.filter((event) => event.type === "run.waiting"),
         Stream.take(2),
         Stream.runDrain,
-        Effect.timeoutFail({ duration: patience, onTimeout: () => new Error("not woken by the other signal") })
+        Effect.timeoutFail({ duration: patience, onTimeout: () => new Error("not woken by the signal it waits for") })
       )
-      yield* runs.signal(run.id, other === "a" ? "b" : "a", 3)
+      yield* runs.signal(run.id, other, 3)
       const done = yield* RunstreamTest.waitForRunCompletion(run.id, patience)
-      expect(done.output).toBe(other === "a" ? 23 : 32)
+      expect(done.output).toBe(named === "a" ? 23 : 32)
       const log = yield* logOf(run.id)
       expectContiguous(log)
       expect(typesOf(log).filter((type) => type === "run.waiting")).toHaveLength(2)
