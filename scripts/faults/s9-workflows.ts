@@ -218,7 +218,7 @@ export const scenario: Scenario = {
       return {
         id: 9,
         name: "Workflows under faults",
-        load: `${check.runs} workflows × ${steps} steps (${stepMs} ms each) and a 0.5-4 s durable sleep (${parentIds.length} of them parents of ${children}), in waves of ${wave}, 1 server, 2 workers`,
+        load: `${check.runs} runs: ${workflowIds.length} workflows × ${steps} steps (${stepMs} ms each) and a 0.5-4 s durable sleep, ${parentIds.length} parents of ${children} of them; in waves of ${wave}, 1 server, 2 workers`,
         faults: `${killed.length} × kill -9 of a random worker, every ≥ 2 s, restarted; 1 Postgres restart (fast) half-way`,
         lost: String(check.lost),
         duplicated: `${ranAfterRecorded} steps re-run after recorded, ${stepsRecordedTwice} recorded twice, ${badFamilies} bad families, ${check.gaps} gaps`,
