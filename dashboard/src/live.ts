@@ -8,6 +8,8 @@ const statusAfter: Record<string, RunStatus> = {
   "run.started": "running",
   "run.retrying": "queued",
   "run.released": "queued",
+  // A durable sleep or wait (ctx.sleep, ctx.waitForSignal, ctx.await): no worker holds it.
+  "run.waiting": "waiting",
   "run.succeeded": "succeeded",
   "run.failed": "failed",
   "run.cancelled": "cancelled"

@@ -120,6 +120,27 @@ describe.skipIf(!hasChromium)("dashboard", () => {
     await tab.context.close()
   })
 
+  it("lists a parent's children, shows it waiting for them, and keeps them listed (cancelled) after a cancel from its button", async () => {
+    const { body } = await harness.api("/v1/runs", { method: "POST", body: { task: "demo.fanout", input: { children: 3, to: 100 } } })
+    const runId: string = body.run.id
+    const tab = await openTab(harness, `#/runs/${runId}`)
+    const { page } = tab
+    // Read again as the parent's log says each child started (the page may open before they exist).
+    await page.locator("table.children tbody tr").nth(2).waitFor()
+    // Its `run.waiting` makes it waiting on the page without a reload.
+    await page.locator(`h1 + .status[data-status="waiting"]`).waitFor()
+    await page.getByRole("button", { name: "Cancel run" }).click()
+    await page.getByRole("button", { name: "Cancel the run" }).click()
+    await page.locator(`h1 + .status[data-status="cancelled"]`).waitFor()
+    await page.locator(`table.children .status[data-status="cancelled"]`).nth(2).waitFor()
+    expect(await page.locator("table.children tbody tr").count()).toBe(3)
+    const { body: after } = await harness.api(`/v1/runs/${runId}`)
+    expect(after.run.children.map((child: { status: string }) => child.status)).toEqual(["cancelled", "cancelled", "cancelled"])
+    await screenshot(page, "run-children")
+    expectClean(tab, harness.base)
+    await tab.context.close()
+  })
+
   it("replays a run from its button and links the replay to its original", async () => {
     const { body } = await harness.api("/v1/runs", { method: "POST", body: { task: "demo.count", input: { to: 2 } } })
     const original: string = body.run.id

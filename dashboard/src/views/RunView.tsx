@@ -31,6 +31,8 @@ export const RunView = ({ id }: { readonly id: string }) => {
   const [notice, setNotice] = useState<string | null>(null)
   const now = useNow(1000)
   const runRef = useRef<Run | null>(null)
+  // Reads the run again (its children's statuses come with it, not with its log).
+  const refreshRef = useRef<() => void>(() => {})
 
   useEffect(() => {
     setRun(null)
@@ -39,6 +41,7 @@ export const RunView = ({ id }: { readonly id: string }) => {
     setNotice(null)
     setExpanded(new Set())
     let closed = false
+    let childrenTimer: ReturnType<typeof setTimeout> | undefined
     const received: Array<RunEvent> = []
     let scheduled = false
     // Thousands of events can arrive at once (a backfill): one render per frame.
@@ -76,10 +79,20 @@ export const RunView = ({ id }: { readonly id: string }) => {
         }
         // The terminal event carries no output or error in full: read the run once more.
         if (isTerminal(event.type)) setTimeout(refresh, 0)
+        // The children's statuses are the server's (their own logs): read them again when
+        // the parent's log says one started or ended, once for a burst.
+        else if (event.type.startsWith("child.") && childrenTimer === undefined) {
+          childrenTimer = setTimeout(() => {
+            childrenTimer = undefined
+            refresh()
+          }, 250)
+        }
       }
     })
+    refreshRef.current = refresh
     return () => {
       closed = true
+      clearTimeout(childrenTimer)
       stop()
     }
   }, [id])
@@ -127,9 +140,14 @@ export const RunView = ({ id }: { readonly id: string }) => {
           confirmLabel="Cancel the run"
           onConfirm={async () => {
             const cancelled = await cancelRun(run.id)
-            runRef.current = cancelled.lastSeq >= run.lastSeq ? cancelled : run
+            // The answer lists no children: keep those shown, then read them again (cancelled too).
+            const shown = cancelled.lastSeq >= run.lastSeq ? cancelled : run
+            runRef.current = shown.children === undefined && run.children !== undefined
+              ? { ...shown, children: run.children, ...(run.moreChildren === undefined ? {} : { moreChildren: run.moreChildren }) }
+              : shown
             setRun(runRef.current)
             setNotice("Cancelled.")
+            refreshRef.current()
           }} />
         <ConfirmButton label="Replay" question={`Start a new run of ${run.task} with the same input?`} confirmLabel="Start the replay"
           onConfirm={async () => {
