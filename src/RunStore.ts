@@ -557,11 +557,12 @@ export const make = Effect.gen(function*() {
    * The jobs a cancel may write, taken first, in one pass in id order, as
    * `RunQueue.recordEnds` takes its own and its children's parents': the
    * run's, its descendants' (the cancel reaches them all) and its parent's
-   * (the cancel may wake it). Returns the run's parent, if any.
+   * (the cancel may wake it). Returns the run's parent, if any, and its
+   * descendants (its children, theirs, ...), found by `parent_id` once here.
    */
   const lockTree = (runId: RunId) =>
     Effect.map(
-      sql<{ parent_id: RunId | null }>`
+      sql<{ parent_id: RunId | null; descendants: string }>`
         WITH RECURSIVE tree AS (
           SELECT id FROM runstream_runs WHERE parent_id = ${runId}
           UNION ALL
@@ -574,24 +575,25 @@ export const make = Effect.gen(function*() {
             SELECT id FROM tree UNION SELECT ${runId}::uuid UNION SELECT parent_id FROM root WHERE parent_id IS NOT NULL))
           ORDER BY run_id FOR UPDATE
         )
-        SELECT parent_id, (SELECT count(*) FROM locked) AS locked FROM root`,
-      (rows) => rows[0]?.parent_id ?? null
+        SELECT parent_id, (SELECT count(*) FROM locked) AS locked,
+          (SELECT coalesce(json_agg(id), '[]')::text FROM tree) AS descendants
+        FROM root`,
+      (rows) => ({
+        parentId: rows[0]?.parent_id ?? null,
+        descendants: rows[0] === undefined ? [] : JSON.parse(rows[0].descendants) as ReadonlyArray<RunId>
+      })
     )
 
   /**
-   * Cancels the unfinished descendants of a run (its children, theirs, ...),
-   * found by `parent_id`: those waiting (queued, or a workflow's wait) at
-   * once, as `cancel` does one; those running are asked to stop (their
-   * workers write `run.cancelled`). Their jobs were taken by `lockTree`.
+   * Cancels a run's unfinished `descendants` (from `lockTree`, which took
+   * their jobs): those waiting (queued, or a workflow's wait) at once, as
+   * `cancel` does one; those running are asked to stop (their workers write
+   * `run.cancelled`).
    */
-  const cancelDescendants = (runId: RunId, at: Date) =>
+  const cancelDescendants = (descendants: ReadonlyArray<RunId>, at: Date) =>
     sql`
-      WITH RECURSIVE tree AS (
-        SELECT id FROM runstream_runs WHERE parent_id = ${runId}
-        UNION ALL
-        SELECT r.id FROM runstream_runs r JOIN tree t ON r.parent_id = t.id
-      ), job AS (
-        DELETE FROM runstream_jobs WHERE run_id = ANY(ARRAY(SELECT id FROM tree)) AND locked_until IS NULL
+      WITH job AS (
+        DELETE FROM runstream_jobs WHERE run_id = ANY(${descendants}::uuid[]) AND locked_until IS NULL
         RETURNING run_id, limit_scope, concurrency_key
       ), keys AS (
         -- Key rows in key order, as everywhere.
@@ -613,7 +615,7 @@ export const make = Effect.gen(function*() {
         ${Outbox.row(sql, sql`SELECT id, task, last_seq, 'run.cancelled', jsonb_build_object('attempt', attempt), ${at}::timestamptz FROM ended`)}
       ), requested AS (
         UPDATE runstream_runs SET cancel_requested = true
-        WHERE id = ANY(ARRAY(SELECT id FROM tree)) AND status = 'running' AND NOT cancel_requested
+        WHERE id = ANY(${descendants}::uuid[]) AND status = 'running' AND NOT cancel_requested
         RETURNING id
       )
       -- Delivered at commit; the workers holding them interrupt their bodies.
@@ -638,9 +640,9 @@ export const make = Effect.gen(function*() {
   const cancel = (runId: RunId) =>
     Effect.gen(function*() {
       const at = yield* now
-      const parentId = yield* lockTree(runId)
+      const { descendants, parentId } = yield* lockTree(runId)
       // Its children first: a cancel refused below (a finished run) is rolled back with them.
-      yield* cancelDescendants(runId, at)
+      if (descendants.length > 0) yield* cancelDescendants(descendants, at)
       // Jobs before runs, as everywhere: a waiting run's job row is taken first.
       const cancelledWaiting = yield* sql<RunRow>`
         WITH job AS (
