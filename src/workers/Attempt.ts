@@ -63,8 +63,9 @@ export class TaskTimeout extends Schema.TaggedError<TaskTimeout>()("TaskTimeout"
 }
 
 /**
- * The attempt ended by a durable sleep whose time has not come (see
- * `Journal`): recorded as a `waiting` end, never seen by a task's code.
+ * The attempt ended by a durable wait that is not over (a sleep whose time
+ * has not come, a signal not sent, children not done: see `Journal`):
+ * recorded as a `waiting` end, never seen by a task's code.
  */
 export class Suspended extends Schema.TaggedError<Suspended>()("Suspended", {
   until: Schema.Number,
@@ -338,8 +339,8 @@ export const make = (options: {
         // A replay that broke its journal fails the attempt (and, permanent,
         // the run) whatever the body did with the error: one continuation
         // either way, as the `flatMap` it replaces, for runs without steps.
-        // Else a sleep that suspended the attempt ends it `waiting`, whatever
-        // the body made of its interruption.
+        // Else a durable wait that suspended the attempt ends it `waiting`,
+        // whatever the body made of its interruption.
         return Effect.matchCauseEffect(
           timeoutMs === undefined ? body : body.pipe(
             // The attempt ends at its timeout even if the body's finalizers hang.
