@@ -95,8 +95,8 @@ export const ApprovalFlow = Task.make("demo.approval", {
 })
 
 /**
- * Child runs: starts `children` runs of `demo.count` (each `to` ticks, 100 ms
- * apart; the i-th fails instead when `failAt` is i), waits for all of them
+ * Child runs: starts `children` runs of `demo.count` (each `to` ticks,
+ * `delayMs` apart, 100 by default; the i-th fails instead when `failAt` is i), waits for all of them
  * holding no worker, and sums their counts; a failed child is a `ChildFailed`
  * the body turns into its output. Output `{total, failed}` (`failed`: the
  * failed child's name, or null).
@@ -105,10 +105,11 @@ export const FanOut = Task.make("demo.fanout", {
   input: Schema.Struct({
     children: Schema.Int.pipe(Schema.between(1, 100)),
     to: Schema.Int.pipe(Schema.between(0, 100)),
-    failAt: Schema.optional(Schema.Int)
+    failAt: Schema.optional(Schema.Int),
+    delayMs: Schema.optional(Schema.Int.pipe(Schema.between(0, 60_000)))
   }),
   output: Schema.Struct({ total: Schema.Int, failed: Schema.NullOr(Schema.String) }),
-  run: ({ children, failAt, to }, ctx) =>
+  run: ({ children, delayMs = 100, failAt, to }, ctx) =>
     Effect.gen(function*() {
       // Children of two tasks in one wait (a handle is typed by its task's output schema, which is invariant).
       const started: Array<Task.Child<any>> = []
@@ -116,7 +117,7 @@ export const FanOut = Task.make("demo.fanout", {
         started.push(
           i === failAt
             ? yield* ctx.start(Flaky, { failures: 100 }, { name: `child-${i}`, maxAttempts: 1 })
-            : yield* ctx.start(Count, { to, delayMs: 100 }, { name: `child-${i}` })
+            : yield* ctx.start(Count, { to, delayMs }, { name: `child-${i}` })
         )
       }
       return yield* ctx.all(started).pipe(

@@ -121,7 +121,7 @@ describe.skipIf(!hasChromium)("dashboard", () => {
   })
 
   it("lists a parent's children, shows it waiting for them, and keeps them listed (cancelled) after a cancel from its button", async () => {
-    const { body } = await harness.api("/v1/runs", { method: "POST", body: { task: "demo.fanout", input: { children: 3, to: 100 } } })
+    const { body } = await harness.api("/v1/runs", { method: "POST", body: { task: "demo.fanout", input: { children: 3, to: 100, delayMs: 60_000 } } })
     const runId: string = body.run.id
     const tab = await openTab(harness, `#/runs/${runId}`)
     const { page } = tab

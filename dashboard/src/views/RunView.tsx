@@ -21,6 +21,9 @@ import { useNow } from "../useNow.ts"
 const rowHeight = 30
 const lineHeight = 18
 const maxLines = 20
+// How soon a finished run with unfinished children is read again, doubling up to the most.
+const settleFirstMs = 250
+const settleMaxMs = 10_000
 
 export const RunView = ({ id }: { readonly id: string }) => {
   const [run, setRun] = useState<Run | null>(null)
@@ -42,6 +45,8 @@ export const RunView = ({ id }: { readonly id: string }) => {
     setExpanded(new Set())
     let closed = false
     let childrenTimer: ReturnType<typeof setTimeout> | undefined
+    let settleTimer: ReturnType<typeof setTimeout> | undefined
+    let settleDelay = settleFirstMs
     const received: Array<RunEvent> = []
     let scheduled = false
     // Thousands of events can arrive at once (a backfill): one render per frame.
@@ -62,6 +67,14 @@ export const RunView = ({ id }: { readonly id: string }) => {
         const next = received.reduce(apply, fresh)
         runRef.current = next
         setRun(next)
+        // A finished run's log says nothing more of its children, which may still be ending
+        // (a cancel's running children stop when their workers see it): read it again, less
+        // and less often, until every child listed has finished.
+        clearTimeout(settleTimer)
+        if (isFinished(next.status) && next.children?.some((child) => !isFinished(child.status)) === true) {
+          settleTimer = setTimeout(refresh, settleDelay)
+          settleDelay = Math.min(settleDelay * 2, settleMaxMs)
+        }
       }, (e) => closed || setError(e instanceof ApiFailure && e.status === 404 ? `No run ${id}.` : e.message))
     refresh()
     const stop = follow(`/v1/runs/${encodeURIComponent(id)}/events`, {
@@ -93,6 +106,7 @@ export const RunView = ({ id }: { readonly id: string }) => {
     return () => {
       closed = true
       clearTimeout(childrenTimer)
+      clearTimeout(settleTimer)
       stop()
     }
   }, [id])
