@@ -396,15 +396,29 @@ export const make = Effect.gen(function*() {
   const events: RunFollowers["Type"]["events"] = (runId, options) =>
     Stream.unwrapScoped(Effect.gen(function*() {
       const mailbox = yield* Mailbox.make<FeedBatch, FollowError>(config.followerBuffer)
+      // A page read from the log waits until the consumer has taken what came
+      // before it: one that does not keep up holds one page here, not
+      // `followerBuffer` of them (64 pages of 2,000 events: a whole large log
+      // per never-reading RPC caller). The live feed's batches are small.
+      let taken: Deferred.Deferred<void> | undefined
       yield* follow(runId, options ?? {}, {
         offer: (batch) => mailbox.unsafeOffer(batch),
-        write: (batch) => Effect.asVoid(mailbox.offer(batch))
+        write: (batch) =>
+          Effect.suspend(() => {
+            const page = Deferred.unsafeMake<void>(FiberId.none)
+            taken = page
+            return Effect.zipRight(mailbox.offer(batch), Deferred.await(page))
+          })
       }).pipe(Mailbox.into(mailbox), Effect.forkScoped)
       // A channel loop rather than `Mailbox.toStream` and a map: one step per
       // wake-up, which a run pays once per follower for each event.
       const loop: Channel.Channel<Chunk.Chunk<RunEvent>, unknown, FollowError, unknown, void, unknown> = Channel.flatMap(
         Channel.fromEffect(mailbox.takeAll),
         ([batches, done]) => {
+          if (taken !== undefined) {
+            Deferred.unsafeDone(taken, Exit.void)
+            taken = undefined
+          }
           const events = batches.length === 1
             ? Chunk.unsafeFromArray(Chunk.unsafeHead(batches).events)
             : Chunk.unsafeFromArray(Chunk.toReadonlyArray(batches).flatMap((batch) => batch.events))

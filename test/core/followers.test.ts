@@ -11,7 +11,7 @@ import type { RunId } from "../../src/domain/Ids.ts"
 import type { RunEvent } from "../../src/domain/RunEvent.ts"
 import { RunFollowers } from "../../src/RunFollowers.ts"
 import { Runs } from "../../src/Runs.ts"
-import { Gate, program, Stepper } from "./support.ts"
+import { Burst, Gate, program, Stepper } from "./support.ts"
 
 const steps = 30
 
@@ -114,6 +114,39 @@ describe.concurrent("RunFollowers", () => {
         rest.push(...Chunk.toReadonlyArray(chunk.value))
       }
       expectComplete([...Chunk.toReadonlyArray(first), ...rest])
+    }))
+
+  it.scopedLive("a stream that is not read holds one page of the log, not its buffer's worth of pages", () =>
+    Effect.gen(function*() {
+      // Pages of 10 events; a buffer of 64 batches would hold all 50 pages of this log.
+      const ctx = yield* Layer.build(program().pipe(
+        Layer.provide(Layer.setConfigProvider(
+          ConfigProvider.fromMap(new Map([["RUNSTREAM_EVENT_PAGE_SIZE", "10"]])).pipe(ConfigProvider.orElse(ConfigProvider.fromEnv))
+        ))
+      ))
+      const runs = Context.get(ctx, Runs)
+      const followers = Context.get(ctx, RunFollowers)
+      const run = yield* runs.start(Burst, { n: 497, concurrency: 1 })
+      yield* runs.awaitCompletion(run.id)
+      const before = (yield* followers.stats).followerLogReads
+      const reads = Effect.map(followers.stats, (stats) => stats.followerLogReads - before)
+      const pull = yield* Stream.toPull(runs.events(run.id))
+      expect(Chunk.size(yield* pull)).toBe(10)
+      // It reads the next page, then waits for this one to be taken.
+      yield* Effect.repeat(reads, { until: (n) => n >= 2 })
+      // Time for more: round trips to the database, in which it would have read further.
+      for (let i = 0; i < 20; i++) yield* runs.get(run.id)
+      expect(yield* reads).toBe(2)
+      // Every chunk is at most a page, and it reads one page per chunk taken.
+      const seqs: Array<number> = []
+      for (let taken = 1; ; taken++) {
+        const chunk = yield* Effect.option(pull)
+        if (Option.isNone(chunk)) break
+        expect(Chunk.size(chunk.value)).toBeLessThanOrEqual(10)
+        seqs.push(...Chunk.toReadonlyArray(chunk.value).map((e) => e.seq))
+        expect(yield* reads).toBeLessThanOrEqual(taken + 2)
+      }
+      expect(seqs).toEqual(Array.from({ length: 490 }, (_, i) => 11 + i))
     }))
 
   it.scopedLive("the reader is released when its followers leave before the run ends", () =>

@@ -6,7 +6,7 @@ import { HttpRouter, HttpServer, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { describe, expect, layer } from "@effect/vitest"
 import { Context, Deferred, Effect, Fiber, Layer, Logger, LogLevel, Queue, Stream } from "effect"
-import { type ClientRequest, createServer, request as httpRequest } from "node:http"
+import { Agent, type ClientRequest, createServer, request as httpRequest } from "node:http"
 import * as Demo from "../../src/demo/tasks.ts"
 import * as ReadTokens from "../../src/http/ReadTokens.ts"
 import * as Streams from "../../src/http/Streams.ts"
@@ -396,13 +396,32 @@ describe("stream calls admitted a few at a time", () => {
           request("0", "Tasks", {})
         const allSetUp = yield* Effect.all(Array.from({ length: bodies }, () => Deferred.make<void>()))
         const probed = yield* Deferred.make<{ readonly before: number; readonly after: number }>()
-        // The bodies and the probe leave in one go, so that the probe arrives while the calls are set up.
+        // The probe's connection is open (and accepted) first: Node accepts one
+        // connection per turn of its loop, so a probe on a new connection would
+        // wait behind the bodies' and could come after every setup.
+        const agent = yield* Effect.acquireRelease(Effect.sync(() => new Agent({ keepAlive: true, maxSockets: 1 })), (agent) => Effect.sync(() => agent.destroy()))
+        yield* Effect.async<void>((resume) => {
+          httpRequest(`${base}/probe`, { agent }, (response) => response.resume().on("end", () => resume(Effect.void))).end()
+        })
+        // The probe leaves as soon as the first call is set up (a body's answer begins), while the others are.
+        const sendProbe = () => {
+          const probe = httpRequest(`${base}/probe`, { agent })
+          probe.on("response", (response) => {
+            let text = ""
+            response.on("data", (chunk: Buffer) => (text += chunk.toString()))
+            response.on("end", () => Deferred.unsafeDone(probed, Effect.succeed(JSON.parse(text))))
+          })
+          probe.end()
+          return probe
+        }
+        let probe: ClientRequest | undefined
         yield* Effect.acquireRelease(
           Effect.sync(() => {
             const sent: Array<ClientRequest> = allSetUp.map((done) => {
               const req = httpRequest(`${base}/rpc`, { method: "POST", agent: false, headers: { "content-type": "application/ndjson" } })
               req.on("error", () => {})
               req.on("response", (response) => {
+                probe ??= sendProbe()
                 let text = ""
                 response.on("data", (chunk: Buffer) => {
                   text += chunk.toString()
@@ -412,16 +431,9 @@ describe("stream calls admitted a few at a time", () => {
               req.end(body)
               return req
             })
-            const probe = httpRequest(`${base}/probe`, { agent: false })
-            probe.on("response", (response) => {
-              let text = ""
-              response.on("data", (chunk: Buffer) => (text += chunk.toString()))
-              response.on("end", () => Deferred.unsafeDone(probed, Effect.succeed(JSON.parse(text))))
-            })
-            probe.end()
-            return [...sent, probe]
+            return sent
           }),
-          (sent) => Effect.sync(() => sent.forEach((req) => req.destroy()))
+          (sent) => Effect.sync(() => [...sent, probe].forEach((req) => req?.destroy()))
         )
         const { after, before } = yield* Deferred.await(probed)
         yield* Effect.forEach(allSetUp, Deferred.await, { discard: true })
