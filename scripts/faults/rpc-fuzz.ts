@@ -6,6 +6,8 @@
  * huge ids, oversized starts, slow bodies, clients that never read).
  */
 import * as fc from "fast-check"
+import { spawn } from "node:child_process"
+import { once } from "node:events"
 import { request } from "node:http"
 import { connect } from "node:net"
 import { Worker } from "node:worker_threads"
@@ -307,6 +309,27 @@ export const neverReadsRpc = (port: number, runId: string) => {
   })
   socket.on("error", () => {})
   return socket
+}
+
+/**
+ * The probe's own floor: a bare `node:http` server in a process of its own,
+ * answering `{"status":"ok"}`, probed as the server is and at the same time.
+ * On a 2-core machine the hostile clients, the server, its worker and
+ * Postgres share the CPU with the probe's thread: what this one measures is
+ * latency no server could do without here.
+ */
+export const controlProbe = async (everyMs: number) => {
+  const child = spawn(process.execPath, ["-e", `require("node:http").createServer((q, r) => r.end('{"status":"ok"}')).listen(0, "127.0.0.1", function() { console.log(this.address().port) })`], { stdio: ["ignore", "pipe", "inherit"] })
+  const [line] = (await once(child.stdout!, "data")) as [Buffer]
+  const probe = healthProbe(`http://127.0.0.1:${line.toString().trim()}/healthz`, everyMs)
+  await probe.ready
+  return {
+    stop: async () => {
+      const result = await probe.stop()
+      child.kill()
+      return result
+    }
+  }
 }
 
 /**

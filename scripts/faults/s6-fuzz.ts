@@ -35,7 +35,7 @@ import { Runs } from "../../src/Runs.ts"
 import { checkRuns, freshDatabase, getStatus, percentile, query, seconds, startEntry, startNode } from "./common.ts"
 import { asFault, driverProgram, type Scenario } from "./harness.ts"
 import { makeChecks } from "./report.ts"
-import { describeRpcBody, endless, healthProbe, holdCall, neverReadsRpc, rpcCases, type RpcCase, sendRpc, slowRpcBody } from "./rpc-fuzz.ts"
+import { controlProbe, describeRpcBody, endless, healthProbe, holdCall, neverReadsRpc, rpcCases, type RpcCase, sendRpc, slowRpcBody } from "./rpc-fuzz.ts"
 
 /** The server's stream budget in this scenario (RUNSTREAM_MAX_STREAMS), which the RPC phase overruns. */
 const maxStreams = 300
@@ -45,9 +45,9 @@ const rpcPeakBoundMB = 600
 
 /**
  * /healthz during the RPC phase. Issue 16 asks for a p99 under 50 ms; on this
- * 2-core machine a burst of hundreds of connections (SSE and RPC alike) keeps
- * the server's one event loop busy for about a second, so the 50 ms target is
- * reported, not yet met (docs/reliability.md). What is asserted is that the
+ * 2-core machine it is reported, beside the same probe of a bare `node:http`
+ * server meanwhile (`controlProbe`: p99 17-42 ms in the runs of 7 December,
+ * the server 55-124 ms; docs/reliability.md). What is asserted is that the
  * server keeps answering: every probe answered, p99 under 5 s (before the
  * bounded protocol, /healthz went silent for 23 s and the server died).
  */
@@ -487,7 +487,7 @@ export const scenario: Scenario = {
           ["5xx answers", serverErrors.size === 0 ? "none" : [...serverErrors].map(([k, e]) => `${e.n} × ${k}, e.g. body ${e.example}`).join("; ")],
           ["slow clients", `${slowCount} slowloris (headers a line every 2 s, or a body a byte a second): ${slowOpen} still open after ${seconds(Date.now() - hostileStart)}; ${neverReadCount} SSE clients that never read a ${burstEvents.toLocaleString("en")}-event log`],
           ["/rpc", `${rpcTried} of the fuzz cases; then alone for ${seconds(rpc.durationMs)}: ${rpc.floods.length} endless floods of AllEvents calls (${summarize(rpc.floods)}), ${rpc.hoarders} stream holders on a budget of ${maxStreams} (${rpc.held} held, ${rpc.refusedStreams} refused with TooManyStreams, other answers: ${rpc.otherHolds}; SSE meanwhile ${rpc.sseWhileFull}), ids of 10^6 and 1.6·10^7 digits (${summarize(rpc.hugeIds)}), 16 concurrent starts of 15 MB and more (${summarize(rpc.bigStarts)}), ${rpc.slowBodies} bodies a byte a second, ${rpc.neverRead} never-reading Events callers; and 4 REST starts at once of ${(rpc.unknownKeysBytes / 1e6).toFixed(1)} MB of unknown keys (${summarize(rpc.unknownKeys)})`],
-          ["server under the hostile RPC clients", `${rpc.alive ? "alive" : "DEAD"}; /healthz every 0.1 s (from a thread of its own, ${rpc.healthSamples} answers): p50 ${rpc.healthP50.toFixed(0)} ms, p99 ${rpc.healthP99.toFixed(0)} ms (target ${healthP99TargetMs} ms: ${rpc.healthP99 < healthP99TargetMs ? "met" : "not met"}), max ${rpc.healthMax.toFixed(0)} ms (worst by step: ${rpc.worstByStep}), ${rpc.healthFailures} failed; RSS ${rpc.beforeMB.toFixed(0)} MB before, peak ${rpc.peakMB.toFixed(0)} MB (bound ${rpcPeakBoundMB} MB; by step: ${rpc.peakByStep}); server CPU ${rpc.cpuSeconds.toFixed(1)} s`],
+          ["server under the hostile RPC clients", `${rpc.alive ? "alive" : "DEAD"}; /healthz every 0.1 s (from a thread of its own, ${rpc.healthSamples} answers): p50 ${rpc.healthP50.toFixed(0)} ms, p99 ${rpc.healthP99.toFixed(0)} ms (target ${healthP99TargetMs} ms: ${rpc.healthP99 < healthP99TargetMs ? "met" : "not met"}), max ${rpc.healthMax.toFixed(0)} ms (worst by step: ${rpc.worstByStep}), ${rpc.healthFailures} failed; a bare node:http server in a process of its own, probed the same way meanwhile (the probe's floor on this machine): p50 ${rpc.controlP50.toFixed(0)} ms, p99 ${rpc.controlP99.toFixed(0)} ms (worst by step: ${rpc.controlWorstByStep}); RSS ${rpc.beforeMB.toFixed(0)} MB before, peak ${rpc.peakMB.toFixed(0)} MB (bound ${rpcPeakBoundMB} MB; by step: ${rpc.peakByStep}); server CPU ${rpc.cpuSeconds.toFixed(1)} s`],
           ["server under the hostile clients", `${server.alive() ? "alive" : "DEAD"}; /healthz every 0.5 s: p50 ${percentile(health, 50).toFixed(0)} ms, p99 ${percentile(health, 99).toFixed(0)} ms, ${healthFailures} failed or over 10 s, longest silence ${seconds(longestSilence)}; RSS ${baselineMB.toFixed(0)} MB before, peak ${peakMB.toFixed(0)} MB; the suite's own event-loop delay p99 ${(lag.percentile(99) / 1e6).toFixed(0)} ms, max ${(lag.max / 1e6).toFixed(0)} ms`]
         ],
         failures
@@ -511,6 +511,16 @@ const summarize = (outcomes: ReadonlyArray<{ readonly status: number; readonly w
   return `${[...groups].map(([k, n]) => `${k} × ${n}`).join(", ")}; ${Math.min(...ms)}-${Math.max(...ms)} ms`
 }
 
+/** The slowest probe answered within each step's window, step by step. */
+const worstOf = (
+  windows: ReadonlyArray<{ readonly step: string; readonly from: number; readonly to: number }>,
+  samples: ReadonlyArray<{ readonly at: number; readonly ms: number }>
+) =>
+  windows.map(({ from, step, to }) => {
+    const inside = samples.filter((sample) => sample.at >= from && sample.at <= to).map((sample) => sample.ms)
+    return `${step} ${inside.length === 0 ? "-" : Math.max(...inside).toFixed(0)} ms`
+  }).join(", ")
+
 /**
  * The hostile RPC clients, one kind after the other (so that a slow /healthz
  * names its cause), while /healthz is probed every 100 ms from a thread of
@@ -529,6 +539,7 @@ export const rpcPhase = async (server: { readonly baseUrl: string; readonly rssM
     rssSamples.push({ at: Date.now(), mb })
   }, 100)
   const probe = healthProbe(`${server.baseUrl}/healthz`, 100)
+  const control = await controlProbe(100)
   await probe.ready
   const windows: Array<{ readonly step: string; readonly from: number; readonly to: number }> = []
   const step = async <A>(name: string, run: () => Promise<A>) => {
@@ -607,14 +618,14 @@ export const rpcPhase = async (server: { readonly baseUrl: string; readonly rssM
   )
 
   const { failures: healthFailures, samples } = await probe.stop()
+  const controlSamples = (await control.stop()).samples
+  const floor = controlSamples.map((sample) => sample.ms)
   clearInterval(memory)
   for (const s of slow) s.stop()
   for (const s of silent) s.destroy()
   const latencies = samples.map((sample) => sample.ms)
-  const worstByStep = windows.map(({ from, step, to }) => {
-    const inside = samples.filter((sample) => sample.at >= from && sample.at <= to).map((sample) => sample.ms)
-    return `${step} ${inside.length === 0 ? "-" : Math.max(...inside).toFixed(0)} ms`
-  }).join(", ")
+  const worstByStep = worstOf(windows, samples)
+  const controlWorstByStep = worstOf(windows, controlSamples)
   const peakByStep = windows.map(({ from, step, to }) => {
     const inside = rssSamples.filter((sample) => sample.at >= from && sample.at <= to).map((sample) => sample.mb)
     return `${step} ${inside.length === 0 ? "-" : Math.max(...inside).toFixed(0)} MB`
@@ -631,6 +642,9 @@ export const rpcPhase = async (server: { readonly baseUrl: string; readonly rssM
     healthMax: latencies.length === 0 ? Infinity : Math.max(...latencies),
     healthSamples: latencies.length,
     healthFailures,
+    controlP50: percentile(floor, 50),
+    controlP99: percentile(floor, 99),
+    controlWorstByStep,
     worstByStep,
     peakByStep,
     floods,
