@@ -83,10 +83,15 @@ export class RunStore extends Context.Tag("runstream/RunStore")<RunStore, {
     InvalidCursor | SqlError.SqlError
   >
   /**
-   * Cancels a run: a waiting run is cancelled at once; a running one is asked
-   * to stop (its worker is notified and writes `run.cancelled`).
+   * Cancels a run and its unfinished descendants: those waiting are
+   * cancelled at once; those running are asked to stop (their workers are
+   * notified and write `run.cancelled`). `ended` names the task of each run
+   * this cancel finished (no worker will count them).
    */
-  readonly cancel: (runId: RunId) => Effect.Effect<Run, RunNotFound | RunAlreadyFinished | SqlError.SqlError>
+  readonly cancel: (runId: RunId) => Effect.Effect<
+    { readonly run: Run; readonly ended: ReadonlyArray<string> },
+    RunNotFound | RunAlreadyFinished | SqlError.SqlError
+  >
 }>() {}
 
 export interface RunRow {
@@ -588,10 +593,11 @@ export const make = Effect.gen(function*() {
    * Cancels a run's unfinished `descendants` (from `lockTree`, which took
    * their jobs): those waiting (queued, or a workflow's wait) at once, as
    * `cancel` does one; those running are asked to stop (their workers write
-   * `run.cancelled`).
+   * `run.cancelled`). Returns the tasks of those it cancelled at once.
    */
   const cancelDescendants = (descendants: ReadonlyArray<RunId>, at: Date) =>
-    sql`
+    Effect.map(
+      sql<{ ended: string }>`
       WITH job AS (
         DELETE FROM runstream_jobs WHERE run_id = ANY(${descendants}::uuid[]) AND locked_until IS NULL
         RETURNING run_id, limit_scope, concurrency_key
@@ -619,7 +625,10 @@ export const make = Effect.gen(function*() {
         RETURNING id
       )
       -- Delivered at commit; the workers holding them interrupt their bodies.
-      SELECT pg_notify(${NotifyChannel.cancel}, id::text) FROM requested`
+      SELECT (SELECT count(pg_notify(${NotifyChannel.cancel}, id::text)) FROM requested) AS notified,
+        (SELECT coalesce(json_agg(task), '[]') FROM ended)::text AS ended`,
+      (rows) => JSON.parse(rows[0]!.ended) as ReadonlyArray<string>
+    )
 
   /**
    * A child cancelled while it waited: its parent, if waiting for it, no
@@ -642,7 +651,7 @@ export const make = Effect.gen(function*() {
       const at = yield* now
       const { descendants, parentId } = yield* lockTree(runId)
       // Its children first: a cancel refused below (a finished run) is rolled back with them.
-      if (descendants.length > 0) yield* cancelDescendants(descendants, at)
+      const ended = descendants.length > 0 ? yield* cancelDescendants(descendants, at) : []
       // Jobs before runs, as everywhere: a waiting run's job row is taken first.
       const cancelledWaiting = yield* sql<RunRow>`
         WITH job AS (
@@ -666,7 +675,8 @@ export const make = Effect.gen(function*() {
         SELECT * FROM ended`
       if (cancelledWaiting.length > 0) {
         if (parentId !== null) yield* wakeParent(runId, parentId, at)
-        return toRun(cancelledWaiting[0]!)
+        const run = toRun(cancelledWaiting[0]!)
+        return { run, ended: [...ended, run.task] }
       }
       const requested = yield* sql<RunRow>`
         UPDATE runstream_runs SET cancel_requested = true
@@ -675,7 +685,7 @@ export const make = Effect.gen(function*() {
       if (requested.length > 0) {
         // Delivered at commit; the worker holding the run interrupts its body.
         yield* sql`SELECT pg_notify(${NotifyChannel.cancel}, ${runId})`
-        return toRun(requested[0]!)
+        return { run: toRun(requested[0]!), ended }
       }
       const run = yield* get(runId)
       return yield* Effect.fail(

@@ -150,14 +150,17 @@ export const make = Effect.gen(function*() {
         (created) => created[0]!
       ))
 
-  // A waiting run cancelled here finishes here: no worker counts it.
+  // A waiting run cancelled here (the run, or one of its descendants) finishes here: no worker counts it.
   const cancel = (runId: RunId) =>
-    Effect.tap(store.cancel(runId), (run) =>
-      Effect.zipRight(
-        Effect.sync(() => {
-          if (run.status === "cancelled") metrics?.waitingCancelled(run.task)
-        }),
-        outbox.written
+    Effect.flatMap(store.cancel(runId), ({ ended, run }) =>
+      Effect.as(
+        Effect.zipRight(
+          Effect.sync(() => {
+            for (const task of ended) metrics?.waitingCancelled(task)
+          }),
+          outbox.written
+        ),
+        run
       ))
 
   const readEvents: Runs["Type"]["readEvents"] = (runId, options) => {

@@ -9,9 +9,10 @@
  */
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Context, DateTime, Deferred, Effect, Exit, Layer, Option, Schema, Scope } from "effect"
+import { Context, DateTime, Deferred, Effect, Exit, Layer, type MetricState, Option, Schema, Scope } from "effect"
 import type { RunId } from "../../src/domain/Ids.ts"
 import { childCompletedType, childStartedType, type RunEvent } from "../../src/domain/RunEvent.ts"
+import * as Metrics from "../../src/metrics/Metrics.ts"
 import { Runs } from "../../src/Runs.ts"
 import * as Task from "../../src/Task.ts"
 import { RunstreamTest, TestDatabase } from "../../src/testing/index.ts"
@@ -124,6 +125,17 @@ const AwaitsSleeper = Task.make("test.children.awaits-sleeper", {
         Effect.catchTag("ChildFailed", (failed) => Effect.succeed(`${failed.status}: ${failed.error.tag}`))
       ))
 })
+
+/** `runstream_runs_finished_total{task, outcome="cancelled"}` in the program's metrics. */
+const finishedCancelled = (task: string) =>
+  Effect.map(Effect.flatMap(Metrics.Metrics, (metrics) => metrics.snapshot), (pairs) => {
+    const pair = pairs.find((p) =>
+      p.metricKey.name === Metrics.names.runsFinished &&
+      p.metricKey.tags.some((tag) => tag.key === "task" && tag.value === task) &&
+      p.metricKey.tags.some((tag) => tag.key === "outcome" && tag.value === "cancelled")
+    )
+    return pair === undefined ? 0 : (pair.metricState as MetricState.MetricState.Counter<number>).count
+  })
 
 /** A task no program registers. */
 const Unregistered = Task.make("test.children.unregistered", {
@@ -314,6 +326,11 @@ describe("child runs", () => {
         "run.waiting",
         "run.cancelled"
       ])
+      // Each counted once as finished, cancelled: those waiting by the cancel, the running one by its worker.
+      expect(yield* finishedCancelled(Tree.name)).toBe(1)
+      expect(yield* finishedCancelled(Middle.name)).toBe(1)
+      expect(yield* finishedCancelled(Sleeper.name)).toBe(2)
+      expect(yield* finishedCancelled(Blocked.name)).toBe(1)
     }).pipe(Effect.provide(program({ ...fastWorkers, concurrency: 8 }))))
 
   it.live("cancelling a child its parent waits for wakes the parent, which sees it cancelled", () =>
