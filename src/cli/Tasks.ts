@@ -1,6 +1,6 @@
 /**
  * `runstream tasks`: the tasks the server starts, with their input schemas,
- * retry policies, timeouts and limits, and the queues that declare limits.
+ * retry policies, timeouts, limits and signals, and the queues that declare limits.
  * @since 0.1.0
  */
 import { Command, Options } from "@effect/cli"
@@ -72,7 +72,8 @@ export const command = Command.make("tasks", {
         { header: "BACKOFF" },
         { header: "TIMEOUT" },
         { header: "LIMITS" },
-        { header: "INPUT" }
+        { header: "INPUT" },
+        { header: "SIGNALS" }
       ],
       list.tasks.map((task) => [
         task.name,
@@ -80,7 +81,8 @@ export const command = Command.make("tasks", {
         `${duration(task.retry.initialDelayMs)}..${duration(task.retry.maxDelayMs)} x${task.retry.factor}`,
         task.timeoutMs === null ? "-" : duration(task.timeoutMs),
         limits(task, task.concurrencyKeyField),
-        summary(task.input as JsonSchema | null)
+        summary(task.input as JsonSchema | null),
+        signals(task.signals)
       ])
     )
     if (list.queues.length > 0) {
@@ -90,7 +92,13 @@ export const command = Command.make("tasks", {
         list.queues.map((queue) => [queue.name, limits(queue, null)])
       )
     }
-  })).pipe(Command.withDescription("List the tasks the server starts, with their input schemas, retry policies and limits."))
+  })).pipe(Command.withDescription("List the tasks the server starts, with their input schemas, retry policies, limits and signals."))
+
+/** The signals a task's runs wait for, each with its data in a few words: `approve: {approved: boolean}`; `-` without any. */
+const signals = (declared: TaskInfo["signals"]): string => {
+  const entries = Object.entries(declared)
+  return entries.length === 0 ? "-" : entries.map(([name, data]) => `${name}: ${summary(data as JsonSchema | null)}`).join("; ")
+}
 
 /** A task's or a queue's limits in a few words: `2 running, 10 per 1.0s, per tenant`; `-` without any. */
 const limits = (

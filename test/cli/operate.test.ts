@@ -31,8 +31,10 @@ describe("runstream CLI: operating a server", () => {
 
         expect(tasks.code).toBe(0)
         expect(tasks.stdout).not.toMatch(ansi)
-        expect(tasks.stdout).toMatch(/^TASK +ATTEMPTS +BACKOFF +TIMEOUT +LIMITS +INPUT$/m)
-        expect(tasks.stdout).toMatch(/^demo\.count +3 +1\.0s\.\.5m00s x2 +- +- +\{to: integer 0\.\.1000000, delayMs\?: integer 0\.\.60000\}$/m)
+        expect(tasks.stdout).toMatch(/^TASK +ATTEMPTS +BACKOFF +TIMEOUT +LIMITS +INPUT +SIGNALS$/m)
+        expect(tasks.stdout).toMatch(/^demo\.count +3 +1\.0s\.\.5m00s x2 +- +- +\{to: integer 0\.\.1000000, delayMs\?: integer 0\.\.60000\} +-$/m)
+        // A workflow's signals, each with its data in a few words.
+        expect(tasks.stdout).toMatch(/^demo\.approval +.* +approve: \{approved: boolean, by: string\}$/m)
         expect(tasks.stdout).toMatch(/^demo\.per-key +3 +.* 2 running, 10 per 1\.0s, per key +\{ms: integer/m)
         expect(tasks.stdout).toMatch(/^QUEUE +LIMITS\n+mail +1 running, 100 per 1m00s, per key$/m)
         expect(tasksJson.queues).toEqual([{ name: "mail", concurrency: { limit: 1 }, rateLimit: { limit: 100, periodMs: 60_000 } }])
