@@ -546,6 +546,7 @@ export const make = Effect.gen(function*() {
           AND (${options.task ?? null}::text IS NULL OR task = ${options.task ?? null})
           AND (${options.queue ?? null}::text IS NULL OR queue = ${options.queue ?? null})
           AND (${options.idempotencyKey ?? null}::text IS NULL OR idempotency_key = ${options.idempotencyKey ?? null})
+          AND (${options.parentId ?? null}::uuid IS NULL OR parent_id = ${options.parentId ?? null}::uuid)
           AND (${createdAfter}::timestamptz IS NULL OR created_at >= ${createdAfter})
           AND (${createdBefore}::timestamptz IS NULL OR created_at < ${createdBefore})
           AND id >= ${ids.from}::uuid AND id <= ${ids.to}::uuid

@@ -138,6 +138,8 @@ export interface RunFilters {
   readonly task?: string
   readonly queue?: string
   readonly q?: string
+  /** A run's id: its children. */
+  readonly parentId?: string
 }
 
 /** The query string of filters, without empty ones. */

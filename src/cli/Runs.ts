@@ -29,6 +29,7 @@ const list = Command.make("list", {
   status: Options.choice("status", RunStatus.literals).pipe(Options.optional),
   task: Options.text("task").pipe(Options.optional),
   queue: Options.text("queue").pipe(Options.optional),
+  parent: Options.text("parent").pipe(Options.withDescription("A run's id: list its children."), Options.optional),
   limit: Options.integer("limit").pipe(Options.withDescription("How many runs, newest first (default 50)."), Options.optional),
   cursor: Options.text("cursor").pipe(Options.withDescription("The next page's cursor, as the previous page gave it."), Options.optional),
   json
@@ -40,6 +41,7 @@ const list = Command.make("list", {
       status: Option.getOrUndefined(options.status),
       task: Option.getOrUndefined(options.task),
       queue: Option.getOrUndefined(options.queue),
+      parentId: Option.getOrUndefined(options.parent),
       limit: Option.getOrElse(options.limit, () => 50),
       cursor: Option.getOrUndefined(options.cursor)
     })

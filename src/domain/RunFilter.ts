@@ -5,6 +5,7 @@
  */
 import { Schema } from "effect"
 import { StorableString } from "../internal/jsonb.ts"
+import { isRunId } from "./Ids.ts"
 import { RunStatus } from "./Run.ts"
 import { IdempotencyKey, QueueName, RunAt } from "./StartOptions.ts"
 
@@ -44,6 +45,11 @@ export const RunFilter = Schema.Struct({
   /** Runs created before this time. */
   createdBefore: Schema.optional(CreatedAtBound),
   /** Runs whose id begins with this. */
-  q: Schema.optional(RunIdPrefix)
+  q: Schema.optional(RunIdPrefix),
+  /** The children of this run (`ctx.start`): all of them, where `GET /v1/runs/:id` lists the first 100. */
+  parentId: Schema.optional(
+    Schema.String.pipe(Schema.filter((s): boolean => isRunId(s), { message: () => "must be a run id (a UUID, lowercase)" }))
+      .annotations({ description: "A run's id: its children (runs it started with ctx.start)." })
+  )
 })
 export type RunFilter = typeof RunFilter.Type

@@ -152,7 +152,8 @@ export class RunsGroup extends HttpApiGroup.make("runs")
       .annotate(OpenApi.Summary, "List runs, newest first")
       .annotate(OpenApi.Description,
         "Every filter given applies. `q` is the start of a run id (lowercase hex digits, and dashes where the id has them). " +
-          "`createdAfter` (inclusive) and `createdBefore` (exclusive) are ISO 8601 times. `idempotencyKey` finds the run of a key.")
+          "`createdAfter` (inclusive) and `createdBefore` (exclusive) are ISO 8601 times. `idempotencyKey` finds the run of a key. " +
+          "`parentId` lists a run's children, all of them (its `GET` lists the first 100).")
   )
   .add(
     HttpApiEndpoint.get("get", "/v1/runs/:id")

@@ -120,6 +120,8 @@ export class RunstreamClient extends Context.Tag("runstream/RunstreamClient")<Ru
     readonly createdBefore?: string | undefined
     /** The start of a run id (lowercase hex, dashes where the id has them). */
     readonly q?: string | undefined
+    /** A run's id: its children (`ctx.start`), all of them. */
+    readonly parentId?: string | undefined
     readonly limit?: number | undefined
     readonly cursor?: string | undefined
   }) => Effect.Effect<typeof RunPage.Type, InvalidCursor | InvalidInput | Unavailable | Unauthorized | RpcClientError.RpcClientError>

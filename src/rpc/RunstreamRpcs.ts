@@ -139,6 +139,8 @@ export class RunstreamRpcs extends RpcGroup.make(
       createdBefore: Schema.optional(Schema.String),
       /** The start of a run id (lowercase hex, dashes where the id has them). */
       q: Schema.optional(Schema.String),
+      /** A run's id: its children. */
+      parentId: Schema.optional(Schema.String),
       limit: Schema.optional(Schema.Number),
       cursor: Schema.optional(Schema.String)
     },

@@ -137,6 +137,12 @@ describe.skipIf(!hasChromium)("dashboard", () => {
     const { body: after } = await harness.api(`/v1/runs/${runId}`)
     expect(after.run.children.map((child: { status: string }) => child.status)).toEqual(["cancelled", "cancelled", "cancelled"])
     await screenshot(page, "run-children")
+    // All of a run's children in the runs list, by its id (a run's page links there past 100).
+    await page.goto(`${harness.base}/#/runs?parentId=${runId}`)
+    await page.locator(`.notice a[href="#/runs/${runId}"]`).waitFor()
+    await page.locator("table.runs tbody tr[data-run-id]").nth(2).waitFor()
+    expect((await page.locator("table.runs tbody tr[data-run-id]").evaluateAll((rows) => rows.map((row) => row.getAttribute("data-run-id")))).sort())
+      .toEqual(after.run.children.map((child: { id: string }) => child.id).sort())
     expectClean(tab, harness.base)
     await tab.context.close()
   })

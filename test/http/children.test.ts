@@ -1,7 +1,7 @@
 /**
  * Child runs over HTTP: `GET /v1/runs/:id` gives a parent its children
- * (`{ id, task, status }`) and a child its `parentId`; the OpenAPI document
- * describes both.
+ * (`{ id, task, status }`) and a child its `parentId`; `GET /v1/runs?parentId=`
+ * pages through all of them; the OpenAPI document describes both.
  */
 import { HttpServer } from "@effect/platform"
 import { describe, expect, it } from "@effect/vitest"
@@ -54,6 +54,24 @@ describe("child runs over HTTP", () => {
         expect(got.body.run.parentId).toBe(id)
         expect(got.body.run.children).toBeUndefined()
       }
+
+      // All of them, a page at a time, newest first: `?parentId=`.
+      const first = yield* call(`/v1/runs?parentId=${id}&limit=1`)
+      expect(first.status).toBe(200)
+      expect(first.body.runs).toHaveLength(1)
+      expect(first.body.nextCursor).toEqual(expect.any(String))
+      const second = yield* call(`/v1/runs?parentId=${id}&limit=1&cursor=${first.body.nextCursor}`)
+      expect(second.body.runs).toHaveLength(1)
+      expect(second.body.nextCursor).toBeNull()
+      const listed = [...first.body.runs, ...second.body.runs]
+      expect(listed.map((run: any) => run.id)).toEqual(parent.body.run.children.map((child: any) => child.id).reverse())
+      for (const run of listed) expect(run.parentId).toBe(id)
+      // A run without children lists none; what is not a run id is refused.
+      expect((yield* call(`/v1/runs?parentId=${listed[0].id}`)).body.runs).toEqual([])
+      const refused = yield* call("/v1/runs?parentId=nope")
+      expect(refused.status).toBe(400)
+      expect(refused.body.error.code).toBe("invalid_input")
+      expect(refused.body.error.message).toContain("parentId")
 
       const openapi = yield* call("/openapi.json")
       const run = JSON.stringify(openapi.body)

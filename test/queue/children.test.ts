@@ -306,6 +306,9 @@ describe("child runs", () => {
       yield* waitForEvent(parent.id, "run.waiting")
       const children = yield* childrenOf(parent.id)
       expect(children).toHaveLength(3)
+      // The list by parent: its children, newest first, not its grandchildren.
+      const listed = yield* runs.list({ parentId: parent.id })
+      expect(listed.runs.map((run) => run.id)).toEqual([...children].reverse().map((child) => child.id))
       const middle = (yield* runs.get(parent.id)).children!.find((child) => child.task === Middle.name)!
       const blocked = (yield* runs.get(parent.id)).children!.find((child) => child.task === Blocked.name)!
       yield* waitForEvent(middle.id, "run.waiting")

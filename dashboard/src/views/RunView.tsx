@@ -202,7 +202,11 @@ export const RunView = ({ id }: { readonly id: string }) => {
               ))}
             </tbody>
           </table>
-          {run.moreChildren === true && <p class="muted">The first {run.children.length} children are listed.</p>}
+          {run.moreChildren === true && (
+            <p class="muted">
+              The first {run.children.length} children are listed: <a href={`#/runs?parentId=${encodeURIComponent(run.id)}`}>all of them</a>.
+            </p>
+          )}
         </>
       )}
 

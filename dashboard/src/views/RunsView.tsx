@@ -17,7 +17,7 @@ const pageSize = 50
 
 const filtersOf = (params: URLSearchParams): RunFilters => {
   const filters: Record<string, string> = {}
-  for (const key of ["status", "task", "queue", "q"]) {
+  for (const key of ["status", "task", "queue", "q", "parentId"]) {
     const value = params.get(key)
     if (value !== null && value !== "") filters[key] = value
   }
@@ -28,7 +28,8 @@ const matches = (run: Run, filters: RunFilters) =>
   (filters.status === undefined || run.status === filters.status) &&
   (filters.task === undefined || run.task === filters.task) &&
   (filters.queue === undefined || run.queue === filters.queue) &&
-  (filters.q === undefined || run.id.startsWith(filters.q))
+  (filters.q === undefined || run.id.startsWith(filters.q)) &&
+  (filters.parentId === undefined || run.parentId === filters.parentId)
 
 export const RunsView = ({ params }: { readonly params: URLSearchParams }) => {
   const filters = filtersOf(params)
@@ -127,7 +128,8 @@ export const RunsView = ({ params }: { readonly params: URLSearchParams }) => {
       <form class="filters" onSubmit={(event) => {
         event.preventDefault()
         const data = new FormData(event.currentTarget)
-        const next = new URLSearchParams()
+        // The parent is not a field of the form (a run's page links here): kept until cleared.
+        const next = new URLSearchParams(filters.parentId === undefined ? {} : { parentId: filters.parentId })
         for (const key of ["status", "task", "queue", "q"]) {
           const value = String(data.get(key) ?? "").trim()
           if (value !== "") next.set(key, value)
@@ -147,6 +149,9 @@ export const RunsView = ({ params }: { readonly params: URLSearchParams }) => {
         <button type="submit">Apply</button>
         {filterKey !== "{}" && <a href="#/runs" class="button">Clear</a>}
       </form>
+      {filters.parentId !== undefined && (
+        <p class="notice" role="status">Children of <a class="mono" href={runHref(filters.parentId)}>{filters.parentId}</a>.</p>
+      )}
       {error !== null && <p class="error" role="alert">{error}</p>}
       <table class="runs">
         <caption class="sr-only">Runs, newest first</caption>
