@@ -591,19 +591,20 @@ export const make = Effect.gen(function*() {
     )
 
   /**
-   * Cancels a run's unfinished `descendants` (from `lockTree`, which took
-   * their jobs): those waiting (queued, or a workflow's wait) at once, as
-   * `cancel` does one; those running are asked to stop (their workers write
-   * `run.cancelled`). Returns the tasks of those it cancelled at once.
+   * Cancels the unfinished runs of `ids` (a run and its descendants, whose
+   * jobs `lockTree` took): those waiting (queued, or a workflow's wait) at
+   * once, their `run.cancelled` written here; those running are asked to
+   * stop (their workers write it). Returns the rows of both, each with `how`.
+   * The run itself (`runId`) is asked again when it already was (its worker
+   * may have missed the notification); its descendants are not.
    */
-  const cancelDescendants = (descendants: ReadonlyArray<RunId>, at: Date) =>
-    Effect.map(
-      sql<{ ended: string }>`
+  const cancelRuns = (runId: RunId, ids: ReadonlyArray<RunId>, at: Date) =>
+    sql<RunRow & { readonly how: "ended" | "requested" }>`
       WITH job AS (
-        DELETE FROM runstream_jobs WHERE run_id = ANY(${descendants}::uuid[]) AND locked_until IS NULL
+        DELETE FROM runstream_jobs WHERE run_id = ANY(${ids}::uuid[]) AND locked_until IS NULL
         RETURNING run_id, limit_scope, concurrency_key
       ), keys AS (
-        -- Key rows in key order, as everywhere.
+        -- A waiting run with limits no longer waits for its key. Key rows in key order, as everywhere.
         SELECT l.scope, l.key, c.n FROM (
           SELECT limit_scope, concurrency_key, count(*)::integer AS n FROM job
           WHERE concurrency_key IS NOT NULL GROUP BY limit_scope, concurrency_key
@@ -613,8 +614,9 @@ export const make = Effect.gen(function*() {
         UPDATE runstream_limits l SET waiting = l.waiting - k.n FROM keys k WHERE l.scope = k.scope AND l.key = k.key
       ), ended AS (
         UPDATE runstream_runs r SET status = 'cancelled', finished_at = ${at}, last_seq = r.last_seq + 1
+        -- A waiting run (a durable sleep) holds no worker: cancelled at once, as a queued one.
         FROM job WHERE r.id = job.run_id AND r.status IN ('queued', 'waiting')
-        RETURNING r.id, r.task, r.attempt, r.last_seq
+        RETURNING ${sql.literal(runColumns.split(",").map((c) => `r.${c.trim()}`).join(", "))}
       ), events AS (
         INSERT INTO runstream_events (run_id, seq, type, data, at)
         SELECT id, last_seq, 'run.cancelled', jsonb_build_object('attempt', attempt), ${at} FROM ended
@@ -622,14 +624,15 @@ export const make = Effect.gen(function*() {
         ${Outbox.row(sql, sql`SELECT id, task, last_seq, 'run.cancelled', jsonb_build_object('attempt', attempt), ${at}::timestamptz FROM ended`)}
       ), requested AS (
         UPDATE runstream_runs SET cancel_requested = true
-        WHERE id = ANY(${descendants}::uuid[]) AND status = 'running' AND NOT cancel_requested
-        RETURNING id
+        WHERE id = ANY(${ids}::uuid[]) AND status = 'running' AND (NOT cancel_requested OR id = ${runId})
+        RETURNING ${columns}
+      ), notified AS (
+        -- Delivered at commit; the workers holding them interrupt their bodies.
+        SELECT count(pg_notify(${NotifyChannel.cancel}, id::text)) AS n FROM requested
       )
-      -- Delivered at commit; the workers holding them interrupt their bodies.
-      SELECT (SELECT count(pg_notify(${NotifyChannel.cancel}, id::text)) FROM requested) AS notified,
-        (SELECT coalesce(json_agg(task), '[]') FROM ended)::text AS ended`,
-      (rows) => JSON.parse(rows[0]!.ended) as ReadonlyArray<string>
-    )
+      SELECT 'ended' AS how, * FROM ended
+      UNION ALL
+      SELECT 'requested' AS how, * FROM requested WHERE (SELECT n FROM notified) >= 0`
 
   /**
    * A child cancelled while it waited: its parent, if waiting for it, no
@@ -651,43 +654,14 @@ export const make = Effect.gen(function*() {
     Effect.gen(function*() {
       const at = yield* now
       const { descendants, parentId } = yield* lockTree(runId)
-      // Its children first: a cancel refused below (a finished run) is rolled back with them.
-      const ended = descendants.length > 0 ? yield* cancelDescendants(descendants, at) : []
-      // Jobs before runs, as everywhere: a waiting run's job row is taken first.
-      const cancelledWaiting = yield* sql<RunRow>`
-        WITH job AS (
-          DELETE FROM runstream_jobs WHERE run_id = ${runId} AND locked_until IS NULL
-          RETURNING run_id, limit_scope, concurrency_key
-        ), uncounted AS (
-          -- A waiting run with limits no longer waits for its key.
-          UPDATE runstream_limits l SET waiting = l.waiting - 1
-          FROM job WHERE l.scope = job.limit_scope AND l.key = job.concurrency_key
-        ), ended AS (
-          UPDATE runstream_runs r SET status = 'cancelled', finished_at = ${at}, last_seq = r.last_seq + 1
-          -- A waiting run (a durable sleep) holds no worker: cancelled at once, as a queued one.
-          FROM job WHERE r.id = job.run_id AND r.status IN ('queued', 'waiting')
-          RETURNING ${sql.literal(runColumns.split(",").map((c) => `r.${c.trim()}`).join(", "))}
-        ), events AS (
-          INSERT INTO runstream_events (run_id, seq, type, data, at)
-          SELECT id, last_seq, 'run.cancelled', jsonb_build_object('attempt', attempt), ${at} FROM ended
-        ), outbox AS (
-          ${Outbox.row(sql, sql`SELECT id, task, last_seq, 'run.cancelled', jsonb_build_object('attempt', attempt), ${at}::timestamptz FROM ended`)}
-        )
-        SELECT * FROM ended`
-      if (cancelledWaiting.length > 0) {
-        if (parentId !== null) yield* wakeParent(runId, parentId, at)
-        const run = toRun(cancelledWaiting[0]!)
-        return { run, ended: [...ended, run.task] }
+      const rows = yield* cancelRuns(runId, [runId, ...descendants], at)
+      const ended = rows.flatMap((row) => row.how === "ended" ? [row.task] : [])
+      const own = rows.find((row) => row.id === runId)
+      if (own !== undefined) {
+        if (own.how === "ended" && parentId !== null) yield* wakeParent(runId, parentId, at)
+        return { run: toRun(own), ended }
       }
-      const requested = yield* sql<RunRow>`
-        UPDATE runstream_runs SET cancel_requested = true
-        WHERE id = ${runId} AND status = 'running'
-        RETURNING ${columns}`
-      if (requested.length > 0) {
-        // Delivered at commit; the worker holding the run interrupts its body.
-        yield* sql`SELECT pg_notify(${NotifyChannel.cancel}, ${runId})`
-        return { run: toRun(requested[0]!), ended }
-      }
+      // Its descendants' cancels are rolled back with the transaction.
       const run = yield* get(runId)
       return yield* Effect.fail(
         isFinished(run.status)
