@@ -256,8 +256,10 @@ export const endless = (port: number, head: string, more: () => string, maxMs = 
     req.on("response", (res) => {
       status = res.statusCode ?? 0
       res.on("data", (chunk: Buffer) => chunks.push(chunk))
-      res.on("error", judge)
-      res.on("end", judge)
+      // Reset while this side still writes: the kernel may drop what was answered and not yet read.
+      res.on("error", (error: NodeJS.ErrnoException) =>
+        chunks.length === 0 ? finish({ status: 0, what: `connection error ${error.code ?? error.message} after the answer's head` }) : judge())
+      res.on("end", () => chunks.length === 0 ? finish({ status: status ?? 0, what: "an answer without a message" }) : judge())
     })
     req.write(head)
     const pump = () => {
