@@ -46,8 +46,8 @@ const rpcPeakBoundMB = 600
 /**
  * /healthz during the RPC phase. Issue 16 asks for a p99 under 50 ms; on this
  * 2-core machine it is reported, beside the same probe of a bare `node:http`
- * server meanwhile (`controlProbe`: p99 17-42 ms in the runs of 7 December,
- * the server 55-124 ms; docs/reliability.md). What is asserted is that the
+ * server meanwhile (`controlProbe`: p99 16-42 ms in the runs of 7 December,
+ * the server 49-124 ms; docs/reliability.md). What is asserted is that the
  * server keeps answering: every probe answered, p99 under 5 s (before the
  * bounded protocol, /healthz went silent for 23 s and the server died).
  */
