@@ -22,7 +22,8 @@
  * - concurrency: the throughput phase's drain with a limit of 1 per key over 1,000 keys.
  * - sleepers: 10,000 runs put to sleep for an hour (`ctx.sleep`) by the worker
  *   process, the places and connections they hold counted, then the throughput
- *   phase's drain beside them (its ratio to the throughput phase's).
+ *   phase's drain beside them (its ratio to the throughput phase's, whose
+ *   repetitions it alternates with when both run).
  */
 import { SqlClient } from "@effect/sql"
 import { NodeRuntime } from "@effect/platform-node"
@@ -934,8 +935,25 @@ const main = Effect.gen(function*() {
   /** With --compare, a repetition is Runstream's and graphile-worker's, in alternating order. */
   const withCompared = <A, E, R>(i: number, ours: Effect.Effect<A, E, R>, theirs: (i: number) => Effect.Effect<unknown, E, R>) =>
     flags.compare === undefined ? ours : i % 2 === 1 ? Effect.zipRight(theirs(i), ours) : Effect.zipLeft(ours, theirs(i))
+  // The sleepers phase's repetitions. With the throughput phase, each of its repetitions is paired with
+  // one of the throughput phase's, in alternating order (as --compare does): a ratio of two phases run
+  // one after the other would measure the drift of a shared machine's load as much as the sleepers.
+  const sleeperReps: Array<ThroughputRep> = []
+  let sleepersError: string | undefined
+  const sleepersRep = (i: number) =>
+    sleepersError !== undefined ? Effect.void : Effect.exit(throughputRep(server, flags, i, "sleepers")).pipe(
+      Effect.flatMap((exit) => {
+        if (Exit.isSuccess(exit)) return Effect.sync(() => void sleeperReps.push(exit.value))
+        sleepersError = describeFailure(exit.cause)
+        return progress(`  sleepers ${i} failed: ${sleepersError}`)
+      })
+    )
+  const paired = flags.phases.has("throughput") && flags.phases.has("sleepers")
+  const withSleepers = <A, E, R>(i: number, ours: Effect.Effect<A, E, R>) =>
+    !paired ? ours : i % 2 === 1 ? Effect.zipLeft(ours, sleepersRep(i)) : Effect.zipRight(sleepersRep(i), ours)
   const throughput = yield* run("throughput", flags.phases.has("throughput"), () =>
-    repeat("throughput", flags.reps, (i) => withCompared(i, throughputRep(server, flags, i), graphileDrain)))
+    repeat(paired ? "throughput, paired with the sleepers phase" : "throughput", flags.reps, (i) =>
+      withSleepers(i, withCompared(i, throughputRep(server, flags, i), graphileDrain))))
   const graphileLatency: Array<GraphileLatency> = []
   const graphileStarts = (i: number) =>
     graphileLatencyRep({ serverUrl: server.url, here, starts: flags.latencyRuns, warmup: flags.warmup, concurrency: flags.concurrency }).pipe(
@@ -965,9 +983,11 @@ const main = Effect.gen(function*() {
   // The throughput phase's drain with a limit per key: 1,000 keys, limit 1 (its runs spread over them).
   const concurrency = yield* run("concurrency", flags.phases.has("concurrency"), () =>
     repeat("concurrency (1,000 keys × limit 1)", flags.reps, (i) => throughputRep(server, flags, i, "limited")))
-  const sleepers = yield* run("sleepers", flags.phases.has("sleepers"), () =>
-    repeat(`sleepers (${fmt(flags.sleepers)} runs asleep for an hour, then the throughput drain)`, flags.reps, (i) =>
-      throughputRep(server, flags, i, "sleepers")))
+  const sleepers: Phase<ThroughputRep> = paired
+    ? { name: "sleepers", reps: sleeperReps, error: sleepersError }
+    : yield* run("sleepers", flags.phases.has("sleepers"), () =>
+      repeat(`sleepers (${fmt(flags.sleepers)} runs asleep for an hour, then the throughput drain)`, flags.reps, (i) =>
+        throughputRep(server, flags, i, "sleepers")))
   const calibrationAfter = yield* calibrate(server.url)
   const elapsed = (nowMs() - started) / 1000
 
@@ -1014,7 +1034,8 @@ const main = Effect.gen(function*() {
         target: { op: ">=" as const, value: 0.8 }
       }]),
       { metric: "  worker CPU per run (ms)", value: (t) => t.workerCpuMsPerRun, digits: 3 },
-      { metric: "  postgres CPU per run (ms)", value: (t) => t.postgresCpuMsPerRun, digits: 3 }
+      { metric: "  postgres CPU per run (ms)", value: (t) => t.postgresCpuMsPerRun, digits: 3 },
+      { metric: "  worker peak RSS (MB, putting them to sleep included)", value: (t) => t.peakRssMB, digits: 1 }
     ]),
     ...rowsOf(latency, [
       { metric: "start latency p50 (ms, start call → body)", value: (l) => l.p50, digits: 2, target: { op: "<=", value: 2 } },
