@@ -12,7 +12,8 @@ const maxHops = 20
 
 interface Ancestor {
   readonly id: string
-  readonly task: string
+  /** Unknown for the parent shown while the path is read. */
+  readonly task?: string | undefined
 }
 
 export const RunPath = ({ run }: { readonly run: Run }) => {
@@ -42,14 +43,14 @@ export const RunPath = ({ run }: { readonly run: Run }) => {
 
   if (parentId === undefined) return null
   // Until the path is read, the parent alone (its id is known).
-  const ancestors = path?.ancestors ?? [{ id: parentId, task: "parent" }]
+  const ancestors: ReadonlyArray<Ancestor> = path?.ancestors ?? [{ id: parentId }]
   return (
     <nav class="run-path" aria-label="Run tree" aria-busy={path === null && error === null}>
       <ol>
         {(path === null || !path.complete) && <li class="muted">…</li>}
         {[...ancestors].reverse().map((ancestor) => (
           <li key={ancestor.id}>
-            <a href={runHref(ancestor.id)} data-run-id={ancestor.id}>{ancestor.task} <span class="mono">{ancestor.id}</span></a>
+            <a href={runHref(ancestor.id)} data-run-id={ancestor.id}>{ancestor.task === undefined ? "" : `${ancestor.task} `}<span class="mono">{ancestor.id}</span></a>
           </li>
         ))}
         <li aria-current="page">{run.task} <span class="mono">{run.id}</span></li>
