@@ -19,6 +19,11 @@
  * - backfill: a run of 100,000 events read from seq 0 with `Runs.events`.
  * - fanout: 1,000 SSE clients over HTTP on one server process, following 10
  *   runs that emit 10 events/s each (scripts/bench/fanout.ts).
+ * - concurrency: the throughput phase's drain with a limit of 1 per key over 1,000 keys.
+ * - sleepers: 10,000 runs put to sleep for an hour (`ctx.sleep`) by the worker
+ *   process, the places and connections they hold counted, then the throughput
+ *   phase's drain beside them (its ratio to the throughput phase's, whose
+ *   repetitions it alternates with when both run).
  */
 import { SqlClient } from "@effect/sql"
 import { NodeRuntime } from "@effect/platform-node"
@@ -26,7 +31,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { cpus, loadavg, tmpdir } from "node:os"
 import { dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
-import { Cause, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Queue, Redacted, Stream } from "effect"
+import { Cause, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Queue, Redacted, type Scope, Stream } from "effect"
 import type { RunId } from "../src/domain/Ids.ts"
 import * as Embedded from "../src/internal/embeddedPostgres.ts"
 import * as Main from "../src/main/Main.ts"
@@ -47,6 +52,7 @@ import {
   limitedKeys,
   Noop,
   nowMs,
+  Sleeper,
   percentile,
   programLayer,
   quietLogs,
@@ -58,7 +64,7 @@ import type { EmitterResult } from "./bench/delivery-emitter.ts"
 import { type FanoutRep, fanoutRep } from "./bench/fanout.ts"
 import { bundle, nodeFlags } from "./bundle.ts"
 import { backlogStatements } from "./retention-backlog.ts"
-import type { ThroughputResult } from "./bench/throughput-worker.ts"
+import type { AsleepMessage, ThroughputResult } from "./bench/throughput-worker.ts"
 import { comparisonReport, competitors, graphileLatencyRep, graphileRep, type GraphileRep } from "./bench/graphile.ts"
 import type { GraphileLatency } from "./bench/graphile-worker.ts"
 
@@ -93,18 +99,21 @@ interface Flags {
   readonly targetSizes: boolean
   /** `--retention-backlog N`: the throughput phase with the retention deleting N old runs meanwhile. */
   readonly retentionBacklog: number
+  /** `--sleepers N`: the sleepers phase's sleeping runs. */
+  readonly sleepers: number
   /** `--compare graphile-worker`: the throughput phase interleaved with graphile-worker's (scripts/bench/graphile.ts). */
   readonly compare: (typeof competitors)[number] | undefined
 }
 
 const usage = `usage: npm run bench -- [flags]
   --json                 end with one line of JSON
-  --quick                small sizes for a smoke run (2,000 runs, 100 starts, 20 subscribers, 10,000 events)
+  --quick                small sizes for a smoke run (2,000 runs, 100 starts, 20 subscribers, 10,000 events, 1,000 sleepers)
   --reps N               repetitions per phase (3)
-  --phases a,b           throughput,latency,delivery,backfill,fanout,concurrency (all)
+  --phases a,b           throughput,latency,delivery,backfill,fanout,concurrency,sleepers (all)
   --runs N               throughput: runs to drain (20000)
   --batch N              throughput: runs per startMany (1000)
   --concurrency N        worker concurrency (10)
+  --sleepers N           sleepers: runs put to sleep for an hour before the drain (10000)
   --latency-runs N       latency: runs started one at a time (500)
   --warmup N             latency: unmeasured starts first (20)
   --subscribers N        delivery: subscribers following the run (100)
@@ -127,6 +136,8 @@ const usage = `usage: npm run bench -- [flags]
                          run the retention in the worker process, deleting them while it drains (0)
   --tsx-worker           run the throughput worker through the tsx loader instead of as a bundle on plain
                          node (the production form, \`npm run bundle\`); the loader adds about 90 MB`
+
+const allPhases = ["throughput", "latency", "delivery", "backfill", "fanout", "concurrency", "sleepers"]
 
 const parseFlags = (argv: ReadonlyArray<string>): Flags => {
   const values = new Map<string, string>()
@@ -162,7 +173,7 @@ const parseFlags = (argv: ReadonlyArray<string>): Flags => {
     if (n !== fallback) targetSizes = false
     return n
   }
-  const phases = values.get("phases") ?? "throughput,latency,delivery,backfill,fanout,concurrency"
+  const phases = values.get("phases") ?? allPhases.join(",")
   values.delete("phases")
   const bus = values.get("bus") ?? "both"
   values.delete("bus")
@@ -193,14 +204,15 @@ const parseFlags = (argv: ReadonlyArray<string>): Flags => {
     pgStats: switches.has("pg-stats"),
     bundleWorker: !switches.has("tsx-worker"),
     workerFlags,
-    retentionBacklog: int("retention-backlog", 0)
+    retentionBacklog: int("retention-backlog", 0),
+    sleepers: size("sleepers", 10_000, 1_000)
   }
   const compare = values.get("compare")
   values.delete("compare")
   if (compare !== undefined && !competitors.includes(compare as never)) throw new Error(`--compare takes ${competitors.join(", ")}`)
   if (values.size > 0) throw new Error(`unknown flag(s): ${[...values.keys()].map((k) => `--${k}`).join(", ")}\n${usage}`)
   for (const phase of flags.phases) {
-    if (!["throughput", "latency", "delivery", "backfill", "fanout", "concurrency"].includes(phase)) throw new Error(`unknown phase '${phase}'`)
+    if (!allPhases.includes(phase)) throw new Error(`unknown phase '${phase}'`)
   }
   return { ...flags, targetSizes, compare: compare as Flags["compare"] }
 }
@@ -365,17 +377,81 @@ interface ThroughputRep extends ThroughputResult {
   /** Transactions committed in the bench database while the worker process ran, per 1,000 runs. */
   readonly commitsPer1000Runs: number
   readonly postgresCpuMsPerRun: number | undefined
+  /** The sleepers phase's: what the sleeping runs cost before the drain. */
+  readonly asleep?: Asleep | undefined
 }
+
+/** What `flags.sleepers` sleeping runs cost: how fast they went to sleep, then what they hold while they sleep. */
+interface Asleep {
+  readonly runsPerSec: number
+  /** Jobs locked while they slept: the worker places held (a sleeping run should hold none). */
+  readonly placesHeld: number
+  /** Connections open to the bench database (all the worker process's: the bench's program had closed). */
+  readonly connections: number
+}
+
+/**
+ * The sleepers phase's first half: `flags.sleepers` runs of Sleeper started
+ * (as the throughput phase starts its runs), then a worker process that puts
+ * them to sleep and stops its pool once the places and connections they hold
+ * are counted. The process is ready to drain the runs started next.
+ */
+const putToSleep = (server: Server, flags: Flags, db: { readonly name: string; readonly url: string }, spawnWorker: Effect.Effect<Worker, BenchError, Scope.Scope>) =>
+  Effect.gen(function*() {
+    yield* Effect.scoped(Effect.gen(function*() {
+      const program = yield* Layer.build(programLayer({ url: db.url, tasks: [Sleeper], bus: "memory", workers: false }))
+      const runs = Context.get(program, Runs)
+      for (let done = 0; done < flags.sleepers; done += flags.batch) {
+        const size = Math.min(flags.batch, flags.sleepers - done)
+        yield* runs.startMany(Array.from({ length: size }, () => ({ task: Sleeper.name, input: {} })))
+      }
+      yield* waitOutbox(Context.get(program, SqlClient.SqlClient))
+    }))
+    const child = yield* spawnWorker
+    const { seconds } = (yield* child.next("asleep")) as unknown as AsleepMessage
+    // Connections first: the next query's own connection to the database would be counted.
+    const [connections] = yield* admin(server.url, "SELECT count(*)::integer AS n FROM pg_stat_activity WHERE datname = $1", [db.name])
+    const [jobs] = yield* admin(db.url, `SELECT count(*) FILTER (WHERE locked_until IS NOT NULL)::integer AS locked FROM runstream_jobs`)
+    const asleep: Asleep = { runsPerSec: flags.sleepers / seconds, placesHeld: Number(jobs?.["locked"]), connections: Number(connections?.["n"]) }
+    yield* child.send({ type: "measured" })
+    yield* child.next("paused")
+    yield* progress(
+      `  (${fmt(flags.sleepers)} runs asleep in ${fmt(seconds, 1)} s, ${fmt(asleep.runsPerSec)} runs/s; while they sleep: ${
+        fmt(asleep.placesHeld)
+      } jobs locked, ${fmt(asleep.connections)} connections to the database)`
+    )
+    return { child, asleep }
+  })
+
+type Worker = Effect.Effect.Success<ReturnType<typeof spawnChild>>
 
 /**
  * One drain of `flags.runs` runs by a worker process. `limited` (the
  * concurrency phase): runs of LimitedNoop (limit 1 per key), their keys
- * spread round-robin over `limitedKeys` keys.
+ * spread round-robin over `limitedKeys` keys. `sleepers` (the sleepers phase):
+ * the same drain as the throughput phase's, by a worker process that has put
+ * `flags.sleepers` runs to sleep first (`putToSleep`).
  */
-const throughputRep = (server: Server, flags: Flags, rep: number, limited = false) =>
+const throughputRep = (server: Server, flags: Flags, rep: number, kind: "plain" | "limited" | "sleepers" = "plain") =>
   Effect.scoped(Effect.gen(function*() {
     const db = yield* makeDatabase(server.url)
+    const limited = kind === "limited"
     const task = limited ? LimitedNoop : Noop
+    const workerScript = flags.bundleWorker ? yield* bundleWorker : join(here, "bench", "throughput-worker.ts")
+    const spawnWorker = spawnChild({
+      script: workerScript,
+      args: [String(flags.runs), String(flags.concurrency), ...(limited ? ["limited"] : [])],
+      env: {
+        BENCH_DATABASE_URL: db.url,
+        RUNSTREAM_SUBSCRIBER_BUFFER: "1000000",
+        ...(flags.retentionBacklog > 0 ? { BENCH_RETENTION: "1" } : {}),
+        ...(kind === "sleepers" ? { BENCH_SLEEPERS: String(flags.sleepers) } : {})
+      },
+      // Bundled, it runs as the production worker does (`npm run start:worker`).
+      execArgv: [...(flags.bundleWorker ? nodeFlags : []), ...flags.workerFlags, ...childExecArgv(flags, "throughput-worker")],
+      plainNode: flags.bundleWorker
+    })
+    const sleeping = kind === "sleepers" ? yield* putToSleep(server, flags, db, spawnWorker) : undefined
     const insertMs = yield* Effect.scoped(Effect.gen(function*() {
       const program = yield* Layer.build(programLayer({ url: db.url, tasks: [task], bus: "memory", workers: false }))
       const runs = Context.get(program, Runs)
@@ -403,18 +479,8 @@ const throughputRep = (server: Server, flags: Flags, rep: number, limited = fals
       Effect.map((rows) => Number(rows[0]?.["n"]))
     )
     const commitsBefore = yield* commits
-    const child = yield* spawnChild({
-      script: flags.bundleWorker ? yield* bundleWorker : join(here, "bench", "throughput-worker.ts"),
-      args: [String(flags.runs), String(flags.concurrency), ...(limited ? ["limited"] : [])],
-      env: {
-        BENCH_DATABASE_URL: db.url,
-        RUNSTREAM_SUBSCRIBER_BUFFER: "1000000",
-        ...(flags.retentionBacklog > 0 ? { BENCH_RETENTION: "1" } : {})
-      },
-      // Bundled, it runs as the production worker does (`npm run start:worker`).
-      execArgv: [...(flags.bundleWorker ? nodeFlags : []), ...flags.workerFlags, ...childExecArgv(flags, "throughput-worker")],
-      plainNode: flags.bundleWorker
-    })
+    const child = sleeping?.child ?? (yield* spawnWorker)
+    if (sleeping !== undefined) yield* child.send({ type: "drain" })
     yield* child.next("ready")
     const pgBefore = postgresCpuSeconds(server.postmaster)
     const readyAt = nowMs()
@@ -437,10 +503,11 @@ const throughputRep = (server: Server, flags: Flags, rep: number, limited = fals
       postgresCpuCores: pgBefore === undefined || pgAfter === undefined ? undefined : (pgAfter - pgBefore) / wall,
       commitsPer1000Runs: (commitsAfter - commitsBefore) * 1000 / flags.runs,
       workerCpuMsPerRun: Number(drained["cpuSeconds"]) * 1000 / flags.runs,
-      postgresCpuMsPerRun: pgBefore === undefined || pgAfter === undefined ? undefined : (pgAfter - pgBefore) * 1000 / flags.runs
+      postgresCpuMsPerRun: pgBefore === undefined || pgAfter === undefined ? undefined : (pgAfter - pgBefore) * 1000 / flags.runs,
+      asleep: sleeping?.asleep
     }
     yield* progress(
-      `  ${limited ? "concurrency" : "throughput"} ${rep}: ${fmt(out.runsPerSec)} runs/s (started at ${fmt(out.insertRunsPerSec)} runs/s), peak RSS ${
+      `  ${limited ? "concurrency" : kind === "sleepers" ? `beside ${fmt(flags.sleepers)} sleepers` : "throughput"} ${rep}: ${fmt(out.runsPerSec)} runs/s (started at ${fmt(out.insertRunsPerSec)} runs/s), peak RSS ${
         fmt(out.peakRssMB, 1)
       } MB, CPU: worker ${fmt(out.workerCpuCores, 2)} cores, postgres ${
         out.postgresCpuCores === undefined ? "?" : fmt(out.postgresCpuCores, 2)
@@ -868,8 +935,25 @@ const main = Effect.gen(function*() {
   /** With --compare, a repetition is Runstream's and graphile-worker's, in alternating order. */
   const withCompared = <A, E, R>(i: number, ours: Effect.Effect<A, E, R>, theirs: (i: number) => Effect.Effect<unknown, E, R>) =>
     flags.compare === undefined ? ours : i % 2 === 1 ? Effect.zipRight(theirs(i), ours) : Effect.zipLeft(ours, theirs(i))
+  // The sleepers phase's repetitions. With the throughput phase, each of its repetitions is paired with
+  // one of the throughput phase's, in alternating order (as --compare does): a ratio of two phases run
+  // one after the other would measure the drift of a shared machine's load as much as the sleepers.
+  const sleeperReps: Array<ThroughputRep> = []
+  let sleepersError: string | undefined
+  const sleepersRep = (i: number) =>
+    sleepersError !== undefined ? Effect.void : Effect.exit(throughputRep(server, flags, i, "sleepers")).pipe(
+      Effect.flatMap((exit) => {
+        if (Exit.isSuccess(exit)) return Effect.sync(() => void sleeperReps.push(exit.value))
+        sleepersError = describeFailure(exit.cause)
+        return progress(`  sleepers ${i} failed: ${sleepersError}`)
+      })
+    )
+  const paired = flags.phases.has("throughput") && flags.phases.has("sleepers")
+  const withSleepers = <A, E, R>(i: number, ours: Effect.Effect<A, E, R>) =>
+    !paired ? ours : i % 2 === 1 ? Effect.zipLeft(ours, sleepersRep(i)) : Effect.zipRight(sleepersRep(i), ours)
   const throughput = yield* run("throughput", flags.phases.has("throughput"), () =>
-    repeat("throughput", flags.reps, (i) => withCompared(i, throughputRep(server, flags, i), graphileDrain)))
+    repeat(paired ? "throughput, paired with the sleepers phase" : "throughput", flags.reps, (i) =>
+      withSleepers(i, withCompared(i, throughputRep(server, flags, i), graphileDrain))))
   const graphileLatency: Array<GraphileLatency> = []
   const graphileStarts = (i: number) =>
     graphileLatencyRep({ serverUrl: server.url, here, starts: flags.latencyRuns, warmup: flags.warmup, concurrency: flags.concurrency }).pipe(
@@ -898,7 +982,12 @@ const main = Effect.gen(function*() {
     repeat("fanout", flags.reps, (i) => fanoutPhaseRep(server, flags, i)))
   // The throughput phase's drain with a limit per key: 1,000 keys, limit 1 (its runs spread over them).
   const concurrency = yield* run("concurrency", flags.phases.has("concurrency"), () =>
-    repeat("concurrency (1,000 keys × limit 1)", flags.reps, (i) => throughputRep(server, flags, i, true)))
+    repeat("concurrency (1,000 keys × limit 1)", flags.reps, (i) => throughputRep(server, flags, i, "limited")))
+  const sleepers: Phase<ThroughputRep> = paired
+    ? { name: "sleepers", reps: sleeperReps, error: sleepersError }
+    : yield* run("sleepers", flags.phases.has("sleepers"), () =>
+      repeat(`sleepers (${fmt(flags.sleepers)} runs asleep for an hour, then the throughput drain)`, flags.reps, (i) =>
+        throughputRep(server, flags, i, "sleepers")))
   const calibrationAfter = yield* calibrate(server.url)
   const elapsed = (nowMs() - started) / 1000
 
@@ -933,6 +1022,21 @@ const main = Effect.gen(function*() {
       { metric: "  commits per 1,000 runs (worker process)", value: (t) => t.commitsPer1000Runs, digits: 0 },
       { metric: "  postgres CPU per run (ms)", value: (t) => t.postgresCpuMsPerRun, digits: 3 }
     ]),
+    ...rowsOf(sleepers, [
+      { metric: `sleepers: runs put to sleep (runs/s, ${fmt(flags.sleepers)} runs of ctx.sleep("1 hour"))`, value: (t) => t.asleep?.runsPerSec, digits: 0 },
+      { metric: "  worker places held while they sleep (jobs locked)", value: (t) => t.asleep?.placesHeld, digits: 0, target: { op: "<=", value: 0 } },
+      { metric: "  connections to the database while they sleep", value: (t) => t.asleep?.connections, digits: 0 },
+      { metric: `  drain beside them (runs/s, ${fmt(flags.runs)} no-op runs as in throughput)`, value: (t) => t.runsPerSec, digits: 0 },
+      ...(throughput.reps.length === 0 ? [] : [{
+        metric: "  its ratio to the throughput phase's drain (medians)",
+        value: () => median(sleepers.reps.map((t) => t.runsPerSec)) / median(throughput.reps.map((t) => t.runsPerSec)),
+        digits: 2,
+        target: { op: ">=" as const, value: 0.8 }
+      }]),
+      { metric: "  worker CPU per run (ms)", value: (t) => t.workerCpuMsPerRun, digits: 3 },
+      { metric: "  postgres CPU per run (ms)", value: (t) => t.postgresCpuMsPerRun, digits: 3 },
+      { metric: "  worker peak RSS (MB, putting them to sleep included)", value: (t) => t.peakRssMB, digits: 1 }
+    ]),
     ...rowsOf(latency, [
       { metric: "start latency p50 (ms, start call → body)", value: (l) => l.p50, digits: 2, target: { op: "<=", value: 2 } },
       { metric: "start latency p95 (ms)", value: (l) => l.p95, digits: 2 },
@@ -965,13 +1069,14 @@ const main = Effect.gen(function*() {
       { metric: "  clients' process busy (cores)", value: (f) => f.clientsBusy, digits: 2 }
     ])
   ]
-  const failures = [throughput, latency, deliveryPg, deliveryMem, backfill, fanout, concurrency].filter((p) => p.error !== undefined)
+  const failures = [throughput, latency, deliveryPg, deliveryMem, backfill, fanout, concurrency, sleepers].filter((p) => p.error !== undefined)
 
   console.log("")
   console.log(`Runstream bench — ${server.kind === "embedded" ? "embedded" : describeUrl(server.url)} (PostgreSQL ${server.version}), ${flags.reps} repetition(s), ${fmt(elapsed, 0)} s, load average ${loadBefore} → ${loadAverage()}`)
   console.log(
     `throughput: ${fmt(flags.runs)} runs in batches of ${fmt(flags.batch)}, concurrency ${flags.concurrency}; latency: ${fmt(flags.latencyRuns)} starts; ` +
-      `delivery: ${flags.subscribers} subscribers, ${flags.events} events ${flags.intervalMs} ms apart; backfill: ${fmt(flags.backfill)} events`
+      `delivery: ${flags.subscribers} subscribers, ${flags.events} events ${flags.intervalMs} ms apart; backfill: ${fmt(flags.backfill)} events; ` +
+      `sleepers: ${fmt(flags.sleepers)}`
   )
   console.log("")
   console.log(table(rows, flags.targetSizes))
@@ -989,6 +1094,15 @@ const main = Effect.gen(function*() {
     console.log(JSON.stringify({
       throughput: { runsPerSec: round(med(throughput, (t) => t.runsPerSec), 0) },
       concurrency: { runsPerSec: round(med(concurrency, (t) => t.runsPerSec), 0) },
+      sleepers: {
+        asleepPerSec: round(med(sleepers, (t) => t.asleep?.runsPerSec ?? NaN), 0),
+        placesHeld: round(med(sleepers, (t) => t.asleep?.placesHeld ?? NaN), 0),
+        connections: round(med(sleepers, (t) => t.asleep?.connections ?? NaN), 0),
+        runsPerSec: round(med(sleepers, (t) => t.runsPerSec), 0),
+        ratio: round(med(sleepers, (t) => t.runsPerSec) === undefined || med(throughput, (t) => t.runsPerSec) === undefined
+          ? undefined
+          : med(sleepers, (t) => t.runsPerSec)! / med(throughput, (t) => t.runsPerSec)!, 2)
+      },
       latency: {
         startP50Ms: round(med(latency, (l) => l.p50), 3),
         startP95Ms: round(med(latency, (l) => l.p95), 3),

@@ -199,6 +199,16 @@ export const LimitedNoop = Task.make("bench.limited-noop", {
 /** The keys of the concurrency phase's runs. */
 export const limitedKeys = 1_000
 
+/**
+ * The sleepers phase's task: a durable sleep of an hour (`ctx.sleep`), so that
+ * its runs wait for the whole phase; it gives its worker back when it suspends.
+ */
+export const Sleeper = Task.make("bench.sleeper", {
+  input: Schema.Unknown,
+  output: Schema.Null,
+  run: (_, ctx) => Effect.as(ctx.sleep("nap", "1 hour"), null)
+})
+
 /** Emits `events` task events as fast as the log takes them, `concurrency` at a time (backfill setup). */
 export const Burst = Task.make("bench.burst", {
   input: Schema.Struct({ events: Schema.Int, concurrency: Schema.Int }),

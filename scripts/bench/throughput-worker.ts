@@ -12,13 +12,21 @@
  * previous one ends) from the moment the workers start, over the backlog the
  * bench seeded (`--retention-backlog N`). With `limited`, the runs are
  * LimitedNoop's (the concurrency phase).
+ *
+ * With BENCH_SLEEPERS=N (the sleepers phase), it first puts the N runs of
+ * Sleeper the bench enqueued to sleep with a pool of the same concurrency,
+ * and says `asleep` when the relay has published N `run.waiting`; the bench
+ * then counts the places and connections they hold while that pool still runs
+ * and says `measured`; the pool stops (`paused`: the no-op runs the bench
+ * enqueues next must wait for the measured drain, as in the throughput phase),
+ * and on `drain` the process goes on as above, beside the sleeping runs.
  */
 import { SqlClient } from "@effect/sql"
-import { Context, Deferred, Duration, Effect, Layer, Option } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, Layer, Option, Queue, Scope } from "effect"
 import { EventBus } from "../../src/bus/EventBus.ts"
 import * as Retention from "../../src/Retention.ts"
 import * as Workers from "../../src/Workers.ts"
-import { BenchError, LimitedNoop, Noop, nowMs, programLayer, runChild, toParent } from "./common.ts"
+import { BenchError, LimitedNoop, Noop, nowMs, programLayer, runChild, Sleeper, toParent } from "./common.ts"
 
 export interface ThroughputResult {
   readonly runs: number
@@ -44,6 +52,15 @@ export interface ThroughputResult {
   readonly drainToMono: number
   /** With BENCH_RETENTION: old runs the retention deleted while the workers drained. */
   readonly backlogDeleted?: number | undefined
+  /** With BENCH_SLEEPERS: the sleeping runs still `waiting` once the drain is over (all of them, or the phase fails). */
+  readonly stillWaiting?: number | undefined
+}
+
+/** What the sleepers phase's worker says once the runs are asleep. */
+export interface AsleepMessage {
+  readonly type: "asleep"
+  /** From the pool's start to the relay publishing the last `run.waiting`. */
+  readonly seconds: number
 }
 
 const runs = Number(process.argv[2])
@@ -51,17 +68,21 @@ const concurrency = Number(process.argv[3])
 const limited = process.argv[4] === "limited"
 const url = process.env["BENCH_DATABASE_URL"]!
 const withRetention = process.env["BENCH_RETENTION"] === "1"
+const sleepers = Number(process.env["BENCH_SLEEPERS"] ?? "0")
+const task = limited ? LimitedNoop : Noop
 /** The task of the backlog's runs (scripts/retention-backlog.ts). */
 const backlogTask = "backlog.task"
 
 const program = Effect.gen(function*() {
   // The runtime first, so that the counter is subscribed before any run ends.
-  const runtime = yield* Layer.build(programLayer({ url, tasks: [limited ? LimitedNoop : Noop], bus: "memory", workers: false }))
+  const runtime = yield* Layer.build(programLayer({ url, tasks: [task, Sleeper], bus: "memory", workers: false }))
   const bus = Context.get(runtime, EventBus)
   const sql = Context.get(runtime, SqlClient.SqlClient)
   const subscription = yield* bus.subscribe({})
   const allEnded = yield* Deferred.make<number, BenchError>()
+  const allAsleep = yield* Deferred.make<void>()
   let ended = 0
+  let asleep = 0
   let failed = 0
   let peakRss = process.memoryUsage.rss()
   let peakHeap = process.memoryUsage().heapUsed
@@ -71,8 +92,10 @@ const program = Effect.gen(function*() {
         if (message._tag === "Resync") continue
         const type = message.event.type
         if (type === "run.succeeded") ended++
+        else if (type === "run.waiting") asleep++
         else if (type === "run.failed" || type === "run.cancelled") failed++
       }
+      if (sleepers > 0 && asleep >= sleepers) Deferred.unsafeDone(allAsleep, Exit.void)
       return failed > 0
         ? Deferred.fail(allEnded, new BenchError({ message: `${failed} run(s) did not succeed` }))
         : ended >= runs
@@ -87,6 +110,24 @@ const program = Effect.gen(function*() {
     peakRss = Math.max(peakRss, usage.rss)
     peakHeap = Math.max(peakHeap, usage.heapUsed)
   }, 25)
+
+  if (sleepers > 0) {
+    // The bench's messages, queued from now on: none is missed between two waits.
+    const inbox = yield* Queue.unbounded<string>()
+    process.on("message", (message) => Queue.unsafeOffer(inbox, String((message as { type?: unknown }).type)))
+    const next = (type: string) => Effect.repeat(Queue.take(inbox), { until: (t) => t === type })
+    const pool = yield* Scope.make()
+    const sleepingFrom = nowMs()
+    yield* Layer.buildWithScope(Workers.layer({ concurrency }), pool).pipe(Effect.provide(runtime))
+    yield* Deferred.await(allAsleep).pipe(
+      Effect.timeoutFail({ duration: "15 minutes", onTimeout: () => new BenchError({ message: `only ${asleep} of ${sleepers} runs asleep within 15 minutes` }) })
+    )
+    yield* toParent({ type: "asleep", seconds: (nowMs() - sleepingFrom) / 1000 } satisfies AsleepMessage)
+    yield* next("measured")
+    yield* Scope.close(pool, Exit.void)
+    yield* toParent({ type: "paused" })
+    yield* next("drain")
+  }
 
   const baselineRss = process.memoryUsage.rss()
   const baselineHeap = process.memoryUsage().heapUsed
@@ -111,20 +152,24 @@ const program = Effect.gen(function*() {
   // resourceUsage's maxRSS is the kernel's high-water mark: no sample can miss the peak.
   const peakRssBytes = Math.max(peakRss, process.resourceUsage().maxRSS * 1024)
 
-  const [row] = yield* sql<{ first: number; last: number; succeeded: number; events: number; per_run: string; outbox: number }>`
+  const [row] = yield* sql<{ first: number; last: number; succeeded: number; events: number; per_run: string; outbox: number; waiting: number }>`
     SELECT
       (extract(epoch FROM min(started_at)) * 1000)::float8 AS first,
       (extract(epoch FROM max(finished_at)) * 1000)::float8 AS last,
       count(*) FILTER (WHERE status = 'succeeded' AND last_seq = 3)::integer AS succeeded,
-      (SELECT count(*) FROM runstream_events WHERE run_id IN (SELECT id FROM runstream_runs WHERE task <> ${backlogTask}))::integer AS events,
+      (SELECT count(*) FROM runstream_events WHERE run_id IN (SELECT id FROM runstream_runs WHERE task = ${task.name}))::integer AS events,
       (SELECT string_agg(DISTINCT types, ' | ') FROM (
         SELECT string_agg(type, ',' ORDER BY seq) AS types FROM runstream_events
-        WHERE run_id IN (SELECT id FROM runstream_runs WHERE task <> ${backlogTask}) GROUP BY run_id
+        WHERE run_id IN (SELECT id FROM runstream_runs WHERE task = ${task.name}) GROUP BY run_id
       ) t) AS per_run,
-      (SELECT count(*) FROM runstream_outbox)::integer AS outbox
-    FROM runstream_runs WHERE task <> ${backlogTask}`
+      (SELECT count(*) FROM runstream_outbox)::integer AS outbox,
+      (SELECT count(*) FROM runstream_runs WHERE task = ${Sleeper.name} AND status = 'waiting')::integer AS waiting
+    FROM runstream_runs WHERE task = ${task.name}`
   if (row === undefined || row.succeeded !== runs) {
     return yield* new BenchError({ message: `expected ${runs} succeeded runs with 3 events each, found ${row?.succeeded}` })
+  }
+  if (row.waiting !== sleepers) {
+    return yield* new BenchError({ message: `expected ${sleepers} runs still asleep after the drain, found ${row.waiting}` })
   }
   const result: ThroughputResult = {
     runs,
@@ -142,7 +187,8 @@ const program = Effect.gen(function*() {
     outboxLeft: row.outbox,
     drainFromMono: wallBefore,
     drainToMono,
-    backlogDeleted
+    backlogDeleted,
+    stillWaiting: sleepers > 0 ? row.waiting : undefined
   }
   yield* toParent({ type: "result", result })
 })

@@ -147,6 +147,53 @@ describe.skipIf(!hasChromium)("dashboard", () => {
     await tab.context.close()
   })
 
+  it("shows a run's tree: a child expands to its own children, and a grandchild's page has the path from the root", async () => {
+    const { body } = await harness.api("/v1/runs", { method: "POST", body: { task: "test.tree", input: {} } })
+    const rootId: string = body.run.id
+    const tab = await openTab(harness, `#/runs/${rootId}`)
+    const { page } = tab
+    // The root ends after its child, which ends after its own: the whole tree exists by then.
+    await page.locator(`h1 + .status[data-status="succeeded"]`).waitFor()
+    const [child] = (await harness.api(`/v1/runs/${rootId}`)).body.run.children
+    const [grandchild] = (await harness.api(`/v1/runs/${child.id}`)).body.run.children
+    expect([child.task, grandchild.task]).toEqual(["test.tree-middle", "demo.echo"])
+    // A root has no path above it.
+    expect(await page.locator("nav.run-path").count()).toBe(0)
+    const childRow = page.locator(`table.children tr[data-depth="0"][data-run-id="${child.id}"]`)
+    await childRow.waitFor()
+    expect(await page.locator(`table.children tr[data-run-id="${grandchild.id}"]`).count()).toBe(0)
+    // Its children are read when it opens (GET /v1/runs?parentId=).
+    await page.getByRole("button", { name: `Children of ${child.id}` }).click()
+    const grandchildRow = page.locator(`table.children tr[data-depth="1"][data-run-id="${grandchild.id}"]`)
+    await grandchildRow.locator(`.status[data-status="succeeded"]`).waitFor()
+    expect(await childRow.getByRole("button").getAttribute("aria-expanded")).toBe("true")
+    // A leaf opens to none.
+    await page.getByRole("button", { name: `Children of ${grandchild.id}` }).click()
+    await page.locator("table.children tr.tree-note", { hasText: "No children." }).waitFor()
+    await screenshot(page, "run-tree")
+    // Closed, the branch's rows go.
+    await page.getByRole("button", { name: `Children of ${child.id}` }).click()
+    await grandchildRow.waitFor({ state: "detached" })
+    expect(await page.locator("table.children tbody tr").count()).toBe(1)
+    // The grandchild's page: root › child › itself.
+    await page.getByRole("button", { name: `Children of ${child.id}` }).click()
+    await grandchildRow.getByRole("link", { name: grandchild.id }).click()
+    await page.waitForURL((url) => url.hash.endsWith(grandchild.id))
+    const path = page.locator(`nav.run-path[aria-busy="false"]`)
+    await path.waitFor()
+    expect(await path.locator("a").evaluateAll((links) => links.map((link) => link.getAttribute("data-run-id")))).toEqual([rootId, child.id])
+    expect(await path.locator("li").allTextContents()).toEqual([`test.tree ${rootId}`, `test.tree-middle ${child.id}`, `demo.echo ${grandchild.id}`])
+    expect(await path.locator(`[aria-current="page"]`).textContent()).toBe(`demo.echo ${grandchild.id}`)
+    await screenshot(page, "run-path")
+    // Up the path to the root, in the same document.
+    await path.getByRole("link", { name: new RegExp(rootId) }).click()
+    await page.waitForURL((url) => url.hash.endsWith(rootId))
+    await page.locator(`table.children tr[data-run-id="${child.id}"]`).waitFor()
+    expect(await tab.sameDocument()).toBe(true)
+    expectClean(tab, harness.base)
+    await tab.context.close()
+  })
+
   it("replays a run from its button and links the replay to its original", async () => {
     const { body } = await harness.api("/v1/runs", { method: "POST", body: { task: "demo.count", input: { to: 2 } } })
     const original: string = body.run.id

@@ -35,7 +35,21 @@ export const Numbers = Task.make("test.numbers", {
   run: () => Effect.void
 })
 
-export const tasks = [...Demo.all, Stepper, Numbers] as const
+/** The middle of a three-run tree: a child of `TreeRoot`, the parent of an echo (its grandchild). */
+export const TreeMiddle = Task.make("test.tree-middle", {
+  input: Schema.Unknown,
+  output: Schema.Unknown,
+  run: (_, ctx) => Effect.flatMap(ctx.start(Demo.Echo, { leaf: true }, { name: "leaf" }), ctx.await)
+})
+
+/** The root of a three-run tree (root → `TreeMiddle` → echo): it ends once the whole tree has. */
+export const TreeRoot = Task.make("test.tree", {
+  input: Schema.Unknown,
+  output: Schema.Unknown,
+  run: (_, ctx) => Effect.flatMap(ctx.start(TreeMiddle, {}, { name: "middle" }), ctx.await)
+})
+
+export const tasks = [...Demo.all, Stepper, Numbers, TreeMiddle, TreeRoot] as const
 
 /** A queue with limits, as `GET /v1/tasks` lists it (no worker of the program serves it). */
 export const queues = { mail: { concurrency: { limit: 1 }, rateLimit: { limit: 100, period: "1 minute" } } } as const

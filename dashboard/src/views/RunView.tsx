@@ -1,5 +1,6 @@
 /**
- * Run: the run, its attempts and timeline, its input / output / error, and
+ * Run: where it sits in its tree (its ancestors, its children expandable),
+ * the run, its attempts and timeline, its input / output / error, and
  * its event log followed live (`GET /v1/runs/:id/events`, from the first
  * event; the stream ends after the terminal event). Cancel and replay ask
  * first.
@@ -7,8 +8,10 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks"
 import { ApiFailure, cancelRun, getRun, isFinished, replayRun, type Run, type RunEvent } from "../api.ts"
 import { attemptsOf } from "../attempts.ts"
+import { ChildTree } from "../components/ChildTree.tsx"
 import { ConfirmButton } from "../components/Confirm.tsx"
 import { Json } from "../components/Json.tsx"
+import { RunPath } from "../components/RunPath.tsx"
 import { Status } from "../components/Status.tsx"
 import { Timeline } from "../components/Timeline.tsx"
 import { VirtualList } from "../components/VirtualList.tsx"
@@ -145,6 +148,7 @@ export const RunView = ({ id }: { readonly id: string }) => {
 
   return (
     <section aria-labelledby="run-title">
+      <RunPath run={run} />
       <div class="title-row">
         <h1 id="run-title"><span class="mono">{run.id}</span></h1>
         <Status status={run.status} />
@@ -190,18 +194,7 @@ export const RunView = ({ id }: { readonly id: string }) => {
       {run.children !== undefined && run.children.length > 0 && (
         <>
           <h2>Children</h2>
-          <table class="children">
-            <thead><tr><th scope="col">Run</th><th scope="col">Task</th><th scope="col">Status</th></tr></thead>
-            <tbody>
-              {run.children.map((child) => (
-                <tr key={child.id}>
-                  <td><a class="mono" href={runHref(child.id)}>{child.id}</a></td>
-                  <td>{child.task}</td>
-                  <td><Status status={child.status} /></td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+          <ChildTree runs={run.children} />
           {run.moreChildren === true && (
             <p class="muted">
               The first {run.children.length} children are listed: <a href={`#/runs?parentId=${encodeURIComponent(run.id)}`}>all of them</a>.
