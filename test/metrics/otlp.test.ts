@@ -100,11 +100,11 @@ describe("metrics over OTLP", () => {
         OTEL_RESOURCE_ATTRIBUTES: "deployment.environment=test,team=runs"
       }))
       yield* Effect.provide(echoRuns(3), program)
-      // Exports come every 100 ms, cumulative: wait for one that has all three.
+      // Exports come every 100 ms, cumulative, some made while the runs ran: wait for one made after the third ended.
       let request: Received
       do {
         request = yield* Queue.take(received).pipe(Effect.timeoutFail({ duration: "15 seconds", onTimeout: () => new Error("no export with 3 runs") }))
-      } while (!sumPoints(request, "runstream_runs_started_total").some((point) => point.value === 3))
+      } while (!sumPoints(request, "runstream_runs_finished_total").some((point) => point.value === 3))
       expect(request.path).toBe("/v1/metrics")
       expect(sumPoints(request, "runstream_runs_started_total")).toEqual([{ attributes: { task: "demo.echo" }, value: 3 }])
       expect(sumPoints(request, "runstream_runs_finished_total")).toEqual([
