@@ -11,6 +11,7 @@ import { PayloadTooLarge } from "./domain/Errors.ts"
 import type { RunId } from "./domain/Ids.ts"
 import { makeRunEvent, type RunEvent } from "./domain/RunEvent.ts"
 import { now } from "./internal/time.ts"
+import * as Metrics from "./metrics/Metrics.ts"
 import * as Outbox from "./Outbox.ts"
 
 /** One event to append on behalf of `attempt` of a run. */
@@ -56,6 +57,7 @@ type PageEntry = readonly [number, string, unknown, number]
 export const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const { maxEventBytes } = yield* EventLogConfig
+  const metrics = yield* Metrics.option
 
   const append = (items: ReadonlyArray<AppendItem>) =>
     Effect.gen(function*() {
@@ -98,6 +100,7 @@ export const make = Effect.gen(function*() {
         SELECT i, seq::integer AS seq FROM numbered`
       const seqs: Array<number | undefined> = new Array(items.length).fill(undefined)
       for (const row of rows) seqs[row.i] = row.seq
+      metrics?.eventsAppended(rows.length)
       return seqs
     }).pipe(Effect.withSpan("EventLog.append", { attributes: { count: items.length } }))
 

@@ -118,7 +118,11 @@ export const layer = Layer.scopedDiscard(Effect.gen(function*() {
   // Built once: the driver's step is an effect run for each batch.
   const published = (yield* EventBus).publishDrained(makeDrain(yield* SqlClient.SqlClient, config.batchSize))
   // A span per batch only when spans are exported (a batch per commit when the relay keeps up).
-  const drain = (yield* Tracing.option) === undefined ? published : Effect.withSpan(published, "OutboxRelay.drain")
+  // A root: a batch publishes the events of many runs, of as many traces.
+  const drain = (yield* Tracing.option) === undefined ? published : published.pipe(
+    Effect.tap((taken) => Effect.annotateCurrentSpan("runstream.events_published", taken)),
+    Effect.withSpan("runstream.relay_drain", { root: true, attributes: { "runstream.batch_limit": config.batchSize } })
+  )
   // The poll is a hint too, sent on a timer: the loop then waits on one queue
   // (a timeout on each wait races two fibers, which delays every wake-up).
   yield* Effect.forkScoped(Effect.forever(Effect.delay(outbox.written, config.pollInterval)))

@@ -11,6 +11,7 @@ import { paddedId, RunId, timeDigits } from "./domain/Ids.ts"
 import { isFinished, maxListedChildren, Run, type RunChild, type RunError, type RunStatus } from "./domain/Run.ts"
 import type { RunFilter } from "./domain/RunFilter.ts"
 import { now } from "./internal/time.ts"
+import * as Metrics from "./metrics/Metrics.ts"
 import * as Outbox from "./Outbox.ts"
 import { NotifyChannel } from "./PgListener.ts"
 import * as Claiming from "./queue/Claiming.ts"
@@ -209,6 +210,7 @@ const debounceTries = 8
 
 export const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
+  const metrics = yield* Metrics.option
   const columns = sql.literal(runColumns)
   const keyedHash = sql.literal(requestHash("task", "input"))
   const noHash = sql.literal("NULL::bytea")
@@ -333,6 +335,12 @@ export const make = Effect.gen(function*() {
           SELECT id, task, queue, priority, run_at, worker, locked_until, attempt, debounce_key${limited ? jobKeyColumns : noLimits} FROM placed
         )
         SELECT * FROM inserted`
+      if (metrics !== undefined) {
+        // `run.queued`, and `run.started` for a run created claimed.
+        let events = 0
+        for (const row of inserted) events += row.status === "running" ? 2 : 1
+        metrics.eventsAppended(events)
+      }
       const byId = new Map(inserted.map((row) => [row.id, row]))
       if (byId.size === runs.length) return runs.map((run): Created => ({ run: toRun(byId.get(run.id)!), created: true }))
       const missingKeys = runs.filter((run) => !byId.has(run.id) && run.idempotencyKey !== null)
@@ -656,6 +664,8 @@ export const make = Effect.gen(function*() {
       const { descendants, parentId } = yield* lockTree(runId)
       const rows = yield* cancelRuns(runId, [runId, ...descendants], at)
       const ended = rows.flatMap((row) => row.how === "ended" ? [row.task] : [])
+      // Each one ended here got its `run.cancelled`.
+      metrics?.eventsAppended(ended.length)
       const own = rows.find((row) => row.id === runId)
       if (own !== undefined) {
         if (own.how === "ended" && parentId !== null) yield* wakeParent(runId, parentId, at)

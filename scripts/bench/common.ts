@@ -13,6 +13,7 @@ import * as EventBus from "../../src/bus/index.ts"
 import * as NatsBus from "../../src/bus/NatsBus.ts"
 import * as Database from "../../src/Database.ts"
 import * as Main from "../../src/main/Main.ts"
+import * as OtlpMetrics from "../../src/metrics/OtlpMetrics.ts"
 import type { PgListener } from "../../src/PgListener.ts"
 import * as Runstream from "../../src/Runstream.ts"
 import * as Tracing from "../../src/tracing/Tracing.ts"
@@ -108,7 +109,9 @@ export const programLayer = <const Tasks extends ReadonlyArray<Task.Any>>(option
   return runtime.pipe(
     Layer.provideMerge(Task.layerRegistry(...options.tasks)),
     Layer.provideMerge(databaseLayer(options.url)),
-    // As the programs have it: spans exported when OTEL_EXPORTER_OTLP_ENDPOINT is set (the cost of tracing).
+    // As the programs have it: spans exported when OTEL_EXPORTER_OTLP_ENDPOINT is set (the cost of tracing),
+    // metrics pushed when it or OTEL_EXPORTER_OTLP_METRICS_ENDPOINT is (the cost of their export).
+    (program) => Layer.provideMerge(OtlpMetrics.layerFromEnv("runstream-bench"), program),
     Layer.provide(Tracing.layerFromEnv("runstream-bench"))
   )
 }

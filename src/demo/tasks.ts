@@ -15,7 +15,12 @@ export const Echo = Task.make("demo.echo", {
 
 const NonNegativeInt = Schema.Int.pipe(Schema.nonNegative())
 
-/** Emits `tick` events `{n}` for n = 1..to, `delayMs` apart; output `{count}`. */
+/**
+ * Emits `tick` events `{n}` for n = 1..to, `delayMs` apart; output `{count}`.
+ * The ticks run in a span of the body's own (`demo.count.ticks`), a child of
+ * the attempt's when spans are exported: one span for them all, not one per
+ * tick (a run of a million ticks would make a million).
+ */
 export const Count = Task.make("demo.count", {
   input: Schema.Struct({
     to: NonNegativeInt.pipe(Schema.lessThanOrEqualTo(1_000_000)),
@@ -29,7 +34,7 @@ export const Count = Task.make("demo.count", {
         yield* ctx.emit("tick", { n })
       }
       return { count: to }
-    })
+    }).pipe(Effect.withSpan("demo.count.ticks", { attributes: { "demo.to": to } }))
 })
 
 /** Fails (retryably) on attempts 1..failures, then succeeds with `{attempts}`. */

@@ -9,7 +9,6 @@ import { NodeRuntime } from "@effect/platform-node"
 import { Cause, Config, ConfigError, Console, Effect, Layer, Logger, LogLevel, Option } from "effect"
 import * as TimeSlicedScheduler from "../internal/TimeSlicedScheduler.ts"
 import { withTraceIds } from "../tracing/TraceLogs.ts"
-import * as Tracing from "../tracing/Tracing.ts"
 
 interface Problem {
   readonly missing: boolean
@@ -96,16 +95,14 @@ export const LogConfig = Config.all({
   )
 })
 
-/** The logger and least level of `LogConfig`. @category layers */
+/**
+ * The logger and least level of `LogConfig`. Each line written in a span
+ * carries its `traceId` and `spanId`, exported or not: Effect's own spans
+ * have ids too, and they tie together the lines of one request or attempt
+ * (with spans exported, they lead to its trace). @category layers
+ */
 export const layerLogging: Layer.Layer<never, ConfigError.ConfigError> = Layer.unwrapEffect(
-  Effect.map(Config.all([LogConfig, Tracing.TracingConfig]), ([{ format, level }, tracing]) => {
-    if (!Tracing.isEnabled(tracing)) {
-      return Layer.merge(
-        Logger.minimumLogLevel(level),
-        format === "json" ? Logger.json : format === "pretty" ? Logger.pretty : Logger.logFmt
-      )
-    }
-    // With spans exported, each line written in a span carries its ids (the same loggers, wrapped).
+  Effect.map(LogConfig, ({ format, level }) => {
     const logger = format === "json"
       ? Logger.withConsoleLog(Logger.jsonLogger)
       : format === "pretty"

@@ -7,7 +7,8 @@
  *
  * Two kinds of figures:
  * - counted as things happen, by plain calls on the hot paths (`runsStarted`,
- *   `attemptStarted`, `attemptEnded`, `eventsRelayed`): an in-memory update of
+ *   `attemptStarted`, `attemptEnded`, `runFinished`, `eventsAppended`,
+ *   `eventsRelayed`): an in-memory update of
  *   a hook found once per task, no effect step, no statement;
  * - read when the metrics are read (`snapshot`): gauges whose truth is in the
  *   database (queued runs per queue, the relay's lag: one cheap statement
@@ -71,17 +72,28 @@ export interface Metrics {
   readonly runsStarted: (task: string, n: number) => void
   /** An attempt began, `waitSeconds` after its run was due. */
   readonly attemptStarted: (task: string, waitSeconds: number) => void
+  /** An attempt ended with the outcome its pool decided, after `seconds` (whether the end was then written or refused). */
+  readonly attemptEnded: (task: string, outcome: AttemptOutcome, seconds: number) => void
   /**
-   * An attempt ended with its recorded outcome, after `seconds`; a finishing
-   * outcome finishes its run, `runSeconds` after its first attempt began.
+   * The end statement finished a run of `task` (`succeeded`, `failed`,
+   * `cancelled`): its worker's end was written (not refused), or the lease
+   * reclaim ended it. `runSeconds`: since its first attempt began, when known.
    */
-  readonly attemptEnded: (task: string, outcome: AttemptOutcome, seconds: number, runSeconds: number) => void
+  readonly runFinished: (task: string, outcome: AttemptOutcome, runSeconds: number | undefined) => void
   /** A run of `task` not yet taken (queued, or sleeping) was cancelled over the API: it finishes without an attempt. */
   readonly waitingCancelled: (task: string) => void
-  /** A pool's writer appended `n` events its task bodies emitted (`ctx.emit`, journal entries). */
+  /**
+   * A statement of this program appended `n` events to the runs' logs: the
+   * system's (`run.queued`, `run.started`, ends, cancels, `run.throttled`) and
+   * those task bodies emit (`ctx.emit`, journal entries).
+   */
   readonly eventsAppended: (n: number) => void
   /** The relay published `n` events. */
   readonly eventsRelayed: (n: number) => void
+  /** Queues a worker pool of this program serves: `runstream_queued_runs` reads 0 for them when nothing waits. */
+  readonly queuesServed: (queues: ReadonlyArray<string>) => void
+  /** The queues known to this program: `default`, and those its pools serve. */
+  readonly knownQueues: () => ReadonlySet<string>
   /** A gauge read at each `snapshot` while the scope lasts (its readings as they are then). */
   readonly gauge: (
     name: string,
@@ -179,23 +191,26 @@ export const make = Effect.sync((): Metrics => {
       task,
       outcome,
       names.runsFinished,
-      "Runs finished in this program (by its workers, or cancelled while waiting), by task and outcome."
+      "Runs this program's statements finished (its workers' ends as written, its lease reclaim, its cancels of waiting runs), by task and outcome."
     ).update(1)
-  const appended = hook(counter(names.eventsAppended, "Events task bodies emitted, appended by this program's workers."))
+  const appended = hook(counter(names.eventsAppended, "Events this program's statements appended to the runs' logs (the system's and task bodies')."))
   const relayed = hook(counter(names.eventsRelayed, "Events published by this program's outbox relay."))
   const gauges = new Set<Gauge>()
+  // Never forgotten: a queue's series stays (at 0) after its pool stops, as a counter's would.
+  const queues = new Set<string>(["default"])
 
   return {
     runsStarted: (task, n) => hooksOf(task).started.update(n),
     attemptStarted: (task, waitSeconds) => hooksOf(task).wait.update(Math.max(0, waitSeconds)),
-    attemptEnded: (task, outcome, seconds, runSeconds) => {
+    attemptEnded: (task, outcome, seconds) => {
       const hooks = hooksOf(task)
       byOutcome(hooks.attempts, task, outcome, names.attempts, "Attempts ended, by task and outcome.").update(1)
       hooks.attemptDuration.update(Math.max(0, seconds))
-      if (finishes(outcome)) {
-        finished(task, outcome)
-        hooks.runDuration.update(Math.max(0, runSeconds))
-      }
+    },
+    runFinished: (task, outcome, runSeconds) => {
+      if (!finishes(outcome)) return
+      finished(task, outcome)
+      if (runSeconds !== undefined) hooksOf(task).runDuration.update(Math.max(0, runSeconds))
     },
     waitingCancelled: (task) => finished(task, "cancelled"),
     eventsAppended: (n) => {
@@ -204,6 +219,10 @@ export const make = Effect.sync((): Metrics => {
     eventsRelayed: (n) => {
       if (n > 0) relayed.update(n)
     },
+    queuesServed: (names) => {
+      for (const name of names) queues.add(name)
+    },
+    knownQueues: () => queues,
     gauge: (name, description, read) =>
       Effect.acquireRelease(
         Effect.sync(() => {
@@ -242,14 +261,21 @@ export const layer = Layer.scoped(
       Effect.catchAllCause(read, (cause) => Effect.as(Effect.logDebug("a metric's read failed", cause), []))
     yield* metrics.gauge(
       names.queued,
-      "Runs due and not yet taken by a worker (queued), by queue (read when scraped).",
+      "Runs due and not yet taken by a worker (queued), by queue (read when scraped; 0 for the queues this program's workers serve, and default).",
       // Times from the program's clock, as the queue's own (docs/decisions.md).
       quiet(Effect.map(
         Effect.flatMap(now, (at) =>
           sql<{ queue: string; count: number }>`
           SELECT queue, count(*)::integer AS count FROM runstream_jobs
           WHERE locked_until IS NULL AND run_at <= ${at} GROUP BY queue`),
-        (rows) => rows.map((row) => ({ labels: { queue: row.queue }, value: row.count }))
+        (rows) => {
+          // A known queue with nothing waiting reads 0 (a series that vanishes reads as no data, not as none waiting).
+          const readings: Array<Reading> = rows.map((row) => ({ labels: { queue: row.queue }, value: row.count }))
+          for (const queue of metrics.knownQueues()) {
+            if (!rows.some((row) => row.queue === queue)) readings.push({ labels: { queue }, value: 0 })
+          }
+          return readings
+        }
       ))
     )
     yield* metrics.gauge(

@@ -5,6 +5,8 @@
  * to metric readers: a periodic OTLP/HTTP export when
  * `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._METRICS_ENDPOINT`) is set, every
  * `OTEL_METRIC_EXPORT_INTERVAL` ms (60,000). Unset: nothing is built or loaded.
+ * The resource is the traces' (`Tracing.layer`): `service.name`, then
+ * `OTEL_RESOURCE_ATTRIBUTES`, read with the program's `Config`.
  * @since 0.4.0
  */
 import type { HrTime } from "@opentelemetry/api"
@@ -23,21 +25,24 @@ export const OtlpMetricsConfig = Config.all({
 
 const hrTime = (millis: number): HrTime => [Math.floor(millis / 1000), (millis % 1000) * 1_000_000]
 
+/** What a metric entry says of its points: their type and temporality. */
+type Kind = Omit<MetricData, "descriptor" | "dataPoints">
+
 /**
  * Registers a producer of the program's metrics with `readers`, shut down
  * with the scope. Counters are cumulative sums from the producer's start.
  */
-/** What a metric entry says of its points: their type and temporality. */
-type Kind = Omit<MetricData, "descriptor" | "dataPoints">
 
 export const register = (readers: ReadonlyArray<MetricReader>, serviceName: string) =>
   Effect.gen(function*() {
     const metrics = yield* Metrics
     const runtime = yield* Effect.runtime<never>()
     const sdk = yield* Effect.promise(() => import("@opentelemetry/sdk-metrics"))
-    const { resourceFromAttributes } = yield* Effect.promise(() => import("@opentelemetry/resources"))
-    const { ValueType } = yield* Effect.promise(() => import("@opentelemetry/api"))
-    const resource = resourceFromAttributes({ "service.name": serviceName })
+    const [{ ValueType }, Resource] = yield* Effect.promise(() =>
+      Promise.all([import("@opentelemetry/api"), import("@effect/opentelemetry/Resource")])
+    )
+    // As the traces' resource: the environment's attributes (`OTEL_RESOURCE_ATTRIBUTES`), `service.name` over them.
+    const resource = yield* Effect.provide(Resource.Resource, Resource.layerFromEnv(Resource.configToAttributes({ serviceName })))
     const startTime = hrTime(Date.now())
 
     const toData = (pairs: Effect.Effect.Success<typeof metrics.snapshot>): Array<MetricData> => {
@@ -132,7 +137,11 @@ export const layerFromEnv = (defaultServiceName: string) =>
       Promise.all([import("@opentelemetry/exporter-metrics-otlp-http"), import("@opentelemetry/sdk-metrics")])
     )
     const reader = new PeriodicExportingMetricReader({
-      exporter: new OTLPMetricExporter(),
+      // The endpoint as the program's config read it (the exporter would read `process.env` itself);
+      // the generic endpoint takes the signal's path, as the spec says.
+      exporter: new OTLPMetricExporter({
+        url: Option.getOrElse(config.metricsEndpoint, () => `${Option.getOrThrow(config.endpoint).replace(/\/$/, "")}/v1/metrics`)
+      }),
       exportIntervalMillis: config.interval
     })
     return layer([reader], Option.getOrElse(config.serviceName, () => defaultServiceName))

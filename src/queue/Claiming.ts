@@ -33,6 +33,7 @@ import { DateTime, Effect, type Scope, type Tracer } from "effect"
 import type { RunId } from "../domain/Ids.ts"
 import type { Run } from "../domain/Run.ts"
 import { now, plusMillis } from "../internal/time.ts"
+import type * as Metrics from "../metrics/Metrics.ts"
 import * as Outbox from "../Outbox.ts"
 
 /** A run claimed by a worker for one attempt. */
@@ -102,10 +103,10 @@ type ClaimEntry = readonly [RunId, string, string, unknown, number, number, numb
  * lease; only runs of `tasks` when given (a worker takes only what it can run,
  * so a rolling deploy does not fail runs of tasks that older workers lack).
  */
-export const claim = (sql: SqlClient.SqlClient, options: ClaimOptions) =>
+export const claim = (sql: SqlClient.SqlClient, options: ClaimOptions, metrics?: Metrics.Metrics | undefined) =>
   options.limitScopes !== undefined && options.limitScopes.length > 0
-    ? claimLimited(sql, options, options.limitScopes)
-    : claimPlain(sql, options)
+    ? claimLimited(sql, options, options.limitScopes, metrics)
+    : claimPlain(sql, options, metrics)
 
 const fromEntry = (
   [runId, task, queue, input, attempt, maxAttempts, timeoutMs, priority, runAt, firstStartedAt, limited, , parentId]: ClaimEntry
@@ -184,7 +185,7 @@ const readyWithoutKey = (sql: SqlClient.SqlClient, options: ClaimOptions, at: Da
         LIMIT ${options.limit}`
 
 /** The claim of a worker that serves no limits: runs without a key only (the ready index holds no others). */
-const claimPlain = (sql: SqlClient.SqlClient, options: ClaimOptions) =>
+const claimPlain = (sql: SqlClient.SqlClient, options: ClaimOptions, metrics: Metrics.Metrics | undefined) =>
   Effect.gen(function*() {
     const traced = options.traced === true
     const at = yield* now
@@ -214,7 +215,10 @@ const claimPlain = (sql: SqlClient.SqlClient, options: ClaimOptions) =>
       )
       SELECT ${claimedColumns(sql, traced, undefined)}
       FROM started`
-    return traced ? yield* toTracedClaims(row!.claims, options) : toClaims(row!.claims)
+    const claims = traced ? yield* toTracedClaims(row!.claims, options) : toClaims(row!.claims)
+    // A `run.started` per claim.
+    metrics?.eventsAppended(claims.length)
+    return claims
   }).pipe(Effect.withSpan("RunQueue.claim"))
 
 /** A time as the API writes every time: ISO 8601 in UTC, milliseconds, a Z. */
@@ -249,11 +253,16 @@ const onHeldConnection = <A, E, R>(sql: SqlClient.SqlClient, statement: Effect.E
  * the window leaves it (`run_at`, on the job and the run), logged
  * `run.throttled` the first time.
  */
-const claimLimited = (sql: SqlClient.SqlClient, options: ClaimOptions, limitScopes: ReadonlyArray<string>) =>
+const claimLimited = (
+  sql: SqlClient.SqlClient,
+  options: ClaimOptions,
+  limitScopes: ReadonlyArray<string>,
+  metrics: Metrics.Metrics | undefined
+) =>
   onHeldConnection(sql, Effect.gen(function*() {
     const traced = options.traced === true
     const at = yield* now
-    const [row] = yield* sql<{ claims: string }>`/* prepared */
+    const [row] = yield* sql<{ claims: string; throttled: number }>`/* prepared */
       WITH keys AS (
         -- Re-read under the lock: a row another claim updated meanwhile is checked again.
         SELECT scope, key, running, max_running, rate_limit, rate_period_ms, starts, served
@@ -349,9 +358,13 @@ const claimLimited = (sql: SqlClient.SqlClient, options: ClaimOptions, limitScop
       ), outbox AS (
         ${Outbox.row(sql, sql`SELECT id, task, last_seq, type, data, ${at}::timestamptz FROM logged`)}
       )
-      SELECT ${claimedColumns(sql, traced, "limited")}
+      SELECT ${claimedColumns(sql, traced, "limited")},
+        (SELECT count(*) FROM throttled WHERE NOT was_throttled)::integer AS throttled
       FROM started`
-    return traced ? yield* toTracedClaims(row!.claims, options) : toClaims(row!.claims)
+    const claims = traced ? yield* toTracedClaims(row!.claims, options) : toClaims(row!.claims)
+    // A `run.started` per claim, and the `run.throttled` of the runs first pushed back.
+    metrics?.eventsAppended(claims.length + row!.throttled)
+    return claims
   })).pipe(Effect.withSpan("RunQueue.claimLimited"))
 
 /**

@@ -14,6 +14,7 @@ import { Context, Effect, Layer, Option, PubSub, Queue, type Scope } from "effec
 import type { RunId } from "../domain/Ids.ts"
 import type { RunError } from "../domain/Run.ts"
 import { now, plusMillis } from "../internal/time.ts"
+import * as Metrics from "../metrics/Metrics.ts"
 import * as Outbox from "../Outbox.ts"
 import { NotifyChannel, PgListener } from "../PgListener.ts"
 import * as Claiming from "./Claiming.ts"
@@ -125,6 +126,7 @@ const eventData = (finish: AttemptEnd, retryAt: Date | null): unknown => {
 export const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   const listener = yield* PgListener
+  const metrics = yield* Metrics.option
   const local = yield* PubSub.sliding<string>(64)
 
   // One NOTIFY at a time; requests arriving meanwhile collapse into the next one.
@@ -360,6 +362,8 @@ export const make = Effect.gen(function*() {
         SELECT id${limited ? wakeQueues : noLimits}${childEnds ? parentQueues : noChildren} FROM ended`
       // A slot freed: workers here and elsewhere may take the key's next run now.
       // A parent woken by its last child: the same.
+      // Each run ended got its end's event.
+      metrics?.eventsAppended(rows.length)
       const toWake = new Set(rows.flatMap((row) => [...(row.wake ?? []), ...(row.woke ?? [])]))
       for (const queue of toWake) yield* wake(queue)
       return new Set(rows.map((row) => row.id))
@@ -377,10 +381,12 @@ export const make = Effect.gen(function*() {
           cancel_requested: boolean
           limited: boolean
           parent_id: RunId | null
+          task: string
+          started_at: Date | null
         }
       >`
         SELECT j.run_id, j.queue, j.attempt, r.max_attempts, r.cancel_requested, j.concurrency_key IS NOT NULL AS limited,
-          r.parent_id
+          r.parent_id, r.task, r.started_at
         FROM runstream_jobs j JOIN runstream_runs r ON r.id = j.run_id
         WHERE j.locked_until < ${at}
         ORDER BY j.locked_until LIMIT ${limit}`
@@ -404,6 +410,14 @@ export const make = Effect.gen(function*() {
       const ended = yield* recordEnds({ expiredBefore: at }, items)
       if (ended.size > 0) {
         yield* Effect.logInfo(`reclaimed ${ended.size} expired lease(s)`)
+        // A worker that died never counts the runs its lost attempts finish: the reclaim does.
+        if (metrics !== undefined) {
+          for (let i = 0; i < expired.length; i++) {
+            const row = expired[i]!
+            if (!ended.has(row.run_id)) continue
+            metrics.runFinished(row.task, items[i]!.outcome._tag, row.started_at === null ? undefined : (at.getTime() - new Date(row.started_at).getTime()) / 1000)
+          }
+        }
       }
       return new Set(expired.filter((row) => ended.has(row.run_id)).map((row) => row.queue))
     }).pipe(Effect.withSpan("RunQueue.reclaimExpired"))
@@ -440,7 +454,7 @@ export const make = Effect.gen(function*() {
 
   return RunQueue.of({
     handoff: yield* Claiming.makeHandoff(wake),
-    claim: (options) => Claiming.claim(sql, options),
+    claim: (options) => Claiming.claim(sql, options, metrics),
     heartbeat,
     recordEnds,
     reclaimExpired,

@@ -1,8 +1,9 @@
 /**
  * Log lines that carry the ids of the span they were written in (`traceId`,
- * `spanId` annotations), so that a line leads to its trace in the collector.
- * Only with tracing on (the ids of spans nobody exports lead nowhere); a
- * line's cost is one lookup in its fiber's context.
+ * `spanId` annotations), so that a line leads to its trace in the collector,
+ * and the lines of one span (a request, an attempt) are found together even
+ * with no exporter (Effect's own spans have ids). A line's cost is one lookup
+ * in its fiber's context.
  * @since 0.4.0
  */
 import { Context, FiberRef, FiberRefs, HashMap, Logger, Option, Tracer } from "effect"

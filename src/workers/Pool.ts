@@ -151,8 +151,10 @@ export const make = (options: WorkersOptions) =>
       })
 
     /** After an attempt's end is recorded: report a refused end, or let others take a handed-back run. */
-    const afterRecorded = (claim: Claim, outcome: Outcome, stillHeld: boolean): Effect.Effect<void> | undefined =>
-      !stillHeld
+    const afterRecorded = (claim: Claim, outcome: Outcome, stillHeld: boolean): Effect.Effect<void> | undefined => {
+      // A run finished is one the end statement finished: a refused end finished nothing.
+      if (stillHeld && metrics !== undefined) metrics.runFinished(claim.task, outcome._tag, (Date.now() - claim.firstStartedAt) / 1000)
+      return !stillHeld
         ? Effect.logInfo(`attempt ${claim.attempt} of ${claim.runId} lost its lease; its ${outcome._tag} was refused`)
         : outcome._tag === "released" || outcome._tag === "retrying" || outcome._tag === "waiting"
         // Handed back: any worker (here or in another process) may take it now.
@@ -160,6 +162,7 @@ export const make = (options: WorkersOptions) =>
         // the next due run, or their poll), instead of finding it at their poll.
         ? queue.wake(claim.queue)
         : undefined
+    }
 
     const endOf = (claim: Claim, outcome: Outcome) => ({
       runId: claim.runId,
@@ -226,8 +229,7 @@ export const make = (options: WorkersOptions) =>
       entry.fiber = undefined
       const outcome = attempts.outcomeOf(entry.claim, exit, entry.stop)
       if (metrics !== undefined && entry.startedAt > 0) {
-        const at = Date.now()
-        metrics.attemptEnded(entry.claim.task, outcome?._tag ?? "lost", (at - entry.startedAt) / 1000, (at - entry.claim.firstStartedAt) / 1000)
+        metrics.attemptEnded(entry.claim.task, outcome?._tag ?? "lost", (Date.now() - entry.startedAt) / 1000)
       }
       if (outcome !== undefined) record(entry, outcome)
       else free(entry)
@@ -371,6 +373,7 @@ export const make = (options: WorkersOptions) =>
     yield* queue.handoff.register(taker)
 
     if (metrics !== undefined) {
+      metrics.queuesServed(options.queues)
       yield* metrics.gauge(
         Metrics.names.inFlight,
         "Runs a worker pool holds: buffered, running, or whose end is being recorded.",

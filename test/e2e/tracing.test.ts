@@ -2,7 +2,8 @@
  * One trace across processes (issue 21): a server process (no workers) and a
  * worker process on one database, both exporting spans over OTLP/HTTP to a
  * collector stand-in here; a run started over HTTP with a caller's
- * `traceparent` is run by the worker in an attempt span of the caller's trace.
+ * `traceparent` is run by the worker in an attempt span of the caller's trace,
+ * and the task body's own span (`demo.count.ticks`) is that attempt's child.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Queue, Redacted } from "effect"
@@ -58,7 +59,7 @@ const callerTrace = "0af7651916cd43dd8448eb211c80319c"
 const callerSpan = "b7ad6b7169203331"
 
 describe("traces across processes", () => {
-  it.scoped("the worker process's attempt joins the trace of the request the server process took", () =>
+  it.scoped("the worker process's attempt, and its body's span, join the trace of the request the server process took", () =>
     Effect.gen(function*() {
       const { endpoint, spans } = yield* collector
       const { url } = yield* DatabaseUrl
@@ -84,9 +85,10 @@ describe("traces across processes", () => {
       const events = yield* Sse.collect(Sse.events(response.body!))
       expect(events.at(-1)?.event).toBe("run.succeeded")
 
-      // Spans arrive as the processes export them: wait for the attempt's.
+      // Spans arrive as the processes export them: wait for the attempt's and the body's.
       const seen: Array<ExportedSpan> = []
-      while (!seen.some((span) => span.name === "runstream.attempt" && span.traceId === callerTrace)) {
+      const arrived = (name: string) => seen.some((span) => span.name === name && span.traceId === callerTrace)
+      while (!arrived("runstream.attempt") || !arrived("demo.count.ticks")) {
         seen.push(yield* Queue.take(spans).pipe(Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => new Error(JSON.stringify(seen)) })))
       }
       const request = seen.find((span) => span.traceId === callerTrace && span.parentSpanId === callerSpan)
@@ -96,5 +98,10 @@ describe("traces across processes", () => {
       expect(attempt.service).toBe("runstream-worker")
       expect(attempt.parentSpanId).toBe(request!.spanId)
       expect(attempt.attributes).toMatchObject({ "runstream.run_id": started.run.id, "runstream.task": "demo.count" })
+      // The task body's own span, in the worker process, under its attempt.
+      const body = seen.find((span) => span.name === "demo.count.ticks" && span.traceId === callerTrace)!
+      expect(body.service).toBe("runstream-worker")
+      expect(body.parentSpanId).toBe(attempt.spanId)
+      expect(body.attributes).toMatchObject({ "demo.to": 2 })
     }).pipe(Effect.provide(TestDatabase.layerUrl)), { timeout: 300_000 })
 })

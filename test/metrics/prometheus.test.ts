@@ -115,9 +115,11 @@ describe("GET /metrics", () => {
       expect(histogramSum(fromA.text, "runstream_run_duration_seconds", `task="demo.flaky"`)).toBeGreaterThan(
         histogramSum(fromA.text, "runstream_attempt_duration_seconds", `task="demo.flaky"`)
       )
-      // demo.count to 2 emits two ticks; echo none.
-      expect(value(fromA, "runstream_events_appended_total")).toBe(2)
-      expect(value(fromA, "runstream_queued_runs")).toBeUndefined() // nothing waits: no series
+      // Every event its statements appended: an echo's run.queued, run.started, run.succeeded (3 runs);
+      // demo.count's the same and two ticks; demo.flaky's run.started, run.retrying, run.started again.
+      expect(value(fromA, "runstream_events_appended_total")).toBe(3 * 3 + 5 + 5)
+      // Nothing waits: the queue its workers serve reads 0.
+      expect(value(fromA, "runstream_queued_runs", { queue: "default" })).toBe(0)
       expect(value(fromA, "runstream_relay_lag_seconds")).toBeGreaterThanOrEqual(0)
       expect(value(fromA, "runstream_in_flight_runs")).toBe(0)
       expect(value(fromA, "runstream_live_streams")).toBe(0)
@@ -126,7 +128,7 @@ describe("GET /metrics", () => {
       expect(value(fromB, "runstream_runs_started_total", { task: "demo.echo" })).toBe(2)
       expect(value(fromB, "runstream_runs_started_total", { task: "demo.count" })).toBeUndefined()
       expect(value(fromB, "runstream_runs_finished_total", { task: "demo.echo", outcome: "succeeded" })).toBe(2)
-      expect(value(fromB, "runstream_events_appended_total") ?? 0).toBe(0)
+      expect(value(fromB, "runstream_events_appended_total")).toBe(2 * 3)
     }), 60_000)
 
   it.scopedLive("reads the waiting runs per queue and the pool's connections when scraped", () =>
@@ -147,6 +149,11 @@ describe("GET /metrics", () => {
       expect(value(families, "runstream_runs_finished_total", { task: "demo.echo", outcome: "cancelled" })).toBe(1)
       expect(value(families, "runstream_queued_runs", { queue: "q1" })).toBe(2)
       expect(value(families, "runstream_queued_runs", { queue: "q2" })).toBe(1)
+      // q3's only run was cancelled: not a queue this program knows (no worker serves it), no series.
+      expect(value(families, "runstream_queued_runs", { queue: "q3" })).toBeUndefined()
+      expect(value(families, "runstream_queued_runs", { queue: "default" })).toBe(0)
+      // Five run.queued, one run.cancelled.
+      expect(value(families, "runstream_events_appended_total")).toBe(6)
       expect(value(families, "runstream_runs_started_total", { task: "demo.echo" })).toBe(5)
       // The scrape's own statement holds a connection while the pool is read, or has just given it back.
       expect(value(families, "runstream_db_pool_connections", { state: "in_use" })).toBeGreaterThanOrEqual(0)

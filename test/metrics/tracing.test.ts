@@ -6,8 +6,10 @@
 import { HttpServer } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
-import { ConfigProvider, Effect, Exit, HashMap, Layer, Logger, Schema, Stream } from "effect"
+import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor, type SpanProcessor } from "@opentelemetry/sdk-trace-base"
+import { ConfigProvider, Effect, Exit, FiberRef, HashMap, HashSet, Layer, Logger, Queue, Schema, Stream } from "effect"
+import { vi } from "vitest"
+import * as Main from "../../src/main/Main.ts"
 import * as Server from "../../src/http/Server.ts"
 import * as RunstreamClient from "../../src/rpc/RunstreamClient.ts"
 import { Runs } from "../../src/Runs.ts"
@@ -25,25 +27,43 @@ const Traced = Task.make("test.traced", {
   run: ({ n }) => Effect.succeed({ n: n + 1 }).pipe(Effect.withSpan("test.body", { attributes: { n } }))
 })
 
+/** A body that emits two events. */
+const Emitting = Task.make("test.emitting", {
+  input: Schema.Struct({}),
+  output: Schema.Struct({}),
+  run: (_input, ctx) => Effect.as(Effect.zipRight(ctx.emit("one", {}), ctx.emit("two", {})), {})
+})
+
 class Base extends Effect.Tag("test/tracing/Base")<Base, string>() {}
 
 /**
  * The tracer as `variables` (the standard OTel ones: `OTEL_TRACES_SAMPLER`...)
  * configure it, read through the program's config.
  */
-const tracer = (exporter: InMemorySpanExporter, variables: Record<string, string> = {}) =>
-  Tracing.layer(new SimpleSpanProcessor(exporter), "runstream-test").pipe(
+const tracer = (exporter: InMemorySpanExporter | SpanProcessor, variables: Record<string, string> = {}) =>
+  Tracing.layer(exporter instanceof InMemorySpanExporter ? new SimpleSpanProcessor(exporter) : exporter, "runstream-test").pipe(
     Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(variables)))))
   )
 
-const program = (exporter: InMemorySpanExporter | undefined, variables: Record<string, string> = {}) => {
+const program = (exporter: InMemorySpanExporter | SpanProcessor | undefined, variables: Record<string, string> = {}) => {
   const app = Layer.effect(Base, HttpServer.addressFormattedWith(Effect.succeed)).pipe(
     Layer.provideMerge(Server.layer({ port: 0, host: "127.0.0.1" })),
-    Layer.provideMerge(RunstreamTest.layer({ tasks: [Traced], workers: { lease: "30 seconds", shutdownGrace: "1 second" }, retention: false }))
+    Layer.provideMerge(RunstreamTest.layer({ tasks: [Traced, Emitting], workers: { lease: "30 seconds", shutdownGrace: "1 second" }, retention: false }))
   )
   // As the programs have it (`Programs.ts`): the tracer under everything.
   return (exporter === undefined ? app : app.pipe(Layer.provide(tracer(exporter, variables)))).pipe(Layer.provide(quiet))
 }
+
+/** A span processor that hands each span, as it ends, to a queue: a test waits for the spans it needs. */
+const spanQueue = Effect.map(Queue.unbounded<ReadableSpan>(), (queue) => {
+  const processor: SpanProcessor = {
+    onStart: () => {},
+    onEnd: (span) => Queue.unsafeOffer(queue, span),
+    forceFlush: () => Promise.resolve(),
+    shutdown: () => Promise.resolve()
+  }
+  return { queue, processor }
+})
 
 const callerTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
 const callerSpan = "00f067aa0ba902b7"
@@ -298,6 +318,39 @@ describe("traces", () => {
       expect(parentOf(attempt!)).toBe(server!.spanContext().spanId)
     }), 60_000)
 
+  it.scopedLive("each group commit has a root span that says what it wrote; each relay batch one that says what it published", () =>
+    Effect.gen(function*() {
+      const { processor, queue } = yield* spanQueue
+      const context = yield* Layer.build(program(processor))
+      const id = yield* Effect.gen(function*() {
+        const runs = yield* Runs
+        const run = yield* runs.start(Emitting, {})
+        yield* runs.awaitCompletion(run.id, { timeout: "15 seconds" })
+        return run.id
+      }).pipe(Effect.provide(context))
+
+      // The run's log: run.queued, run.started, two emits, run.succeeded.
+      const commits: Array<ReadableSpan> = []
+      const drains: Array<ReadableSpan> = []
+      const sum = (spans: ReadonlyArray<ReadableSpan>, key: string) => spans.reduce((n, span) => n + Number(span.attributes[key] ?? 0), 0)
+      while (sum(commits, "runstream.runs_ended") < 1 || sum(commits, "runstream.events_appended") < 2 || sum(drains, "runstream.events_published") < 5) {
+        const span = yield* Queue.take(queue).pipe(
+          Effect.timeoutFail({ duration: "15 seconds", onTimeout: () => new Error(JSON.stringify([...commits, ...drains].map((s) => s.attributes))) })
+        )
+        if (span.name === "runstream.group_commit") commits.push(span)
+        if (span.name === "runstream.relay_drain") drains.push(span)
+      }
+      // One run's writes: each batch names it, none has a parent (a batch serves many traces).
+      for (const span of [...commits, ...drains]) expect(parentOf(span)).toBeUndefined()
+      for (const span of commits) expect(span.attributes["runstream.run_ids"]).toBe(id)
+      expect(sum(commits, "runstream.events_appended")).toBe(2)
+      expect(sum(commits, "runstream.emits")).toBe(2)
+      const end = commits.find((span) => span.attributes["runstream.ends"] === 1)
+      expect(end?.attributes).toMatchObject({ "runstream.batch_size": 1, "runstream.runs_ended": 1, "runstream.events_appended": 0 })
+      expect(sum(drains, "runstream.events_published")).toBe(5)
+      expect(drains[0]!.attributes["runstream.batch_limit"]).toBeGreaterThan(0)
+    }), 60_000)
+
   it.effect("log lines written in a span carry its trace and span ids", () => {
     const lines: Array<Record<string, unknown>> = []
     const capture = Logger.make(({ annotations, message }) => {
@@ -315,4 +368,36 @@ describe("traces", () => {
       ])
     }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, withTraceIds(capture))))
   })
+
+  it.effect("the program's logger (Main.layerLogging), with no spans exported, writes the ids of the span a line is written in", () =>
+    Effect.gen(function*() {
+      const written: Array<string> = []
+      const log = vi.spyOn(globalThis.console, "log").mockImplementation((line: unknown) => {
+        written.push(String(line))
+      })
+      yield* Effect.addFinalizer(() => Effect.sync(() => log.mockRestore()))
+      for (const format of ["json", "logfmt"] as const) {
+        written.length = 0
+        const span = yield* Effect.gen(function*() {
+          yield* Effect.logInfo("inside")
+          return yield* Effect.currentSpan
+        }).pipe(
+          Effect.withSpan("logged"),
+          Effect.zipLeft(Effect.logInfo("outside")),
+          Effect.provide(Main.layerLogging.pipe(Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["RUNSTREAM_LOG_FORMAT", format]])))))),
+          // A process's loggers, as `Main.run` starts with them (the test runner's are its own).
+          Effect.locally(FiberRef.currentLoggers, HashSet.make(Logger.defaultLogger))
+        )
+        expect(written, written.join("\n")).toHaveLength(2)
+        if (format === "json") {
+          const [inside, outside] = written.map((line) => JSON.parse(line) as { message: unknown; annotations: Record<string, unknown> })
+          expect(inside).toMatchObject({ message: "inside", annotations: { traceId: span.traceId, spanId: span.spanId } })
+          expect(outside!.annotations).toEqual({})
+        } else {
+          expect(written[0]).toContain(`traceId=${span.traceId}`)
+          expect(written[0]).toContain(`spanId=${span.spanId}`)
+          expect(written[1]).not.toContain("traceId=")
+        }
+      }
+    }).pipe(Effect.scoped))
 })
