@@ -256,6 +256,12 @@ export interface Task<Name extends string, I, IE, O, OE, E, R> {
   readonly limitKey?: LimitKey.Declared | undefined
   /** The signals its body waits for (`ctx.waitForSignal`), by name; checked when a registry is built. */
   readonly signals?: Signals | undefined
+  /**
+   * The schema of the data of every signal whose name `signals` does not
+   * declare: with it, the task takes signals of any valid name (its body
+   * picks the names at run time). For adapters such as `runstream/workflow`.
+   */
+  readonly anySignal?: Schema.Schema<any, any, never> | undefined
   readonly run: (input: I, ctx: TaskContext) => Effect.Effect<O, E, R>
 }
 
@@ -318,6 +324,11 @@ export const make = <const Name extends string, I, IE, O, OE, E, R>(
      * (400 for data that fails it, or for a name not declared here).
      */
     readonly signals?: Signals | undefined
+    /**
+     * The schema of the data of any signal `signals` does not name: the task
+     * then takes signals of every name, its body choosing them at run time.
+     */
+    readonly anySignal?: Schema.Schema<any, any, never> | undefined
   }
 ): Task<Name, I, IE, O, OE, E, R> => ({
   name,
@@ -336,6 +347,7 @@ export const make = <const Name extends string, I, IE, O, OE, E, R>(
     ? {}
     : { limitKey: LimitKey.fromDefinition(options) }),
   ...(options.signals === undefined ? {} : { signals: options.signals }),
+  ...(options.anySignal === undefined ? {} : { anySignal: options.anySignal }),
   run: options.run
 })
 
@@ -385,6 +397,10 @@ export const layerRegistry = <const Tasks extends ReadonlyArray<Any>>(
       })
     })
   )
+
+/** The schema of the data of a task's signal `name`: the one `signals` declares, else its `anySignal`, if any. */
+export const signalSchema = (task: Any, name: string): Schema.Schema<any, any, never> | undefined =>
+  task.signals !== undefined && Object.hasOwn(task.signals, name) ? task.signals[name] : task.anySignal
 
 const isSignalName = Schema.is(SignalName)
 

@@ -324,7 +324,7 @@ export const make = (options: {
             (journal ??= journalOf(claim)).sleep(name, () => until instanceof Date ? until.getTime() : DateTime.toEpochMillis(until)),
           waitForSignal: (name, schema, options) => {
             // A signal the task does not declare could never be sent (the server validates by the declaration).
-            if (task.signals === undefined || !Object.hasOwn(task.signals, name)) {
+            if (Task.signalSchema(task, name) === undefined) {
               return Effect.fail(new SignalNotDeclared({ task: task.name, name }))
             }
             const timeout = options?.timeout === undefined ? undefined : Duration.decode(options.timeout)

@@ -1,0 +1,339 @@
+/**
+ * `@effect/workflow` on Runstream (`runstream/workflow`, issue 20): workflows
+ * written with Effect's `Workflow`, `Activity`, `DurableClock` and
+ * `DurableDeferred` run as Runstream runs. Side effects are counted in
+ * memory, outside the database.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as Activity from "@effect/workflow/Activity"
+import * as DurableClock from "@effect/workflow/DurableClock"
+import * as DurableDeferred from "@effect/workflow/DurableDeferred"
+import * as Workflow from "@effect/workflow/Workflow"
+import { ConfigProvider, Effect, Exit, Fiber, Layer, Option, Schema, Stream, TestClock } from "effect"
+import type { Run } from "../../src/domain/Run.ts"
+import type { RunEvent } from "../../src/domain/RunEvent.ts"
+import { Echo } from "../../src/demo/tasks.ts"
+import { Runs } from "../../src/Runs.ts"
+import * as Task from "../../src/Task.ts"
+import { RunstreamTest } from "../../src/testing/index.ts"
+import { RunstreamWorkflow } from "../../src/workflow.ts"
+import { Effects, fastWorkers, jobOf, logOf, patience, typesOf, waitForEvent } from "../queue/support.ts"
+
+/** Counts one more run of `key`'s side effect; returns the count. */
+const count = (key: string) =>
+  Effect.flatMap(Effects, (effects) =>
+    Effect.sync(() => {
+      const n = (effects.get(key) ?? 0) + 1
+      effects.set(key, n)
+      return n
+    }))
+
+const ran = (key: string) => Effect.map(Effects, (effects) => effects.get(key) ?? 0)
+
+/** Charge, a durable hour, ship. */
+const Order = Workflow.make({
+  name: "test.wf.order",
+  payload: { id: Schema.String },
+  success: Schema.Struct({ charged: Schema.Number, shipment: Schema.String }),
+  idempotencyKey: ({ id }) => id
+})
+
+const OrderLayer = Order.toLayer(({ id }) =>
+  Effect.gen(function*() {
+    const charged = yield* Activity.make({
+      name: "charge",
+      success: Schema.Number,
+      execute: Effect.as(count(`${id}/charge`), 42)
+    })
+    yield* count(`${id}/outside`)
+    yield* DurableClock.sleep({ name: "cool-off", duration: "1 hour" })
+    const shipment = yield* Activity.make({
+      name: "ship",
+      success: Schema.String,
+      execute: Effect.map(count(`${id}/ship`), (n) => `parcel ${n}`)
+    })
+    return { charged, shipment }
+  })
+)
+
+/** An activity, then a crash outside any activity on the first attempt (a defect the workflow does not capture). */
+const Crashy = Workflow.make({
+  name: "test.wf.crashy",
+  payload: { id: Schema.String },
+  success: Schema.Number,
+  idempotencyKey: ({ id }) => id
+}).annotate(Workflow.CaptureDefects, false)
+
+const CrashyLayer = Crashy.toLayer(({ id }) =>
+  Effect.gen(function*() {
+    const first = yield* Activity.make({ name: "first", success: Schema.Number, execute: count(`${id}/first`) })
+    if ((yield* count(`${id}/body`)) === 1) return yield* Effect.die("crash after the first activity")
+    const second = yield* Activity.make({ name: "second", success: Schema.Number, execute: count(`${id}/second`) })
+    return first * 10 + second
+  })
+)
+
+const Approved = DurableDeferred.make("approved", { success: Schema.Struct({ by: Schema.String }) })
+/** A name no signal can carry as it is. */
+const Stamp = DurableDeferred.make("stamp/of approval", { success: Schema.Number })
+
+/** Prepares, waits for `approved` and `stamp/of approval` (sent from outside), finishes. */
+const Approval = Workflow.make({
+  name: "test.wf.approval",
+  payload: { id: Schema.String },
+  success: Schema.String,
+  idempotencyKey: ({ id }) => id
+})
+
+const ApprovalLayer = Approval.toLayer(({ id }) =>
+  Effect.gen(function*() {
+    yield* Activity.make({ name: "prepare", execute: Effect.asVoid(count(`${id}/prepare`)) })
+    const { by } = yield* DurableDeferred.await(Approved)
+    const stamp = yield* DurableDeferred.await(Stamp)
+    return yield* Activity.make({
+      name: "finish",
+      success: Schema.String,
+      execute: Effect.as(count(`${id}/finish`), `approved by ${by}, stamp ${stamp}`)
+    })
+  })
+)
+
+class Refused extends Schema.TaggedError<Refused>()("Refused", { reason: Schema.String, limit: Schema.Number }) {}
+
+/** An activity that fails with the workflow's typed error. */
+const Refuse = Workflow.make({
+  name: "test.wf.refuse",
+  payload: { id: Schema.String },
+  success: Schema.String,
+  error: Refused,
+  idempotencyKey: ({ id }) => id
+})
+
+const RefuseLayer = Refuse.toLayer(({ id }) =>
+  Activity.make({
+    name: "check",
+    success: Schema.String,
+    error: Refused,
+    execute: Effect.zipRight(count(`${id}/check`), Effect.fail(new Refused({ reason: "over the limit", limit: 100 })))
+  })
+)
+
+/** A task of its own that takes signals of any name: the core's `anySignal`. */
+const AnyName = Task.make("test.wf.any-signal", {
+  input: Schema.String,
+  output: Schema.Number,
+  retry: { maxAttempts: 1 },
+  anySignal: Schema.Number,
+  run: (name, ctx) => ctx.waitForSignal(name, Schema.Number)
+})
+
+const program = (workers: Parameters<typeof RunstreamTest.layer>[0]["workers"] = fastWorkers) =>
+  Layer.mergeAll(OrderLayer, CrashyLayer, ApprovalLayer, RefuseLayer).pipe(
+    Layer.provideMerge(RunstreamWorkflow.layer),
+    Layer.provideMerge(
+      RunstreamTest.layer({
+        tasks: [
+          RunstreamWorkflow.taskOf(Order),
+          RunstreamWorkflow.taskOf(Crashy, { retry: { maxAttempts: 3, initialDelay: "20 millis", factor: 1 } }),
+          RunstreamWorkflow.taskOf(Approval),
+          RunstreamWorkflow.taskOf(Refuse),
+          AnyName,
+          Echo
+        ],
+        workers,
+        reclaimInterval: "1 minute"
+      })
+    ),
+    Layer.provideMerge(RunstreamWorkflow.layerHandlers),
+    Layer.provideMerge(Layer.sync(Effects, () => new Map()))
+  )
+
+/** As in test/queue/sleep.test.ts: under TestClock, the program's fallback timers wait an hour. */
+const slowTimers = Layer.setConfigProvider(
+  ConfigProvider.orElse(
+    ConfigProvider.fromMap(new Map([["RUNSTREAM_RELAY_POLL", "1 hours"], ["RUNSTREAM_STREAM_IDLE_CHECK", "1 hours"]])),
+    () => ConfigProvider.fromEnv()
+  )
+)
+
+/** The run of an execution (its idempotency key). */
+const runOf = (executionId: string) =>
+  Effect.flatMap(Runs, (runs) =>
+    Effect.map(runs.list({ idempotencyKey: executionId, limit: 1 }), ({ runs }) => {
+      expect(runs).toHaveLength(1)
+      return runs[0]!
+    }))
+
+/** Waits, on the run's stream, for its `n`th event of `type`. */
+const nthEvent = (runId: Run["id"], type: string, n: number) =>
+  Effect.flatMap(Runs, (runs) =>
+    runs.events(runId).pipe(
+      Stream.filter((event) => event.type === type),
+      Stream.take(n),
+      Stream.runCount,
+      Effect.flatMap((seen) => seen === n ? Effect.void : Effect.dieMessage(`run ${runId} ended after ${seen} ${type} events`)),
+      Effect.timeoutFail({ duration: patience, onTimeout: () => new Error(`no ${n} ${type} events on ${runId} in time`) }),
+      Effect.orDie
+    ))
+
+const stepNames = (log: ReadonlyArray<RunEvent>) =>
+  log.filter((event) => event.type === "step.completed").map((event) => (event.data as { name: string }).name)
+
+describe("runstream/workflow", () => {
+  it.effect("under TestClock, a workflow of two activities and a durable hour runs to its result; the run waits without a worker; its log shows it all", () =>
+    Effect.gen(function*() {
+      const runs = yield* Runs
+      const startedAt = yield* TestClock.currentTimeMillis
+      // Started without waiting (its execution id back), then found as a run by its key.
+      const executionId = yield* Order.execute({ id: "o1" }, { discard: true })
+      expect(executionId).toBe(yield* Order.executionId({ id: "o1" }))
+      const run = yield* runOf(executionId)
+      expect(run.task).toBe("test.wf.order")
+      expect(run.input).toEqual({ id: "o1" })
+      yield* waitForEvent(run.id, "run.waiting")
+
+      const waiting = yield* runs.get(run.id)
+      expect(waiting.status).toBe("waiting")
+      const job = Option.getOrThrow(yield* jobOf(run.id))
+      expect(job.locked_by).toBeNull()
+      expect(job.run_at.getTime()).toBe(startedAt + 3_600_000)
+      expect(yield* Order.poll(executionId)).toBeInstanceOf(Workflow.Suspended)
+
+      // `execute` of the same payload is the same execution: it awaits the run.
+      const result = yield* Effect.fork(Order.execute({ id: "o1" }))
+      yield* TestClock.adjust("1 hour")
+      expect(yield* Fiber.join(result)).toEqual({ charged: 42, shipment: "parcel 1" })
+
+      const done = yield* runs.get(run.id)
+      expect(done.status).toBe("succeeded")
+      expect(done.output).toEqual({ charged: 42, shipment: "parcel 1" })
+      expect([yield* ran("o1/charge"), yield* ran("o1/ship"), yield* ran("o1/outside")]).toEqual([1, 1, 2])
+      const log = yield* logOf(run.id)
+      expect(typesOf(log)).toEqual([
+        "run.queued",
+        "run.started",
+        "step.completed",
+        "sleep.started",
+        "run.waiting",
+        "run.started",
+        "step.completed",
+        "run.succeeded"
+      ])
+      expect(stepNames(log)).toEqual(["charge/1", "ship/1"])
+      expect(log[2]!.data).toEqual({ name: "charge/1", position: 0, output: { _tag: "Success", value: 42 } })
+      expect(log[3]!.data).toMatchObject({ name: "DurableClock/cool-off", until: new Date(startedAt + 3_600_000).toISOString() })
+      const polled = yield* Order.poll(executionId)
+      expect(polled?._tag === "Complete" && polled.exit).toEqual(Exit.succeed({ charged: 42, shipment: "parcel 1" }))
+    }).pipe(Effect.provide(program({ concurrency: 4, pollInterval: "1 minute", lease: "1 minute" }).pipe(Layer.provide(slowTimers)))), 150_000)
+
+  it.live("an activity completed before a retried attempt is not run again: the replay returns its journaled result", () =>
+    Effect.gen(function*() {
+      const runs = yield* Runs
+      expect(yield* Crashy.execute({ id: "c1" })).toBe(11)
+      const run = yield* runOf(yield* Crashy.executionId({ id: "c1" }))
+      expect([yield* ran("c1/first"), yield* ran("c1/body"), yield* ran("c1/second")]).toEqual([1, 2, 1])
+      const log = yield* logOf(run.id)
+      expect(typesOf(log)).toContain("run.retrying")
+      expect(stepNames(log)).toEqual(["first/1", "second/1"])
+      expect((yield* runs.get(run.id)).attempt).toBe(2)
+    }).pipe(Effect.provide(program())))
+
+  it.live("a DurableDeferred completed from outside resumes the waiting run; while it waits the run is `waiting` and holds no worker", () =>
+    Effect.gen(function*() {
+      const runs = yield* Runs
+      const payload = { id: "a1" }
+      const executionId = yield* Approval.executionId(payload)
+      yield* Approval.execute(payload, { discard: true })
+      const run = yield* runOf(executionId)
+      const result = yield* Effect.fork(Approval.execute(payload))
+      yield* waitForEvent(run.id, "run.waiting")
+      expect((yield* runs.get(run.id)).status).toBe("waiting")
+      expect(Option.getOrThrow(yield* jobOf(run.id)).locked_by).toBeNull()
+      // The pool's one worker place is free while the run waits: another run takes it and ends.
+      const other = yield* runs.start(Echo, "meanwhile")
+      expect((yield* RunstreamTest.waitForRunCompletion(other.id, patience)).status).toBe("succeeded")
+      expect((yield* runs.get(run.id)).status).toBe("waiting")
+
+      const token = yield* DurableDeferred.tokenFromPayload(Approved, { workflow: Approval, payload })
+      yield* DurableDeferred.succeed(Approved, { token, value: { by: "ann" } })
+      // The next wait: a deferred whose name a signal cannot carry as it is.
+      yield* nthEvent(run.id, "run.waiting", 2)
+      yield* DurableDeferred.succeed(Stamp, { token: DurableDeferred.tokenFromExecutionId(Stamp, { workflow: Approval, executionId }), value: 7 })
+      expect(yield* Fiber.join(result)).toBe("approved by ann, stamp 7")
+
+      expect([yield* ran("a1/prepare"), yield* ran("a1/finish")]).toEqual([1, 1])
+      const log = yield* logOf(run.id)
+      const signals = log.filter((event) => event.type.startsWith("signal."))
+      expect(signals.map((event) => [event.type, (event.data as { name: string }).name])).toEqual([
+        ["signal.waiting", "approved"],
+        ["signal.received", "approved"],
+        ["signal.waiting", RunstreamWorkflow.signalNameOf("stamp/of approval")],
+        ["signal.received", RunstreamWorkflow.signalNameOf("stamp/of approval")]
+      ])
+      expect(signals[1]!.data).toMatchObject({ data: { _tag: "Success", value: { by: "ann" } } })
+      expect(typesOf(log).filter((type) => type === "run.waiting")).toHaveLength(2)
+      expect(typesOf(log).at(-1)).toBe("run.succeeded")
+      // A second `done` of a deferred: ignored (the first signal of a name wins; the run has finished).
+      yield* DurableDeferred.succeed(Approved, { token, value: { by: "bob" } })
+    }).pipe(Effect.provide(program({ ...fastWorkers, concurrency: 1 }))))
+
+  it.live("a failing workflow's typed error comes back from execute and poll; the run fails for good with its Exit in the log", () =>
+    Effect.gen(function*() {
+      const runs = yield* Runs
+      const error = yield* Effect.flip(Refuse.execute({ id: "r1" }))
+      expect(error).toBeInstanceOf(Refused)
+      expect(error).toMatchObject({ reason: "over the limit", limit: 100 })
+      const executionId = yield* Refuse.executionId({ id: "r1" })
+      const run = yield* runOf(executionId)
+      const failed = yield* runs.get(run.id)
+      expect(failed.status).toBe("failed")
+      expect(failed.attempt).toBe(1)
+      expect(failed.error).toMatchObject({ tag: "PermanentError", retryable: false })
+      expect(yield* ran("r1/check")).toBe(1)
+      const log = yield* logOf(run.id)
+      expect(typesOf(log)).toEqual(["run.queued", "run.started", "step.completed", "workflow.failed", "run.failed"])
+      expect(log[3]!.data).toMatchObject({ exit: { _tag: "Failure", cause: { _tag: "Fail", error: { _tag: "Refused", limit: 100 } } } })
+      const polled = yield* Refuse.poll(executionId)
+      expect(polled?._tag === "Complete" && polled.exit).toEqual(Exit.fail(new Refused({ reason: "over the limit", limit: 100 })))
+      // Executed again: the same execution, the same error, nothing run again.
+      expect(yield* Effect.flip(Refuse.execute({ id: "r1" }))).toBeInstanceOf(Refused)
+      expect(yield* ran("r1/check")).toBe(1)
+    }).pipe(Effect.provide(program())))
+
+  it.live("interrupt cancels the run; poll says so", () =>
+    Effect.gen(function*() {
+      const runs = yield* Runs
+      const executionId = yield* Approval.execute({ id: "i1" }, { discard: true })
+      const run = yield* runOf(executionId)
+      yield* waitForEvent(run.id, "run.waiting")
+      yield* Approval.interrupt(executionId)
+      expect((yield* runs.get(run.id)).status).toBe("cancelled")
+      const polled = yield* Approval.poll(executionId)
+      expect(polled?._tag === "Complete" && Exit.isInterrupted(polled.exit)).toBe(true)
+      expect(yield* Approval.poll("no such execution")).toBeUndefined()
+    }).pipe(Effect.provide(program())))
+})
+
+describe("Task anySignal (the core's extension for the adapter)", () => {
+  it.live("a task with anySignal takes a signal of any name, checked with that schema; its body waits for a name chosen at run time", () =>
+    Effect.gen(function*() {
+      const runs = yield* Runs
+      const run = yield* runs.start(AnyName, "picked.at-run:time")
+      yield* waitForEvent(run.id, "run.waiting")
+      const bad = yield* Effect.flip(runs.signal(run.id, "picked.at-run:time", "not a number"))
+      expect(bad._tag).toBe("InvalidInput")
+      expect((yield* runs.signal(run.id, "another", 1)).created).toBe(true)
+      expect((yield* runs.signal(run.id, "picked.at-run:time", 5)).created).toBe(true)
+      const done = yield* RunstreamTest.waitForRunCompletion(run.id, patience)
+      expect(done.status).toBe("succeeded")
+      expect(done.output).toBe(5)
+    }).pipe(Effect.provide(program())))
+
+  it("signal names of deferreds: a name a signal carries stays as it is; another is made safe and unique", () => {
+    expect(RunstreamWorkflow.signalNameOf("approved")).toBe("approved")
+    const odd = RunstreamWorkflow.signalNameOf("stamp/of approval")
+    expect(odd).toMatch(/^stamp_of_approval\.[0-9a-f]{32}$/)
+    expect(RunstreamWorkflow.signalNameOf("stamp of/approval")).not.toBe(odd)
+    expect(RunstreamWorkflow.signalNameOf("/".repeat(200))).toMatch(/^deferred\.[0-9a-f]{32}$/)
+  })
+})
