@@ -262,6 +262,12 @@ export interface Task<Name extends string, I, IE, O, OE, E, R> {
    * picks the names at run time). For adapters such as `runstream/workflow`.
    */
   readonly anySignal?: Schema.Schema<any, any, never> | undefined
+  /**
+   * How a replay finds its journaled calls (`ctx.step`, `ctx.sleep`, ...):
+   * `"position"` (the default) by their order and name, `"name"` by name
+   * alone (see `make`).
+   */
+  readonly journalMatch?: "position" | "name" | undefined
   readonly run: (input: I, ctx: TaskContext) => Effect.Effect<O, E, R>
 }
 
@@ -329,6 +335,15 @@ export const make = <const Name extends string, I, IE, O, OE, E, R>(
      * then takes signals of every name, its body choosing them at run time.
      */
     readonly anySignal?: Schema.Schema<any, any, never> | undefined
+    /**
+     * How a replay finds its journaled calls. `"position"` (the default): by
+     * the order the body makes them and by name, so that a replay that
+     * strays from its journal fails (`NonDeterministic`). `"name"`: by name
+     * alone, for bodies whose concurrent calls come in an order that depends
+     * on timing (which of two branches' steps ends first); a call's kind is
+     * still checked, but a renamed or reordered body is not caught.
+     */
+    readonly journalMatch?: "position" | "name" | undefined
   }
 ): Task<Name, I, IE, O, OE, E, R> => ({
   name,
@@ -348,6 +363,7 @@ export const make = <const Name extends string, I, IE, O, OE, E, R>(
     : { limitKey: LimitKey.fromDefinition(options) }),
   ...(options.signals === undefined ? {} : { signals: options.signals }),
   ...(options.anySignal === undefined ? {} : { anySignal: options.anySignal }),
+  ...(options.journalMatch === undefined ? {} : { journalMatch: options.journalMatch }),
   run: options.run
 })
 

@@ -263,6 +263,7 @@ export const make = (options: {
     const journalOf = (claim: Claim) =>
       Journal.make({
         runId: claim.runId,
+        byName: prepared.get(claim.task)?.task.journalMatch === "name",
         load: log.readOfTypes(claim.runId, journalTypes),
         readSignal: (name) => Signal.read(sql, claim.runId, name),
         record: (entry) =>

@@ -120,6 +120,8 @@ interface RunState {
   readonly clocks: Map<string, DurableClock>
   /** The activities of this attempt, by journal name: a second call of one gets the first's result. */
   readonly activities: Map<string, Deferred.Deferred<Workflow.Result<unknown, unknown>>>
+  /** The deferreds this attempt read, by name: a second read of one (or of a clock) gets the first's result. */
+  readonly deferreds: Map<string, Exit.Exit<unknown, unknown>>
   /** A durable wait suspended the attempt: it ends `waiting`. */
   waiting: boolean
   /** The journal failed (a lost lease, the database, a replay that does not match): the attempt fails with it. */
@@ -169,6 +171,8 @@ export const taskOf = <const Name extends string, Payload extends Workflow.AnySt
     input: workflow.payloadSchema as unknown as Schema.Schema<Payload["Type"], Payload["Encoded"]>,
     output: workflow.successSchema as unknown as Schema.Schema<Success["Type"], Success["Encoded"]>,
     anySignal: DeferredExit,
+    // `@effect/workflow` keys activities and deferreds by name: concurrent branches call them in any order.
+    journalMatch: "name",
     retry: options.retry,
     timeout: options.timeout,
     retention: options.retention,
@@ -182,7 +186,7 @@ const runWorkflow = (workflow: Workflow.Any, payload: object, ctx: Task.TaskCont
   Effect.gen(function*() {
     const handler = yield* Effect.flatMap(WorkflowHandlers, (handlers) => handlers.get(workflow.name))
     const executionId = (yield* handler.executionIdOf(ctx.runId)) ?? (yield* workflow.executionId(payload))
-    const state: RunState = { ctx, clocks: new Map(), activities: new Map(), waiting: false, failure: undefined }
+    const state: RunState = { ctx, clocks: new Map(), activities: new Map(), deferreds: new Map(), waiting: false, failure: undefined }
     const instance = WorkflowInstance.initial(workflow, executionId)
     const result = yield* handler.execute(payload, executionId).pipe(
       // Interrupted from outside (a stop, a cancel, a durable wait): suspended, not failed,
@@ -405,11 +409,16 @@ export const layer: Layer.Layer<WorkflowEngine, never, Runs | Task.TaskRegistry 
               `runstream/workflow: '${deferred.name}': DurableDeferred.raceAll and Activity.raceAll are not supported`
             )
           }
+          const read = state.deferreds.get(deferred.name)
+          if (read !== undefined) return read
           const clock = state.clocks.get(deferred.name)
           const wait: Effect.Effect<Exit.Exit<unknown, unknown>, unknown> = clock !== undefined
             ? Effect.as(state.ctx.sleep(deferred.name, clock.duration), Exit.void)
             : state.ctx.waitForSignal(signalNameOf(deferred.name), DeferredExit)
-          return yield* Effect.catchAllCause(wait, (cause) => onJournalCause(state, cause, undefined))
+          return yield* wait.pipe(
+            Effect.tap((exit) => state.deferreds.set(deferred.name, exit)),
+            Effect.catchAllCause((cause) => onJournalCause(state, cause, undefined))
+          )
         }),
 
       deferredDone: (options) =>

@@ -9,7 +9,7 @@ import * as Activity from "@effect/workflow/Activity"
 import * as DurableClock from "@effect/workflow/DurableClock"
 import * as DurableDeferred from "@effect/workflow/DurableDeferred"
 import * as Workflow from "@effect/workflow/Workflow"
-import { ConfigProvider, Effect, Exit, Fiber, Layer, Option, Schema, Stream, TestClock } from "effect"
+import { ConfigProvider, Context, Deferred, Effect, Exit, Fiber, Layer, Option, Schema, Stream, TestClock } from "effect"
 import type { Run } from "../../src/domain/Run.ts"
 import type { RunEvent } from "../../src/domain/RunEvent.ts"
 import { Echo } from "../../src/demo/tasks.ts"
@@ -98,6 +98,35 @@ const ApprovalLayer = Approval.toLayer(({ id }) =>
   })
 )
 
+/** A gate C opens: A ends after C on the first attempt (and on a replay, neither runs). */
+class Gate extends Context.Tag("test/workflow/Gate")<Gate, Deferred.Deferred<void>>() {}
+
+/**
+ * Two branches at once, A then B, and C then D, where C ends before A: the
+ * journal holds D's call before B's. A crash after them makes a replay, in
+ * which A and C come back from the journal at once, and B is called first.
+ */
+const Branches = Workflow.make({
+  name: "test.wf.branches",
+  payload: { id: Schema.String },
+  success: Schema.String,
+  idempotencyKey: ({ id }) => id
+}).annotate(Workflow.CaptureDefects, false)
+
+const BranchesLayer = Branches.toLayer(({ id }) =>
+  Effect.gen(function*() {
+    const gate = yield* Gate
+    const activity = (name: string, execute: Effect.Effect<void>) =>
+      Activity.make({ name, success: Schema.String, execute: Effect.as(Effect.zipRight(count(`${id}/${name}`), execute), name) })
+    const [[a, b], [c, d]] = yield* Effect.all([
+      Effect.all([activity("A", Deferred.await(gate)), activity("B", Effect.void)]),
+      Effect.all([activity("C", Deferred.done(gate, Exit.void)), activity("D", Effect.void)])
+    ], { concurrency: "unbounded" })
+    if ((yield* count(`${id}/body`)) === 1) return yield* Effect.die("crash after the branches")
+    return `${a}${b}${c}${d}`
+  })
+)
+
 class Refused extends Schema.TaggedError<Refused>()("Refused", { reason: Schema.String, limit: Schema.Number }) {}
 
 /** An activity that fails with the workflow's typed error. */
@@ -128,7 +157,7 @@ const AnyName = Task.make("test.wf.any-signal", {
 })
 
 const program = (workers: Parameters<typeof RunstreamTest.layer>[0]["workers"] = fastWorkers) =>
-  Layer.mergeAll(OrderLayer, CrashyLayer, ApprovalLayer, RefuseLayer).pipe(
+  Layer.mergeAll(OrderLayer, CrashyLayer, ApprovalLayer, RefuseLayer, BranchesLayer).pipe(
     Layer.provideMerge(RunstreamWorkflow.layer),
     Layer.provideMerge(
       RunstreamTest.layer({
@@ -137,6 +166,7 @@ const program = (workers: Parameters<typeof RunstreamTest.layer>[0]["workers"] =
           RunstreamWorkflow.taskOf(Crashy, { retry: { maxAttempts: 3, initialDelay: "20 millis", factor: 1 } }),
           RunstreamWorkflow.taskOf(Approval),
           RunstreamWorkflow.taskOf(Refuse),
+          RunstreamWorkflow.taskOf(Branches, { retry: { maxAttempts: 3, initialDelay: "20 millis", factor: 1 } }),
           AnyName,
           Echo
         ],
@@ -145,7 +175,8 @@ const program = (workers: Parameters<typeof RunstreamTest.layer>[0]["workers"] =
       })
     ),
     Layer.provideMerge(RunstreamWorkflow.layerHandlers),
-    Layer.provideMerge(Layer.sync(Effects, () => new Map()))
+    Layer.provideMerge(Layer.sync(Effects, () => new Map())),
+    Layer.provideMerge(Layer.effect(Gate, Deferred.make<void>()))
   )
 
 /** As in test/queue/sleep.test.ts: under TestClock, the program's fallback timers wait an hour. */
@@ -236,6 +267,24 @@ describe("runstream/workflow", () => {
       expect(typesOf(log)).toContain("run.retrying")
       expect(stepNames(log)).toEqual(["first/1", "second/1"])
       expect((yield* runs.get(run.id)).attempt).toBe(2)
+    }).pipe(Effect.provide(program())))
+
+  it.live("activities of concurrent branches are matched by name: a replay that calls them in another order than the first attempt returns their results", () =>
+    Effect.gen(function*() {
+      expect(yield* Branches.execute({ id: "b1" })).toBe("ABCD")
+      const run = yield* runOf(yield* Branches.executionId({ id: "b1" }))
+      const log = yield* logOf(run.id)
+      expect([...stepNames(log)].sort()).toEqual(["A/1", "B/1", "C/1", "D/1"])
+      // Called in the first attempt as A, C, D, B (D's call before B's): the replay's order was A, C, B, D.
+      const positions = Object.fromEntries(
+        log.filter((event) => event.type === "step.completed").map((event) => {
+          const { name, position } = event.data as { name: string; position: number }
+          return [name, position]
+        })
+      )
+      expect(positions).toEqual({ "A/1": 0, "C/1": 1, "D/1": 2, "B/1": 3 })
+      expect(typesOf(log)).toContain("run.retrying")
+      expect(yield* Effect.forEach(["A", "B", "C", "D", "body"], (name) => ran(`b1/${name}`))).toEqual([1, 1, 1, 1, 2])
     }).pipe(Effect.provide(program())))
 
   it.live("a DurableDeferred completed from outside resumes the waiting run; while it waits the run is `waiting` and holds no worker", () =>
