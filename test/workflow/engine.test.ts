@@ -9,7 +9,7 @@ import * as Activity from "@effect/workflow/Activity"
 import * as DurableClock from "@effect/workflow/DurableClock"
 import * as DurableDeferred from "@effect/workflow/DurableDeferred"
 import * as Workflow from "@effect/workflow/Workflow"
-import { ConfigProvider, Context, Deferred, Effect, Exit, Fiber, Layer, Option, Schema, Stream, TestClock } from "effect"
+import { ConfigProvider, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Schema, Stream, TestClock } from "effect"
 import type { Run } from "../../src/domain/Run.ts"
 import type { RunEvent } from "../../src/domain/RunEvent.ts"
 import { Echo } from "../../src/demo/tasks.ts"
@@ -127,6 +127,27 @@ const BranchesLayer = Branches.toLayer(({ id }) =>
   })
 )
 
+/** One activity called twice, one clock slept twice: as `@effect/workflow` keys them, by name, the second gets the first's result. */
+const Twice = Workflow.make({
+  name: "test.wf.twice",
+  payload: { id: Schema.String },
+  success: Schema.Number,
+  idempotencyKey: ({ id }) => id
+})
+
+const TwiceLayer = Twice.toLayer(({ id }) =>
+  Effect.gen(function*() {
+    const once = Activity.make({ name: "once", success: Schema.Number, execute: count(`${id}/once`) })
+    const first = yield* once
+    const second = yield* once
+    // Durable though short (no in-memory threshold): the run waits 10 ms.
+    const nap = { name: "nap", duration: "10 millis", inMemoryThreshold: Duration.zero } as const
+    yield* DurableClock.sleep(nap)
+    yield* DurableClock.sleep(nap)
+    return first + second
+  })
+)
+
 class Refused extends Schema.TaggedError<Refused>()("Refused", { reason: Schema.String, limit: Schema.Number }) {}
 
 /** An activity that fails with the workflow's typed error. */
@@ -156,8 +177,28 @@ const AnyName = Task.make("test.wf.any-signal", {
   run: (name, ctx) => ctx.waitForSignal(name, Schema.Number)
 })
 
+/** Journal matched by name: the first attempt calls a then b, the replay b then a; "s" is a step, then a sleep. */
+const ByName = Task.make("test.wf.by-name", {
+  input: Schema.Boolean,
+  output: Schema.String,
+  retry: { maxAttempts: 2, initialDelay: "20 millis", factor: 1 },
+  journalMatch: "name",
+  run: (changeKind, ctx) =>
+    Effect.gen(function*() {
+      const step = (name: string) => ctx.step(name, Effect.succeed(`${name}@${ctx.attempt}`), { output: Schema.String })
+      if (ctx.attempt === 1) {
+        const [a, b] = [yield* step("a"), yield* step("b")]
+        yield* step("s")
+        return yield* Effect.die(`crash after ${a} ${b}`)
+      }
+      const [b, a] = [yield* step("b"), yield* step("a")]
+      if (changeKind) yield* ctx.sleep("s", Duration.zero)
+      return `${a} ${b}`
+    })
+})
+
 const program = (workers: Parameters<typeof RunstreamTest.layer>[0]["workers"] = fastWorkers) =>
-  Layer.mergeAll(OrderLayer, CrashyLayer, ApprovalLayer, RefuseLayer, BranchesLayer).pipe(
+  Layer.mergeAll(OrderLayer, CrashyLayer, ApprovalLayer, RefuseLayer, BranchesLayer, TwiceLayer).pipe(
     Layer.provideMerge(RunstreamWorkflow.layer),
     Layer.provideMerge(
       RunstreamTest.layer({
@@ -166,6 +207,8 @@ const program = (workers: Parameters<typeof RunstreamTest.layer>[0]["workers"] =
           RunstreamWorkflow.taskOf(Crashy, { retry: { maxAttempts: 3, initialDelay: "20 millis", factor: 1 } }),
           RunstreamWorkflow.taskOf(Approval),
           RunstreamWorkflow.taskOf(Refuse),
+          RunstreamWorkflow.taskOf(Twice),
+          ByName,
           RunstreamWorkflow.taskOf(Branches, { retry: { maxAttempts: 3, initialDelay: "20 millis", factor: 1 } }),
           AnyName,
           Echo
@@ -287,6 +330,15 @@ describe("runstream/workflow", () => {
       expect(yield* Effect.forEach(["A", "B", "C", "D", "body"], (name) => ran(`b1/${name}`))).toEqual([1, 1, 1, 1, 2])
     }).pipe(Effect.provide(program())))
 
+  it.live("an activity called twice and a clock slept twice by one name: the second call gets the first's result", () =>
+    Effect.gen(function*() {
+      expect(yield* Twice.execute({ id: "t1" })).toBe(2)
+      const log = yield* logOf(yield* Effect.map(runOf(yield* Twice.executionId({ id: "t1" })), (run) => run.id))
+      expect(stepNames(log)).toEqual(["once/1"])
+      expect(typesOf(log).filter((type) => type === "sleep.started" || type === "run.waiting")).toEqual(["sleep.started", "run.waiting"])
+      expect(yield* ran("t1/once")).toBe(1)
+    }).pipe(Effect.provide(program())))
+
   it.live("a DurableDeferred completed from outside resumes the waiting run; while it waits the run is `waiting` and holds no worker", () =>
     Effect.gen(function*() {
       const runs = yield* Runs
@@ -363,7 +415,7 @@ describe("runstream/workflow", () => {
     }).pipe(Effect.provide(program())))
 })
 
-describe("Task anySignal (the core's extension for the adapter)", () => {
+describe("the core's extensions for the adapter: Task anySignal, journalMatch", () => {
   it.live("a task with anySignal takes a signal of any name, checked with that schema; its body waits for a name chosen at run time", () =>
     Effect.gen(function*() {
       const runs = yield* Runs
@@ -376,6 +428,17 @@ describe("Task anySignal (the core's extension for the adapter)", () => {
       const done = yield* RunstreamTest.waitForRunCompletion(run.id, patience)
       expect(done.status).toBe("succeeded")
       expect(done.output).toBe(5)
+    }).pipe(Effect.provide(program())))
+
+  it.live("a task with journalMatch \"name\" replays its steps in another order; a name of another kind still breaks it", () =>
+    Effect.gen(function*() {
+      const runs = yield* Runs
+      const reordered = yield* RunstreamTest.waitForRunCompletion((yield* runs.start(ByName, false)).id, patience)
+      expect(reordered.status).toBe("succeeded")
+      expect(reordered.output).toBe("a@1 b@1")
+      const changed = yield* RunstreamTest.waitForRunCompletion((yield* runs.start(ByName, true)).id, patience)
+      expect(changed.status).toBe("failed")
+      expect(changed.error).toMatchObject({ tag: "NonDeterministic", message: "'s' is a step in the journal, a sleep in this replay" })
     }).pipe(Effect.provide(program())))
 
   it("signal names of deferreds: a name a signal carries stays as it is; another is made safe and unique", () => {
