@@ -9,7 +9,7 @@ import * as Activity from "@effect/workflow/Activity"
 import * as DurableClock from "@effect/workflow/DurableClock"
 import * as DurableDeferred from "@effect/workflow/DurableDeferred"
 import * as Workflow from "@effect/workflow/Workflow"
-import { ConfigProvider, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Schema, Stream, TestClock } from "effect"
+import { Cause, ConfigProvider, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Schema, Stream, TestClock } from "effect"
 import type { Run } from "../../src/domain/Run.ts"
 import type { RunEvent } from "../../src/domain/RunEvent.ts"
 import { Echo } from "../../src/demo/tasks.ts"
@@ -127,6 +127,39 @@ const BranchesLayer = Branches.toLayer(({ id }) =>
   })
 )
 
+/** Reserves (compensated by a release), then pays, which is refused: the release runs, once, journaled. */
+const Saga = Workflow.make({
+  name: "test.wf.saga",
+  payload: { id: Schema.String },
+  success: Schema.String,
+  error: Schema.String,
+  idempotencyKey: ({ id }) => id
+})
+
+const SagaLayer = Saga.toLayer(({ id }) =>
+  Effect.gen(function*() {
+    yield* Activity.make({ name: "reserve", execute: Effect.asVoid(count(`${id}/reserve`)) }).pipe(
+      Saga.withCompensation(() => Activity.make({ name: "release", execute: Effect.asVoid(count(`${id}/release`)) }))
+    )
+    return yield* Activity.make({
+      name: "pay",
+      success: Schema.String,
+      error: Schema.String,
+      execute: Effect.zipRight(count(`${id}/pay`), Effect.fail("card declined"))
+    })
+  })
+)
+
+/** Executes another workflow from inside: child workflows are not supported. */
+const Parent = Workflow.make({
+  name: "test.wf.parent",
+  payload: { id: Schema.String },
+  success: Schema.Number,
+  idempotencyKey: ({ id }) => id
+})
+
+const ParentLayer = Parent.toLayer(({ id }) => Crashy.execute({ id: `${id}-child` }))
+
 /** One activity called twice, one clock slept twice: as `@effect/workflow` keys them, by name, the second gets the first's result. */
 const Twice = Workflow.make({
   name: "test.wf.twice",
@@ -198,7 +231,7 @@ const ByName = Task.make("test.wf.by-name", {
 })
 
 const program = (workers: Parameters<typeof RunstreamTest.layer>[0]["workers"] = fastWorkers) =>
-  Layer.mergeAll(OrderLayer, CrashyLayer, ApprovalLayer, RefuseLayer, BranchesLayer, TwiceLayer).pipe(
+  Layer.mergeAll(OrderLayer, CrashyLayer, ApprovalLayer, RefuseLayer, BranchesLayer, TwiceLayer, SagaLayer, ParentLayer).pipe(
     Layer.provideMerge(RunstreamWorkflow.layer),
     Layer.provideMerge(
       RunstreamTest.layer({
@@ -208,6 +241,8 @@ const program = (workers: Parameters<typeof RunstreamTest.layer>[0]["workers"] =
           RunstreamWorkflow.taskOf(Approval),
           RunstreamWorkflow.taskOf(Refuse),
           RunstreamWorkflow.taskOf(Twice),
+          RunstreamWorkflow.taskOf(Saga),
+          RunstreamWorkflow.taskOf(Parent),
           ByName,
           RunstreamWorkflow.taskOf(Branches, { retry: { maxAttempts: 3, initialDelay: "20 millis", factor: 1 } }),
           AnyName,
@@ -399,6 +434,21 @@ describe("runstream/workflow", () => {
       // Executed again: the same execution, the same error, nothing run again.
       expect(yield* Effect.flip(Refuse.execute({ id: "r1" }))).toBeInstanceOf(Refused)
       expect(yield* ran("r1/check")).toBe(1)
+    }).pipe(Effect.provide(program())))
+
+  it.live("a workflow that fails runs its compensations (activities, journaled) before its run fails", () =>
+    Effect.gen(function*() {
+      expect(yield* Effect.flip(Saga.execute({ id: "s1" }))).toBe("card declined")
+      const run = yield* runOf(yield* Saga.executionId({ id: "s1" }))
+      expect(stepNames(yield* logOf(run.id))).toEqual(["reserve/1", "pay/1", "release/1"])
+      expect(yield* Effect.forEach(["reserve", "pay", "release"], (name) => ran(`s1/${name}`))).toEqual([1, 1, 1])
+    }).pipe(Effect.provide(program())))
+
+  it.live("a workflow executed inside a workflow (a child workflow) is refused: the parent fails with a defect that says so", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(Parent.execute({ id: "p1" }))
+      expect(Exit.isFailure(exit) && Cause.pretty(exit.cause)).toContain("child workflows are not supported")
+      expect(yield* ran("p1-child/first")).toBe(0)
     }).pipe(Effect.provide(program())))
 
   it.live("interrupt cancels the run; poll says so", () =>
