@@ -150,6 +150,22 @@ const SagaLayer = Saga.toLayer(({ id }) =>
   })
 )
 
+/** Reserves (compensated by a release), then hangs in an activity: cancelled there, it runs no compensation. */
+const Hang = Workflow.make({
+  name: "test.wf.hang",
+  payload: { id: Schema.String },
+  idempotencyKey: ({ id }) => id
+})
+
+const HangLayer = Hang.toLayer(({ id }) =>
+  Effect.gen(function*() {
+    yield* Activity.make({ name: "reserve", execute: Effect.asVoid(count(`${id}/reserve`)) }).pipe(
+      Hang.withCompensation(() => Activity.make({ name: "release", execute: Effect.asVoid(count(`${id}/release`)) }))
+    )
+    yield* Activity.make({ name: "hang", execute: Effect.zipRight(count(`${id}/hang`), Effect.never) })
+  })
+)
+
 /** Executes another workflow from inside: child workflows are not supported. */
 const Parent = Workflow.make({
   name: "test.wf.parent",
@@ -231,7 +247,7 @@ const ByName = Task.make("test.wf.by-name", {
 })
 
 const program = (workers: Parameters<typeof RunstreamTest.layer>[0]["workers"] = fastWorkers) =>
-  Layer.mergeAll(OrderLayer, CrashyLayer, ApprovalLayer, RefuseLayer, BranchesLayer, TwiceLayer, SagaLayer, ParentLayer).pipe(
+  Layer.mergeAll(OrderLayer, CrashyLayer, ApprovalLayer, RefuseLayer, BranchesLayer, TwiceLayer, SagaLayer, ParentLayer, HangLayer).pipe(
     Layer.provideMerge(RunstreamWorkflow.layer),
     Layer.provideMerge(
       RunstreamTest.layer({
@@ -243,6 +259,7 @@ const program = (workers: Parameters<typeof RunstreamTest.layer>[0]["workers"] =
           RunstreamWorkflow.taskOf(Twice),
           RunstreamWorkflow.taskOf(Saga),
           RunstreamWorkflow.taskOf(Parent),
+          RunstreamWorkflow.taskOf(Hang),
           ByName,
           RunstreamWorkflow.taskOf(Branches, { retry: { maxAttempts: 3, initialDelay: "20 millis", factor: 1 } }),
           AnyName,
@@ -442,6 +459,21 @@ describe("runstream/workflow", () => {
       const run = yield* runOf(yield* Saga.executionId({ id: "s1" }))
       expect(stepNames(yield* logOf(run.id))).toEqual(["reserve/1", "pay/1", "release/1"])
       expect(yield* Effect.forEach(["reserve", "pay", "release"], (name) => ran(`s1/${name}`))).toEqual([1, 1, 1])
+    }).pipe(Effect.provide(program())))
+
+  it.live("a run cancelled while an activity runs ends cancelled: the body is stopped as a suspension, its compensations do not run", () =>
+    Effect.gen(function*() {
+      const runs = yield* Runs
+      const executionId = yield* Hang.execute({ id: "h1" }, { discard: true })
+      const run = yield* runOf(executionId)
+      yield* waitForEvent(run.id, "step.completed")
+      yield* Hang.interrupt(executionId)
+      expect((yield* RunstreamTest.waitForRunCompletion(run.id, patience)).status).toBe("cancelled")
+      expect(stepNames(yield* logOf(run.id))).toEqual(["reserve/1"])
+      expect(yield* ran("h1/release")).toBe(0)
+      const polled = yield* Hang.poll(executionId)
+      expect(polled?._tag === "Complete" && Exit.isInterrupted(polled.exit)).toBe(true)
+      expect((yield* runs.get(run.id)).status).toBe("cancelled")
     }).pipe(Effect.provide(program())))
 
   it.live("a workflow executed inside a workflow (a child workflow) is refused: the parent fails with a defect that says so", () =>
