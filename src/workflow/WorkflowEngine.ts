@@ -24,8 +24,11 @@
  * claimed before its handler is bound waits for it (`WorkflowNotRegistered`
  * after 30 seconds, retried as any failure).
  *
- * Not supported (see docs/decisions.md): child workflows (a workflow's
- * `execute` inside a workflow), `DurableDeferred.raceAll` and
+ * - A workflow executed inside a workflow is a child run of the parent's
+ *   run (keyed by its execution id), awaited as `ctx.await` awaits children:
+ *   the parent is `waiting` until the child's end wakes it.
+ *
+ * Not supported (see docs/decisions.md): `DurableDeferred.raceAll` and
  * `Activity.raceAll`, `DurableQueue`, `DurableRateLimiter`, `resume` (the
  * runs' waits wake them), compensation on `interrupt` (a cancel).
  * @since 0.6.0
@@ -311,6 +314,64 @@ export const layer: Layer.Layer<WorkflowEngine, never, Runs | Task.TaskRegistry 
         })
       })
 
+    /**
+     * A workflow executed inside a workflow: a child run of the parent's run
+     * (so that its end wakes the parent, and a cancel of the parent cancels
+     * it), keyed by its execution id, awaited as the parent's children are
+     * (`ctx.await`: the parent is `waiting` meanwhile, the result journaled).
+     */
+    const executeChild = (
+      workflow: Workflow.Any,
+      options: { readonly executionId: string; readonly payload: object; readonly discard: boolean }
+    ): Effect.Effect<Workflow.Result<unknown, unknown> | undefined> =>
+      Effect.gen(function*() {
+        const state = yield* currentRun
+        if (state.waiting || state.failure !== undefined) return suspended
+        const started = yield* Schema.encode(workflow.payloadSchema as unknown as Schema.Schema<object, unknown>)(options.payload).pipe(
+          Effect.orDie,
+          Effect.flatMap((input) =>
+            runs.startMany([{
+              task: workflow.name,
+              input,
+              options: { idempotencyKey: options.executionId },
+              parentId: state.ctx.runId
+            }])
+          ),
+          Effect.map((created) => created[0]!.run),
+          Effect.catchTag("IdempotencyConflict", (conflict): Effect.Effect<Run, unknown> =>
+            conflict.runId === undefined ? Effect.fail(conflict) : runs.get(conflict.runId as Run["id"])),
+          Effect.either
+        )
+        if (started._tag === "Left") {
+          // As a journal's failure: the workflow suspends, the attempt fails with it and is retried.
+          state.failure ??= started.left
+          return suspended
+        }
+        const run = started.right
+        if (run.parentId !== state.ctx.runId) {
+          return yield* Effect.dieMessage(
+            `runstream/workflow: execution ${options.executionId} of '${workflow.name}' is run ${run.id}, which is not a child of run ${state.ctx.runId}: its end would not wake this one`
+          )
+        }
+        if (options.discard) return undefined
+        const child: Task.Child<unknown> = {
+          id: run.id,
+          name: `workflow:${workflow.name}/${options.executionId}`,
+          task: workflow.name,
+          output: workflow.successSchema as Schema.Schema<unknown, unknown>
+        }
+        return yield* state.ctx.await(child).pipe(
+          Effect.map((value): Workflow.Result<unknown, unknown> => new Workflow.Complete({ exit: Exit.succeed(value) })),
+          Effect.catchAllCause((cause) => {
+            const failure = Cause.failureOption(cause)
+            // Its Exit is in its own log (`workflow.failed`), or its end says what became of it.
+            return Option.isSome(failure) && failure.value._tag === "ChildFailed"
+              ? Effect.flatMap(Effect.orDie(runs.get(run.id)), (ended) => completeOf(workflow, ended))
+              : onJournalCause(state, cause, suspended)
+          })
+        )
+      })
+
     const engine: WorkflowEngine["Type"] = makeUnsafe({
       register: (workflow, execute) =>
         Effect.gen(function*() {
@@ -329,15 +390,11 @@ export const layer: Layer.Layer<WorkflowEngine, never, Runs | Task.TaskRegistry 
 
       execute: (workflow, options) =>
         Effect.gen(function*() {
-          if (options.parent !== undefined) {
-            return yield* Effect.dieMessage(
-              `runstream/workflow: workflow '${workflow.name}' executed inside workflow '${options.parent.workflow.name}': child workflows are not supported`
-            )
-          }
           const registered = registry.get(workflow.name)
           if (Option.isNone(registered)) {
             return yield* Effect.dieMessage(`workflow '${workflow.name}' has no task in this program's registry`)
           }
+          if (options.parent !== undefined) return yield* executeChild(workflow, options)
           // A repeated execution id with another payload (the same idempotency key) is the same execution.
           const run = yield* runs.start(registered.value.task, options.payload, { idempotencyKey: options.executionId }).pipe(
             Effect.catchTag("IdempotencyConflict", (conflict): Effect.Effect<Run, unknown> =>

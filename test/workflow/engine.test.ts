@@ -9,7 +9,7 @@ import * as Activity from "@effect/workflow/Activity"
 import * as DurableClock from "@effect/workflow/DurableClock"
 import * as DurableDeferred from "@effect/workflow/DurableDeferred"
 import * as Workflow from "@effect/workflow/Workflow"
-import { Cause, ConfigProvider, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Schema, Stream, TestClock } from "effect"
+import { ConfigProvider, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Schema, Stream, TestClock } from "effect"
 import type { Run } from "../../src/domain/Run.ts"
 import type { RunEvent } from "../../src/domain/RunEvent.ts"
 import { Echo } from "../../src/demo/tasks.ts"
@@ -166,16 +166,6 @@ const HangLayer = Hang.toLayer(({ id }) =>
   })
 )
 
-/** Executes another workflow from inside: child workflows are not supported. */
-const Parent = Workflow.make({
-  name: "test.wf.parent",
-  payload: { id: Schema.String },
-  success: Schema.Number,
-  idempotencyKey: ({ id }) => id
-})
-
-const ParentLayer = Parent.toLayer(({ id }) => Crashy.execute({ id: `${id}-child` }))
-
 /** One activity called twice, one clock slept twice: as `@effect/workflow` keys them, by name, the second gets the first's result. */
 const Twice = Workflow.make({
   name: "test.wf.twice",
@@ -215,6 +205,19 @@ const RefuseLayer = Refuse.toLayer(({ id }) =>
     error: Refused,
     execute: Effect.zipRight(count(`${id}/check`), Effect.fail(new Refused({ reason: "over the limit", limit: 100 })))
   })
+)
+
+/** Executes another workflow from inside: Approval's (which waits), or Refuse's (which fails). */
+const Parent = Workflow.make({
+  name: "test.wf.parent",
+  payload: { id: Schema.String, fail: Schema.Boolean },
+  success: Schema.String,
+  error: Refused,
+  idempotencyKey: ({ id }) => id
+})
+
+const ParentLayer = Parent.toLayer(({ fail, id }) =>
+  Effect.map(fail ? Refuse.execute({ id: `${id}-child` }) : Approval.execute({ id: `${id}-child` }), (said) => `child said: ${said}`)
 )
 
 /** A task of its own that takes signals of any name: the core's `anySignal`. */
@@ -476,11 +479,30 @@ describe("runstream/workflow", () => {
       expect((yield* runs.get(run.id)).status).toBe("cancelled")
     }).pipe(Effect.provide(program())))
 
-  it.live("a workflow executed inside a workflow (a child workflow) is refused: the parent fails with a defect that says so", () =>
+  it.live("a workflow executed inside a workflow is a child run: the parent waits without a worker, the child's end wakes it; its result or typed error comes back", () =>
     Effect.gen(function*() {
-      const exit = yield* Effect.exit(Parent.execute({ id: "p1" }))
-      expect(Exit.isFailure(exit) && Cause.pretty(exit.cause)).toContain("child workflows are not supported")
-      expect(yield* ran("p1-child/first")).toBe(0)
+      const runs = yield* Runs
+      const parentId = yield* Parent.execute({ id: "p1", fail: false }, { discard: true })
+      const parent = yield* runOf(parentId)
+      const result = yield* Effect.fork(Parent.execute({ id: "p1", fail: false }))
+      yield* waitForEvent(parent.id, "run.waiting")
+      const childId = yield* Approval.executionId({ id: "p1-child" })
+      const child = yield* runOf(childId)
+      expect(child.parentId).toBe(parent.id)
+      const waiting = yield* runs.get(parent.id)
+      expect(waiting.status).toBe("waiting")
+      expect(waiting.children?.map((run) => run.id)).toEqual([child.id])
+
+      yield* DurableDeferred.succeed(Approved, { token: DurableDeferred.tokenFromExecutionId(Approved, { workflow: Approval, executionId: childId }), value: { by: "cy" } })
+      yield* DurableDeferred.succeed(Stamp, { token: DurableDeferred.tokenFromExecutionId(Stamp, { workflow: Approval, executionId: childId }), value: 3 })
+      expect(yield* Fiber.join(result)).toBe("child said: approved by cy, stamp 3")
+      const log = yield* logOf(parent.id)
+      expect(typesOf(log)).toEqual(["run.queued", "run.started", "run.waiting", "run.started", "child.completed", "run.succeeded"])
+      expect(log.find((event) => event.type === "run.waiting")!.data).toMatchObject({ waitingFor: `children:workflow:test.wf.approval/${childId}` })
+
+      // A child that fails with its typed error: the parent's execute fails with it.
+      expect(yield* Effect.flip(Parent.execute({ id: "p2", fail: true }))).toEqual(new Refused({ reason: "over the limit", limit: 100 }))
+      expect(yield* ran("p2-child/check")).toBe(1)
     }).pipe(Effect.provide(program())))
 
   it.live("interrupt cancels the run; poll says so", () =>
