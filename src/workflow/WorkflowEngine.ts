@@ -17,16 +17,15 @@
  * - A workflow's typed failure is recorded in its log (`workflow.failed`,
  *   the encoded Exit) and fails the run for good; `execute` and `poll`
  *   decode it back.
+ * - A workflow executed inside a workflow is a child run of the parent's
+ *   run (keyed by its execution id), awaited as `ctx.await` awaits children:
+ *   the parent is `waiting` until the child's end wakes it.
  *
  * Registration: the tasks must be in the program's `TaskRegistry` when the
  * workers start (`layerRegistry`, or `taskOf` with one's own tasks); each
  * `Workflow.toLayer(handler)` then binds its handler (`register`). A run
  * claimed before its handler is bound waits for it (`WorkflowNotRegistered`
  * after 30 seconds, retried as any failure).
- *
- * - A workflow executed inside a workflow is a child run of the parent's
- *   run (keyed by its execution id), awaited as `ctx.await` awaits children:
- *   the parent is `waiting` until the child's end wakes it.
  *
  * Not supported (see docs/decisions.md): `DurableDeferred.raceAll` and
  * `Activity.raceAll`, `DurableQueue`, `DurableRateLimiter`, `resume` (the

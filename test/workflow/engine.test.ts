@@ -166,6 +166,18 @@ const HangLayer = Hang.toLayer(({ id }) =>
   })
 )
 
+/** Suspends on its first failure (`SuspendOnFailure`): Runstream retries the attempt, and the second one succeeds. */
+const Suspends = Workflow.make({
+  name: "test.wf.suspends",
+  payload: { id: Schema.String },
+  success: Schema.String,
+  idempotencyKey: ({ id }) => id
+}).annotate(Workflow.SuspendOnFailure, true)
+
+const SuspendsLayer = Suspends.toLayer(({ id }) =>
+  Effect.flatMap(count(`${id}/body`), (n) => n === 1 ? Effect.die("not yet") : Effect.succeed(`ok after ${n}`))
+)
+
 /** One activity called twice, one clock slept twice: as `@effect/workflow` keys them, by name, the second gets the first's result. */
 const Twice = Workflow.make({
   name: "test.wf.twice",
@@ -250,7 +262,7 @@ const ByName = Task.make("test.wf.by-name", {
 })
 
 const program = (workers: Parameters<typeof RunstreamTest.layer>[0]["workers"] = fastWorkers) =>
-  Layer.mergeAll(OrderLayer, CrashyLayer, ApprovalLayer, RefuseLayer, BranchesLayer, TwiceLayer, SagaLayer, ParentLayer, HangLayer).pipe(
+  Layer.mergeAll(OrderLayer, CrashyLayer, ApprovalLayer, RefuseLayer, BranchesLayer, TwiceLayer, SagaLayer, ParentLayer, HangLayer, SuspendsLayer).pipe(
     Layer.provideMerge(RunstreamWorkflow.layer),
     Layer.provideMerge(
       RunstreamTest.layer({
@@ -263,6 +275,7 @@ const program = (workers: Parameters<typeof RunstreamTest.layer>[0]["workers"] =
           RunstreamWorkflow.taskOf(Saga),
           RunstreamWorkflow.taskOf(Parent),
           RunstreamWorkflow.taskOf(Hang),
+          RunstreamWorkflow.taskOf(Suspends, { retry: { maxAttempts: 3, initialDelay: "20 millis", factor: 1 } }),
           ByName,
           RunstreamWorkflow.taskOf(Branches, { retry: { maxAttempts: 3, initialDelay: "20 millis", factor: 1 } }),
           AnyName,
@@ -503,6 +516,14 @@ describe("runstream/workflow", () => {
       // A child that fails with its typed error: the parent's execute fails with it.
       expect(yield* Effect.flip(Parent.execute({ id: "p2", fail: true }))).toEqual(new Refused({ reason: "over the limit", limit: 100 }))
       expect(yield* ran("p2-child/check")).toBe(1)
+    }).pipe(Effect.provide(program())))
+
+  it.live("a workflow that suspends without a durable wait (SuspendOnFailure) fails its attempt with WorkflowSuspended, and the retry resumes it", () =>
+    Effect.gen(function*() {
+      expect(yield* Suspends.execute({ id: "w1" })).toBe("ok after 2")
+      const run = yield* runOf(yield* Suspends.executionId({ id: "w1" }))
+      const retrying = (yield* logOf(run.id)).find((event) => event.type === "run.retrying")
+      expect(retrying?.data).toMatchObject({ error: { tag: "WorkflowSuspended", retryable: true } })
     }).pipe(Effect.provide(program())))
 
   it.live("interrupt cancels the run; poll says so", () =>
