@@ -129,7 +129,8 @@ export interface TaskContext {
    * Steps are matched by the order the body calls `step` and by name: names
    * are unique per run (`DuplicateStep`), and a replay that calls a step
    * where the journal records another fails the run for good
-   * (`NonDeterministic`). What the body does outside steps runs again on
+   * (`NonDeterministic`); a task with `journalMatch: "name"` matches them by
+   * name alone. What the body does outside steps runs again on
    * every attempt. An effect whose journal entry is not committed (the worker
    * died just after it) runs again: make it idempotent.
    */
@@ -414,11 +415,18 @@ export const layerRegistry = <const Tasks extends ReadonlyArray<Any>>(
     })
   )
 
-/** The schema of the data of a task's signal `name`: the one `signals` declares, else its `anySignal`, if any. */
-export const signalSchema = (task: Any, name: string): Schema.Schema<any, any, never> | undefined =>
-  task.signals !== undefined && Object.hasOwn(task.signals, name) ? task.signals[name] : task.anySignal
-
 const isSignalName = Schema.is(SignalName)
+
+/**
+ * The schema of the data of a task's signal `name`: the one `signals`
+ * declares, else its `anySignal` for a name a signal can carry, if any.
+ */
+export const signalSchema = (task: Any, name: string): Schema.Schema<any, any, never> | undefined =>
+  task.signals !== undefined && Object.hasOwn(task.signals, name)
+    ? task.signals[name]
+    : isSignalName(name)
+    ? task.anySignal
+    : undefined
 
 /** Why a task's declared signals cannot be sent to: a name the API cannot carry. */
 const badSignalName = (task: Any): string | undefined => {

@@ -13,7 +13,9 @@
  * another one, or records it elsewhere, or whose recorded output no longer
  * decodes, breaks the journal: that step and every later one fail with
  * `NonDeterministic`, and so does the attempt, whatever the body makes of it
- * (`broken`), since `NonDeterministic` is permanent the run fails.
+ * (`broken`), since `NonDeterministic` is permanent the run fails. A task
+ * with `journalMatch: "name"` (`byName`) has its calls matched by name
+ * alone, their kind still checked: a replay may make them in another order.
  *
  * Durable sleeps (`ctx.sleep`) are journaled the same way, in the same
  * sequence of positions and names (`sleep.started` with the wake-up time,

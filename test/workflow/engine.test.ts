@@ -553,6 +553,9 @@ describe("the core's extensions for the adapter: Task anySignal, journalMatch", 
       const done = yield* RunstreamTest.waitForRunCompletion(run.id, patience)
       expect(done.status).toBe("succeeded")
       expect(done.output).toBe(5)
+      // A name no signal can carry: it could never come.
+      const never = yield* RunstreamTest.waitForRunCompletion((yield* runs.start(AnyName, "no/slash")).id, patience)
+      expect(never.error).toMatchObject({ tag: "SignalNotDeclared" })
     }).pipe(Effect.provide(program())))
 
   it.live("a task with journalMatch \"name\" replays its steps in another order; a name of another kind still breaks it", () =>
