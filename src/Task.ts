@@ -129,7 +129,8 @@ export interface TaskContext {
    * Steps are matched by the order the body calls `step` and by name: names
    * are unique per run (`DuplicateStep`), and a replay that calls a step
    * where the journal records another fails the run for good
-   * (`NonDeterministic`). What the body does outside steps runs again on
+   * (`NonDeterministic`); a task with `journalMatch: "name"` matches them by
+   * name alone. What the body does outside steps runs again on
    * every attempt. An effect whose journal entry is not committed (the worker
    * died just after it) runs again: make it idempotent.
    */
@@ -256,6 +257,18 @@ export interface Task<Name extends string, I, IE, O, OE, E, R> {
   readonly limitKey?: LimitKey.Declared | undefined
   /** The signals its body waits for (`ctx.waitForSignal`), by name; checked when a registry is built. */
   readonly signals?: Signals | undefined
+  /**
+   * The schema of the data of every signal whose name `signals` does not
+   * declare: with it, the task takes signals of any valid name (its body
+   * picks the names at run time). For adapters such as `runstream/workflow`.
+   */
+  readonly anySignal?: Schema.Schema<any, any, never> | undefined
+  /**
+   * How a replay finds its journaled calls (`ctx.step`, `ctx.sleep`, ...):
+   * `"position"` (the default) by their order and name, `"name"` by name
+   * alone (see `make`).
+   */
+  readonly journalMatch?: "position" | "name" | undefined
   readonly run: (input: I, ctx: TaskContext) => Effect.Effect<O, E, R>
 }
 
@@ -318,6 +331,20 @@ export const make = <const Name extends string, I, IE, O, OE, E, R>(
      * (400 for data that fails it, or for a name not declared here).
      */
     readonly signals?: Signals | undefined
+    /**
+     * The schema of the data of any signal `signals` does not name: the task
+     * then takes signals of every name, its body choosing them at run time.
+     */
+    readonly anySignal?: Schema.Schema<any, any, never> | undefined
+    /**
+     * How a replay finds its journaled calls. `"position"` (the default): by
+     * the order the body makes them and by name, so that a replay that
+     * strays from its journal fails (`NonDeterministic`). `"name"`: by name
+     * alone, for bodies whose concurrent calls come in an order that depends
+     * on timing (which of two branches' steps ends first); a call's kind is
+     * still checked, but a renamed or reordered body is not caught.
+     */
+    readonly journalMatch?: "position" | "name" | undefined
   }
 ): Task<Name, I, IE, O, OE, E, R> => ({
   name,
@@ -336,6 +363,8 @@ export const make = <const Name extends string, I, IE, O, OE, E, R>(
     ? {}
     : { limitKey: LimitKey.fromDefinition(options) }),
   ...(options.signals === undefined ? {} : { signals: options.signals }),
+  ...(options.anySignal === undefined ? {} : { anySignal: options.anySignal }),
+  ...(options.journalMatch === undefined ? {} : { journalMatch: options.journalMatch }),
   run: options.run
 })
 
@@ -387,6 +416,17 @@ export const layerRegistry = <const Tasks extends ReadonlyArray<Any>>(
   )
 
 const isSignalName = Schema.is(SignalName)
+
+/**
+ * The schema of the data of a task's signal `name`: the one `signals`
+ * declares, else its `anySignal` for a name a signal can carry, if any.
+ */
+export const signalSchema = (task: Any, name: string): Schema.Schema<any, any, never> | undefined =>
+  task.signals !== undefined && Object.hasOwn(task.signals, name)
+    ? task.signals[name]
+    : isSignalName(name)
+    ? task.anySignal
+    : undefined
 
 /** Why a task's declared signals cannot be sent to: a name the API cannot carry. */
 const badSignalName = (task: Any): string | undefined => {

@@ -70,8 +70,8 @@ export const make = Effect.gen(function*() {
         onNone: () => Effect.fail(new UnknownTask({ task })),
         onSome: Effect.succeed
       })
-      const schema = registered.task.signals?.[name]
-      if (schema === undefined || !Object.hasOwn(registered.task.signals!, name)) {
+      const schema = Task.signalSchema(registered.task, name)
+      if (schema === undefined) {
         return yield* new InvalidInput({ message: `task '${task}' declares no signal '${name}'` })
       }
       const encoded = yield* Schema.decodeUnknown(schema, { errors: "all" })(data).pipe(

@@ -263,6 +263,7 @@ export const make = (options: {
     const journalOf = (claim: Claim) =>
       Journal.make({
         runId: claim.runId,
+        byName: prepared.get(claim.task)?.task.journalMatch === "name",
         load: log.readOfTypes(claim.runId, journalTypes),
         readSignal: (name) => Signal.read(sql, claim.runId, name),
         record: (entry) =>
@@ -324,7 +325,7 @@ export const make = (options: {
             (journal ??= journalOf(claim)).sleep(name, () => until instanceof Date ? until.getTime() : DateTime.toEpochMillis(until)),
           waitForSignal: (name, schema, options) => {
             // A signal the task does not declare could never be sent (the server validates by the declaration).
-            if (task.signals === undefined || !Object.hasOwn(task.signals, name)) {
+            if (Task.signalSchema(task, name) === undefined) {
               return Effect.fail(new SignalNotDeclared({ task: task.name, name }))
             }
             const timeout = options?.timeout === undefined ? undefined : Duration.decode(options.timeout)

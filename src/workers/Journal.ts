@@ -13,7 +13,9 @@
  * another one, or records it elsewhere, or whose recorded output no longer
  * decodes, breaks the journal: that step and every later one fail with
  * `NonDeterministic`, and so does the attempt, whatever the body makes of it
- * (`broken`), since `NonDeterministic` is permanent the run fails.
+ * (`broken`), since `NonDeterministic` is permanent the run fails. A task
+ * with `journalMatch: "name"` (`byName`) has its calls matched by name
+ * alone, their kind still checked: a replay may make them in another order.
  *
  * Durable sleeps (`ctx.sleep`) are journaled the same way, in the same
  * sequence of positions and names (`sleep.started` with the wake-up time,
@@ -241,6 +243,12 @@ const childResultOf = (event: RunEvent): ChildResult | undefined => {
 
 export const make = (options: {
   readonly runId: RunId
+  /**
+   * Match the journal by name alone (the task's `journalMatch: "name"`): a
+   * replay may make its calls in another order than the attempt that
+   * journaled them; a name's kind (step, sleep, ...) is still checked.
+   */
+  readonly byName?: boolean | undefined
   /** The run's journal events (`step.completed`, `sleep.started`, `signal.*`) so far. */
   readonly load: Effect.Effect<ReadonlyArray<RunEvent>, SqlError.SqlError>
   /** The run's signal of a name, if one was sent. */
@@ -268,11 +276,10 @@ export const make = (options: {
   let loading: Deferred.Deferred<void, SqlError.SqlError> | undefined
 
   const remember = (entry: Entry) => {
-    // A wait's outcome joins its `signal.waiting` entry (its deadline).
-    const before = byPosition.get(entry.position)
-    const merged = entry._tag === "signal" && before?._tag === "signal" && before.name === entry.name
-      ? { ...before, ...entry }
-      : entry
+    // A wait's outcome joins its `signal.waiting` entry (its deadline): of
+    // one name, so of one position too unless the journal is matched by name.
+    const before = byName.get(entry.name)
+    const merged = entry._tag === "signal" && before?._tag === "signal" ? { ...before, ...entry } : entry
     byPosition.set(entry.position, merged)
     byName.set(entry.name, merged)
   }
@@ -348,8 +355,14 @@ export const make = (options: {
     tag: T
   ): { readonly here: Extract<Entry, { _tag: T }> | undefined } | NonDeterministic => {
     if (broken !== undefined) return broken
-    const here = byPosition.get(position)
     const named = byName.get(name)
+    if (options.byName === true) {
+      if (named !== undefined && named._tag !== tag) {
+        return breakWith(position, name, `'${name}' is a ${named._tag} in the journal, a ${tag} in this replay`)
+      }
+      return { here: named as Extract<Entry, { _tag: T }> | undefined }
+    }
+    const here = byPosition.get(position)
     if (here !== undefined && here.name !== name) {
       return breakWith(position, name, `step ${position} is '${here.name}' in the journal, '${name}' in this replay`)
     }
