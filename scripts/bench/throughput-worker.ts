@@ -75,7 +75,8 @@ const backlogTask = "backlog.task"
 
 const program = Effect.gen(function*() {
   // The runtime first, so that the counter is subscribed before any run ends.
-  const runtime = yield* Layer.build(programLayer({ url, tasks: [task, Sleeper], bus: "memory", workers: false }))
+  // Sleeper only in the sleepers phase: the throughput phase's claim stays the one task's.
+  const runtime = yield* Layer.build(programLayer({ url, tasks: sleepers > 0 ? [task, Sleeper] : [task], bus: "memory", workers: false }))
   const bus = Context.get(runtime, EventBus)
   const sql = Context.get(runtime, SqlClient.SqlClient)
   const subscription = yield* bus.subscribe({})
