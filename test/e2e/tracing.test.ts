@@ -7,10 +7,10 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Queue, Redacted } from "effect"
-import { createServer } from "node:http"
 import { DatabaseUrl } from "../../src/Database.ts"
 import { TestDatabase } from "../../src/testing/index.ts"
 import * as Sse from "../http/sse.ts"
+import { collector } from "../metrics/collector.ts"
 import * as Child from "./Child.ts"
 
 interface ExportedSpan {
@@ -22,38 +22,21 @@ interface ExportedSpan {
   readonly attributes: Record<string, unknown>
 }
 
-/** An OTLP/HTTP (JSON) collector on a free port: every span it receives, in a queue. */
-const collector = Effect.gen(function*() {
-  const spans = yield* Queue.unbounded<ExportedSpan>()
-  const server = yield* Effect.acquireRelease(
-    Effect.async<ReturnType<typeof createServer>>((resume) => {
-      const server = createServer((request, response) => {
-        let body = ""
-        request.on("data", (chunk) => body += chunk)
-        request.on("end", () => {
-          const parsed = JSON.parse(body)
-          for (const resource of parsed.resourceSpans ?? []) {
-            const service = resource.resource?.attributes?.find((a: any) => a.key === "service.name")?.value?.stringValue
-            for (const scope of resource.scopeSpans ?? []) {
-              for (const span of scope.spans ?? []) {
-                const attributes = Object.fromEntries((span.attributes ?? []).map((a: any) => [a.key, Object.values(a.value)[0]]))
-                Queue.unsafeOffer(spans, { service, name: span.name, traceId: span.traceId, spanId: span.spanId, parentSpanId: span.parentSpanId ?? "", attributes })
-              }
-            }
-          }
-          response.writeHead(200, { "content-type": "application/json" }).end("{}")
-        })
-      })
-      server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
-    }),
-    (server) =>
-      Effect.async<void>((resume) => {
-        server.close(() => resume(Effect.void))
-      })
-  )
-  const address = server.address() as { port: number }
-  return { endpoint: `http://127.0.0.1:${address.port}`, spans }
-})
+/** The spans of an OTLP/HTTP (JSON) trace export, each with its process's service name. */
+const spansOf = (body: any): Array<ExportedSpan> =>
+  (body.resourceSpans ?? []).flatMap((resource: any) => {
+    const service = resource.resource?.attributes?.find((a: any) => a.key === "service.name")?.value?.stringValue
+    return (resource.scopeSpans ?? []).flatMap((scope: any) =>
+      (scope.spans ?? []).map((span: any): ExportedSpan => ({
+        service,
+        name: span.name,
+        traceId: span.traceId,
+        spanId: span.spanId,
+        parentSpanId: span.parentSpanId ?? "",
+        attributes: Object.fromEntries((span.attributes ?? []).map((a: any) => [a.key, Object.values(a.value)[0]]))
+      }))
+    )
+  })
 
 const callerTrace = "0af7651916cd43dd8448eb211c80319c"
 const callerSpan = "b7ad6b7169203331"
@@ -61,7 +44,7 @@ const callerSpan = "b7ad6b7169203331"
 describe("traces across processes", () => {
   it.scoped("the worker process's attempt, and its body's span, join the trace of the request the server process took", () =>
     Effect.gen(function*() {
-      const { endpoint, spans } = yield* collector
+      const { endpoint, received } = yield* collector
       const { url } = yield* DatabaseUrl
       const env = {
         DATABASE_URL: Redacted.value(url),
@@ -89,7 +72,8 @@ describe("traces across processes", () => {
       const seen: Array<ExportedSpan> = []
       const arrived = (name: string) => seen.some((span) => span.name === name && span.traceId === callerTrace)
       while (!arrived("runstream.attempt") || !arrived("demo.count.ticks")) {
-        seen.push(yield* Queue.take(spans).pipe(Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => new Error(JSON.stringify(seen)) })))
+        const export_ = yield* Queue.take(received).pipe(Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => new Error(JSON.stringify(seen)) }))
+        if (export_.path === "/v1/traces") seen.push(...spansOf(export_.body))
       }
       const request = seen.find((span) => span.traceId === callerTrace && span.parentSpanId === callerSpan)
       expect(request?.service).toBe("runstream-server")
