@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
-import { ConfigProvider, Context, Deferred, Effect, Exit, Layer, Option, Schedule, Schema, Scope, Stream, TestClock } from "effect"
+import { Context, Deferred, Effect, Exit, Layer, Option, Schedule, Schema, Scope, Stream, TestClock } from "effect"
 import type { RunId } from "../../src/domain/Ids.ts"
 import { type RunEvent, signalReceivedType, signalTimedOutType, signalWaitingType } from "../../src/domain/RunEvent.ts"
 import { Runs } from "../../src/Runs.ts"
@@ -21,6 +21,7 @@ import {
   programOn,
   rowCounts,
   sideEffect,
+  slowTimers,
   typesOf,
   waitForEvent,
   withWorkers
@@ -108,14 +109,6 @@ const program = (workers: Parameters<typeof RunstreamTest.layer>[0]["workers"] =
     Layer.provideMerge(Layer.sync(Effects, () => new Map())),
     Layer.provideMerge(Layer.effect(Gate, Deferred.make<void>()))
   )
-
-/** Under TestClock, the relay's poll and the streams' idle check wait an hour (as in sleep.test.ts). */
-const slowTimers = Layer.setConfigProvider(
-  ConfigProvider.orElse(
-    ConfigProvider.fromMap(new Map([["RUNSTREAM_RELAY_POLL", "1 hours"], ["RUNSTREAM_STREAM_IDLE_CHECK", "1 hours"]])),
-    () => ConfigProvider.fromEnv()
-  )
-)
 
 /** The log is numbered 1..n without a gap. */
 const expectContiguous = (log: ReadonlyArray<RunEvent>) => expect(log.map((event) => event.seq)).toEqual(log.map((_, i) => i + 1))

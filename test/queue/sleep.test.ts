@@ -6,14 +6,14 @@
  * counted in memory, outside the database.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, ConfigProvider, DateTime, Duration, Effect, Layer, Option, Schema, Stream, TestClock } from "effect"
+import { Chunk, DateTime, Duration, Effect, Layer, Option, Schema, Stream, TestClock } from "effect"
 import { Echo } from "../../src/demo/tasks.ts"
 import { type RunEvent, sleepStartedType, stepCompletedType } from "../../src/domain/RunEvent.ts"
 import { Runs } from "../../src/Runs.ts"
 import * as Stats from "../../src/Stats.ts"
 import * as Task from "../../src/Task.ts"
 import { RunstreamTest } from "../../src/testing/index.ts"
-import { Effects, fastWorkers, jobOf, logOf, patience, typesOf, sideEffect, waitForEvent } from "./support.ts"
+import { Effects, fastWorkers, jobOf, logOf, patience, sideEffect, slowTimers, typesOf, waitForEvent } from "./support.ts"
 
 
 /** Step a, a sleep of an hour, step b; one attempt allowed: the wait must not use it up. */
@@ -98,18 +98,6 @@ const program = (workers: Parameters<typeof RunstreamTest.layer>[0]["workers"] =
   RunstreamTest.layer({ tasks, workers, reclaimInterval: "1 minute" }).pipe(
     Layer.provideMerge(Layer.sync(Effects, () => new Map()))
   )
-
-/**
- * Under TestClock, an hour of the clock walks through every timer of the
- * program: the relay's poll and the streams' idle check (both fallbacks of
- * what commits and subscriptions signal) wait an hour here, not 500 ms and 2 s.
- */
-const slowTimers = Layer.setConfigProvider(
-  ConfigProvider.orElse(
-    ConfigProvider.fromMap(new Map([["RUNSTREAM_RELAY_POLL", "1 hours"], ["RUNSTREAM_STREAM_IDLE_CHECK", "1 hours"]])),
-    () => ConfigProvider.fromEnv()
-  )
-)
 
 /** The log is numbered 1..n without a gap. */
 const expectContiguous = (log: ReadonlyArray<RunEvent>) => expect(log.map((event) => event.seq)).toEqual(log.map((_, i) => i + 1))

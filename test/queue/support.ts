@@ -3,7 +3,7 @@
  * that share one database, and readers of a run's log and queue row.
  */
 import { SqlClient } from "@effect/sql"
-import { Context, Duration, Effect, Layer, Option, Stream } from "effect"
+import { ConfigProvider, Context, Duration, Effect, Layer, Option, Stream } from "effect"
 import * as EventBus from "../../src/bus/index.ts"
 import * as Database from "../../src/Database.ts"
 import type { RunId } from "../../src/domain/Ids.ts"
@@ -115,3 +115,15 @@ export const sideEffect = (runId: RunId, step: string) =>
       effects.set(`${runId}/${step}`, n)
       return n
     }))
+
+/**
+ * For tests under TestClock: the relay's poll and the streams' idle check
+ * wait an hour, so that the program's fallback timers do not fire as the
+ * test moves the clock (what they would find is found by notifications).
+ */
+export const slowTimers = Layer.setConfigProvider(
+  ConfigProvider.orElse(
+    ConfigProvider.fromMap(new Map([["RUNSTREAM_RELAY_POLL", "1 hours"], ["RUNSTREAM_STREAM_IDLE_CHECK", "1 hours"]])),
+    () => ConfigProvider.fromEnv()
+  )
+)

@@ -9,7 +9,7 @@ import * as Activity from "@effect/workflow/Activity"
 import * as DurableClock from "@effect/workflow/DurableClock"
 import * as DurableDeferred from "@effect/workflow/DurableDeferred"
 import * as Workflow from "@effect/workflow/Workflow"
-import { ConfigProvider, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Schema, Stream, TestClock } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Schema, Stream, TestClock } from "effect"
 import type { Run } from "../../src/domain/Run.ts"
 import type { RunEvent } from "../../src/domain/RunEvent.ts"
 import { Echo } from "../../src/demo/tasks.ts"
@@ -17,7 +17,7 @@ import { Runs } from "../../src/Runs.ts"
 import * as Task from "../../src/Task.ts"
 import { RunstreamTest } from "../../src/testing/index.ts"
 import { RunstreamWorkflow } from "../../src/workflow.ts"
-import { Effects, fastWorkers, jobOf, logOf, patience, typesOf, waitForEvent } from "../queue/support.ts"
+import { Effects, fastWorkers, jobOf, logOf, patience, slowTimers, typesOf, waitForEvent } from "../queue/support.ts"
 
 /** Counts one more run of `key`'s side effect; returns the count. */
 const count = (key: string) =>
@@ -289,14 +289,6 @@ const program = (workers: Parameters<typeof RunstreamTest.layer>[0]["workers"] =
     Layer.provideMerge(Layer.sync(Effects, () => new Map())),
     Layer.provideMerge(Layer.effect(Gate, Deferred.make<void>()))
   )
-
-/** As in test/queue/sleep.test.ts: under TestClock, the program's fallback timers wait an hour. */
-const slowTimers = Layer.setConfigProvider(
-  ConfigProvider.orElse(
-    ConfigProvider.fromMap(new Map([["RUNSTREAM_RELAY_POLL", "1 hours"], ["RUNSTREAM_STREAM_IDLE_CHECK", "1 hours"]])),
-    () => ConfigProvider.fromEnv()
-  )
-)
 
 /** The run of an execution (its idempotency key). */
 const runOf = (executionId: string) =>
