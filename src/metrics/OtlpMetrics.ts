@@ -32,7 +32,6 @@ type Kind = Omit<MetricData, "descriptor" | "dataPoints">
  * Registers a producer of the program's metrics with `readers`, shut down
  * with the scope. Counters are cumulative sums from the producer's start.
  */
-
 export const register = (readers: ReadonlyArray<MetricReader>, serviceName: string) =>
   Effect.gen(function*() {
     const metrics = yield* Metrics
