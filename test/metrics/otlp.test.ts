@@ -12,6 +12,7 @@ import { Runs } from "../../src/Runs.ts"
 import { RunstreamTest } from "../../src/testing/index.ts"
 import { quiet } from "../http/support.ts"
 import { collector, type Received } from "./collector.ts"
+import { whenSettled } from "./settled.ts"
 
 /** A program with `OtlpMetrics.layerFromEnv` under the OpenTelemetry `variables` (the others from the environment). */
 const fromEnv = (variables: Record<string, string>) =>
@@ -70,7 +71,10 @@ describe("metrics over OTLP", () => {
         }
       }).pipe(Effect.provide(program))
 
-      const { errors, resourceMetrics } = yield* Effect.promise(() => reader.collect())
+      const inFlight = (collected: Awaited<ReturnType<TestReader["collect"]>>) =>
+        collected.resourceMetrics.scopeMetrics.flatMap((scope) => scope.metrics)
+          .find((metric) => metric.descriptor.name === "runstream_in_flight_runs")?.dataPoints.reduce((n, point) => n + Number(point.value), 0)
+      const { errors, resourceMetrics } = yield* whenSettled(Effect.promise(() => reader.collect()), (collected) => inFlight(collected) === 0)
       expect(errors).toEqual([])
       expect(resourceMetrics.resource.attributes["service.name"]).toBe("runstream-test")
       const metrics = resourceMetrics.scopeMetrics.flatMap((scope) => scope.metrics)

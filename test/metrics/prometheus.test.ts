@@ -13,6 +13,7 @@ import { RunstreamTest } from "../../src/testing/index.ts"
 import { Runs } from "../../src/Runs.ts"
 import type { RunId } from "../../src/domain/Ids.ts"
 import { quiet } from "../http/support.ts"
+import { whenSettled } from "./settled.ts"
 
 const key = "metrics-test-key"
 
@@ -60,12 +61,15 @@ const startRuns = (task: string, inputs: ReadonlyArray<unknown>) =>
     return ids
   })
 
-const scrape = Effect.gen(function*() {
+const scrapeOnce = Effect.gen(function*() {
   const { status, text, type } = yield* fetchText("/metrics", auth)
   expect(status).toBe(200)
   expect(type).toContain("text/plain")
   return Object.assign(parse(text), { text })
 })
+
+/** A scrape once the program's workers hold no run (a program without workers has no such gauge). */
+const scrape = whenSettled(scrapeOnce, (families) => (value(families, "runstream_in_flight_runs") ?? 0) === 0)
 
 /**
  * A histogram's `_count` of one label set, read from the text: the parser
@@ -192,7 +196,10 @@ describe("GET /metrics", () => {
         const run = yield* runs.start(Demo.Echo, 1)
         yield* runs.awaitCompletion(run.id, { timeout: "15 seconds" })
       }).pipe(Effect.provide(worker))
-      const answer = yield* Effect.provide(fetchText("/metrics"), worker)
+      const answer = yield* whenSettled(
+        Effect.provide(fetchText("/metrics"), worker),
+        (answer) => answer.status !== 200 || value(parse(answer.text), "runstream_in_flight_runs") === 0
+      )
       expect(answer.status).toBe(200)
       const families = parse(answer.text)
       expect(value(families, "runstream_runs_started_total", { task: "demo.echo" })).toBe(1)
