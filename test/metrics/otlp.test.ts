@@ -71,10 +71,15 @@ describe("metrics over OTLP", () => {
         }
       }).pipe(Effect.provide(program))
 
-      const inFlight = (collected: Awaited<ReturnType<TestReader["collect"]>>) =>
+      // Collected again until the three ends are counted (just after the commits that let
+      // `awaitCompletion` return) and the pool holds no run.
+      const sumOf = (collected: Awaited<ReturnType<TestReader["collect"]>>, name: string) =>
         collected.resourceMetrics.scopeMetrics.flatMap((scope) => scope.metrics)
-          .find((metric) => metric.descriptor.name === "runstream_in_flight_runs")?.dataPoints.reduce((n, point) => n + Number(point.value), 0)
-      const { errors, resourceMetrics } = yield* whenSettled(Effect.promise(() => reader.collect()), (collected) => inFlight(collected) === 0)
+          .find((metric) => metric.descriptor.name === name)?.dataPoints.reduce((n, point) => n + Number(point.value), 0)
+      const { errors, resourceMetrics } = yield* whenSettled(
+        Effect.promise(() => reader.collect()),
+        (collected) => sumOf(collected, "runstream_runs_finished_total") === 3 && sumOf(collected, "runstream_in_flight_runs") === 0
+      )
       expect(errors).toEqual([])
       expect(resourceMetrics.resource.attributes["service.name"]).toBe("runstream-test")
       const metrics = resourceMetrics.scopeMetrics.flatMap((scope) => scope.metrics)

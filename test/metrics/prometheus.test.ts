@@ -68,8 +68,20 @@ const scrapeOnce = Effect.gen(function*() {
   return Object.assign(parse(text), { text })
 })
 
-/** A scrape once the program's workers hold no run (a program without workers has no such gauge). */
-const scrape = whenSettled(scrapeOnce, (families) => (value(families, "runstream_in_flight_runs") ?? 0) === 0)
+/** The sum of every series of a counter (0 without one). */
+const total = (families: ReturnType<typeof parse>, name: string) =>
+  (families.find((f) => f.name === name)?.metrics ?? []).reduce((sum, m) => sum + Number(m.value), 0)
+
+/**
+ * A scrape once `finished` runs are counted finished and the program's
+ * workers hold no run (a program without workers has no such gauge): a run's
+ * end is counted just after the commit that lets `awaitCompletion` return.
+ */
+const scrape = (finished: number) =>
+  whenSettled(
+    scrapeOnce,
+    (families) => total(families, "runstream_runs_finished_total") === finished && (value(families, "runstream_in_flight_runs") ?? 0) === 0
+  )
 
 /**
  * A histogram's `_count` of one label set, read from the text: the parser
@@ -100,7 +112,7 @@ describe("GET /metrics", () => {
       // Two attempts (the first fails, retried after a backoff): one run.
       yield* startRuns("demo.flaky", [{ failures: 1 }]).pipe(Effect.provide(a))
 
-      const fromA = yield* Effect.provide(scrape, a)
+      const fromA = yield* Effect.provide(scrape(5), a)
       expect(fromA.find((f) => f.name === "runstream_runs_started_total")?.type).toBe("COUNTER")
       expect(value(fromA, "runstream_runs_started_total", { task: "demo.echo" })).toBe(3)
       expect(value(fromA, "runstream_runs_started_total", { task: "demo.count" })).toBe(1)
@@ -128,7 +140,7 @@ describe("GET /metrics", () => {
       expect(value(fromA, "runstream_in_flight_runs")).toBe(0)
       expect(value(fromA, "runstream_live_streams")).toBe(0)
 
-      const fromB = yield* Effect.provide(scrape, b)
+      const fromB = yield* Effect.provide(scrape(2), b)
       expect(value(fromB, "runstream_runs_started_total", { task: "demo.echo" })).toBe(2)
       expect(value(fromB, "runstream_runs_started_total", { task: "demo.count" })).toBeUndefined()
       expect(value(fromB, "runstream_runs_finished_total", { task: "demo.echo", outcome: "succeeded" })).toBe(2)
@@ -149,7 +161,7 @@ describe("GET /metrics", () => {
         const cancelled = yield* runs.start(Demo.Echo, 5, { queue: "q3" })
         yield* runs.cancel(cancelled.id)
       }).pipe(Effect.provide(idle))
-      const families = yield* Effect.provide(scrape, idle)
+      const families = yield* Effect.provide(scrape(1), idle)
       expect(value(families, "runstream_runs_finished_total", { task: "demo.echo", outcome: "cancelled" })).toBe(1)
       expect(value(families, "runstream_queued_runs", { queue: "q1" })).toBe(2)
       expect(value(families, "runstream_queued_runs", { queue: "q2" })).toBe(1)
@@ -198,7 +210,9 @@ describe("GET /metrics", () => {
       }).pipe(Effect.provide(worker))
       const answer = yield* whenSettled(
         Effect.provide(fetchText("/metrics"), worker),
-        (answer) => answer.status !== 200 || value(parse(answer.text), "runstream_in_flight_runs") === 0
+        (answer) =>
+          answer.status !== 200 ||
+          (total(parse(answer.text), "runstream_runs_finished_total") === 1 && value(parse(answer.text), "runstream_in_flight_runs") === 0)
       )
       expect(answer.status).toBe(200)
       const families = parse(answer.text)
