@@ -641,6 +641,8 @@ export const rpcPhase = async (server: { readonly baseUrl: string; readonly rssM
     healthP99: percentile(latencies, 99),
     healthMax: latencies.length === 0 ? Infinity : Math.max(...latencies),
     healthSamples: latencies.length,
+    // The probes over 25 ms, with their times (epoch ms), to set beside a trace of the server.
+    slowProbes: samples.filter((sample) => sample.ms > 25).map((sample) => ({ at: sample.at, ms: Math.round(sample.ms) })),
     healthFailures,
     controlP50: percentile(floor, 50),
     controlP99: percentile(floor, 99),

@@ -5,8 +5,10 @@
 import { HttpRouter, HttpServer, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { describe, expect, layer } from "@effect/vitest"
-import { Context, Deferred, Effect, Fiber, Layer, Logger, LogLevel, Queue, Stream } from "effect"
-import { Agent, type ClientRequest, createServer, request as httpRequest } from "node:http"
+import { Context, Deferred, Effect, Exit, Fiber, Layer, Logger, LogLevel, Queue, Stream } from "effect"
+import * as diagnostics from "node:diagnostics_channel"
+import { Agent, type ClientRequest, createServer, type IncomingMessage, request as httpRequest } from "node:http"
+import { connect, type Socket } from "node:net"
 import * as Demo from "../../src/demo/tasks.ts"
 import * as ReadTokens from "../../src/http/ReadTokens.ts"
 import * as Streams from "../../src/http/Streams.ts"
@@ -149,6 +151,49 @@ describe("POST /rpc against hostile clients", () => {
         expect(ok.status).toBe(200)
         expect(messagesOf(ok)[0]).toMatchObject({ _tag: "Exit", requestId: "18446744073709551615", exit: { _tag: "Success" } })
       }))
+
+    it.effect("stops reading a refused body of one-byte chunks after a few hundred of them", () =>
+      Effect.gen(function*() {
+        const port = Number(new URL(yield* BaseUrl).port)
+        const mark = `one-byte-chunks-${Math.random()}`
+        // The server's side of the connection, to read how much of it the server read.
+        const serverSide = yield* Deferred.make<Socket>()
+        const onRequest = (message: unknown) => {
+          const { request, socket } = message as { request: IncomingMessage; socket: Socket }
+          if (request.headers["x-test"] === mark) Deferred.unsafeDone(serverSide, Exit.succeed(socket))
+        }
+        diagnostics.subscribe("http.server.request.start", onRequest)
+        yield* Effect.addFinalizer(() => Effect.sync(() => diagnostics.unsubscribe("http.server.request.start", onRequest)))
+        // A call answered, then a bad line: the answer has begun, so the connection stays open `linger.ms` after its end.
+        const refused = request("1", "List", {}) + request("x", "List", {})
+        const frame = (text: string) => `${Buffer.byteLength(text).toString(16)}\r\n${text}\r\n`
+        // 10,000 chunks of one newline each (60 KB on the wire), written for as long as the server reads.
+        const newlines = Buffer.from(frame("\n").repeat(10_000))
+        const { answer, written } = yield* Effect.async<{ answer: string; written: number }>((resume) => {
+          const socket = connect(port, "127.0.0.1")
+          let answer = ""
+          let written = 0
+          socket.on("data", (chunk) => answer += chunk.toString())
+          socket.on("error", () => {})
+          // The server closes the connection `linger.ms` after its answer.
+          socket.on("close", () => resume(Effect.succeed({ answer, written })))
+          socket.write(
+            `POST /rpc HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/ndjson\r\nTransfer-Encoding: chunked\r\nX-Test: ${mark}\r\n\r\n${frame(refused)}`
+          )
+          const pump = () => {
+            while (!socket.destroyed && socket.write(newlines)) written += newlines.length
+            if (!socket.destroyed) socket.once("drain", pump)
+          }
+          pump()
+          return Effect.sync(() => socket.destroy())
+        })
+        expect(answer).toMatch(/^HTTP\/1.1 200/)
+        expect(answer).toContain("invalid_rpc_message")
+        // Dropping the rest of the body stops after 256 chunks, not after a MiB of them (6 MB on the wire).
+        const read = (yield* Deferred.await(serverSide)).bytesRead
+        expect(read).toBeLessThan(256 * 1024)
+        expect(written).toBeGreaterThan(read)
+      }).pipe(Effect.scoped), { timeout: 30_000 })
 
     it.effect("skips blank lines between messages, however many", () =>
       Effect.gen(function*() {
