@@ -13,6 +13,9 @@
  * - at most `maxCalls` calls are in flight per request; one more is refused;
  * - stream calls are admitted a few at a time across all requests, each in a
  *   turn of its own (see `Limits.streamSetups`);
+ * - past `maxCalls` stream calls refused for the process's stream budget
+ *   (`TooManyStreams`), the request is refused: each refusal is cheap, but a
+ *   body of them never ends;
  * - the answer is a bounded mailbox: a client that does not read its answer
  *   holds its calls (and the reading of its body) back, not the server's memory.
  *
@@ -82,6 +85,8 @@ interface Client {
   onWritesDone: (() => void) | undefined
   /** The stream call being set up (one at a time per client: the body is not read meanwhile), and how to say it is. */
   settingUp: { readonly id: string; readonly done: () => void } | undefined
+  /** Stream calls refused for the stream budget so far. */
+  overBudget: number
 }
 
 /** Resumes once no writing call of the client is in flight. */
@@ -96,6 +101,13 @@ const tooManyCalls = (limit: number) =>
     status: 429,
     code: "too_many_calls",
     message: `more than ${limit} calls in flight in one request (RUNSTREAM_RPC_MAX_CALLS)`
+  })
+
+const tooManyStreams = (limit: number) =>
+  new RpcFrame.FrameRefused({
+    status: 503,
+    code: "too_many_streams",
+    message: `more than ${limit} stream calls of one request refused for the server's stream budget (RUNSTREAM_MAX_STREAMS)`
   })
 
 const noMessage = RpcFrame.invalidMessage("the request body holds no RPC message")
@@ -303,7 +315,8 @@ export const make = (options: Limits & {
         inFlight: new Set(),
         writing: new Set(),
         onWritesDone: undefined,
-        settingUp: undefined
+        settingUp: undefined,
+        overBudget: 0
       }
       clients.set(clientId, client)
       yield* Scope.addFinalizer(
@@ -355,7 +368,12 @@ export const make = (options: Limits & {
           }
           client.settingUp = { id, done }
           return Effect.yieldNow().pipe(
-            Effect.zipRight(Effect.provideService(writeRequest(clientId, message), CallSetup, { done: Effect.sync(done) })),
+            Effect.zipRight(Effect.provideService(writeRequest(clientId, message), CallSetup, {
+              done: Effect.sync(done),
+              overBudget: Effect.sync(() => {
+                client.overBudget += 1
+              })
+            })),
             // Set up within the hand-over (it runs the call's first steps), or later.
             Effect.zipRight(Effect.async<void>((resume) => {
               if (isDone) return resume(Effect.void)
@@ -369,7 +387,11 @@ export const make = (options: Limits & {
                 clearTimeout(timer)
               })
             })),
-            Effect.ensuring(Effect.sync(done))
+            Effect.ensuring(Effect.sync(done)),
+            // The refusal's own answer is on its way: the body is not read further.
+            Effect.zipRight(Effect.suspend(() =>
+              client.overBudget > options.maxCalls ? Effect.fail(tooManyStreams(options.maxCalls)) : Effect.void
+            ))
           )
         }))
 

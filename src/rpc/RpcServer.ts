@@ -121,7 +121,10 @@ export const handlers = Effect.gen(function*() {
   const registry = yield* Task.TaskRegistry
   const schedules = yield* Schedules
   const tasks = Task.describeAll(registry, yield* QueueLimits)
-  const slot = Effect.mapError(streams.reserve, refusedStream)
+  // A refusal for the budget is told to the protocol, which ends a request that keeps making them.
+  const slot = Effect.mapError(streams.reserve, refusedStream).pipe(
+    Effect.tapError((refusal) => refusal._tag === "TooManyStreams" ? CallSetup.overBudget : Effect.void)
+  )
   const untilShutdown = Effect.zipRight(streams.shutdown, Effect.fail(new ShuttingDown()))
   // A call about one run names it on its span (`RpcServer.<tag>`), tracing on only.
   const onRun = Tracing.annotateRun((yield* Tracing.option) !== undefined)

@@ -339,6 +339,35 @@ describe("one budget of live streams for SSE and RPC", () => {
         yield* Queue.offer(yield* Gate, undefined)
       }))
   })
+
+  // A program of its own: the test above gives its slots back as its connections close.
+  layer(program({ maxStreams: 2 }), { excludeTestServices: true })((it) => {
+    it.scoped("ends a request whose stream calls keep being refused for the budget (a flood of them never ended)", () =>
+      Effect.gen(function*() {
+        const base = yield* BaseUrl
+        const sse = Effect.acquireRelease(
+          Effect.sync(() => new AbortController()),
+          (controller) => Effect.sync(() => controller.abort())
+        ).pipe(Effect.flatMap((controller) =>
+          Effect.promise(() => fetch(`${base}/v1/events`, { headers: { accept: "text/event-stream" }, signal: controller.signal }))
+        ))
+        expect((yield* sse).status).toBe(200)
+        expect((yield* sse).status).toBe(200)
+        let id = 0
+        const allEvents = () => request(String(++id), "AllEvents", {})
+        const answer = yield* rawPost(allEvents(), { more: allEvents })
+        expect(answer.status).toBe(200)
+        const messages = messagesOf(answer)
+        const refusals = messages.filter((message) => message._tag === "Exit")
+        // RUNSTREAM_RPC_MAX_CALLS (16) refusals are answered, the next one ends the request.
+        expect(refusals).toHaveLength(17)
+        for (const refusal of refusals) expect(refusal.exit.cause.error._tag).toBe("TooManyStreams")
+        expect(messages.at(-1)).toMatchObject({ _tag: "Defect" })
+        expect(messages.at(-1).defect.message).toMatch(/^too_many_streams: more than 16 stream calls/)
+        // Ended, not read on for as long as the client writes (what it wrote includes what the sockets buffer).
+        expect(id).toBeLessThan(100_000)
+      }))
+  })
 })
 
 /**
