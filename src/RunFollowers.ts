@@ -108,6 +108,15 @@ export class RunFollowers extends Context.Tag("runstream/RunFollowers")<RunFollo
   readonly stats: Effect.Effect<FollowStats>
 }>() {}
 
+/**
+ * Events per chunk of `events` at most. A page of the log went on as one
+ * chunk of up to `RUNSTREAM_EVENT_PAGE_SIZE` (2,000): an RPC answer encoded
+ * and framed it in one step (10-20 ms of the event loop) and held its
+ * frames of 400 KB in its answer buffer, four of them for a caller that
+ * does not read (fault scenario 6's never-reading callers).
+ */
+const maxChunk = 256
+
 /** @category config */
 export const FollowConfig = Config.all({
   pageSize: Config.integer("RUNSTREAM_EVENT_PAGE_SIZE").pipe(Config.withDefault(2000)),
@@ -420,10 +429,14 @@ export const make = Effect.gen(function*() {
             taken = undefined
           }
           const events = batches.length === 1
-            ? Chunk.unsafeFromArray(Chunk.unsafeHead(batches).events)
-            : Chunk.unsafeFromArray(Chunk.toReadonlyArray(batches).flatMap((batch) => batch.events))
+            ? Chunk.unsafeHead(batches).events
+            : Chunk.toReadonlyArray(batches).flatMap((batch) => batch.events)
           const next = done ? Channel.void : loop
-          return events.length === 0 ? next : Channel.zipRight(Channel.write(events), next)
+          if (events.length === 0) return next
+          if (events.length <= maxChunk) return Channel.zipRight(Channel.write(Chunk.unsafeFromArray(events)), next)
+          const pieces: Array<Chunk.Chunk<RunEvent>> = []
+          for (let at = 0; at < events.length; at += maxChunk) pieces.push(Chunk.unsafeFromArray(events.slice(at, at + maxChunk)))
+          return Channel.zipRight(Channel.writeAll(...pieces), next)
         }
       )
       return Stream.fromChannel(loop)

@@ -149,6 +149,18 @@ describe.concurrent("RunFollowers", () => {
       expect(seqs).toEqual(Array.from({ length: 490 }, (_, i) => 11 + i))
     }))
 
+  it.scopedLive("a page of the log comes as chunks of at most 256 events, in order", () =>
+    Effect.gen(function*() {
+      const ctx = yield* Layer.build(program())
+      const runs = Context.get(ctx, Runs)
+      const run = yield* runs.start(Burst, { n: 997, concurrency: 1 })
+      yield* runs.awaitCompletion(run.id)
+      // One page of the default 2,000: a consumer (an RPC answer) encodes and buffers a chunk at a time.
+      const chunks = Chunk.toReadonlyArray(yield* Stream.runCollect(Stream.chunks(runs.events(run.id))))
+      expect(chunks.map(Chunk.size)).toEqual([256, 256, 256, 232])
+      expect(chunks.flatMap((chunk) => Chunk.toReadonlyArray(chunk).map((e) => e.seq))).toEqual(Array.from({ length: 1000 }, (_, i) => 1 + i))
+    }))
+
   it.scopedLive("the reader is released when its followers leave before the run ends", () =>
     Effect.gen(function*() {
       const ctx = yield* Layer.build(program({ bus: Bus.layerPostgres }))
