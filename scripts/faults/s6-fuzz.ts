@@ -44,15 +44,14 @@ const maxStreams = 300
 const rpcPeakBoundMB = 600
 
 /**
- * /healthz during the RPC phase. Issue 16 asks for a p99 under 50 ms; on this
- * 2-core machine it is reported, beside the same probe of a bare `node:http`
- * server meanwhile (`controlProbe`: p99 16-42 ms in the runs of 7 December,
- * the server 49-124 ms; docs/reliability.md). What is asserted is that the
- * server keeps answering: every probe answered, p99 under 5 s (before the
- * bounded protocol, /healthz went silent for 23 s and the server died).
+ * /healthz during the RPC phase: every probe answered, p99 under 50 ms (issue
+ * 16). Reported beside the same probe of a bare `node:http` server meanwhile
+ * (`controlProbe`, the probe's floor on this machine: p99 5-10 ms idle). Before
+ * the bounded protocol /healthz went silent for 23 s and the server died;
+ * until 8 December the huge-ids step's drop of one-byte chunks stalled it
+ * 140-320 ms in most runs (docs/reliability.md).
  */
-const healthP99TargetMs = 50
-const healthP99BoundMs = 5000
+const healthP99BoundMs = 50
 
 /** One request of the fuzzer. */
 interface Case {
@@ -461,7 +460,7 @@ export const scenario: Scenario = {
       expect(serverErrors.size === 0, `bad input is refused with a 4xx, not a 5xx (${[...serverErrors].map(([k, e]) => `${e.n} × ${k}, e.g. ${e.example}`).join("; ")}; the server logged: ${serverLogged.join(" | ") || "no error"})`)
       expect(check.gaps === 0, `logs stay contiguous (${check.gaps})`)
       expect(rpc.alive, "the server survives the hostile RPC clients")
-      expect(rpc.healthFailures === 0 && rpc.healthP99 < healthP99BoundMs, `/healthz answers every probe with a p99 under ${healthP99BoundMs} ms under hostile RPC clients (${rpc.healthP99.toFixed(0)} ms, ${rpc.healthFailures} failed)`)
+      expect(rpc.healthFailures === 0 && rpc.healthP99 < healthP99BoundMs, `/healthz answers every probe with a p99 under ${healthP99BoundMs} ms under hostile RPC clients (${rpc.healthP99.toFixed(0)} ms, worst by step: ${rpc.worstByStep}; the bare server's p99 ${rpc.controlP99.toFixed(0)} ms; ${rpc.healthFailures} failed)`)
       expect(rpc.peakMB < rpcPeakBoundMB, `server RSS under ${rpcPeakBoundMB} MB under hostile RPC clients (peak ${rpc.peakMB.toFixed(0)} MB)`)
       // A flood past the stream budget ends with too_many_streams (its calls are refused one by one, never 16 in flight).
       expect(rpc.floods.every((o) => o.what === "too_many_calls" || o.what === "too_many_streams" || closed(o)), `every flood of calls is ended: too_many_calls or too_many_streams, or the connection closed (${summarize(rpc.floods)})`)
@@ -488,7 +487,7 @@ export const scenario: Scenario = {
           ["5xx answers", serverErrors.size === 0 ? "none" : [...serverErrors].map(([k, e]) => `${e.n} × ${k}, e.g. body ${e.example}`).join("; ")],
           ["slow clients", `${slowCount} slowloris (headers a line every 2 s, or a body a byte a second): ${slowOpen} still open after ${seconds(Date.now() - hostileStart)}; ${neverReadCount} SSE clients that never read a ${burstEvents.toLocaleString("en")}-event log`],
           ["/rpc", `${rpcTried} of the fuzz cases; then alone for ${seconds(rpc.durationMs)}: ${rpc.floods.length} endless floods of AllEvents calls (${summarize(rpc.floods)}), ${rpc.hoarders} stream holders on a budget of ${maxStreams} (${rpc.held} held, ${rpc.refusedStreams} refused with TooManyStreams, other answers: ${rpc.otherHolds}; SSE meanwhile ${rpc.sseWhileFull}), ids of 10^6 and 1.6·10^7 digits (${summarize(rpc.hugeIds)}), 16 concurrent starts of 15 MB and more (${summarize(rpc.bigStarts)}), ${rpc.slowBodies} bodies a byte a second, ${rpc.neverRead} never-reading Events callers; and 4 REST starts at once of ${(rpc.unknownKeysBytes / 1e6).toFixed(1)} MB of unknown keys (${summarize(rpc.unknownKeys)})`],
-          ["server under the hostile RPC clients", `${rpc.alive ? "alive" : "DEAD"}; /healthz every 0.1 s (from a thread of its own, ${rpc.healthSamples} answers): p50 ${rpc.healthP50.toFixed(0)} ms, p99 ${rpc.healthP99.toFixed(0)} ms (target ${healthP99TargetMs} ms: ${rpc.healthP99 < healthP99TargetMs ? "met" : "not met"}), max ${rpc.healthMax.toFixed(0)} ms (worst by step: ${rpc.worstByStep}), ${rpc.healthFailures} failed; a bare node:http server in a process of its own, probed the same way meanwhile (the probe's floor on this machine): p50 ${rpc.controlP50.toFixed(0)} ms, p99 ${rpc.controlP99.toFixed(0)} ms (worst by step: ${rpc.controlWorstByStep}); RSS ${rpc.beforeMB.toFixed(0)} MB before, peak ${rpc.peakMB.toFixed(0)} MB (bound ${rpcPeakBoundMB} MB; by step: ${rpc.peakByStep}); server CPU ${rpc.cpuSeconds.toFixed(1)} s`],
+          ["server under the hostile RPC clients", `${rpc.alive ? "alive" : "DEAD"}; /healthz every 0.1 s (from a thread of its own, ${rpc.healthSamples} answers): p50 ${rpc.healthP50.toFixed(0)} ms, p99 ${rpc.healthP99.toFixed(0)} ms (bound ${healthP99BoundMs} ms), max ${rpc.healthMax.toFixed(0)} ms (worst by step: ${rpc.worstByStep}), ${rpc.healthFailures} failed; a bare node:http server in a process of its own, probed the same way meanwhile (the probe's floor on this machine): p50 ${rpc.controlP50.toFixed(0)} ms, p99 ${rpc.controlP99.toFixed(0)} ms (worst by step: ${rpc.controlWorstByStep}); RSS ${rpc.beforeMB.toFixed(0)} MB before, peak ${rpc.peakMB.toFixed(0)} MB (bound ${rpcPeakBoundMB} MB; by step: ${rpc.peakByStep}); server CPU ${rpc.cpuSeconds.toFixed(1)} s`],
           ["server under the hostile clients", `${server.alive() ? "alive" : "DEAD"}; /healthz every 0.5 s: p50 ${percentile(health, 50).toFixed(0)} ms, p99 ${percentile(health, 99).toFixed(0)} ms, ${healthFailures} failed or over 10 s, longest silence ${seconds(longestSilence)}; RSS ${baselineMB.toFixed(0)} MB before, peak ${peakMB.toFixed(0)} MB; the suite's own event-loop delay p99 ${(lag.percentile(99) / 1e6).toFixed(0)} ms, max ${(lag.max / 1e6).toFixed(0)} ms`]
         ],
         failures
