@@ -72,6 +72,15 @@ const rawPost = (head: string, options: { readonly more?: () => string; readonly
       Effect.orDie
     ))
 
+/** An SSE connection held open (a slot of the stream budget) until the scope closes. */
+const heldSse = Effect.flatMap(BaseUrl, (base) =>
+  Effect.acquireRelease(
+    Effect.sync(() => new AbortController()),
+    (controller) => Effect.sync(() => controller.abort())
+  ).pipe(Effect.flatMap((controller) =>
+    Effect.promise(() => fetch(`${base}/v1/events`, { headers: { accept: "text/event-stream" }, signal: controller.signal }))
+  )))
+
 const line = (message: unknown) => `${JSON.stringify(message)}\n`
 const request = (id: unknown, tag: string, payload: unknown, extra: Record<string, unknown> = { headers: [] }) =>
   line({ _tag: "Request", id, tag, payload, ...extra })
@@ -302,7 +311,6 @@ describe("one budget of live streams for SSE and RPC", () => {
   layer(program({ maxStreams: 2 }), { excludeTestServices: true })((it) => {
     it.scoped("refuses SSE with 503 while RPC streams hold the budget, and RPC streams with TooManyStreams while SSE does", () =>
       Effect.gen(function*() {
-        const base = yield* BaseUrl
         const client = Context.get(yield* Layer.build(clientLayer), RunstreamClient.RunstreamClient)
         const { run } = (yield* post("/v1/runs", { task: "test.stepper", input: { steps: 1 } })).body
 
@@ -321,14 +329,8 @@ describe("one budget of live streams for SSE and RPC", () => {
         yield* Fiber.joinAll(rpcStreams)
 
         // SSE holds both slots: RPC streams, and awaits, are refused with a typed error.
-        const sse = Effect.acquireRelease(
-          Effect.sync(() => new AbortController()),
-          (controller) => Effect.sync(() => controller.abort())
-        ).pipe(Effect.flatMap((controller) =>
-          Effect.promise(() => fetch(`${base}/v1/events`, { headers: { accept: "text/event-stream" }, signal: controller.signal }))
-        ))
-        expect((yield* sse).status).toBe(200)
-        expect((yield* sse).status).toBe(200)
+        expect((yield* heldSse).status).toBe(200)
+        expect((yield* heldSse).status).toBe(200)
         const { run: other } = (yield* post("/v1/runs", { task: "test.stepper", input: { steps: 1 } })).body
         const held = yield* Effect.all([
           Effect.flip(Stream.runDrain(client.allEvents())),
@@ -344,15 +346,8 @@ describe("one budget of live streams for SSE and RPC", () => {
   layer(program({ maxStreams: 2 }), { excludeTestServices: true })((it) => {
     it.scoped("ends a request whose stream calls keep being refused for the budget (a flood of them never ended)", () =>
       Effect.gen(function*() {
-        const base = yield* BaseUrl
-        const sse = Effect.acquireRelease(
-          Effect.sync(() => new AbortController()),
-          (controller) => Effect.sync(() => controller.abort())
-        ).pipe(Effect.flatMap((controller) =>
-          Effect.promise(() => fetch(`${base}/v1/events`, { headers: { accept: "text/event-stream" }, signal: controller.signal }))
-        ))
-        expect((yield* sse).status).toBe(200)
-        expect((yield* sse).status).toBe(200)
+        expect((yield* heldSse).status).toBe(200)
+        expect((yield* heldSse).status).toBe(200)
         let id = 0
         const allEvents = () => request(String(++id), "AllEvents", {})
         const answer = yield* rawPost(allEvents(), { more: allEvents })
